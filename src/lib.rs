@@ -1,0 +1,15 @@
+//! sluice: a thread-per-core io_uring gateway between Anthropic API clients (Claude Code, the
+//! SDKs) and the model providers.
+//!
+//! The map, in the order a request travels:
+//! - [`runtime`]: worker threads (one monoio runtime per core), `SO_REUSEPORT` listeners, shutdown.
+//! - [`http1`]: the HTTP/1.1 wire format (head scan, body framing, head rewrite).
+//! - [`proxy`]: the request's story, one phase per file: classify → authenticate → route →
+//!   forward → relay → finish.
+//! - [`provider`]: upstreams, their credentials, connections and the per-worker pool.
+//! - [`usage`]: usage meters (SSE, JSON), the price table, cost.
+//! - [`store`]: the access log writer thread.
+//! - [`config`]: the TOML file → a validated [`config::Config`] snapshot.
+//! - [`mock`]: the built-in Anthropic-compatible mock upstream; [`bench`]: the bundled load bench.
+
+pub mod http1;
