@@ -13,3 +13,9 @@
 //! - [`mock`]: the built-in Anthropic-compatible mock upstream; [`bench`]: the bundled load bench.
 
 pub mod http1;
+pub mod usage;
+pub mod config;
+pub mod provider;
+pub mod proxy;
+pub mod runtime;
+pub mod store;

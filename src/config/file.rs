@@ -1,0 +1,155 @@
+//! The TOML file as written by an operator: plain serde structs, every table
+//! `deny_unknown_fields`, every field defaulted. Nothing here is trusted; `config::build` turns it
+//! into a [`super::Config`] that cannot hold an invalid value.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub server: ServerFile,
+    pub timeouts: TimeoutsFile,
+    pub upstreams: Vec<UpstreamFile>,
+    pub routes: Vec<RouteFile>,
+    pub models: Vec<ModelFile>,
+    pub keys: Vec<KeyFile>,
+    pub pricing: Vec<PriceFile>,
+    pub log: LogFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerFile {
+    pub listen: String,
+    /// 0: one worker per core.
+    pub workers: usize,
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+    pub max_body_bytes: u64,
+    /// Request bodies up to this size are held whole, so a stale pooled connection can be retried.
+    pub replay_buffer_bytes: usize,
+    pub max_connections_per_worker: usize,
+    pub grace_period: String,
+}
+
+impl Default for ServerFile {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:4100".into(),
+            workers: 0,
+            max_head_bytes: 64 * 1024,
+            max_headers: 128,
+            max_body_bytes: 32 * 1024 * 1024,
+            replay_buffer_bytes: 1024 * 1024,
+            max_connections_per_worker: 16_384,
+            grace_period: "30s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsFile {
+    pub head_read: String,
+    pub idle_keep_alive: String,
+    pub body_read: String,
+    pub client_write: String,
+    pub upstream_connect: String,
+    pub upstream_first_byte: String,
+    pub stream_idle: String,
+    pub pool_idle: String,
+}
+
+impl Default for TimeoutsFile {
+    fn default() -> Self {
+        Self {
+            head_read: "30s".into(),
+            idle_keep_alive: "75s".into(),
+            body_read: "60s".into(),
+            client_write: "60s".into(),
+            upstream_connect: "10s".into(),
+            upstream_first_byte: "600s".into(),
+            stream_idle: "300s".into(),
+            pool_idle: "20s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    pub name: String,
+    pub url: String,
+    /// The credential itself (prefer `api_key_env`).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// The environment variable that holds the credential.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// `x-api-key` (default) or `authorization` (sent as `Bearer <key>`).
+    #[serde(default)]
+    pub auth_header: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    /// An exact model name, a prefix ending in `*`, or `*` for everything.
+    pub model: String,
+    pub upstream: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFile {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    pub name: String,
+    /// Hex SHA-256 of the key (`sluice keys hash` prints it); the key itself is never stored.
+    pub sha256: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub team: Option<String>,
+}
+
+/// USD per million tokens for models whose name starts with `model`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceFile {
+    pub model: String,
+    pub input: f64,
+    pub output: f64,
+    #[serde(default)]
+    pub cache_write_5m: Option<f64>,
+    #[serde(default)]
+    pub cache_write_1h: Option<f64>,
+    #[serde(default)]
+    pub cache_read: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogFile {
+    /// `-` for standard output, `off`, or a file path (appended to).
+    pub access_log: String,
+    /// `tracing` filter for diagnostics on standard error, e.g. `info` or `sluice=debug`.
+    pub level: String,
+}
+
+impl Default for LogFile {
+    fn default() -> Self {
+        Self {
+            access_log: "-".into(),
+            level: "info".into(),
+        }
+    }
+}

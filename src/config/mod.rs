@@ -1,0 +1,454 @@
+//! Configuration: the TOML file ([`file`]) is parsed with `deny_unknown_fields`, command-line
+//! overrides are applied, and [`build`] converts the result once into a [`Config`] that cannot
+//! hold an invalid value (durations are `Duration`, every route names an existing upstream).
+//! Every error names the exact path of the offending field (`upstreams[1].url`).
+//! `sluice check-config` runs the same code.
+
+pub mod file;
+pub mod keys;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::http1::HeadLimits;
+use crate::provider::upstream::{AuthHeader, Credential, Upstream};
+use crate::usage::pricing::{Price, PriceTable};
+use file::FileConfig;
+pub use keys::{KeyTable, VirtualKey};
+
+/// A configuration problem, with the path of the field at fault.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// Command-line settings that override the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+    pub upstream_api_key: Option<String>,
+    pub workers: Option<usize>,
+}
+
+/// Size limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub head: HeadLimits,
+    pub max_body_bytes: u64,
+    pub replay_buffer_bytes: usize,
+    pub max_connections_per_worker: usize,
+}
+
+/// Every timeout sluice applies.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// From a connection's first byte (or a request's start) to its complete head.
+    pub head_read: Duration,
+    /// How long an idle keep-alive client connection is kept.
+    pub idle_keep_alive: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body_read: Duration,
+    /// Longest wait for a client to take a piece of the response.
+    pub client_write: Duration,
+    pub upstream_connect: Duration,
+    /// From the request sent to the first byte of the upstream's response.
+    pub upstream_first_byte: Duration,
+    /// Longest silence inside an upstream response body (streams ping well within it).
+    pub stream_idle: Duration,
+    /// Pooled upstream connections idle longer than this are closed, not reused.
+    pub pool_idle: Duration,
+}
+
+/// Which models go where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelPattern {
+    Any,
+    Exact(String),
+    Prefix(String),
+}
+
+impl ModelPattern {
+    fn parse(text: &str) -> ModelPattern {
+        match text.strip_suffix('*') {
+            Some("") => ModelPattern::Any,
+            Some(prefix) => ModelPattern::Prefix(prefix.to_string()),
+            None => ModelPattern::Exact(text.to_string()),
+        }
+    }
+
+    /// Whether `model` matches.
+    pub fn matches(&self, model: &str) -> bool {
+        match self {
+            ModelPattern::Any => true,
+            ModelPattern::Exact(m) => m == model,
+            ModelPattern::Prefix(p) => model.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// A model route: models matching `pattern` go to `upstreams[upstream]`.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub pattern: ModelPattern,
+    pub upstream: usize,
+}
+
+/// A model `/v1/models` lists.
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    pub id: String,
+    pub display_name: String,
+    pub created_at: String,
+}
+
+/// Where access records go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Stdout,
+    File(String),
+    Off,
+}
+
+/// The validated configuration snapshot every worker reads.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub grace_period: Duration,
+    pub upstreams: Vec<Upstream>,
+    pub routes: Vec<Route>,
+    /// Where requests without a model (other `/v1/*` calls) go: the first upstream.
+    pub default_upstream: usize,
+    pub models: Vec<ModelInfo>,
+    pub keys: KeyTable,
+    pub pricing: PriceTable,
+    pub access_log: AccessLogTarget,
+    pub log_level: String,
+}
+
+impl Config {
+    /// True when no virtual keys are configured: every client is accepted.
+    pub fn open_access(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// Reads and parses a config file (no overrides applied yet).
+pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.display().to_string(),
+        source,
+    })?;
+    parse_text(&text)
+}
+
+/// Parses config text; errors carry the path of the field (`server.listen`).
+pub fn parse_text(text: &str) -> Result<FileConfig, ConfigError> {
+    let deserializer = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.message().to_string();
+        let where_ = inner
+            .span()
+            .map(|s| {
+                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!(" (line {line})")
+            })
+            .unwrap_or_default();
+        invalid(if path == "." { "(top level)".into() } else { path }, format!("{message}{where_}"))
+    })
+}
+
+/// Applies overrides and validates: the one way a [`Config`] comes into being.
+pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, ConfigError> {
+    apply_overrides(&mut file, overrides);
+    let listen: SocketAddr = file
+        .server
+        .listen
+        .parse()
+        .map_err(|_| invalid("server.listen", format!("`{}` is not an address:port", file.server.listen)))?;
+    let workers = match file.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let upstreams = build_upstreams(&file)?;
+    let routes = build_routes(&file, &upstreams)?;
+    Ok(Config {
+        listen,
+        workers,
+        limits: build_limits(&file)?,
+        timeouts: build_timeouts(&file)?,
+        grace_period: duration("server.grace_period", &file.server.grace_period)?,
+        default_upstream: 0,
+        upstreams,
+        routes,
+        models: build_models(&file),
+        keys: KeyTable::build(&file.keys)?,
+        pricing: build_pricing(&file)?,
+        access_log: match file.log.access_log.as_str() {
+            "-" => AccessLogTarget::Stdout,
+            "off" | "" => AccessLogTarget::Off,
+            path => AccessLogTarget::File(path.to_string()),
+        },
+        log_level: file.log.level.clone(),
+    })
+}
+
+fn apply_overrides(file: &mut FileConfig, o: &Overrides) {
+    if let Some(listen) = &o.listen {
+        file.server.listen = listen.clone();
+    }
+    if let Some(workers) = o.workers {
+        file.server.workers = workers;
+    }
+    if file.upstreams.is_empty() {
+        file.upstreams.push(file::UpstreamFile {
+            name: "anthropic".into(),
+            url: "https://api.anthropic.com".into(),
+            api_key: None,
+            api_key_env: Some("ANTHROPIC_API_KEY".into()),
+            auth_header: None,
+        });
+    }
+    if let Some(first) = file.upstreams.first_mut() {
+        if let Some(url) = &o.upstream {
+            first.url = url.clone();
+        }
+        if let Some(key) = &o.upstream_api_key {
+            first.api_key = Some(key.clone());
+            first.api_key_env = None;
+        }
+    }
+    if file.routes.is_empty() {
+        let name = file.upstreams.first().map(|u| u.name.clone()).unwrap_or_default();
+        file.routes.push(file::RouteFile {
+            model: "*".into(),
+            upstream: name,
+        });
+    }
+}
+
+fn build_upstreams(file: &FileConfig) -> Result<Vec<Upstream>, ConfigError> {
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (i, u) in file.upstreams.iter().enumerate() {
+        let path = format!("upstreams[{i}]");
+        if u.name.is_empty() || !names.insert(u.name.clone()) {
+            return Err(invalid(format!("{path}.name"), "must be a unique, non-empty name"));
+        }
+        let header = match u.auth_header.as_deref() {
+            None | Some("x-api-key") => AuthHeader::XApiKey,
+            Some("authorization") | Some("bearer") => AuthHeader::Bearer,
+            Some(other) => {
+                return Err(invalid(
+                    format!("{path}.auth_header"),
+                    format!("`{other}`: expected `x-api-key` or `authorization`"),
+                ))
+            }
+        };
+        if u.api_key.is_some() && u.api_key_env.is_some() {
+            return Err(invalid(format!("{path}.api_key"), "set api_key or api_key_env, not both"));
+        }
+        let secret = match (&u.api_key, &u.api_key_env) {
+            (Some(key), _) => Some(key.clone()),
+            (None, Some(var)) => std::env::var(var).ok().filter(|v| !v.is_empty()),
+            (None, None) => None,
+        };
+        let credential = secret.map(|s| Credential::new(header, s));
+        let upstream = Upstream::from_url(&u.name, &u.url, credential)
+            .map_err(|m| invalid(format!("{path}.url"), m))?;
+        out.push(upstream);
+    }
+    Ok(out)
+}
+
+fn build_routes(file: &FileConfig, upstreams: &[Upstream]) -> Result<Vec<Route>, ConfigError> {
+    file.routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let upstream = upstreams
+                .iter()
+                .position(|u| u.name == r.upstream)
+                .ok_or_else(|| {
+                    invalid(
+                        format!("routes[{i}].upstream"),
+                        format!("no upstream is named `{}`", r.upstream),
+                    )
+                })?;
+            if r.model.is_empty() {
+                return Err(invalid(format!("routes[{i}].model"), "must not be empty"));
+            }
+            Ok(Route {
+                pattern: ModelPattern::parse(&r.model),
+                upstream,
+            })
+        })
+        .collect()
+}
+
+fn build_limits(file: &FileConfig) -> Result<Limits, ConfigError> {
+    let s = &file.server;
+    if !(1024..=1024 * 1024).contains(&s.max_head_bytes) {
+        return Err(invalid("server.max_head_bytes", "must be between 1 KiB and 1 MiB"));
+    }
+    if !(8..=crate::http1::head::MAX_HEADERS_CEILING).contains(&s.max_headers) {
+        return Err(invalid("server.max_headers", "must be between 8 and 512"));
+    }
+    if s.max_connections_per_worker == 0 {
+        return Err(invalid("server.max_connections_per_worker", "must be at least 1"));
+    }
+    Ok(Limits {
+        head: HeadLimits {
+            max_head_bytes: s.max_head_bytes,
+            max_headers: s.max_headers,
+        },
+        max_body_bytes: s.max_body_bytes,
+        replay_buffer_bytes: s.replay_buffer_bytes,
+        max_connections_per_worker: s.max_connections_per_worker,
+    })
+}
+
+fn build_timeouts(file: &FileConfig) -> Result<Timeouts, ConfigError> {
+    let t = &file.timeouts;
+    let d = |name: &str, v: &str| duration(&format!("timeouts.{name}"), v);
+    Ok(Timeouts {
+        head_read: d("head_read", &t.head_read)?,
+        idle_keep_alive: d("idle_keep_alive", &t.idle_keep_alive)?,
+        body_read: d("body_read", &t.body_read)?,
+        client_write: d("client_write", &t.client_write)?,
+        upstream_connect: d("upstream_connect", &t.upstream_connect)?,
+        upstream_first_byte: d("upstream_first_byte", &t.upstream_first_byte)?,
+        stream_idle: d("stream_idle", &t.stream_idle)?,
+        pool_idle: d("pool_idle", &t.pool_idle)?,
+    })
+}
+
+fn duration(path: &str, text: &str) -> Result<Duration, ConfigError> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| invalid(path, format!("`{text}` is not a duration ({e}); write e.g. `30s` or `500ms`")))?;
+    if d.is_zero() {
+        return Err(invalid(path, "must be longer than zero"));
+    }
+    Ok(d)
+}
+
+fn build_models(file: &FileConfig) -> Vec<ModelInfo> {
+    if file.models.is_empty() {
+        return default_models();
+    }
+    file.models
+        .iter()
+        .map(|m| ModelInfo {
+            id: m.id.clone(),
+            display_name: m.display_name.clone().unwrap_or_else(|| m.id.clone()),
+            created_at: m
+                .created_at
+                .clone()
+                .unwrap_or_else(|| "2025-01-01T00:00:00Z".into()),
+        })
+        .collect()
+}
+
+fn default_models() -> Vec<ModelInfo> {
+    [
+        ("claude-opus-5-5", "Claude Opus 5.5", "2026-10-01T00:00:00Z"),
+        ("claude-sonnet-5-5", "Claude Sonnet 5.5", "2026-10-01T00:00:00Z"),
+        ("claude-haiku-5-5", "Claude Haiku 5.5", "2026-10-01T00:00:00Z"),
+        ("claude-opus-4-8", "Claude Opus 4.8", "2026-06-01T00:00:00Z"),
+        ("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-01T00:00:00Z"),
+        ("claude-sonnet-4-5", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
+        ("claude-haiku-4-5", "Claude Haiku 4.5", "2025-10-01T00:00:00Z"),
+    ]
+    .into_iter()
+    .map(|(id, name, at)| ModelInfo {
+        id: id.into(),
+        display_name: name.into(),
+        created_at: at.into(),
+    })
+    .collect()
+}
+
+fn build_pricing(file: &FileConfig) -> Result<PriceTable, ConfigError> {
+    let mut table = PriceTable::default();
+    for (i, p) in file.pricing.iter().enumerate() {
+        let all = [Some(p.input), Some(p.output), p.cache_write_5m, p.cache_write_1h, p.cache_read];
+        if all.iter().flatten().any(|v| !v.is_finite() || *v < 0.0) {
+            return Err(invalid(format!("pricing[{i}]"), "prices must be finite and not negative"));
+        }
+        if p.model.is_empty() {
+            return Err(invalid(format!("pricing[{i}].model"), "must not be empty"));
+        }
+        let price = Price::from_usd_per_mtok(p.input, p.output, p.cache_write_5m, p.cache_write_1h, p.cache_read);
+        table.set(&p.model, price);
+    }
+    Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build_text(text: &str) -> Result<Config, ConfigError> {
+        build(parse_text(text)?, &Overrides::default())
+    }
+
+    #[test]
+    fn defaults_build() {
+        let c = build_text("").unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:4100");
+        assert_eq!(c.upstreams[0].host, "api.anthropic.com");
+        assert!(c.routes[0].pattern.matches("claude-opus-4-8"));
+    }
+
+    #[test]
+    fn errors_name_their_path() {
+        let cases = [
+            ("[server]\nlisten = 5\n", "server.listen"),
+            ("[server]\nlisen = \"x\"\n", "server"),
+            ("[[upstreams]]\nname = \"a\"\nurl = \"ftp://x\"\n", "upstreams[0].url"),
+            ("[[upstreams]]\nname = \"a\"\nurl = \"http://x\"\n[[routes]]\nmodel = \"*\"\nupstream = \"b\"\n", "routes[0].upstream"),
+            ("[timeouts]\nhead_read = \"soon\"\n", "timeouts.head_read"),
+            ("[[keys]]\nname = \"k\"\nsha256 = \"zz\"\n", "keys[0].sha256"),
+        ];
+        for (text, path) in cases {
+            let err = build_text(text).unwrap_err().to_string();
+            assert!(err.starts_with(path), "{text:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn overrides_win() {
+        let o = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            upstream: Some("http://127.0.0.1:9".into()),
+            upstream_api_key: Some("sk-up".into()),
+            workers: Some(3),
+        };
+        let c = build(parse_text("").unwrap(), &o).unwrap();
+        assert_eq!((c.listen.port(), c.workers), (0, 3));
+        assert_eq!(c.upstreams[0].host, "127.0.0.1");
+        assert!(c.upstreams[0].credential.is_some());
+    }
+}

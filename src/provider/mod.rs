@@ -1,0 +1,10 @@
+//! Upstream providers: what an upstream is ([`upstream`]), how sluice reaches it ([`connect`]:
+//! DNS off the worker thread, TCP with TCP_NODELAY, TLS with verification and SNI) and the
+//! per-worker keep-alive [`pool`].
+
+pub mod connect;
+pub mod pool;
+pub mod upstream;
+
+pub use connect::UpstreamConn;
+pub use upstream::Upstream;

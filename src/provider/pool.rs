@@ -1,0 +1,62 @@
+//! The per-worker keep-alive pool. One pool per worker thread, so no lock: a `RefCell` over a
+//! map from upstream address to idle connections, newest first out (the one least likely to have
+//! been closed by the peer). Connections idle longer than `pool_idle` are dropped rather than
+//! reused; keep that shorter than the upstream's own keep-alive timeout.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::{Upstream, UpstreamConn};
+
+/// Idle connections kept per upstream and worker.
+const MAX_IDLE_PER_UPSTREAM: usize = 128;
+
+/// An idle connection's key: scheme, host and port.
+type PoolKey = (bool, String, u16);
+
+/// Idle upstream connections of one worker.
+pub struct Pool {
+    idle: RefCell<HashMap<PoolKey, Vec<(UpstreamConn, Instant)>>>,
+    max_idle: Duration,
+}
+
+impl Pool {
+    pub fn new(max_idle: Duration) -> Self {
+        Self {
+            idle: RefCell::new(HashMap::new()),
+            max_idle,
+        }
+    }
+
+    /// A pooled connection to `upstream` that has not idled too long, if any.
+    pub fn checkout(&self, upstream: &Upstream) -> Option<UpstreamConn> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(&key(upstream))?;
+        while let Some((conn, since)) = list.pop() {
+            if since.elapsed() < self.max_idle {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose last response was read completely.
+    pub fn checkin(&self, upstream: &Upstream, conn: UpstreamConn) {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.entry(key(upstream)).or_default();
+        list.retain(|(_, since)| since.elapsed() < self.max_idle);
+        if list.len() < MAX_IDLE_PER_UPSTREAM {
+            list.push((conn, Instant::now()));
+        }
+    }
+
+    /// Number of idle connections held (all upstreams).
+    pub fn idle_count(&self) -> usize {
+        self.idle.borrow().values().map(Vec::len).sum()
+    }
+}
+
+fn key(upstream: &Upstream) -> PoolKey {
+    (upstream.tls, upstream.host.clone(), upstream.port)
+}

@@ -1,0 +1,153 @@
+//! An upstream: where requests go (scheme, host, port, base path) and the credential sluice
+//! presents there. Parsed once from the config; immutable afterwards.
+
+use std::fmt;
+
+/// Which header carries the upstream credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthHeader {
+    /// `x-api-key: <key>` (the Anthropic API).
+    XApiKey,
+    /// `authorization: Bearer <key>` (LiteLLM and most gateways).
+    Bearer,
+}
+
+/// The credential sluice sends upstream. Its `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub header: AuthHeader,
+    secret: String,
+}
+
+impl Credential {
+    pub fn new(header: AuthHeader, secret: String) -> Self {
+        Self { header, secret }
+    }
+
+    /// The header (name, value) that presents this credential.
+    pub fn header_field(&self) -> (&'static str, Vec<u8>) {
+        match self.header {
+            AuthHeader::XApiKey => ("x-api-key", self.secret.as_bytes().to_vec()),
+            AuthHeader::Bearer => ("authorization", format!("Bearer {}", self.secret).into_bytes()),
+        }
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credential({:?}, <redacted>)", self.header)
+    }
+}
+
+/// One configured upstream.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// The Host header value (`host` or `host:port` when the port is not the scheme's default).
+    pub host_header: String,
+    /// Prefix put before every request path (`/anthropic` for a LiteLLM pass-through route).
+    pub base_path: String,
+    pub credential: Option<Credential>,
+}
+
+impl Upstream {
+    /// Builds an upstream from its URL (`http[s]://host[:port][/base]`).
+    pub fn from_url(name: &str, url: &str, credential: Option<Credential>) -> Result<Self, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(format!("`{url}` must start with http:// or https://"));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if authority.is_empty() || authority.contains('@') || path.contains(['?', '#']) {
+            return Err(format!("`{url}` is not a base URL (host, optional port and path)"));
+        }
+        let default_port = if tls { 443 } else { 80 };
+        let (host, port) = split_host_port(authority, default_port)
+            .ok_or_else(|| format!("`{url}` has an invalid host or port"))?;
+        let host_header = if port == default_port {
+            authority_host(&host)
+        } else {
+            format!("{}:{port}", authority_host(&host))
+        };
+        Ok(Upstream {
+            name: name.to_string(),
+            tls,
+            host,
+            port,
+            host_header,
+            base_path: path.trim_end_matches('/').to_string(),
+            credential,
+        })
+    }
+
+    /// The URL, for logs (no credential in it).
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.host_header, self.base_path)
+    }
+}
+
+fn authority_host(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
+    if let Some(rest) = authority.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let host = &rest[..end];
+        let after = &rest[end + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default_port,
+            None => return None,
+        };
+        return Some((host.to_string(), port));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().ok()?),
+        None => (authority, default_port),
+    };
+    let valid = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    valid.then(|| (host.to_ascii_lowercase(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_base_urls() {
+        let u = Upstream::from_url("a", "https://api.anthropic.com", None).unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port, u.host_header.as_str()), (true, "api.anthropic.com", 443, "api.anthropic.com"));
+        let u = Upstream::from_url("l", "http://litellm:4000/anthropic/", None).unwrap();
+        assert_eq!((u.port, u.host_header.as_str(), u.base_path.as_str()), (4000, "litellm:4000", "/anthropic"));
+        let u = Upstream::from_url("v6", "http://[::1]:8080", None).unwrap();
+        assert_eq!((u.host.as_str(), u.host_header.as_str()), ("::1", "[::1]:8080"));
+        for bad in ["ftp://x", "http://", "http://a:b", "http://u@h", "http://h/?q"] {
+            assert!(Upstream::from_url("x", bad, None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn credential_debug_hides_the_secret() {
+        let c = Credential::new(AuthHeader::Bearer, "sk-secret".into());
+        assert!(!format!("{c:?}").contains("sk-secret"));
+        assert_eq!(c.header_field(), ("authorization", b"Bearer sk-secret".to_vec()));
+    }
+}

@@ -1,0 +1,118 @@
+//! Phase 2, authenticate: the client's credential (`x-api-key`, or `Authorization: Bearer`)
+//! → an [`Identity`]. With virtual keys configured, a request without a valid one is refused
+//! here and never reaches an upstream. Without keys every client is accepted: if the upstream
+//! has its own credential the client's is replaced, otherwise it is passed through (identity = a
+//! hash of it). The key itself is never logged or stored.
+
+use super::GatewayError;
+use crate::config::keys::digest;
+use crate::config::Config;
+use crate::http1::RequestHead;
+
+/// Who is calling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// A configured virtual key.
+    Key {
+        name: String,
+        user: Option<String>,
+        team: Option<String>,
+    },
+    /// Open access with the client's own credential (passed upstream when the upstream has none).
+    PassThrough { fingerprint: String },
+    /// Open access, no credential presented.
+    Anonymous,
+}
+
+impl Identity {
+    /// The identity as the access log writes it.
+    pub fn label(&self) -> String {
+        match self {
+            Identity::Key { name, .. } => format!("key:{name}"),
+            Identity::PassThrough { fingerprint } => format!("passthrough:{fingerprint}"),
+            Identity::Anonymous => "anonymous".into(),
+        }
+    }
+
+    pub fn user(&self) -> Option<String> {
+        match self {
+            Identity::Key { user, .. } => user.clone(),
+            _ => None,
+        }
+    }
+
+    pub fn team(&self) -> Option<String> {
+        match self {
+            Identity::Key { team, .. } => team.clone(),
+            _ => None,
+        }
+    }
+}
+
+/// Authenticates a request.
+pub fn authenticate(head: &RequestHead, config: &Config) -> Result<Identity, GatewayError> {
+    let presented = presented_key(head);
+    if config.open_access() {
+        return Ok(match presented {
+            Some(key) => Identity::PassThrough {
+                fingerprint: hex::encode(&digest(key)[..6]),
+            },
+            None => Identity::Anonymous,
+        });
+    }
+    let key = presented.ok_or(GatewayError::Unauthorized)?;
+    let found = config.keys.find(&digest(key)).ok_or(GatewayError::Unauthorized)?;
+    Ok(Identity::Key {
+        name: found.name.clone(),
+        user: found.user.clone(),
+        team: found.team.clone(),
+    })
+}
+
+/// The credential the client presented: `x-api-key` first (Claude Code's `apiKeyHelper` sends
+/// the same value in both), else a `Bearer` token.
+fn presented_key(head: &RequestHead) -> Option<&[u8]> {
+    if let Some(key) = head.header("x-api-key").filter(|k| !k.is_empty()) {
+        return Some(key);
+    }
+    let auth = head.header("authorization")?;
+    let scheme = auth.get(..7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| auth[7..].trim_ascii())
+        .filter(|k| !k.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{build, keys::hash_hex, parse_text, Overrides};
+    use crate::http1::{parse_request, HeadLimits};
+
+    fn head(auth: &str) -> RequestHead {
+        let raw = format!("POST /v1/messages HTTP/1.1\r\nHost: h\r\n{auth}\r\n");
+        parse_request(raw.as_bytes(), HeadLimits::default()).unwrap().unwrap().0
+    }
+
+    #[test]
+    fn virtual_keys_gate_access() {
+        let text = format!("[[keys]]\nname = \"alice\"\nsha256 = \"{}\"\nteam = \"core\"\n", hash_hex("sk-alice"));
+        let config = build(parse_text(&text).unwrap(), &Overrides::default()).unwrap();
+        let alice = authenticate(&head("x-api-key: sk-alice\r\n"), &config).unwrap();
+        assert_eq!(alice.label(), "key:alice");
+        assert_eq!(alice.team().as_deref(), Some("core"));
+        assert_eq!(authenticate(&head("Authorization: Bearer sk-alice\r\n"), &config).unwrap(), alice);
+        for bad in ["x-api-key: sk-bob\r\n", "", "Authorization: Basic sk-alice\r\n", "x-api-key: \r\n"] {
+            assert!(matches!(authenticate(&head(bad), &config), Err(GatewayError::Unauthorized)), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn open_access_fingerprints_the_client_key() {
+        let config = build(parse_text("").unwrap(), &Overrides::default()).unwrap();
+        let id = authenticate(&head("x-api-key: sk-test-123\r\n"), &config).unwrap();
+        assert!(id.label().starts_with("passthrough:"));
+        assert!(!id.label().contains("sk-test"));
+        assert_eq!(authenticate(&head(""), &config).unwrap(), Identity::Anonymous);
+    }
+}

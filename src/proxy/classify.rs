@@ -1,0 +1,93 @@
+//! Phase 1, classify: method and path → what the request is. Routing matches the path only;
+//! the query (`?beta=true`) travels on untouched.
+
+use crate::http1::{Method, RequestHead};
+
+/// What a request asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// `POST /v1/messages`
+    Messages,
+    /// `POST /v1/messages/count_tokens`
+    CountTokens,
+    /// `GET /v1/models`, answered by sluice.
+    ListModels,
+    /// `GET /v1/models/{id}`, answered by sluice.
+    GetModel(String),
+    /// `GET /healthz`
+    Health,
+    /// `HEAD /` and `HEAD /api/hello`: Claude Code's connection warm-up.
+    WarmUp,
+    /// Any other `/v1/*` call: forwarded unchanged to the default upstream.
+    Passthrough,
+    /// Anything else.
+    Unknown,
+}
+
+impl Operation {
+    /// The label the access log and metrics use.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Operation::Messages => "messages",
+            Operation::CountTokens => "count_tokens",
+            Operation::ListModels => "models",
+            Operation::GetModel(_) => "model",
+            Operation::Health => "health",
+            Operation::WarmUp => "warm_up",
+            Operation::Passthrough => "passthrough",
+            Operation::Unknown => "unknown",
+        }
+    }
+
+    /// Whether the body's `model` picks the upstream.
+    pub fn routes_by_model(&self) -> bool {
+        matches!(self, Operation::Messages | Operation::CountTokens)
+    }
+}
+
+/// Classifies a request head.
+pub fn classify(head: &RequestHead) -> Operation {
+    let path = head.path();
+    let get_or_head = matches!(head.method, Method::Get | Method::Head);
+    match (head.method, path) {
+        (Method::Post, b"/v1/messages") => Operation::Messages,
+        (Method::Post, b"/v1/messages/count_tokens") => Operation::CountTokens,
+        (_, b"/v1/models") if get_or_head => Operation::ListModels,
+        (_, b"/healthz") if get_or_head => Operation::Health,
+        (Method::Head, b"/") | (Method::Head, b"/api/hello") => Operation::WarmUp,
+        (_, p) if get_or_head && p.starts_with(b"/v1/models/") => {
+            let id = &p[b"/v1/models/".len()..];
+            match std::str::from_utf8(id) {
+                Ok(id) if !id.is_empty() && !id.contains('/') => Operation::GetModel(id.to_string()),
+                _ => Operation::Unknown,
+            }
+        }
+        (_, p) if p.starts_with(b"/v1/") => Operation::Passthrough,
+        _ => Operation::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http1::{parse_request, HeadLimits};
+
+    fn op(line: &str) -> Operation {
+        let raw = format!("{line} HTTP/1.1\r\nHost: h\r\n\r\n");
+        classify(&parse_request(raw.as_bytes(), HeadLimits::default()).unwrap().unwrap().0)
+    }
+
+    #[test]
+    fn routes_on_the_path_only() {
+        assert_eq!(op("POST /v1/messages?beta=true"), Operation::Messages);
+        assert_eq!(op("POST /v1/messages/count_tokens?beta=true"), Operation::CountTokens);
+        assert_eq!(op("GET /v1/models?limit=1000"), Operation::ListModels);
+        assert_eq!(op("GET /v1/models/claude-opus-4-8"), Operation::GetModel("claude-opus-4-8".into()));
+        assert_eq!(op("HEAD /"), Operation::WarmUp);
+        assert_eq!(op("HEAD /api/hello"), Operation::WarmUp);
+        assert_eq!(op("GET /healthz"), Operation::Health);
+        assert_eq!(op("POST /v1/messages/batches"), Operation::Passthrough);
+        assert_eq!(op("GET /"), Operation::Unknown);
+        assert_eq!(op("GET /v1/messages"), Operation::Passthrough);
+    }
+}

@@ -1,0 +1,121 @@
+//! The client side of a connection: its socket and receive buffer, with every wait bounded by
+//! a timeout. Bytes read past the current request (pipelining) stay in the buffer for the next.
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use monoio::buf::IoBuf;
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
+
+use super::GatewayError;
+use crate::config::{Limits, Timeouts};
+use crate::http1::io::read_some;
+use crate::http1::{take_request, Http1Error, RequestHead};
+use crate::runtime::Shutdown;
+
+/// Bytes reserved per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A client connection.
+pub struct ClientConn {
+    stream: TcpStream,
+    /// Received bytes not yet consumed.
+    pub buf: BytesMut,
+    limits: Limits,
+    timeouts: Timeouts,
+}
+
+/// Why a read gave nothing.
+#[derive(Debug)]
+pub enum ReadFailure {
+    TimedOut,
+    Io(std::io::Error),
+}
+
+impl ClientConn {
+    pub fn new(stream: TcpStream, limits: Limits, timeouts: Timeouts) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            limits,
+            timeouts,
+        }
+    }
+
+    /// Reads the next request head. `Ok(None)`: the connection should just close (the client
+    /// went away, stayed idle too long, or shutdown began while it was idle).
+    pub async fn read_head(
+        &mut self,
+        shutdown: &Shutdown,
+        first: bool,
+    ) -> Result<Option<RequestHead>, GatewayError> {
+        let mut deadline = (!self.buf.is_empty()).then(|| Instant::now() + self.timeouts.head_read);
+        loop {
+            if !self.buf.is_empty() {
+                if let Some(head) = take_request(&mut self.buf, self.limits.head)? {
+                    return Ok(Some(head));
+                }
+            }
+            let idle = self.buf.is_empty();
+            let wait = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None if first => self.timeouts.head_read,
+                None => self.timeouts.idle_keep_alive,
+            };
+            let read = if idle {
+                monoio::select! {
+                    r = self.fill(wait) => r,
+                    _ = shutdown.wait() => return Ok(None),
+                }
+            } else {
+                self.fill(wait).await
+            };
+            match read {
+                Ok(0) | Err(ReadFailure::Io(_)) => return Ok(None),
+                Ok(_) => {}
+                Err(ReadFailure::TimedOut) if idle => return Ok(None),
+                Err(ReadFailure::TimedOut) => return Err(GatewayError::HeadTimeout),
+            }
+            deadline.get_or_insert_with(|| Instant::now() + self.timeouts.head_read);
+        }
+    }
+
+    /// Reads more bytes into `buf` within `wait`; `Ok(0)` is end of stream.
+    pub async fn fill(&mut self, wait: Duration) -> Result<usize, ReadFailure> {
+        let buf = std::mem::take(&mut self.buf);
+        match monoio::time::timeout(wait, read_some(&mut self.stream, buf, READ_CHUNK)).await {
+            Ok((res, buf)) => {
+                self.buf = buf;
+                res.map_err(ReadFailure::Io)
+            }
+            Err(_) => Err(ReadFailure::TimedOut),
+        }
+    }
+
+    /// Reads more request-body bytes, mapping failures to the errors a body read gives.
+    pub async fn fill_body(&mut self) -> Result<(), GatewayError> {
+        match self.fill(self.timeouts.body_read).await {
+            Ok(0) => Err(Http1Error::UnexpectedEof.into()),
+            Ok(_) => Ok(()),
+            Err(ReadFailure::TimedOut) => Err(GatewayError::BodyTimeout),
+            Err(ReadFailure::Io(_)) => Err(Http1Error::UnexpectedEof.into()),
+        }
+    }
+
+    /// Writes all of `data` within the client-write timeout; hands the buffer back.
+    pub async fn write_all<T: IoBuf + 'static>(&mut self, data: T) -> Result<T, ClientGone> {
+        match monoio::time::timeout(self.timeouts.client_write, self.stream.write_all(data)).await {
+            Ok((Ok(_), data)) => Ok(data),
+            Ok((Err(_), _)) | Err(_) => Err(ClientGone),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+/// The client stopped reading (or closed) while sluice was writing to it.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientGone;

@@ -1,0 +1,168 @@
+//! `GatewayError`: everything that can go wrong while sluice answers a request. Each variant
+//! maps, in one `match`, to one HTTP status and Anthropic error `type`, to who is at fault
+//! (client, upstream or sluice: this decides retries), and to a metric label. Once response bytes
+//! have gone to the client an error can only end the stream; the relay handles that.
+
+use thiserror::Error;
+
+use crate::http1::Http1Error;
+use crate::provider::connect::ConnectError;
+
+/// Who caused a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    Client,
+    Upstream,
+    Internal,
+}
+
+/// How sluice answers one failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorResponse {
+    pub status: u16,
+    /// Anthropic `error.type`.
+    pub kind: &'static str,
+    pub fault: Fault,
+    pub label: &'static str,
+}
+
+#[derive(Debug, Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    ClientHttp(Http1Error),
+    #[error("timed out waiting for the request head")]
+    HeadTimeout,
+    #[error("timed out waiting for the request body")]
+    BodyTimeout,
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("invalid x-api-key or authorization")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("model `{0}` is not available on this gateway")]
+    ModelNotRouted(String),
+    #[error("upstream unreachable: {0}")]
+    UpstreamConnect(ConnectError),
+    #[error("upstream did not answer in time")]
+    UpstreamTimeout,
+    #[error("upstream sent an invalid response: {0}")]
+    UpstreamProtocol(Http1Error),
+    #[error("upstream closed the connection before answering")]
+    UpstreamClosed,
+    #[error("upstream I/O error: {0}")]
+    UpstreamIo(std::io::Error),
+    #[error("too many connections")]
+    Overloaded,
+}
+
+impl GatewayError {
+    /// The one response for this failure.
+    pub fn response(&self) -> ErrorResponse {
+        use Fault::*;
+        let r = |status, kind, fault, label| ErrorResponse {
+            status,
+            kind,
+            fault,
+            label,
+        };
+        match self {
+            GatewayError::ClientHttp(e) => match e {
+                Http1Error::HeadTooLarge(_) | Http1Error::TooManyHeaders(_) => {
+                    r(431, "invalid_request_error", Client, "head_too_large")
+                }
+                Http1Error::BodyTooLarge(_) => r(413, "request_too_large", Client, "body_too_large"),
+                Http1Error::UnsupportedTransferEncoding => {
+                    r(501, "invalid_request_error", Client, "unsupported_transfer_encoding")
+                }
+                Http1Error::UnsupportedMethod(_) => r(501, "invalid_request_error", Client, "unsupported_method"),
+                Http1Error::UnsupportedExpectation => r(417, "invalid_request_error", Client, "expectation_failed"),
+                _ => r(400, "invalid_request_error", Client, "bad_request"),
+            },
+            GatewayError::HeadTimeout => r(408, "timeout_error", Client, "head_timeout"),
+            GatewayError::BodyTimeout => r(408, "timeout_error", Client, "body_timeout"),
+            GatewayError::InvalidRequest(_) => r(400, "invalid_request_error", Client, "invalid_request"),
+            GatewayError::Unauthorized => r(401, "authentication_error", Client, "unauthorized"),
+            GatewayError::NotFound(_) => r(404, "not_found_error", Client, "not_found"),
+            GatewayError::ModelNotRouted(_) => r(404, "not_found_error", Client, "model_not_routed"),
+            GatewayError::UpstreamConnect(_) => r(502, "api_error", Upstream, "upstream_connect"),
+            GatewayError::UpstreamTimeout => r(504, "timeout_error", Upstream, "upstream_timeout"),
+            GatewayError::UpstreamProtocol(_) => r(502, "api_error", Upstream, "upstream_protocol"),
+            GatewayError::UpstreamClosed => r(502, "api_error", Upstream, "upstream_closed"),
+            GatewayError::UpstreamIo(_) => r(502, "api_error", Upstream, "upstream_io"),
+            GatewayError::Overloaded => r(529, "overloaded_error", Internal, "overloaded"),
+        }
+    }
+}
+
+impl From<Http1Error> for GatewayError {
+    fn from(e: Http1Error) -> Self {
+        GatewayError::ClientHttp(e)
+    }
+}
+
+/// The reason phrase for a status sluice writes itself.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        417 => "Expectation Failed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        529 => "Overloaded",
+        _ => "Unknown",
+    }
+}
+
+/// The Anthropic error body: `{"type":"error","error":{"type":…,"message":…},"request_id":…}`.
+pub fn error_body(kind: &str, message: &str, request_id: &str) -> Vec<u8> {
+    serde_json::json!({
+        "type": "error",
+        "error": {"type": kind, "message": message},
+        "request_id": request_id,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_has_one_status_and_type() {
+        let cases: [(GatewayError, u16, &str); 6] = [
+            (Http1Error::HeadTooLarge(1).into(), 431, "invalid_request_error"),
+            (Http1Error::BodyTooLarge(1).into(), 413, "request_too_large"),
+            (Http1Error::ContentLengthWithTransferEncoding.into(), 400, "invalid_request_error"),
+            (GatewayError::Unauthorized, 401, "authentication_error"),
+            (GatewayError::UpstreamTimeout, 504, "timeout_error"),
+            (GatewayError::UpstreamClosed, 502, "api_error"),
+        ];
+        for (e, status, kind) in cases {
+            let r = e.response();
+            assert_eq!((r.status, r.kind), (status, kind), "{e}");
+        }
+    }
+
+    #[test]
+    fn body_is_anthropic_shaped() {
+        let v: serde_json::Value = serde_json::from_slice(&error_body("not_found_error", "x \"y\"", "req_1")).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "not_found_error");
+        assert_eq!(v["error"]["message"], "x \"y\"");
+        assert_eq!(v["request_id"], "req_1");
+    }
+}

@@ -1,0 +1,59 @@
+//! Phase 7, finish: usage → cost, timings, and the request's access record handed to the
+//! writer thread. Runs for every request, answered locally, refused or forwarded.
+
+use std::time::Instant;
+
+use super::exchange::Exchange;
+use super::Gateway;
+use crate::usage::pricing::pico_to_usd;
+
+/// Completes the record of `ex` and queues it.
+pub fn finish(gw: &Gateway, mut ex: Exchange) {
+    let now = Instant::now();
+    let added = added_us(&ex);
+    let r = &mut ex.record;
+    r.total_us = micros(now - ex.started);
+    if let Some(head) = ex.upstream_head {
+        r.ttfb_us = Some(micros(head - ex.started));
+    }
+    r.added_us = added;
+    let metered = std::mem::take(&mut ex.metered);
+    let r = &mut ex.record;
+    r.stream_complete = metered.complete;
+    r.upstream_error = metered.error_type;
+    if let Some(usage) = metered.usage {
+        r.input_tokens = usage.input_tokens;
+        r.output_tokens = usage.output_tokens;
+        r.cache_creation_input_tokens = usage.cache_creation_input_tokens;
+        let (w5, w1) = usage.cache_writes();
+        r.cache_creation_5m_input_tokens = w5;
+        r.cache_creation_1h_input_tokens = w1;
+        r.cache_read_input_tokens = usage.cache_read_input_tokens;
+        r.web_search_requests = usage.web_search_requests;
+        let model = r.model.clone().or(metered.model);
+        if let Some(cost) = model.and_then(|m| gw.config.pricing.cost_pico(&m, &usage)) {
+            r.cost_usd = pico_to_usd(cost);
+            r.metered = true;
+        }
+    }
+    gw.access_log.record(ex.record);
+}
+
+/// sluice's own time: up to the upstream request being on the wire (minus the client's body
+/// upload), plus from the upstream's response head to the client's.
+fn added_us(ex: &Exchange) -> u64 {
+    let before = match (ex.upstream_sent, ex.body_ready) {
+        (Some(sent), Some(ready)) => micros(sent.saturating_duration_since(ready)),
+        _ => 0,
+    };
+    let before = before.saturating_sub(micros(ex.upload_time));
+    let after = match (ex.upstream_head, ex.client_head_sent) {
+        (Some(up), Some(down)) => micros(down.saturating_duration_since(up)),
+        _ => 0,
+    };
+    before + after
+}
+
+fn micros(d: std::time::Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX)) as u64
+}

@@ -1,0 +1,165 @@
+//! Requests sluice answers itself: health, Claude Code's warm-up `HEAD`, model discovery
+//! (`GET /v1/models` in the Anthropic list format, fast and never a redirect), and sluice's own
+//! error responses in the Anthropic error format.
+
+use super::classify::Operation;
+use super::client::{ClientConn, ClientGone};
+use super::error::{error_body, reason_phrase};
+use super::exchange::Exchange;
+use super::GatewayError;
+use crate::config::{Config, ModelInfo};
+use crate::http1::{Method, RequestHead};
+
+/// Answers a local operation. Returns whether the connection may carry another request.
+pub async fn answer(
+    client: &mut ClientConn,
+    head: &RequestHead,
+    op: &Operation,
+    config: &Config,
+    ex: &mut Exchange,
+) -> Result<bool, GatewayError> {
+    let (status, body): (u16, Vec<u8>) = match op {
+        Operation::Health => (200, br#"{"status":"ok"}"#.to_vec()),
+        Operation::WarmUp => (200, Vec::new()),
+        Operation::ListModels => (200, list_models(&config.models, head.query())),
+        Operation::GetModel(id) => match config.models.iter().find(|m| &m.id == id) {
+            Some(m) => (200, model_json(m).to_string().into_bytes()),
+            None => return Err(GatewayError::NotFound(format!("model: {id}"))),
+        },
+        _ => return Err(GatewayError::NotFound(format!("no route for {}", String::from_utf8_lossy(head.path())))),
+    };
+    let keep_alive = head.keep_alive && ex.body_consumed;
+    ex.record.status = status;
+    ex.record.response_bytes = body.len() as u64;
+    let head_only = head.method == Method::Head;
+    write_response(client, status, &[], &body, !keep_alive, head_only, &ex.record.request_id)
+        .await
+        .map_err(|_| GatewayError::ClientHttp(crate::http1::Http1Error::UnexpectedEof))?;
+    Ok(keep_alive)
+}
+
+/// Writes sluice's error response for `err`. Returns whether the client took it.
+pub async fn reply_error(
+    client: &mut ClientConn,
+    err: &GatewayError,
+    close: bool,
+    ex: &mut Exchange,
+) -> bool {
+    let r = err.response();
+    ex.record.status = r.status;
+    ex.record.error = Some(r.label);
+    let body = error_body(r.kind, &err.to_string(), &ex.record.request_id);
+    ex.record.response_bytes = body.len() as u64;
+    let mut extra: Vec<(&str, &str)> = Vec::new();
+    if r.status == 529 || r.status == 503 {
+        extra.push(("retry-after", "1"));
+    }
+    if r.status == 401 {
+        extra.push(("www-authenticate", "Bearer"));
+    }
+    write_response(client, r.status, &extra, &body, close, false, &ex.record.request_id)
+        .await
+        .is_ok()
+}
+
+/// Writes a complete JSON response.
+pub async fn write_response(
+    client: &mut ClientConn,
+    status: u16,
+    extra: &[(&str, &str)],
+    body: &[u8],
+    close: bool,
+    head_only: bool,
+    request_id: &str,
+) -> Result<(), ClientGone> {
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).as_bytes());
+    if !body.is_empty() {
+        out.extend_from_slice(b"content-type: application/json\r\n");
+    }
+    out.extend_from_slice(format!("content-length: {}\r\nrequest-id: {request_id}\r\n", body.len()).as_bytes());
+    for (name, value) in extra {
+        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    client.write_all(out).await.map(|_| ())
+}
+
+fn model_json(m: &ModelInfo) -> serde_json::Value {
+    serde_json::json!({
+        "type": "model",
+        "id": m.id,
+        "display_name": m.display_name,
+        "created_at": m.created_at,
+    })
+}
+
+/// The Anthropic list format, honouring `limit`, `after_id` and `before_id`.
+fn list_models(models: &[ModelInfo], query: &[u8]) -> Vec<u8> {
+    let q = String::from_utf8_lossy(query.strip_prefix(b"?").unwrap_or(query)).into_owned();
+    let param = |name: &str| {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    let limit = param("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(20)
+        .clamp(1, 1000);
+    let mut start = 0;
+    let mut end = models.len();
+    if let Some(after) = param("after_id") {
+        start = models.iter().position(|m| m.id == after).map_or(models.len(), |i| i + 1);
+    }
+    if let Some(before) = param("before_id") {
+        end = models.iter().position(|m| m.id == before).unwrap_or(0);
+        start = end.saturating_sub(limit).max(start.min(end));
+    }
+    let page: Vec<&ModelInfo> = models[start.min(end)..end].iter().take(limit).collect();
+    let has_more = start + page.len() < end;
+    serde_json::json!({
+        "data": page.iter().map(|m| model_json(m)).collect::<Vec<_>>(),
+        "first_id": page.first().map(|m| m.id.clone()),
+        "last_id": page.last().map(|m| m.id.clone()),
+        "has_more": has_more,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn models(n: usize) -> Vec<ModelInfo> {
+        (0..n)
+            .map(|i| ModelInfo {
+                id: format!("claude-{i}"),
+                display_name: format!("C{i}"),
+                created_at: "2025-01-01T00:00:00Z".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pages_through_models() {
+        let all = models(5);
+        let v: serde_json::Value = serde_json::from_slice(&list_models(&all, b"?limit=2")).unwrap();
+        assert_eq!(v["data"].as_array().unwrap().len(), 2);
+        assert_eq!(v["has_more"], true);
+        assert_eq!(v["last_id"], "claude-1");
+        let v: serde_json::Value = serde_json::from_slice(&list_models(&all, b"?limit=2&after_id=claude-3")).unwrap();
+        assert_eq!(v["data"][0]["id"], "claude-4");
+        assert_eq!(v["has_more"], false);
+        let v: serde_json::Value = serde_json::from_slice(&list_models(&all, b"?limit=1000")).unwrap();
+        assert_eq!(v["data"].as_array().unwrap().len(), 5);
+        assert_eq!(v["data"][0]["type"], "model");
+    }
+}

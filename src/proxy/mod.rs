@@ -1,0 +1,180 @@
+//! The request path. [`serve_connection`] reads requests off one client connection (keep-alive
+//! and pipelining: answered in order, one at a time); [`handle_request`] tells each request's
+//! story, phase by phase, each phase a plain function in its own file:
+//!
+//! 1. [`classify`]: method + path → operation (local answer or forwarded call).
+//! 2. [`authenticate`]: credential → identity (virtual key, pass-through, anonymous).
+//! 3. [`route`]: the body's `model` → upstream (reading the body via [`request_body`]).
+//! 4. [`forward`]: rewrite auth and routing fields, pooled connection, send, response head.
+//! 5. [`relay`]: stream the response back as it arrives, metering usage in place.
+//! 6. [`finish`]: usage → cost → one access record.
+//!
+//! Errors before the response starts become one Anthropic-format error response each
+//! ([`error::GatewayError`]); after it starts, the relay can only end the stream.
+
+pub mod authenticate;
+pub mod classify;
+pub mod client;
+pub mod error;
+pub mod exchange;
+pub mod finish;
+pub mod forward;
+pub mod local;
+pub mod model_field;
+pub mod relay;
+pub mod request_body;
+pub mod route;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use monoio::net::TcpStream;
+
+pub use error::GatewayError;
+
+use crate::config::Config;
+use crate::http1::RequestHead;
+use crate::provider::connect::Connector;
+use crate::provider::pool::Pool;
+use crate::runtime::Shutdown;
+use crate::store::access_log::AccessLog;
+use client::ClientConn;
+use exchange::Exchange;
+use request_body::RequestBody;
+use route::ModelLookup;
+
+/// One worker's gateway state: nothing in it is shared with another worker.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub connector: Connector,
+    pub pool: Pool,
+    pub access_log: AccessLog,
+    pub shutdown: Shutdown,
+    request_ids: RequestIds,
+}
+
+impl Gateway {
+    pub fn new(
+        worker: usize,
+        config: Arc<Config>,
+        connector: Connector,
+        access_log: AccessLog,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self {
+            pool: Pool::new(config.timeouts.pool_idle),
+            config,
+            connector,
+            access_log,
+            shutdown,
+            request_ids: RequestIds::new(worker),
+        }
+    }
+}
+
+/// Request ids unique across workers and restarts: start time, worker, sequence.
+struct RequestIds {
+    prefix: String,
+    next: Cell<u64>,
+}
+
+impl RequestIds {
+    fn new(worker: usize) -> Self {
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        Self {
+            prefix: format!("req_sluice_{start:x}{worker:02x}"),
+            next: Cell::new(0),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self.next.get();
+        self.next.set(n + 1);
+        format!("{}{n:08x}", self.prefix)
+    }
+}
+
+/// Serves one client connection until it closes, idles out, or shutdown begins.
+pub async fn serve_connection(stream: TcpStream, gw: Rc<Gateway>) {
+    let mut client = ClientConn::new(stream, gw.config.limits, gw.config.timeouts);
+    let mut first = true;
+    loop {
+        let head = match client.read_head(&gw.shutdown, first).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(err) => return refuse_unparsed(&mut client, &gw, err).await,
+        };
+        first = false;
+        if !handle_request(&mut client, head, &gw).await || gw.shutdown.is_triggered() {
+            return;
+        }
+    }
+}
+
+/// Handles one request, start to finish. Returns whether the connection may go on.
+pub async fn handle_request(client: &mut ClientConn, head: RequestHead, gw: &Gateway) -> bool {
+    let mut ex = Exchange::new(&head, gw.request_ids.next());
+    let keep_alive = match run_phases(client, &head, gw, &mut ex).await {
+        Ok(keep_alive) => keep_alive,
+        Err(err) => {
+            let close = !head.keep_alive || !ex.body_consumed || gw.shutdown.is_triggered();
+            tracing::debug!(request_id = %ex.record.request_id, error = %err, "request refused");
+            local::reply_error(client, &err, close, &mut ex).await && !close
+        }
+    };
+    finish::finish(gw, ex);
+    keep_alive
+}
+
+async fn run_phases(
+    client: &mut ClientConn,
+    head: &RequestHead,
+    gw: &Gateway,
+    ex: &mut Exchange,
+) -> Result<bool, GatewayError> {
+    let op = classify::classify(head);
+    ex.set_operation(&op);
+    if matches!(op, classify::Operation::Health | classify::Operation::WarmUp) {
+        return local::answer(client, head, &op, &gw.config, ex).await;
+    }
+    let identity = authenticate::authenticate(head, &gw.config)?;
+    ex.set_identity(&identity);
+    if !matches!(op, classify::Operation::Messages | classify::Operation::CountTokens | classify::Operation::Passthrough) {
+        return local::answer(client, head, &op, &gw.config, ex).await;
+    }
+    let mut body = request_body::read(client, head).await?;
+    ex.body_consumed = !matches!(body, RequestBody::Partial { .. });
+    ex.body_ready = Some(std::time::Instant::now());
+    ex.record.request_bytes = body.len();
+    let target = match route::route(&op, body.held(), ex.body_consumed, &gw.config)? {
+        ModelLookup::Known(target) => target,
+        ModelLookup::NeedWholeBody => {
+            body = request_body::complete(client, body).await?;
+            ex.body_consumed = true;
+            match route::route(&op, body.held(), true, &gw.config)? {
+                ModelLookup::Known(target) => target,
+                ModelLookup::NeedWholeBody => return Err(GatewayError::InvalidRequest("incomplete body".into())),
+            }
+        }
+    };
+    ex.record.model = target.model.clone();
+    let upstream = gw
+        .config
+        .upstreams
+        .get(target.upstream)
+        .ok_or_else(|| GatewayError::ModelNotRouted(target.model.clone().unwrap_or_default()))?;
+    let response = forward::forward(client, head, &body, upstream, gw, ex).await?;
+    Ok(relay::relay(client, head, response, upstream, gw, ex).await)
+}
+
+/// Answers a request whose head could not be parsed, logs it, and closes.
+async fn refuse_unparsed(client: &mut ClientConn, gw: &Gateway, err: GatewayError) {
+    let request_id = gw.request_ids.next();
+    tracing::info!(request_id = %request_id, error = %err, "malformed request refused");
+    let mut ex = Exchange::unparsed(request_id);
+    local::reply_error(client, &err, true, &mut ex).await;
+    finish::finish(gw, ex);
+}

@@ -1,0 +1,179 @@
+//! Finds the top-level `"model"` of a JSON request body without parsing or copying it. Claude
+//! Code sends `model` first in a ~77 KB body, so the scan usually stops within a few bytes; the
+//! Python SDK puts it after `messages`, so the scan must skip whole values, including strings that
+//! themselves contain `"model"`. Strings are skipped with `memchr`, which is where the bytes are.
+
+/// What the scan found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelScan {
+    /// The top-level `model` string (unescaped).
+    Found(String),
+    /// A complete object without a top-level `model` string.
+    Absent,
+    /// The bytes end before the answer is known.
+    Incomplete,
+    /// Not a JSON object.
+    Invalid,
+}
+
+/// Scans `body` for its top-level `model` field.
+pub fn scan_model(body: &[u8]) -> ModelScan {
+    match scan(body) {
+        Ok(found) => found,
+        Err(Stop::Incomplete) => ModelScan::Incomplete,
+        Err(Stop::Invalid) => ModelScan::Invalid,
+    }
+}
+
+enum Stop {
+    Incomplete,
+    Invalid,
+}
+
+type Step<T> = Result<T, Stop>;
+
+fn scan(body: &[u8]) -> Step<ModelScan> {
+    let mut pos = skip_ws(body, 0)?;
+    if body[pos] != b'{' {
+        return Err(Stop::Invalid);
+    }
+    pos += 1;
+    loop {
+        pos = skip_ws(body, pos)?;
+        match body[pos] {
+            b'}' => return Ok(ModelScan::Absent),
+            b'"' => {}
+            _ => return Err(Stop::Invalid),
+        }
+        let key_end = string_end(body, pos)?;
+        let key = &body[pos + 1..key_end];
+        pos = skip_ws(body, key_end + 1)?;
+        if body[pos] != b':' {
+            return Err(Stop::Invalid);
+        }
+        pos = skip_ws(body, pos + 1)?;
+        if key == b"model" {
+            if body[pos] != b'"' {
+                return Ok(ModelScan::Absent);
+            }
+            let end = string_end(body, pos)?;
+            return Ok(ModelScan::Found(unescape(&body[pos..=end])?));
+        }
+        pos = skip_value(body, pos)?;
+        pos = skip_ws(body, pos)?;
+        match body[pos] {
+            b',' => pos += 1,
+            b'}' => return Ok(ModelScan::Absent),
+            _ => return Err(Stop::Invalid),
+        }
+    }
+}
+
+fn skip_ws(body: &[u8], mut pos: usize) -> Step<usize> {
+    while let Some(b) = body.get(pos) {
+        if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            return Ok(pos);
+        }
+        pos += 1;
+    }
+    Err(Stop::Incomplete)
+}
+
+/// Position of the closing quote of the string opening at `start`.
+fn string_end(body: &[u8], start: usize) -> Step<usize> {
+    let mut pos = start + 1;
+    loop {
+        let rest = body.get(pos..).ok_or(Stop::Incomplete)?;
+        let i = memchr::memchr2(b'"', b'\\', rest).ok_or(Stop::Incomplete)?;
+        if rest[i] == b'"' {
+            return Ok(pos + i);
+        }
+        pos += i + 2;
+    }
+}
+
+/// Position just past the value starting at `pos`.
+fn skip_value(body: &[u8], pos: usize) -> Step<usize> {
+    match body[pos] {
+        b'"' => Ok(string_end(body, pos)? + 1),
+        b'{' | b'[' => skip_nested(body, pos),
+        _ => {
+            let mut p = pos;
+            while let Some(b) = body.get(p) {
+                if matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                    return if p == pos { Err(Stop::Invalid) } else { Ok(p) };
+                }
+                p += 1;
+            }
+            Err(Stop::Incomplete)
+        }
+    }
+}
+
+fn skip_nested(body: &[u8], start: usize) -> Step<usize> {
+    let mut depth = 0usize;
+    let mut pos = start;
+    while let Some(&b) = body.get(pos) {
+        match b {
+            b'"' => pos = string_end(body, pos)?,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1).ok_or(Stop::Invalid)?;
+                if depth == 0 {
+                    return Ok(pos + 1);
+                }
+            }
+            _ => {}
+        }
+        pos += 1;
+    }
+    Err(Stop::Incomplete)
+}
+
+fn unescape(quoted: &[u8]) -> Step<String> {
+    if memchr::memchr(b'\\', quoted).is_none() {
+        let inner = &quoted[1..quoted.len() - 1];
+        return std::str::from_utf8(inner)
+            .map(str::to_string)
+            .map_err(|_| Stop::Invalid);
+    }
+    serde_json::from_slice::<String>(quoted).map_err(|_| Stop::Invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(s: &str) -> ModelScan {
+        ModelScan::Found(s.to_string())
+    }
+
+    #[test]
+    fn model_first_or_last() {
+        assert_eq!(scan_model(br#"{"model":"claude-opus-4-8","messages":[]}"#), found("claude-opus-4-8"));
+        assert_eq!(
+            scan_model(br#"{"max_tokens":64,"messages":[{"role":"user","content":"say \"model\": \"x\" {"}],"model":"claude-sonnet-4-5","system":"t"}"#),
+            found("claude-sonnet-4-5")
+        );
+    }
+
+    #[test]
+    fn nested_model_does_not_count() {
+        assert_eq!(
+            scan_model(br#"{"metadata":{"model":"decoy"},"messages":[{"model":"no"}],"x":[1,true,null]}"#),
+            ModelScan::Absent
+        );
+        assert_eq!(scan_model(br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":1}"#), ModelScan::Absent);
+    }
+
+    #[test]
+    fn escapes_whitespace_and_truncation() {
+        assert_eq!(scan_model(b" {\n \"model\" : \"a\\u0062c\" }"), found("abc"));
+        assert_eq!(scan_model(br#"{"messages":[{"content":"abc"#), ModelScan::Incomplete);
+        assert_eq!(scan_model(br#"{"mod"#), ModelScan::Incomplete);
+        assert_eq!(scan_model(b""), ModelScan::Incomplete);
+        assert_eq!(scan_model(b"[1]"), ModelScan::Invalid);
+        assert_eq!(scan_model(br#"{"a" 1}"#), ModelScan::Invalid);
+        assert_eq!(scan_model(br#"{"model":5}"#), ModelScan::Absent);
+    }
+}

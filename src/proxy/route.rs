@@ -1,0 +1,55 @@
+//! Phase 3, route: the request's model (the body's top-level `model`, found without parsing the
+//! body) → the upstream that serves it. Model routes are tried in order; the first match wins.
+
+use super::classify::Operation;
+use super::model_field::{scan_model, ModelScan};
+use super::GatewayError;
+use crate::config::Config;
+
+/// Where a request goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Index into `config.upstreams`.
+    pub upstream: usize,
+    /// The model the client asked for, when the request names one.
+    pub model: Option<String>,
+}
+
+/// What the held body tells about the model.
+pub enum ModelLookup {
+    Known(Target),
+    /// The model is not in the part of the body held so far.
+    NeedWholeBody,
+}
+
+/// Routes a request, given the body bytes held so far (`whole`: they are the entire body).
+pub fn route(op: &Operation, body: &[u8], whole: bool, config: &Config) -> Result<ModelLookup, GatewayError> {
+    if !op.routes_by_model() {
+        return Ok(ModelLookup::Known(Target {
+            upstream: config.default_upstream,
+            model: None,
+        }));
+    }
+    let model = match scan_model(body) {
+        ModelScan::Found(model) => model,
+        ModelScan::Incomplete if !whole => return Ok(ModelLookup::NeedWholeBody),
+        ModelScan::Absent => {
+            return Err(GatewayError::InvalidRequest("model: Field required".into()))
+        }
+        ModelScan::Incomplete | ModelScan::Invalid => {
+            return Err(GatewayError::InvalidRequest(
+                "the request body is not a valid JSON object".into(),
+            ))
+        }
+    };
+    let upstream = config
+        .routes
+        .iter()
+        .find(|r| r.pattern.matches(&model))
+        .map(|r| r.upstream)
+        .ok_or_else(|| GatewayError::ModelNotRouted(model.clone()))?;
+    Ok(ModelLookup::Known(Target {
+        upstream,
+        model: Some(model),
+    }))
+}

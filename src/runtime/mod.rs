@@ -1,0 +1,180 @@
+//! Thread-per-core: one monoio runtime per worker thread (io_uring, falling back to epoll where
+//! io_uring is unavailable or disabled), each with its own `SO_REUSEPORT` listener. Nothing is
+//! shared between workers on the request path; the only cross-thread signal is shutdown, a
+//! channel whose sender is dropped to wake every worker at once.
+//!
+//! Shutdown: workers stop accepting, connections finish the request in flight (streams
+//! included) and close, and a worker whose connections have not finished within the grace
+//! period is abandoned as the process exits.
+
+pub mod listener;
+
+use std::cell::Cell;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use monoio::blocking::DefaultThreadPool;
+use monoio::net::{TcpListener, TcpStream};
+
+/// Threads shared by all workers for blocking work (DNS resolution).
+const BLOCKING_THREADS: usize = 2;
+
+/// A worker's view of the shutdown signal.
+#[derive(Clone)]
+pub struct Shutdown {
+    rx: flume::Receiver<()>,
+}
+
+/// The sending side: dropping it (or calling [`ShutdownTrigger::trigger`]) shuts every worker down.
+pub struct ShutdownTrigger {
+    tx: Option<flume::Sender<()>>,
+}
+
+/// A new shutdown signal pair.
+pub fn shutdown_pair() -> (ShutdownTrigger, Shutdown) {
+    let (tx, rx) = flume::bounded(1);
+    (ShutdownTrigger { tx: Some(tx) }, Shutdown { rx })
+}
+
+impl ShutdownTrigger {
+    pub fn trigger(&mut self) {
+        self.tx = None;
+    }
+}
+
+impl Shutdown {
+    /// Resolves once shutdown has begun.
+    pub async fn wait(&self) {
+        let _ = self.rx.recv_async().await;
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_triggered(&self) -> bool {
+        self.rx.is_disconnected()
+    }
+}
+
+/// Runs one worker thread per listener; `make` builds each worker's future inside its thread.
+pub fn spawn_workers<F, Fut>(
+    name: &str,
+    listeners: Vec<std::net::TcpListener>,
+    shutdown: &Shutdown,
+    make: F,
+) -> std::io::Result<Vec<JoinHandle<()>>>
+where
+    F: Fn(usize, TcpListener, Shutdown) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let make = Arc::new(make);
+    let pool = DefaultThreadPool::new(BLOCKING_THREADS);
+    let mut handles = Vec::new();
+    for (id, std_listener) in listeners.into_iter().enumerate() {
+        let make = Arc::clone(&make);
+        let shutdown = shutdown.clone();
+        let pool = pool.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("{name}-{id}"))
+            .spawn(move || run_worker(id, std_listener, shutdown, pool, make.as_ref()))?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+fn run_worker<F, Fut>(
+    id: usize,
+    std_listener: std::net::TcpListener,
+    shutdown: Shutdown,
+    pool: DefaultThreadPool,
+    make: &F,
+) where
+    F: Fn(usize, TcpListener, Shutdown) -> Fut,
+    Fut: Future<Output = ()> + 'static,
+{
+    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .attach_thread_pool(Box::new(pool))
+        .build();
+    let mut runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(worker = id, error = %e, "cannot start a runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        match TcpListener::from_std(std_listener) {
+            Ok(listener) => make(id, listener, shutdown).await,
+            Err(e) => tracing::error!(worker = id, error = %e, "cannot adopt listener"),
+        }
+    });
+}
+
+/// Accepts connections until shutdown, runs `serve` on each (at most `max_connections` at once;
+/// beyond that a new connection is closed at once), then waits up to `grace` for them to end.
+pub async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    shutdown: Shutdown,
+    max_connections: usize,
+    grace: Duration,
+    serve: F,
+) where
+    F: Fn(TcpStream) -> Fut,
+    Fut: Future<Output = ()> + 'static,
+{
+    let active = Rc::new(Cell::new(0usize));
+    loop {
+        let accepted = monoio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait() => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                // EMFILE and friends: back off briefly rather than spin.
+                monoio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if active.get() >= max_connections {
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        active.set(active.get() + 1);
+        let guard = ActiveGuard(Rc::clone(&active));
+        let fut = serve(stream);
+        monoio::spawn(async move {
+            fut.await;
+            drop(guard);
+        });
+    }
+    drop(listener);
+    let deadline = Instant::now() + grace;
+    while active.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if active.get() > 0 {
+        tracing::warn!(open = active.get(), "grace period over; closing connections");
+    }
+}
+
+struct ActiveGuard(Rc<Cell<usize>>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+/// Blocks the calling thread until SIGTERM or SIGINT.
+pub fn wait_for_termination() -> std::io::Result<i32> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])?;
+    Ok(signals.forever().next().unwrap_or(signal_hook::consts::SIGTERM))
+}

@@ -1,0 +1,142 @@
+//! The access log: one JSON line per request, written by a dedicated thread fed by a bounded
+//! channel. A worker only ever `try_send`s; if the writer falls behind and the channel is full,
+//! the record is counted as dropped and a warning is logged (never a blocked worker).
+//! Shutdown drops the senders; the writer drains the channel, flushes and exits.
+
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use serde::Serialize;
+
+use crate::config::AccessLogTarget;
+
+/// Records queued at most before new ones are dropped.
+const QUEUE: usize = 65_536;
+
+/// One request, as the access log records it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AccessRecord {
+    /// RFC 3339 time the request head was complete.
+    pub time: String,
+    pub request_id: String,
+    pub upstream_request_id: Option<String>,
+    pub method: &'static str,
+    pub path: String,
+    /// What the request was (messages, count_tokens, models, health, passthrough, …).
+    pub operation: &'static str,
+    /// `key:<name>`, `passthrough:<hash prefix>` or `anonymous`.
+    pub identity: String,
+    pub user: Option<String>,
+    pub team: Option<String>,
+    pub session_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub parent_agent_id: Option<String>,
+    pub model: Option<String>,
+    pub upstream: Option<String>,
+    pub stream: bool,
+    pub status: u16,
+    /// sluice's own error label, when sluice answered with an error.
+    pub error: Option<&'static str>,
+    /// `error.type` from an upstream error body or SSE error event.
+    pub upstream_error: Option<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub cache_creation_5m_input_tokens: u64,
+    pub cache_creation_1h_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
+    pub web_search_requests: u64,
+    pub cost_usd: f64,
+    /// The response's usage was seen and priced.
+    pub metered: bool,
+    pub stream_complete: bool,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    pub total_us: u64,
+    pub ttfb_us: Option<u64>,
+    /// Time sluice itself spent: before the upstream request was on the wire (excluding the
+    /// client's own body upload) plus from the upstream's first byte to the client's.
+    pub added_us: u64,
+    pub upstream_connect_us: Option<u64>,
+    pub pooled_connection: bool,
+    pub attempts: u32,
+}
+
+/// The workers' handle on the access log.
+#[derive(Clone)]
+pub struct AccessLog {
+    tx: Option<flume::Sender<AccessRecord>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AccessLog {
+    /// A log that discards everything.
+    pub fn off() -> Self {
+        Self {
+            tx: None,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Queues a record; never blocks.
+    pub fn record(&self, record: AccessRecord) {
+        let Some(tx) = &self.tx else { return };
+        if tx.try_send(record).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(dropped = n, "access log writer is behind; records dropped");
+            }
+        }
+    }
+
+    /// Records dropped because the writer was behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Starts the writer thread for `target`. Dropping every [`AccessLog`] clone ends it.
+pub fn start(target: &AccessLogTarget) -> std::io::Result<(AccessLog, Option<JoinHandle<()>>)> {
+    let sink: Box<dyn Write + Send> = match target {
+        AccessLogTarget::Off => return Ok((AccessLog::off(), None)),
+        AccessLogTarget::Stdout => Box::new(std::io::stdout()),
+        AccessLogTarget::File(path) => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
+    };
+    let (tx, rx) = flume::bounded::<AccessRecord>(QUEUE);
+    let handle = std::thread::Builder::new()
+        .name("sluice-access-log".into())
+        .spawn(move || write_loop(rx, sink))?;
+    Ok((
+        AccessLog {
+            tx: Some(tx),
+            dropped: Arc::new(AtomicU64::new(0)),
+        },
+        Some(handle),
+    ))
+}
+
+fn write_loop(rx: flume::Receiver<AccessRecord>, sink: Box<dyn Write + Send>) {
+    let mut out = BufWriter::with_capacity(64 * 1024, sink);
+    while let Ok(record) = rx.recv() {
+        write_record(&mut out, &record);
+        while let Ok(more) = rx.try_recv() {
+            write_record(&mut out, &more);
+        }
+        if let Err(e) = out.flush() {
+            tracing::error!(error = %e, "cannot write the access log");
+        }
+    }
+    let _ = out.flush();
+}
+
+fn write_record(out: &mut impl Write, record: &AccessRecord) {
+    let written = serde_json::to_writer(&mut *out, record)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"));
+    if let Err(e) = written {
+        tracing::error!(error = %e, "cannot write the access log");
+    }
+}

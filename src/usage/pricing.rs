@@ -1,0 +1,204 @@
+//! The price table and the cost of one request. Prices are kept as integer picodollars per
+//! token (USD/MTok × 10⁶), so costs add up exactly; the defaults are the first-party prices of
+//! `shared/protocols.md` §5 (the same table Claude Code prices its own usage with, so the two
+//! agree), overridable per model prefix in the config.
+
+use super::Usage;
+
+/// Picodollars (10⁻¹² USD) per token, per token category.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Price {
+    pub input: u64,
+    pub cache_write_5m: u64,
+    pub cache_write_1h: u64,
+    pub cache_read: u64,
+    pub output: u64,
+}
+
+impl Price {
+    /// From USD per million tokens; cache prices default to 1.25×, 2× and 0.1× input.
+    pub fn from_usd_per_mtok(
+        input: f64,
+        output: f64,
+        write_5m: Option<f64>,
+        write_1h: Option<f64>,
+        read: Option<f64>,
+    ) -> Price {
+        let pico = |usd: f64| (usd * 1e6).round().max(0.0) as u64;
+        Price {
+            input: pico(input),
+            cache_write_5m: pico(write_5m.unwrap_or(input * 1.25)),
+            cache_write_1h: pico(write_1h.unwrap_or(input * 2.0)),
+            cache_read: pico(read.unwrap_or(input * 0.1)),
+            output: pico(output),
+        }
+    }
+}
+
+/// One model family's prices; a second tier applies when the prompt is longer than `threshold`.
+#[derive(Clone, Debug)]
+pub struct PriceEntry {
+    pub prefix: String,
+    pub price: Price,
+    pub long_prompt: Option<(u64, Price)>,
+}
+
+/// Web search: $10 per 1,000 searches.
+const WEB_SEARCH_PICO: u64 = 10_000_000_000;
+
+/// Model prefix → price, longest prefix wins.
+#[derive(Clone, Debug)]
+pub struct PriceTable {
+    entries: Vec<PriceEntry>,
+}
+
+impl Default for PriceTable {
+    fn default() -> Self {
+        let p = |i, w5, w1, r, o| Price::from_usd_per_mtok(i, o, Some(w5), Some(w1), Some(r));
+        let opus = p(5.0, 6.25, 10.0, 0.5, 25.0);
+        let opus_old = p(15.0, 18.75, 30.0, 1.5, 75.0);
+        let sonnet4 = p(3.0, 3.75, 6.0, 0.3, 15.0);
+        let fable = p(10.0, 12.5, 20.0, 1.0, 50.0);
+        let fable51 = p(10.0, 12.5, 20.0, 0.25, 50.0);
+        let mut entries: Vec<PriceEntry> = [
+            ("claude-fable-5-1", fable51),
+            ("claude-mythos-5-1", fable51),
+            ("claude-fable-5", fable),
+            ("claude-mythos-5", fable),
+            ("claude-opus-5-5", p(4.0, 5.0, 8.0, 0.2, 20.0)),
+            ("claude-opus-5", opus),
+            ("claude-opus-4-8", opus),
+            ("claude-opus-4-7", opus),
+            ("claude-opus-4-6", opus),
+            ("claude-opus-4-5", opus),
+            ("claude-opus-4-1", opus_old),
+            ("claude-opus-4", opus_old),
+            ("claude-sonnet-5-5", p(2.0, 2.5, 4.0, 0.1, 10.0)),
+            ("claude-sonnet-5", p(2.0, 2.5, 4.0, 0.2, 10.0)),
+            ("claude-sonnet-4", sonnet4),
+            ("claude-haiku-4-5", p(1.0, 1.25, 2.0, 0.1, 5.0)),
+            ("claude-3-5-haiku", p(0.8, 1.0, 1.6, 0.08, 4.0)),
+            ("claude-haiku-3-5", p(0.8, 1.0, 1.6, 0.08, 4.0)),
+        ]
+        .into_iter()
+        .map(|(prefix, price)| PriceEntry {
+            prefix: prefix.to_string(),
+            price,
+            long_prompt: None,
+        })
+        .collect();
+        entries.push(PriceEntry {
+            prefix: "claude-haiku-5-5".into(),
+            price: p(0.10, 0.125, 0.20, 0.01, 0.50),
+            long_prompt: Some((100_000, p(0.5, 0.625, 1.0, 0.05, 2.5))),
+        });
+        PriceTable { entries }
+    }
+}
+
+impl PriceTable {
+    /// Adds or replaces the entry for `prefix`.
+    pub fn set(&mut self, prefix: &str, price: Price) {
+        self.entries.retain(|e| e.prefix != prefix);
+        self.entries.push(PriceEntry {
+            prefix: prefix.to_string(),
+            price,
+            long_prompt: None,
+        });
+    }
+
+    /// The entry for `model`, matched on its canonical name (see [`canonical_model`]).
+    pub fn lookup(&self, model: &str) -> Option<&PriceEntry> {
+        let name = canonical_model(model);
+        self.entries
+            .iter()
+            .filter(|e| name.starts_with(e.prefix.as_str()))
+            .max_by_key(|e| e.prefix.len())
+    }
+
+    /// Cost of `usage` on `model` in picodollars; `None` when the model has no price.
+    pub fn cost_pico(&self, model: &str, usage: &Usage) -> Option<u64> {
+        let entry = self.lookup(model)?;
+        let price = match entry.long_prompt {
+            Some((threshold, long)) if usage.prompt_tokens() > threshold => long,
+            _ => entry.price,
+        };
+        let (w5, w1) = usage.cache_writes();
+        let cost = usage.input_tokens * price.input
+            + w5 * price.cache_write_5m
+            + w1 * price.cache_write_1h
+            + usage.cache_read_input_tokens * price.cache_read
+            + usage.output_tokens * price.output
+            + usage.web_search_requests * WEB_SEARCH_PICO;
+        Some(cost)
+    }
+}
+
+/// The Anthropic model name inside a provider's id: `us.anthropic.claude-sonnet-4-5-…-v1:0`,
+/// `claude-sonnet-4-5@20250929` and `claude-opus-4-8[1m]` all price as their `claude-…` name.
+pub fn canonical_model(model: &str) -> &str {
+    let from = model.find("claude-").unwrap_or(0);
+    let name = &model[from..];
+    let end = name.find(['@', '[', ':']).unwrap_or(name.len());
+    &name[..end]
+}
+
+/// Picodollars to USD.
+pub fn pico_to_usd(pico: u64) -> f64 {
+    pico as f64 / 1e12
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worked_example_of_protocols_7_3() {
+        let usage = Usage {
+            input_tokens: 2000,
+            cache_creation_input_tokens: 10_000,
+            cache_5m: Some(8000),
+            cache_1h: Some(2000),
+            cache_read_input_tokens: 50_000,
+            output_tokens: 1500,
+            web_search_requests: 0,
+        };
+        let cost = PriceTable::default().cost_pico("claude-opus-4-8", &usage).unwrap();
+        assert_eq!(cost, 142_500_000_000);
+        assert!((pico_to_usd(cost) - 0.1425).abs() < 1e-12);
+    }
+
+    #[test]
+    fn provider_ids_price_as_their_family() {
+        let t = PriceTable::default();
+        for id in [
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "claude-sonnet-4-5@20250929",
+            "claude-sonnet-4-5",
+        ] {
+            assert_eq!(t.lookup(id).unwrap().prefix, "claude-sonnet-4", "{id}");
+        }
+        assert_eq!(t.lookup("claude-opus-5-5").unwrap().prefix, "claude-opus-5-5");
+        assert_eq!(t.lookup("claude-opus-4-8[1m]").unwrap().prefix, "claude-opus-4-8");
+        assert!(t.lookup("gpt-4o").is_none());
+    }
+
+    #[test]
+    fn cache_writes_without_breakdown_are_5m() {
+        let usage = Usage {
+            cache_creation_input_tokens: 1000,
+            ..Usage::default()
+        };
+        let cost = PriceTable::default().cost_pico("claude-haiku-4-5", &usage).unwrap();
+        assert_eq!(cost, 1000 * 1_250_000);
+    }
+
+    #[test]
+    fn haiku_5_5_switches_tier_on_prompt_length() {
+        let t = PriceTable::default();
+        let small = Usage { input_tokens: 100_000, ..Usage::default() };
+        let large = Usage { input_tokens: 100_001, ..Usage::default() };
+        assert_eq!(t.cost_pico("claude-haiku-5-5", &small), Some(100_000 * 100_000));
+        assert_eq!(t.cost_pico("claude-haiku-5-5", &large), Some(100_001 * 500_000));
+    }
+}
