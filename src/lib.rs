@@ -19,3 +19,7 @@ pub mod provider;
 pub mod proxy;
 pub mod runtime;
 pub mod store;
+pub mod bench;
+pub mod cli;
+pub mod mock;
+pub mod server;

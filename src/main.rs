@@ -1,1 +1,106 @@
-fn main(){}
+//! The `sluice` binary: parses the command line and runs one command.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use clap::Parser;
+use mimalloc::MiMalloc;
+use sluice::cli::{Cli, Command, KeysCommand, ServeArgs};
+use sluice::config::{self, Overrides};
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Keys(KeysCommand::Hash) => hash_key(),
+        Command::MockUpstream(args) => {
+            init_logging("info");
+            report(sluice::mock::run(&args))
+        }
+        Command::Bench(args) => {
+            init_logging("warn");
+            report(sluice::bench::run(&args))
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let file = match &args.config {
+        Some(path) => config::load_file(path),
+        None => Ok(Default::default()),
+    };
+    let overrides = Overrides {
+        listen: args.listen,
+        upstream: args.upstream,
+        upstream_api_key: args.upstream_api_key,
+        workers: args.workers,
+    };
+    let config = match file.and_then(|f| config::build(f, &overrides)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sluice: config error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config.log_level);
+    report(sluice::server::serve(config))
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load_file(file).and_then(|f| config::build(f, &Overrides::default())) {
+        Ok(c) => {
+            eprintln!(
+                "{}: ok ({} upstreams, {} routes, {} keys, {} models)",
+                file.display(),
+                c.upstreams.len(),
+                c.routes.len(),
+                if c.open_access() { 0 } else { 1 },
+                c.models.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn hash_key() -> ExitCode {
+    let mut key = String::new();
+    if std::io::stdin().read_to_string(&mut key).is_err() {
+        eprintln!("sluice: cannot read the key from standard input");
+        return ExitCode::from(2);
+    }
+    let key = key.trim_end_matches(['\n', '\r']);
+    if key.is_empty() {
+        eprintln!("sluice: no key on standard input");
+        return ExitCode::from(2);
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = std::io::Write::write_all(&mut out, format!("{}\n", config::keys::hash_hex(key)).as_bytes());
+    ExitCode::SUCCESS
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn report<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

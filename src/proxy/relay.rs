@@ -98,7 +98,9 @@ pub async fn relay(
     };
     rewrite_response(&head, rewrite, &[], &mut out);
     // The first body bytes that came with the head go out in the same write.
+    let head_len = out.len();
     let first = take_body(&mut cursor, &mut buf, &mut meter, &plan, &mut out);
+    ex.record.response_bytes = (out.len() - head_len) as u64;
     if first.is_err() || client.write_all(out).await.is_err() {
         ex.metered = meter.finish();
         ex.record.error = Some(if first.is_err() { "upstream_protocol" } else { "client_gone" });

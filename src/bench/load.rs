@@ -1,0 +1,144 @@
+//! The load generator: a minimal HTTP/1.1 client on keep-alive connections, driven by one monoio
+//! runtime, that measures each exchange (time to the first body byte, and to the last).
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
+
+use crate::http1::body::BodyCursor;
+use crate::http1::io::read_some;
+use crate::http1::{take_response, HeadLimits, Method};
+
+/// Latencies of a run, in nanoseconds.
+pub struct Latencies {
+    pub total: Histogram<u64>,
+    pub first_byte: Histogram<u64>,
+}
+
+impl Latencies {
+    fn new() -> std::io::Result<Self> {
+        let h = || Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(std::io::Error::other);
+        Ok(Self {
+            total: h()?,
+            first_byte: h()?,
+        })
+    }
+}
+
+/// A complete request (head and body) for `path` with `body`.
+pub fn request(addr: SocketAddr, path: &str, body: &[u8]) -> Bytes {
+    let mut out = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nanthropic-version: 2023-06-01\r\nx-api-key: sk-bench\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out.into()
+}
+
+/// Sends `count` requests one after another on one connection.
+pub async fn sequential(addr: SocketAddr, req: Bytes, count: usize, into: &mut Latencies) -> std::io::Result<()> {
+    let mut conn = Conn::open(addr).await?;
+    for _ in 0..count {
+        let (first, total) = conn.exchange(req.clone()).await?;
+        let ns = |d: Duration| d.as_nanos().clamp(1, 60_000_000_000) as u64;
+        let _ = into.first_byte.record(ns(first));
+        let _ = into.total.record(ns(total));
+    }
+    Ok(())
+}
+
+/// Latency of `count` sequential requests.
+pub async fn measure(addr: SocketAddr, req: Bytes, count: usize) -> std::io::Result<Latencies> {
+    let mut lat = Latencies::new()?;
+    sequential(addr, req, count, &mut lat).await?;
+    Ok(lat)
+}
+
+/// Sends `total` requests over `connections` concurrent connections; returns the elapsed time.
+pub async fn concurrent(addr: SocketAddr, req: Bytes, connections: usize, total: usize) -> std::io::Result<Duration> {
+    let left = Rc::new(Cell::new(total));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let left = Rc::clone(&left);
+        let req = req.clone();
+        tasks.push(monoio::spawn(async move {
+            let mut conn = Conn::open(addr).await?;
+            while left.get() > 0 {
+                left.set(left.get() - 1);
+                conn.exchange(req.clone()).await?;
+            }
+            Ok::<(), std::io::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    Ok(started.elapsed())
+}
+
+struct Conn {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect_addr(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            buf: BytesMut::with_capacity(64 * 1024),
+        })
+    }
+
+    /// One request/response; returns (time to first body byte, total time).
+    async fn exchange(&mut self, req: Bytes) -> std::io::Result<(Duration, Duration)> {
+        let started = Instant::now();
+        let (res, _) = self.stream.write_all(req).await;
+        res?;
+        let head = loop {
+            if let Some(head) = take_response(&mut self.buf, Method::Post, HeadLimits::default()).map_err(std::io::Error::other)? {
+                break head;
+            }
+            self.fill().await?;
+        };
+        if head.status != 200 {
+            return Err(std::io::Error::other(format!("status {}", head.status)));
+        }
+        let mut cursor = BodyCursor::new(head.framing);
+        let mut first = None;
+        loop {
+            let mut got = false;
+            let used = cursor
+                .advance(&self.buf, |r| got |= !r.is_empty())
+                .map_err(std::io::Error::other)?;
+            if got && first.is_none() {
+                first = Some(started.elapsed());
+            }
+            let _ = self.buf.split_to(used);
+            if cursor.is_done() {
+                break;
+            }
+            self.fill().await?;
+        }
+        let total = started.elapsed();
+        Ok((first.unwrap_or(total), total))
+    }
+
+    async fn fill(&mut self) -> std::io::Result<()> {
+        let (res, back) = read_some(&mut self.stream, std::mem::take(&mut self.buf), 64 * 1024).await;
+        self.buf = back;
+        match res? {
+            0 => Err(std::io::ErrorKind::UnexpectedEof.into()),
+            _ => Ok(()),
+        }
+    }
+}

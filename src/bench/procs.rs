@@ -1,0 +1,126 @@
+//! Child processes for the bench (the mock upstream, sluice, optionally nginx) and what /proc
+//! says about them: CPU time and resident memory.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process that announced `listening on ADDR`; killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts `sluice ARGS…` (this same executable) and waits for its `listening on` line.
+    pub fn start_self(args: &[&str]) -> std::io::Result<Server> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .ok_or_else(|| std::io::Error::other("child exited before listening"))??;
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                break addr.trim().parse().map_err(std::io::Error::other)?;
+            }
+        };
+        // Keep draining stdout (access records, if any) so the child never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Server { child, addr })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time (user + system) a process has used.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let ticks = clock_ticks();
+    Some(Duration::from_secs_f64((utime + stime) as f64 / ticks as f64))
+}
+
+fn clock_ticks() -> u64 {
+    // sysconf(_SC_CLK_TCK) is 100 on every Linux this runs on.
+    100
+}
+
+/// Resident set size and its peak, in KiB.
+pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// nginx as a reverse proxy to `upstream`, when nginx is installed.
+pub struct Nginx {
+    child: Child,
+    pub addr: SocketAddr,
+    dir: std::path::PathBuf,
+}
+
+impl Nginx {
+    pub fn start(upstream: SocketAddr) -> Option<Nginx> {
+        let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| std::path::Path::new(p).exists())?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let dir = std::env::temp_dir().join(format!("sluice-bench-nginx-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("logs")).ok()?;
+        let conf = format!(
+            "worker_processes 1;\ndaemon off;\nerror_log {d}/logs/error.log;\npid {d}/nginx.pid;\nevents {{ worker_connections 4096; }}\nhttp {{\n access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n upstream mock {{ server {upstream}; keepalive 128; }}\n server {{\n  listen 127.0.0.1:{port};\n  client_max_body_size 32m;\n  client_body_buffer_size 1m;\n  location / {{ proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; proxy_request_buffering on; }}\n }}\n}}\n",
+            d = dir.display()
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).ok()?;
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::yield_now();
+        }
+        Some(Nginx { child, addr, dir })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,76 @@
+//! The command line: `serve`, `check-config`, `keys hash`, `mock-upstream`, `bench`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about = "An io_uring edge gateway for Claude Code and the Anthropic API")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Validate a config file and report the exact path of any error.
+    CheckConfig {
+        file: PathBuf,
+    },
+    /// Virtual key helpers.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Run the built-in Anthropic-compatible mock upstream (for offline trials, tests, the bench).
+    MockUpstream(MockArgs),
+    /// Run the bundled load bench: mock upstream + sluice, direct vs through sluice.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:4100).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Base URL of the (first) upstream (default https://api.anthropic.com).
+    #[arg(long)]
+    pub upstream: Option<String>,
+    /// Credential for that upstream (default: $ANTHROPIC_API_KEY when set).
+    #[arg(long)]
+    pub upstream_api_key: Option<String>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print the SHA-256 to put in `[[keys]] sha256 = …` for a key read from standard input.
+    Hash,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct MockArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Delay before the response head, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
+    /// Delay between SSE events, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub event_delay_ms: u64,
+    /// Text the mock answers with.
+    #[arg(long, default_value = "hello")]
+    pub reply: String,
+    /// Require this upstream credential (x-api-key or Bearer); 401 otherwise.
+    #[arg(long)]
+    pub require_key: Option<String>,
+}

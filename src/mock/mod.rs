@@ -1,0 +1,346 @@
+//! The built-in mock upstream: an Anthropic-compatible server for trying sluice offline, for the
+//! integration tests and for the bench. It speaks the real wire formats (Messages JSON, SSE in
+//! chunked framing, one event per chunk, `ping` included), keeps a log of what it received
+//! (`GET /__mock/requests`, so tests can check that requests arrived byte for byte), and
+//! misbehaves on demand, steered per request by `x-mock-*` headers, which sluice forwards like
+//! any other header:
+//!
+//! | header | effect |
+//! | --- | --- |
+//! | `x-mock-status: 529` | answer that status with an Anthropic error body |
+//! | `x-mock-delay-ms: N` | wait before the response head |
+//! | `x-mock-event-delay-ms: N` | wait between SSE events |
+//! | `x-mock-reply: text` | answer with this text |
+//! | `x-mock-fail: reset-before-head` | close without answering |
+//! | `x-mock-fail: truncate-after:N` | stream N events, then close mid-body |
+//! | `x-mock-fail: garbage` | answer with bytes that are not HTTP |
+//! | `x-mock-fail: stall` | never answer (until the peer gives up) |
+//! | `x-mock-close: 1` | answer with `Connection: close` and close |
+
+pub mod responses;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::cli::MockArgs;
+use crate::http1::body::BodyCursor;
+use crate::http1::io::read_some;
+use crate::http1::{take_request, HeadLimits, Method, RequestHead};
+use crate::runtime::{self, listener::bind_listeners, shutdown_pair};
+
+/// Requests kept in the log.
+const LOG_CAPACITY: usize = 2000;
+/// Bodies kept as text in the log up to this size.
+const LOGGED_BODY: usize = 512 * 1024;
+
+/// One request as the mock received it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Received {
+    pub method: String,
+    pub target: String,
+    /// Header fields exactly as received, in order.
+    pub headers: Vec<(String, String)>,
+    pub body_len: usize,
+    pub body_sha256: String,
+    /// The body as text (lossy), when it is at most 512 KiB.
+    pub body: Option<String>,
+}
+
+/// State shared by the mock's workers (not a hot path: a mutex is fine here).
+pub struct MockState {
+    args: MockArgs,
+    log: Mutex<VecDeque<Received>>,
+    served: AtomicU64,
+}
+
+impl MockState {
+    pub fn new(args: MockArgs) -> Self {
+        Self {
+            args,
+            log: Mutex::new(VecDeque::new()),
+            served: AtomicU64::new(0),
+        }
+    }
+
+    fn remember(&self, head: &RequestHead, body: &[u8]) {
+        let entry = Received {
+            method: head.method.as_str().to_string(),
+            target: String::from_utf8_lossy(head.target()).into_owned(),
+            headers: head
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        String::from_utf8_lossy(h.name.of(&head.bytes)).into_owned(),
+                        String::from_utf8_lossy(h.value.of(&head.bytes)).into_owned(),
+                    )
+                })
+                .collect(),
+            body_len: body.len(),
+            body_sha256: hex::encode(Sha256::digest(body)),
+            body: (body.len() <= LOGGED_BODY).then(|| String::from_utf8_lossy(body).into_owned()),
+        };
+        if let Ok(mut log) = self.log.lock() {
+            if log.len() >= LOG_CAPACITY {
+                log.pop_front();
+            }
+            log.push_back(entry);
+        }
+    }
+
+    fn log_json(&self) -> Vec<u8> {
+        let log = self.log.lock().map(|l| l.iter().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        serde_json::to_vec(&serde_json::json!({
+            "served": self.served.load(Ordering::Relaxed),
+            "requests": log,
+        }))
+        .unwrap_or_default()
+    }
+
+    fn reset(&self) {
+        if let Ok(mut log) = self.log.lock() {
+            log.clear();
+        }
+        self.served.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Errors starting the mock.
+#[derive(Debug, thiserror::Error)]
+pub enum MockError {
+    #[error("cannot listen on {0}: {1}")]
+    Listen(String, std::io::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the mock until SIGTERM or SIGINT.
+pub fn run(args: &MockArgs) -> Result<(), MockError> {
+    let addr = args
+        .listen
+        .parse()
+        .map_err(|_| MockError::Listen(args.listen.clone(), std::io::ErrorKind::InvalidInput.into()))?;
+    let listeners = bind_listeners(addr, args.workers).map_err(|e| MockError::Listen(args.listen.clone(), e))?;
+    let bound = listeners.first().and_then(|l| l.local_addr().ok()).unwrap_or(addr);
+    let state = Arc::new(MockState::new(args.clone()));
+    let (mut trigger, shutdown) = shutdown_pair();
+    let workers = runtime::spawn_workers("sluice-mock", listeners, &shutdown, move |_, listener, shutdown| {
+        let state = Arc::clone(&state);
+        runtime::accept_loop(listener, shutdown, 100_000, Duration::from_secs(5), move |stream| {
+            serve(stream, Arc::clone(&state))
+        })
+    })?;
+    drop(shutdown);
+    crate::server::announce(bound);
+    runtime::wait_for_termination()?;
+    trigger.trigger();
+    for w in workers {
+        let _ = w.join();
+    }
+    Ok(())
+}
+
+/// Per-request behaviour, from the `x-mock-*` headers and the mock's defaults.
+struct Behavior {
+    status: Option<u16>,
+    delay: Duration,
+    event_delay: Duration,
+    reply: String,
+    fail: Option<String>,
+    close: bool,
+}
+
+impl Behavior {
+    fn of(head: &RequestHead, args: &MockArgs) -> Self {
+        let num = |name: &str| head.header_str(name).and_then(|v| v.trim().parse::<u64>().ok());
+        Behavior {
+            status: num("x-mock-status").map(|s| s as u16),
+            delay: Duration::from_millis(num("x-mock-delay-ms").unwrap_or(args.delay_ms)),
+            event_delay: Duration::from_millis(num("x-mock-event-delay-ms").unwrap_or(args.event_delay_ms)),
+            reply: head.header_str("x-mock-reply").unwrap_or(&args.reply).to_string(),
+            fail: head.header_str("x-mock-fail").map(str::to_string),
+            close: head.header("x-mock-close").is_some() || !head.keep_alive,
+        }
+    }
+}
+
+async fn serve(mut stream: TcpStream, state: Arc<MockState>) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let limits = HeadLimits {
+        max_head_bytes: 256 * 1024,
+        max_headers: 512,
+    };
+    loop {
+        let head = loop {
+            match take_request(&mut buf, limits) {
+                Ok(Some(head)) => break head,
+                Ok(None) => {}
+                Err(_) => {
+                    let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec()).await;
+                    return;
+                }
+            }
+            let (res, back) = read_some(&mut stream, buf, 64 * 1024).await;
+            buf = back;
+            if !matches!(res, Ok(n) if n > 0) {
+                return;
+            }
+        };
+        if head.expect_continue {
+            let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
+        }
+        let Some(body) = read_body(&mut stream, &mut buf, &head).await else {
+            return;
+        };
+        state.served.fetch_add(1, Ordering::Relaxed);
+        let behavior = Behavior::of(&head, &state.args);
+        let keep = respond(&mut stream, &head, &body, &behavior, &state).await;
+        if !keep {
+            return;
+        }
+    }
+}
+
+async fn read_body(stream: &mut TcpStream, buf: &mut BytesMut, head: &RequestHead) -> Option<Vec<u8>> {
+    let mut cursor = BodyCursor::new(head.framing);
+    let mut body = Vec::new();
+    loop {
+        let input = &buf[..];
+        let used = cursor.advance(input, |r| body.extend_from_slice(&input[r])).ok()?;
+        let _ = buf.split_to(used);
+        if cursor.is_done() {
+            return Some(body);
+        }
+        let (res, back) = read_some(stream, std::mem::take(buf), 64 * 1024).await;
+        *buf = back;
+        if !matches!(res, Ok(n) if n > 0) {
+            return None;
+        }
+    }
+}
+
+/// Answers one request; returns whether to keep the connection.
+async fn respond(
+    stream: &mut TcpStream,
+    head: &RequestHead,
+    body: &[u8],
+    b: &Behavior,
+    state: &MockState,
+) -> bool {
+    let path = head.path();
+    if path == b"/__mock/requests" {
+        return write_json(stream, 200, &state.log_json(), false).await;
+    }
+    if path == b"/__mock/reset" {
+        state.reset();
+        return write_json(stream, 200, b"{}", false).await;
+    }
+    state.remember(head, body);
+    if !b.delay.is_zero() {
+        monoio::time::sleep(b.delay).await;
+    }
+    if let Some(fail) = b.fail.as_deref() {
+        match fail {
+            "reset-before-head" => return false,
+            "garbage" => {
+                let _ = stream.write_all(b"NOT HTTP AT ALL\r\n\r\n".to_vec()).await;
+                return false;
+            }
+            "stall" => {
+                monoio::time::sleep(Duration::from_secs(3600)).await;
+                return false;
+            }
+            _ => {}
+        }
+    }
+    if let Some(key) = &state.args.require_key {
+        if !presents(head, key) {
+            return write_json(stream, 401, &responses::error_json(401), b.close).await;
+        }
+    }
+    if let Some(status) = b.status {
+        return write_json(stream, status, &responses::error_json(status), b.close).await;
+    }
+    if head.method == Method::Head {
+        return write_json(stream, 200, b"", b.close).await;
+    }
+    if path.ends_with(b"/v1/models") {
+        return write_json(stream, 200, &responses::models_json(), b.close).await;
+    }
+    let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let (input, output) = responses::usage_for(body.len(), &b.reply);
+    if path.ends_with(b"/count_tokens") {
+        return write_json(stream, 200, &responses::count_tokens_json(input), b.close).await;
+    }
+    let model = parsed["model"].as_str().unwrap_or("claude-mock-1").to_string();
+    if parsed["stream"].as_bool() == Some(true) {
+        return write_sse(stream, &model, b, input, output).await;
+    }
+    write_json(stream, 200, &responses::message_json(&model, &b.reply, input, output), b.close).await
+}
+
+fn presents(head: &RequestHead, key: &str) -> bool {
+    head.header_str("x-api-key") == Some(key)
+        || head.header_str("authorization").and_then(|v| v.strip_prefix("Bearer ")) == Some(key)
+}
+
+async fn write_json(stream: &mut TcpStream, status: u16, body: &[u8], close: bool) -> bool {
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nrequest-id: req_mock_{status}\r\n",
+        crate::proxy::error::reason_phrase(status),
+        body.len()
+    );
+    if status == 429 || status == 529 {
+        out.push_str("retry-after: 1\r\n");
+    }
+    if close {
+        out.push_str("connection: close\r\n");
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    let (res, _) = stream.write_all(bytes).await;
+    res.is_ok() && !close
+}
+
+async fn write_sse(stream: &mut TcpStream, model: &str, b: &Behavior, input: u64, output: u64) -> bool {
+    let mut head = String::from(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nrequest-id: req_mock_stream\r\nanthropic-organization-id: org-mock\r\n",
+    );
+    if b.close {
+        head.push_str("connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    if stream.write_all(head.into_bytes()).await.0.is_err() {
+        return false;
+    }
+    let truncate_after = b
+        .fail
+        .as_deref()
+        .and_then(|f| f.strip_prefix("truncate-after:"))
+        .and_then(|n| n.parse::<usize>().ok());
+    let events = responses::sse_events(model, &b.reply, input, output);
+    for (i, event) in events.into_iter().enumerate() {
+        if truncate_after == Some(i) {
+            return false;
+        }
+        if i > 0 && !b.event_delay.is_zero() {
+            monoio::time::sleep(b.event_delay).await;
+        }
+        let mut chunk = format!("{:x}\r\n", event.len()).into_bytes();
+        chunk.extend_from_slice(&event);
+        chunk.extend_from_slice(b"\r\n");
+        if stream.write_all(chunk).await.0.is_err() {
+            return false;
+        }
+    }
+    stream.write_all(b"0\r\n\r\n".to_vec()).await.0.is_ok() && !b.close
+}

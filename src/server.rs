@@ -1,0 +1,97 @@
+//! Starting and stopping the gateway: bind the listeners (refusing a taken port), start the
+//! access-log writer and one worker per listener, announce `listening on ADDR`, wait for
+//! SIGTERM/SIGINT, then drain: workers stop accepting and finish in-flight requests within the
+//! grace period, and the access log is flushed before the process exits.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::config::Config;
+use crate::provider::connect::{tls_connector, Connector};
+use crate::proxy::{serve_connection, Gateway};
+use crate::runtime::{self, listener::bind_listeners, shutdown_pair};
+use crate::store::access_log;
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot open the access log: {0}")]
+    AccessLog(std::io::Error),
+    #[error("cannot set up TLS: {0}")]
+    Tls(rustls::Error),
+    #[error("cannot start workers: {0}")]
+    Workers(std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs the gateway until SIGTERM or SIGINT.
+pub fn serve(config: Config) -> Result<(), ServeError> {
+    warn_if_exposed(&config);
+    let listeners = bind_listeners(config.listen, config.workers).map_err(|source| ServeError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let addr = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .unwrap_or(config.listen);
+    let (log, log_thread) = access_log::start(&config.access_log).map_err(ServeError::AccessLog)?;
+    let tls = tls_connector().map_err(ServeError::Tls)?;
+    let (mut trigger, shutdown) = shutdown_pair();
+    let config = Arc::new(config);
+    let worker_log = log.clone();
+    let workers = runtime::spawn_workers("sluice-worker", listeners, &shutdown, move |id, listener, shutdown| {
+        let gw = Rc::new(Gateway::new(
+            id,
+            Arc::clone(&config),
+            Connector::new(tls.clone()),
+            worker_log.clone(),
+            shutdown.clone(),
+        ));
+        let limit = gw.config.limits.max_connections_per_worker;
+        let grace = gw.config.grace_period;
+        runtime::accept_loop(listener, shutdown, limit, grace, move |stream| {
+            serve_connection(stream, Rc::clone(&gw))
+        })
+    })
+    .map_err(ServeError::Workers)?;
+    drop(shutdown);
+    announce(addr);
+    let signal = runtime::wait_for_termination().map_err(ServeError::Signals)?;
+    tracing::info!(signal, "shutting down: draining in-flight requests");
+    trigger.trigger();
+    for worker in workers {
+        let _ = worker.join();
+    }
+    drop(log);
+    if let Some(thread) = log_thread {
+        let _ = thread.join();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Prints the line tests and scripts wait for.
+pub fn announce(addr: SocketAddr) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on {addr}");
+    let _ = out.flush();
+}
+
+fn warn_if_exposed(config: &Config) {
+    let exposed = config.open_access()
+        && !config.listen.ip().is_loopback()
+        && config.upstreams.iter().any(|u| u.credential.is_some());
+    if exposed {
+        tracing::warn!(
+            listen = %config.listen,
+            "no virtual keys are configured, so anyone who can reach this address uses the upstream credential; add [[keys]] or listen on loopback"
+        );
+    }
+}
