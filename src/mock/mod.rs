@@ -15,6 +15,7 @@
 //! | `x-mock-fail: truncate-after:N` | stream N events, then close mid-body |
 //! | `x-mock-fail: garbage` | answer with bytes that are not HTTP |
 //! | `x-mock-fail: stall` | never answer (until the peer gives up) |
+//! | `x-mock-fail: close-after-response` | answer normally, then close without saying so |
 //! | `x-mock-close: 1` | answer with `Connection: close` and close |
 
 pub mod responses;
@@ -203,7 +204,9 @@ async fn serve(mut stream: TcpStream, state: Arc<MockState>) {
         state.served.fetch_add(1, Ordering::Relaxed);
         let behavior = Behavior::of(&head, &state.args);
         let keep = respond(&mut stream, &head, &body, &behavior, &state).await;
-        if !keep {
+        // close-after-response: answer as if keeping the connection, then drop it (a stale
+        // pooled connection for whoever reuses it).
+        if !keep || behavior.fail.as_deref() == Some("close-after-response") {
             return;
         }
     }
@@ -332,7 +335,7 @@ async fn write_sse(stream: &mut TcpStream, model: &str, b: &Behavior, input: u64
         if truncate_after == Some(i) {
             return false;
         }
-        if i > 0 && !b.event_delay.is_zero() {
+        if !b.event_delay.is_zero() {
             monoio::time::sleep(b.event_delay).await;
         }
         let mut chunk = format!("{:x}\r\n", event.len()).into_bytes();

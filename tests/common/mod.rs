@@ -1,0 +1,391 @@
+//! Test harness: the built `sluice` binary as gateway and as mock upstream, each on port 0 (the
+//! port read back from its `listening on` line), plus a raw HTTP/1.1 client and helpers that
+//! wait on conditions with deadlines (never a bare sleep).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// A spawned `sluice` process; killed (SIGKILL) when dropped unless already stopped.
+pub struct Proc {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Proc {
+    fn spawn(args: &[&str], dir: tempfile::TempDir) -> Proc {
+        let stderr_path = dir.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn sluice");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.trim().to_string());
+                    break;
+                }
+            }
+            for _ in lines {}
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("sluice {args:?} did not start: {}", std::fs::read_to_string(&stderr_path).unwrap_or_default());
+            }
+        };
+        Proc {
+            child,
+            addr,
+            stderr: stderr_path,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+    }
+
+    /// Waits for the process to exit (bounded) and returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::yield_now();
+        }
+        None
+    }
+
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The mock upstream.
+pub fn mock(extra: &[&str]) -> Proc {
+    let mut args = vec!["mock-upstream", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    Proc::spawn(&args, tempfile::tempdir().unwrap())
+}
+
+/// A gateway with its access log in a temp file.
+pub struct Gateway {
+    pub proc: Proc,
+    pub access_log: PathBuf,
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.proc
+    }
+}
+
+impl std::ops::DerefMut for Gateway {
+    fn deref_mut(&mut self) -> &mut Proc {
+        &mut self.proc
+    }
+}
+
+/// Starts sluice with `config` (TOML; `[log]` is added by the harness) in front of `upstream`.
+pub fn gateway(upstream: &str, config: &str) -> Gateway {
+    gateway_with(upstream, config, &[])
+}
+
+pub fn gateway_with(upstream: &str, config: &str, extra: &[&str]) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let access_log = dir.path().join("access.jsonl");
+    let config_path = dir.path().join("sluice.toml");
+    let text = format!(
+        "{config}\n[log]\naccess_log = \"{}\"\nlevel = \"info\"\n",
+        access_log.display()
+    );
+    std::fs::write(&config_path, text).unwrap();
+    let config_arg = config_path.to_str().unwrap().to_string();
+    let mut args = vec!["serve", "--config", &config_arg, "--workers", "2"];
+    if !extra.contains(&"--listen") {
+        args.extend_from_slice(&["--listen", "127.0.0.1:0"]);
+    }
+    if !upstream.is_empty() {
+        args.extend_from_slice(&["--upstream", upstream]);
+    }
+    args.extend_from_slice(extra);
+    Gateway {
+        proc: Proc::spawn(&args, dir),
+        access_log,
+    }
+}
+
+impl Gateway {
+    /// Access records written so far.
+    pub fn records(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.access_log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits until at least `n` access records exist, then returns them all.
+    pub fn wait_records(&self, n: usize) -> Vec<Value> {
+        wait_for(Duration::from_secs(10), || {
+            let r = self.records();
+            (r.len() >= n).then_some(r)
+        })
+        .unwrap_or_else(|| panic!("expected {n} access records, have {:?}", self.records()))
+    }
+}
+
+/// Polls `check` until it gives a value or `within` passes.
+pub fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What the mock upstream received, oldest first.
+pub fn mock_requests(mock: &Proc) -> Vec<Value> {
+    let resp = request(mock.addr, "GET /__mock/requests HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n");
+    let v: Value = serde_json::from_slice(&resp.body).unwrap();
+    v["requests"].as_array().cloned().unwrap_or_default()
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// A raw client connection.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client { stream, buf: Vec::new() }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    fn fill(&mut self) -> usize {
+        let mut chunk = [0u8; 65536];
+        match self.stream.read(&mut chunk) {
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                n
+            }
+            Err(_) => 0,
+        }
+    }
+
+    /// Reads one response (for a request with `method`); `None` if the connection closed first.
+    pub fn read_response_for(&mut self, method: &str) -> Option<Response> {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 128];
+            let mut resp = httparse::Response::new(&mut headers);
+            if let Ok(httparse::Status::Complete(len)) = resp.parse(&self.buf) {
+                let status = resp.code.unwrap();
+                let headers: Vec<(String, String)> = resp
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                    .collect();
+                self.buf.drain(..len);
+                if (100..200).contains(&status) {
+                    continue;
+                }
+                let find = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+                let body = if method == "HEAD" || status == 204 || status == 304 {
+                    Vec::new()
+                } else if find("transfer-encoding").is_some() {
+                    self.read_chunked()
+                } else if let Some(len) = find("content-length") {
+                    let len: usize = len.parse().unwrap();
+                    while self.buf.len() < len {
+                        if self.fill() == 0 {
+                            panic!("body truncated");
+                        }
+                    }
+                    self.buf.drain(..len).collect()
+                } else {
+                    while self.fill() > 0 {}
+                    std::mem::take(&mut self.buf)
+                };
+                return Some(Response { status, headers, body });
+            }
+            if self.fill() == 0 {
+                return None;
+            }
+        }
+    }
+
+    pub fn read_response(&mut self) -> Option<Response> {
+        self.read_response_for("POST")
+    }
+
+    fn read_chunked(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                if self.fill() == 0 {
+                    return body;
+                }
+            };
+            let size = usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).unwrap().split(';').next().unwrap(), 16).unwrap();
+            self.buf.drain(..line_end + 2);
+            while self.buf.len() < size + 2 {
+                if self.fill() == 0 {
+                    return body;
+                }
+            }
+            body.extend(self.buf.drain(..size));
+            self.buf.drain(..2);
+            if size == 0 {
+                return body;
+            }
+        }
+    }
+
+    /// Reads chunks as they come, calling `each` with (arrival time, payload) per chunk, until
+    /// the terminating chunk. Returns false if the stream ended without one.
+    pub fn read_chunks(&mut self, mut each: impl FnMut(Instant, &[u8])) -> bool {
+        loop {
+            let line_end = loop {
+                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                if self.fill() == 0 {
+                    return false;
+                }
+            };
+            let size = usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).unwrap(), 16).unwrap();
+            self.buf.drain(..line_end + 2);
+            while self.buf.len() < size + 2 {
+                if self.fill() == 0 {
+                    return false;
+                }
+            }
+            let data: Vec<u8> = self.buf.drain(..size).collect();
+            self.buf.drain(..2);
+            if size == 0 {
+                return true;
+            }
+            each(Instant::now(), &data);
+        }
+    }
+
+    /// Reads the response head only.
+    pub fn read_head(&mut self) -> Response {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 128];
+            let mut resp = httparse::Response::new(&mut headers);
+            if let Ok(httparse::Status::Complete(len)) = resp.parse(&self.buf) {
+                let r = Response {
+                    status: resp.code.unwrap(),
+                    headers: resp
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                        .collect(),
+                    body: Vec::new(),
+                };
+                self.buf.drain(..len);
+                return r;
+            }
+            assert!(self.fill() > 0, "connection closed before a response head");
+        }
+    }
+
+    /// True if the server closes the connection (reads EOF) within the read timeout.
+    pub fn closed(&mut self) -> bool {
+        self.buf.clear();
+        self.fill() == 0
+    }
+}
+
+/// One request on a fresh connection.
+pub fn request(addr: SocketAddr, raw: &str) -> Response {
+    let mut c = Client::connect(addr);
+    c.send(raw.as_bytes());
+    let method = raw.split(' ').next().unwrap_or("GET").to_string();
+    c.read_response_for(&method).expect("a response")
+}
+
+/// A POST /v1/messages request with `body` and extra header lines.
+pub fn messages_request(body: &str, extra_headers: &str) -> String {
+    format!(
+        "POST /v1/messages?beta=true HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nanthropic-version: 2023-06-01\r\n{extra_headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+pub const SMALL_BODY: &str = r#"{"model":"claude-haiku-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+pub const STREAM_BODY: &str = r#"{"model":"claude-opus-4-8","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+
+/// The shared captures directory (`../shared/captures`).
+pub fn captures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/captures")
+}
