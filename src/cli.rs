@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about = "An io_uring edge gateway for Claude Code and the Anthropic API")]
+#[command(
+    name = "sluice",
+    version,
+    about = "An io_uring edge gateway for Claude Code and the Anthropic API"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -16,9 +20,7 @@ pub enum Command {
     /// Run the gateway.
     Serve(ServeArgs),
     /// Validate a config file and report the exact path of any error.
-    CheckConfig {
-        file: PathBuf,
-    },
+    CheckConfig { file: PathBuf },
     /// Virtual key helpers.
     #[command(subcommand)]
     Keys(KeysCommand),

@@ -12,14 +12,14 @@
 //! - [`config`]: the TOML file → a validated [`config::Config`] snapshot.
 //! - [`mock`]: the built-in Anthropic-compatible mock upstream; [`bench`]: the bundled load bench.
 
-pub mod http1;
-pub mod usage;
+pub mod bench;
+pub mod cli;
 pub mod config;
+pub mod http1;
+pub mod mock;
 pub mod provider;
 pub mod proxy;
 pub mod runtime;
-pub mod store;
-pub mod bench;
-pub mod cli;
-pub mod mock;
 pub mod server;
+pub mod store;
+pub mod usage;

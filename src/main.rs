@@ -82,7 +82,10 @@ fn hash_key() -> ExitCode {
         return ExitCode::from(2);
     }
     let mut out = std::io::stdout().lock();
-    let _ = std::io::Write::write_all(&mut out, format!("{}\n", config::keys::hash_hex(key)).as_bytes());
+    let _ = std::io::Write::write_all(
+        &mut out,
+        format!("{}\n", config::keys::hash_hex(key)).as_bytes(),
+    );
     ExitCode::SUCCESS
 }
 

@@ -19,7 +19,10 @@ use crate::store::access_log;
 #[derive(Debug, Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
     #[error("cannot set up TLS: {0}")]
@@ -33,10 +36,11 @@ pub enum ServeError {
 /// Runs the gateway until SIGTERM or SIGINT.
 pub fn serve(config: Config) -> Result<(), ServeError> {
     warn_if_exposed(&config);
-    let listeners = bind_listeners(config.listen, config.workers).map_err(|source| ServeError::Listen {
-        addr: config.listen,
-        source,
-    })?;
+    let listeners =
+        bind_listeners(config.listen, config.workers).map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
     let addr = listeners
         .first()
         .and_then(|l| l.local_addr().ok())
@@ -46,20 +50,25 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     let (mut trigger, shutdown) = shutdown_pair();
     let config = Arc::new(config);
     let worker_log = log.clone();
-    let workers = runtime::spawn_workers("sluice-worker", listeners, &shutdown, move |id, listener, shutdown| {
-        let gw = Rc::new(Gateway::new(
-            id,
-            Arc::clone(&config),
-            Connector::new(tls.clone()),
-            worker_log.clone(),
-            shutdown.clone(),
-        ));
-        let limit = gw.config.limits.max_connections_per_worker;
-        let grace = gw.config.grace_period;
-        runtime::accept_loop(listener, shutdown, limit, grace, move |stream| {
-            serve_connection(stream, Rc::clone(&gw))
-        })
-    })
+    let workers = runtime::spawn_workers(
+        "sluice-worker",
+        listeners,
+        &shutdown,
+        move |id, listener, shutdown| {
+            let gw = Rc::new(Gateway::new(
+                id,
+                Arc::clone(&config),
+                Connector::new(tls.clone()),
+                worker_log.clone(),
+                shutdown.clone(),
+            ));
+            let limit = gw.config.limits.max_connections_per_worker;
+            let grace = gw.config.grace_period;
+            runtime::accept_loop(listener, shutdown, limit, grace, move |stream| {
+                serve_connection(stream, Rc::clone(&gw))
+            })
+        },
+    )
     .map_err(ServeError::Workers)?;
     drop(shutdown);
     announce(addr);

@@ -2,6 +2,14 @@
 //! upstream: everything but the credential, Host and hop-by-hop fields arrives byte for byte, in
 //! order, and the body is identical; client keys never reach the upstream.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "integration test: a failure is a failed test"
+)]
+
 mod common;
 
 use common::*;
@@ -30,14 +38,22 @@ fn first_party_captures() -> Vec<Captured> {
         for line in std::fs::read_to_string(&path).unwrap().lines() {
             let r: Value = serde_json::from_str(line).unwrap();
             let target = r["target"].as_str().unwrap().to_string();
-            if !(target.starts_with("/v1/messages") || target.starts_with("/v1/models") || target == "/") {
+            if !(target.starts_with("/v1/messages")
+                || target.starts_with("/v1/models")
+                || target == "/")
+            {
                 continue; // Bedrock and Vertex formats: issue 3
             }
             let headers = r["headers"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|h| (h[0].as_str().unwrap().to_string(), h[1].as_str().unwrap().to_string()))
+                .map(|h| {
+                    (
+                        h[0].as_str().unwrap().to_string(),
+                        h[1].as_str().unwrap().to_string(),
+                    )
+                })
                 .collect();
             let body = (!r["body"].is_null()).then(|| serde_json::to_vec(&r["body"]).unwrap());
             out.push(Captured {
@@ -76,9 +92,17 @@ fn raw_request(c: &Captured) -> (Vec<u8>, Vec<(String, String)>) {
 #[test]
 fn captured_requests_arrive_byte_for_byte() {
     let mock = mock(&[]);
-    let gw = gateway_with(&mock.url(), "", &["--upstream-api-key", "sk-upstream-secret"]);
+    let gw = gateway_with(
+        &mock.url(),
+        "",
+        &["--upstream-api-key", "sk-upstream-secret"],
+    );
     let captures = first_party_captures();
-    assert!(captures.len() > 20, "expected the shared captures, found {}", captures.len());
+    assert!(
+        captures.len() > 20,
+        "expected the shared captures, found {}",
+        captures.len()
+    );
     let mut forwarded = 0;
     for c in &captures {
         let (raw, sent) = raw_request(c);
@@ -92,35 +116,65 @@ fn captured_requests_arrive_byte_for_byte() {
         }
         forwarded += 1;
         let got = mock_requests(&mock).pop().unwrap();
-        assert_eq!(got["target"], c.target.as_str(), "{}: query string kept", c.file);
+        assert_eq!(
+            got["target"],
+            c.target.as_str(),
+            "{}: query string kept",
+            c.file
+        );
         let received: Vec<(String, String)> = got["headers"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|h| (h[0].as_str().unwrap().to_string(), h[1].as_str().unwrap().to_string()))
+            .map(|h| {
+                (
+                    h[0].as_str().unwrap().to_string(),
+                    h[1].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
         let mut expected: Vec<(String, String)> = Vec::new();
         for (n, v) in &sent {
             let lower = n.to_ascii_lowercase();
-            if lower == "x-api-key" || lower == "authorization" || HOP_BY_HOP.contains(&lower.as_str()) {
+            if lower == "x-api-key"
+                || lower == "authorization"
+                || HOP_BY_HOP.contains(&lower.as_str())
+            {
                 continue;
             }
-            let v = if lower == "host" { mock.addr.to_string() } else { v.clone() };
+            let v = if lower == "host" {
+                mock.addr.to_string()
+            } else {
+                v.clone()
+            };
             expected.push((n.clone(), v));
         }
         expected.push(("x-api-key".into(), "sk-upstream-secret".into()));
         assert_eq!(received, expected, "{}: headers", c.file);
         let body = c.body.clone().unwrap_or_default();
         assert_eq!(got["body_len"], body.len(), "{}", c.file);
-        assert_eq!(got["body_sha256"], hex::encode(Sha256::digest(&body)), "{}: body", c.file);
+        assert_eq!(
+            got["body_sha256"],
+            hex::encode(Sha256::digest(&body)),
+            "{}: body",
+            c.file
+        );
     }
     assert!(forwarded >= 15, "only {forwarded} requests were forwarded");
     let everything = serde_json::to_string(&mock_requests(&mock)).unwrap();
     for secret in ["sk-test-123", "tok-test-456"] {
-        assert!(!everything.contains(secret), "client credential {secret} reached the upstream");
+        assert!(
+            !everything.contains(secret),
+            "client credential {secret} reached the upstream"
+        );
     }
     let records = gw.wait_records(captures.len());
-    assert!(records.iter().all(|r| !r.to_string().contains("sk-test-123")), "a key reached the access log");
+    assert!(
+        records
+            .iter()
+            .all(|r| !r.to_string().contains("sk-test-123")),
+        "a key reached the access log"
+    );
 }
 
 #[test]
@@ -142,7 +196,12 @@ upstream = "haiku"
     // The Python SDK puts model after messages, whose text mentions "model" itself.
     let body = r#"{"max_tokens":64,"messages":[{"role":"user","content":"use \"model\": \"claude-opus-4-8\" please"}],"model":"claude-haiku-4-5","system":"You are terse."}"#;
     let resp = request(gw.addr, &messages_request(body, "x-api-key: k\r\n"));
-    assert_eq!(resp.status, 200, "{:?}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(
+        resp.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&resp.body)
+    );
     let records = gw.wait_records(1);
     assert_eq!(records[0]["model"], "claude-haiku-4-5");
     assert_eq!(records[0]["upstream"], "haiku");
@@ -154,12 +213,19 @@ fn a_body_larger_than_the_replay_buffer_streams_through() {
     let gw = gateway(&mock.url(), "[server]\nreplay_buffer_bytes = 4096\n");
     let filler = "x".repeat(300_000);
     // model after a large field: sluice must read on to find it, and still forward every byte.
-    let late = format!(r#"{{"messages":[{{"role":"user","content":"{filler}"}}],"model":"claude-haiku-4-5","max_tokens":5}}"#);
-    let early = format!(r#"{{"model":"claude-haiku-4-5","messages":[{{"role":"user","content":"{filler}"}}],"max_tokens":5}}"#);
+    let late = format!(
+        r#"{{"messages":[{{"role":"user","content":"{filler}"}}],"model":"claude-haiku-4-5","max_tokens":5}}"#
+    );
+    let early = format!(
+        r#"{{"model":"claude-haiku-4-5","messages":[{{"role":"user","content":"{filler}"}}],"max_tokens":5}}"#
+    );
     for body in [late, early] {
         let resp = request(gw.addr, &messages_request(&body, ""));
         assert_eq!(resp.status, 200);
         let got = mock_requests(&mock).pop().unwrap();
-        assert_eq!(got["body_sha256"], hex::encode(Sha256::digest(body.as_bytes())));
+        assert_eq!(
+            got["body_sha256"],
+            hex::encode(Sha256::digest(body.as_bytes()))
+        );
     }
 }

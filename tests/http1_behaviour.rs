@@ -2,17 +2,34 @@
 //! `Expect: 100-continue`, HEAD, the warm-up requests, and every error path as a status plus an
 //! Anthropic-format JSON body.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "integration test: a failure is a failed test"
+)]
+
 mod common;
 
 use common::*;
 
 fn assert_anthropic_error(resp: &Response, status: u16, kind: &str) {
-    assert_eq!(resp.status, status, "{:?}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(
+        resp.status,
+        status,
+        "{:?}",
+        String::from_utf8_lossy(&resp.body)
+    );
     let v = resp.json();
     assert_eq!(v["type"], "error");
     assert_eq!(v["error"]["type"], kind, "{v}");
-    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
-    assert!(v["request_id"].as_str().is_some_and(|id| id.starts_with("req_")));
+    assert!(v["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+    assert!(v["request_id"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("req_")));
 }
 
 #[test]
@@ -38,7 +55,10 @@ fn keep_alive_and_pipelined_requests_are_answered_in_order() {
     client.send(messages_request(SMALL_BODY, "").as_bytes());
     assert_eq!(client.read_response().unwrap().status, 200);
     let records = gw.wait_records(5);
-    assert!(records.iter().filter(|r| r["operation"] == "messages").all(|r| r["pooled_connection"] == true || r["attempts"] == 1));
+    assert!(records
+        .iter()
+        .filter(|r| r["operation"] == "messages")
+        .all(|r| r["pooled_connection"] == true || r["attempts"] == 1));
 }
 
 #[test]
@@ -59,7 +79,10 @@ fn a_chunked_request_body_reaches_the_upstream_whole() {
     let got = mock_requests(&mock).pop().unwrap();
     assert_eq!(got["body"], SMALL_BODY);
     let headers = got["headers"].to_string().to_ascii_lowercase();
-    assert!(headers.contains(&format!("[\"content-length\",\"{}\"]", body.len())), "{headers}");
+    assert!(
+        headers.contains(&format!("[\"content-length\",\"{}\"]", body.len())),
+        "{headers}"
+    );
     assert!(!headers.contains("transfer-encoding"));
 }
 
@@ -80,32 +103,56 @@ fn expect_100_continue_is_honoured() {
     client.send(SMALL_BODY.as_bytes());
     assert_eq!(client.read_response().unwrap().status, 200);
     let got = mock_requests(&mock).pop().unwrap();
-    assert!(!got["headers"].to_string().to_ascii_lowercase().contains("expect"));
+    assert!(!got["headers"]
+        .to_string()
+        .to_ascii_lowercase()
+        .contains("expect"));
 }
 
 #[test]
 fn warm_up_and_health_are_answered_locally() {
     let gw = gateway("http://127.0.0.1:9", "");
     for target in ["/", "/api/hello"] {
-        let resp = request(gw.addr, &format!("HEAD {target} HTTP/1.1\r\nHost: gw\r\nUser-Agent: Bun/1.4.0\r\n\r\n"));
+        let resp = request(
+            gw.addr,
+            &format!("HEAD {target} HTTP/1.1\r\nHost: gw\r\nUser-Agent: Bun/1.4.0\r\n\r\n"),
+        );
         assert_eq!(resp.status, 200);
         assert!(resp.body.is_empty());
     }
     let resp = request(gw.addr, "GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n");
     assert_eq!(resp.json()["status"], "ok");
-    let resp = request(gw.addr, "GET /v1/models?limit=1000 HTTP/1.1\r\nHost: gw\r\nUser-Agent: claude-code/2.1.330\r\n\r\n");
+    let resp = request(
+        gw.addr,
+        "GET /v1/models?limit=1000 HTTP/1.1\r\nHost: gw\r\nUser-Agent: claude-code/2.1.330\r\n\r\n",
+    );
     assert_eq!(resp.status, 200);
-    let ids: Vec<String> = resp.json()["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = resp.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
     assert!(ids.iter().all(|id| id.starts_with("claude")) && !ids.is_empty());
-    let one = request(gw.addr, &format!("GET /v1/models/{} HTTP/1.1\r\nHost: gw\r\n\r\n", ids[0]));
+    let one = request(
+        gw.addr,
+        &format!("GET /v1/models/{} HTTP/1.1\r\nHost: gw\r\n\r\n", ids[0]),
+    );
     assert_eq!(one.json()["id"], ids[0].as_str());
-    assert_anthropic_error(&request(gw.addr, "GET /v1/models/nope HTTP/1.1\r\nHost: gw\r\n\r\n"), 404, "not_found_error");
+    assert_anthropic_error(
+        &request(gw.addr, "GET /v1/models/nope HTTP/1.1\r\nHost: gw\r\n\r\n"),
+        404,
+        "not_found_error",
+    );
 }
 
 #[test]
 fn malformed_requests_get_anthropic_errors_and_a_closed_connection() {
     let gw = gateway("http://127.0.0.1:9", "[server]\nmax_body_bytes = 1024\n");
-    let big_header = format!("GET / HTTP/1.1\r\nHost: gw\r\nX-Big: {}\r\n\r\n", "a".repeat(70_000));
+    let big_header = format!(
+        "GET / HTTP/1.1\r\nHost: gw\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70_000)
+    );
     let cases: Vec<(String, u16, &str)> = vec![
         ("POST /v1/messages HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(), 400, "invalid_request_error"),
         ("POST /v1/messages HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n".into(), 400, "invalid_request_error"),
@@ -120,7 +167,9 @@ fn malformed_requests_get_anthropic_errors_and_a_closed_connection() {
     for (raw, status, kind) in cases {
         let mut client = Client::connect(gw.addr);
         client.send(raw.as_bytes());
-        let resp = client.read_response().unwrap_or_else(|| panic!("no response to {:?}", &raw[..40.min(raw.len())]));
+        let resp = client
+            .read_response()
+            .unwrap_or_else(|| panic!("no response to {:?}", &raw[..40.min(raw.len())]));
         assert_anthropic_error(&resp, status, kind);
         assert_eq!(resp.header("connection"), Some("close"), "{raw:.40}");
         assert!(client.closed(), "connection left open after {raw:.40}");
@@ -131,10 +180,26 @@ fn malformed_requests_get_anthropic_errors_and_a_closed_connection() {
 fn bad_bodies_and_routes_get_clear_errors() {
     let gw = gateway("http://127.0.0.1:9", "");
     let cases = [
-        (messages_request(r#"{"max_tokens":5,"messages":[]}"#, ""), 400, "invalid_request_error"),
-        (messages_request("not json at all", ""), 400, "invalid_request_error"),
-        (messages_request(r#"{"max_tokens":5,"mod"#, ""), 400, "invalid_request_error"),
-        ("GET /admin HTTP/1.1\r\nHost: gw\r\n\r\n".to_string(), 404, "not_found_error"),
+        (
+            messages_request(r#"{"max_tokens":5,"messages":[]}"#, ""),
+            400,
+            "invalid_request_error",
+        ),
+        (
+            messages_request("not json at all", ""),
+            400,
+            "invalid_request_error",
+        ),
+        (
+            messages_request(r#"{"max_tokens":5,"mod"#, ""),
+            400,
+            "invalid_request_error",
+        ),
+        (
+            "GET /admin HTTP/1.1\r\nHost: gw\r\n\r\n".to_string(),
+            404,
+            "not_found_error",
+        ),
     ];
     for (raw, status, kind) in cases {
         let mut client = Client::connect(gw.addr);
@@ -159,12 +224,37 @@ fn a_slow_head_times_out_with_408() {
 fn upstream_failures_map_to_gateway_errors() {
     // Nothing listens on port 9: connection refused.
     let gw = gateway("http://127.0.0.1:9", "");
-    assert_anthropic_error(&request(gw.addr, &messages_request(SMALL_BODY, "")), 502, "api_error");
+    assert_anthropic_error(
+        &request(gw.addr, &messages_request(SMALL_BODY, "")),
+        502,
+        "api_error",
+    );
     let mock = mock(&[]);
     let gw = gateway(&mock.url(), "[timeouts]\nupstream_first_byte = \"300ms\"\n");
-    assert_anthropic_error(&request(gw.addr, &messages_request(SMALL_BODY, "x-mock-delay-ms: 5000\r\n")), 504, "timeout_error");
-    assert_anthropic_error(&request(gw.addr, &messages_request(SMALL_BODY, "x-mock-fail: garbage\r\n")), 502, "api_error");
-    assert_anthropic_error(&request(gw.addr, &messages_request(SMALL_BODY, "x-mock-fail: reset-before-head\r\n")), 502, "api_error");
+    assert_anthropic_error(
+        &request(
+            gw.addr,
+            &messages_request(SMALL_BODY, "x-mock-delay-ms: 5000\r\n"),
+        ),
+        504,
+        "timeout_error",
+    );
+    assert_anthropic_error(
+        &request(
+            gw.addr,
+            &messages_request(SMALL_BODY, "x-mock-fail: garbage\r\n"),
+        ),
+        502,
+        "api_error",
+    );
+    assert_anthropic_error(
+        &request(
+            gw.addr,
+            &messages_request(SMALL_BODY, "x-mock-fail: reset-before-head\r\n"),
+        ),
+        502,
+        "api_error",
+    );
 }
 
 #[test]
@@ -172,9 +262,15 @@ fn upstream_errors_pass_through_unmodified() {
     let mock = mock(&[]);
     let gw = gateway(&mock.url(), "");
     for status in [429u16, 500, 529] {
-        let resp = request(gw.addr, &messages_request(SMALL_BODY, &format!("x-mock-status: {status}\r\n")));
+        let resp = request(
+            gw.addr,
+            &messages_request(SMALL_BODY, &format!("x-mock-status: {status}\r\n")),
+        );
         assert_eq!(resp.status, status);
-        let direct = request(mock.addr, &messages_request(SMALL_BODY, &format!("x-mock-status: {status}\r\n")));
+        let direct = request(
+            mock.addr,
+            &messages_request(SMALL_BODY, &format!("x-mock-status: {status}\r\n")),
+        );
         assert_eq!(resp.body, direct.body);
         assert_eq!(resp.header("retry-after"), direct.header("retry-after"));
     }
@@ -208,5 +304,9 @@ fn http10_clients_get_a_dechunked_stream_and_a_close() {
     assert_eq!(resp.status, 200);
     assert!(resp.header("transfer-encoding").is_none());
     let text = String::from_utf8(resp.body).unwrap();
-    assert!(text.starts_with("event: message_start") && text.ends_with("data: {\"type\":\"message_stop\"}\n\n"), "{text}");
+    assert!(
+        text.starts_with("event: message_start")
+            && text.ends_with("data: {\"type\":\"message_stop\"}\n\n"),
+        "{text}"
+    );
 }

@@ -1,6 +1,14 @@
 //! Starting and stopping: graceful shutdown finishes in-flight streams, a taken port is refused,
 //! and the config and key commands behave.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "integration test: a failure is a failed test"
+)]
+
 mod common;
 
 use std::process::Command;
@@ -13,7 +21,13 @@ fn sigterm_drains_an_in_flight_stream_then_exits_zero() {
     let mock = mock(&[]);
     let mut gw = gateway(&mock.url(), "");
     let mut client = Client::connect(gw.addr);
-    client.send(messages_request(STREAM_BODY, "x-mock-event-delay-ms: 100\r\nx-mock-reply: a b c d e f\r\n").as_bytes());
+    client.send(
+        messages_request(
+            STREAM_BODY,
+            "x-mock-event-delay-ms: 100\r\nx-mock-reply: a b c d e f\r\n",
+        )
+        .as_bytes(),
+    );
     let head = client.read_head();
     assert_eq!(head.status, 200);
     let mut events = 0;
@@ -28,11 +42,19 @@ fn sigterm_drains_an_in_flight_stream_then_exits_zero() {
     assert!(terminated);
     assert!(complete, "the stream was cut by shutdown");
     assert_eq!(events, 12);
-    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0), "{}", gw.stderr_text());
+    assert_eq!(
+        gw.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        gw.stderr_text()
+    );
     let records = gw.records();
     assert_eq!(records.len(), 1, "the access log was flushed before exit");
     assert_eq!(records[0]["stream_complete"], true);
-    assert!(std::net::TcpStream::connect(gw.addr).is_err(), "still accepting after exit");
+    assert!(
+        std::net::TcpStream::connect(gw.addr).is_err(),
+        "still accepting after exit"
+    );
 }
 
 #[test]
@@ -54,7 +76,13 @@ fn a_port_in_use_is_refused() {
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = holder.local_addr().unwrap().to_string();
     let out = Command::new(BIN)
-        .args(["serve", "--listen", &addr, "--upstream", "http://127.0.0.1:9"])
+        .args([
+            "serve",
+            "--listen",
+            &addr,
+            "--upstream",
+            "http://127.0.0.1:9",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -63,7 +91,13 @@ fn a_port_in_use_is_refused() {
     // And when the holder is another sluice (SO_REUSEPORT on both sides).
     let first = gateway("http://127.0.0.1:9", "");
     let out = Command::new(BIN)
-        .args(["serve", "--listen", &first.addr.to_string(), "--upstream", "http://127.0.0.1:9"])
+        .args([
+            "serve",
+            "--listen",
+            &first.addr.to_string(),
+            "--upstream",
+            "http://127.0.0.1:9",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success(), "a second sluice shared the port");
@@ -81,15 +115,30 @@ fn check_config_names_the_path_of_an_error() {
     for (text, path) in cases {
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, text).unwrap();
-        let out = Command::new(BIN).arg("check-config").arg(&file).output().unwrap();
+        let out = Command::new(BIN)
+            .arg("check-config")
+            .arg(&file)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(&format!(": {path}")), "expected {path} in {err}");
+        assert!(
+            err.contains(&format!(": {path}")),
+            "expected {path} in {err}"
+        );
     }
     let good = dir.path().join("good.toml");
     std::fs::write(&good, include_str!("../sluice.example.toml")).unwrap();
-    let out = Command::new(BIN).arg("check-config").arg(&good).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -101,8 +150,16 @@ fn keys_hash_prints_the_digest_only() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"sk-virtual-alice\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"sk-virtual-alice\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.trim(), sluice::config::keys::hash_hex("sk-virtual-alice"));
+    assert_eq!(
+        text.trim(),
+        sluice::config::keys::hash_hex("sk-virtual-alice")
+    );
 }

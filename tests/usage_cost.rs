@@ -1,6 +1,14 @@
 //! Every request leaves one access record; responses carrying usage are priced from the table
 //! (Claude Code prices its own usage the same way, so the two agree).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "integration test: a failure is a failed test"
+)]
+
 mod common;
 
 use common::*;
@@ -16,7 +24,10 @@ fn non_streaming_usage_and_cost_are_recorded() {
     let headers = "X-Claude-Code-Session-Id: sess-1\r\nx-claude-code-agent-id: agent-7\r\nx-claude-code-parent-agent-id: agent-1\r\nx-mock-reply: three word answer\r\n";
     let resp = request(gw.addr, &messages_request(SMALL_BODY, headers));
     let usage = &resp.json()["usage"];
-    let (input, output) = (usage["input_tokens"].as_u64().unwrap(), usage["output_tokens"].as_u64().unwrap());
+    let (input, output) = (
+        usage["input_tokens"].as_u64().unwrap(),
+        usage["output_tokens"].as_u64().unwrap(),
+    );
     assert_eq!(output, 3);
     let r = &gw.wait_records(1)[0];
     assert_eq!(r["model"], "claude-haiku-4-5");
@@ -29,7 +40,10 @@ fn non_streaming_usage_and_cost_are_recorded() {
     assert_eq!(r["upstream_request_id"], "req_mock_200");
     assert_eq!(r["metered"], true);
     let cost = r["cost_usd"].as_f64().unwrap();
-    assert!((cost - expected_cost(input, output, 1.0, 5.0)).abs() < 1e-12, "{cost}");
+    assert!(
+        (cost - expected_cost(input, output, 1.0, 5.0)).abs() < 1e-12,
+        "{cost}"
+    );
     for field in ["total_us", "ttfb_us", "added_us"] {
         assert!(r[field].is_u64(), "{field} in {r}");
     }
@@ -39,18 +53,32 @@ fn non_streaming_usage_and_cost_are_recorded() {
 fn streaming_usage_and_cost_are_recorded() {
     let mock = mock(&[]);
     let gw = gateway(&mock.url(), "");
-    let resp = request(gw.addr, &messages_request(STREAM_BODY, "x-mock-reply: a b c d e\r\n"));
+    let resp = request(
+        gw.addr,
+        &messages_request(STREAM_BODY, "x-mock-reply: a b c d e\r\n"),
+    );
     assert_eq!(resp.status, 200);
     let text = String::from_utf8(resp.body).unwrap();
     let start = text.find("\"input_tokens\":").unwrap() + "\"input_tokens\":".len();
-    let input: u64 = text[start..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
+    let input: u64 = text[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let r = &gw.wait_records(1)[0];
     assert_eq!(r["stream"], true);
     assert_eq!(r["stream_complete"], true);
     assert_eq!(r["input_tokens"], input);
-    assert_eq!(r["output_tokens"], 5, "message_delta's cumulative output_tokens, not a sum");
+    assert_eq!(
+        r["output_tokens"], 5,
+        "message_delta's cumulative output_tokens, not a sum"
+    );
     let cost = r["cost_usd"].as_f64().unwrap();
-    assert!((cost - expected_cost(input, 5, 5.0, 25.0)).abs() < 1e-12, "{cost}");
+    assert!(
+        (cost - expected_cost(input, 5, 5.0, 25.0)).abs() < 1e-12,
+        "{cost}"
+    );
 }
 
 #[test]
@@ -74,7 +102,10 @@ fn count_tokens_and_passthrough_calls_are_forwarded_and_logged() {
 #[test]
 fn pricing_is_overridable_in_config() {
     let mock = mock(&[]);
-    let gw = gateway(&mock.url(), "[[pricing]]\nmodel = \"claude-haiku-4-5\"\ninput = 100.0\noutput = 1000.0\n");
+    let gw = gateway(
+        &mock.url(),
+        "[[pricing]]\nmodel = \"claude-haiku-4-5\"\ninput = 100.0\noutput = 1000.0\n",
+    );
     let resp = request(gw.addr, &messages_request(SMALL_BODY, ""));
     let input = resp.json()["usage"]["input_tokens"].as_u64().unwrap();
     let r = &gw.wait_records(1)[0];

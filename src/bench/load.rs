@@ -43,7 +43,12 @@ pub fn request(addr: SocketAddr, path: &str, body: &[u8]) -> Bytes {
 }
 
 /// Sends `count` requests one after another on one connection.
-pub async fn sequential(addr: SocketAddr, req: Bytes, count: usize, into: &mut Latencies) -> std::io::Result<()> {
+pub async fn sequential(
+    addr: SocketAddr,
+    req: Bytes,
+    count: usize,
+    into: &mut Latencies,
+) -> std::io::Result<()> {
     let mut conn = Conn::open(addr).await?;
     for _ in 0..count {
         let (first, total) = conn.exchange(req.clone()).await?;
@@ -62,7 +67,12 @@ pub async fn measure(addr: SocketAddr, req: Bytes, count: usize) -> std::io::Res
 }
 
 /// Sends `total` requests over `connections` concurrent connections; returns the elapsed time.
-pub async fn concurrent(addr: SocketAddr, req: Bytes, connections: usize, total: usize) -> std::io::Result<Duration> {
+pub async fn concurrent(
+    addr: SocketAddr,
+    req: Bytes,
+    connections: usize,
+    total: usize,
+) -> std::io::Result<Duration> {
     let left = Rc::new(Cell::new(total));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -105,7 +115,9 @@ impl Conn {
         let (res, _) = self.stream.write_all(req).await;
         res?;
         let head = loop {
-            if let Some(head) = take_response(&mut self.buf, Method::Post, HeadLimits::default()).map_err(std::io::Error::other)? {
+            if let Some(head) = take_response(&mut self.buf, Method::Post, HeadLimits::default())
+                .map_err(std::io::Error::other)?
+            {
                 break head;
             }
             self.fill().await?;
@@ -134,7 +146,8 @@ impl Conn {
     }
 
     async fn fill(&mut self) -> std::io::Result<()> {
-        let (res, back) = read_some(&mut self.stream, std::mem::take(&mut self.buf), 64 * 1024).await;
+        let (res, back) =
+            read_some(&mut self.stream, std::mem::take(&mut self.buf), 64 * 1024).await;
         self.buf = back;
         match res? {
             0 => Err(std::io::ErrorKind::UnexpectedEof.into()),

@@ -110,9 +110,18 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .build()?;
-    let report = runtime.block_on(measure_all(args, mock.addr, &sluice, nginx.as_ref().map(|n| n.addr)))?;
+    let report = runtime.block_on(measure_all(
+        args,
+        mock.addr,
+        &sluice,
+        nginx.as_ref().map(|n| n.addr),
+    ))?;
     print_table(&report);
     if let Some(path) = &args.json {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the bench's report, written after the run"
+        )]
         std::fs::write(path, serde_json::to_vec_pretty(&report).unwrap_or_default())?;
     }
     Ok(())
@@ -134,17 +143,36 @@ async fn measure_all(
         load::measure(addr, load::request(addr, path, &big), 200).await?;
     }
     let (lat_direct, lat_sluice) = interleaved(direct, via, path, &big, args.requests).await?;
-    let (ttfb_direct, ttfb_sluice) = interleaved(direct, via, path, &stream_body, args.requests / 2).await?;
+    let (ttfb_direct, ttfb_sluice) =
+        interleaved(direct, via, path, &stream_body, args.requests / 2).await?;
     let rps = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
     let n = args.throughput_requests;
-    let t_direct = load::concurrent(direct, load::request(direct, path, small), args.concurrency, n).await?;
+    let t_direct = load::concurrent(
+        direct,
+        load::request(direct, path, small),
+        args.concurrency,
+        n,
+    )
+    .await?;
     let cpu_before = cpu_time(sluice.pid()).unwrap_or_default();
-    let t_sluice = load::concurrent(via, load::request(via, path, small), args.concurrency, n).await?;
-    let cpu_used = cpu_time(sluice.pid()).unwrap_or_default().saturating_sub(cpu_before);
+    let t_sluice =
+        load::concurrent(via, load::request(via, path, small), args.concurrency, n).await?;
+    let cpu_used = cpu_time(sluice.pid())
+        .unwrap_or_default()
+        .saturating_sub(cpu_before);
     let t_nginx = match nginx {
         Some(addr) => {
-            load::concurrent(addr, load::request(addr, path, small), args.concurrency, n / 10).await?;
-            Some(load::concurrent(addr, load::request(addr, path, small), args.concurrency, n).await?)
+            load::concurrent(
+                addr,
+                load::request(addr, path, small),
+                args.concurrency,
+                n / 10,
+            )
+            .await?;
+            Some(
+                load::concurrent(addr, load::request(addr, path, small), args.concurrency, n)
+                    .await?,
+            )
         }
         None => None,
     };
@@ -248,13 +276,32 @@ fn print_table(r: &Report) {
         &r.latency_sluice_us,
         &r.latency_added_us,
     );
-    row("SSE time to first byte, c=1", &r.sse_ttfb_direct_us, &r.sse_ttfb_sluice_us, &r.sse_ttfb_added_us);
-    println!("throughput c=50 direct      {:>10.0} req/s", r.throughput_direct_rps);
-    println!("throughput c=50 via sluice  {:>10.0} req/s", r.throughput_sluice_rps);
+    row(
+        "SSE time to first byte, c=1",
+        &r.sse_ttfb_direct_us,
+        &r.sse_ttfb_sluice_us,
+        &r.sse_ttfb_added_us,
+    );
+    println!(
+        "throughput c=50 direct      {:>10.0} req/s",
+        r.throughput_direct_rps
+    );
+    println!(
+        "throughput c=50 via sluice  {:>10.0} req/s",
+        r.throughput_sluice_rps
+    );
     match (r.throughput_nginx_rps, r.sluice_vs_nginx) {
-        (Some(n), Some(x)) => println!("throughput c=50 via nginx   {n:>10.0} req/s  (sluice/nginx = {x:.2}x)"),
+        (Some(n), Some(x)) => {
+            println!("throughput c=50 via nginx   {n:>10.0} req/s  (sluice/nginx = {x:.2}x)")
+        }
         _ => println!("throughput c=50 via nginx   (nginx not installed)"),
     }
-    println!("sluice CPU per request      {:>10.1} µs", r.sluice_cpu_us_per_request);
-    println!("sluice RSS                  {:>10.1} MiB (peak {:.1} MiB)", r.sluice_rss_mib, r.sluice_peak_rss_mib);
+    println!(
+        "sluice CPU per request      {:>10.1} µs",
+        r.sluice_cpu_us_per_request
+    );
+    println!(
+        "sluice RSS                  {:>10.1} MiB (peak {:.1} MiB)",
+        r.sluice_rss_mib, r.sluice_peak_rss_mib
+    );
 }

@@ -21,7 +21,10 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
-        let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
         let addr = loop {
             let line = lines
@@ -56,7 +59,9 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     let ticks = clock_ticks();
-    Some(Duration::from_secs_f64((utime + stime) as f64 / ticks as f64))
+    Some(Duration::from_secs_f64(
+        (utime + stime) as f64 / ticks as f64,
+    ))
 }
 
 fn clock_ticks() -> u64 {
@@ -86,8 +91,14 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn start(upstream: SocketAddr) -> Option<Nginx> {
-        let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| std::path::Path::new(p).exists())?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
         let dir = std::env::temp_dir().join(format!("sluice-bench-nginx-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("logs")).ok()?;
         let conf = format!(
@@ -95,6 +106,10 @@ impl Nginx {
             d = dir.display()
         );
         let conf_path = dir.join("nginx.conf");
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "bench set-up, not a gateway worker"
+        )]
         std::fs::write(&conf_path, conf).ok()?;
         let child = Command::new(binary)
             .arg("-c")

@@ -29,7 +29,10 @@ impl KeyTable {
         for (i, k) in files.iter().enumerate() {
             let mut digest = [0u8; 32];
             hex::decode_to_slice(k.sha256.trim(), &mut digest).map_err(|_| {
-                invalid(format!("keys[{i}].sha256"), "must be 64 hex digits (see `sluice keys hash`)")
+                invalid(
+                    format!("keys[{i}].sha256"),
+                    "must be 64 hex digits (see `sluice keys hash`)",
+                )
             })?;
             let key = VirtualKey {
                 name: k.name.clone(),
@@ -38,7 +41,10 @@ impl KeyTable {
                 digest,
             };
             if by_digest.insert(digest, key).is_some() {
-                return Err(invalid(format!("keys[{i}].sha256"), "the same key is listed twice"));
+                return Err(invalid(
+                    format!("keys[{i}].sha256"),
+                    "the same key is listed twice",
+                ));
             }
         }
         Ok(KeyTable { by_digest })

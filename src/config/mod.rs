@@ -176,18 +176,26 @@ pub fn parse_text(text: &str) -> Result<FileConfig, ConfigError> {
                 format!(" (line {line})")
             })
             .unwrap_or_default();
-        invalid(if path == "." { "(top level)".into() } else { path }, format!("{message}{where_}"))
+        invalid(
+            if path == "." {
+                "(top level)".into()
+            } else {
+                path
+            },
+            format!("{message}{where_}"),
+        )
     })
 }
 
 /// Applies overrides and validates: the one way a [`Config`] comes into being.
 pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, ConfigError> {
     apply_overrides(&mut file, overrides);
-    let listen: SocketAddr = file
-        .server
-        .listen
-        .parse()
-        .map_err(|_| invalid("server.listen", format!("`{}` is not an address:port", file.server.listen)))?;
+    let listen: SocketAddr = file.server.listen.parse().map_err(|_| {
+        invalid(
+            "server.listen",
+            format!("`{}` is not an address:port", file.server.listen),
+        )
+    })?;
     let workers = match file.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -241,7 +249,11 @@ fn apply_overrides(file: &mut FileConfig, o: &Overrides) {
         }
     }
     if file.routes.is_empty() {
-        let name = file.upstreams.first().map(|u| u.name.clone()).unwrap_or_default();
+        let name = file
+            .upstreams
+            .first()
+            .map(|u| u.name.clone())
+            .unwrap_or_default();
         file.routes.push(file::RouteFile {
             model: "*".into(),
             upstream: name,
@@ -255,7 +267,10 @@ fn build_upstreams(file: &FileConfig) -> Result<Vec<Upstream>, ConfigError> {
     for (i, u) in file.upstreams.iter().enumerate() {
         let path = format!("upstreams[{i}]");
         if u.name.is_empty() || !names.insert(u.name.clone()) {
-            return Err(invalid(format!("{path}.name"), "must be a unique, non-empty name"));
+            return Err(invalid(
+                format!("{path}.name"),
+                "must be a unique, non-empty name",
+            ));
         }
         let header = match u.auth_header.as_deref() {
             None | Some("x-api-key") => AuthHeader::XApiKey,
@@ -268,7 +283,10 @@ fn build_upstreams(file: &FileConfig) -> Result<Vec<Upstream>, ConfigError> {
             }
         };
         if u.api_key.is_some() && u.api_key_env.is_some() {
-            return Err(invalid(format!("{path}.api_key"), "set api_key or api_key_env, not both"));
+            return Err(invalid(
+                format!("{path}.api_key"),
+                "set api_key or api_key_env, not both",
+            ));
         }
         let secret = match (&u.api_key, &u.api_key_env) {
             (Some(key), _) => Some(key.clone()),
@@ -311,13 +329,19 @@ fn build_routes(file: &FileConfig, upstreams: &[Upstream]) -> Result<Vec<Route>,
 fn build_limits(file: &FileConfig) -> Result<Limits, ConfigError> {
     let s = &file.server;
     if !(1024..=1024 * 1024).contains(&s.max_head_bytes) {
-        return Err(invalid("server.max_head_bytes", "must be between 1 KiB and 1 MiB"));
+        return Err(invalid(
+            "server.max_head_bytes",
+            "must be between 1 KiB and 1 MiB",
+        ));
     }
     if !(8..=crate::http1::head::MAX_HEADERS_CEILING).contains(&s.max_headers) {
         return Err(invalid("server.max_headers", "must be between 8 and 512"));
     }
     if s.max_connections_per_worker == 0 {
-        return Err(invalid("server.max_connections_per_worker", "must be at least 1"));
+        return Err(invalid(
+            "server.max_connections_per_worker",
+            "must be at least 1",
+        ));
     }
     Ok(Limits {
         head: HeadLimits {
@@ -346,8 +370,12 @@ fn build_timeouts(file: &FileConfig) -> Result<Timeouts, ConfigError> {
 }
 
 fn duration(path: &str, text: &str) -> Result<Duration, ConfigError> {
-    let d = humantime::parse_duration(text)
-        .map_err(|e| invalid(path, format!("`{text}` is not a duration ({e}); write e.g. `30s` or `500ms`")))?;
+    let d = humantime::parse_duration(text).map_err(|e| {
+        invalid(
+            path,
+            format!("`{text}` is not a duration ({e}); write e.g. `30s` or `500ms`"),
+        )
+    })?;
     if d.is_zero() {
         return Err(invalid(path, "must be longer than zero"));
     }
@@ -374,12 +402,32 @@ fn build_models(file: &FileConfig) -> Vec<ModelInfo> {
 fn default_models() -> Vec<ModelInfo> {
     [
         ("claude-opus-5-5", "Claude Opus 5.5", "2026-10-01T00:00:00Z"),
-        ("claude-sonnet-5-5", "Claude Sonnet 5.5", "2026-10-01T00:00:00Z"),
-        ("claude-haiku-5-5", "Claude Haiku 5.5", "2026-10-01T00:00:00Z"),
+        (
+            "claude-sonnet-5-5",
+            "Claude Sonnet 5.5",
+            "2026-10-01T00:00:00Z",
+        ),
+        (
+            "claude-haiku-5-5",
+            "Claude Haiku 5.5",
+            "2026-10-01T00:00:00Z",
+        ),
         ("claude-opus-4-8", "Claude Opus 4.8", "2026-06-01T00:00:00Z"),
-        ("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-01T00:00:00Z"),
-        ("claude-sonnet-4-5", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
-        ("claude-haiku-4-5", "Claude Haiku 4.5", "2025-10-01T00:00:00Z"),
+        (
+            "claude-sonnet-4-6",
+            "Claude Sonnet 4.6",
+            "2026-02-01T00:00:00Z",
+        ),
+        (
+            "claude-sonnet-4-5",
+            "Claude Sonnet 4.5",
+            "2025-09-29T00:00:00Z",
+        ),
+        (
+            "claude-haiku-4-5",
+            "Claude Haiku 4.5",
+            "2025-10-01T00:00:00Z",
+        ),
     ]
     .into_iter()
     .map(|(id, name, at)| ModelInfo {
@@ -393,14 +441,29 @@ fn default_models() -> Vec<ModelInfo> {
 fn build_pricing(file: &FileConfig) -> Result<PriceTable, ConfigError> {
     let mut table = PriceTable::default();
     for (i, p) in file.pricing.iter().enumerate() {
-        let all = [Some(p.input), Some(p.output), p.cache_write_5m, p.cache_write_1h, p.cache_read];
+        let all = [
+            Some(p.input),
+            Some(p.output),
+            p.cache_write_5m,
+            p.cache_write_1h,
+            p.cache_read,
+        ];
         if all.iter().flatten().any(|v| !v.is_finite() || *v < 0.0) {
-            return Err(invalid(format!("pricing[{i}]"), "prices must be finite and not negative"));
+            return Err(invalid(
+                format!("pricing[{i}]"),
+                "prices must be finite and not negative",
+            ));
         }
         if p.model.is_empty() {
             return Err(invalid(format!("pricing[{i}].model"), "must not be empty"));
         }
-        let price = Price::from_usd_per_mtok(p.input, p.output, p.cache_write_5m, p.cache_write_1h, p.cache_read);
+        let price = Price::from_usd_per_mtok(
+            p.input,
+            p.output,
+            p.cache_write_5m,
+            p.cache_write_1h,
+            p.cache_read,
+        );
         table.set(&p.model, price);
     }
     Ok(table)

@@ -216,7 +216,10 @@ pub fn parse_request(
 }
 
 /// Like [`parse_request`], but splits the head off the front of `buf` without copying it.
-pub fn take_request(buf: &mut BytesMut, limits: HeadLimits) -> Result<Option<RequestHead>, Http1Error> {
+pub fn take_request(
+    buf: &mut BytesMut,
+    limits: HeadLimits,
+) -> Result<Option<RequestHead>, Http1Error> {
     Ok(scan_request(buf, limits)?.map(|(mut head, len)| {
         head.bytes = buf.split_to(len).freeze();
         head
@@ -229,10 +232,12 @@ pub fn take_response(
     request_method: Method,
     limits: HeadLimits,
 ) -> Result<Option<ResponseHead>, Http1Error> {
-    Ok(scan_response(buf, request_method, limits)?.map(|(mut head, len)| {
-        head.bytes = buf.split_to(len).freeze();
-        head
-    }))
+    Ok(
+        scan_response(buf, request_method, limits)?.map(|(mut head, len)| {
+            head.bytes = buf.split_to(len).freeze();
+            head
+        }),
+    )
 }
 
 /// Parses a response head from the start of `buf`, for a request sent with `request_method`.
@@ -241,10 +246,12 @@ pub fn parse_response(
     request_method: Method,
     limits: HeadLimits,
 ) -> Result<Option<(ResponseHead, usize)>, Http1Error> {
-    Ok(scan_response(buf, request_method, limits)?.map(|(mut head, len)| {
-        head.bytes = Bytes::copy_from_slice(&buf[..len]);
-        (head, len)
-    }))
+    Ok(
+        scan_response(buf, request_method, limits)?.map(|(mut head, len)| {
+            head.bytes = Bytes::copy_from_slice(&buf[..len]);
+            (head, len)
+        }),
+    )
 }
 
 fn scan_request(
@@ -424,9 +431,8 @@ fn header_lines(head: &[u8], parsed: &[httparse::Header<'_>]) -> Vec<HeaderLine>
 
 fn origin_form(raw: &str, span: Span, method: Method) -> Result<(Span, u32), Http1Error> {
     let bytes = raw.as_bytes();
-    let (offset, rest) = if bytes.first() == Some(&b'/') {
-        (0, raw)
-    } else if raw == "*" && method == Method::Options {
+    let origin = bytes.first() == Some(&b'/') || (raw == "*" && method == Method::Options);
+    let (offset, rest) = if origin {
         (0, raw)
     } else if let Some(after) = raw
         .strip_prefix("http://")
@@ -546,7 +552,10 @@ fn response_framing(
     status: u16,
     request_method: Method,
 ) -> Result<BodyFraming, Http1Error> {
-    if request_method == Method::Head || (100..200).contains(&status) || status == 204 || status == 304
+    if request_method == Method::Head
+        || (100..200).contains(&status)
+        || status == 204
+        || status == 304
     {
         return Ok(BodyFraming::Empty);
     }
@@ -588,7 +597,10 @@ mod tests {
             head.request_line.of(&head.bytes),
             b"POST /v1/messages?beta=true HTTP/1.1"
         );
-        assert_eq!(head.headers[0].line.of(&head.bytes), b"x-api-key: sk-test-123\r\n");
+        assert_eq!(
+            head.headers[0].line.of(&head.bytes),
+            b"x-api-key: sk-test-123\r\n"
+        );
     }
 
     #[test]
@@ -631,7 +643,10 @@ mod tests {
 
     #[test]
     fn limits_give_431_shaped_errors() {
-        let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "a".repeat(70_000));
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "a".repeat(70_000)
+        );
         assert_eq!(req(&big).err(), Some(Http1Error::HeadTooLarge(65536)));
         let many: String = (0..200).map(|i| format!("X-{i}: v\r\n")).collect();
         let raw = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
@@ -651,18 +666,50 @@ mod tests {
     fn http10_defaults_to_close() {
         let (head, _) = req("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert!(!head.keep_alive);
-        let (head, _) = req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().unwrap();
+        let (head, _) = req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert!(head.keep_alive);
     }
 
     #[test]
     fn response_framing_rules() {
-        let parse = |s: &str, m| parse_response(s.as_bytes(), m, HeadLimits::default()).unwrap().unwrap().0;
-        assert_eq!(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", Method::Post).framing, BodyFraming::Length(5));
-        assert_eq!(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", Method::Post).framing, BodyFraming::Chunked);
-        assert_eq!(parse("HTTP/1.1 200 OK\r\n\r\n", Method::Post).framing, BodyFraming::UntilClose);
-        assert_eq!(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", Method::Head).framing, BodyFraming::Empty);
-        assert_eq!(parse("HTTP/1.1 304 Not Modified\r\n\r\n", Method::Get).framing, BodyFraming::Empty);
-        assert!(!parse("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", Method::Get).keep_alive);
+        let parse = |s: &str, m| {
+            parse_response(s.as_bytes(), m, HeadLimits::default())
+                .unwrap()
+                .unwrap()
+                .0
+        };
+        assert_eq!(
+            parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", Method::Post).framing,
+            BodyFraming::Length(5)
+        );
+        assert_eq!(
+            parse(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+                Method::Post
+            )
+            .framing,
+            BodyFraming::Chunked
+        );
+        assert_eq!(
+            parse("HTTP/1.1 200 OK\r\n\r\n", Method::Post).framing,
+            BodyFraming::UntilClose
+        );
+        assert_eq!(
+            parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", Method::Head).framing,
+            BodyFraming::Empty
+        );
+        assert_eq!(
+            parse("HTTP/1.1 304 Not Modified\r\n\r\n", Method::Get).framing,
+            BodyFraming::Empty
+        );
+        assert!(
+            !parse(
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
+                Method::Get
+            )
+            .keep_alive
+        );
     }
 }

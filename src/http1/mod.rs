@@ -11,6 +11,6 @@ pub mod rewrite;
 
 pub use error::Http1Error;
 pub use head::{
-    parse_request, parse_response, take_request, take_response, BodyFraming, HeadLimits, HeaderLine, Method, RequestHead,
-    ResponseHead, Span,
+    parse_request, parse_response, take_request, take_response, BodyFraming, HeadLimits,
+    HeaderLine, Method, RequestHead, ResponseHead, Span,
 };

@@ -63,7 +63,9 @@ pub fn rewrite_request(head: &RequestHead, plan: &RequestRewrite<'_>, out: &mut 
             || name.eq_ignore_ascii_case(b"transfer-encoding")
             || (plan.content_length.is_some() && name.eq_ignore_ascii_case(b"content-length"))
             || (plan.drop_client_credentials && is_credential(name))
-            || connection_tokens.iter().any(|t| name.eq_ignore_ascii_case(t));
+            || connection_tokens
+                .iter()
+                .any(|t| name.eq_ignore_ascii_case(t));
         if !drop {
             out.extend_from_slice(h.line.of(bytes));
         }
@@ -105,7 +107,9 @@ pub fn rewrite_response(
         let name = h.name.of(bytes);
         let drop = is_hop_by_hop(name)
             || (plan.dechunk && name.eq_ignore_ascii_case(b"transfer-encoding"))
-            || connection_tokens.iter().any(|t| name.eq_ignore_ascii_case(t));
+            || connection_tokens
+                .iter()
+                .any(|t| name.eq_ignore_ascii_case(t));
         if !drop {
             out.extend_from_slice(h.line.of(bytes));
         }
@@ -127,7 +131,9 @@ fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 fn is_hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+    HOP_BY_HOP
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
 }
 
 fn is_credential(name: &[u8]) -> bool {
@@ -151,7 +157,10 @@ mod tests {
     use crate::http1::{parse_request, parse_response, HeadLimits, Method};
 
     fn head(raw: &str) -> RequestHead {
-        parse_request(raw.as_bytes(), HeadLimits::default()).unwrap().unwrap().0
+        parse_request(raw.as_bytes(), HeadLimits::default())
+            .unwrap()
+            .unwrap()
+            .0
     }
 
     #[test]
@@ -178,16 +187,33 @@ mod tests {
     fn untouched_head_round_trips() {
         let raw = "GET /v1/models?limit=1000 HTTP/1.1\r\nUser-Agent: claude-code/2.1.330\r\nHost: h:1\r\nX-Odd:   spaced value\r\n\r\n";
         let mut out = Vec::new();
-        rewrite_request(&head(raw), &RequestRewrite { host: b"h:1", ..Default::default() }, &mut out);
+        rewrite_request(
+            &head(raw),
+            &RequestRewrite {
+                host: b"h:1",
+                ..Default::default()
+            },
+            &mut out,
+        );
         assert_eq!(out, raw.as_bytes());
     }
 
     #[test]
     fn response_loses_hop_by_hop_fields() {
         let raw = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let (h, _) = parse_response(raw.as_bytes(), Method::Post, HeadLimits::default()).unwrap().unwrap();
+        let (h, _) = parse_response(raw.as_bytes(), Method::Post, HeadLimits::default())
+            .unwrap()
+            .unwrap();
         let mut out = Vec::new();
-        rewrite_response(&h, ResponseRewrite { close: true, dechunk: false }, &[("x-sluice-request-id", b"r1")], &mut out);
+        rewrite_response(
+            &h,
+            ResponseRewrite {
+                close: true,
+                dechunk: false,
+            },
+            &[("x-sluice-request-id", b"r1")],
+            &mut out,
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nx-sluice-request-id: r1\r\nconnection: close\r\n\r\n"

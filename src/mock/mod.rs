@@ -18,6 +18,11 @@
 //! | `x-mock-fail: close-after-response` | answer normally, then close without saying so |
 //! | `x-mock-close: 1` | answer with `Connection: close` and close |
 
+#![expect(
+    clippy::disallowed_types,
+    reason = "the mock's request log is a test aid shared by its workers, not a gateway hot path"
+)]
+
 pub mod responses;
 
 use std::collections::VecDeque;
@@ -98,7 +103,11 @@ impl MockState {
     }
 
     fn log_json(&self) -> Vec<u8> {
-        let log = self.log.lock().map(|l| l.iter().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        let log = self
+            .log
+            .lock()
+            .map(|l| l.iter().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
         serde_json::to_vec(&serde_json::json!({
             "served": self.served.load(Ordering::Relaxed),
             "requests": log,
@@ -125,20 +134,32 @@ pub enum MockError {
 
 /// Runs the mock until SIGTERM or SIGINT.
 pub fn run(args: &MockArgs) -> Result<(), MockError> {
-    let addr = args
-        .listen
-        .parse()
-        .map_err(|_| MockError::Listen(args.listen.clone(), std::io::ErrorKind::InvalidInput.into()))?;
-    let listeners = bind_listeners(addr, args.workers).map_err(|e| MockError::Listen(args.listen.clone(), e))?;
-    let bound = listeners.first().and_then(|l| l.local_addr().ok()).unwrap_or(addr);
+    let addr = args.listen.parse().map_err(|_| {
+        MockError::Listen(args.listen.clone(), std::io::ErrorKind::InvalidInput.into())
+    })?;
+    let listeners = bind_listeners(addr, args.workers)
+        .map_err(|e| MockError::Listen(args.listen.clone(), e))?;
+    let bound = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .unwrap_or(addr);
     let state = Arc::new(MockState::new(args.clone()));
     let (mut trigger, shutdown) = shutdown_pair();
-    let workers = runtime::spawn_workers("sluice-mock", listeners, &shutdown, move |_, listener, shutdown| {
-        let state = Arc::clone(&state);
-        runtime::accept_loop(listener, shutdown, 100_000, Duration::from_secs(5), move |stream| {
-            serve(stream, Arc::clone(&state))
-        })
-    })?;
+    let workers = runtime::spawn_workers(
+        "sluice-mock",
+        listeners,
+        &shutdown,
+        move |_, listener, shutdown| {
+            let state = Arc::clone(&state);
+            runtime::accept_loop(
+                listener,
+                shutdown,
+                100_000,
+                Duration::from_secs(5),
+                move |stream| serve(stream, Arc::clone(&state)),
+            )
+        },
+    )?;
     drop(shutdown);
     crate::server::announce(bound);
     runtime::wait_for_termination()?;
@@ -161,12 +182,20 @@ struct Behavior {
 
 impl Behavior {
     fn of(head: &RequestHead, args: &MockArgs) -> Self {
-        let num = |name: &str| head.header_str(name).and_then(|v| v.trim().parse::<u64>().ok());
+        let num = |name: &str| {
+            head.header_str(name)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
         Behavior {
             status: num("x-mock-status").map(|s| s as u16),
             delay: Duration::from_millis(num("x-mock-delay-ms").unwrap_or(args.delay_ms)),
-            event_delay: Duration::from_millis(num("x-mock-event-delay-ms").unwrap_or(args.event_delay_ms)),
-            reply: head.header_str("x-mock-reply").unwrap_or(&args.reply).to_string(),
+            event_delay: Duration::from_millis(
+                num("x-mock-event-delay-ms").unwrap_or(args.event_delay_ms),
+            ),
+            reply: head
+                .header_str("x-mock-reply")
+                .unwrap_or(&args.reply)
+                .to_string(),
             fail: head.header_str("x-mock-fail").map(str::to_string),
             close: head.header("x-mock-close").is_some() || !head.keep_alive,
         }
@@ -196,7 +225,9 @@ async fn serve(mut stream: TcpStream, state: Arc<MockState>) {
             }
         };
         if head.expect_continue {
-            let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec())
+                .await;
         }
         let Some(body) = read_body(&mut stream, &mut buf, &head).await else {
             return;
@@ -212,12 +243,18 @@ async fn serve(mut stream: TcpStream, state: Arc<MockState>) {
     }
 }
 
-async fn read_body(stream: &mut TcpStream, buf: &mut BytesMut, head: &RequestHead) -> Option<Vec<u8>> {
+async fn read_body(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    head: &RequestHead,
+) -> Option<Vec<u8>> {
     let mut cursor = BodyCursor::new(head.framing);
     let mut body = Vec::new();
     loop {
         let input = &buf[..];
-        let used = cursor.advance(input, |r| body.extend_from_slice(&input[r])).ok()?;
+        let used = cursor
+            .advance(input, |r| body.extend_from_slice(&input[r]))
+            .ok()?;
         let _ = buf.split_to(used);
         if cursor.is_done() {
             return Some(body);
@@ -283,16 +320,28 @@ async fn respond(
     if path.ends_with(b"/count_tokens") {
         return write_json(stream, 200, &responses::count_tokens_json(input), b.close).await;
     }
-    let model = parsed["model"].as_str().unwrap_or("claude-mock-1").to_string();
+    let model = parsed["model"]
+        .as_str()
+        .unwrap_or("claude-mock-1")
+        .to_string();
     if parsed["stream"].as_bool() == Some(true) {
         return write_sse(stream, &model, b, input, output).await;
     }
-    write_json(stream, 200, &responses::message_json(&model, &b.reply, input, output), b.close).await
+    write_json(
+        stream,
+        200,
+        &responses::message_json(&model, &b.reply, input, output),
+        b.close,
+    )
+    .await
 }
 
 fn presents(head: &RequestHead, key: &str) -> bool {
     head.header_str("x-api-key") == Some(key)
-        || head.header_str("authorization").and_then(|v| v.strip_prefix("Bearer ")) == Some(key)
+        || head
+            .header_str("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            == Some(key)
 }
 
 async fn write_json(stream: &mut TcpStream, status: u16, body: &[u8], close: bool) -> bool {
@@ -314,7 +363,13 @@ async fn write_json(stream: &mut TcpStream, status: u16, body: &[u8], close: boo
     res.is_ok() && !close
 }
 
-async fn write_sse(stream: &mut TcpStream, model: &str, b: &Behavior, input: u64, output: u64) -> bool {
+async fn write_sse(
+    stream: &mut TcpStream,
+    model: &str,
+    b: &Behavior,
+    input: u64,
+    output: u64,
+) -> bool {
     let mut head = String::from(
         "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nrequest-id: req_mock_stream\r\nanthropic-organization-id: org-mock\r\n",
     );

@@ -62,7 +62,10 @@ pub fn sse_events(model: &str, reply: &str, input: u64, output: u64) -> Vec<Vec<
             json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
         ));
     }
-    events.push(event("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+    events.push(event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
     events.push(event(
         "message_delta",
         json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},

@@ -99,10 +99,13 @@ pub fn tls_connector() -> Result<TlsConnector, rustls::Error> {
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
+/// Resolved addresses by (host, port), with when they were resolved.
+type DnsCache = HashMap<(String, u16), (Vec<SocketAddr>, Instant)>;
+
 /// Per-worker connector: DNS cache plus the shared TLS configuration.
 pub struct Connector {
     tls: TlsConnector,
-    dns: RefCell<HashMap<(String, u16), (Vec<SocketAddr>, Instant)>>,
+    dns: RefCell<DnsCache>,
 }
 
 impl Connector {
@@ -126,10 +129,11 @@ impl Connector {
             if !upstream.tls {
                 return Ok(UpstreamConn::Plain(stream));
             }
-            let name = ServerName::try_from(upstream.host.clone()).map_err(|e| ConnectError::Tls {
-                host: upstream.host.clone(),
-                reason: e.to_string(),
-            })?;
+            let name =
+                ServerName::try_from(upstream.host.clone()).map_err(|e| ConnectError::Tls {
+                    host: upstream.host.clone(),
+                    reason: e.to_string(),
+                })?;
             let tls = self
                 .tls
                 .connect(name, stream)
@@ -156,6 +160,10 @@ impl Connector {
             }
         }
         let lookup = key.clone();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the one blocking lookup, on the blocking pool"
+        )]
         let resolved = monoio::spawn_blocking(move || {
             (lookup.0.as_str(), lookup.1)
                 .to_socket_addrs()

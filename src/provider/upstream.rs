@@ -28,7 +28,10 @@ impl Credential {
     pub fn header_field(&self) -> (&'static str, Vec<u8>) {
         match self.header {
             AuthHeader::XApiKey => ("x-api-key", self.secret.as_bytes().to_vec()),
-            AuthHeader::Bearer => ("authorization", format!("Bearer {}", self.secret).into_bytes()),
+            AuthHeader::Bearer => (
+                "authorization",
+                format!("Bearer {}", self.secret).into_bytes(),
+            ),
         }
     }
 }
@@ -68,7 +71,9 @@ impl Upstream {
             None => (rest, ""),
         };
         if authority.is_empty() || authority.contains('@') || path.contains(['?', '#']) {
-            return Err(format!("`{url}` is not a base URL (host, optional port and path)"));
+            return Err(format!(
+                "`{url}` is not a base URL (host, optional port and path)"
+            ));
         }
         let default_port = if tls { 443 } else { 80 };
         let (host, port) = split_host_port(authority, default_port)
@@ -134,12 +139,27 @@ mod tests {
     #[test]
     fn parses_base_urls() {
         let u = Upstream::from_url("a", "https://api.anthropic.com", None).unwrap();
-        assert_eq!((u.tls, u.host.as_str(), u.port, u.host_header.as_str()), (true, "api.anthropic.com", 443, "api.anthropic.com"));
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port, u.host_header.as_str()),
+            (true, "api.anthropic.com", 443, "api.anthropic.com")
+        );
         let u = Upstream::from_url("l", "http://litellm:4000/anthropic/", None).unwrap();
-        assert_eq!((u.port, u.host_header.as_str(), u.base_path.as_str()), (4000, "litellm:4000", "/anthropic"));
+        assert_eq!(
+            (u.port, u.host_header.as_str(), u.base_path.as_str()),
+            (4000, "litellm:4000", "/anthropic")
+        );
         let u = Upstream::from_url("v6", "http://[::1]:8080", None).unwrap();
-        assert_eq!((u.host.as_str(), u.host_header.as_str()), ("::1", "[::1]:8080"));
-        for bad in ["ftp://x", "http://", "http://a:b", "http://u@h", "http://h/?q"] {
+        assert_eq!(
+            (u.host.as_str(), u.host_header.as_str()),
+            ("::1", "[::1]:8080")
+        );
+        for bad in [
+            "ftp://x",
+            "http://",
+            "http://a:b",
+            "http://u@h",
+            "http://h/?q",
+        ] {
             assert!(Upstream::from_url("x", bad, None).is_err(), "{bad}");
         }
     }
@@ -148,6 +168,9 @@ mod tests {
     fn credential_debug_hides_the_secret() {
         let c = Credential::new(AuthHeader::Bearer, "sk-secret".into());
         assert!(!format!("{c:?}").contains("sk-secret"));
-        assert_eq!(c.header_field(), ("authorization", b"Bearer sk-secret".to_vec()));
+        assert_eq!(
+            c.header_field(),
+            ("authorization", b"Bearer sk-secret".to_vec())
+        );
     }
 }

@@ -61,7 +61,10 @@ pub fn authenticate(head: &RequestHead, config: &Config) -> Result<Identity, Gat
         });
     }
     let key = presented.ok_or(GatewayError::Unauthorized)?;
-    let found = config.keys.find(&digest(key)).ok_or(GatewayError::Unauthorized)?;
+    let found = config
+        .keys
+        .find(&digest(key))
+        .ok_or(GatewayError::Unauthorized)?;
     Ok(Identity::Key {
         name: found.name.clone(),
         user: found.user.clone(),
@@ -91,19 +94,39 @@ mod tests {
 
     fn head(auth: &str) -> RequestHead {
         let raw = format!("POST /v1/messages HTTP/1.1\r\nHost: h\r\n{auth}\r\n");
-        parse_request(raw.as_bytes(), HeadLimits::default()).unwrap().unwrap().0
+        parse_request(raw.as_bytes(), HeadLimits::default())
+            .unwrap()
+            .unwrap()
+            .0
     }
 
     #[test]
     fn virtual_keys_gate_access() {
-        let text = format!("[[keys]]\nname = \"alice\"\nsha256 = \"{}\"\nteam = \"core\"\n", hash_hex("sk-alice"));
+        let text = format!(
+            "[[keys]]\nname = \"alice\"\nsha256 = \"{}\"\nteam = \"core\"\n",
+            hash_hex("sk-alice")
+        );
         let config = build(parse_text(&text).unwrap(), &Overrides::default()).unwrap();
         let alice = authenticate(&head("x-api-key: sk-alice\r\n"), &config).unwrap();
         assert_eq!(alice.label(), "key:alice");
         assert_eq!(alice.team().as_deref(), Some("core"));
-        assert_eq!(authenticate(&head("Authorization: Bearer sk-alice\r\n"), &config).unwrap(), alice);
-        for bad in ["x-api-key: sk-bob\r\n", "", "Authorization: Basic sk-alice\r\n", "x-api-key: \r\n"] {
-            assert!(matches!(authenticate(&head(bad), &config), Err(GatewayError::Unauthorized)), "{bad:?}");
+        assert_eq!(
+            authenticate(&head("Authorization: Bearer sk-alice\r\n"), &config).unwrap(),
+            alice
+        );
+        for bad in [
+            "x-api-key: sk-bob\r\n",
+            "",
+            "Authorization: Basic sk-alice\r\n",
+            "x-api-key: \r\n",
+        ] {
+            assert!(
+                matches!(
+                    authenticate(&head(bad), &config),
+                    Err(GatewayError::Unauthorized)
+                ),
+                "{bad:?}"
+            );
         }
     }
 
@@ -113,6 +136,9 @@ mod tests {
         let id = authenticate(&head("x-api-key: sk-test-123\r\n"), &config).unwrap();
         assert!(id.label().starts_with("passthrough:"));
         assert!(!id.label().contains("sk-test"));
-        assert_eq!(authenticate(&head(""), &config).unwrap(), Identity::Anonymous);
+        assert_eq!(
+            authenticate(&head(""), &config).unwrap(),
+            Identity::Anonymous
+        );
     }
 }

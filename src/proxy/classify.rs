@@ -58,7 +58,9 @@ pub fn classify(head: &RequestHead) -> Operation {
         (_, p) if get_or_head && p.starts_with(b"/v1/models/") => {
             let id = &p[b"/v1/models/".len()..];
             match std::str::from_utf8(id) {
-                Ok(id) if !id.is_empty() && !id.contains('/') => Operation::GetModel(id.to_string()),
+                Ok(id) if !id.is_empty() && !id.contains('/') => {
+                    Operation::GetModel(id.to_string())
+                }
                 _ => Operation::Unknown,
             }
         }
@@ -74,15 +76,26 @@ mod tests {
 
     fn op(line: &str) -> Operation {
         let raw = format!("{line} HTTP/1.1\r\nHost: h\r\n\r\n");
-        classify(&parse_request(raw.as_bytes(), HeadLimits::default()).unwrap().unwrap().0)
+        classify(
+            &parse_request(raw.as_bytes(), HeadLimits::default())
+                .unwrap()
+                .unwrap()
+                .0,
+        )
     }
 
     #[test]
     fn routes_on_the_path_only() {
         assert_eq!(op("POST /v1/messages?beta=true"), Operation::Messages);
-        assert_eq!(op("POST /v1/messages/count_tokens?beta=true"), Operation::CountTokens);
+        assert_eq!(
+            op("POST /v1/messages/count_tokens?beta=true"),
+            Operation::CountTokens
+        );
         assert_eq!(op("GET /v1/models?limit=1000"), Operation::ListModels);
-        assert_eq!(op("GET /v1/models/claude-opus-4-8"), Operation::GetModel("claude-opus-4-8".into()));
+        assert_eq!(
+            op("GET /v1/models/claude-opus-4-8"),
+            Operation::GetModel("claude-opus-4-8".into())
+        );
         assert_eq!(op("HEAD /"), Operation::WarmUp);
         assert_eq!(op("HEAD /api/hello"), Operation::WarmUp);
         assert_eq!(op("GET /healthz"), Operation::Health);

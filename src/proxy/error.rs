@@ -71,20 +71,33 @@ impl GatewayError {
                 Http1Error::HeadTooLarge(_) | Http1Error::TooManyHeaders(_) => {
                     r(431, "invalid_request_error", Client, "head_too_large")
                 }
-                Http1Error::BodyTooLarge(_) => r(413, "request_too_large", Client, "body_too_large"),
-                Http1Error::UnsupportedTransferEncoding => {
-                    r(501, "invalid_request_error", Client, "unsupported_transfer_encoding")
+                Http1Error::BodyTooLarge(_) => {
+                    r(413, "request_too_large", Client, "body_too_large")
                 }
-                Http1Error::UnsupportedMethod(_) => r(501, "invalid_request_error", Client, "unsupported_method"),
-                Http1Error::UnsupportedExpectation => r(417, "invalid_request_error", Client, "expectation_failed"),
+                Http1Error::UnsupportedTransferEncoding => r(
+                    501,
+                    "invalid_request_error",
+                    Client,
+                    "unsupported_transfer_encoding",
+                ),
+                Http1Error::UnsupportedMethod(_) => {
+                    r(501, "invalid_request_error", Client, "unsupported_method")
+                }
+                Http1Error::UnsupportedExpectation => {
+                    r(417, "invalid_request_error", Client, "expectation_failed")
+                }
                 _ => r(400, "invalid_request_error", Client, "bad_request"),
             },
             GatewayError::HeadTimeout => r(408, "timeout_error", Client, "head_timeout"),
             GatewayError::BodyTimeout => r(408, "timeout_error", Client, "body_timeout"),
-            GatewayError::InvalidRequest(_) => r(400, "invalid_request_error", Client, "invalid_request"),
+            GatewayError::InvalidRequest(_) => {
+                r(400, "invalid_request_error", Client, "invalid_request")
+            }
             GatewayError::Unauthorized => r(401, "authentication_error", Client, "unauthorized"),
             GatewayError::NotFound(_) => r(404, "not_found_error", Client, "not_found"),
-            GatewayError::ModelNotRouted(_) => r(404, "not_found_error", Client, "model_not_routed"),
+            GatewayError::ModelNotRouted(_) => {
+                r(404, "not_found_error", Client, "model_not_routed")
+            }
             GatewayError::UpstreamConnect(_) => r(502, "api_error", Upstream, "upstream_connect"),
             GatewayError::UpstreamTimeout => r(504, "timeout_error", Upstream, "upstream_timeout"),
             GatewayError::UpstreamProtocol(_) => r(502, "api_error", Upstream, "upstream_protocol"),
@@ -144,9 +157,17 @@ mod tests {
     #[test]
     fn each_error_has_one_status_and_type() {
         let cases: [(GatewayError, u16, &str); 6] = [
-            (Http1Error::HeadTooLarge(1).into(), 431, "invalid_request_error"),
+            (
+                Http1Error::HeadTooLarge(1).into(),
+                431,
+                "invalid_request_error",
+            ),
             (Http1Error::BodyTooLarge(1).into(), 413, "request_too_large"),
-            (Http1Error::ContentLengthWithTransferEncoding.into(), 400, "invalid_request_error"),
+            (
+                Http1Error::ContentLengthWithTransferEncoding.into(),
+                400,
+                "invalid_request_error",
+            ),
             (GatewayError::Unauthorized, 401, "authentication_error"),
             (GatewayError::UpstreamTimeout, 504, "timeout_error"),
             (GatewayError::UpstreamClosed, 502, "api_error"),
@@ -159,7 +180,8 @@ mod tests {
 
     #[test]
     fn body_is_anthropic_shaped() {
-        let v: serde_json::Value = serde_json::from_slice(&error_body("not_found_error", "x \"y\"", "req_1")).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&error_body("not_found_error", "x \"y\"", "req_1")).unwrap();
         assert_eq!(v["type"], "error");
         assert_eq!(v["error"]["type"], "not_found_error");
         assert_eq!(v["error"]["message"], "x \"y\"");

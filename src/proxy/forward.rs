@@ -50,7 +50,11 @@ pub async fn forward(
     loop {
         attempt += 1;
         ex.record.attempts = attempt;
-        let pooled = if attempt == 1 { gw.pool.checkout(upstream) } else { None };
+        let pooled = if attempt == 1 {
+            gw.pool.checkout(upstream)
+        } else {
+            None
+        };
         ex.record.pooled_connection = pooled.is_some();
         let mut conn = match pooled {
             Some(conn) => conn,
@@ -77,7 +81,12 @@ pub async fn forward(
 }
 
 /// The head as the upstream must see it.
-fn upstream_head(head: &RequestHead, body: &RequestBody, upstream: &Upstream, gw: &Gateway) -> Bytes {
+fn upstream_head(
+    head: &RequestHead,
+    body: &RequestBody,
+    upstream: &Upstream,
+    gw: &Gateway,
+) -> Bytes {
     let target = (!upstream.base_path.is_empty()).then(|| {
         let mut t = upstream.base_path.as_bytes().to_vec();
         t.extend_from_slice(head.target());
@@ -88,9 +97,14 @@ fn upstream_head(head: &RequestHead, body: &RequestBody, upstream: &Upstream, gw
         target: target.as_deref(),
         host: upstream.host_header.as_bytes(),
         drop_client_credentials: !gw.config.open_access() || credential.is_some(),
-        credential: credential.as_ref().map(|(name, value)| (*name, value.as_slice())),
+        credential: credential
+            .as_ref()
+            .map(|(name, value)| (*name, value.as_slice())),
         content_length: match body {
-            RequestBody::Whole { bytes, reframed: true } => Some(bytes.len() as u64),
+            RequestBody::Whole {
+                bytes,
+                reframed: true,
+            } => Some(bytes.len() as u64),
             _ => None,
         },
     };
@@ -131,7 +145,11 @@ async fn send_and_wait(
 }
 
 /// Forwards the part of the body the client has not sent yet, as it arrives.
-async fn stream_rest(conn: &mut UpstreamConn, client: &mut ClientConn, mut left: u64) -> Result<(), AttemptError> {
+async fn stream_rest(
+    conn: &mut UpstreamConn,
+    client: &mut ClientConn,
+    mut left: u64,
+) -> Result<(), AttemptError> {
     while left > 0 {
         if client.buf.is_empty() {
             client.fill_body().await.map_err(AttemptError::Failed)?;
@@ -163,7 +181,11 @@ async fn read_response_head(
         buf = back;
         match res {
             Ok(0) | Err(_) if !received_any => return Err(AttemptError::Stale),
-            Ok(0) => return Err(AttemptError::Failed(GatewayError::UpstreamProtocol(Http1Error::UnexpectedEof))),
+            Ok(0) => {
+                return Err(AttemptError::Failed(GatewayError::UpstreamProtocol(
+                    Http1Error::UnexpectedEof,
+                )))
+            }
             Err(e) => return Err(AttemptError::Failed(GatewayError::UpstreamIo(e))),
             Ok(_) => received_any = true,
         }

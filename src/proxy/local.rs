@@ -26,15 +26,28 @@ pub async fn answer(
             Some(m) => (200, model_json(m).to_string().into_bytes()),
             None => return Err(GatewayError::NotFound(format!("model: {id}"))),
         },
-        _ => return Err(GatewayError::NotFound(format!("no route for {}", String::from_utf8_lossy(head.path())))),
+        _ => {
+            return Err(GatewayError::NotFound(format!(
+                "no route for {}",
+                String::from_utf8_lossy(head.path())
+            )))
+        }
     };
     let keep_alive = head.keep_alive && ex.body_consumed;
     ex.record.status = status;
     ex.record.response_bytes = body.len() as u64;
     let head_only = head.method == Method::Head;
-    write_response(client, status, &[], &body, !keep_alive, head_only, &ex.record.request_id)
-        .await
-        .map_err(|_| GatewayError::ClientHttp(crate::http1::Http1Error::UnexpectedEof))?;
+    write_response(
+        client,
+        status,
+        &[],
+        &body,
+        !keep_alive,
+        head_only,
+        &ex.record.request_id,
+    )
+    .await
+    .map_err(|_| GatewayError::ClientHttp(crate::http1::Http1Error::UnexpectedEof))?;
     Ok(keep_alive)
 }
 
@@ -57,9 +70,17 @@ pub async fn reply_error(
     if r.status == 401 {
         extra.push(("www-authenticate", "Bearer"));
     }
-    write_response(client, r.status, &extra, &body, close, false, &ex.record.request_id)
-        .await
-        .is_ok()
+    write_response(
+        client,
+        r.status,
+        &extra,
+        &body,
+        close,
+        false,
+        &ex.record.request_id,
+    )
+    .await
+    .is_ok()
 }
 
 /// Writes a complete JSON response.
@@ -77,7 +98,13 @@ pub async fn write_response(
     if !body.is_empty() {
         out.extend_from_slice(b"content-type: application/json\r\n");
     }
-    out.extend_from_slice(format!("content-length: {}\r\nrequest-id: {request_id}\r\n", body.len()).as_bytes());
+    out.extend_from_slice(
+        format!(
+            "content-length: {}\r\nrequest-id: {request_id}\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
     for (name, value) in extra {
         out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
@@ -116,7 +143,10 @@ fn list_models(models: &[ModelInfo], query: &[u8]) -> Vec<u8> {
     let mut start = 0;
     let mut end = models.len();
     if let Some(after) = param("after_id") {
-        start = models.iter().position(|m| m.id == after).map_or(models.len(), |i| i + 1);
+        start = models
+            .iter()
+            .position(|m| m.id == after)
+            .map_or(models.len(), |i| i + 1);
     }
     if let Some(before) = param("before_id") {
         end = models.iter().position(|m| m.id == before).unwrap_or(0);
@@ -155,10 +185,12 @@ mod tests {
         assert_eq!(v["data"].as_array().unwrap().len(), 2);
         assert_eq!(v["has_more"], true);
         assert_eq!(v["last_id"], "claude-1");
-        let v: serde_json::Value = serde_json::from_slice(&list_models(&all, b"?limit=2&after_id=claude-3")).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&list_models(&all, b"?limit=2&after_id=claude-3")).unwrap();
         assert_eq!(v["data"][0]["id"], "claude-4");
         assert_eq!(v["has_more"], false);
-        let v: serde_json::Value = serde_json::from_slice(&list_models(&all, b"?limit=1000")).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&list_models(&all, b"?limit=1000")).unwrap();
         assert_eq!(v["data"].as_array().unwrap().len(), 5);
         assert_eq!(v["data"][0]["type"], "model");
     }

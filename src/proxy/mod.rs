@@ -137,12 +137,20 @@ async fn run_phases(
 ) -> Result<bool, GatewayError> {
     let op = classify::classify(head);
     ex.set_operation(&op);
-    if matches!(op, classify::Operation::Health | classify::Operation::WarmUp) {
+    if matches!(
+        op,
+        classify::Operation::Health | classify::Operation::WarmUp
+    ) {
         return local::answer(client, head, &op, &gw.config, ex).await;
     }
     let identity = authenticate::authenticate(head, &gw.config)?;
     ex.set_identity(&identity);
-    if !matches!(op, classify::Operation::Messages | classify::Operation::CountTokens | classify::Operation::Passthrough) {
+    if !matches!(
+        op,
+        classify::Operation::Messages
+            | classify::Operation::CountTokens
+            | classify::Operation::Passthrough
+    ) {
         return local::answer(client, head, &op, &gw.config, ex).await;
     }
     let mut body = request_body::read(client, head).await?;
@@ -156,16 +164,17 @@ async fn run_phases(
             ex.body_consumed = true;
             match route::route(&op, body.held(), true, &gw.config)? {
                 ModelLookup::Known(target) => target,
-                ModelLookup::NeedWholeBody => return Err(GatewayError::InvalidRequest("incomplete body".into())),
+                ModelLookup::NeedWholeBody => {
+                    return Err(GatewayError::InvalidRequest("incomplete body".into()))
+                }
             }
         }
     };
     ex.record.model = target.model.clone();
-    let upstream = gw
-        .config
-        .upstreams
-        .get(target.upstream)
-        .ok_or_else(|| GatewayError::ModelNotRouted(target.model.clone().unwrap_or_default()))?;
+    let upstream =
+        gw.config.upstreams.get(target.upstream).ok_or_else(|| {
+            GatewayError::ModelNotRouted(target.model.clone().unwrap_or_default())
+        })?;
     let response = forward::forward(client, head, &body, upstream, gw, ex).await?;
     Ok(relay::relay(client, head, response, upstream, gw, ex).await)
 }

@@ -150,7 +150,10 @@ mod tests {
 
     #[test]
     fn model_first_or_last() {
-        assert_eq!(scan_model(br#"{"model":"claude-opus-4-8","messages":[]}"#), found("claude-opus-4-8"));
+        assert_eq!(
+            scan_model(br#"{"model":"claude-opus-4-8","messages":[]}"#),
+            found("claude-opus-4-8")
+        );
         assert_eq!(
             scan_model(br#"{"max_tokens":64,"messages":[{"role":"user","content":"say \"model\": \"x\" {"}],"model":"claude-sonnet-4-5","system":"t"}"#),
             found("claude-sonnet-4-5")
@@ -160,16 +163,27 @@ mod tests {
     #[test]
     fn nested_model_does_not_count() {
         assert_eq!(
-            scan_model(br#"{"metadata":{"model":"decoy"},"messages":[{"model":"no"}],"x":[1,true,null]}"#),
+            scan_model(
+                br#"{"metadata":{"model":"decoy"},"messages":[{"model":"no"}],"x":[1,true,null]}"#
+            ),
             ModelScan::Absent
         );
-        assert_eq!(scan_model(br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":1}"#), ModelScan::Absent);
+        assert_eq!(
+            scan_model(br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":1}"#),
+            ModelScan::Absent
+        );
     }
 
     #[test]
     fn escapes_whitespace_and_truncation() {
-        assert_eq!(scan_model(b" {\n \"model\" : \"a\\u0062c\" }"), found("abc"));
-        assert_eq!(scan_model(br#"{"messages":[{"content":"abc"#), ModelScan::Incomplete);
+        assert_eq!(
+            scan_model(b" {\n \"model\" : \"a\\u0062c\" }"),
+            found("abc")
+        );
+        assert_eq!(
+            scan_model(br#"{"messages":[{"content":"abc"#),
+            ModelScan::Incomplete
+        );
         assert_eq!(scan_model(br#"{"mod"#), ModelScan::Incomplete);
         assert_eq!(scan_model(b""), ModelScan::Incomplete);
         assert_eq!(scan_model(b"[1]"), ModelScan::Invalid);

@@ -68,7 +68,11 @@ pub async fn relay(
     gw: &Gateway,
     ex: &mut Exchange,
 ) -> bool {
-    let UpstreamResponse { mut conn, head, mut buf } = resp;
+    let UpstreamResponse {
+        mut conn,
+        head,
+        mut buf,
+    } = resp;
     ex.upstream_head = Some(Instant::now());
     ex.record.status = head.status;
     ex.record.upstream_request_id = head.header_str("request-id").map(str::to_string);
@@ -103,11 +107,25 @@ pub async fn relay(
     ex.record.response_bytes = (out.len() - head_len) as u64;
     if first.is_err() || client.write_all(out).await.is_err() {
         ex.metered = meter.finish();
-        ex.record.error = Some(if first.is_err() { "upstream_protocol" } else { "client_gone" });
+        ex.record.error = Some(if first.is_err() {
+            "upstream_protocol"
+        } else {
+            "client_gone"
+        });
         return false;
     }
     ex.client_head_sent = Some(Instant::now());
-    let ended = pump(client, &mut conn, &mut cursor, &mut buf, &mut meter, &plan, gw, ex).await;
+    let ended = pump(
+        client,
+        &mut conn,
+        &mut cursor,
+        &mut buf,
+        &mut meter,
+        &plan,
+        gw,
+        ex,
+    )
+    .await;
     ex.metered = meter.finish();
     match ended {
         Ok(()) => {
@@ -148,10 +166,11 @@ async fn pump(
     let idle = gw.config.timeouts.stream_idle;
     while !cursor.is_done() {
         let taken = std::mem::take(buf);
-        let (res, back) = match monoio::time::timeout(idle, read_some(conn, taken, READ_CHUNK)).await {
-            Ok(r) => r,
-            Err(_) => return Err(Broken::Upstream("upstream_stream_idle")),
-        };
+        let (res, back) =
+            match monoio::time::timeout(idle, read_some(conn, taken, READ_CHUNK)).await {
+                Ok(r) => r,
+                Err(_) => return Err(Broken::Upstream("upstream_stream_idle")),
+            };
         *buf = back;
         match res {
             Ok(0) => {
@@ -164,10 +183,12 @@ async fn pump(
         }
         let mut out = Vec::new();
         let piece = if plan.dechunk {
-            take_body(cursor, buf, meter, plan, &mut out).map_err(|_| Broken::Upstream("upstream_protocol"))?;
+            take_body(cursor, buf, meter, plan, &mut out)
+                .map_err(|_| Broken::Upstream("upstream_protocol"))?;
             bytes::Bytes::from(out)
         } else {
-            let n = advance(cursor, buf, meter).map_err(|_| Broken::Upstream("upstream_protocol"))?;
+            let n =
+                advance(cursor, buf, meter).map_err(|_| Broken::Upstream("upstream_protocol"))?;
             buf.split_to(n).freeze()
         };
         ex.record.response_bytes += piece.len() as u64;
@@ -200,25 +221,38 @@ fn take_body(
     Ok(())
 }
 
-fn advance(cursor: &mut BodyCursor, buf: &BytesMut, meter: &mut Meter) -> Result<usize, Http1Error> {
+fn advance(
+    cursor: &mut BodyCursor,
+    buf: &BytesMut,
+    meter: &mut Meter,
+) -> Result<usize, Http1Error> {
     let input = &buf[..];
     cursor.advance(input, |r| meter.feed(&input[r]))
 }
 
 /// Ends a response whose upstream failed after it started.
-async fn end_broken_stream(client: &mut ClientConn, cursor: &BodyCursor, plan: &Plan, framing: BodyFraming) {
+async fn end_broken_stream(
+    client: &mut ClientConn,
+    cursor: &BodyCursor,
+    plan: &Plan,
+    framing: BodyFraming,
+) {
     if !plan.sse {
         return;
     }
     let mut tail = Vec::new();
     match (framing, cursor) {
-        (BodyFraming::Chunked, BodyCursor::Chunked(d)) if !plan.dechunk && d.at_chunk_boundary() => {
+        (BodyFraming::Chunked, BodyCursor::Chunked(d))
+            if !plan.dechunk && d.at_chunk_boundary() =>
+        {
             let event = [b"\n\n".as_slice(), STREAM_ERROR_EVENT].concat();
             tail.extend_from_slice(format!("{:x}\r\n", event.len()).as_bytes());
             tail.extend_from_slice(&event);
             tail.extend_from_slice(b"\r\n0\r\n\r\n");
         }
-        (BodyFraming::UntilClose, _) | (BodyFraming::Chunked, _) if plan.dechunk || framing == BodyFraming::UntilClose => {
+        (BodyFraming::UntilClose, _) | (BodyFraming::Chunked, _)
+            if plan.dechunk || framing == BodyFraming::UntilClose =>
+        {
             tail.extend_from_slice(b"\n\n");
             tail.extend_from_slice(STREAM_ERROR_EVENT);
         }

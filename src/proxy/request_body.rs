@@ -15,9 +15,15 @@ use crate::http1::{BodyFraming, Http1Error, RequestHead};
 pub enum RequestBody {
     Empty,
     /// The complete body.
-    Whole { bytes: Bytes, reframed: bool },
+    Whole {
+        bytes: Bytes,
+        reframed: bool,
+    },
     /// The first part; `remaining` bytes are still with the client.
-    Partial { prefix: Bytes, remaining: u64 },
+    Partial {
+        prefix: Bytes,
+        remaining: u64,
+    },
 }
 
 impl RequestBody {
@@ -47,7 +53,10 @@ impl RequestBody {
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Reads the body of `head` (all of it, or its first part).
-pub async fn read(client: &mut ClientConn, head: &RequestHead) -> Result<RequestBody, GatewayError> {
+pub async fn read(
+    client: &mut ClientConn,
+    head: &RequestHead,
+) -> Result<RequestBody, GatewayError> {
     let limits = *client.limits();
     match head.framing {
         BodyFraming::Empty | BodyFraming::UntilClose => Ok(RequestBody::Empty),
@@ -62,7 +71,10 @@ pub async fn read(client: &mut ClientConn, head: &RequestHead) -> Result<Request
             }
             if n as usize <= limits.replay_buffer_bytes {
                 let bytes = client.buf.split_to(n as usize).freeze();
-                return Ok(RequestBody::Whole { bytes, reframed: false });
+                return Ok(RequestBody::Whole {
+                    bytes,
+                    reframed: false,
+                });
             }
             let take = client.buf.len().min(n as usize);
             let prefix = client.buf.split_to(take).freeze();
@@ -79,7 +91,10 @@ pub async fn read(client: &mut ClientConn, head: &RequestHead) -> Result<Request
 }
 
 /// Reads the rest of a partial body into memory (its `model` was not in the first part).
-pub async fn complete(client: &mut ClientConn, body: RequestBody) -> Result<RequestBody, GatewayError> {
+pub async fn complete(
+    client: &mut ClientConn,
+    body: RequestBody,
+) -> Result<RequestBody, GatewayError> {
     let RequestBody::Partial { prefix, remaining } = body else {
         return Ok(body);
     };

@@ -23,7 +23,12 @@ pub enum ModelLookup {
 }
 
 /// Routes a request, given the body bytes held so far (`whole`: they are the entire body).
-pub fn route(op: &Operation, body: &[u8], whole: bool, config: &Config) -> Result<ModelLookup, GatewayError> {
+pub fn route(
+    op: &Operation,
+    body: &[u8],
+    whole: bool,
+    config: &Config,
+) -> Result<ModelLookup, GatewayError> {
     if !op.routes_by_model() {
         return Ok(ModelLookup::Known(Target {
             upstream: config.default_upstream,

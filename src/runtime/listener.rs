@@ -31,7 +31,10 @@ fn probe_free(addr: SocketAddr) -> io::Result<()> {
     probe.set_reuse_address(true)?;
     probe.bind(&addr.into()).map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
-            io::Error::new(io::ErrorKind::AddrInUse, format!("{addr} is already in use by another process"))
+            io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{addr} is already in use by another process"),
+            )
         } else {
             e
         }
@@ -64,6 +67,9 @@ mod tests {
         let first = bind_listeners("127.0.0.1:0".parse().unwrap(), 2).unwrap();
         let addr = first[0].local_addr().unwrap();
         assert_eq!(first[1].local_addr().unwrap(), addr);
-        assert_eq!(bind_listeners(addr, 1).unwrap_err().kind(), io::ErrorKind::AddrInUse);
+        assert_eq!(
+            bind_listeners(addr, 1).unwrap_err().kind(),
+            io::ErrorKind::AddrInUse
+        );
     }
 }

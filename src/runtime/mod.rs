@@ -158,7 +158,10 @@ pub async fn accept_loop<F, Fut>(
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
     if active.get() > 0 {
-        tracing::warn!(open = active.get(), "grace period over; closing connections");
+        tracing::warn!(
+            open = active.get(),
+            "grace period over; closing connections"
+        );
     }
 }
 
@@ -176,5 +179,8 @@ pub fn wait_for_termination() -> std::io::Result<i32> {
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
     ])?;
-    Ok(signals.forever().next().unwrap_or(signal_hook::consts::SIGTERM))
+    Ok(signals
+        .forever()
+        .next()
+        .unwrap_or(signal_hook::consts::SIGTERM))
 }

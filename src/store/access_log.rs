@@ -103,7 +103,9 @@ pub fn start(target: &AccessLogTarget) -> std::io::Result<(AccessLog, Option<Joi
     let sink: Box<dyn Write + Send> = match target {
         AccessLogTarget::Off => return Ok((AccessLog::off(), None)),
         AccessLogTarget::Stdout => Box::new(std::io::stdout()),
-        AccessLogTarget::File(path) => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
+        AccessLogTarget::File(path) => {
+            Box::new(OpenOptions::new().create(true).append(true).open(path)?)
+        }
     };
     let (tx, rx) = flume::bounded::<AccessRecord>(QUEUE);
     let handle = std::thread::Builder::new()

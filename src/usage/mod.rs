@@ -45,8 +45,14 @@ impl Usage {
             }
         };
         set(&mut self.input_tokens, fields.input_tokens);
-        set(&mut self.cache_creation_input_tokens, fields.cache_creation_input_tokens);
-        set(&mut self.cache_read_input_tokens, fields.cache_read_input_tokens);
+        set(
+            &mut self.cache_creation_input_tokens,
+            fields.cache_creation_input_tokens,
+        );
+        set(
+            &mut self.cache_read_input_tokens,
+            fields.cache_read_input_tokens,
+        );
         set(&mut self.output_tokens, fields.output_tokens);
         if let Some(cc) = &fields.cache_creation {
             if cc.ephemeral_5m_input_tokens.is_some() {

@@ -163,7 +163,9 @@ mod tests {
             output_tokens: 1500,
             web_search_requests: 0,
         };
-        let cost = PriceTable::default().cost_pico("claude-opus-4-8", &usage).unwrap();
+        let cost = PriceTable::default()
+            .cost_pico("claude-opus-4-8", &usage)
+            .unwrap();
         assert_eq!(cost, 142_500_000_000);
         assert!((pico_to_usd(cost) - 0.1425).abs() < 1e-12);
     }
@@ -178,8 +180,14 @@ mod tests {
         ] {
             assert_eq!(t.lookup(id).unwrap().prefix, "claude-sonnet-4", "{id}");
         }
-        assert_eq!(t.lookup("claude-opus-5-5").unwrap().prefix, "claude-opus-5-5");
-        assert_eq!(t.lookup("claude-opus-4-8[1m]").unwrap().prefix, "claude-opus-4-8");
+        assert_eq!(
+            t.lookup("claude-opus-5-5").unwrap().prefix,
+            "claude-opus-5-5"
+        );
+        assert_eq!(
+            t.lookup("claude-opus-4-8[1m]").unwrap().prefix,
+            "claude-opus-4-8"
+        );
         assert!(t.lookup("gpt-4o").is_none());
     }
 
@@ -189,16 +197,30 @@ mod tests {
             cache_creation_input_tokens: 1000,
             ..Usage::default()
         };
-        let cost = PriceTable::default().cost_pico("claude-haiku-4-5", &usage).unwrap();
+        let cost = PriceTable::default()
+            .cost_pico("claude-haiku-4-5", &usage)
+            .unwrap();
         assert_eq!(cost, 1000 * 1_250_000);
     }
 
     #[test]
     fn haiku_5_5_switches_tier_on_prompt_length() {
         let t = PriceTable::default();
-        let small = Usage { input_tokens: 100_000, ..Usage::default() };
-        let large = Usage { input_tokens: 100_001, ..Usage::default() };
-        assert_eq!(t.cost_pico("claude-haiku-5-5", &small), Some(100_000 * 100_000));
-        assert_eq!(t.cost_pico("claude-haiku-5-5", &large), Some(100_001 * 500_000));
+        let small = Usage {
+            input_tokens: 100_000,
+            ..Usage::default()
+        };
+        let large = Usage {
+            input_tokens: 100_001,
+            ..Usage::default()
+        };
+        assert_eq!(
+            t.cost_pico("claude-haiku-5-5", &small),
+            Some(100_000 * 100_000)
+        );
+        assert_eq!(
+            t.cost_pico("claude-haiku-5-5", &large),
+            Some(100_001 * 500_000)
+        );
     }
 }

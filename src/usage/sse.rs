@@ -134,9 +134,14 @@ impl SseMeter {
             EventKind::MessageStop | EventKind::Other => false,
             EventKind::Unnamed => {
                 let head = &data[..data.len().min(CLASSIFY_BYTES)];
-                [&b"message_start"[..], b"message_delta", b"message_stop", b"\"error\""]
-                    .iter()
-                    .any(|needle| memchr::memmem::find(head, needle).is_some())
+                [
+                    &b"message_start"[..],
+                    b"message_delta",
+                    b"message_stop",
+                    b"\"error\"",
+                ]
+                .iter()
+                .any(|needle| memchr::memmem::find(head, needle).is_some())
             }
         }
     }

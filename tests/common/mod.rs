@@ -1,7 +1,14 @@
 //! Test harness: the built `sluice` binary as gateway and as mock upstream, each on port 0 (the
 //! port read back from its `listening on` line), plus a raw HTTP/1.1 client and helpers that
 //! wait on conditions with deadlines (never a bare sleep).
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "test harness: a failure here is a failed test"
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -48,7 +55,10 @@ impl Proc {
             Ok(a) => a.parse().unwrap(),
             Err(_) => {
                 let _ = child.kill();
-                panic!("sluice {args:?} did not start: {}", std::fs::read_to_string(&stderr_path).unwrap_or_default());
+                panic!(
+                    "sluice {args:?} did not start: {}",
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                );
             }
         };
         Proc {
@@ -65,7 +75,10 @@ impl Proc {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
     }
 
     /// Waits for the process to exit (bounded) and returns its exit code.
@@ -183,7 +196,10 @@ pub fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Op
 
 /// What the mock upstream received, oldest first.
 pub fn mock_requests(mock: &Proc) -> Vec<Value> {
-    let resp = request(mock.addr, "GET /__mock/requests HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n");
+    let resp = request(
+        mock.addr,
+        "GET /__mock/requests HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
+    );
     let v: Value = serde_json::from_slice(&resp.body).unwrap();
     v["requests"].as_array().cloned().unwrap_or_default()
 }
@@ -205,7 +221,8 @@ impl Response {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -219,8 +236,13 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_nodelay(true).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Client { stream, buf: Vec::new() }
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -248,13 +270,23 @@ impl Client {
                 let headers: Vec<(String, String)> = resp
                     .headers
                     .iter()
-                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
                     .collect();
                 self.buf.drain(..len);
                 if (100..200).contains(&status) {
                     continue;
                 }
-                let find = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+                let find = |n: &str| {
+                    headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                        .map(|(_, v)| v.clone())
+                };
                 let body = if method == "HEAD" || status == 204 || status == 304 {
                     Vec::new()
                 } else if find("transfer-encoding").is_some() {
@@ -271,7 +303,11 @@ impl Client {
                     while self.fill() > 0 {}
                     std::mem::take(&mut self.buf)
                 };
-                return Some(Response { status, headers, body });
+                return Some(Response {
+                    status,
+                    headers,
+                    body,
+                });
             }
             if self.fill() == 0 {
                 return None;
@@ -294,7 +330,15 @@ impl Client {
                     return body;
                 }
             };
-            let size = usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).unwrap().split(';').next().unwrap(), 16).unwrap();
+            let size = usize::from_str_radix(
+                std::str::from_utf8(&self.buf[..line_end])
+                    .unwrap()
+                    .split(';')
+                    .next()
+                    .unwrap(),
+                16,
+            )
+            .unwrap();
             self.buf.drain(..line_end + 2);
             while self.buf.len() < size + 2 {
                 if self.fill() == 0 {
@@ -321,7 +365,9 @@ impl Client {
                     return false;
                 }
             };
-            let size = usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).unwrap(), 16).unwrap();
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).unwrap(), 16)
+                    .unwrap();
             self.buf.drain(..line_end + 2);
             while self.buf.len() < size + 2 {
                 if self.fill() == 0 {
@@ -348,7 +394,12 @@ impl Client {
                     headers: resp
                         .headers
                         .iter()
-                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                        .map(|h| {
+                            (
+                                h.name.to_string(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
                         .collect(),
                     body: Vec::new(),
                 };
@@ -382,7 +433,8 @@ pub fn messages_request(body: &str, extra_headers: &str) -> String {
     )
 }
 
-pub const SMALL_BODY: &str = r#"{"model":"claude-haiku-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+pub const SMALL_BODY: &str =
+    r#"{"model":"claude-haiku-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
 pub const STREAM_BODY: &str = r#"{"model":"claude-opus-4-8","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
 
 /// The shared captures directory (`../shared/captures`).
