@@ -47,6 +47,9 @@ pub struct ServeArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// I/O driver: auto (io_uring, else epoll), io_uring or epoll.
+    #[arg(long)]
+    pub io_driver: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,4 +78,7 @@ pub struct MockArgs {
     /// Require this upstream credential (x-api-key or Bearer); 401 otherwise.
     #[arg(long)]
     pub require_key: Option<String>,
+    /// Keep no log of received requests (the bench: no copying of bodies).
+    #[arg(long)]
+    pub no_request_log: bool,
 }

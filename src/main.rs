@@ -38,6 +38,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         upstream: args.upstream,
         upstream_api_key: args.upstream_api_key,
         workers: args.workers,
+        io_driver: args.io_driver,
     };
     let config = match file.and_then(|f| config::build(f, &overrides)) {
         Ok(c) => c,

@@ -13,7 +13,7 @@ use thiserror::Error;
 use crate::config::Config;
 use crate::provider::connect::{tls_connector, Connector};
 use crate::proxy::{serve_connection, Gateway};
-use crate::runtime::{self, listener::bind_listeners, shutdown_pair};
+use crate::runtime::{self, listener::bind_listeners, shutdown_pair, LocalShutdown};
 use crate::store::access_log;
 
 #[derive(Debug, Error)]
@@ -50,17 +50,26 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     let (mut trigger, shutdown) = shutdown_pair();
     let config = Arc::new(config);
     let worker_log = log.clone();
+    tracing::info!(
+        workers = config.workers,
+        io_driver = config.io_driver.effective(),
+        listen = %addr,
+        "starting"
+    );
+    let driver = config.io_driver;
     let workers = runtime::spawn_workers(
         "sluice-worker",
+        driver,
         listeners,
         &shutdown,
         move |id, listener, shutdown| {
+            let shutdown = LocalShutdown::follow(shutdown);
             let gw = Rc::new(Gateway::new(
                 id,
                 Arc::clone(&config),
                 Connector::new(tls.clone()),
                 worker_log.clone(),
-                shutdown.clone(),
+                Rc::clone(&shutdown),
             ));
             let limit = gw.config.limits.max_connections_per_worker;
             let grace = gw.config.grace_period;

@@ -17,7 +17,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use load::Latencies;
-use procs::{cpu_time, rss_kib, Nginx, Server};
+use procs::{cpu_split, rss_kib, Nginx, Server};
 
 #[derive(Debug, Args, Clone)]
 pub struct BenchArgs {
@@ -33,13 +33,16 @@ pub struct BenchArgs {
     /// sluice worker threads.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// sluice's I/O driver: auto, io_uring or epoll.
+    #[arg(long, default_value = "auto")]
+    pub io_driver: String,
     /// Also write the results here as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
 
 /// Percentiles of one latency distribution, in microseconds.
-#[derive(Debug, Serialize, Clone, Copy)]
+#[derive(Debug, Serialize, Clone, Copy, Default)]
 pub struct Percentiles {
     pub p50: f64,
     pub p99: f64,
@@ -65,21 +68,36 @@ impl Percentiles {
     }
 }
 
+/// One proxy's figures (sluice, or nginx for comparison).
+#[derive(Debug, Serialize, Default)]
+pub struct ProxyFigures {
+    /// Latency at concurrency 1 with the Claude Code-sized request.
+    pub latency_us: Percentiles,
+    /// Latency minus the direct latency.
+    pub latency_added_us: Percentiles,
+    /// Time to the first SSE byte at concurrency 1.
+    pub sse_ttfb_us: Percentiles,
+    pub sse_ttfb_added_us: Percentiles,
+    pub throughput_rps: f64,
+    /// CPU (user + system) per request during the throughput run.
+    pub cpu_us_per_request: f64,
+    /// Of which in user mode (the proxy's own code).
+    pub user_cpu_us_per_request: f64,
+}
+
 /// Everything the bench measured.
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub request_body_bytes: usize,
-    pub latency_direct_us: Percentiles,
-    pub latency_sluice_us: Percentiles,
-    pub latency_added_us: Percentiles,
-    pub sse_ttfb_direct_us: Percentiles,
-    pub sse_ttfb_sluice_us: Percentiles,
-    pub sse_ttfb_added_us: Percentiles,
-    pub throughput_direct_rps: f64,
-    pub throughput_sluice_rps: f64,
-    pub throughput_nginx_rps: Option<f64>,
-    pub sluice_vs_nginx: Option<f64>,
-    pub sluice_cpu_us_per_request: f64,
+    pub io_driver: String,
+    pub direct_latency_us: Percentiles,
+    pub direct_sse_ttfb_us: Percentiles,
+    pub direct_throughput_rps: f64,
+    /// The mock upstream's CPU per request: what one plain HTTP hop costs on this machine.
+    pub mock_cpu_us_per_request: f64,
+    pub sluice: ProxyFigures,
+    pub nginx: Option<ProxyFigures>,
+    pub sluice_vs_nginx_throughput: Option<f64>,
     pub sluice_rss_mib: f64,
     pub sluice_peak_rss_mib: f64,
 }
@@ -90,9 +108,23 @@ pub enum BenchError {
     Io(#[from] std::io::Error),
 }
 
+/// A target of the load: where it listens and which process to charge CPU to.
+#[derive(Clone, Copy)]
+struct Target {
+    addr: SocketAddr,
+    pid: u32,
+}
+
 /// Runs the bench and prints the table.
 pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
-    let mock = Server::start_self(&["mock-upstream", "--listen", "127.0.0.1:0", "--workers", "1"])?;
+    let mock = Server::start_self(&[
+        "mock-upstream",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--no-request-log",
+    ])?;
     let upstream = format!("http://{}", mock.addr);
     let workers = args.workers.to_string();
     let sluice = Server::start_self(&[
@@ -105,17 +137,28 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         "sk-bench-upstream",
         "--workers",
         &workers,
+        "--io-driver",
+        &args.io_driver,
     ])?;
     let nginx = Nginx::start(mock.addr);
     let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .build()?;
-    let report = runtime.block_on(measure_all(
-        args,
-        mock.addr,
-        &sluice,
-        nginx.as_ref().map(|n| n.addr),
-    ))?;
+    let targets = Targets {
+        direct: Target {
+            addr: mock.addr,
+            pid: mock.pid(),
+        },
+        sluice: Target {
+            addr: sluice.addr,
+            pid: sluice.pid(),
+        },
+        nginx: nginx.as_ref().map(|n| Target {
+            addr: n.addr,
+            pid: n.child.id(),
+        }),
+    };
+    let report = runtime.block_on(measure_all(args, &targets))?;
     print_table(&report);
     if let Some(path) = &args.json {
         #[expect(
@@ -127,99 +170,95 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
-async fn measure_all(
-    args: &BenchArgs,
-    direct: SocketAddr,
-    sluice: &Server,
-    nginx: Option<SocketAddr>,
-) -> std::io::Result<Report> {
+struct Targets {
+    direct: Target,
+    sluice: Target,
+    nginx: Option<Target>,
+}
+
+async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
     let big = claude_code_sized_body(false);
     let stream_body = claude_code_sized_body(true);
-    let small = br#"{"model":"claude-haiku-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
-    let via = sluice.addr;
     let path = "/v1/messages?beta=true";
-    // Warm up connections, pools and caches on both paths.
-    for addr in [direct, via] {
-        load::measure(addr, load::request(addr, path, &big), 200).await?;
+    let mut all = vec![t.direct, t.sluice];
+    all.extend(t.nginx);
+    for target in &all {
+        load::measure(target.addr, load::request(target.addr, path, &big), 200).await?;
     }
-    let (lat_direct, lat_sluice) = interleaved(direct, via, path, &big, args.requests).await?;
-    let (ttfb_direct, ttfb_sluice) =
-        interleaved(direct, via, path, &stream_body, args.requests / 2).await?;
-    let rps = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
-    let n = args.throughput_requests;
-    let t_direct = load::concurrent(
-        direct,
-        load::request(direct, path, small),
-        args.concurrency,
-        n,
-    )
-    .await?;
-    let cpu_before = cpu_time(sluice.pid()).unwrap_or_default();
-    let t_sluice =
-        load::concurrent(via, load::request(via, path, small), args.concurrency, n).await?;
-    let cpu_used = cpu_time(sluice.pid())
-        .unwrap_or_default()
-        .saturating_sub(cpu_before);
-    let t_nginx = match nginx {
-        Some(addr) => {
-            load::concurrent(
-                addr,
-                load::request(addr, path, small),
-                args.concurrency,
-                n / 10,
-            )
-            .await?;
-            Some(
-                load::concurrent(addr, load::request(addr, path, small), args.concurrency, n)
-                    .await?,
-            )
-        }
+    let latency = interleaved(&all, path, &big, args.requests).await?;
+    let ttfb = interleaved(&all, path, &stream_body, args.requests / 2).await?;
+    let lat = |i: usize| Percentiles::of(&latency[i].total);
+    let first = |i: usize| Percentiles::of(&ttfb[i].first_byte);
+    let (direct_rps, direct_cpu, _) = throughput(args, t.direct).await?;
+    let figures = |i: usize, (rps, cpu, user): (f64, f64, f64)| ProxyFigures {
+        latency_us: lat(i),
+        latency_added_us: lat(i).minus(&lat(0)),
+        sse_ttfb_us: first(i),
+        sse_ttfb_added_us: first(i).minus(&first(0)),
+        throughput_rps: rps,
+        cpu_us_per_request: cpu,
+        user_cpu_us_per_request: user,
+    };
+    let sluice = figures(1, throughput(args, t.sluice).await?);
+    let nginx = match t.nginx {
+        Some(target) => Some(figures(2, throughput(args, target).await?)),
         None => None,
     };
-    let (rss, peak) = rss_kib(sluice.pid()).unwrap_or_default();
-    let latency_direct = Percentiles::of(&lat_direct.total);
-    let latency_sluice = Percentiles::of(&lat_sluice.total);
-    let sse_direct = Percentiles::of(&ttfb_direct.first_byte);
-    let sse_sluice = Percentiles::of(&ttfb_sluice.first_byte);
-    let throughput_sluice = rps(n, t_sluice);
-    let throughput_nginx = t_nginx.map(|t| rps(n, t));
+    let (rss, peak) = rss_kib(t.sluice.pid).unwrap_or_default();
     Ok(Report {
         request_body_bytes: big.len(),
-        latency_added_us: latency_sluice.minus(&latency_direct),
-        latency_direct_us: latency_direct,
-        latency_sluice_us: latency_sluice,
-        sse_ttfb_added_us: sse_sluice.minus(&sse_direct),
-        sse_ttfb_direct_us: sse_direct,
-        sse_ttfb_sluice_us: sse_sluice,
-        throughput_direct_rps: rps(n, t_direct),
-        throughput_sluice_rps: throughput_sluice,
-        sluice_vs_nginx: throughput_nginx.map(|r| throughput_sluice / r),
-        throughput_nginx_rps: throughput_nginx,
-        sluice_cpu_us_per_request: cpu_used.as_secs_f64() * 1e6 / n as f64,
+        io_driver: args.io_driver.clone(),
+        direct_latency_us: lat(0),
+        direct_sse_ttfb_us: first(0),
+        direct_throughput_rps: direct_rps,
+        mock_cpu_us_per_request: direct_cpu,
+        sluice_vs_nginx_throughput: nginx
+            .as_ref()
+            .map(|n| sluice.throughput_rps / n.throughput_rps),
+        sluice,
+        nginx,
         sluice_rss_mib: rss as f64 / 1024.0,
         sluice_peak_rss_mib: peak as f64 / 1024.0,
     })
 }
 
-/// Direct and through-sluice runs in alternating blocks, so drift hits both alike.
+/// Throughput at the configured concurrency with a small request, after a short warm-up:
+/// (requests per second, CPU µs per request, user-mode CPU µs per request) of `target`'s process.
+async fn throughput(args: &BenchArgs, target: Target) -> std::io::Result<(f64, f64, f64)> {
+    let small = br#"{"model":"claude-haiku-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+    let req = load::request(target.addr, "/v1/messages?beta=true", small);
+    let n = args.throughput_requests;
+    load::concurrent(target.addr, req.clone(), args.concurrency, n / 10).await?;
+    let (user0, sys0) = cpu_split(target.pid).unwrap_or_default();
+    let elapsed = load::concurrent(target.addr, req, args.concurrency, n).await?;
+    let (user1, sys1) = cpu_split(target.pid).unwrap_or_default();
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    let user = user1.saturating_sub(user0);
+    let total = user + sys1.saturating_sub(sys0);
+    Ok((n as f64 / elapsed.as_secs_f64(), per(total), per(user)))
+}
+
+/// Each target's latency, measured in alternating blocks so drift hits all alike.
 async fn interleaved(
-    direct: SocketAddr,
-    via: SocketAddr,
+    targets: &[Target],
     path: &str,
     body: &[u8],
     count: usize,
-) -> std::io::Result<(Latencies, Latencies)> {
+) -> std::io::Result<Vec<Latencies>> {
     let block = 250.min(count.max(1));
-    let mut d = load::measure(direct, load::request(direct, path, body), 1).await?;
-    let mut s = load::measure(via, load::request(via, path, body), 1).await?;
+    let mut out = Vec::new();
+    for t in targets {
+        out.push(load::measure(t.addr, load::request(t.addr, path, body), 1).await?);
+    }
     let mut done = 0;
     while done < count {
         let n = block.min(count - done);
-        load::sequential(direct, load::request(direct, path, body), n, &mut d).await?;
-        load::sequential(via, load::request(via, path, body), n, &mut s).await?;
+        for (t, lat) in targets.iter().zip(out.iter_mut()) {
+            load::sequential(t.addr, load::request(t.addr, path, body), n, lat).await?;
+        }
         done += n;
     }
-    Ok((d, s))
+    Ok(out)
 }
 
 /// A request shaped like Claude Code's main request: `model` first, ~77 KB of messages, system
@@ -260,48 +299,71 @@ pub fn claude_code_sized_body(stream: bool) -> Vec<u8> {
 
 #[allow(clippy::print_stdout)]
 fn print_table(r: &Report) {
-    let row = |name: &str, d: &Percentiles, s: &Percentiles, a: &Percentiles| {
+    let p = |x: &Percentiles| format!("{:>8.1} {:>8.1} {:>8.1}", x.p50, x.p99, x.p999);
+    println!(
+        "sluice bench ({} KB request, io driver {}); µs as p50 p99 p99.9",
+        r.request_body_bytes / 1000,
+        r.io_driver
+    );
+    println!(
+        "{:<28} {:>26} | {:>26} | {:>26}",
+        "", "direct", "through sluice", "added by sluice"
+    );
+    println!(
+        "{:<28} {} | {} | {}",
+        "latency, concurrency 1",
+        p(&r.direct_latency_us),
+        p(&r.sluice.latency_us),
+        p(&r.sluice.latency_added_us)
+    );
+    println!(
+        "{:<28} {} | {} | {}",
+        "SSE first byte, conc. 1",
+        p(&r.direct_sse_ttfb_us),
+        p(&r.sluice.sse_ttfb_us),
+        p(&r.sluice.sse_ttfb_added_us)
+    );
+    if let Some(n) = &r.nginx {
         println!(
-            "{name:<34} {:>9.1} {:>9.1} {:>9.1} | {:>9.1} {:>9.1} {:>9.1} | {:>8.1} {:>8.1} {:>8.1}",
-            d.p50, d.p99, d.p999, s.p50, s.p99, s.p999, a.p50, a.p99, a.p999
+            "{:<28} {:>26} | {} | {}",
+            "latency via nginx",
+            "",
+            p(&n.latency_us),
+            p(&n.latency_added_us)
+        );
+        println!(
+            "{:<28} {:>26} | {} | {}",
+            "SSE first byte via nginx",
+            "",
+            p(&n.sse_ttfb_us),
+            p(&n.sse_ttfb_added_us)
+        );
+    }
+    println!();
+    println!(
+        "{:<28} {:>12} {:>14} {:>14}",
+        "throughput, concurrency 50", "req/s", "CPU µs/req", "of which user"
+    );
+    println!(
+        "{:<28} {:>12.0} {:>14.1} {:>14}",
+        "direct (the mock itself)", r.direct_throughput_rps, r.mock_cpu_us_per_request, ""
+    );
+    let row = |name: &str, f: &ProxyFigures| {
+        println!(
+            "{name:<28} {:>12.0} {:>14.1} {:>14.1}",
+            f.throughput_rps, f.cpu_us_per_request, f.user_cpu_us_per_request
         )
     };
-    println!(
-        "{:<34} {:>29} | {:>29} | {:>26}",
-        "µs (p50 p99 p99.9)", "direct", "through sluice", "added by sluice"
-    );
-    row(
-        &format!("latency c=1, {} KB request", r.request_body_bytes / 1000),
-        &r.latency_direct_us,
-        &r.latency_sluice_us,
-        &r.latency_added_us,
-    );
-    row(
-        "SSE time to first byte, c=1",
-        &r.sse_ttfb_direct_us,
-        &r.sse_ttfb_sluice_us,
-        &r.sse_ttfb_added_us,
-    );
-    println!(
-        "throughput c=50 direct      {:>10.0} req/s",
-        r.throughput_direct_rps
-    );
-    println!(
-        "throughput c=50 via sluice  {:>10.0} req/s",
-        r.throughput_sluice_rps
-    );
-    match (r.throughput_nginx_rps, r.sluice_vs_nginx) {
+    row("via sluice", &r.sluice);
+    match (&r.nginx, r.sluice_vs_nginx_throughput) {
         (Some(n), Some(x)) => {
-            println!("throughput c=50 via nginx   {n:>10.0} req/s  (sluice/nginx = {x:.2}x)")
+            row("via nginx (1 worker)", n);
+            println!("sluice / nginx throughput: {x:.2}x");
         }
-        _ => println!("throughput c=50 via nginx   (nginx not installed)"),
+        _ => println!("via nginx: not installed (apt-get install nginx-light to compare)"),
     }
     println!(
-        "sluice CPU per request      {:>10.1} µs",
-        r.sluice_cpu_us_per_request
-    );
-    println!(
-        "sluice RSS                  {:>10.1} MiB (peak {:.1} MiB)",
+        "sluice RSS {:.1} MiB (peak {:.1} MiB)",
         r.sluice_rss_mib, r.sluice_peak_rss_mib
     );
 }

@@ -18,6 +18,7 @@ impl Server {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .args(args)
+            .env("SLUICE_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
@@ -53,15 +54,18 @@ impl Drop for Server {
 
 /// CPU time (user + system) a process has used.
 pub fn cpu_time(pid: u32) -> Option<Duration> {
+    cpu_split(pid).map(|(user, system)| user + system)
+}
+
+/// CPU time a process has used, as (user, system).
+pub fn cpu_split(pid: u32) -> Option<(Duration, Duration)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = after.split_whitespace().collect();
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    let ticks = clock_ticks();
-    Some(Duration::from_secs_f64(
-        (utime + stime) as f64 / ticks as f64,
-    ))
+    let secs = |t: u64| Duration::from_secs_f64(t as f64 / clock_ticks() as f64);
+    Some((secs(utime), secs(stime)))
 }
 
 fn clock_ticks() -> u64 {
@@ -84,7 +88,7 @@ pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
 
 /// nginx as a reverse proxy to `upstream`, when nginx is installed.
 pub struct Nginx {
-    child: Child,
+    pub child: Child,
     pub addr: SocketAddr,
     dir: std::path::PathBuf,
 }
@@ -102,7 +106,7 @@ impl Nginx {
         let dir = std::env::temp_dir().join(format!("sluice-bench-nginx-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("logs")).ok()?;
         let conf = format!(
-            "worker_processes 1;\ndaemon off;\nerror_log {d}/logs/error.log;\npid {d}/nginx.pid;\nevents {{ worker_connections 4096; }}\nhttp {{\n access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n upstream mock {{ server {upstream}; keepalive 128; }}\n server {{\n  listen 127.0.0.1:{port};\n  client_max_body_size 32m;\n  client_body_buffer_size 1m;\n  location / {{ proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; proxy_request_buffering on; }}\n }}\n}}\n",
+            "worker_processes 1;\nmaster_process off;\ndaemon off;\nerror_log {d}/logs/error.log;\npid {d}/nginx.pid;\nevents {{ worker_connections 4096; }}\nhttp {{\n log_format combined_times '$remote_addr - [$time_local] \"$request\" $status $body_bytes_sent $request_time $upstream_response_time';\n access_log {d}/logs/access.log combined_times;\n client_body_temp_path {d};\n proxy_temp_path {d};\n upstream mock {{ server {upstream}; keepalive 128; }}\n server {{\n  listen 127.0.0.1:{port};\n  client_max_body_size 32m;\n  client_body_buffer_size 1m;\n  location / {{ proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; proxy_request_buffering on; }}\n }}\n}}\n",
             d = dir.display()
         );
         let conf_path = dir.join("nginx.conf");

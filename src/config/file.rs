@@ -30,6 +30,8 @@ pub struct ServerFile {
     pub replay_buffer_bytes: usize,
     pub max_connections_per_worker: usize,
     pub grace_period: String,
+    /// `auto` (io_uring, falling back to epoll), `io_uring` or `epoll`.
+    pub io_driver: String,
 }
 
 impl Default for ServerFile {
@@ -43,6 +45,7 @@ impl Default for ServerFile {
             replay_buffer_bytes: 1024 * 1024,
             max_connections_per_worker: 16_384,
             grace_period: "30s".into(),
+            io_driver: "auto".into(),
         }
     }
 }

@@ -16,6 +16,7 @@ use thiserror::Error;
 
 use crate::http1::HeadLimits;
 use crate::provider::upstream::{AuthHeader, Credential, Upstream};
+use crate::runtime::IoDriver;
 use crate::usage::pricing::{Price, PriceTable};
 use file::FileConfig;
 pub use keys::{KeyTable, VirtualKey};
@@ -46,6 +47,7 @@ pub struct Overrides {
     pub upstream: Option<String>,
     pub upstream_api_key: Option<String>,
     pub workers: Option<usize>,
+    pub io_driver: Option<String>,
 }
 
 /// Size limits.
@@ -132,6 +134,7 @@ pub enum AccessLogTarget {
 pub struct Config {
     pub listen: SocketAddr,
     pub workers: usize,
+    pub io_driver: IoDriver,
     pub limits: Limits,
     pub timeouts: Timeouts,
     pub grace_period: Duration,
@@ -202,9 +205,21 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
     };
     let upstreams = build_upstreams(&file)?;
     let routes = build_routes(&file, &upstreams)?;
+    let io_driver = match file.server.io_driver.as_str() {
+        "auto" => IoDriver::Auto,
+        "io_uring" => IoDriver::IoUring,
+        "epoll" => IoDriver::Epoll,
+        other => {
+            return Err(invalid(
+                "server.io_driver",
+                format!("`{other}`: expected `auto`, `io_uring` or `epoll`"),
+            ))
+        }
+    };
     Ok(Config {
         listen,
         workers,
+        io_driver,
         limits: build_limits(&file)?,
         timeouts: build_timeouts(&file)?,
         grace_period: duration("server.grace_period", &file.server.grace_period)?,
@@ -229,6 +244,9 @@ fn apply_overrides(file: &mut FileConfig, o: &Overrides) {
     }
     if let Some(workers) = o.workers {
         file.server.workers = workers;
+    }
+    if let Some(driver) = &o.io_driver {
+        file.server.io_driver = driver.clone();
     }
     if file.upstreams.is_empty() {
         file.upstreams.push(file::UpstreamFile {
@@ -508,6 +526,7 @@ mod tests {
             upstream: Some("http://127.0.0.1:9".into()),
             upstream_api_key: Some("sk-up".into()),
             workers: Some(3),
+            io_driver: Some("epoll".into()),
         };
         let c = build(parse_text("").unwrap(), &o).unwrap();
         assert_eq!((c.listen.port(), c.workers), (0, 3));

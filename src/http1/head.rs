@@ -3,6 +3,8 @@
 //! CL and TE, only `chunked`, CRLF line endings only) and records everything as [`Span`]s into the
 //! head's own bytes, so nothing is copied and an untouched head can be written back unchanged.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 use memchr::memchr_iter;
 
@@ -259,9 +261,10 @@ fn scan_request(
     limits: HeadLimits,
 ) -> Result<Option<(RequestHead, usize)>, Http1Error> {
     let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
-    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS_CEILING];
-    let mut req = httparse::Request::new(&mut raw[..max_headers]);
-    let head_len = match req.parse(buf) {
+    // Uninitialised storage: no 16 KiB memset of header slots on every parse.
+    let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut raw[..max_headers]) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             return too_large_or_partial(buf, limits.max_head_bytes);
@@ -317,9 +320,14 @@ fn scan_response(
     limits: HeadLimits,
 ) -> Result<Option<(ResponseHead, usize)>, Http1Error> {
     let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
-    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS_CEILING];
-    let mut res = httparse::Response::new(&mut raw[..max_headers]);
-    let head_len = match res.parse(buf) {
+    let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
+    let mut res = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut res,
+        buf,
+        &mut raw[..max_headers],
+    );
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             return too_large_or_partial(buf, limits.max_head_bytes);

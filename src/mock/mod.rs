@@ -77,6 +77,9 @@ impl MockState {
     }
 
     fn remember(&self, head: &RequestHead, body: &[u8]) {
+        if self.args.no_request_log {
+            return;
+        }
         let entry = Received {
             method: head.method.as_str().to_string(),
             target: String::from_utf8_lossy(head.target()).into_owned(),
@@ -147,9 +150,11 @@ pub fn run(args: &MockArgs) -> Result<(), MockError> {
     let (mut trigger, shutdown) = shutdown_pair();
     let workers = runtime::spawn_workers(
         "sluice-mock",
+        runtime::IoDriver::Auto,
         listeners,
         &shutdown,
         move |_, listener, shutdown| {
+            let shutdown = runtime::LocalShutdown::follow(shutdown);
             let state = Arc::clone(&state);
             runtime::accept_loop(
                 listener,

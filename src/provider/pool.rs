@@ -7,17 +7,14 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::{Upstream, UpstreamConn};
+use super::UpstreamConn;
 
 /// Idle connections kept per upstream and worker.
 const MAX_IDLE_PER_UPSTREAM: usize = 128;
 
-/// An idle connection's key: scheme, host and port.
-type PoolKey = (bool, String, u16);
-
 /// Idle upstream connections of one worker.
 pub struct Pool {
-    idle: RefCell<HashMap<PoolKey, Vec<(UpstreamConn, Instant)>>>,
+    idle: RefCell<HashMap<usize, Vec<(UpstreamConn, Instant)>>>,
     max_idle: Duration,
 }
 
@@ -29,10 +26,11 @@ impl Pool {
         }
     }
 
-    /// A pooled connection to `upstream` that has not idled too long, if any.
-    pub fn checkout(&self, upstream: &Upstream) -> Option<UpstreamConn> {
+    /// A pooled connection to upstream number `upstream` (its index in the config) that has
+    /// not idled too long, if any.
+    pub fn checkout(&self, upstream: usize) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(&key(upstream))?;
+        let list = idle.get_mut(&upstream)?;
         while let Some((conn, since)) = list.pop() {
             if since.elapsed() < self.max_idle {
                 return Some(conn);
@@ -42,9 +40,9 @@ impl Pool {
     }
 
     /// Returns a connection whose last response was read completely.
-    pub fn checkin(&self, upstream: &Upstream, conn: UpstreamConn) {
+    pub fn checkin(&self, upstream: usize, conn: UpstreamConn) {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.entry(key(upstream)).or_default();
+        let list = idle.entry(upstream).or_default();
         list.retain(|(_, since)| since.elapsed() < self.max_idle);
         if list.len() < MAX_IDLE_PER_UPSTREAM {
             list.push((conn, Instant::now()));
@@ -55,8 +53,4 @@ impl Pool {
     pub fn idle_count(&self) -> usize {
         self.idle.borrow().values().map(Vec::len).sum()
     }
-}
-
-fn key(upstream: &Upstream) -> PoolKey {
-    (upstream.tls, upstream.host.clone(), upstream.port)
 }

@@ -12,7 +12,7 @@ use super::GatewayError;
 use crate::config::{Limits, Timeouts};
 use crate::http1::io::read_some;
 use crate::http1::{take_request, Http1Error, RequestHead};
-use crate::runtime::Shutdown;
+use crate::runtime::LocalShutdown;
 
 /// Bytes reserved per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -47,7 +47,7 @@ impl ClientConn {
     /// went away, stayed idle too long, or shutdown began while it was idle).
     pub async fn read_head(
         &mut self,
-        shutdown: &Shutdown,
+        shutdown: &LocalShutdown,
         first: bool,
     ) -> Result<Option<RequestHead>, GatewayError> {
         let mut deadline = (!self.buf.is_empty()).then(|| Instant::now() + self.timeouts.head_read);

@@ -29,7 +29,7 @@ pub struct Exchange {
 impl Exchange {
     pub fn new(head: &RequestHead, request_id: String) -> Self {
         let record = AccessRecord {
-            time: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
+            time: SystemTime::now(),
             request_id,
             method: head.method.as_str(),
             path: String::from_utf8_lossy(head.path()).into_owned(),
@@ -56,7 +56,7 @@ impl Exchange {
     /// For a request whose head could not be parsed.
     pub fn unparsed(request_id: String) -> Self {
         let record = AccessRecord {
-            time: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
+            time: SystemTime::now(),
             request_id,
             method: "-",
             operation: "malformed",

@@ -19,6 +19,8 @@ use crate::http1::{take_response, Http1Error, Method, RequestHead, ResponseHead}
 use crate::provider::{Upstream, UpstreamConn};
 
 const READ_CHUNK: usize = 16 * 1024;
+/// Bodies up to this size are copied behind the head and sent in the same write.
+const COALESCE_BODY: usize = 16 * 1024;
 
 /// An upstream's response head, with the connection and any body bytes read with it.
 pub struct UpstreamResponse {
@@ -39,6 +41,7 @@ pub async fn forward(
     client: &mut ClientConn,
     head: &RequestHead,
     body: &RequestBody,
+    index: usize,
     upstream: &Upstream,
     gw: &Gateway,
     ex: &mut Exchange,
@@ -51,7 +54,7 @@ pub async fn forward(
         attempt += 1;
         ex.record.attempts = attempt;
         let pooled = if attempt == 1 {
-            gw.pool.checkout(upstream)
+            gw.pool.checkout(index)
         } else {
             None
         };
@@ -122,14 +125,21 @@ async fn send_and_wait(
     gw: &Gateway,
     ex: &mut Exchange,
 ) -> Result<(ResponseHead, BytesMut), AttemptError> {
-    let (res, _) = conn.write_all(wire_head.clone()).await;
-    res.map_err(|_| AttemptError::Stale)?;
     let held = match body {
         RequestBody::Empty => Bytes::new(),
         RequestBody::Whole { bytes, .. } => bytes.clone(),
         RequestBody::Partial { prefix, .. } => prefix.clone(),
     };
-    if !held.is_empty() {
+    if held.len() <= COALESCE_BODY {
+        // One write (one packet on loopback) for head and a small body.
+        let mut both = Vec::with_capacity(wire_head.len() + held.len());
+        both.extend_from_slice(wire_head);
+        both.extend_from_slice(&held);
+        let (res, _) = conn.write_all(both).await;
+        res.map_err(|_| AttemptError::Stale)?;
+    } else {
+        let (res, _) = conn.write_all(wire_head.clone()).await;
+        res.map_err(|_| AttemptError::Stale)?;
         let (res, _) = conn.write_all(held).await;
         res.map_err(|_| AttemptError::Stale)?;
     }

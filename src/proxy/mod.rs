@@ -37,7 +37,7 @@ use crate::config::Config;
 use crate::http1::RequestHead;
 use crate::provider::connect::Connector;
 use crate::provider::pool::Pool;
-use crate::runtime::Shutdown;
+use crate::runtime::LocalShutdown;
 use crate::store::access_log::AccessLog;
 use client::ClientConn;
 use exchange::Exchange;
@@ -50,7 +50,7 @@ pub struct Gateway {
     pub connector: Connector,
     pub pool: Pool,
     pub access_log: AccessLog,
-    pub shutdown: Shutdown,
+    pub shutdown: Rc<LocalShutdown>,
     request_ids: RequestIds,
 }
 
@@ -60,7 +60,7 @@ impl Gateway {
         config: Arc<Config>,
         connector: Connector,
         access_log: AccessLog,
-        shutdown: Shutdown,
+        shutdown: Rc<LocalShutdown>,
     ) -> Self {
         Self {
             pool: Pool::new(config.timeouts.pool_idle),
@@ -108,7 +108,7 @@ pub async fn serve_connection(stream: TcpStream, gw: Rc<Gateway>) {
             Err(err) => return refuse_unparsed(&mut client, &gw, err).await,
         };
         first = false;
-        if !handle_request(&mut client, head, &gw).await || gw.shutdown.is_triggered() {
+        if !handle_request(&mut client, head, &gw).await || gw.shutdown.is_fired() {
             return;
         }
     }
@@ -120,7 +120,7 @@ pub async fn handle_request(client: &mut ClientConn, head: RequestHead, gw: &Gat
     let keep_alive = match run_phases(client, &head, gw, &mut ex).await {
         Ok(keep_alive) => keep_alive,
         Err(err) => {
-            let close = !head.keep_alive || !ex.body_consumed || gw.shutdown.is_triggered();
+            let close = !head.keep_alive || !ex.body_consumed || gw.shutdown.is_fired();
             tracing::debug!(request_id = %ex.record.request_id, error = %err, "request refused");
             local::reply_error(client, &err, close, &mut ex).await && !close
         }
@@ -175,8 +175,8 @@ async fn run_phases(
         gw.config.upstreams.get(target.upstream).ok_or_else(|| {
             GatewayError::ModelNotRouted(target.model.clone().unwrap_or_default())
         })?;
-    let response = forward::forward(client, head, &body, upstream, gw, ex).await?;
-    Ok(relay::relay(client, head, response, upstream, gw, ex).await)
+    let response = forward::forward(client, head, &body, target.upstream, upstream, gw, ex).await?;
+    Ok(relay::relay(client, head, response, target.upstream, gw, ex).await)
 }
 
 /// Answers a request whose head could not be parsed, logs it, and closes.

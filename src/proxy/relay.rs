@@ -17,7 +17,6 @@ use crate::http1::body::BodyCursor;
 use crate::http1::io::read_some;
 use crate::http1::rewrite::{rewrite_response, ResponseRewrite};
 use crate::http1::{BodyFraming, Http1Error, RequestHead};
-use crate::provider::Upstream;
 use crate::usage::json::JsonMeter;
 use crate::usage::sse::SseMeter;
 use crate::usage::Metered;
@@ -64,7 +63,7 @@ pub async fn relay(
     client: &mut ClientConn,
     req: &RequestHead,
     resp: UpstreamResponse,
-    upstream: &Upstream,
+    upstream: usize,
     gw: &Gateway,
     ex: &mut Exchange,
 ) -> bool {
@@ -84,7 +83,7 @@ pub async fn relay(
         close: !req.keep_alive
             || !ex.body_consumed
             || (head.framing == BodyFraming::UntilClose)
-            || gw.shutdown.is_triggered(),
+            || gw.shutdown.is_fired(),
         sse,
     };
     let mut meter = if sse {

@@ -66,6 +66,8 @@ pub async fn read(
         BodyFraming::Length(n) => {
             send_continue(client, head).await?;
             let first = n.min(limits.replay_buffer_bytes.max(1) as u64) as usize;
+            // Room for all of it up front, so one read can take whatever the socket holds.
+            client.buf.reserve(first.saturating_sub(client.buf.len()));
             while client.buf.len() < first {
                 client.fill_body().await?;
             }

@@ -8,6 +8,9 @@
 //! period is abandoned as the process exits.
 
 pub mod listener;
+pub mod local_shutdown;
+
+pub use local_shutdown::LocalShutdown;
 
 use std::cell::Cell;
 use std::future::Future;
@@ -21,6 +24,29 @@ use monoio::net::{TcpListener, TcpStream};
 
 /// Threads shared by all workers for blocking work (DNS resolution).
 const BLOCKING_THREADS: usize = 2;
+
+/// Which kernel interface the workers drive their sockets with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoDriver {
+    /// io_uring where the kernel allows it, epoll otherwise.
+    Auto,
+    /// io_uring only (start-up fails without it).
+    IoUring,
+    /// epoll only.
+    Epoll,
+}
+
+impl IoDriver {
+    /// What `Auto` resolves to on this kernel, for the start-up log.
+    pub fn effective(self) -> &'static str {
+        match self {
+            IoDriver::IoUring => "io_uring",
+            IoDriver::Epoll => "epoll",
+            IoDriver::Auto if monoio::utils::detect_uring() => "io_uring",
+            IoDriver::Auto => "epoll (io_uring unavailable)",
+        }
+    }
+}
 
 /// A worker's view of the shutdown signal.
 #[derive(Clone)]
@@ -60,6 +86,7 @@ impl Shutdown {
 /// Runs one worker thread per listener; `make` builds each worker's future inside its thread.
 pub fn spawn_workers<F, Fut>(
     name: &str,
+    driver: IoDriver,
     listeners: Vec<std::net::TcpListener>,
     shutdown: &Shutdown,
     make: F,
@@ -77,7 +104,7 @@ where
         let pool = pool.clone();
         let handle = std::thread::Builder::new()
             .name(format!("{name}-{id}"))
-            .spawn(move || run_worker(id, std_listener, shutdown, pool, make.as_ref()))?;
+            .spawn(move || run_worker(id, driver, std_listener, shutdown, pool, make.as_ref()))?;
         handles.push(handle);
     }
     Ok(handles)
@@ -85,6 +112,7 @@ where
 
 fn run_worker<F, Fut>(
     id: usize,
+    driver: IoDriver,
     std_listener: std::net::TcpListener,
     shutdown: Shutdown,
     pool: DefaultThreadPool,
@@ -93,30 +121,50 @@ fn run_worker<F, Fut>(
     F: Fn(usize, TcpListener, Shutdown) -> Fut,
     Fut: Future<Output = ()> + 'static,
 {
-    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .attach_thread_pool(Box::new(pool))
-        .build();
-    let mut runtime = match runtime {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(worker = id, error = %e, "cannot start a runtime");
-            return;
-        }
-    };
-    runtime.block_on(async move {
+    let work = async move {
         match TcpListener::from_std(std_listener) {
             Ok(listener) => make(id, listener, shutdown).await,
             Err(e) => tracing::error!(worker = id, error = %e, "cannot adopt listener"),
         }
-    });
+    };
+    if let Err(e) = block_on(driver, pool, work) {
+        tracing::error!(worker = id, error = %e, "cannot start a runtime");
+    }
+}
+
+/// Runs `work` to completion on a runtime of the chosen driver, with timers and the shared
+/// blocking pool.
+fn block_on<Fut: Future<Output = ()>>(
+    driver: IoDriver,
+    pool: DefaultThreadPool,
+    work: Fut,
+) -> std::io::Result<()> {
+    let pool = Box::new(pool);
+    match driver {
+        IoDriver::Auto => monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .attach_thread_pool(pool)
+            .build()?
+            .block_on(work),
+        IoDriver::IoUring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .attach_thread_pool(pool)
+            .build()?
+            .block_on(work),
+        IoDriver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .attach_thread_pool(pool)
+            .build()?
+            .block_on(work),
+    }
+    Ok(())
 }
 
 /// Accepts connections until shutdown, runs `serve` on each (at most `max_connections` at once;
 /// beyond that a new connection is closed at once), then waits up to `grace` for them to end.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    shutdown: Shutdown,
+    shutdown: Rc<LocalShutdown>,
     max_connections: usize,
     grace: Duration,
     serve: F,

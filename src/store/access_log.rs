@@ -1,6 +1,7 @@
 //! The access log: one JSON line per request, written by a dedicated thread fed by a bounded
 //! channel. A worker only ever `try_send`s; if the writer falls behind and the channel is full,
-//! the record is counted as dropped and a warning is logged (never a blocked worker).
+//! the record is counted as dropped and a warning is logged (never a blocked worker). The writer
+//! drains the queue every 10 ms rather than being woken per record.
 //! Shutdown drops the senders; the writer drains the channel, flushes and exits.
 
 use std::fs::OpenOptions;
@@ -8,6 +9,7 @@ use std::io::{BufWriter, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -17,10 +19,11 @@ use crate::config::AccessLogTarget;
 const QUEUE: usize = 65_536;
 
 /// One request, as the access log records it.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct AccessRecord {
-    /// RFC 3339 time the request head was complete.
-    pub time: String,
+    /// When the request head was complete (written as RFC 3339, by the writer thread).
+    #[serde(serialize_with = "rfc3339")]
+    pub time: SystemTime,
     pub request_id: String,
     pub upstream_request_id: Option<String>,
     pub method: &'static str,
@@ -63,6 +66,53 @@ pub struct AccessRecord {
     pub upstream_connect_us: Option<u64>,
     pub pooled_connection: bool,
     pub attempts: u32,
+}
+
+impl Default for AccessRecord {
+    fn default() -> Self {
+        Self {
+            time: SystemTime::UNIX_EPOCH,
+            request_id: String::new(),
+            upstream_request_id: None,
+            method: "-",
+            path: String::new(),
+            operation: "unknown",
+            identity: String::new(),
+            user: None,
+            team: None,
+            session_id: None,
+            agent_id: None,
+            parent_agent_id: None,
+            model: None,
+            upstream: None,
+            stream: false,
+            status: 0,
+            error: None,
+            upstream_error: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            cache_creation_input_tokens: 0,
+            cache_creation_5m_input_tokens: 0,
+            cache_creation_1h_input_tokens: 0,
+            cache_read_input_tokens: 0,
+            web_search_requests: 0,
+            cost_usd: 0.0,
+            metered: false,
+            stream_complete: false,
+            request_bytes: 0,
+            response_bytes: 0,
+            total_us: 0,
+            ttfb_us: None,
+            added_us: 0,
+            upstream_connect_us: None,
+            pooled_connection: false,
+            attempts: 0,
+        }
+    }
+}
+
+fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_micros(*time))
 }
 
 /// The workers' handle on the access log.
@@ -120,18 +170,38 @@ pub fn start(target: &AccessLogTarget) -> std::io::Result<(AccessLog, Option<Joi
     ))
 }
 
+/// How often the writer drains the queue. Workers never wake it: a wake per record would cost
+/// every request a futex call and a context switch.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
+
 fn write_loop(rx: flume::Receiver<AccessRecord>, sink: Box<dyn Write + Send>) {
     let mut out = BufWriter::with_capacity(64 * 1024, sink);
-    while let Ok(record) = rx.recv() {
-        write_record(&mut out, &record);
-        while let Ok(more) = rx.try_recv() {
-            write_record(&mut out, &more);
+    loop {
+        let mut wrote = false;
+        loop {
+            match rx.try_recv() {
+                Ok(record) => {
+                    write_record(&mut out, &record);
+                    wrote = true;
+                }
+                Err(flume::TryRecvError::Empty) => break,
+                Err(flume::TryRecvError::Disconnected) => {
+                    let _ = out.flush();
+                    return;
+                }
+            }
         }
-        if let Err(e) = out.flush() {
-            tracing::error!(error = %e, "cannot write the access log");
+        if wrote {
+            if let Err(e) = out.flush() {
+                tracing::error!(error = %e, "cannot write the access log");
+            }
         }
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the writer's own thread, not a worker"
+        )]
+        std::thread::sleep(DRAIN_INTERVAL);
     }
-    let _ = out.flush();
 }
 
 fn write_record(out: &mut impl Write, record: &AccessRecord) {

@@ -1,0 +1,142 @@
+//! Micro-benchmarks of the hot path: head parse + rewrite of a real Claude Code head, the model
+//! scan over the captured 77 KB body (model first, as Claude Code sends it, and last, as the
+//! Python SDK does), the SSE usage meter and the chunked decoder.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark set-up")]
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sluice::http1::body::ChunkedDecoder;
+use sluice::http1::rewrite::{rewrite_request, RequestRewrite};
+use sluice::http1::{parse_request, HeadLimits};
+use sluice::proxy::model_field::scan_model;
+use sluice::usage::sse::SseMeter;
+
+/// The Claude Code main request from the shared captures (head, body), or a synthetic one of
+/// the same shape when the captures are not beside the repository.
+fn claude_code_request() -> (String, Vec<u8>) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/captures/claude-api_key.jsonl"
+    );
+    let captured = std::fs::read_to_string(path).ok().and_then(|text| {
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|r| r["method"] == "POST")
+    });
+    let Some(r) = captured else {
+        let body = sluice::bench::claude_code_sized_body(true);
+        let head = format!("POST /v1/messages?beta=true HTTP/1.1\r\nHost: gw\r\nx-api-key: sk-test-123\r\nContent-Length: {}\r\n\r\n", body.len());
+        return (head, body);
+    };
+    let body = serde_json::to_vec(&r["body"]).unwrap();
+    let mut head = format!("POST {} HTTP/1.1\r\n", r["target"].as_str().unwrap());
+    for h in r["headers"].as_array().unwrap() {
+        let (name, value) = (h[0].as_str().unwrap(), h[1].as_str().unwrap());
+        let value = if name.eq_ignore_ascii_case("content-length") {
+            body.len().to_string()
+        } else {
+            value.to_string()
+        };
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    (head, body)
+}
+
+fn head_parse_and_rewrite(c: &mut Criterion) {
+    let (head, _) = claude_code_request();
+    let credential = b"sk-ant-upstream-key".to_vec();
+    let mut out = Vec::with_capacity(4096);
+    c.bench_function("head parse + rewrite (Claude Code head)", |b| {
+        b.iter(|| {
+            let (parsed, _) = parse_request(black_box(head.as_bytes()), HeadLimits::default())
+                .unwrap()
+                .unwrap();
+            out.clear();
+            rewrite_request(
+                &parsed,
+                &RequestRewrite {
+                    host: b"api.anthropic.com",
+                    drop_client_credentials: true,
+                    credential: Some(("x-api-key", &credential)),
+                    ..Default::default()
+                },
+                &mut out,
+            );
+            black_box(out.len())
+        })
+    });
+}
+
+fn model_scan(c: &mut Criterion) {
+    let (_, body) = claude_code_request();
+    let mut group = c.benchmark_group("model scan");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function(
+        format!("model first ({} KB, Claude Code)", body.len() / 1000),
+        |b| b.iter(|| black_box(scan_model(black_box(&body)))),
+    );
+    // Same body with model moved last (the Python SDK's order): the scan skips every value.
+    let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body).unwrap();
+    let model = v.remove("model").unwrap();
+    v.insert("model".into(), model);
+    let last = serde_json::to_vec(&v).unwrap();
+    group.bench_function(format!("model last ({} KB)", last.len() / 1000), |b| {
+        b.iter(|| black_box(scan_model(black_box(&last))))
+    });
+    group.finish();
+}
+
+fn sse_meter(c: &mut Criterion) {
+    let reply: Vec<String> = (0..200).map(|i| format!("word{i}")).collect();
+    let events =
+        sluice::mock::responses::sse_events("claude-opus-4-8", &reply.join(" "), 19_000, 200);
+    let stream: Vec<u8> = events.concat();
+    let mut group = c.benchmark_group("SSE usage meter");
+    group.throughput(Throughput::Bytes(stream.len() as u64));
+    group.bench_function(format!("{} events, fed per event", events.len()), |b| {
+        b.iter(|| {
+            let mut meter = SseMeter::new();
+            for e in &events {
+                meter.feed(black_box(e));
+            }
+            black_box(meter.finish())
+        })
+    });
+    group.finish();
+}
+
+fn chunked_decode(c: &mut Criterion) {
+    let reply: Vec<String> = (0..200).map(|i| format!("word{i}")).collect();
+    let events =
+        sluice::mock::responses::sse_events("claude-opus-4-8", &reply.join(" "), 19_000, 200);
+    let mut wire = Vec::new();
+    for e in &events {
+        wire.extend_from_slice(format!("{:x}\r\n", e.len()).as_bytes());
+        wire.extend_from_slice(e);
+        wire.extend_from_slice(b"\r\n");
+    }
+    wire.extend_from_slice(b"0\r\n\r\n");
+    let mut group = c.benchmark_group("chunked decoder");
+    group.throughput(Throughput::Bytes(wire.len() as u64));
+    group.bench_function("SSE stream, one pass", |b| {
+        b.iter(|| {
+            let mut d = ChunkedDecoder::new();
+            let mut payload = 0;
+            let n = d.decode(black_box(&wire), |r| payload += r.len()).unwrap();
+            black_box((n, payload))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    head_parse_and_rewrite,
+    model_scan,
+    sse_meter,
+    chunked_decode
+);
+criterion_main!(benches);

@@ -1,0 +1,218 @@
+//! Real clients through sluice to the mock upstream: the Claude Code CLI (the latest version
+//! we test and an older generation, which differ in warm-up, discovery, body sizes and betas)
+//! and the official anthropic Python SDK. The clients are installed by
+//! `scripts/install-real-clients` (run here if needed); if that fails, these tests fail loudly.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "integration test: a failure is a failed test"
+)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::*;
+use serde_json::Value;
+
+const CLIENT_KEY: &str = "sk-test-123";
+
+/// Where the real clients live, installing them first if needed (once per test binary).
+fn real_clients() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let dest = std::env::var_os("SLUICE_REAL_CLIENTS")
+            .map_or_else(|| root.join(".real-clients"), PathBuf::from);
+        let status = Command::new("bash")
+            .arg(root.join("scripts/install-real-clients"))
+            .env("SLUICE_REAL_CLIENTS", &dest)
+            .status()
+            .expect("run scripts/install-real-clients");
+        assert!(
+            status.success(),
+            "REAL CLIENTS UNAVAILABLE: scripts/install-real-clients failed; see its output above"
+        );
+        dest
+    })
+}
+
+/// A gateway with a virtual key for the client and its own key for the upstream.
+fn governed_gateway(mock: &Proc) -> Gateway {
+    let hash = sluice::config::keys::hash_hex(CLIENT_KEY);
+    let config = format!(
+        "[[keys]]\nname = \"dev\"\nsha256 = \"{hash}\"\nteam = \"platform\"\n[[upstreams]]\nname = \"anthropic\"\nurl = \"{}\"\napi_key = \"sk-upstream-secret\"\n",
+        mock.url()
+    );
+    gateway("", &config)
+}
+
+fn run_claude_code(version: &str, gw: &Gateway, extra_env: &[(&str, &str)]) -> Value {
+    let bin = real_clients().join(format!("claude-code-{version}/node_modules/.bin/claude"));
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(&bin);
+    cmd.args(["-p", "echo hello", "--output-format", "json"])
+        .current_dir(home.path())
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", home.path())
+        .env("ANTHROPIC_BASE_URL", gw.url())
+        .env("ANTHROPIC_API_KEY", CLIENT_KEY)
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .env("DISABLE_AUTOUPDATER", "1");
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run claude");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "claude {version} exited {:?}\nstdout: {stdout}\nstderr: {}\nsluice: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr),
+        gw.stderr_text()
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|_| panic!("claude {version} printed {stdout}"))
+}
+
+fn check_claude_code(version: &str, extra_env: &[(&str, &str)], discovery: bool) {
+    let mock = mock(&[]);
+    let gw = governed_gateway(&mock);
+    let result = run_claude_code(version, &gw, extra_env);
+    assert_eq!(result["is_error"], false, "{result}");
+    assert_eq!(result["result"], "hello");
+    let reported = result["total_cost_usd"].as_f64().unwrap();
+    // Every request Claude Code made is in the log once its process has exited.
+    let messages = wait_for(std::time::Duration::from_secs(10), || {
+        let records = gw.records();
+        let priced: Vec<Value> = records
+            .into_iter()
+            .filter(|r| r["operation"] == "messages")
+            .collect();
+        let sum: f64 = priced.iter().map(|r| r["cost_usd"].as_f64().unwrap()).sum();
+        ((sum - reported).abs() < 1e-9).then_some(priced)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "claude {version} reported ${reported}; sluice recorded {:?}",
+            gw.records()
+        )
+    });
+    assert!(!messages.is_empty());
+    for r in &messages {
+        assert_eq!(r["identity"], "key:dev");
+        assert_eq!(r["stream"], true);
+        assert_eq!(r["stream_complete"], true);
+        assert!(
+            r["session_id"].as_str().is_some_and(|s| !s.is_empty()),
+            "{r}"
+        );
+    }
+    if discovery {
+        let models = gw
+            .records()
+            .into_iter()
+            .find(|r| r["operation"] == "models");
+        let models = models.expect("gateway model discovery asked sluice for /v1/models");
+        assert_eq!(models["status"], 200);
+        assert_eq!(models["identity"], "key:dev");
+    }
+    let upstream_saw = serde_json::to_string(&mock_requests(&mock)).unwrap();
+    assert!(
+        !upstream_saw.contains(CLIENT_KEY),
+        "the client key reached the upstream"
+    );
+    assert!(upstream_saw.contains("sk-upstream-secret"));
+    assert!(
+        upstream_saw.contains("anthropic-beta") && upstream_saw.contains("claude-code-20250219")
+    );
+}
+
+#[test]
+fn claude_code_latest_runs_through_sluice_and_costs_agree() {
+    check_claude_code(
+        "2.1.330",
+        &[("CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY", "1")],
+        true,
+    );
+}
+
+#[test]
+fn claude_code_older_generation_runs_through_sluice_and_costs_agree() {
+    check_claude_code("2.1.197", &[], false);
+}
+
+#[test]
+fn claude_code_with_an_auth_token_runs_through_sluice() {
+    let mock = mock(&[]);
+    let gw = governed_gateway(&mock);
+    // ANTHROPIC_AUTH_TOKEN is sent as Authorization: Bearer.
+    let result = run_claude_code(
+        "2.1.330",
+        &gw,
+        &[
+            ("ANTHROPIC_AUTH_TOKEN", CLIENT_KEY),
+            ("ANTHROPIC_API_KEY", ""),
+        ],
+    );
+    assert_eq!(result["is_error"], false, "{result}");
+}
+
+#[test]
+fn python_sdk_calls_succeed_through_sluice() {
+    let mock = mock(&[]);
+    let gw = governed_gateway(&mock);
+    let python = real_clients().join("venv/bin/python");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/sdk_first_party.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(gw.url())
+        .arg(CLIENT_KEY)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "SDK script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["create"]["text"], "hello");
+    assert_eq!(got["stream"]["text"], "hello");
+    assert_eq!(got["beta"], "hello");
+    assert_eq!(got["bad_key"], "authentication_error");
+    let events: Vec<&str> = got["raw_stream_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(events.first(), Some(&"message_start"));
+    assert_eq!(events.last(), Some(&"message_stop"));
+    assert!(got["count_tokens"].as_u64().unwrap() > 0);
+    assert!(got["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m == "claude-opus-4-8"));
+    let records = gw.wait_records(7);
+    let create = records
+        .iter()
+        .find(|r| r["model"] == "claude-haiku-4-5" && r["stream"] == false)
+        .unwrap();
+    assert_eq!(create["input_tokens"], got["create"]["input"]);
+    assert_eq!(create["output_tokens"], got["create"]["output"]);
+    let stream = records
+        .iter()
+        .find(|r| r["model"] == "claude-opus-4-8" && r["stream"] == true)
+        .unwrap();
+    assert_eq!(stream["input_tokens"], got["stream"]["input"]);
+    assert!(stream["cost_usd"].as_f64().unwrap() > 0.0);
+}
