@@ -78,6 +78,12 @@ pub struct MockArgs {
     /// Require this upstream credential (x-api-key or Bearer); 401 otherwise.
     #[arg(long)]
     pub require_key: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Keep no log of received requests (the bench: no copying of bodies).
     #[arg(long)]
     pub no_request_log: bool,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::config::Config;
-use crate::provider::connect::{tls_connector, Connector};
+use crate::provider::connect::Connector;
 use crate::proxy::{serve_connection, Gateway};
 use crate::runtime::{self, listener::bind_listeners, shutdown_pair, LocalShutdown};
 use crate::store::access_log;
@@ -25,8 +25,6 @@ pub enum ServeError {
     },
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
-    #[error("cannot set up TLS: {0}")]
-    Tls(rustls::Error),
     #[error("cannot start workers: {0}")]
     Workers(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
@@ -46,7 +44,6 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(config.listen);
     let (log, log_thread) = access_log::start(&config.access_log).map_err(ServeError::AccessLog)?;
-    let tls = tls_connector().map_err(ServeError::Tls)?;
     let (mut trigger, shutdown) = shutdown_pair();
     let config = Arc::new(config);
     let worker_log = log.clone();
@@ -67,7 +64,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
             let gw = Rc::new(Gateway::new(
                 id,
                 Arc::clone(&config),
-                Connector::new(tls.clone()),
+                Connector::new(),
                 worker_log.clone(),
                 Rc::clone(&shutdown),
             ));

@@ -310,3 +310,51 @@ fn http10_clients_get_a_dechunked_stream_and_a_close() {
         "{text}"
     );
 }
+
+#[test]
+fn bodiless_upstream_responses_keep_the_connection_usable() {
+    let mock = mock(&[]);
+    let gw = gateway(&mock.url(), "");
+    let mut client = Client::connect(gw.addr);
+    for (raw, status) in [
+        (messages_request(SMALL_BODY, "x-mock-status: 204\r\n"), 204),
+        (messages_request(SMALL_BODY, "x-mock-status: 304\r\n"), 304),
+        (
+            "HEAD /v1/files HTTP/1.1\r\nHost: gw\r\n\r\n".to_string(),
+            200,
+        ),
+    ] {
+        client.send(raw.as_bytes());
+        let method = if raw.starts_with("HEAD") {
+            "HEAD"
+        } else {
+            "POST"
+        };
+        let resp = client.read_response_for(method).unwrap();
+        assert_eq!(resp.status, status);
+        assert!(resp.body.is_empty());
+        // The same connection (and sluice's pooled upstream one) carries the next request.
+        client.send(messages_request(SMALL_BODY, "").as_bytes());
+        assert_eq!(client.read_response().unwrap().status, 200);
+    }
+}
+
+#[test]
+fn a_close_delimited_upstream_body_is_relayed_whole_then_closed() {
+    let mock = mock(&[]);
+    let gw = gateway(&mock.url(), "");
+    let mut client = Client::connect(gw.addr);
+    client.send(
+        messages_request(
+            SMALL_BODY,
+            "x-mock-fail: close-delimited\r\nx-mock-reply: all of it\r\n",
+        )
+        .as_bytes(),
+    );
+    let resp = client.read_response().unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert_eq!(resp.json()["content"][0]["text"], "all of it");
+    let records = gw.wait_records(1);
+    assert_eq!(records[0]["metered"], true);
+}

@@ -92,6 +92,10 @@ pub struct UpstreamFile {
     /// `x-api-key` (default) or `authorization` (sent as `Bearer <key>`).
     #[serde(default)]
     pub auth_header: Option<String>,
+    /// Extra PEM certificate(s) to trust for this upstream (a private CA), besides the
+    /// webpki roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

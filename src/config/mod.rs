@@ -15,11 +15,14 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::http1::HeadLimits;
-use crate::provider::upstream::{AuthHeader, Credential, Upstream};
+use crate::provider::connect::tls_connector;
+use crate::provider::upstream::{AuthHeader, Credential, TlsClient, Upstream};
 use crate::runtime::IoDriver;
 use crate::usage::pricing::{Price, PriceTable};
 use file::FileConfig;
 pub use keys::{KeyTable, VirtualKey};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 
 /// A configuration problem, with the path of the field at fault.
 #[derive(Debug, Error)]
@@ -255,6 +258,7 @@ fn apply_overrides(file: &mut FileConfig, o: &Overrides) {
             api_key: None,
             api_key_env: Some("ANTHROPIC_API_KEY".into()),
             auth_header: None,
+            ca_file: None,
         });
     }
     if let Some(first) = file.upstreams.first_mut() {
@@ -312,8 +316,29 @@ fn build_upstreams(file: &FileConfig) -> Result<Vec<Upstream>, ConfigError> {
             (None, None) => None,
         };
         let credential = secret.map(|s| Credential::new(header, s));
-        let upstream = Upstream::from_url(&u.name, &u.url, credential)
+        let mut upstream = Upstream::from_url(&u.name, &u.url, credential)
             .map_err(|m| invalid(format!("{path}.url"), m))?;
+        if upstream.tls {
+            let roots = match &u.ca_file {
+                Some(file) => CertificateDer::pem_file_iter(file)
+                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| {
+                        invalid(
+                            format!("{path}.ca_file"),
+                            format!("cannot read `{file}`: {e}"),
+                        )
+                    })?,
+                None => Vec::new(),
+            };
+            let client = tls_connector(&roots)
+                .map_err(|e| invalid(format!("{path}.ca_file"), e.to_string()))?;
+            upstream.tls_client = Some(TlsClient(client));
+        } else if u.ca_file.is_some() {
+            return Err(invalid(
+                format!("{path}.ca_file"),
+                "only an https upstream uses a ca_file",
+            ));
+        }
         out.push(upstream);
     }
     Ok(out)

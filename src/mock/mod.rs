@@ -16,6 +16,7 @@
 //! | `x-mock-fail: garbage` | answer with bytes that are not HTTP |
 //! | `x-mock-fail: stall` | never answer (until the peer gives up) |
 //! | `x-mock-fail: close-after-response` | answer normally, then close without saying so |
+//! | `x-mock-fail: close-delimited` | answer without Content-Length, end the body by closing |
 //! | `x-mock-close: 1` | answer with `Connection: close` and close |
 
 #![expect(
@@ -32,7 +33,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use monoio::io::AsyncWriteRentExt;
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -147,6 +148,10 @@ pub fn run(args: &MockArgs) -> Result<(), MockError> {
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(addr);
     let state = Arc::new(MockState::new(args.clone()));
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let (mut trigger, shutdown) = shutdown_pair();
     let workers = runtime::spawn_workers(
         "sluice-mock",
@@ -156,12 +161,26 @@ pub fn run(args: &MockArgs) -> Result<(), MockError> {
         move |_, listener, shutdown| {
             let shutdown = runtime::LocalShutdown::follow(shutdown);
             let state = Arc::clone(&state);
+            let tls = tls.clone();
             runtime::accept_loop(
                 listener,
                 shutdown,
                 100_000,
                 Duration::from_secs(5),
-                move |stream| serve(stream, Arc::clone(&state)),
+                move |stream| {
+                    let state = Arc::clone(&state);
+                    let tls = tls.clone();
+                    async move {
+                        match tls {
+                            None => serve(stream, state).await,
+                            Some(acceptor) => {
+                                if let Ok(tls_stream) = acceptor.accept(stream).await {
+                                    serve(tls_stream, state).await;
+                                }
+                            }
+                        }
+                    }
+                },
             )
         },
     )?;
@@ -173,6 +192,27 @@ pub fn run(args: &MockArgs) -> Result<(), MockError> {
         let _ = w.join();
     }
     Ok(())
+}
+
+/// A TLS acceptor for the mock's certificate and key.
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<monoio_rustls::TlsAcceptor, MockError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |e: String| MockError::Io(std::io::Error::other(e));
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|c| c.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(format!("{}: {e}", cert.display())))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| bad(format!("{}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(monoio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Per-request behaviour, from the `x-mock-*` headers and the mock's defaults.
@@ -207,7 +247,7 @@ impl Behavior {
     }
 }
 
-async fn serve(mut stream: TcpStream, state: Arc<MockState>) {
+async fn serve<S: AsyncReadRent + AsyncWriteRent>(mut stream: S, state: Arc<MockState>) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let limits = HeadLimits {
         max_head_bytes: 256 * 1024,
@@ -248,8 +288,8 @@ async fn serve(mut stream: TcpStream, state: Arc<MockState>) {
     }
 }
 
-async fn read_body(
-    stream: &mut TcpStream,
+async fn read_body<S: AsyncReadRent>(
+    stream: &mut S,
     buf: &mut BytesMut,
     head: &RequestHead,
 ) -> Option<Vec<u8>> {
@@ -273,8 +313,8 @@ async fn read_body(
 }
 
 /// Answers one request; returns whether to keep the connection.
-async fn respond(
-    stream: &mut TcpStream,
+async fn respond<S: AsyncWriteRent>(
+    stream: &mut S,
     head: &RequestHead,
     body: &[u8],
     b: &Behavior,
@@ -315,7 +355,16 @@ async fn respond(
         return write_json(stream, status, &responses::error_json(status), b.close).await;
     }
     if head.method == Method::Head {
-        return write_json(stream, 200, b"", b.close).await;
+        // What a GET would carry, announced but not sent (RFC 9110 9.3.2).
+        let announced =
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 123\r\n\r\n";
+        return stream.write_all(announced.to_vec()).await.0.is_ok() && !b.close;
+    }
+    if b.fail.as_deref() == Some("close-delimited") {
+        let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n".to_vec();
+        out.extend_from_slice(&responses::message_json("claude-mock-1", &b.reply, 1, 1));
+        let _ = stream.write_all(out).await;
+        return false;
     }
     if path.ends_with(b"/v1/models") {
         return write_json(stream, 200, &responses::models_json(), b.close).await;
@@ -349,11 +398,27 @@ fn presents(head: &RequestHead, key: &str) -> bool {
             == Some(key)
 }
 
-async fn write_json(stream: &mut TcpStream, status: u16, body: &[u8], close: bool) -> bool {
+async fn write_json<S: AsyncWriteRent>(
+    stream: &mut S,
+    status: u16,
+    body: &[u8],
+    close: bool,
+) -> bool {
+    // 204 has no body and no length; 304 announces the representation's length but sends none.
+    let (body, length) = match status {
+        204 => (&[][..], String::new()),
+        304 => (&[][..], "content-length: 50\r\n".to_string()),
+        _ => (
+            body,
+            format!(
+                "content-type: application/json\r\ncontent-length: {}\r\n",
+                body.len()
+            ),
+        ),
+    };
     let mut out = format!(
-        "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nrequest-id: req_mock_{status}\r\n",
+        "HTTP/1.1 {status} {}\r\n{length}request-id: req_mock_{status}\r\n",
         crate::proxy::error::reason_phrase(status),
-        body.len()
     );
     if status == 429 || status == 529 {
         out.push_str("retry-after: 1\r\n");
@@ -368,8 +433,8 @@ async fn write_json(stream: &mut TcpStream, status: u16, body: &[u8], close: boo
     res.is_ok() && !close
 }
 
-async fn write_sse(
-    stream: &mut TcpStream,
+async fn write_sse<S: AsyncWriteRent>(
+    stream: &mut S,
     model: &str,
     b: &Behavior,
     input: u64,

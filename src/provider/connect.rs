@@ -14,7 +14,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use monoio_rustls::TlsConnector;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, ServerName};
 use thiserror::Error;
 
 use super::Upstream;
@@ -87,10 +87,16 @@ impl AsyncWriteRent for UpstreamConn {
     }
 }
 
-/// The process-wide TLS client configuration: ring, webpki roots, TLS 1.2 and 1.3.
-pub fn tls_connector() -> Result<TlsConnector, rustls::Error> {
+/// A TLS client configuration: ring, the webpki roots plus `extra_roots`, TLS 1.2 and 1.3,
+/// certificate and host name verification always on.
+pub fn tls_connector(
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<TlsConnector, rustls::Error> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in extra_roots {
+        roots.add(cert.clone())?;
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -102,18 +108,15 @@ pub fn tls_connector() -> Result<TlsConnector, rustls::Error> {
 /// Resolved addresses by (host, port), with when they were resolved.
 type DnsCache = HashMap<(String, u16), (Vec<SocketAddr>, Instant)>;
 
-/// Per-worker connector: DNS cache plus the shared TLS configuration.
+/// Per-worker connector: the DNS cache (TLS settings come with each upstream).
+#[derive(Default)]
 pub struct Connector {
-    tls: TlsConnector,
     dns: RefCell<DnsCache>,
 }
 
 impl Connector {
-    pub fn new(tls: TlsConnector) -> Self {
-        Self {
-            tls,
-            dns: RefCell::new(HashMap::new()),
-        }
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Opens a new connection to `upstream` within `timeout`.
@@ -126,16 +129,16 @@ impl Connector {
             let addrs = self.resolve(&upstream.host, upstream.port).await?;
             let stream = connect_any(&addrs).await?;
             let _ = stream.set_nodelay(true);
-            if !upstream.tls {
+            let Some(tls) = upstream.tls_client.as_ref().filter(|_| upstream.tls) else {
                 return Ok(UpstreamConn::Plain(stream));
-            }
+            };
             let name =
                 ServerName::try_from(upstream.host.clone()).map_err(|e| ConnectError::Tls {
                     host: upstream.host.clone(),
                     reason: e.to_string(),
                 })?;
-            let tls = self
-                .tls
+            let tls = tls
+                .0
                 .connect(name, stream)
                 .await
                 .map_err(|e| ConnectError::Tls {

@@ -42,6 +42,16 @@ impl fmt::Debug for Credential {
     }
 }
 
+/// The TLS client an https upstream is reached with (its trust roots).
+#[derive(Clone)]
+pub struct TlsClient(pub monoio_rustls::TlsConnector);
+
+impl fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsClient")
+    }
+}
+
 /// One configured upstream.
 #[derive(Clone, Debug)]
 pub struct Upstream {
@@ -54,6 +64,8 @@ pub struct Upstream {
     /// Prefix put before every request path (`/anthropic` for a LiteLLM pass-through route).
     pub base_path: String,
     pub credential: Option<Credential>,
+    /// For https upstreams: the verified TLS client (webpki roots plus any `ca_file`).
+    pub tls_client: Option<TlsClient>,
 }
 
 impl Upstream {
@@ -91,6 +103,7 @@ impl Upstream {
             host_header,
             base_path: path.trim_end_matches('/').to_string(),
             credential,
+            tls_client: None,
         })
     }
 

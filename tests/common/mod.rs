@@ -146,7 +146,10 @@ pub fn gateway_with(upstream: &str, config: &str, extra: &[&str]) -> Gateway {
     );
     std::fs::write(&config_path, text).unwrap();
     let config_arg = config_path.to_str().unwrap().to_string();
-    let mut args = vec!["serve", "--config", &config_arg, "--workers", "2"];
+    let mut args = vec!["serve", "--config", &config_arg];
+    if !extra.contains(&"--workers") && !config.contains("workers =") {
+        args.extend_from_slice(&["--workers", "2"]);
+    }
     if !extra.contains(&"--listen") {
         args.extend_from_slice(&["--listen", "127.0.0.1:0"]);
     }
