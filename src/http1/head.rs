@@ -264,19 +264,10 @@ fn scan_request(
     // Uninitialised storage: no 16 KiB memset of header slots on every parse.
     let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
     let mut req = httparse::Request::new(&mut []);
-    let head_len = match req.parse_with_uninit_headers(buf, &mut raw[..max_headers]) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return too_large_or_partial(buf, limits.max_head_bytes);
-        }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(Http1Error::TooManyHeaders(max_headers))
-        }
-        Err(e) => return Err(Http1Error::Malformed(httparse_reason(e))),
+    let parsed = req.parse_with_uninit_headers(buf, &mut raw[..max_headers]);
+    let Some(head_len) = head_length(parsed, buf, limits, max_headers)? else {
+        return Ok(None);
     };
-    if head_len > limits.max_head_bytes {
-        return Err(Http1Error::HeadTooLarge(limits.max_head_bytes));
-    }
     let head = &buf[..head_len];
     check_line_endings(head)?;
     let method = Method::parse(req.method.unwrap_or(""))?;
@@ -327,19 +318,9 @@ fn scan_response(
         buf,
         &mut raw[..max_headers],
     );
-    let head_len = match parsed {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return too_large_or_partial(buf, limits.max_head_bytes);
-        }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(Http1Error::TooManyHeaders(max_headers))
-        }
-        Err(e) => return Err(Http1Error::Malformed(httparse_reason(e))),
+    let Some(head_len) = head_length(parsed, buf, limits, max_headers)? else {
+        return Ok(None);
     };
-    if head_len > limits.max_head_bytes {
-        return Err(Http1Error::HeadTooLarge(limits.max_head_bytes));
-    }
     let head = &buf[..head_len];
     let status = res.code.unwrap_or(0);
     let http10 = res.version == Some(0);
@@ -368,11 +349,25 @@ fn scan_response(
     Ok(Some((parsed, head_len)))
 }
 
-fn too_large_or_partial<T>(buf: &[u8], max: usize) -> Result<Option<T>, Http1Error> {
-    if buf.len() >= max {
-        Err(Http1Error::HeadTooLarge(max))
-    } else {
-        Ok(None)
+/// The head's length once httparse has found its end, `None` while it is incomplete, or the
+/// limit it broke.
+fn head_length(
+    parsed: httparse::Result<usize>,
+    buf: &[u8],
+    limits: HeadLimits,
+    max_headers: usize,
+) -> Result<Option<usize>, Http1Error> {
+    match parsed {
+        Ok(httparse::Status::Complete(n)) if n > limits.max_head_bytes => {
+            Err(Http1Error::HeadTooLarge(limits.max_head_bytes))
+        }
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) if buf.len() >= limits.max_head_bytes => {
+            Err(Http1Error::HeadTooLarge(limits.max_head_bytes))
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(Http1Error::TooManyHeaders(max_headers)),
+        Err(e) => Err(Http1Error::Malformed(httparse_reason(e))),
     }
 }
 

@@ -28,7 +28,7 @@ pub struct Exchange {
 
 impl Exchange {
     pub fn new(head: &RequestHead, request_id: String) -> Self {
-        let record = AccessRecord {
+        let mut ex = Self::with_record(AccessRecord {
             time: SystemTime::now(),
             request_id,
             method: head.method.as_str(),
@@ -37,32 +37,25 @@ impl Exchange {
             agent_id: header(head, "x-claude-code-agent-id"),
             parent_agent_id: header(head, "x-claude-code-parent-agent-id"),
             identity: "anonymous".into(),
-            attempts: 0,
             ..AccessRecord::default()
-        };
-        Self {
-            record,
-            started: Instant::now(),
-            body_ready: None,
-            upstream_sent: None,
-            upload_time: Duration::ZERO,
-            upstream_head: None,
-            client_head_sent: None,
-            metered: Metered::default(),
-            body_consumed: matches!(head.framing, crate::http1::BodyFraming::Empty),
-        }
+        });
+        ex.body_consumed = matches!(head.framing, crate::http1::BodyFraming::Empty);
+        ex
     }
 
     /// For a request whose head could not be parsed.
     pub fn unparsed(request_id: String) -> Self {
-        let record = AccessRecord {
+        Self::with_record(AccessRecord {
             time: SystemTime::now(),
             request_id,
             method: "-",
             operation: "malformed",
             identity: "anonymous".into(),
             ..AccessRecord::default()
-        };
+        })
+    }
+
+    fn with_record(record: AccessRecord) -> Self {
         Self {
             record,
             started: Instant::now(),
