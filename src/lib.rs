@@ -15,6 +15,7 @@
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod format;
 pub mod http1;
 pub mod mock;
 pub mod provider;

@@ -101,9 +101,15 @@ pub struct UpstreamFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteFile {
-    /// An exact model name, a prefix ending in `*`, or `*` for everything.
+    /// An exact model name, a prefix ending in `*`, or `*` for everything. Matched against the
+    /// model as the client names it and against its Anthropic id (`claude-sonnet-4-5-20250929`
+    /// for `us.anthropic.claude-sonnet-4-5-20250929-v1:0`).
     pub model: String,
     pub upstream: String,
+    /// The model id to send upstream (default: the client's for Messages clients, the Anthropic
+    /// id for Bedrock and Vertex clients).
+    #[serde(default)]
+    pub upstream_model: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -114,6 +114,8 @@ impl ModelPattern {
 pub struct Route {
     pub pattern: ModelPattern,
     pub upstream: usize,
+    /// Send this model id upstream instead.
+    pub upstream_model: Option<String>,
 }
 
 /// A model `/v1/models` lists.
@@ -279,6 +281,7 @@ fn apply_overrides(file: &mut FileConfig, o: &Overrides) {
         file.routes.push(file::RouteFile {
             model: "*".into(),
             upstream: name,
+            upstream_model: None,
         });
     }
 }
@@ -364,6 +367,7 @@ fn build_routes(file: &FileConfig, upstreams: &[Upstream]) -> Result<Vec<Route>,
             Ok(Route {
                 pattern: ModelPattern::parse(&r.model),
                 upstream,
+                upstream_model: r.upstream_model.clone(),
             })
         })
         .collect()

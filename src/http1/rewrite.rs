@@ -28,6 +28,10 @@ pub struct RequestRewrite<'a> {
     pub credential: Option<(&'a str, &'a [u8])>,
     /// Send the body with this Content-Length (the client's framing was re-framed).
     pub content_length: Option<u64>,
+    /// Further client fields to leave out (ASCII case-insensitive names).
+    pub drop: &'a [&'a str],
+    /// Fields to add, after the client's.
+    pub extra: &'a [(&'a str, &'a [u8])],
 }
 
 /// Writes the upstream request head for `head` into `out`.
@@ -63,6 +67,10 @@ pub fn rewrite_request(head: &RequestHead, plan: &RequestRewrite<'_>, out: &mut 
             || name.eq_ignore_ascii_case(b"transfer-encoding")
             || (plan.content_length.is_some() && name.eq_ignore_ascii_case(b"content-length"))
             || (plan.drop_client_credentials && is_credential(name))
+            || plan
+                .drop
+                .iter()
+                .any(|d| name.eq_ignore_ascii_case(d.as_bytes()))
             || connection_tokens
                 .iter()
                 .any(|t| name.eq_ignore_ascii_case(t));
@@ -76,6 +84,9 @@ pub fn rewrite_request(head: &RequestHead, plan: &RequestRewrite<'_>, out: &mut 
     if let Some((name, value)) = plan.credential {
         write_field(out, name.as_bytes(), value);
     }
+    for (name, value) in plan.extra {
+        write_field(out, name.as_bytes(), value);
+    }
     if let Some(len) = plan.content_length {
         let mut digits = itoa::Buffer::new();
         write_field(out, b"content-length", digits.format(len).as_bytes());
@@ -85,17 +96,17 @@ pub fn rewrite_request(head: &RequestHead, plan: &RequestRewrite<'_>, out: &mut 
 
 /// What to change when an upstream response goes back to the client.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ResponseRewrite {
+pub struct ResponseRewrite<'a> {
     /// Tell the client this connection closes after the response.
     pub close: bool,
-    /// Drop `Transfer-Encoding` (the body is sent de-chunked to an HTTP/1.0 client).
-    pub dechunk: bool,
+    /// Upstream fields to leave out (sluice re-frames or re-types the body).
+    pub drop: &'a [&'a str],
 }
 
 /// Writes the client response head for `head` into `out`; `extra` fields are appended.
 pub fn rewrite_response(
     head: &ResponseHead,
-    plan: ResponseRewrite,
+    plan: ResponseRewrite<'_>,
     extra: &[(&str, &[u8])],
     out: &mut Vec<u8>,
 ) {
@@ -106,7 +117,10 @@ pub fn rewrite_response(
     for h in &head.headers {
         let name = h.name.of(bytes);
         let drop = is_hop_by_hop(name)
-            || (plan.dechunk && name.eq_ignore_ascii_case(b"transfer-encoding"))
+            || plan
+                .drop
+                .iter()
+                .any(|d| name.eq_ignore_ascii_case(d.as_bytes()))
             || connection_tokens
                 .iter()
                 .any(|t| name.eq_ignore_ascii_case(t));
@@ -209,7 +223,7 @@ mod tests {
             &h,
             ResponseRewrite {
                 close: true,
-                dechunk: false,
+                drop: &[],
             },
             &[("x-sluice-request-id", b"r1")],
             &mut out,

@@ -1,6 +1,7 @@
 //! Phase 1, classify: method and path → what the request is. Routing matches the path only;
 //! the query (`?beta=true`) travels on untouched.
 
+use crate::format::CloudCall;
 use crate::http1::{Method, RequestHead};
 
 /// What a request asks for.
@@ -18,6 +19,10 @@ pub enum Operation {
     Health,
     /// `HEAD /` and `HEAD /api/hello`: Claude Code's connection warm-up.
     WarmUp,
+    /// A Bedrock InvokeModel or Vertex rawPredict call.
+    Cloud(CloudCall),
+    /// Bedrock's control-plane `GET /inference-profiles`, answered by sluice.
+    InferenceProfiles,
     /// Any other `/v1/*` call: forwarded unchanged to the default upstream.
     Passthrough,
     /// Anything else.
@@ -34,14 +39,40 @@ impl Operation {
             Operation::GetModel(_) => "model",
             Operation::Health => "health",
             Operation::WarmUp => "warm_up",
+            Operation::Cloud(CloudCall::VertexCountTokens) => "count_tokens",
+            Operation::Cloud(_) => "messages",
+            Operation::InferenceProfiles => "inference_profiles",
             Operation::Passthrough => "passthrough",
             Operation::Unknown => "unknown",
         }
     }
 
-    /// Whether the body's `model` picks the upstream.
+    /// Whether the request's model (in its body or path) picks the upstream.
     pub fn routes_by_model(&self) -> bool {
-        matches!(self, Operation::Messages | Operation::CountTokens)
+        matches!(
+            self,
+            Operation::Messages | Operation::CountTokens | Operation::Cloud(_)
+        )
+    }
+
+    /// The client API format, for the access log.
+    pub fn format(&self) -> &'static str {
+        match self {
+            Operation::Cloud(call) => call.format(),
+            Operation::InferenceProfiles => "bedrock",
+            _ => "anthropic",
+        }
+    }
+
+    /// Whether sluice answers this itself.
+    pub fn is_local(&self) -> bool {
+        !matches!(
+            self,
+            Operation::Messages
+                | Operation::CountTokens
+                | Operation::Passthrough
+                | Operation::Cloud(_)
+        )
     }
 }
 
@@ -55,6 +86,12 @@ pub fn classify(head: &RequestHead) -> Operation {
         (_, b"/v1/models") if get_or_head => Operation::ListModels,
         (_, b"/healthz") if get_or_head => Operation::Health,
         (Method::Head, b"/") | (Method::Head, b"/api/hello") => Operation::WarmUp,
+        (_, p) if get_or_head && crate::format::is_inference_profiles(p) => {
+            Operation::InferenceProfiles
+        }
+        (Method::Post, p) if CloudCall::from_path(p).is_some() => {
+            CloudCall::from_path(p).map_or(Operation::Unknown, Operation::Cloud)
+        }
         (_, p) if get_or_head && p.starts_with(b"/v1/models/") => {
             let id = &p[b"/v1/models/".len()..];
             match std::str::from_utf8(id) {
@@ -102,5 +139,17 @@ mod tests {
         assert_eq!(op("POST /v1/messages/batches"), Operation::Passthrough);
         assert_eq!(op("GET /"), Operation::Unknown);
         assert_eq!(op("GET /v1/messages"), Operation::Passthrough);
+        assert_eq!(
+            op("GET /inference-profiles?type=SYSTEM_DEFINED"),
+            Operation::InferenceProfiles
+        );
+        assert!(matches!(
+            op("POST /model/us.anthropic.claude-sonnet-4-5-20250929-v1:0/invoke"),
+            Operation::Cloud(_)
+        ));
+        assert!(matches!(
+            op("POST /v1/projects/p/locations/global/publishers/anthropic/models/claude-opus-5-5:streamRawPredict"),
+            Operation::Cloud(CloudCall::VertexPredict { stream: true, .. })
+        ));
     }
 }

@@ -71,6 +71,7 @@ impl Exchange {
 
     pub fn set_operation(&mut self, op: &Operation) {
         self.record.operation = op.label();
+        self.record.format = op.format();
     }
 
     pub fn set_identity(&mut self, identity: &Identity) {

@@ -9,10 +9,13 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 
+use super::classify::Operation;
 use super::client::ClientConn;
 use super::exchange::Exchange;
 use super::request_body::RequestBody;
+use super::route::Target;
 use super::{Gateway, GatewayError};
+use crate::format;
 use crate::http1::io::read_some;
 use crate::http1::rewrite::{rewrite_request, RequestRewrite};
 use crate::http1::{take_response, Http1Error, Method, RequestHead, ResponseHead};
@@ -36,18 +39,39 @@ enum AttemptError {
     Failed(GatewayError),
 }
 
-/// Sends the request to the upstream of `target` and returns its response head.
+/// A request on its way upstream: the client's head and body, the translation planned for
+/// them, and the upstream (with its index in the config, which keys the pool).
+pub struct Outbound<'a> {
+    pub head: &'a RequestHead,
+    pub body: &'a RequestBody,
+    pub translation: &'a Translation,
+    pub index: usize,
+    pub upstream: &'a Upstream,
+}
+
+/// Sends the request upstream and returns the response head.
 pub async fn forward(
     client: &mut ClientConn,
-    head: &RequestHead,
-    body: &RequestBody,
-    index: usize,
-    upstream: &Upstream,
+    out: &Outbound<'_>,
     gw: &Gateway,
     ex: &mut Exchange,
 ) -> Result<UpstreamResponse, GatewayError> {
+    let Outbound {
+        head,
+        body,
+        translation,
+        index,
+        upstream,
+    } = *out;
     ex.record.upstream = Some(upstream.name.clone());
-    let wire_head = upstream_head(head, body, upstream, gw);
+    let wire_head = upstream_head(head, body, translation, upstream, gw);
+    let body = &match &translation.body {
+        Some(bytes) => RequestBody::Whole {
+            bytes: bytes.clone(),
+            reframed: false,
+        },
+        None => body.clone(),
+    };
     let replayable = !matches!(body, RequestBody::Partial { .. });
     let mut attempt = 0u32;
     loop {
@@ -83,37 +107,140 @@ pub async fn forward(
     }
 }
 
+/// What the upstream must see that the client did not send: another path, another body (a
+/// Bedrock or Vertex request in the Messages format, or an aliased model), and header changes.
+#[derive(Debug, Default)]
+pub struct Translation {
+    pub path: Option<&'static str>,
+    pub body: Option<Bytes>,
+    /// Betas from a Bedrock body, merged into `anthropic-beta`.
+    pub betas: Vec<String>,
+    /// Add this `anthropic-version` (a cloud client carried it in the body).
+    pub add_version: Option<String>,
+    /// Drop AWS signing fields (they sign the client's request, not sluice's).
+    pub drop_aws_signing: bool,
+}
+
+/// Plans the translation of `body` (complete, when a translation is needed) for `target`.
+pub fn plan(
+    op: &Operation,
+    head: &RequestHead,
+    body: &RequestBody,
+    target: &Target,
+) -> Result<Translation, GatewayError> {
+    let upstream_model = target.upstream_model.as_deref().unwrap_or_default();
+    match op {
+        Operation::Cloud(call) => {
+            let t = format::to_messages(call, body.held(), upstream_model)
+                .map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+            Ok(Translation {
+                path: Some(t.path),
+                body: Some(t.body.into()),
+                betas: t.betas,
+                add_version: head
+                    .header("anthropic-version")
+                    .is_none()
+                    .then_some(t.version),
+                drop_aws_signing: true,
+            })
+        }
+        _ if target.model.as_deref() != target.upstream_model.as_deref() => Ok(Translation {
+            body: Some(
+                format::with_model(body.held(), upstream_model)
+                    .ok_or_else(|| {
+                        GatewayError::InvalidRequest("the request body is not a JSON object".into())
+                    })?
+                    .into(),
+            ),
+            ..Translation::default()
+        }),
+        _ => Ok(Translation::default()),
+    }
+}
+
+/// Fields that sign a client's AWS request; meaningless (and misleading) once rewritten.
+const AWS_SIGNING: [&str; 3] = ["x-amz-date", "x-amz-security-token", "x-amz-content-sha256"];
+
 /// The head as the upstream must see it.
 fn upstream_head(
     head: &RequestHead,
     body: &RequestBody,
+    t: &Translation,
     upstream: &Upstream,
     gw: &Gateway,
 ) -> Bytes {
-    let target = (!upstream.base_path.is_empty()).then(|| {
-        let mut t = upstream.base_path.as_bytes().to_vec();
-        t.extend_from_slice(head.target());
-        t
+    let path: Option<&[u8]> = t.path.map(str::as_bytes);
+    let target = (!upstream.base_path.is_empty() || path.is_some()).then(|| {
+        let mut out = upstream.base_path.as_bytes().to_vec();
+        out.extend_from_slice(path.unwrap_or_else(|| head.target()));
+        out
     });
     let credential = upstream.credential.as_ref().map(|c| c.header_field());
-    let plan = RequestRewrite {
-        target: target.as_deref(),
-        host: upstream.host_header.as_bytes(),
-        drop_client_credentials: !gw.config.open_access() || credential.is_some(),
-        credential: credential
-            .as_ref()
-            .map(|(name, value)| (*name, value.as_slice())),
-        content_length: match body {
+    let betas = merged_betas(head, &t.betas);
+    let mut extra: Vec<(&str, &[u8])> = Vec::new();
+    if let Some(b) = &betas {
+        extra.push(("anthropic-beta", b.as_bytes()));
+    }
+    if let Some(version) = &t.add_version {
+        extra.push(("anthropic-version", version.as_bytes()));
+    }
+    let mut drop: Vec<&str> = Vec::new();
+    if betas.is_some() {
+        drop.push("anthropic-beta");
+    }
+    if t.drop_aws_signing {
+        drop.extend(AWS_SIGNING);
+    }
+    let content_length = match (&t.body, body) {
+        (Some(new), _) => Some(new.len() as u64),
+        (
+            None,
             RequestBody::Whole {
                 bytes,
                 reframed: true,
-            } => Some(bytes.len() as u64),
-            _ => None,
-        },
+            },
+        ) => Some(bytes.len() as u64),
+        _ => None,
+    };
+    let plan = RequestRewrite {
+        target: target.as_deref(),
+        host: upstream.host_header.as_bytes(),
+        drop_client_credentials: !gw.config.open_access()
+            || credential.is_some()
+            || t.drop_aws_signing,
+        credential: credential
+            .as_ref()
+            .map(|(name, value)| (*name, value.as_slice())),
+        content_length,
+        drop: &drop,
+        extra: &extra,
     };
     let mut out = Vec::with_capacity(head.bytes.len() + 128);
     rewrite_request(head, &plan, &mut out);
     out.into()
+}
+
+/// The client's `anthropic-beta` list with the body's betas appended (no duplicates), when the
+/// body had any.
+fn merged_betas(head: &RequestHead, from_body: &[String]) -> Option<String> {
+    if from_body.is_empty() {
+        return None;
+    }
+    let mut all: Vec<String> = head
+        .header_str("anthropic-beta")
+        .map(|v| {
+            v.split(',')
+                .map(|b| b.trim().to_string())
+                .filter(|b| !b.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    for b in from_body {
+        if !all.contains(b) {
+            all.push(b.clone());
+        }
+    }
+    Some(all.join(","))
 }
 
 async fn send_and_wait(

@@ -22,6 +22,8 @@ pub async fn answer(
         Operation::Health => (200, br#"{"status":"ok"}"#.to_vec()),
         Operation::WarmUp => (200, Vec::new()),
         Operation::ListModels => (200, list_models(&config.models, head.query())),
+        // Claude Code in Bedrock mode asks first; an empty list lets it use its default model.
+        Operation::InferenceProfiles => (200, br#"{"inferenceProfileSummaries":[]}"#.to_vec()),
         Operation::GetModel(id) => match config.models.iter().find(|m| &m.id == id) {
             Some(m) => (200, model_json(m).to_string().into_bytes()),
             None => return Err(GatewayError::NotFound(format!("model: {id}"))),

@@ -39,6 +39,7 @@ use crate::provider::connect::Connector;
 use crate::provider::pool::Pool;
 use crate::runtime::LocalShutdown;
 use crate::store::access_log::AccessLog;
+use classify::Operation;
 use client::ClientConn;
 use exchange::Exchange;
 use request_body::RequestBody;
@@ -137,32 +138,72 @@ async fn run_phases(
 ) -> Result<bool, GatewayError> {
     let op = classify::classify(head);
     ex.set_operation(&op);
+    // Public: health, the warm-up HEAD, and Bedrock's control-plane list (an empty list, no data).
     if matches!(
         op,
-        classify::Operation::Health | classify::Operation::WarmUp
+        Operation::Health | Operation::WarmUp | Operation::InferenceProfiles
     ) {
         return local::answer(client, head, &op, &gw.config, ex).await;
     }
     let identity = authenticate::authenticate(head, &gw.config)?;
     ex.set_identity(&identity);
-    if !matches!(
-        op,
-        classify::Operation::Messages
-            | classify::Operation::CountTokens
-            | classify::Operation::Passthrough
-    ) {
+    if op.is_local() {
         return local::answer(client, head, &op, &gw.config, ex).await;
     }
+    let (body, target) = read_and_route(client, head, &op, gw, ex).await?;
+    ex.record.model = target.model.clone();
+    ex.record.upstream_model = target
+        .upstream_model
+        .clone()
+        .filter(|m| Some(m) != target.model.as_ref());
+    let upstream =
+        gw.config.upstreams.get(target.upstream).ok_or_else(|| {
+            GatewayError::ModelNotRouted(target.model.clone().unwrap_or_default())
+        })?;
+    let translation = forward::plan(&op, head, &body, &target)?;
+    let outbound = forward::Outbound {
+        head,
+        body: &body,
+        translation: &translation,
+        index: target.upstream,
+        upstream,
+    };
+    let response = forward::forward(client, &outbound, gw, ex).await?;
+    let event_stream = matches!(&op, Operation::Cloud(call) if call.wants_event_stream());
+    Ok(relay::relay(
+        client,
+        head,
+        response,
+        target.upstream,
+        event_stream,
+        gw,
+        ex,
+    )
+    .await)
+}
+
+/// Reads the body (all of it when routing or translation needs it) and routes the request.
+async fn read_and_route(
+    client: &mut ClientConn,
+    head: &RequestHead,
+    op: &Operation,
+    gw: &Gateway,
+    ex: &mut Exchange,
+) -> Result<(RequestBody, route::Target), GatewayError> {
     let mut body = request_body::read(client, head).await?;
+    if matches!(op, Operation::Cloud(_)) {
+        // Translation edits the body as a whole.
+        body = request_body::complete(client, body).await?;
+    }
     ex.body_consumed = !matches!(body, RequestBody::Partial { .. });
     ex.body_ready = Some(std::time::Instant::now());
     ex.record.request_bytes = body.len();
-    let target = match route::route(&op, body.held(), ex.body_consumed, &gw.config)? {
+    let target = match route::route(op, body.held(), ex.body_consumed, &gw.config)? {
         ModelLookup::Known(target) => target,
         ModelLookup::NeedWholeBody => {
             body = request_body::complete(client, body).await?;
             ex.body_consumed = true;
-            match route::route(&op, body.held(), true, &gw.config)? {
+            match route::route(op, body.held(), true, &gw.config)? {
                 ModelLookup::Known(target) => target,
                 ModelLookup::NeedWholeBody => {
                     return Err(GatewayError::InvalidRequest("incomplete body".into()))
@@ -170,13 +211,12 @@ async fn run_phases(
             }
         }
     };
-    ex.record.model = target.model.clone();
-    let upstream =
-        gw.config.upstreams.get(target.upstream).ok_or_else(|| {
-            GatewayError::ModelNotRouted(target.model.clone().unwrap_or_default())
-        })?;
-    let response = forward::forward(client, head, &body, target.upstream, upstream, gw, ex).await?;
-    Ok(relay::relay(client, head, response, target.upstream, gw, ex).await)
+    // An aliased model is rewritten in the body, so the body must be held whole.
+    if target.model != target.upstream_model && matches!(body, RequestBody::Partial { .. }) {
+        body = request_body::complete(client, body).await?;
+        ex.body_consumed = true;
+    }
+    Ok((body, target))
 }
 
 /// Answers a request whose head could not be parsed, logs it, and closes.

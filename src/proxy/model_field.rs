@@ -25,6 +25,56 @@ pub fn scan_model(body: &[u8]) -> ModelScan {
     }
 }
 
+/// One top-level member of a JSON object: its key (without quotes) and the raw bytes from the
+/// key's opening quote to the end of its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub key: std::ops::Range<usize>,
+    pub span: std::ops::Range<usize>,
+    pub value: std::ops::Range<usize>,
+}
+
+/// The top-level members of a complete JSON object, in order; `None` if `body` is not one.
+pub fn top_level_members(body: &[u8]) -> Option<Vec<Member>> {
+    members(body).ok()
+}
+
+fn members(body: &[u8]) -> Step<Vec<Member>> {
+    let mut out = Vec::new();
+    let mut pos = skip_ws(body, 0)?;
+    if body[pos] != b'{' {
+        return Err(Stop::Invalid);
+    }
+    pos = skip_ws(body, pos + 1)?;
+    if body[pos] == b'}' {
+        return Ok(out);
+    }
+    loop {
+        if body[pos] != b'"' {
+            return Err(Stop::Invalid);
+        }
+        let key_end = string_end(body, pos)?;
+        let start = pos;
+        pos = skip_ws(body, key_end + 1)?;
+        if body[pos] != b':' {
+            return Err(Stop::Invalid);
+        }
+        let value_start = skip_ws(body, pos + 1)?;
+        let value_end = skip_value(body, value_start)?;
+        out.push(Member {
+            key: start + 1..key_end,
+            span: start..value_end,
+            value: value_start..value_end,
+        });
+        pos = skip_ws(body, value_end)?;
+        match body[pos] {
+            b',' => pos = skip_ws(body, pos + 1)?,
+            b'}' => return Ok(out),
+            _ => return Err(Stop::Invalid),
+        }
+    }
+}
+
 enum Stop {
     Incomplete,
     Invalid,
@@ -146,6 +196,18 @@ mod tests {
 
     fn found(s: &str) -> ModelScan {
         ModelScan::Found(s.to_string())
+    }
+
+    #[test]
+    fn members_keep_their_raw_bytes() {
+        let body = br#"{ "model" : "m", "messages":[{"a":"}"}],"n":1 }"#;
+        let m = top_level_members(body).unwrap();
+        let keys: Vec<&[u8]> = m.iter().map(|m| &body[m.key.clone()]).collect();
+        assert_eq!(keys, [&b"model"[..], b"messages", b"n"]);
+        assert_eq!(&body[m[1].span.clone()], br#""messages":[{"a":"}"}]"#);
+        assert_eq!(&body[m[2].value.clone()], b"1");
+        assert!(top_level_members(b"{}").unwrap().is_empty());
+        assert!(top_level_members(br#"{"a":1"#).is_none());
     }
 
     #[test]

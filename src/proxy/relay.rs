@@ -1,9 +1,12 @@
 //! Phase 5, relay: the upstream's response goes to the client as it arrives. Each read from the
 //! upstream is written to the client before the next read (so a slow client slows the upstream
-//! read, and memory per stream stays at one buffer), the chunked framing is passed through byte
-//! for byte, and the meter sees the payload in place. If the upstream fails after the response
-//! has started, an SSE stream ends with an `error` event (when the failure falls between
-//! chunks) and the connection is closed; any other body is cut off by closing.
+//! read, and memory per stream stays at one buffer) and the meter sees the payload in place.
+//! Three output modes: the upstream's bytes as they are (chunked framing passed through byte for
+//! byte), de-chunked for an HTTP/1.0 client, or — for a Bedrock client streaming from a Messages
+//! upstream — each SSE event re-framed as an AWS event-stream message. If the upstream fails after
+//! the response started, the stream ends the way the client's format ends a failed stream (an SSE
+//! `error` event, or an event-stream `exception` frame) when the failure falls between chunks, and
+//! the connection is closed.
 
 use std::time::Instant;
 
@@ -13,10 +16,13 @@ use super::client::ClientConn;
 use super::exchange::Exchange;
 use super::forward::UpstreamResponse;
 use super::Gateway;
+use crate::format::eventstream;
+use crate::format::sse_split::SseSplitter;
 use crate::http1::body::BodyCursor;
 use crate::http1::io::read_some;
 use crate::http1::rewrite::{rewrite_response, ResponseRewrite};
-use crate::http1::{BodyFraming, Http1Error, RequestHead};
+use crate::http1::{BodyFraming, Http1Error, RequestHead, ResponseHead};
+use crate::provider::UpstreamConn;
 use crate::usage::json::JsonMeter;
 use crate::usage::sse::SseMeter;
 use crate::usage::Metered;
@@ -25,6 +31,8 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// The SSE event that ends a stream the upstream broke.
 const STREAM_ERROR_EVENT: &[u8] = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"the upstream connection failed mid-stream\"}}\n\n";
+
+const EVENT_STREAM_TYPE: &[u8] = b"application/vnd.amazon.eventstream";
 
 /// A meter for whatever the response carries.
 enum Meter {
@@ -51,11 +59,37 @@ impl Meter {
     }
 }
 
-/// How the relay of one response works on the wire.
-struct Plan {
-    dechunk: bool,
-    close: bool,
-    sse: bool,
+/// How the body reaches the client.
+enum Output {
+    /// The upstream's bytes as they are.
+    Raw,
+    /// Payload only, delimited by closing (an HTTP/1.0 client).
+    Dechunked,
+    /// SSE events as event-stream messages, in sluice's own chunks (or close-delimited).
+    EventStream {
+        splitter: SseSplitter,
+        chunked: bool,
+    },
+}
+
+impl Output {
+    fn choose(req: &RequestHead, head: &ResponseHead, sse: bool, event_stream: bool) -> Output {
+        if event_stream && sse && head.status == 200 {
+            Output::EventStream {
+                splitter: SseSplitter::new(),
+                chunked: !req.http10,
+            }
+        } else if req.http10 && head.framing == BodyFraming::Chunked {
+            Output::Dechunked
+        } else {
+            Output::Raw
+        }
+    }
+
+    /// Sluice frames the body itself (it cannot reuse the upstream's framing).
+    fn reframes(&self) -> bool {
+        !matches!(self, Output::Raw)
+    }
 }
 
 /// Relays the response; returns whether the client connection may carry another request.
@@ -64,6 +98,7 @@ pub async fn relay(
     req: &RequestHead,
     resp: UpstreamResponse,
     upstream: usize,
+    event_stream: bool,
     gw: &Gateway,
     ex: &mut Exchange,
 ) -> bool {
@@ -78,14 +113,13 @@ pub async fn relay(
     let content_type = head.header("content-type").unwrap_or(b"");
     let sse = content_type.starts_with(b"text/event-stream");
     ex.record.stream = sse;
-    let plan = Plan {
-        dechunk: req.http10 && head.framing == BodyFraming::Chunked,
-        close: !req.keep_alive
-            || !ex.body_consumed
-            || (head.framing == BodyFraming::UntilClose)
-            || gw.shutdown.is_fired(),
-        sse,
-    };
+    let mut output = Output::choose(req, &head, sse, event_stream);
+    let own_chunks = matches!(output, Output::EventStream { chunked: true, .. });
+    let close = !req.keep_alive
+        || !ex.body_consumed
+        || head.framing == BodyFraming::UntilClose
+        || (output.reframes() && !own_chunks)
+        || gw.shutdown.is_fired();
     let mut meter = if sse {
         Meter::Sse(Box::default())
     } else if content_type.starts_with(b"application/json") {
@@ -95,14 +129,10 @@ pub async fn relay(
     };
     let mut cursor = BodyCursor::new(head.framing);
     let mut out = Vec::with_capacity(head.bytes.len() + 64 + buf.len());
-    let rewrite = ResponseRewrite {
-        close: plan.close,
-        dechunk: plan.dechunk,
-    };
-    rewrite_response(&head, rewrite, &[], &mut out);
-    // The first body bytes that came with the head go out in the same write.
+    write_head(&head, &output, close, &mut out);
     let head_len = out.len();
-    let first = take_body(&mut cursor, &mut buf, &mut meter, &plan, &mut out);
+    // The first body bytes that came with the head go out in the same write.
+    let first = take_body(&mut cursor, &mut buf, &mut meter, &mut output, &mut out);
     ex.record.response_bytes = (out.len() - head_len) as u64;
     if first.is_err() || client.write_all(out).await.is_err() {
         ex.metered = meter.finish();
@@ -120,7 +150,7 @@ pub async fn relay(
         &mut cursor,
         &mut buf,
         &mut meter,
-        &plan,
+        &mut output,
         gw,
         ex,
     )
@@ -128,10 +158,14 @@ pub async fn relay(
     ex.metered = meter.finish();
     match ended {
         Ok(()) => {
+            if own_chunks && client.write_all(&b"0\r\n\r\n"[..]).await.is_err() {
+                ex.record.error = Some("client_gone");
+                return false;
+            }
             if head.keep_alive && cursor.is_done() && buf.is_empty() {
                 gw.pool.checkin(upstream, conn);
             }
-            !plan.close
+            !close
         }
         Err(Broken::Client) => {
             ex.record.error = Some("client_gone");
@@ -139,8 +173,39 @@ pub async fn relay(
         }
         Err(Broken::Upstream(label)) => {
             ex.record.error = Some(label);
-            end_broken_stream(client, &cursor, &plan, head.framing).await;
+            end_broken_stream(client, &cursor, &output, sse, head.framing).await;
             false
+        }
+    }
+}
+
+fn write_head(head: &ResponseHead, output: &Output, close: bool, out: &mut Vec<u8>) {
+    match output {
+        Output::Raw => rewrite_response(
+            head,
+            ResponseRewrite {
+                close,
+                ..Default::default()
+            },
+            &[],
+            out,
+        ),
+        Output::Dechunked => rewrite_response(
+            head,
+            ResponseRewrite {
+                close,
+                drop: &["transfer-encoding", "content-length"],
+            },
+            &[],
+            out,
+        ),
+        Output::EventStream { chunked, .. } => {
+            let mut extra: Vec<(&str, &[u8])> = vec![("content-type", EVENT_STREAM_TYPE)];
+            if *chunked {
+                extra.push(("transfer-encoding", b"chunked"));
+            }
+            let drop = &["content-type", "content-length", "transfer-encoding"];
+            rewrite_response(head, ResponseRewrite { close, drop }, &extra, out);
         }
     }
 }
@@ -154,11 +219,11 @@ enum Broken {
 #[allow(clippy::too_many_arguments)]
 async fn pump(
     client: &mut ClientConn,
-    conn: &mut crate::provider::UpstreamConn,
+    conn: &mut UpstreamConn,
     cursor: &mut BodyCursor,
     buf: &mut BytesMut,
     meter: &mut Meter,
-    plan: &Plan,
+    output: &mut Output,
     gw: &Gateway,
     ex: &mut Exchange,
 ) -> Result<(), Broken> {
@@ -180,15 +245,15 @@ async fn pump(
             Ok(_) => {}
             Err(_) => return Err(Broken::Upstream("upstream_reset")),
         }
-        let mut out = Vec::new();
-        let piece = if plan.dechunk {
-            take_body(cursor, buf, meter, plan, &mut out)
-                .map_err(|_| Broken::Upstream("upstream_protocol"))?;
-            bytes::Bytes::from(out)
-        } else {
+        let piece = if let Output::Raw = output {
             let n =
                 advance(cursor, buf, meter).map_err(|_| Broken::Upstream("upstream_protocol"))?;
             buf.split_to(n).freeze()
+        } else {
+            let mut out = Vec::new();
+            take_body(cursor, buf, meter, output, &mut out)
+                .map_err(|_| Broken::Upstream("upstream_protocol"))?;
+            bytes::Bytes::from(out)
         };
         ex.record.response_bytes += piece.len() as u64;
         if !piece.is_empty() {
@@ -198,26 +263,61 @@ async fn pump(
     Ok(())
 }
 
-/// Moves the body bytes at the front of `buf` into `out` (de-chunked if planned).
+/// Moves the body bytes at the front of `buf` into `out`, in the output's form.
 fn take_body(
     cursor: &mut BodyCursor,
     buf: &mut BytesMut,
     meter: &mut Meter,
-    plan: &Plan,
+    output: &mut Output,
     out: &mut Vec<u8>,
 ) -> Result<(), Http1Error> {
-    if plan.dechunk {
-        let input = &buf[..];
-        let n = cursor.advance(input, |r| {
-            meter.feed(&input[r.clone()]);
-            out.extend_from_slice(&input[r]);
-        })?;
-        let _ = buf.split_to(n);
-    } else {
-        let n = advance(cursor, buf, meter)?;
-        out.extend_from_slice(&buf.split_to(n));
+    match output {
+        Output::Raw => {
+            let n = advance(cursor, buf, meter)?;
+            out.extend_from_slice(&buf.split_to(n));
+        }
+        Output::Dechunked => {
+            let input = &buf[..];
+            let n = cursor.advance(input, |r| {
+                meter.feed(&input[r.clone()]);
+                out.extend_from_slice(&input[r]);
+            })?;
+            let _ = buf.split_to(n);
+        }
+        Output::EventStream { splitter, chunked } => {
+            let input = &buf[..];
+            let mut frames = Vec::new();
+            let mut too_large = false;
+            let n = cursor.advance(input, |r| {
+                meter.feed(&input[r.clone()]);
+                too_large |= splitter
+                    .feed(&input[r], |event| {
+                        frames.extend_from_slice(&eventstream::chunk_frame(event))
+                    })
+                    .is_err();
+            })?;
+            let _ = buf.split_to(n);
+            if too_large {
+                return Err(Http1Error::BadChunk("SSE event too large to re-frame"));
+            }
+            push_piece(out, &frames, *chunked);
+        }
     }
     Ok(())
+}
+
+/// Appends `data` as one chunk (or as it is, when not chunking).
+fn push_piece(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
+    if data.is_empty() {
+        return;
+    }
+    if chunked {
+        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(data);
+    }
 }
 
 fn advance(
@@ -229,33 +329,43 @@ fn advance(
     cursor.advance(input, |r| meter.feed(&input[r]))
 }
 
-/// Ends a response whose upstream failed after it started.
+/// Ends a response whose upstream failed after it started, in the client's own format.
 async fn end_broken_stream(
     client: &mut ClientConn,
     cursor: &BodyCursor,
-    plan: &Plan,
+    output: &Output,
+    sse: bool,
     framing: BodyFraming,
 ) {
-    if !plan.sse {
-        return;
-    }
     let mut tail = Vec::new();
-    match (framing, cursor) {
-        (BodyFraming::Chunked, BodyCursor::Chunked(d))
-            if !plan.dechunk && d.at_chunk_boundary() =>
-        {
-            let event = [b"\n\n".as_slice(), STREAM_ERROR_EVENT].concat();
-            tail.extend_from_slice(format!("{:x}\r\n", event.len()).as_bytes());
-            tail.extend_from_slice(&event);
-            tail.extend_from_slice(b"\r\n0\r\n\r\n");
+    match output {
+        Output::EventStream { chunked, .. } => {
+            let frame = eventstream::exception_frame(
+                "internalServerException",
+                "the upstream connection failed mid-stream",
+            );
+            push_piece(&mut tail, &frame, *chunked);
+            if *chunked {
+                tail.extend_from_slice(b"0\r\n\r\n");
+            }
         }
-        (BodyFraming::UntilClose, _) | (BodyFraming::Chunked, _)
-            if plan.dechunk || framing == BodyFraming::UntilClose =>
-        {
+        _ if !sse => return,
+        Output::Raw => match (framing, cursor) {
+            (BodyFraming::Chunked, BodyCursor::Chunked(d)) if d.at_chunk_boundary() => {
+                let event = [b"\n\n".as_slice(), STREAM_ERROR_EVENT].concat();
+                push_piece(&mut tail, &event, true);
+                tail.extend_from_slice(b"0\r\n\r\n");
+            }
+            (BodyFraming::UntilClose, _) => {
+                tail.extend_from_slice(b"\n\n");
+                tail.extend_from_slice(STREAM_ERROR_EVENT);
+            }
+            _ => return,
+        },
+        Output::Dechunked => {
             tail.extend_from_slice(b"\n\n");
             tail.extend_from_slice(STREAM_ERROR_EVENT);
         }
-        _ => return,
     }
     let _ = client.write_all(tail).await;
 }

@@ -5,6 +5,7 @@ use super::classify::Operation;
 use super::model_field::{scan_model, ModelScan};
 use super::GatewayError;
 use crate::config::Config;
+use crate::format::anthropic_model_id;
 
 /// Where a request goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,6 +14,8 @@ pub struct Target {
     pub upstream: usize,
     /// The model the client asked for, when the request names one.
     pub model: Option<String>,
+    /// The model id the upstream must see, when the request names one.
+    pub upstream_model: Option<String>,
 }
 
 /// What the held body tells about the model.
@@ -33,7 +36,15 @@ pub fn route(
         return Ok(ModelLookup::Known(Target {
             upstream: config.default_upstream,
             model: None,
+            upstream_model: None,
         }));
+    }
+    let cloud = match op {
+        Operation::Cloud(call) => Some(call),
+        _ => None,
+    };
+    if let Some(model) = cloud.and_then(|c| c.path_model()) {
+        return Ok(ModelLookup::Known(target_for(model, true, config)?));
     }
     let model = match scan_model(body) {
         ModelScan::Found(model) => model,
@@ -47,14 +58,29 @@ pub fn route(
             ))
         }
     };
-    let upstream = config
+    Ok(ModelLookup::Known(target_for(
+        &model,
+        cloud.is_some(),
+        config,
+    )?))
+}
+
+/// The first route matching `model` (as sent, or as its Anthropic id).
+fn target_for(model: &str, cloud: bool, config: &Config) -> Result<Target, GatewayError> {
+    let anthropic_id = anthropic_model_id(model);
+    let route = config
         .routes
         .iter()
-        .find(|r| r.pattern.matches(&model))
-        .map(|r| r.upstream)
-        .ok_or_else(|| GatewayError::ModelNotRouted(model.clone()))?;
-    Ok(ModelLookup::Known(Target {
-        upstream,
-        model: Some(model),
-    }))
+        .find(|r| r.pattern.matches(model) || r.pattern.matches(&anthropic_id))
+        .ok_or_else(|| GatewayError::ModelNotRouted(model.to_string()))?;
+    let upstream_model = match (&route.upstream_model, cloud) {
+        (Some(alias), _) => alias.clone(),
+        (None, true) => anthropic_id,
+        (None, false) => model.to_string(),
+    };
+    Ok(Target {
+        upstream: route.upstream,
+        model: Some(model.to_string()),
+        upstream_model: Some(upstream_model),
+    })
 }

@@ -37,7 +37,12 @@ pub struct AccessRecord {
     pub session_id: Option<String>,
     pub agent_id: Option<String>,
     pub parent_agent_id: Option<String>,
+    /// The client's API format: `anthropic`, `bedrock` or `vertex`.
+    pub format: &'static str,
+    /// The model as the client named it.
     pub model: Option<String>,
+    /// The model id sent upstream, when different.
+    pub upstream_model: Option<String>,
     pub upstream: Option<String>,
     pub stream: bool,
     pub status: u16,
@@ -83,7 +88,9 @@ impl Default for AccessRecord {
             session_id: None,
             agent_id: None,
             parent_agent_id: None,
+            format: "anthropic",
             model: None,
+            upstream_model: None,
             upstream: None,
             stream: false,
             status: 0,

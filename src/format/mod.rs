@@ -1,0 +1,372 @@
+//! Client API formats: Claude Code (and the SDKs) reach a gateway in three — Anthropic Messages,
+//! Bedrock InvokeModel, Vertex rawPredict — and sluice carries each to a Messages-format upstream
+//! (the Anthropic API, LiteLLM). This module knows the Bedrock and Vertex shapes: their paths
+//! ([`CloudCall::from_path`]), their model ids ([`anthropic_model_id`]) and how a request becomes
+//! a Messages request ([`to_messages`]): only the path, the model's place, `anthropic_version`
+//! and the betas' place change; everything else in the body is copied byte for byte.
+//! [`eventstream`] and [`sse_split`] turn an SSE response into the AWS event-stream a Bedrock
+//! client expects.
+
+pub mod eventstream;
+pub mod json_edit;
+pub mod sse_split;
+
+/// The `anthropic-version` sent upstream when a Bedrock or Vertex client gave it in the body.
+pub const MESSAGES_API_VERSION: &str = "2023-06-01";
+
+/// A Bedrock or Vertex call, as its path says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloudCall {
+    /// `POST /model/{id}/invoke` or `/invoke-with-response-stream`.
+    BedrockInvoke { model: String, stream: bool },
+    /// `POST …/publishers/anthropic/models/{model}:rawPredict` or `:streamRawPredict`.
+    VertexPredict { model: String, stream: bool },
+    /// `POST …/publishers/anthropic/models/count-tokens:rawPredict` (model in the body).
+    VertexCountTokens,
+}
+
+impl CloudCall {
+    /// Classifies a path (the optional `/bedrock` and `/vertex` prefixes let one sluice serve
+    /// all three formats on one port).
+    pub fn from_path(path: &[u8]) -> Option<CloudCall> {
+        let path = std::str::from_utf8(path).ok()?;
+        if let Some(rest) = path
+            .strip_prefix("/bedrock")
+            .unwrap_or(path)
+            .strip_prefix("/model/")
+        {
+            return bedrock(rest);
+        }
+        vertex(path.strip_prefix("/vertex").unwrap_or(path))
+    }
+
+    /// The model named in the path (not for count-tokens, whose model is in the body).
+    pub fn path_model(&self) -> Option<&str> {
+        match self {
+            CloudCall::BedrockInvoke { model, .. } | CloudCall::VertexPredict { model, .. } => {
+                Some(model)
+            }
+            CloudCall::VertexCountTokens => None,
+        }
+    }
+
+    /// The client format's name, for the access log.
+    pub fn format(&self) -> &'static str {
+        match self {
+            CloudCall::BedrockInvoke { .. } => "bedrock",
+            CloudCall::VertexPredict { .. } | CloudCall::VertexCountTokens => "vertex",
+        }
+    }
+
+    /// Whether the client wants a Bedrock event-stream back.
+    pub fn wants_event_stream(&self) -> bool {
+        matches!(self, CloudCall::BedrockInvoke { stream: true, .. })
+    }
+}
+
+/// Whether `path` is Bedrock's control-plane `GET /inference-profiles` (Claude Code asks first).
+pub fn is_inference_profiles(path: &[u8]) -> bool {
+    let p = path.strip_prefix(b"/bedrock").unwrap_or(path);
+    p == b"/inference-profiles"
+}
+
+fn bedrock(rest: &str) -> Option<CloudCall> {
+    let (id, action) = rest.rsplit_once('/')?;
+    let stream = match action {
+        "invoke" => false,
+        "invoke-with-response-stream" => true,
+        _ => return None,
+    };
+    let model = percent_decode(id)?;
+    (!model.is_empty()).then_some(CloudCall::BedrockInvoke { model, stream })
+}
+
+fn vertex(path: &str) -> Option<CloudCall> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let [version, "projects", _project, "locations", _location, "publishers", "anthropic", "models", last] =
+        parts[..]
+    else {
+        return None;
+    };
+    if !version.starts_with("v1") {
+        return None;
+    }
+    let (model, action) = last.rsplit_once(':')?;
+    let model = percent_decode(model)?;
+    match (model.as_str(), action) {
+        ("count-tokens", "rawPredict") => Some(CloudCall::VertexCountTokens),
+        (_, "rawPredict") => Some(CloudCall::VertexPredict {
+            model,
+            stream: false,
+        }),
+        (_, "streamRawPredict") => Some(CloudCall::VertexPredict {
+            model,
+            stream: true,
+        }),
+        _ => None,
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The Anthropic API's id for a Bedrock or Vertex model id: `us.anthropic.claude-sonnet-4-5-20250929-v1:0`
+/// and `claude-sonnet-4-5@20250929` are both `claude-sonnet-4-5-20250929`; an inference-profile
+/// ARN names its profile after the last `/`.
+pub fn anthropic_model_id(id: &str) -> String {
+    let id = id.rsplit('/').next().unwrap_or(id);
+    let name = id.find("claude-").map_or(id, |i| &id[i..]);
+    let name = strip_version_suffix(name);
+    name.replace('@', "-")
+}
+
+/// `-v1:0` / `-v2` style Bedrock version suffixes.
+fn strip_version_suffix(name: &str) -> &str {
+    let Some(i) = name.rfind("-v") else {
+        return name;
+    };
+    let suffix = &name[i + 2..];
+    let (major, minor) = suffix.split_once(':').unwrap_or((suffix, "0"));
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if numeric(major) && numeric(minor) {
+        &name[..i]
+    } else {
+        name
+    }
+}
+
+/// A request rewritten into the Messages format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Translated {
+    /// The upstream path (`/v1/messages` or `/v1/messages/count_tokens`).
+    pub path: &'static str,
+    pub body: Vec<u8>,
+    /// Betas that came in the body's `anthropic_beta` (they go in the header upstream).
+    pub betas: Vec<String>,
+    /// The `anthropic-version` for the upstream: the body's, when it is a first-party version
+    /// date (SDK 2.x writes `2026-10-21`), else [`MESSAGES_API_VERSION`] (for the
+    /// `bedrock-2023-05-31` / `vertex-2023-10-16` markers).
+    pub version: String,
+}
+
+/// Why a body could not be translated.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    #[error("the request body is not a JSON object")]
+    NotAnObject,
+    #[error("anthropic_beta must be a list of strings")]
+    BadBetas,
+}
+
+/// Rewrites a Bedrock or Vertex request body for a Messages upstream serving `upstream_model`.
+pub fn to_messages(
+    call: &CloudCall,
+    body: &[u8],
+    upstream_model: &str,
+) -> Result<Translated, TranslateError> {
+    let betas = match json_edit::field(body, "anthropic_beta") {
+        Some(raw) => {
+            serde_json::from_slice::<Vec<String>>(raw).map_err(|_| TranslateError::BadBetas)?
+        }
+        None => Vec::new(),
+    };
+    let version = json_edit::field(body, "anthropic_version")
+        .and_then(|raw| serde_json::from_slice::<String>(raw).ok())
+        .filter(|v| is_version_date(v))
+        .unwrap_or_else(|| MESSAGES_API_VERSION.to_string());
+    let model = json_edit::json_string(upstream_model);
+    let mut prepend: Vec<(&str, &[u8])> = vec![("model", &model)];
+    let mut remove = vec!["model", "anthropic_version", "anthropic_beta"];
+    if let CloudCall::BedrockInvoke { stream, .. } = call {
+        remove.push("stream");
+        if *stream {
+            prepend.push(("stream", b"true"));
+        }
+    }
+    let body = json_edit::edit(body, &prepend, &remove).ok_or(TranslateError::NotAnObject)?;
+    let path = match call {
+        CloudCall::VertexCountTokens => "/v1/messages/count_tokens",
+        _ => "/v1/messages",
+    };
+    Ok(Translated {
+        path,
+        body,
+        betas,
+        version,
+    })
+}
+
+/// `YYYY-MM-DD`.
+fn is_version_date(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+}
+
+/// Replaces the body's `model` (an alias routed to another upstream model).
+pub fn with_model(body: &[u8], upstream_model: &str) -> Option<Vec<u8>> {
+    let model = json_edit::json_string(upstream_model);
+    json_edit::edit(body, &[("model", &model)], &["model"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bedrock_paths_as_every_client_sends_them() {
+        let want = |m: &str, stream| {
+            Some(CloudCall::BedrockInvoke {
+                model: m.into(),
+                stream,
+            })
+        };
+        let id = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+        assert_eq!(
+            CloudCall::from_path(format!("/model/{id}/invoke-with-response-stream").as_bytes()),
+            want(id, true)
+        );
+        assert_eq!(
+            CloudCall::from_path(b"/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke"),
+            want(id, false)
+        );
+        assert_eq!(
+            CloudCall::from_path(format!("/bedrock/model/{id}/invoke").as_bytes()),
+            want(id, false)
+        );
+        let arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/global.anthropic.claude-opus-4-6-v1";
+        let encoded = arn.replace(':', "%3A").replace('/', "%2F");
+        assert_eq!(
+            CloudCall::from_path(format!("/model/{encoded}/invoke").as_bytes()),
+            want(arn, false)
+        );
+        assert_eq!(CloudCall::from_path(b"/model/x/converse"), None);
+        assert!(
+            is_inference_profiles(b"/inference-profiles")
+                && is_inference_profiles(b"/bedrock/inference-profiles")
+        );
+    }
+
+    #[test]
+    fn vertex_paths() {
+        let base = "/v1/projects/p/locations/us-east5/publishers/anthropic/models";
+        assert_eq!(
+            CloudCall::from_path(
+                format!("{base}/claude-sonnet-4-5@20250929:streamRawPredict").as_bytes()
+            ),
+            Some(CloudCall::VertexPredict {
+                model: "claude-sonnet-4-5@20250929".into(),
+                stream: true
+            })
+        );
+        assert_eq!(
+            CloudCall::from_path(format!("/vertex{base}/claude-opus-5-5:rawPredict").as_bytes()),
+            Some(CloudCall::VertexPredict {
+                model: "claude-opus-5-5".into(),
+                stream: false
+            })
+        );
+        assert_eq!(
+            CloudCall::from_path(format!("{base}/count-tokens:rawPredict").as_bytes()),
+            Some(CloudCall::VertexCountTokens)
+        );
+        assert_eq!(CloudCall::from_path(b"/v1/messages"), None);
+        assert_eq!(
+            CloudCall::from_path(format!("{base}/m:predict").as_bytes()),
+            None
+        );
+    }
+
+    #[test]
+    fn provider_ids_map_to_anthropic_ids() {
+        for (id, want) in [
+            (
+                "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                "claude-sonnet-4-5-20250929",
+            ),
+            (
+                "anthropic.claude-haiku-4-5-20251001-v1:0",
+                "claude-haiku-4-5-20251001",
+            ),
+            ("us.anthropic.claude-opus-4-6-v1", "claude-opus-4-6"),
+            ("us.anthropic.claude-opus-5-5", "claude-opus-5-5"),
+            ("claude-sonnet-4-5@20250929", "claude-sonnet-4-5-20250929"),
+            (
+                "arn:aws:bedrock:us-east-1:1:inference-profile/global.anthropic.claude-opus-4-6-v1",
+                "claude-opus-4-6",
+            ),
+            ("claude-opus-4-8", "claude-opus-4-8"),
+        ] {
+            assert_eq!(anthropic_model_id(id), want, "{id}");
+        }
+    }
+
+    #[test]
+    fn bedrock_body_becomes_a_messages_body() {
+        let body = br#"{"max_tokens":1,"messages":[{"role":"user","content":"."}],"anthropic_beta":["interleaved-thinking-2025-05-14"],"anthropic_version":"bedrock-2023-05-31"}"#;
+        let call = CloudCall::BedrockInvoke {
+            model: "x".into(),
+            stream: true,
+        };
+        let t = to_messages(&call, body, "claude-sonnet-4-5-20250929").unwrap();
+        assert_eq!(t.path, "/v1/messages");
+        assert_eq!(t.betas, ["interleaved-thinking-2025-05-14"]);
+        assert_eq!(t.version, "2023-06-01");
+        let sdk2 = br#"{"max_tokens":1,"messages":[],"anthropic_version":"2026-10-21"}"#;
+        assert_eq!(to_messages(&call, sdk2, "m").unwrap().version, "2026-10-21");
+        assert_eq!(
+            std::str::from_utf8(&t.body).unwrap(),
+            r#"{"model":"claude-sonnet-4-5-20250929","stream":true,"max_tokens":1,"messages":[{"role":"user","content":"."}]}"#
+        );
+    }
+
+    #[test]
+    fn vertex_bodies_keep_stream_and_count_tokens_keeps_its_fields() {
+        let body = br#"{"anthropic_version":"vertex-2023-10-16","messages":[],"stream":true,"max_tokens":9}"#;
+        let call = CloudCall::VertexPredict {
+            model: "m".into(),
+            stream: true,
+        };
+        let t = to_messages(&call, body, "claude-opus-5-5").unwrap();
+        assert_eq!(
+            std::str::from_utf8(&t.body).unwrap(),
+            r#"{"model":"claude-opus-5-5","messages":[],"stream":true,"max_tokens":9}"#
+        );
+        let body = br#"{"model":"claude-sonnet-4-5@20250929","messages":[],"anthropic_version":"vertex-2023-10-16"}"#;
+        let t = to_messages(
+            &CloudCall::VertexCountTokens,
+            body,
+            "claude-sonnet-4-5-20250929",
+        )
+        .unwrap();
+        assert_eq!(t.path, "/v1/messages/count_tokens");
+        assert_eq!(
+            std::str::from_utf8(&t.body).unwrap(),
+            r#"{"model":"claude-sonnet-4-5-20250929","messages":[]}"#
+        );
+        assert_eq!(
+            to_messages(&CloudCall::VertexCountTokens, b"[1]", "m"),
+            Err(TranslateError::NotAnObject)
+        );
+    }
+}
