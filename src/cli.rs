@@ -78,6 +78,15 @@ pub struct MockArgs {
     /// Require this upstream credential (x-api-key or Bearer); 401 otherwise.
     #[arg(long)]
     pub require_key: Option<String>,
+    /// Answer every request with this status (an Anthropic error body), like `x-mock-status`.
+    #[arg(long)]
+    pub always_status: Option<u16>,
+    /// The `retry-after` (seconds) sent with 429 and 529 answers.
+    #[arg(long, default_value_t = 1)]
+    pub retry_after: u64,
+    /// Misbehave on every request, like `x-mock-fail` (e.g. reset-before-head, stall).
+    #[arg(long)]
+    pub always_fail: Option<String>,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<std::path::PathBuf>,

@@ -59,7 +59,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 file.display(),
                 c.upstreams.len(),
                 c.routes.len(),
-                if c.open_access() { 0 } else { 1 },
+                c.keys.len(),
                 c.models.len()
             );
             ExitCode::SUCCESS

@@ -11,6 +11,7 @@ pub struct FileConfig {
     pub timeouts: TimeoutsFile,
     pub upstreams: Vec<UpstreamFile>,
     pub routes: Vec<RouteFile>,
+    pub routing: RoutingFile,
     pub models: Vec<ModelFile>,
     pub keys: Vec<KeyFile>,
     pub pricing: Vec<PriceFile>,
@@ -105,11 +106,61 @@ pub struct RouteFile {
     /// model as the client names it and against its Anthropic id (`claude-sonnet-4-5-20250929`
     /// for `us.anthropic.claude-sonnet-4-5-20250929-v1:0`).
     pub model: String,
-    pub upstream: String,
-    /// The model id to send upstream (default: the client's for Messages clients, the Anthropic
-    /// id for Bedrock and Vertex clients).
+    /// Shorthand for a single deployment: the upstream's name.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// With `upstream`: the model id to send upstream (default: the client's for Messages
+    /// clients, the Anthropic id for Bedrock and Vertex clients).
     #[serde(default)]
     pub upstream_model: Option<String>,
+    /// The deployments that serve these models, in fallback order.
+    #[serde(default)]
+    pub deployments: Vec<DeploymentFile>,
+    /// How the first deployment is chosen: `weighted` (default), `least_in_flight`, `p2c`
+    /// (power of two choices) or `ordered` (always the first healthy one).
+    #[serde(default)]
+    pub balance: Option<String>,
+    /// Deployments tried at most per request (default: all of them, up to 3).
+    #[serde(default)]
+    pub max_attempts: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentFile {
+    pub upstream: String,
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    /// Share of first picks under `weighted` (default 1).
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+/// Fallback and health settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingFile {
+    /// Consecutive failures after which a deployment is ejected.
+    pub eject_after_failures: u32,
+    /// First ejection length; doubles with each further ejection, up to `eject_max`.
+    pub eject_base: String,
+    pub eject_max: String,
+    /// Retries allowed as a share of requests (per worker, over 10 s windows)…
+    pub retry_budget_ratio: f64,
+    /// …but always at least this many per second.
+    pub retry_budget_min_per_second: u32,
+}
+
+impl Default for RoutingFile {
+    fn default() -> Self {
+        Self {
+            eject_after_failures: 5,
+            eject_base: "1s".into(),
+            eject_max: "60s".into(),
+            retry_budget_ratio: 0.2,
+            retry_budget_min_per_second: 10,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -54,6 +54,11 @@ impl KeyTable {
         self.by_digest.is_empty()
     }
 
+    /// Number of virtual keys.
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
     /// The virtual key whose digest is `digest`, if any.
     pub fn find(&self, digest: &[u8; 32]) -> Option<&VirtualKey> {
         self.by_digest

@@ -109,13 +109,43 @@ impl ModelPattern {
     }
 }
 
-/// A model route: models matching `pattern` go to `upstreams[upstream]`.
+/// One deployment of a route: an upstream, the model id it serves, its share of first picks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deployment {
+    /// Index into `config.upstreams`.
+    pub upstream: usize,
+    /// Send this model id upstream instead of the client's.
+    pub upstream_model: Option<String>,
+    pub weight: u32,
+}
+
+/// How a route picks its first deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Balance {
+    Weighted,
+    LeastInFlight,
+    PowerOfTwo,
+    Ordered,
+}
+
+/// A model route: models matching `pattern` go to one of `deployments`, the others being the
+/// fallbacks, in order.
 #[derive(Clone, Debug)]
 pub struct Route {
     pub pattern: ModelPattern,
-    pub upstream: usize,
-    /// Send this model id upstream instead.
-    pub upstream_model: Option<String>,
+    pub deployments: Vec<Deployment>,
+    pub balance: Balance,
+    pub max_attempts: usize,
+}
+
+/// Ejection and retry-budget settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Routing {
+    pub eject_after_failures: u32,
+    pub eject_base: Duration,
+    pub eject_max: Duration,
+    pub retry_budget_ratio: f64,
+    pub retry_budget_min_per_second: u32,
 }
 
 /// A model `/v1/models` lists.
@@ -145,6 +175,7 @@ pub struct Config {
     pub grace_period: Duration,
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
+    pub routing: Routing,
     /// Where requests without a model (other `/v1/*` calls) go: the first upstream.
     pub default_upstream: usize,
     pub models: Vec<ModelInfo>,
@@ -231,6 +262,7 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
         default_upstream: 0,
         upstreams,
         routes,
+        routing: build_routing(&file)?,
         models: build_models(&file),
         keys: KeyTable::build(&file.keys)?,
         pricing: build_pricing(&file)?,
@@ -280,8 +312,11 @@ fn apply_overrides(file: &mut FileConfig, o: &Overrides) {
             .unwrap_or_default();
         file.routes.push(file::RouteFile {
             model: "*".into(),
-            upstream: name,
+            upstream: Some(name),
             upstream_model: None,
+            deployments: Vec::new(),
+            balance: None,
+            max_attempts: None,
         });
     }
 }
@@ -351,26 +386,105 @@ fn build_routes(file: &FileConfig, upstreams: &[Upstream]) -> Result<Vec<Route>,
     file.routes
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            let upstream = upstreams
-                .iter()
-                .position(|u| u.name == r.upstream)
-                .ok_or_else(|| {
-                    invalid(
-                        format!("routes[{i}].upstream"),
-                        format!("no upstream is named `{}`", r.upstream),
-                    )
-                })?;
-            if r.model.is_empty() {
-                return Err(invalid(format!("routes[{i}].model"), "must not be empty"));
-            }
-            Ok(Route {
-                pattern: ModelPattern::parse(&r.model),
-                upstream,
-                upstream_model: r.upstream_model.clone(),
-            })
-        })
+        .map(|(i, r)| build_route(i, r, upstreams))
         .collect()
+}
+
+fn build_route(
+    i: usize,
+    r: &file::RouteFile,
+    upstreams: &[Upstream],
+) -> Result<Route, ConfigError> {
+    let path = format!("routes[{i}]");
+    if r.model.is_empty() {
+        return Err(invalid(format!("{path}.model"), "must not be empty"));
+    }
+    let find = |name: &str, at: String| {
+        upstreams
+            .iter()
+            .position(|u| u.name == name)
+            .ok_or_else(|| invalid(at, format!("no upstream is named `{name}`")))
+    };
+    let deployments = match (&r.upstream, r.deployments.is_empty()) {
+        (Some(name), true) => vec![Deployment {
+            upstream: find(name, format!("{path}.upstream"))?,
+            upstream_model: r.upstream_model.clone(),
+            weight: 1,
+        }],
+        (None, false) if r.upstream_model.is_none() => r
+            .deployments
+            .iter()
+            .enumerate()
+            .map(|(j, d)| {
+                let weight = d.weight.unwrap_or(1);
+                if weight == 0 {
+                    return Err(invalid(
+                        format!("{path}.deployments[{j}].weight"),
+                        "must be at least 1",
+                    ));
+                }
+                Ok(Deployment {
+                    upstream: find(&d.upstream, format!("{path}.deployments[{j}].upstream"))?,
+                    upstream_model: d.upstream_model.clone(),
+                    weight,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => {
+            return Err(invalid(
+                path,
+                "give either `upstream` (and optionally `upstream_model`) or `deployments`",
+            ))
+        }
+    };
+    let balance = match r.balance.as_deref() {
+        None | Some("weighted") => Balance::Weighted,
+        Some("least_in_flight") => Balance::LeastInFlight,
+        Some("p2c") => Balance::PowerOfTwo,
+        Some("ordered") => Balance::Ordered,
+        Some(other) => {
+            return Err(invalid(
+                format!("{path}.balance"),
+                format!("`{other}`: expected weighted, least_in_flight, p2c or ordered"),
+            ))
+        }
+    };
+    let max_attempts = r.max_attempts.unwrap_or(deployments.len().min(3));
+    if max_attempts == 0 {
+        return Err(invalid(
+            format!("{path}.max_attempts"),
+            "must be at least 1",
+        ));
+    }
+    Ok(Route {
+        pattern: ModelPattern::parse(&r.model),
+        deployments,
+        balance,
+        max_attempts,
+    })
+}
+
+fn build_routing(file: &FileConfig) -> Result<Routing, ConfigError> {
+    let r = &file.routing;
+    if !(0.0..=1.0).contains(&r.retry_budget_ratio) {
+        return Err(invalid(
+            "routing.retry_budget_ratio",
+            "must be between 0 and 1",
+        ));
+    }
+    if r.eject_after_failures == 0 {
+        return Err(invalid(
+            "routing.eject_after_failures",
+            "must be at least 1",
+        ));
+    }
+    Ok(Routing {
+        eject_after_failures: r.eject_after_failures,
+        eject_base: duration("routing.eject_base", &r.eject_base)?,
+        eject_max: duration("routing.eject_max", &r.eject_max)?,
+        retry_budget_ratio: r.retry_budget_ratio,
+        retry_budget_min_per_second: r.retry_budget_min_per_second,
+    })
 }
 
 fn build_limits(file: &FileConfig) -> Result<Limits, ConfigError> {

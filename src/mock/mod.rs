@@ -232,7 +232,9 @@ impl Behavior {
                 .and_then(|v| v.trim().parse::<u64>().ok())
         };
         Behavior {
-            status: num("x-mock-status").map(|s| s as u16),
+            status: num("x-mock-status")
+                .map(|s| s as u16)
+                .or(args.always_status),
             delay: Duration::from_millis(num("x-mock-delay-ms").unwrap_or(args.delay_ms)),
             event_delay: Duration::from_millis(
                 num("x-mock-event-delay-ms").unwrap_or(args.event_delay_ms),
@@ -241,7 +243,10 @@ impl Behavior {
                 .header_str("x-mock-reply")
                 .unwrap_or(&args.reply)
                 .to_string(),
-            fail: head.header_str("x-mock-fail").map(str::to_string),
+            fail: head
+                .header_str("x-mock-fail")
+                .map(str::to_string)
+                .or_else(|| args.always_fail.clone()),
             close: head.header("x-mock-close").is_some() || !head.keep_alive,
         }
     }
@@ -277,7 +282,6 @@ async fn serve<S: AsyncReadRent + AsyncWriteRent>(mut stream: S, state: Arc<Mock
         let Some(body) = read_body(&mut stream, &mut buf, &head).await else {
             return;
         };
-        state.served.fetch_add(1, Ordering::Relaxed);
         let behavior = Behavior::of(&head, &state.args);
         let keep = respond(&mut stream, &head, &body, &behavior, &state).await;
         // close-after-response: answer as if keeping the connection, then drop it (a stale
@@ -322,12 +326,13 @@ async fn respond<S: AsyncWriteRent>(
 ) -> bool {
     let path = head.path();
     if path == b"/__mock/requests" {
-        return write_json(stream, 200, &state.log_json(), false).await;
+        return write_json(stream, 200, &state.log_json(), false, 0).await;
     }
     if path == b"/__mock/reset" {
         state.reset();
-        return write_json(stream, 200, b"{}", false).await;
+        return write_json(stream, 200, b"{}", false, 0).await;
     }
+    state.served.fetch_add(1, Ordering::Relaxed);
     state.remember(head, body);
     if !b.delay.is_zero() {
         monoio::time::sleep(b.delay).await;
@@ -348,11 +353,18 @@ async fn respond<S: AsyncWriteRent>(
     }
     if let Some(key) = &state.args.require_key {
         if !presents(head, key) {
-            return write_json(stream, 401, &responses::error_json(401), b.close).await;
+            return write_json(stream, 401, &responses::error_json(401), b.close, 0).await;
         }
     }
     if let Some(status) = b.status {
-        return write_json(stream, status, &responses::error_json(status), b.close).await;
+        return write_json(
+            stream,
+            status,
+            &responses::error_json(status),
+            b.close,
+            state.args.retry_after,
+        )
+        .await;
     }
     if head.method == Method::Head {
         // What a GET would carry, announced but not sent (RFC 9110 9.3.2).
@@ -367,12 +379,19 @@ async fn respond<S: AsyncWriteRent>(
         return false;
     }
     if path.ends_with(b"/v1/models") {
-        return write_json(stream, 200, &responses::models_json(), b.close).await;
+        return write_json(stream, 200, &responses::models_json(), b.close, 0).await;
     }
     let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let (input, output) = responses::usage_for(body.len(), &b.reply);
     if path.ends_with(b"/count_tokens") {
-        return write_json(stream, 200, &responses::count_tokens_json(input), b.close).await;
+        return write_json(
+            stream,
+            200,
+            &responses::count_tokens_json(input),
+            b.close,
+            0,
+        )
+        .await;
     }
     let model = parsed["model"]
         .as_str()
@@ -386,6 +405,7 @@ async fn respond<S: AsyncWriteRent>(
         200,
         &responses::message_json(&model, &b.reply, input, output),
         b.close,
+        0,
     )
     .await
 }
@@ -403,6 +423,7 @@ async fn write_json<S: AsyncWriteRent>(
     status: u16,
     body: &[u8],
     close: bool,
+    retry_after: u64,
 ) -> bool {
     // 204 has no body and no length; 304 announces the representation's length but sends none.
     let (body, length) = match status {
@@ -421,7 +442,7 @@ async fn write_json<S: AsyncWriteRent>(
         crate::proxy::error::reason_phrase(status),
     );
     if status == 429 || status == 529 {
-        out.push_str("retry-after: 1\r\n");
+        out.push_str(&format!("retry-after: {}\r\n", retry_after.max(1)));
     }
     if close {
         out.push_str("connection: close\r\n");

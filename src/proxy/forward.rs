@@ -13,7 +13,7 @@ use super::classify::Operation;
 use super::client::ClientConn;
 use super::exchange::Exchange;
 use super::request_body::RequestBody;
-use super::route::Target;
+use super::route::Candidate;
 use super::{Gateway, GatewayError};
 use crate::format;
 use crate::http1::io::read_some;
@@ -76,7 +76,7 @@ pub async fn forward(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        ex.record.attempts = attempt;
+        ex.record.attempts += 1;
         let pooled = if attempt == 1 {
             gw.pool.checkout(index)
         } else {
@@ -121,14 +121,16 @@ pub struct Translation {
     pub drop_aws_signing: bool,
 }
 
-/// Plans the translation of `body` (complete, when a translation is needed) for `target`.
+/// Plans the translation of `body` (complete, when a translation is needed) for the deployment
+/// `candidate`; `model` is the model the client named.
 pub fn plan(
     op: &Operation,
     head: &RequestHead,
     body: &RequestBody,
-    target: &Target,
+    model: Option<&str>,
+    candidate: &Candidate,
 ) -> Result<Translation, GatewayError> {
-    let upstream_model = target.upstream_model.as_deref().unwrap_or_default();
+    let upstream_model = candidate.upstream_model.as_deref().unwrap_or_default();
     match op {
         Operation::Cloud(call) => {
             let t = format::to_messages(call, body.held(), upstream_model)
@@ -144,7 +146,7 @@ pub fn plan(
                 drop_aws_signing: true,
             })
         }
-        _ if target.model.as_deref() != target.upstream_model.as_deref() => Ok(Translation {
+        _ if model != candidate.upstream_model.as_deref() => Ok(Translation {
             body: Some(
                 format::with_model(body.held(), upstream_model)
                     .ok_or_else(|| {

@@ -13,6 +13,7 @@
 //! ([`error::GatewayError`]); after it starts, the relay can only end the stream.
 
 pub mod authenticate;
+pub mod balance;
 pub mod classify;
 pub mod client;
 pub mod error;
@@ -52,6 +53,7 @@ pub struct Gateway {
     pub pool: Pool,
     pub access_log: AccessLog,
     pub shutdown: Rc<LocalShutdown>,
+    pub balancer: balance::Balancer,
     request_ids: RequestIds,
 }
 
@@ -63,8 +65,13 @@ impl Gateway {
         access_log: AccessLog,
         shutdown: Rc<LocalShutdown>,
     ) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(7, |d| d.as_nanos() as u64)
+            ^ (worker as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         Self {
             pool: Pool::new(config.timeouts.pool_idle),
+            balancer: balance::Balancer::new(config.upstreams.len(), config.routing, seed),
             config,
             connector,
             access_log,
@@ -152,34 +159,104 @@ async fn run_phases(
     }
     let (body, target) = read_and_route(client, head, &op, gw, ex).await?;
     ex.record.model = target.model.clone();
-    ex.record.upstream_model = target
-        .upstream_model
-        .clone()
-        .filter(|m| Some(m) != target.model.as_ref());
-    let upstream =
-        gw.config.upstreams.get(target.upstream).ok_or_else(|| {
+    forward_with_fallback(client, head, &op, &body, &target, gw, ex).await
+}
+
+/// Phases 4 and 5 over the route's deployments: forward to the first; on a connect failure,
+/// timeout, 429, 5xx or 529 — before any response byte reached the client — fall back to the
+/// next while the body can be replayed and the retry budget allows; relay the answer.
+async fn forward_with_fallback(
+    client: &mut ClientConn,
+    head: &RequestHead,
+    op: &Operation,
+    body: &RequestBody,
+    target: &route::Target,
+    gw: &Gateway,
+    ex: &mut Exchange,
+) -> Result<bool, GatewayError> {
+    let replayable = !matches!(body, RequestBody::Partial { .. });
+    let event_stream = matches!(op, Operation::Cloud(call) if call.wants_event_stream());
+    let mut last_error = GatewayError::ModelNotRouted(target.model.clone().unwrap_or_default());
+    for (attempt, candidate) in target.candidates.iter().enumerate() {
+        if attempt > 0 && !(replayable && gw.balancer.allow_retry()) {
+            break;
+        }
+        let more = replayable && attempt + 1 < target.candidates.len();
+        let upstream = gw.config.upstreams.get(candidate.upstream).ok_or_else(|| {
             GatewayError::ModelNotRouted(target.model.clone().unwrap_or_default())
         })?;
-    let translation = forward::plan(&op, head, &body, &target)?;
-    let outbound = forward::Outbound {
-        head,
-        body: &body,
-        translation: &translation,
-        index: target.upstream,
-        upstream,
-    };
-    let response = forward::forward(client, &outbound, gw, ex).await?;
-    let event_stream = matches!(&op, Operation::Cloud(call) if call.wants_event_stream());
-    Ok(relay::relay(
-        client,
-        head,
-        response,
-        target.upstream,
-        event_stream,
-        gw,
-        ex,
-    )
-    .await)
+        ex.record.upstream_model = candidate
+            .upstream_model
+            .clone()
+            .filter(|m| Some(m) != target.model.as_ref());
+        let translation = forward::plan(op, head, body, target.model.as_deref(), candidate)?;
+        let outbound = forward::Outbound {
+            head,
+            body,
+            translation: &translation,
+            index: candidate.upstream,
+            upstream,
+        };
+        let _in_flight = gw.balancer.enter(candidate.upstream);
+        match forward::forward(client, &outbound, gw, ex).await {
+            Ok(response) => {
+                let status = response.head.status;
+                if retryable_status(status) {
+                    gw.balancer
+                        .failure(candidate.upstream, retry_after(&response.head));
+                    if more {
+                        ex.record
+                            .fallbacks
+                            .push(format!("{}: status {status}", upstream.name));
+                        continue; // the response is dropped unread: its connection closes
+                    }
+                } else {
+                    gw.balancer.success(candidate.upstream);
+                }
+                return Ok(relay::relay(
+                    client,
+                    head,
+                    response,
+                    candidate.upstream,
+                    event_stream,
+                    gw,
+                    ex,
+                )
+                .await);
+            }
+            Err(err) if err.response().fault == error::Fault::Upstream => {
+                gw.balancer.failure(candidate.upstream, None);
+                if more {
+                    ex.record.fallbacks.push(format!(
+                        "{}: {}",
+                        upstream.name,
+                        err.response().label
+                    ));
+                }
+                last_error = err;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Err(last_error)
+}
+
+/// Statuses that say "try elsewhere": rate limited, overloaded, or failed.
+fn retryable_status(status: u16) -> bool {
+    status == 429 || (500..=599).contains(&status)
+}
+
+/// `retry-after` (whole seconds) or `retry-after-ms`, capped at five minutes.
+fn retry_after(head: &crate::http1::ResponseHead) -> Option<std::time::Duration> {
+    let ms = head
+        .header_str("retry-after-ms")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .or_else(|| {
+            head.header_str("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|s| s * 1000)
+        })?;
+    Some(std::time::Duration::from_millis(ms.min(300_000)))
 }
 
 /// Reads the body (all of it when routing or translation needs it) and routes the request.
@@ -198,12 +275,12 @@ async fn read_and_route(
     ex.body_consumed = !matches!(body, RequestBody::Partial { .. });
     ex.body_ready = Some(std::time::Instant::now());
     ex.record.request_bytes = body.len();
-    let target = match route::route(op, body.held(), ex.body_consumed, &gw.config)? {
+    let target = match route::route(op, body.held(), ex.body_consumed, &gw.config, &gw.balancer)? {
         ModelLookup::Known(target) => target,
         ModelLookup::NeedWholeBody => {
             body = request_body::complete(client, body).await?;
             ex.body_consumed = true;
-            match route::route(op, body.held(), true, &gw.config)? {
+            match route::route(op, body.held(), true, &gw.config, &gw.balancer)? {
                 ModelLookup::Known(target) => target,
                 ModelLookup::NeedWholeBody => {
                     return Err(GatewayError::InvalidRequest("incomplete body".into()))
@@ -212,7 +289,11 @@ async fn read_and_route(
         }
     };
     // An aliased model is rewritten in the body, so the body must be held whole.
-    if target.model != target.upstream_model && matches!(body, RequestBody::Partial { .. }) {
+    let aliased = target
+        .candidates
+        .iter()
+        .any(|c| c.upstream_model != target.model);
+    if aliased && matches!(body, RequestBody::Partial { .. }) {
         body = request_body::complete(client, body).await?;
         ex.body_consumed = true;
     }

@@ -1,21 +1,30 @@
 //! Phase 3, route: the request's model (the body's top-level `model`, found without parsing the
-//! body) → the upstream that serves it. Model routes are tried in order; the first match wins.
+//! body, or the model in a Bedrock/Vertex path) → a route (first match wins, on the model as
+//! sent or its Anthropic id) → its deployments in the order to try them ([`super::balance`]).
 
+use super::balance::Balancer;
 use super::classify::Operation;
 use super::model_field::{scan_model, ModelScan};
 use super::GatewayError;
 use crate::config::Config;
 use crate::format::anthropic_model_id;
 
+/// One deployment to try.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// Index into `config.upstreams`.
+    pub upstream: usize,
+    /// The model id this deployment must see, when the request names one.
+    pub upstream_model: Option<String>,
+}
+
 /// Where a request goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    /// Index into `config.upstreams`.
-    pub upstream: usize,
     /// The model the client asked for, when the request names one.
     pub model: Option<String>,
-    /// The model id the upstream must see, when the request names one.
-    pub upstream_model: Option<String>,
+    /// The deployments to try, first choice first (at least one).
+    pub candidates: Vec<Candidate>,
 }
 
 /// What the held body tells about the model.
@@ -31,20 +40,25 @@ pub fn route(
     body: &[u8],
     whole: bool,
     config: &Config,
+    balancer: &Balancer,
 ) -> Result<ModelLookup, GatewayError> {
     if !op.routes_by_model() {
         return Ok(ModelLookup::Known(Target {
-            upstream: config.default_upstream,
             model: None,
-            upstream_model: None,
+            candidates: vec![Candidate {
+                upstream: config.default_upstream,
+                upstream_model: None,
+            }],
         }));
     }
-    let cloud = match op {
-        Operation::Cloud(call) => Some(call),
+    let cloud = matches!(op, Operation::Cloud(_));
+    if let Some(model) = match op {
+        Operation::Cloud(call) => call.path_model(),
         _ => None,
-    };
-    if let Some(model) = cloud.and_then(|c| c.path_model()) {
-        return Ok(ModelLookup::Known(target_for(model, true, config)?));
+    } {
+        return Ok(ModelLookup::Known(target_for(
+            model, cloud, config, balancer,
+        )?));
     }
     let model = match scan_model(body) {
         ModelScan::Found(model) => model,
@@ -59,28 +73,41 @@ pub fn route(
         }
     };
     Ok(ModelLookup::Known(target_for(
-        &model,
-        cloud.is_some(),
-        config,
+        &model, cloud, config, balancer,
     )?))
 }
 
-/// The first route matching `model` (as sent, or as its Anthropic id).
-fn target_for(model: &str, cloud: bool, config: &Config) -> Result<Target, GatewayError> {
+/// The first route matching `model` (as sent, or as its Anthropic id), its deployments ordered.
+fn target_for(
+    model: &str,
+    cloud: bool,
+    config: &Config,
+    balancer: &Balancer,
+) -> Result<Target, GatewayError> {
     let anthropic_id = anthropic_model_id(model);
     let route = config
         .routes
         .iter()
         .find(|r| r.pattern.matches(model) || r.pattern.matches(&anthropic_id))
         .ok_or_else(|| GatewayError::ModelNotRouted(model.to_string()))?;
-    let upstream_model = match (&route.upstream_model, cloud) {
-        (Some(alias), _) => alias.clone(),
-        (None, true) => anthropic_id,
-        (None, false) => model.to_string(),
-    };
+    let candidates = balancer
+        .order(route)
+        .into_iter()
+        .map(|d| {
+            let deployment = &route.deployments[d];
+            let upstream_model = match (&deployment.upstream_model, cloud) {
+                (Some(alias), _) => alias.clone(),
+                (None, true) => anthropic_id.clone(),
+                (None, false) => model.to_string(),
+            };
+            Candidate {
+                upstream: deployment.upstream,
+                upstream_model: Some(upstream_model),
+            }
+        })
+        .collect();
     Ok(Target {
-        upstream: route.upstream,
         model: Some(model.to_string()),
-        upstream_model: Some(upstream_model),
+        candidates,
     })
 }

@@ -70,7 +70,10 @@ pub struct AccessRecord {
     pub added_us: u64,
     pub upstream_connect_us: Option<u64>,
     pub pooled_connection: bool,
+    /// Upstream attempts made (fallbacks and stale-connection retries included).
     pub attempts: u32,
+    /// Each attempt that failed over to the next deployment: `upstream: reason`.
+    pub fallbacks: Vec<String>,
 }
 
 impl Default for AccessRecord {
@@ -114,6 +117,7 @@ impl Default for AccessRecord {
             upstream_connect_us: None,
             pooled_connection: false,
             attempts: 0,
+            fallbacks: Vec::new(),
         }
     }
 }
