@@ -93,6 +93,15 @@ pub struct MockArgs {
     /// The PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Bedrock: verify SigV4 signatures made with this access key id (with --aws-secret-key).
+    #[arg(long, requires = "aws_secret_key")]
+    pub aws_access_key: Option<String>,
+    /// Bedrock: the secret of --aws-access-key.
+    #[arg(long, requires = "aws_access_key")]
+    pub aws_secret_key: Option<String>,
+    /// Bedrock: accept this Bedrock API key (Authorization: Bearer) instead of a signature.
+    #[arg(long)]
+    pub bedrock_api_key: Option<String>,
     /// Keep no log of received requests (the bench: no copying of bodies).
     #[arg(long)]
     pub no_request_log: bool,

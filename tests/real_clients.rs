@@ -324,3 +324,46 @@ fn python_sdk_calls_succeed_through_sluice() {
     assert_eq!(stream["input_tokens"], got["stream"]["input"]);
     assert!(stream["cost_usd"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn claude_code_reaches_a_bedrock_upstream_through_sluice() {
+    let mock = mock(&[
+        "--aws-access-key",
+        "AKIDSLUICETEST000000",
+        "--aws-secret-key",
+        "sluice-test-secret",
+    ]);
+    let hash = sluice::config::keys::hash_hex(CLIENT_KEY);
+    let config = format!(
+        "[[keys]]\nname = \"dev\"\nsha256 = \"{hash}\"\n[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nregion = \"us-east-1\"\nurl = \"{}\"\naws_access_key_id = \"AKIDSLUICETEST000000\"\naws_secret_access_key = \"sluice-test-secret\"\n[[routes]]\nmodel = \"claude-*\"\ndeployments = [{{ upstream = \"bedrock\", upstream_model = \"us.anthropic.claude-opus-4-8-v1\" }}]\n",
+        mock.url()
+    );
+    let gw = gateway("", &config);
+    let result = run_claude_code("2.1.330", Mode::FirstParty, &gw, &[]);
+    assert_eq!(result["is_error"], false, "{result}");
+    assert_eq!(result["result"], "hello");
+    let reported = result["total_cost_usd"].as_f64().unwrap();
+    let recorded = wait_for(std::time::Duration::from_secs(10), || {
+        let sum: f64 = gw
+            .records()
+            .iter()
+            .filter(|r| r["operation"] == "messages" && r["stream"] == true)
+            .map(|r| r["cost_usd"].as_f64().unwrap())
+            .sum();
+        ((sum - reported).abs() < 1e-9).then_some(sum)
+    });
+    assert!(
+        recorded.is_some(),
+        "claude reported ${reported}; sluice recorded {:?}",
+        gw.records()
+    );
+    let upstream_saw = mock_requests(&mock);
+    assert!(upstream_saw.iter().all(|r| r["target"]
+        .as_str()
+        .unwrap()
+        .starts_with("/model/us.anthropic.claude-opus-4-8-v1/")));
+    assert!(upstream_saw.iter().all(|r| r["body"]
+        .as_str()
+        .unwrap()
+        .starts_with("{\"anthropic_version\":\"bedrock-2023-05-31\"")));
+}

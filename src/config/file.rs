@@ -83,8 +83,31 @@ impl Default for TimeoutsFile {
 #[serde(deny_unknown_fields)]
 pub struct UpstreamFile {
     pub name: String,
-    pub url: String,
-    /// The credential itself (prefer `api_key_env`).
+    /// `anthropic` (default: the Anthropic API, LiteLLM, any Messages-format gateway) or
+    /// `bedrock` (AWS Bedrock InvokeModel, SigV4-signed).
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Base URL; for `bedrock` it defaults to `https://bedrock-runtime.{region}.amazonaws.com`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Bedrock: the AWS region (signing scope and default host).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Bedrock SigV4 credentials inline (prefer the environment, a profile or a process).
+    #[serde(default)]
+    pub aws_access_key_id: Option<String>,
+    #[serde(default)]
+    pub aws_secret_access_key: Option<String>,
+    #[serde(default)]
+    pub aws_session_token: Option<String>,
+    /// Bedrock: a profile of the shared credentials file.
+    #[serde(default)]
+    pub aws_profile: Option<String>,
+    /// Bedrock: a command printing credentials JSON (the AWS CLI `credential_process` contract).
+    #[serde(default)]
+    pub aws_credential_process: Option<String>,
+    /// The credential itself (prefer `api_key_env`). For `bedrock`, a Bedrock API key, sent as
+    /// `Authorization: Bearer` instead of signing.
     #[serde(default)]
     pub api_key: Option<String>,
     /// The environment variable that holds the credential.

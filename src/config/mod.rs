@@ -15,8 +15,9 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::http1::HeadLimits;
+use crate::provider::aws_credentials::{AwsCredentialCell, AwsCredentialsConfig, CredentialSource};
 use crate::provider::connect::tls_connector;
-use crate::provider::upstream::{AuthHeader, Credential, TlsClient, Upstream};
+use crate::provider::upstream::{AuthHeader, Credential, Provider, TlsClient, Upstream};
 use crate::runtime::IoDriver;
 use crate::usage::pricing::{Price, PriceTable};
 use file::FileConfig;
@@ -288,7 +289,14 @@ fn apply_overrides(file: &mut FileConfig, o: &Overrides) {
     if file.upstreams.is_empty() {
         file.upstreams.push(file::UpstreamFile {
             name: "anthropic".into(),
-            url: "https://api.anthropic.com".into(),
+            provider: None,
+            url: Some("https://api.anthropic.com".into()),
+            region: None,
+            aws_access_key_id: None,
+            aws_secret_access_key: None,
+            aws_session_token: None,
+            aws_profile: None,
+            aws_credential_process: None,
             api_key: None,
             api_key_env: Some("ANTHROPIC_API_KEY".into()),
             auth_header: None,
@@ -297,7 +305,7 @@ fn apply_overrides(file: &mut FileConfig, o: &Overrides) {
     }
     if let Some(first) = file.upstreams.first_mut() {
         if let Some(url) = &o.upstream {
-            first.url = url.clone();
+            first.url = Some(url.clone());
         }
         if let Some(key) = &o.upstream_api_key {
             first.api_key = Some(key.clone());
@@ -353,9 +361,25 @@ fn build_upstreams(file: &FileConfig) -> Result<Vec<Upstream>, ConfigError> {
             (None, Some(var)) => std::env::var(var).ok().filter(|v| !v.is_empty()),
             (None, None) => None,
         };
+        let provider = build_provider(u, &path, secret.is_some())?;
+        let header = if provider.is_bedrock() {
+            AuthHeader::Bearer
+        } else {
+            header
+        };
         let credential = secret.map(|s| Credential::new(header, s));
-        let mut upstream = Upstream::from_url(&u.name, &u.url, credential)
+        let url = match (&u.url, &provider) {
+            (Some(url), _) => url.clone(),
+            (None, Provider::Bedrock { region, .. }) => {
+                format!("https://bedrock-runtime.{region}.amazonaws.com")
+            }
+            (None, Provider::Anthropic) => {
+                return Err(invalid(format!("{path}.url"), "missing field `url`"))
+            }
+        };
+        let mut upstream = Upstream::from_url(&u.name, &url, credential)
             .map_err(|m| invalid(format!("{path}.url"), m))?;
+        upstream.provider = provider;
         if upstream.tls {
             let roots = match &u.ca_file {
                 Some(file) => CertificateDer::pem_file_iter(file)
@@ -380,6 +404,70 @@ fn build_upstreams(file: &FileConfig) -> Result<Vec<Upstream>, ConfigError> {
         out.push(upstream);
     }
     Ok(out)
+}
+
+/// The provider of upstream `u` and, for Bedrock, its credentials (loaded now, so a missing or
+/// broken source is a config error, not a failed request).
+fn build_provider(
+    u: &file::UpstreamFile,
+    path: &str,
+    has_api_key: bool,
+) -> Result<Provider, ConfigError> {
+    let aws_fields = [
+        &u.region,
+        &u.aws_access_key_id,
+        &u.aws_secret_access_key,
+        &u.aws_session_token,
+        &u.aws_profile,
+        &u.aws_credential_process,
+    ];
+    match u.provider.as_deref() {
+        None | Some("anthropic") => {
+            if aws_fields.iter().any(|f| f.is_some()) {
+                return Err(invalid(
+                    path,
+                    "region and aws_* fields are for provider = \"bedrock\"",
+                ));
+            }
+            Ok(Provider::Anthropic)
+        }
+        Some("bedrock") => {
+            let region = u.region.clone().ok_or_else(|| {
+                invalid(
+                    format!("{path}.region"),
+                    "a bedrock upstream needs its AWS region",
+                )
+            })?;
+            let source = match (&u.aws_access_key_id, &u.aws_secret_access_key, &u.aws_profile, &u.aws_credential_process) {
+                (Some(id), Some(secret), None, None) => Some(CredentialSource::Static(AwsCredentialsConfig {
+                    access_key_id: id.clone(),
+                    secret_access_key: secret.clone(),
+                    session_token: u.aws_session_token.clone(),
+                })),
+                (None, None, Some(profile), None) => Some(CredentialSource::Profile(profile.clone())),
+                (None, None, None, Some(command)) => Some(CredentialSource::Process(command.clone())),
+                (None, None, None, None) if has_api_key => None,
+                (None, None, None, None) => Some(CredentialSource::Environment),
+                _ => {
+                    return Err(invalid(
+                        path,
+                        "give one credential source: aws_access_key_id + aws_secret_access_key, aws_profile, aws_credential_process, or api_key (a Bedrock API key)",
+                    ))
+                }
+            };
+            let aws = match source {
+                Some(source) => {
+                    Some(AwsCredentialCell::load(source).map_err(|e| invalid(path, e))?)
+                }
+                None => None,
+            };
+            Ok(Provider::Bedrock { region, aws })
+        }
+        Some(other) => Err(invalid(
+            format!("{path}.provider"),
+            format!("`{other}`: expected anthropic or bedrock"),
+        )),
+    }
 }
 
 fn build_routes(file: &FileConfig, upstreams: &[Upstream]) -> Result<Vec<Route>, ConfigError> {

@@ -170,6 +170,8 @@ pub enum TranslateError {
     NotAnObject,
     #[error("anthropic_beta must be a list of strings")]
     BadBetas,
+    #[error("count_tokens is not available on a Bedrock upstream")]
+    CountTokensOnBedrock,
 }
 
 /// Rewrites a Bedrock or Vertex request body for a Messages upstream serving `upstream_model`.
@@ -221,6 +223,84 @@ fn is_version_date(v: &str) -> bool {
                 c.is_ascii_digit()
             }
         })
+}
+
+/// The `anthropic_version` Bedrock InvokeModel expects in the body.
+pub const BEDROCK_VERSION: &str = "bedrock-2023-05-31";
+
+/// What a client sent, as far as translation into Bedrock's shape cares.
+#[derive(Clone, Copy, Debug)]
+pub enum Source<'a> {
+    /// `POST /v1/messages`.
+    Messages,
+    /// `POST /v1/messages/count_tokens`.
+    CountTokens,
+    Cloud(&'a CloudCall),
+}
+
+/// A request in Bedrock InvokeModel's shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BedrockRequest {
+    /// `/model/{id}/invoke` or `/model/{id}/invoke-with-response-stream`.
+    pub path: String,
+    /// The new body, or `None` when the client's goes as it is (a Bedrock client).
+    pub body: Option<Vec<u8>>,
+    /// The `anthropic-beta` header's betas moved into the body.
+    pub betas_moved: bool,
+}
+
+/// Rewrites a request for a Bedrock upstream serving `upstream_model`. Betas from the
+/// `anthropic-beta` header go into the body's `anthropic_beta` (Bedrock reads the body); a
+/// Bedrock client's body is not touched at all.
+pub fn to_bedrock(
+    source: Source<'_>,
+    body: &[u8],
+    upstream_model: &str,
+    header_betas: &[String],
+) -> Result<BedrockRequest, TranslateError> {
+    let (stream, remove): (bool, &[&str]) = match source {
+        Source::Cloud(CloudCall::BedrockInvoke { stream, .. }) => {
+            return Ok(BedrockRequest {
+                path: bedrock_path(upstream_model, *stream),
+                body: None,
+                betas_moved: false,
+            })
+        }
+        Source::Messages => (
+            json_edit::field(body, "stream") == Some(&b"true"[..]),
+            &["model", "stream"],
+        ),
+        Source::Cloud(CloudCall::VertexPredict { stream, .. }) => {
+            (*stream, &["model", "stream", "anthropic_version"])
+        }
+        Source::CountTokens | Source::Cloud(CloudCall::VertexCountTokens) => {
+            return Err(TranslateError::CountTokensOnBedrock)
+        }
+    };
+    let version = json_edit::json_string(BEDROCK_VERSION);
+    let betas = serde_json::to_vec(header_betas).unwrap_or_else(|_| b"[]".to_vec());
+    let mut prepend: Vec<(&str, &[u8])> = vec![("anthropic_version", &version)];
+    let betas_moved =
+        !header_betas.is_empty() && json_edit::field(body, "anthropic_beta").is_none();
+    if betas_moved {
+        prepend.push(("anthropic_beta", &betas));
+    }
+    let body = json_edit::edit(body, &prepend, remove).ok_or(TranslateError::NotAnObject)?;
+    Ok(BedrockRequest {
+        path: bedrock_path(upstream_model, stream),
+        body: Some(body),
+        betas_moved,
+    })
+}
+
+fn bedrock_path(model: &str, stream: bool) -> String {
+    let action = if stream {
+        "invoke-with-response-stream"
+    } else {
+        "invoke"
+    };
+    // `:` travels raw, as every Bedrock client sends it; an ARN's `/` must not split the path.
+    format!("/model/{}/{action}", model.replace('/', "%2F"))
 }
 
 /// Replaces the body's `model` (an alias routed to another upstream model).
@@ -337,6 +417,47 @@ mod tests {
         assert_eq!(
             std::str::from_utf8(&t.body).unwrap(),
             r#"{"model":"claude-sonnet-4-5-20250929","stream":true,"max_tokens":1,"messages":[{"role":"user","content":"."}]}"#
+        );
+    }
+
+    #[test]
+    fn messages_bodies_become_bedrock_bodies() {
+        let body = br#"{"model":"claude-sonnet-4-5","max_tokens":5,"stream":true,"messages":[]}"#;
+        let betas = vec!["context-1m-2025-08-07".to_string()];
+        let r = to_bedrock(
+            Source::Messages,
+            body,
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            &betas,
+        )
+        .unwrap();
+        assert_eq!(
+            r.path,
+            "/model/us.anthropic.claude-sonnet-4-5-20250929-v1:0/invoke-with-response-stream"
+        );
+        assert_eq!(
+            std::str::from_utf8(&r.body.unwrap()).unwrap(),
+            r#"{"anthropic_version":"bedrock-2023-05-31","anthropic_beta":["context-1m-2025-08-07"],"max_tokens":5,"messages":[]}"#
+        );
+        let call = CloudCall::BedrockInvoke {
+            model: "x".into(),
+            stream: false,
+        };
+        let same = to_bedrock(
+            Source::Cloud(&call),
+            b"{}",
+            "arn:aws:bedrock:r:1:inference-profile/p",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            same.path,
+            "/model/arn:aws:bedrock:r:1:inference-profile%2Fp/invoke"
+        );
+        assert_eq!(same.body, None, "a Bedrock client's body goes unchanged");
+        assert_eq!(
+            to_bedrock(Source::CountTokens, b"{}", "m", &[]),
+            Err(TranslateError::CountTokensOnBedrock)
         );
     }
 

@@ -351,6 +351,13 @@ async fn respond<S: AsyncWriteRent>(
             _ => {}
         }
     }
+    if let Some(crate::format::CloudCall::BedrockInvoke {
+        model,
+        stream: streaming,
+    }) = crate::format::CloudCall::from_path(path)
+    {
+        return respond_bedrock(stream, head, body, b, state, &model, streaming).await;
+    }
     if let Some(key) = &state.args.require_key {
         if !presents(head, key) {
             return write_json(stream, 401, &responses::error_json(401), b.close, 0).await;
@@ -408,6 +415,132 @@ async fn respond<S: AsyncWriteRent>(
         0,
     )
     .await
+}
+
+/// Bedrock InvokeModel: authenticated by SigV4 (or a Bedrock API key) when the mock was given
+/// keys; answers JSON, or an event-stream for `invoke-with-response-stream`.
+async fn respond_bedrock<S: AsyncWriteRent>(
+    stream: &mut S,
+    head: &RequestHead,
+    body: &[u8],
+    b: &Behavior,
+    state: &MockState,
+    model: &str,
+    streaming: bool,
+) -> bool {
+    if let Err(why) = bedrock_auth(head, body, &state.args) {
+        let msg = serde_json::json!({ "message": why }).to_string();
+        return write_json(stream, 403, msg.as_bytes(), b.close, 0).await;
+    }
+    if let Some(status) = b.status {
+        return write_json(
+            stream,
+            status,
+            &responses::error_json(status),
+            b.close,
+            state.args.retry_after,
+        )
+        .await;
+    }
+    let (input, output) = responses::usage_for(body.len(), &b.reply);
+    if !streaming {
+        return write_json(
+            stream,
+            200,
+            &responses::message_json(model, &b.reply, input, output),
+            b.close,
+            0,
+        )
+        .await;
+    }
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/vnd.amazon.eventstream\r\nx-amzn-bedrock-content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+    if stream.write_all(head.as_bytes().to_vec()).await.0.is_err() {
+        return false;
+    }
+    let truncate_after = b
+        .fail
+        .as_deref()
+        .and_then(|f| f.strip_prefix("truncate-after:"))
+        .and_then(|n| n.parse::<usize>().ok());
+    for (i, frame) in responses::bedrock_frames(model, &b.reply, input, output)
+        .into_iter()
+        .enumerate()
+    {
+        if truncate_after == Some(i) {
+            return false;
+        }
+        if !b.event_delay.is_zero() {
+            monoio::time::sleep(b.event_delay).await;
+        }
+        let mut chunk = format!("{:x}\r\n", frame.len()).into_bytes();
+        chunk.extend_from_slice(&frame);
+        chunk.extend_from_slice(b"\r\n");
+        if stream.write_all(chunk).await.0.is_err() {
+            return false;
+        }
+    }
+    stream.write_all(b"0\r\n\r\n".to_vec()).await.0.is_ok() && !b.close
+}
+
+/// Checks a request's SigV4 signature (service `bedrock`) against the mock's key pair, or its
+/// Bedrock API key.
+fn bedrock_auth(head: &RequestHead, body: &[u8], args: &MockArgs) -> Result<(), String> {
+    let auth = head.header_str("authorization").unwrap_or_default();
+    if let Some(key) = &args.bedrock_api_key {
+        if auth.strip_prefix("Bearer ") == Some(key.as_str()) {
+            return Ok(());
+        }
+    }
+    let (Some(access), Some(secret)) = (&args.aws_access_key, &args.aws_secret_key) else {
+        return if args.bedrock_api_key.is_some() {
+            Err("bad Bedrock API key".into())
+        } else {
+            Ok(())
+        };
+    };
+    let field = |name: &str| {
+        auth.split([' ', ','])
+            .find_map(|p| p.strip_prefix(name))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    let credential = field("Credential=");
+    let signed = field("SignedHeaders=");
+    let given = field("Signature=");
+    let scope: Vec<&str> = credential.split('/').collect();
+    let [key_id, _day, region, service, "aws4_request"] = scope[..] else {
+        return Err("missing or malformed SigV4 authorization".into());
+    };
+    if key_id != access || service != "bedrock" {
+        return Err(format!("unknown key {key_id} or service {service}"));
+    }
+    let payload = crate::provider::sigv4::sha256_hex(body);
+    if head
+        .header_str("x-amz-content-sha256")
+        .is_some_and(|h| h != payload)
+    {
+        return Err("x-amz-content-sha256 does not match the body".into());
+    }
+    let date = head.header_str("x-amz-date").unwrap_or_default();
+    let values: Vec<(&str, &str)> = signed
+        .split(';')
+        .map(|n| (n, head.header_str(n).unwrap_or_default()))
+        .collect();
+    let target = String::from_utf8_lossy(head.target()).into_owned();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let req = crate::provider::sigv4::Request {
+        method: "POST",
+        path,
+        query,
+        headers: &values,
+        payload_sha256: &payload,
+    };
+    let (_, expected) = crate::provider::sigv4::signature(secret, region, service, date, &req);
+    if expected == given {
+        Ok(())
+    } else {
+        Err("The request signature we calculated does not match the signature you provided.".into())
+    }
 }
 
 fn presents(head: &RequestHead, key: &str) -> bool {

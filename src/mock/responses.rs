@@ -40,43 +40,50 @@ fn usage_json(input: u64, output: u64) -> serde_json::Value {
 
 /// The SSE events of a streamed answer, each a complete `event:`/`data:` block.
 pub fn sse_events(model: &str, reply: &str, input: u64, output: u64) -> Vec<Vec<u8>> {
+    stream_events(model, reply, input, output)
+        .into_iter()
+        .map(|e| {
+            let name = e["type"].as_str().unwrap_or("unknown").to_string();
+            format!("event: {name}\ndata: {e}\n\n").into_bytes()
+        })
+        .collect()
+}
+
+/// The same answer as Bedrock streams it: one event-stream `chunk` frame per event, with
+/// `amazon-bedrock-invocationMetrics` on `message_stop`.
+pub fn bedrock_frames(model: &str, reply: &str, input: u64, output: u64) -> Vec<Vec<u8>> {
+    let mut events = stream_events(model, reply, input, output);
+    if let Some(stop) = events.last_mut() {
+        stop["amazon-bedrock-invocationMetrics"] = json!({
+            "inputTokenCount": input, "outputTokenCount": output, "invocationLatency": 12, "firstByteLatency": 5,
+        });
+    }
+    events
+        .iter()
+        .map(|e| crate::format::eventstream::chunk_frame(e.to_string().as_bytes()))
+        .collect()
+}
+
+/// The events of a streamed answer, as JSON.
+fn stream_events(model: &str, reply: &str, input: u64, output: u64) -> Vec<serde_json::Value> {
     let mut start_usage = usage_json(input, 1);
     start_usage["output_tokens"] = json!(1);
     let mut events = vec![
-        event(
-            "message_start",
-            json!({"type": "message_start", "message": {
-                "id": "msg_mock_01", "type": "message", "role": "assistant", "model": model,
-                "content": [], "stop_reason": null, "stop_sequence": null, "usage": start_usage}}),
-        ),
-        event(
-            "content_block_start",
-            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ),
-        event("ping", json!({"type": "ping"})),
+        json!({"type": "message_start", "message": {
+            "id": "msg_mock_01", "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": null, "stop_sequence": null, "usage": start_usage}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "ping"}),
     ];
     let words: Vec<&str> = reply.split_inclusive(' ').collect();
     for piece in if words.is_empty() { vec![""] } else { words } {
-        events.push(event(
-            "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
-        ));
+        events.push(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}));
     }
-    events.push(event(
-        "content_block_stop",
-        json!({"type": "content_block_stop", "index": 0}),
-    ));
-    events.push(event(
-        "message_delta",
-        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-               "usage": {"input_tokens": input, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": output}}),
-    ));
-    events.push(event("message_stop", json!({"type": "message_stop"})));
+    events.push(json!({"type": "content_block_stop", "index": 0}));
+    events.push(json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+        "usage": {"input_tokens": input, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": output}}));
+    events.push(json!({"type": "message_stop"}));
     events
-}
-
-fn event(name: &str, data: serde_json::Value) -> Vec<u8> {
-    format!("event: {name}\ndata: {data}\n\n").into_bytes()
 }
 
 /// `{"input_tokens": N}`.

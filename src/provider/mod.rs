@@ -8,3 +8,6 @@ pub mod upstream;
 
 pub use connect::UpstreamConn;
 pub use upstream::Upstream;
+pub mod aws_credentials;
+pub mod bedrock;
+pub mod sigv4;

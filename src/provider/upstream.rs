@@ -52,6 +52,25 @@ impl fmt::Debug for TlsClient {
     }
 }
 
+/// What an upstream speaks.
+#[derive(Clone, Debug)]
+pub enum Provider {
+    /// The Messages API: the Anthropic API, LiteLLM, any compatible gateway.
+    Anthropic,
+    /// AWS Bedrock InvokeModel: SigV4-signed with these credentials, or a Bedrock API key
+    /// (the upstream's `credential`, as a Bearer token) when there are none.
+    Bedrock {
+        region: String,
+        aws: Option<std::sync::Arc<super::aws_credentials::AwsCredentialCell>>,
+    },
+}
+
+impl Provider {
+    pub fn is_bedrock(&self) -> bool {
+        matches!(self, Provider::Bedrock { .. })
+    }
+}
+
 /// One configured upstream.
 #[derive(Clone, Debug)]
 pub struct Upstream {
@@ -66,6 +85,7 @@ pub struct Upstream {
     pub credential: Option<Credential>,
     /// For https upstreams: the verified TLS client (webpki roots plus any `ca_file`).
     pub tls_client: Option<TlsClient>,
+    pub provider: Provider,
 }
 
 impl Upstream {
@@ -104,6 +124,7 @@ impl Upstream {
             base_path: path.trim_end_matches('/').to_string(),
             credential,
             tls_client: None,
+            provider: Provider::Anthropic,
         })
     }
 

@@ -19,7 +19,8 @@ use crate::format;
 use crate::http1::io::read_some;
 use crate::http1::rewrite::{rewrite_request, RequestRewrite};
 use crate::http1::{take_response, Http1Error, Method, RequestHead, ResponseHead};
-use crate::provider::{Upstream, UpstreamConn};
+use crate::provider::upstream::Provider;
+use crate::provider::{bedrock, Upstream, UpstreamConn};
 
 const READ_CHUNK: usize = 16 * 1024;
 /// Bodies up to this size are copied behind the head and sent in the same write.
@@ -64,14 +65,15 @@ pub async fn forward(
         upstream,
     } = *out;
     ex.record.upstream = Some(upstream.name.clone());
-    let wire_head = upstream_head(head, body, translation, upstream, gw);
-    let body = &match &translation.body {
+    let translated = match &translation.body {
         Some(bytes) => RequestBody::Whole {
             bytes: bytes.clone(),
             reframed: false,
         },
         None => body.clone(),
     };
+    let wire_head = upstream_head(head, &translated, translation, upstream, gw);
+    let body = &translated;
     let replayable = !matches!(body, RequestBody::Partial { .. });
     let mut attempt = 0u32;
     loop {
@@ -108,13 +110,15 @@ pub async fn forward(
 }
 
 /// What the upstream must see that the client did not send: another path, another body (a
-/// Bedrock or Vertex request in the Messages format, or an aliased model), and header changes.
+/// request translated between formats, or an aliased model), and header changes.
 #[derive(Debug, Default)]
 pub struct Translation {
-    pub path: Option<&'static str>,
+    pub path: Option<String>,
     pub body: Option<Bytes>,
     /// Betas from a Bedrock body, merged into `anthropic-beta`.
     pub betas: Vec<String>,
+    /// The client's `anthropic-beta` went into the body: leave the header out.
+    pub drop_beta_header: bool,
     /// Add this `anthropic-version` (a cloud client carried it in the body).
     pub add_version: Option<String>,
     /// Drop AWS signing fields (they sign the client's request, not sluice's).
@@ -122,21 +126,45 @@ pub struct Translation {
 }
 
 /// Plans the translation of `body` (complete, when a translation is needed) for the deployment
-/// `candidate`; `model` is the model the client named.
+/// `candidate` on `upstream`; `model` is the model the client named.
 pub fn plan(
     op: &Operation,
     head: &RequestHead,
     body: &RequestBody,
     model: Option<&str>,
     candidate: &Candidate,
+    upstream: &Upstream,
 ) -> Result<Translation, GatewayError> {
     let upstream_model = candidate.upstream_model.as_deref().unwrap_or_default();
+    let invalid = |e: format::TranslateError| GatewayError::InvalidRequest(e.to_string());
+    if upstream.provider.is_bedrock() {
+        let source = match op {
+            Operation::Cloud(call) => format::Source::Cloud(call),
+            Operation::CountTokens => format::Source::CountTokens,
+            _ => format::Source::Messages,
+        };
+        let header_betas = client_betas(head);
+        let t = format::to_bedrock(source, body.held(), upstream_model, &header_betas).map_err(
+            |e| match e {
+                format::TranslateError::CountTokensOnBedrock => {
+                    GatewayError::NotFound(e.to_string())
+                }
+                other => invalid(other),
+            },
+        )?;
+        return Ok(Translation {
+            path: Some(t.path),
+            body: t.body.map(Bytes::from),
+            drop_beta_header: t.betas_moved,
+            drop_aws_signing: true,
+            ..Translation::default()
+        });
+    }
     match op {
         Operation::Cloud(call) => {
-            let t = format::to_messages(call, body.held(), upstream_model)
-                .map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+            let t = format::to_messages(call, body.held(), upstream_model).map_err(invalid)?;
             Ok(Translation {
-                path: Some(t.path),
+                path: Some(t.path.to_string()),
                 body: Some(t.body.into()),
                 betas: t.betas,
                 add_version: head
@@ -144,6 +172,7 @@ pub fn plan(
                     .is_none()
                     .then_some(t.version),
                 drop_aws_signing: true,
+                ..Translation::default()
             })
         }
         _ if model != candidate.upstream_model.as_deref() => Ok(Translation {
@@ -160,10 +189,21 @@ pub fn plan(
     }
 }
 
+fn client_betas(head: &RequestHead) -> Vec<String> {
+    head.header_str("anthropic-beta")
+        .map(|v| {
+            v.split(',')
+                .map(|b| b.trim().to_string())
+                .filter(|b| !b.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Fields that sign a client's AWS request; meaningless (and misleading) once rewritten.
 const AWS_SIGNING: [&str; 3] = ["x-amz-date", "x-amz-security-token", "x-amz-content-sha256"];
 
-/// The head as the upstream must see it.
+/// The head as the upstream must see it. `body` is what will be sent (after translation).
 fn upstream_head(
     head: &RequestHead,
     body: &RequestBody,
@@ -171,7 +211,7 @@ fn upstream_head(
     upstream: &Upstream,
     gw: &Gateway,
 ) -> Bytes {
-    let path: Option<&[u8]> = t.path.map(str::as_bytes);
+    let path: Option<&[u8]> = t.path.as_deref().map(str::as_bytes);
     let target = (!upstream.base_path.is_empty() || path.is_some()).then(|| {
         let mut out = upstream.base_path.as_bytes().to_vec();
         out.extend_from_slice(path.unwrap_or_else(|| head.target()));
@@ -179,15 +219,15 @@ fn upstream_head(
     });
     let credential = upstream.credential.as_ref().map(|c| c.header_field());
     let betas = merged_betas(head, &t.betas);
-    let mut extra: Vec<(&str, &[u8])> = Vec::new();
+    let mut extra: Vec<(&str, Vec<u8>)> = Vec::new();
     if let Some(b) = &betas {
-        extra.push(("anthropic-beta", b.as_bytes()));
+        extra.push(("anthropic-beta", b.clone().into_bytes()));
     }
     if let Some(version) = &t.add_version {
-        extra.push(("anthropic-version", version.as_bytes()));
+        extra.push(("anthropic-version", version.clone().into_bytes()));
     }
     let mut drop: Vec<&str> = Vec::new();
-    if betas.is_some() {
+    if betas.is_some() || t.drop_beta_header {
         drop.push("anthropic-beta");
     }
     if t.drop_aws_signing {
@@ -204,20 +244,45 @@ fn upstream_head(
         ) => Some(bytes.len() as u64),
         _ => None,
     };
+    let signing = match &upstream.provider {
+        Provider::Bedrock {
+            region,
+            aws: Some(aws),
+        } => {
+            let wire_path = target.as_deref().unwrap_or_else(|| head.target());
+            drop.push("content-type");
+            Some(bedrock::signed_fields(
+                &aws.current(),
+                region,
+                &upstream.host_header,
+                wire_path,
+                body.held(),
+            ))
+        }
+        _ => None,
+    };
+    let mut extra: Vec<(&str, &[u8])> = extra.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+    if let Some(fields) = &signing {
+        extra.extend(fields.iter().map(|(n, v)| (*n, v.as_bytes())));
+    }
     let plan = RequestRewrite {
         target: target.as_deref(),
         host: upstream.host_header.as_bytes(),
         drop_client_credentials: !gw.config.open_access()
             || credential.is_some()
             || t.drop_aws_signing,
-        credential: credential
-            .as_ref()
-            .map(|(name, value)| (*name, value.as_slice())),
+        credential: if signing.is_some() {
+            None
+        } else {
+            credential
+                .as_ref()
+                .map(|(name, value)| (*name, value.as_slice()))
+        },
         content_length,
         drop: &drop,
         extra: &extra,
     };
-    let mut out = Vec::with_capacity(head.bytes.len() + 128);
+    let mut out = Vec::with_capacity(head.bytes.len() + 256);
     rewrite_request(head, &plan, &mut out);
     out.into()
 }

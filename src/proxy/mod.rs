@@ -175,7 +175,7 @@ async fn forward_with_fallback(
     ex: &mut Exchange,
 ) -> Result<bool, GatewayError> {
     let replayable = !matches!(body, RequestBody::Partial { .. });
-    let event_stream = matches!(op, Operation::Cloud(call) if call.wants_event_stream());
+    let bedrock_client = matches!(op, Operation::Cloud(call) if call.format() == "bedrock");
     let mut last_error = GatewayError::ModelNotRouted(target.model.clone().unwrap_or_default());
     for (attempt, candidate) in target.candidates.iter().enumerate() {
         if attempt > 0 && !(replayable && gw.balancer.allow_retry()) {
@@ -189,7 +189,8 @@ async fn forward_with_fallback(
             .upstream_model
             .clone()
             .filter(|m| Some(m) != target.model.as_ref());
-        let translation = forward::plan(op, head, body, target.model.as_deref(), candidate)?;
+        let translation =
+            forward::plan(op, head, body, target.model.as_deref(), candidate, upstream)?;
         let outbound = forward::Outbound {
             head,
             body,
@@ -213,12 +214,17 @@ async fn forward_with_fallback(
                 } else {
                     gw.balancer.success(candidate.upstream);
                 }
+                let conversion = match (bedrock_client, upstream.provider.is_bedrock()) {
+                    (true, false) => relay::Conversion::SseToEventStream,
+                    (false, true) => relay::Conversion::EventStreamToSse,
+                    _ => relay::Conversion::None,
+                };
                 return Ok(relay::relay(
                     client,
                     head,
                     response,
                     candidate.upstream,
-                    event_stream,
+                    conversion,
                     gw,
                     ex,
                 )
@@ -288,12 +294,19 @@ async fn read_and_route(
             }
         }
     };
-    // An aliased model is rewritten in the body, so the body must be held whole.
+    // An aliased model is rewritten in the body, and a Bedrock request is signed over its body:
+    // either way the body must be held whole.
     let aliased = target
         .candidates
         .iter()
         .any(|c| c.upstream_model != target.model);
-    if aliased && matches!(body, RequestBody::Partial { .. }) {
+    let bedrock = target.candidates.iter().any(|c| {
+        gw.config
+            .upstreams
+            .get(c.upstream)
+            .is_some_and(|u| u.provider.is_bedrock())
+    });
+    if (aliased || bedrock) && matches!(body, RequestBody::Partial { .. }) {
         body = request_body::complete(client, body).await?;
         ex.body_consumed = true;
     }

@@ -34,9 +34,21 @@ const STREAM_ERROR_EVENT: &[u8] = b"event: error\ndata: {\"type\":\"error\",\"er
 
 const EVENT_STREAM_TYPE: &[u8] = b"application/vnd.amazon.eventstream";
 
+/// The format change a relay makes (client format ≠ upstream format).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conversion {
+    None,
+    /// A Messages upstream's SSE to a Bedrock client.
+    SseToEventStream,
+    /// A Bedrock upstream's event-stream to a Messages or Vertex client.
+    EventStreamToSse,
+}
+
 /// A meter for whatever the response carries.
 enum Meter {
     Sse(Box<SseMeter>),
+    /// An event-stream passed through as it is: frames are decoded on the side for usage.
+    EventStream(Box<(eventstream::Decoder, SseMeter)>),
     Json(JsonMeter),
     None,
 }
@@ -45,6 +57,15 @@ impl Meter {
     fn feed(&mut self, data: &[u8]) {
         match self {
             Meter::Sse(m) => m.feed(data),
+            Meter::EventStream(m) => {
+                let (decoder, sse) = &mut **m;
+                decoder.feed(data);
+                let mut text = Vec::new();
+                while let Ok(Some(message)) = decoder.next_message() {
+                    sse_from_message(&message, &mut text);
+                }
+                sse.feed(&text);
+            }
             Meter::Json(m) => m.feed(data),
             Meter::None => {}
         }
@@ -53,6 +74,7 @@ impl Meter {
     fn finish(self) -> Metered {
         match self {
             Meter::Sse(m) => m.finish(),
+            Meter::EventStream(m) => m.1.finish(),
             Meter::Json(m) => m.finish(),
             Meter::None => Metered::default(),
         }
@@ -70,13 +92,29 @@ enum Output {
         splitter: SseSplitter,
         chunked: bool,
     },
+    /// Event-stream messages as SSE events, in sluice's own chunks (or close-delimited).
+    SseFromEvents {
+        decoder: Box<eventstream::Decoder>,
+        chunked: bool,
+    },
 }
 
 impl Output {
-    fn choose(req: &RequestHead, head: &ResponseHead, sse: bool, event_stream: bool) -> Output {
-        if event_stream && sse && head.status == 200 {
+    fn choose(
+        req: &RequestHead,
+        head: &ResponseHead,
+        sse: bool,
+        events: bool,
+        conversion: Conversion,
+    ) -> Output {
+        if conversion == Conversion::SseToEventStream && sse && head.status == 200 {
             Output::EventStream {
                 splitter: SseSplitter::new(),
+                chunked: !req.http10,
+            }
+        } else if conversion == Conversion::EventStreamToSse && events && head.status == 200 {
+            Output::SseFromEvents {
+                decoder: Box::default(),
                 chunked: !req.http10,
             }
         } else if req.http10 && head.framing == BodyFraming::Chunked {
@@ -98,7 +136,7 @@ pub async fn relay(
     req: &RequestHead,
     resp: UpstreamResponse,
     upstream: usize,
-    event_stream: bool,
+    conversion: Conversion,
     gw: &Gateway,
     ex: &mut Exchange,
 ) -> bool {
@@ -112,16 +150,22 @@ pub async fn relay(
     ex.record.upstream_request_id = head.header_str("request-id").map(str::to_string);
     let content_type = head.header("content-type").unwrap_or(b"");
     let sse = content_type.starts_with(b"text/event-stream");
-    ex.record.stream = sse;
-    let mut output = Output::choose(req, &head, sse, event_stream);
-    let own_chunks = matches!(output, Output::EventStream { chunked: true, .. });
+    let events = content_type.starts_with(EVENT_STREAM_TYPE);
+    ex.record.stream = sse || events;
+    let mut output = Output::choose(req, &head, sse, events, conversion);
+    let own_chunks = matches!(
+        output,
+        Output::EventStream { chunked: true, .. } | Output::SseFromEvents { chunked: true, .. }
+    );
     let close = !req.keep_alive
         || !ex.body_consumed
         || head.framing == BodyFraming::UntilClose
         || (output.reframes() && !own_chunks)
         || gw.shutdown.is_fired();
-    let mut meter = if sse {
+    let mut meter = if sse || matches!(output, Output::SseFromEvents { .. }) {
         Meter::Sse(Box::default())
+    } else if events {
+        Meter::EventStream(Box::default())
     } else if content_type.starts_with(b"application/json") {
         Meter::Json(JsonMeter::new())
     } else {
@@ -173,7 +217,12 @@ pub async fn relay(
         }
         Err(Broken::Upstream(label)) => {
             ex.record.error = Some(label);
-            end_broken_stream(client, &cursor, &output, sse, head.framing).await;
+            let kind = match (sse, events) {
+                (true, _) => BodyKind::Sse,
+                (_, true) => BodyKind::Events,
+                _ => BodyKind::Other,
+            };
+            end_broken_stream(client, &cursor, &output, kind, head.framing).await;
             false
         }
     }
@@ -200,14 +249,32 @@ fn write_head(head: &ResponseHead, output: &Output, close: bool, out: &mut Vec<u
             out,
         ),
         Output::EventStream { chunked, .. } => {
-            let mut extra: Vec<(&str, &[u8])> = vec![("content-type", EVENT_STREAM_TYPE)];
-            if *chunked {
-                extra.push(("transfer-encoding", b"chunked"));
-            }
-            let drop = &["content-type", "content-length", "transfer-encoding"];
-            rewrite_response(head, ResponseRewrite { close, drop }, &extra, out);
+            reframed_head(head, EVENT_STREAM_TYPE, *chunked, close, out)
         }
+        Output::SseFromEvents { chunked, .. } => reframed_head(
+            head,
+            b"text/event-stream; charset=utf-8",
+            *chunked,
+            close,
+            out,
+        ),
     }
+}
+
+/// A head for a body sluice re-frames in another content type.
+fn reframed_head(
+    head: &ResponseHead,
+    content_type: &[u8],
+    chunked: bool,
+    close: bool,
+    out: &mut Vec<u8>,
+) {
+    let mut extra: Vec<(&str, &[u8])> = vec![("content-type", content_type)];
+    if chunked {
+        extra.push(("transfer-encoding", b"chunked"));
+    }
+    let drop = &["content-type", "content-length", "transfer-encoding"];
+    rewrite_response(head, ResponseRewrite { close, drop }, &extra, out);
 }
 
 /// Who broke the relay.
@@ -302,8 +369,74 @@ fn take_body(
             }
             push_piece(out, &frames, *chunked);
         }
+        Output::SseFromEvents { decoder, chunked } => {
+            let input = &buf[..];
+            let n = cursor.advance(input, |r| decoder.feed(&input[r]))?;
+            let _ = buf.split_to(n);
+            let mut sse = Vec::new();
+            while let Some(message) = decoder
+                .next_message()
+                .map_err(|_| Http1Error::BadChunk("malformed event-stream frame"))?
+            {
+                sse_from_message(&message, &mut sse);
+            }
+            meter.feed(&sse);
+            push_piece(out, &sse, *chunked);
+        }
     }
     Ok(())
+}
+
+/// One event-stream message as an SSE event: a `chunk` carries the Anthropic event itself; an
+/// `exception` becomes an SSE `error` event of the matching Anthropic type.
+fn sse_from_message(message: &eventstream::Message, out: &mut Vec<u8>) {
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    if message.header(":message-type") == Some("exception") {
+        let kind = match message.header(":exception-type").unwrap_or_default() {
+            "throttlingException" => "rate_limit_error",
+            "serviceUnavailableException" => "overloaded_error",
+            "validationException" => "invalid_request_error",
+            _ => "api_error",
+        };
+        let text = serde_json::from_slice::<serde_json::Value>(&message.payload)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "the upstream stream failed".into());
+        let data = serde_json::json!({"type": "error", "error": {"type": kind, "message": text}});
+        out.extend_from_slice(format!("event: error\ndata: {data}\n\n").as_bytes());
+        return;
+    }
+    let Some(event) = message.chunk_event() else {
+        return;
+    };
+    let Ok(kind) = serde_json::from_slice::<Kind>(&event) else {
+        return;
+    };
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(kind.kind.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(&event);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// What kind of streaming body a response carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BodyKind {
+    Sse,
+    Events,
+    Other,
+}
+
+/// Appends `data` as a last piece, then the terminating chunk when chunking.
+fn finish_with(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
+    push_piece(out, data, chunked);
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
 }
 
 /// Appends `data` as one chunk (or as it is, when not chunking).
@@ -334,38 +467,30 @@ async fn end_broken_stream(
     client: &mut ClientConn,
     cursor: &BodyCursor,
     output: &Output,
-    sse: bool,
+    kind: BodyKind,
     framing: BodyFraming,
 ) {
+    let exception = || {
+        eventstream::exception_frame(
+            "internalServerException",
+            "the upstream connection failed mid-stream",
+        )
+    };
+    let sse_error = [b"\n\n".as_slice(), STREAM_ERROR_EVENT].concat();
+    let at_boundary = matches!((framing, cursor), (BodyFraming::Chunked, BodyCursor::Chunked(d)) if d.at_chunk_boundary());
     let mut tail = Vec::new();
-    match output {
-        Output::EventStream { chunked, .. } => {
-            let frame = eventstream::exception_frame(
-                "internalServerException",
-                "the upstream connection failed mid-stream",
-            );
-            push_piece(&mut tail, &frame, *chunked);
-            if *chunked {
-                tail.extend_from_slice(b"0\r\n\r\n");
-            }
+    match (output, kind) {
+        (Output::EventStream { chunked, .. }, _) => finish_with(&mut tail, &exception(), *chunked),
+        (Output::SseFromEvents { chunked, .. }, _) => finish_with(&mut tail, &sse_error, *chunked),
+        (Output::Raw, BodyKind::Sse) if at_boundary => finish_with(&mut tail, &sse_error, true),
+        (Output::Raw, BodyKind::Events) if at_boundary => {
+            finish_with(&mut tail, &exception(), true)
         }
-        _ if !sse => return,
-        Output::Raw => match (framing, cursor) {
-            (BodyFraming::Chunked, BodyCursor::Chunked(d)) if d.at_chunk_boundary() => {
-                let event = [b"\n\n".as_slice(), STREAM_ERROR_EVENT].concat();
-                push_piece(&mut tail, &event, true);
-                tail.extend_from_slice(b"0\r\n\r\n");
-            }
-            (BodyFraming::UntilClose, _) => {
-                tail.extend_from_slice(b"\n\n");
-                tail.extend_from_slice(STREAM_ERROR_EVENT);
-            }
-            _ => return,
-        },
-        Output::Dechunked => {
-            tail.extend_from_slice(b"\n\n");
-            tail.extend_from_slice(STREAM_ERROR_EVENT);
+        (Output::Raw, BodyKind::Sse) if framing == BodyFraming::UntilClose => {
+            tail.extend_from_slice(&sse_error)
         }
+        (Output::Dechunked, BodyKind::Sse) => tail.extend_from_slice(&sse_error),
+        _ => return,
     }
     let _ = client.write_all(tail).await;
 }

@@ -1,0 +1,286 @@
+//! AWS Signature Version 4, as Bedrock needs it: signing sluice's requests to a Bedrock
+//! upstream, and verifying signatures (the mock upstream checks sluice's). Written here rather
+//! than taken from `aws-sigv4`, which pulls tokio and the smithy runtime (about 100 crates) onto
+//! the request path; tested against AWS's published test-suite vectors (`shared/protocols.md`
+//! §7.2). The canonical URI re-encodes the path exactly as sent (`:` → `%3A`, `%3A` → `%253A`).
+
+use std::time::SystemTime;
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// An AWS key pair, with a session token for temporary credentials. `Debug` hides the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+    /// When temporary credentials stop working.
+    pub expires: Option<SystemTime>,
+}
+
+impl std::fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AwsCredentials({}, <redacted>)", self.access_key_id)
+    }
+}
+
+/// What is signed.
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// The path exactly as it goes on the wire.
+    pub path: &'a str,
+    /// The query without its `?` (may be empty).
+    pub query: &'a str,
+    /// The headers to sign (any case; `host` must be among them).
+    pub headers: &'a [(&'a str, &'a str)],
+    /// Hex SHA-256 of the body.
+    pub payload_sha256: &'a str,
+}
+
+/// `YYYYMMDDTHHMMSSZ` for `time`.
+pub fn amz_date(time: SystemTime) -> String {
+    let rfc = humantime::format_rfc3339_seconds(time).to_string();
+    rfc.chars().filter(|c| *c != '-' && *c != ':').collect()
+}
+
+/// Hex SHA-256 of `data`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// The `Authorization` value for `req`, signed at `amz_date` (`x-amz-date` must be among the
+/// signed headers, with the same value).
+pub fn authorization(
+    creds: &AwsCredentials,
+    region: &str,
+    service: &str,
+    amz_date: &str,
+    req: &Request<'_>,
+) -> String {
+    let (signed_headers, signature) =
+        signature(&creds.secret_access_key, region, service, amz_date, req);
+    let day = amz_date.get(..8).unwrap_or_default();
+    format!(
+        "AWS4-HMAC-SHA256 Credential={}/{day}/{region}/{service}/aws4_request, SignedHeaders={signed_headers}, Signature={signature}",
+        creds.access_key_id
+    )
+}
+
+/// (signed header list, hex signature) of `req` with `secret`.
+pub fn signature(
+    secret: &str,
+    region: &str,
+    service: &str,
+    amz_date: &str,
+    req: &Request<'_>,
+) -> (String, String) {
+    let (canonical, signed_headers) = canonical_request(req);
+    let day = amz_date.get(..8).unwrap_or_default();
+    let scope = format!("{day}/{region}/{service}/aws4_request");
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        sha256_hex(canonical.as_bytes())
+    );
+    let k_date = hmac(format!("AWS4{secret}").as_bytes(), day.as_bytes());
+    let k_region = hmac(&k_date, region.as_bytes());
+    let k_service = hmac(&k_region, service.as_bytes());
+    let k_signing = hmac(&k_service, b"aws4_request");
+    (
+        signed_headers,
+        hex::encode(hmac(&k_signing, to_sign.as_bytes())),
+    )
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    // HMAC accepts keys of any length; new_from_slice cannot fail for it.
+    let mut mac = match HmacSha256::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => return Vec::new(),
+    };
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// (canonical request, signed header list).
+fn canonical_request(req: &Request<'_>) -> (String, String) {
+    let mut headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.to_ascii_lowercase(),
+                v.split_whitespace().collect::<Vec<_>>().join(" "),
+            )
+        })
+        .collect();
+    headers.sort();
+    let signed: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+    let signed = signed.join(";");
+    let mut canonical_headers = String::new();
+    for (n, v) in &headers {
+        canonical_headers.push_str(n);
+        canonical_headers.push(':');
+        canonical_headers.push_str(v);
+        canonical_headers.push('\n');
+    }
+    let canonical = format!(
+        "{}\n{}\n{}\n{}\n{}\n{}",
+        req.method,
+        uri_encode(req.path, false),
+        canonical_query(req.query),
+        canonical_headers,
+        signed,
+        req.payload_sha256
+    );
+    (canonical, signed)
+}
+
+fn canonical_query(query: &str) -> String {
+    let mut pairs: Vec<(String, String)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (
+                uri_encode(&percent_decode(k), true),
+                uri_encode(&percent_decode(v), true),
+            )
+        })
+        .collect();
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// RFC 3986 encoding of every byte outside `A-Za-z0-9-._~` (and `/` unless `encode_slash`).
+fn uri_encode(s: &str, encode_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        let keep = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~')
+            || (b == b'/' && !encode_slash);
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok()),
+        ) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DATE: &str = "20150830T123600Z";
+
+    fn creds(token: Option<&str>) -> AwsCredentials {
+        AwsCredentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            session_token: token.map(str::to_string),
+            expires: None,
+        }
+    }
+
+    fn sign(
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        service: &str,
+        token: Option<&str>,
+    ) -> String {
+        let hash = sha256_hex(body);
+        let req = Request {
+            method,
+            path,
+            query: "",
+            headers,
+            payload_sha256: &hash,
+        };
+        authorization(&creds(token), "us-east-1", service, DATE, &req)
+    }
+
+    #[test]
+    fn aws_test_suite_vectors() {
+        let host = ("host", "example.amazonaws.com");
+        let date = ("x-amz-date", DATE);
+        assert!(sign("POST", "/", &[host, date], b"", "service", None)
+            .ends_with("SignedHeaders=host;x-amz-date, Signature=5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b"));
+        assert!(sign("POST", "/", &[("content-type", "application/x-www-form-urlencoded"), host, date], b"Param1=value1", "service", None)
+            .ends_with("SignedHeaders=content-type;host;x-amz-date, Signature=ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a"));
+        let token = "6e86291e8372ff2a2260956d9b8aae1d763fbf315fa00fa31553b73ebf194267";
+        assert!(sign("GET", "/", &[host, date, ("x-amz-security-token", token)], b"", "service", Some(token))
+            .ends_with("SignedHeaders=host;x-amz-date;x-amz-security-token, Signature=07ec1639c89043aa0e3e2de82b96708f198cceab042d4a97044c66dd9f74e7f8"));
+    }
+
+    #[test]
+    fn the_bedrock_worked_example() {
+        let body = br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":16,"messages":[{"role":"user","content":"Hi"}]}"#;
+        let hash = sha256_hex(body);
+        assert_eq!(
+            hash,
+            "4ce463b5c3d9ec921b15bafe17cf28cc4d188c93bf720c68e1dee3905c9fd0f8"
+        );
+        let headers = [
+            ("Host", "bedrock-runtime.us-east-1.amazonaws.com"),
+            ("Content-Type", "application/json"),
+            ("X-Amz-Date", DATE),
+            ("X-Amz-Content-Sha256", hash.as_str()),
+        ];
+        let path = "/model/us.anthropic.claude-sonnet-4-5-20250929-v1:0/invoke";
+        assert_eq!(
+            sign("POST", path, &headers, body, "bedrock", None),
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date, Signature=26a0e1ae696a482908aee6f1b2a566a234d3bb6201d453efbd5bb4bc50700dc1"
+        );
+        let token = "6e86291e8372ff2a2260956d9b8aae1d763fbf315fa00fa31553b73ebf194267";
+        let mut with_token = headers.to_vec();
+        with_token.push(("X-Amz-Security-Token", token));
+        assert!(
+            sign("POST", path, &with_token, body, "bedrock", Some(token)).ends_with(
+                "Signature=c6e69ce09081cbbe98dd710b81d38566dc5b737682d790e6b0365d5d808d0501"
+            )
+        );
+        assert_eq!(
+            uri_encode("/model/x-v1%3A0/invoke", false),
+            "/model/x-v1%253A0/invoke"
+        );
+    }
+
+    #[test]
+    fn amz_date_format() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160);
+        assert_eq!(amz_date(t), DATE);
+    }
+}

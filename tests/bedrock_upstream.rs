@@ -1,0 +1,270 @@
+//! A Bedrock upstream: sluice signs with SigV4 (service `bedrock`; the mock verifies the
+//! signature with its own copy of the key pair), turns Messages and Vertex requests into
+//! InvokeModel requests (model to the path, `anthropic_version: bedrock-2023-05-31` and betas into
+//! the body), turns the event-stream back into SSE for those clients, passes it through to
+//! Bedrock clients, and meters usage either way.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "integration test: a failure is a failed test"
+)]
+
+mod common;
+
+use common::*;
+use sluice::format::eventstream::Decoder;
+
+const AKID: &str = "AKIDSLUICETEST000000";
+const SECRET: &str = "sluice/test/secret+key";
+const BEDROCK_MODEL: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+
+fn bedrock_mock() -> Proc {
+    mock(&[
+        "--aws-access-key",
+        AKID,
+        "--aws-secret-key",
+        SECRET,
+        "--bedrock-api-key",
+        "bedrock-api-key-1",
+    ])
+}
+
+fn config(mock: &Proc, credentials: &str) -> String {
+    format!(
+        "[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nurl = \"{}\"\nregion = \"us-east-1\"\n{credentials}\n[[routes]]\nmodel = \"*\"\ndeployments = [{{ upstream = \"bedrock\", upstream_model = \"{BEDROCK_MODEL}\" }}]\n",
+        mock.url()
+    )
+}
+
+fn keys() -> String {
+    format!("aws_access_key_id = \"{AKID}\"\naws_secret_access_key = \"{SECRET}\"\n")
+}
+
+#[test]
+fn a_messages_stream_is_signed_translated_and_comes_back_as_sse() {
+    let mock = bedrock_mock();
+    let gw = gateway("", &config(&mock, &keys()));
+    let headers = "x-api-key: sk-client\r\nanthropic-beta: context-1m-2025-08-07,interleaved-thinking-2025-05-14\r\nx-mock-reply: one two\r\n";
+    let resp = request(gw.addr, &messages_request(STREAM_BODY, headers));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert!(resp
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let text = String::from_utf8(resp.body).unwrap();
+    let events: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "message_start",
+            "content_block_start",
+            "ping",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    let got = mock_requests(&mock).pop().unwrap();
+    assert_eq!(
+        got["target"],
+        format!("/model/{BEDROCK_MODEL}/invoke-with-response-stream")
+    );
+    assert_eq!(
+        got["body"],
+        r#"{"anthropic_version":"bedrock-2023-05-31","anthropic_beta":["context-1m-2025-08-07","interleaved-thinking-2025-05-14"],"max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#
+    );
+    let sent = got["headers"].to_string();
+    assert!(
+        sent.contains("AWS4-HMAC-SHA256 Credential=AKIDSLUICETEST000000/")
+            && !sent.contains("sk-client")
+    );
+    assert!(
+        !sent.to_ascii_lowercase().contains("anthropic-beta"),
+        "betas moved into the body"
+    );
+    let r = &gw.wait_records(1)[0];
+    assert_eq!(
+        (r["model"].as_str(), r["upstream_model"].as_str()),
+        (Some("claude-opus-4-8"), Some(BEDROCK_MODEL))
+    );
+    assert_eq!(r["stream_complete"], true);
+    assert_eq!(r["output_tokens"], 2);
+    assert!(r["cost_usd"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn a_non_streaming_messages_call_gets_json() {
+    let mock = bedrock_mock();
+    let gw = gateway("", &config(&mock, &keys()));
+    let resp = request(gw.addr, &messages_request(SMALL_BODY, ""));
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.json()["content"][0]["text"], "hello");
+    assert_eq!(
+        mock_requests(&mock).pop().unwrap()["target"],
+        format!("/model/{BEDROCK_MODEL}/invoke")
+    );
+    assert_eq!(gw.wait_records(1)[0]["metered"], true);
+}
+
+#[test]
+fn a_bedrock_client_passes_through_untouched_and_is_metered() {
+    let mock = bedrock_mock();
+    let gw = gateway("", &config(&mock, &keys()));
+    let body = r#"{"anthropic_version":"2026-10-21","anthropic_beta":["x-beta"],"max_tokens":9,"messages":[{"role":"user","content":"hi"}]}"#;
+    let raw = format!(
+        "POST /model/us.anthropic.claude-sonnet-4-5-20250929-v1:0/invoke-with-response-stream HTTP/1.1\r\nHost: gw\r\nAuthorization: AWS4-HMAC-SHA256 Credential=CLIENTKEY/x\r\nX-Amz-Date: 20261122T000000Z\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let resp = request(gw.addr, &raw);
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/vnd.amazon.eventstream")
+    );
+    let mut d = Decoder::new();
+    d.feed(&resp.body);
+    let mut frames = 0;
+    while let Some(m) = d.next_message().unwrap() {
+        assert!(m.chunk_event().is_some());
+        frames += 1;
+    }
+    assert_eq!(frames, 7);
+    let got = mock_requests(&mock).pop().unwrap();
+    assert_eq!(
+        got["body"], body,
+        "anthropic_version and anthropic_beta reach Bedrock intact"
+    );
+    assert!(!got["headers"].to_string().contains("CLIENTKEY"));
+    let r = &gw.wait_records(1)[0];
+    assert_eq!(r["format"], "bedrock");
+    assert!(
+        r["input_tokens"].as_u64().unwrap() > 0,
+        "usage metered from the event-stream: {r}"
+    );
+    assert_eq!(r["stream_complete"], true);
+}
+
+#[test]
+fn a_vertex_client_reaches_bedrock() {
+    let mock = bedrock_mock();
+    let gw = gateway("", &config(&mock, &keys()));
+    let body = r#"{"anthropic_version":"vertex-2023-10-16","messages":[{"role":"user","content":"hi"}],"max_tokens":9,"stream":true}"#;
+    let raw = format!(
+        "POST /v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let resp = request(gw.addr, &raw);
+    assert_eq!(resp.status, 200);
+    let text = String::from_utf8(resp.body).unwrap();
+    assert!(
+        text.contains("event: message_stop\ndata: {\"type\":\"message_stop\""),
+        "{text}"
+    );
+    assert_eq!(
+        mock_requests(&mock).pop().unwrap()["body"],
+        r#"{"anthropic_version":"bedrock-2023-05-31","messages":[{"role":"user","content":"hi"}],"max_tokens":9}"#
+    );
+}
+
+#[test]
+fn temporary_credentials_from_a_process_sign_with_their_session_token() {
+    let mock = bedrock_mock();
+    let process = format!(
+        "aws_credential_process = \"printf '{{\\\"Version\\\":1,\\\"AccessKeyId\\\":\\\"{AKID}\\\",\\\"SecretAccessKey\\\":\\\"{SECRET}\\\",\\\"SessionToken\\\":\\\"tok-123\\\",\\\"Expiration\\\":\\\"2099-01-01T00:00:00Z\\\"}}'\"\n"
+    );
+    let gw = gateway("", &config(&mock, &process));
+    let resp = request(gw.addr, &messages_request(SMALL_BODY, ""));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let sent = mock_requests(&mock).pop().unwrap()["headers"].to_string();
+    assert!(sent.contains("[\"x-amz-security-token\",\"tok-123\"]"));
+    assert!(
+        sent.contains("x-amz-security-token, Signature=") || sent.contains("x-amz-security-token,"),
+        "{sent}"
+    );
+}
+
+#[test]
+fn a_bedrock_api_key_is_sent_as_a_bearer_token() {
+    let mock = bedrock_mock();
+    let gw = gateway("", &config(&mock, "api_key = \"bedrock-api-key-1\"\n"));
+    let resp = request(gw.addr, &messages_request(SMALL_BODY, ""));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert!(mock_requests(&mock).pop().unwrap()["headers"]
+        .to_string()
+        .contains("Bearer bedrock-api-key-1"));
+}
+
+#[test]
+fn a_wrong_secret_is_refused_by_bedrock_and_passed_on() {
+    let mock = bedrock_mock();
+    let gw = gateway(
+        "",
+        &config(
+            &mock,
+            &format!("aws_access_key_id = \"{AKID}\"\naws_secret_access_key = \"wrong\"\n"),
+        ),
+    );
+    let resp = request(gw.addr, &messages_request(SMALL_BODY, ""));
+    assert_eq!(resp.status, 403);
+    assert!(resp.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("signature"));
+}
+
+#[test]
+fn a_broken_bedrock_stream_ends_with_an_sse_error_for_messages_clients() {
+    let mock = bedrock_mock();
+    let gw = gateway("", &config(&mock, &keys()));
+    let resp = request(
+        gw.addr,
+        &messages_request(STREAM_BODY, "x-mock-fail: truncate-after:3\r\n"),
+    );
+    let text = String::from_utf8(resp.body).unwrap();
+    assert!(text.starts_with("event: message_start"));
+    assert!(text.contains("event: error"), "{text}");
+    let r = &gw.wait_records(1)[0];
+    assert_eq!(r["error"], "upstream_truncated");
+    assert!(r["input_tokens"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn count_tokens_on_bedrock_is_a_clear_404() {
+    let mock = bedrock_mock();
+    let gw = gateway("", &config(&mock, &keys()));
+    let body = r#"{"model":"claude-sonnet-4-5","messages":[]}"#;
+    let raw = format!(
+        "POST /v1/messages/count_tokens HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let resp = request(gw.addr, &raw);
+    assert_eq!(resp.status, 404);
+    assert_eq!(resp.json()["error"]["type"], "not_found_error");
+}
+
+#[test]
+fn a_broken_bedrock_stream_ends_with_an_exception_frame_for_bedrock_clients() {
+    let mock = bedrock_mock();
+    let gw = gateway("", &config(&mock, &keys()));
+    let body = r#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":9,"messages":[{"role":"user","content":"hi"}]}"#;
+    let raw = format!(
+        "POST /model/{BEDROCK_MODEL}/invoke-with-response-stream HTTP/1.1\r\nHost: gw\r\nx-mock-fail: truncate-after:2\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let resp = request(gw.addr, &raw);
+    let mut d = Decoder::new();
+    d.feed(&resp.body);
+    let mut last = None;
+    while let Some(m) = d.next_message().unwrap() {
+        last = Some(m);
+    }
+    assert_eq!(last.unwrap().header(":message-type"), Some("exception"));
+}
