@@ -102,6 +102,13 @@ pub struct MockArgs {
     /// Bedrock: accept this Bedrock API key (Authorization: Bearer) instead of a signature.
     #[arg(long)]
     pub bedrock_api_key: Option<String>,
+    /// Vertex: serve a token endpoint (`POST /token`) that verifies JWT assertions with this
+    /// RSA public key (PKCS#1 DER) and issues access tokens the Vertex endpoints then require.
+    #[arg(long)]
+    pub gcp_public_key: Option<std::path::PathBuf>,
+    /// Vertex: also accept this static access token.
+    #[arg(long)]
+    pub vertex_token: Option<String>,
     /// Keep no log of received requests (the bench: no copying of bodies).
     #[arg(long)]
     pub no_request_log: bool,

@@ -44,6 +44,9 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(config.listen);
     let (log, log_thread) = access_log::start(&config.access_log).map_err(ServeError::AccessLog)?;
+    for upstream in &config.upstreams {
+        upstream.provider.start_refreshers();
+    }
     let (mut trigger, shutdown) = shutdown_pair();
     let config = Arc::new(config);
     let worker_log = log.clone();

@@ -83,16 +83,27 @@ impl Default for TimeoutsFile {
 #[serde(deny_unknown_fields)]
 pub struct UpstreamFile {
     pub name: String,
-    /// `anthropic` (default: the Anthropic API, LiteLLM, any Messages-format gateway) or
-    /// `bedrock` (AWS Bedrock InvokeModel, SigV4-signed).
+    /// `anthropic` (default: the Anthropic API, LiteLLM, any Messages-format gateway),
+    /// `bedrock` (AWS Bedrock InvokeModel, SigV4-signed) or `vertex` (Google Vertex AI
+    /// rawPredict, OAuth2).
     #[serde(default)]
     pub provider: Option<String>,
     /// Base URL; for `bedrock` it defaults to `https://bedrock-runtime.{region}.amazonaws.com`.
     #[serde(default)]
     pub url: Option<String>,
-    /// Bedrock: the AWS region (signing scope and default host).
+    /// Bedrock: the AWS region (signing scope and default host). Vertex: the location
+    /// (`global`, `us`, `eu` or a region such as `us-east5`).
     #[serde(default)]
     pub region: Option<String>,
+    /// Vertex: the Google Cloud project.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Vertex: a service-account key file (OAuth2 tokens by the JWT-bearer grant).
+    #[serde(default)]
+    pub gcp_service_account_file: Option<String>,
+    /// Vertex: a command that prints an access token (e.g. `gcloud auth print-access-token`).
+    #[serde(default)]
+    pub gcp_token_command: Option<String>,
     /// Bedrock SigV4 credentials inline (prefer the environment, a profile or a process).
     #[serde(default)]
     pub aws_access_key_id: Option<String>,

@@ -17,13 +17,17 @@ use thiserror::Error;
 use crate::http1::HeadLimits;
 use crate::provider::aws_credentials::{AwsCredentialCell, AwsCredentialsConfig, CredentialSource};
 use crate::provider::connect::tls_connector;
-use crate::provider::upstream::{AuthHeader, Credential, Provider, TlsClient, Upstream};
+use crate::provider::google_auth::{GoogleTokenCell, ServiceAccount, TokenSource};
+use crate::provider::upstream::{
+    vertex_url, AuthHeader, Credential, Provider, TlsClient, Upstream,
+};
 use crate::runtime::IoDriver;
 use crate::usage::pricing::{Price, PriceTable};
 use file::FileConfig;
 pub use keys::{KeyTable, VirtualKey};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
+use std::sync::Arc;
 
 /// A configuration problem, with the path of the field at fault.
 #[derive(Debug, Error)]
@@ -297,6 +301,9 @@ fn apply_overrides(file: &mut FileConfig, o: &Overrides) {
             aws_session_token: None,
             aws_profile: None,
             aws_credential_process: None,
+            project: None,
+            gcp_service_account_file: None,
+            gcp_token_command: None,
             api_key: None,
             api_key_env: Some("ANTHROPIC_API_KEY".into()),
             auth_header: None,
@@ -362,7 +369,7 @@ fn build_upstreams(file: &FileConfig) -> Result<Vec<Upstream>, ConfigError> {
             (None, None) => None,
         };
         let provider = build_provider(u, &path, secret.is_some())?;
-        let header = if provider.is_bedrock() {
+        let header = if provider.is_bedrock() || provider.is_vertex() {
             AuthHeader::Bearer
         } else {
             header
@@ -373,6 +380,7 @@ fn build_upstreams(file: &FileConfig) -> Result<Vec<Upstream>, ConfigError> {
             (None, Provider::Bedrock { region, .. }) => {
                 format!("https://bedrock-runtime.{region}.amazonaws.com")
             }
+            (None, Provider::Vertex { region, .. }) => vertex_url(region),
             (None, Provider::Anthropic) => {
                 return Err(invalid(format!("{path}.url"), "missing field `url`"))
             }
@@ -406,56 +414,52 @@ fn build_upstreams(file: &FileConfig) -> Result<Vec<Upstream>, ConfigError> {
     Ok(out)
 }
 
-/// The provider of upstream `u` and, for Bedrock, its credentials (loaded now, so a missing or
-/// broken source is a config error, not a failed request).
+/// The provider of upstream `u` and its credentials (a missing or broken source is a config
+/// error, not a failed request).
 fn build_provider(
     u: &file::UpstreamFile,
     path: &str,
     has_api_key: bool,
 ) -> Result<Provider, ConfigError> {
     let aws_fields = [
-        &u.region,
         &u.aws_access_key_id,
         &u.aws_secret_access_key,
         &u.aws_session_token,
         &u.aws_profile,
         &u.aws_credential_process,
     ];
-    match u.provider.as_deref() {
-        None | Some("anthropic") => {
-            if aws_fields.iter().any(|f| f.is_some()) {
-                return Err(invalid(
-                    path,
-                    "region and aws_* fields are for provider = \"bedrock\"",
-                ));
-            }
-            Ok(Provider::Anthropic)
-        }
-        Some("bedrock") => {
-            let region = u.region.clone().ok_or_else(|| {
-                invalid(
-                    format!("{path}.region"),
-                    "a bedrock upstream needs its AWS region",
-                )
-            })?;
-            let source = match (&u.aws_access_key_id, &u.aws_secret_access_key, &u.aws_profile, &u.aws_credential_process) {
-                (Some(id), Some(secret), None, None) => Some(CredentialSource::Static(AwsCredentialsConfig {
-                    access_key_id: id.clone(),
-                    secret_access_key: secret.clone(),
-                    session_token: u.aws_session_token.clone(),
-                })),
-                (None, None, Some(profile), None) => Some(CredentialSource::Profile(profile.clone())),
-                (None, None, None, Some(command)) => Some(CredentialSource::Process(command.clone())),
-                (None, None, None, None) if has_api_key => None,
-                (None, None, None, None) => Some(CredentialSource::Environment),
-                _ => {
-                    return Err(invalid(
-                        path,
-                        "give one credential source: aws_access_key_id + aws_secret_access_key, aws_profile, aws_credential_process, or api_key (a Bedrock API key)",
-                    ))
-                }
-            };
-            let aws = match source {
+    let gcp_fields = [
+        &u.project,
+        &u.gcp_service_account_file,
+        &u.gcp_token_command,
+    ];
+    let kind = u.provider.as_deref().unwrap_or("anthropic");
+    if kind != "bedrock" && aws_fields.iter().any(|f| f.is_some()) {
+        return Err(invalid(path, "aws_* fields are for provider = \"bedrock\""));
+    }
+    if kind != "vertex" && gcp_fields.iter().any(|f| f.is_some()) {
+        return Err(invalid(
+            path,
+            "project and gcp_* fields are for provider = \"vertex\"",
+        ));
+    }
+    let required = |v: &Option<String>, name: &str, why: &str| {
+        v.clone()
+            .ok_or_else(|| invalid(format!("{path}.{name}"), why.to_string()))
+    };
+    match kind {
+        "anthropic" if u.region.is_some() => Err(invalid(
+            format!("{path}.region"),
+            "region is for bedrock and vertex upstreams",
+        )),
+        "anthropic" => Ok(Provider::Anthropic),
+        "bedrock" => {
+            let region = required(
+                &u.region,
+                "region",
+                "a bedrock upstream needs its AWS region",
+            )?;
+            let aws = match aws_source(u, path, has_api_key)? {
                 Some(source) => {
                     Some(AwsCredentialCell::load(source).map_err(|e| invalid(path, e))?)
                 }
@@ -463,11 +467,66 @@ fn build_provider(
             };
             Ok(Provider::Bedrock { region, aws })
         }
-        Some(other) => Err(invalid(
+        "vertex" => {
+            let project = required(
+                &u.project,
+                "project",
+                "a vertex upstream needs its Google Cloud project",
+            )?;
+            let region = required(
+                &u.region,
+                "region",
+                "a vertex upstream needs its location (global, us, eu, or a region)",
+            )?;
+            let source = match (&u.gcp_service_account_file, &u.gcp_token_command) {
+                (Some(file), None) => Some(TokenSource::ServiceAccount(Arc::new(
+                    ServiceAccount::from_file(file).map_err(|e| invalid(format!("{path}.gcp_service_account_file"), e))?,
+                ))),
+                (None, Some(command)) => Some(TokenSource::Command(command.clone())),
+                (None, None) if has_api_key => None,
+                _ => {
+                    return Err(invalid(
+                        path,
+                        "give one token source: gcp_service_account_file, gcp_token_command, or api_key (a static access token)",
+                    ))
+                }
+            };
+            Ok(Provider::Vertex {
+                project,
+                region,
+                token: source.map(GoogleTokenCell::new),
+            })
+        }
+        other => Err(invalid(
             format!("{path}.provider"),
-            format!("`{other}`: expected anthropic or bedrock"),
+            format!("`{other}`: expected anthropic, bedrock or vertex"),
         )),
     }
+}
+
+/// A Bedrock upstream's credential source, or `None` when it uses a Bedrock API key.
+fn aws_source(
+    u: &file::UpstreamFile,
+    path: &str,
+    has_api_key: bool,
+) -> Result<Option<CredentialSource>, ConfigError> {
+    Ok(match (&u.aws_access_key_id, &u.aws_secret_access_key, &u.aws_profile, &u.aws_credential_process) {
+        (Some(id), Some(secret), None, None) => Some(CredentialSource::Static(AwsCredentialsConfig {
+            access_key_id: id.clone(),
+            secret_access_key: secret.clone(),
+            session_token: u.aws_session_token.clone(),
+        })),
+        (None, None, Some(profile), None) => Some(CredentialSource::Profile(profile.clone())),
+        (None, None, None, Some(command)) => Some(CredentialSource::Process(command.clone())),
+        (None, None, None, None) if has_api_key => None,
+        (None, None, None, None) => Some(CredentialSource::Environment),
+        _ => {
+            return Err(invalid(
+                path,
+                "give one credential source: aws_access_key_id + aws_secret_access_key, aws_profile, aws_credential_process, or api_key (a Bedrock API key)",
+            ))
+        }
+    })
 }
 
 fn build_routes(file: &FileConfig, upstreams: &[Upstream]) -> Result<Vec<Route>, ConfigError> {

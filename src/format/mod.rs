@@ -303,6 +303,96 @@ fn bedrock_path(model: &str, stream: bool) -> String {
     format!("/model/{}/{action}", model.replace('/', "%2F"))
 }
 
+/// The `anthropic_version` Vertex rawPredict expects in the body.
+pub const VERTEX_VERSION: &str = "vertex-2023-10-16";
+
+/// A request in Vertex rawPredict's shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VertexRequest {
+    /// `/v1/projects/{p}/locations/{l}/publishers/anthropic/models/{m}:{rawPredict|streamRawPredict}`.
+    pub path: String,
+    /// The new body, or `None` when the client's goes as it is (a Vertex client).
+    pub body: Option<Vec<u8>>,
+    /// Betas from a Bedrock body, for the `anthropic-beta` header (Vertex reads the header).
+    pub betas: Vec<String>,
+}
+
+/// Rewrites a request for a Vertex upstream serving `upstream_model` in `project`/`region`.
+pub fn to_vertex(
+    source: Source<'_>,
+    body: &[u8],
+    upstream_model: &str,
+    project: &str,
+    region: &str,
+) -> Result<VertexRequest, TranslateError> {
+    let base = format!("/v1/projects/{project}/locations/{region}/publishers/anthropic/models");
+    let version = json_edit::json_string(VERTEX_VERSION);
+    let model = json_edit::json_string(upstream_model);
+    let edit = |prepend: &[(&str, &[u8])], remove: &[&str]| {
+        json_edit::edit(body, prepend, remove).ok_or(TranslateError::NotAnObject)
+    };
+    let predict = |stream: bool| {
+        format!(
+            "{base}/{upstream_model}:{}",
+            if stream {
+                "streamRawPredict"
+            } else {
+                "rawPredict"
+            }
+        )
+    };
+    Ok(match source {
+        Source::Cloud(CloudCall::VertexPredict { stream, .. }) => VertexRequest {
+            path: predict(*stream),
+            body: None,
+            betas: Vec::new(),
+        },
+        Source::Cloud(CloudCall::VertexCountTokens) => VertexRequest {
+            path: format!("{base}/count-tokens:rawPredict"),
+            body: Some(edit(&[("model", &model)], &["model"])?),
+            betas: Vec::new(),
+        },
+        Source::CountTokens => VertexRequest {
+            path: format!("{base}/count-tokens:rawPredict"),
+            body: Some(edit(
+                &[("anthropic_version", &version), ("model", &model)],
+                &["model", "anthropic_version"],
+            )?),
+            betas: Vec::new(),
+        },
+        Source::Messages => {
+            let stream = json_edit::field(body, "stream") == Some(&b"true"[..]);
+            VertexRequest {
+                path: predict(stream),
+                body: Some(edit(
+                    &[("anthropic_version", &version)],
+                    &["model", "anthropic_version"],
+                )?),
+                betas: Vec::new(),
+            }
+        }
+        Source::Cloud(CloudCall::BedrockInvoke { stream, .. }) => {
+            let betas = match json_edit::field(body, "anthropic_beta") {
+                Some(raw) => serde_json::from_slice::<Vec<String>>(raw)
+                    .map_err(|_| TranslateError::BadBetas)?,
+                None => Vec::new(),
+            };
+            let mut prepend: Vec<(&str, &[u8])> = vec![("anthropic_version", &version)];
+            if *stream {
+                prepend.push(("stream", b"true"));
+            }
+            VertexRequest {
+                path: predict(*stream),
+                body: Some(edit(
+                    &prepend,
+                    &["anthropic_version", "anthropic_beta", "stream", "model"],
+                )?),
+                betas,
+            }
+        }
+    })
+}
+
 /// Replaces the body's `model` (an alias routed to another upstream model).
 pub fn with_model(body: &[u8], upstream_model: &str) -> Option<Vec<u8>> {
     let model = json_edit::json_string(upstream_model);
@@ -458,6 +548,49 @@ mod tests {
         assert_eq!(
             to_bedrock(Source::CountTokens, b"{}", "m", &[]),
             Err(TranslateError::CountTokensOnBedrock)
+        );
+    }
+
+    #[test]
+    fn bodies_become_vertex_bodies() {
+        let base = "/v1/projects/p/locations/global/publishers/anthropic/models";
+        let body = br#"{"model":"claude-opus-4-8","max_tokens":5,"stream":true,"messages":[]}"#;
+        let r = to_vertex(Source::Messages, body, "claude-opus-4-8", "p", "global").unwrap();
+        assert_eq!(r.path, format!("{base}/claude-opus-4-8:streamRawPredict"));
+        assert_eq!(
+            std::str::from_utf8(&r.body.unwrap()).unwrap(),
+            r#"{"anthropic_version":"vertex-2023-10-16","max_tokens":5,"stream":true,"messages":[]}"#
+        );
+        let bedrock = br#"{"max_tokens":5,"messages":[],"anthropic_beta":["b1"],"anthropic_version":"bedrock-2023-05-31"}"#;
+        let call = CloudCall::BedrockInvoke {
+            model: "m".into(),
+            stream: true,
+        };
+        let r = to_vertex(
+            Source::Cloud(&call),
+            bedrock,
+            "claude-sonnet-4-5@20250929",
+            "p",
+            "global",
+        )
+        .unwrap();
+        assert_eq!(r.betas, ["b1"]);
+        assert_eq!(
+            std::str::from_utf8(&r.body.unwrap()).unwrap(),
+            r#"{"anthropic_version":"vertex-2023-10-16","stream":true,"max_tokens":5,"messages":[]}"#
+        );
+        let r = to_vertex(
+            Source::CountTokens,
+            br#"{"model":"a","messages":[]}"#,
+            "claude-x@1",
+            "p",
+            "global",
+        )
+        .unwrap();
+        assert_eq!(r.path, format!("{base}/count-tokens:rawPredict"));
+        assert_eq!(
+            std::str::from_utf8(&r.body.unwrap()).unwrap(),
+            r#"{"anthropic_version":"vertex-2023-10-16","model":"claude-x@1","messages":[]}"#
         );
     }
 

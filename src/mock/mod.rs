@@ -66,6 +66,8 @@ pub struct MockState {
     args: MockArgs,
     log: Mutex<VecDeque<Received>>,
     served: AtomicU64,
+    /// Vertex access tokens issued by the token endpoint.
+    issued: Mutex<Vec<String>>,
 }
 
 impl MockState {
@@ -74,6 +76,7 @@ impl MockState {
             args,
             log: Mutex::new(VecDeque::new()),
             served: AtomicU64::new(0),
+            issued: Mutex::new(Vec::new()),
         }
     }
 
@@ -351,12 +354,28 @@ async fn respond<S: AsyncWriteRent>(
             _ => {}
         }
     }
-    if let Some(crate::format::CloudCall::BedrockInvoke {
-        model,
-        stream: streaming,
-    }) = crate::format::CloudCall::from_path(path)
-    {
-        return respond_bedrock(stream, head, body, b, state, &model, streaming).await;
+    if path == b"/token" && head.method == Method::Post {
+        let (status, json) = match issue_token(body, state) {
+            Ok(token) => (
+                200,
+                serde_json::json!({"access_token": token, "expires_in": "3599", "token_type": "Bearer"}),
+            ),
+            Err(why) => (
+                400,
+                serde_json::json!({"error": "invalid_grant", "error_description": why}),
+            ),
+        };
+        return write_json(stream, status, json.to_string().as_bytes(), b.close, 0).await;
+    }
+    match crate::format::CloudCall::from_path(path) {
+        Some(crate::format::CloudCall::BedrockInvoke {
+            model,
+            stream: streaming,
+        }) => {
+            return respond_bedrock(stream, head, body, b, state, &model, streaming).await;
+        }
+        Some(call) => return respond_vertex(stream, head, body, b, state, call).await,
+        None => {}
     }
     if let Some(key) = &state.args.require_key {
         if !presents(head, key) {
@@ -541,6 +560,141 @@ fn bedrock_auth(head: &RequestHead, body: &[u8], args: &MockArgs) -> Result<(), 
     } else {
         Err("The request signature we calculated does not match the signature you provided.".into())
     }
+}
+
+/// Vertex rawPredict / streamRawPredict / count-tokens, behind the mock's token check.
+async fn respond_vertex<S: AsyncWriteRent>(
+    stream: &mut S,
+    head: &RequestHead,
+    body: &[u8],
+    b: &Behavior,
+    state: &MockState,
+    call: crate::format::CloudCall,
+) -> bool {
+    use crate::format::CloudCall;
+    if !vertex_authorized(head, state) {
+        let json = r#"{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}"#;
+        return write_json(stream, 401, json.as_bytes(), b.close, 0).await;
+    }
+    if let Some(status) = b.status {
+        return write_json(
+            stream,
+            status,
+            &responses::error_json(status),
+            b.close,
+            state.args.retry_after,
+        )
+        .await;
+    }
+    let (input, output) = responses::usage_for(body.len(), &b.reply);
+    match call {
+        CloudCall::VertexPredict {
+            model,
+            stream: true,
+        } => write_sse(stream, &model, b, input, output).await,
+        CloudCall::VertexPredict { model, .. } => {
+            write_json(
+                stream,
+                200,
+                &responses::message_json(&model, &b.reply, input, output),
+                b.close,
+                0,
+            )
+            .await
+        }
+        _ => {
+            write_json(
+                stream,
+                200,
+                &responses::count_tokens_json(input),
+                b.close,
+                0,
+            )
+            .await
+        }
+    }
+}
+
+/// Whether a Vertex request carries a token the mock issued (or its static token). Without
+/// `--gcp-public-key` or `--vertex-token` every request is accepted.
+fn vertex_authorized(head: &RequestHead, state: &MockState) -> bool {
+    if state.args.gcp_public_key.is_none() && state.args.vertex_token.is_none() {
+        return true;
+    }
+    let Some(token) = head
+        .header_str("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    state.args.vertex_token.as_deref() == Some(token)
+        || state
+            .issued
+            .lock()
+            .map(|issued| issued.iter().any(|t| t == token))
+            .unwrap_or(false)
+}
+
+/// The JWT-bearer grant: checks the RS256 assertion against the service account's public key
+/// and its claims, then issues a token.
+fn issue_token(form: &[u8], state: &MockState) -> Result<String, String> {
+    use base64::Engine;
+    let key_path = state
+        .args
+        .gcp_public_key
+        .as_ref()
+        .ok_or("no --gcp-public-key")?;
+    let public_key = std::fs::read(key_path).map_err(|e| e.to_string())?;
+    let form = String::from_utf8_lossy(form);
+    let field = |name: &str| {
+        form.split('&')
+            .find_map(|kv| kv.strip_prefix(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    if field("grant_type=") != "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer" {
+        return Err("unsupported grant_type".into());
+    }
+    let assertion = field("assertion=");
+    let parts: Vec<&str> = assertion.split('.').collect();
+    let [header, claims, signature] = parts[..] else {
+        return Err("malformed assertion".into());
+    };
+    let b64 = |s: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|e| e.to_string())
+    };
+    let signature = b64(signature)?;
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        public_key,
+    )
+    .verify(format!("{header}.{claims}").as_bytes(), &signature)
+    .map_err(|_| "bad assertion signature".to_string())?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&b64(header)?).map_err(|e| e.to_string())?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&b64(claims)?).map_err(|e| e.to_string())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let ok = header["alg"] == "RS256"
+        && claims["scope"]
+            .as_str()
+            .is_some_and(|s| s.contains("cloud-platform"))
+        && claims["aud"]
+            .as_str()
+            .is_some_and(|a| a.ends_with("/token"))
+        && claims["exp"].as_u64().is_some_and(|e| e > now)
+        && claims["iss"].as_str().is_some_and(|i| !i.is_empty());
+    if !ok {
+        return Err(format!("bad claims {claims}"));
+    }
+    let mut issued = state.issued.lock().map_err(|_| "lock")?;
+    let token = format!("ya29.mock-{}", issued.len() + 1);
+    issued.push(token.clone());
+    Ok(token)
 }
 
 fn presents(head: &RequestHead, key: &str) -> bool {

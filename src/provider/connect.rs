@@ -92,6 +92,13 @@ impl AsyncWriteRent for UpstreamConn {
 pub fn tls_connector(
     extra_roots: &[CertificateDer<'static>],
 ) -> Result<TlsConnector, rustls::Error> {
+    Ok(TlsConnector::from(client_config(extra_roots)?))
+}
+
+/// The rustls client configuration behind [`tls_connector`] (also used by side threads).
+pub fn client_config(
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for cert in extra_roots {
@@ -102,7 +109,7 @@ pub fn tls_connector(
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 /// Resolved addresses by (host, port), with when they were resolved.

@@ -10,4 +10,6 @@ pub use connect::UpstreamConn;
 pub use upstream::Upstream;
 pub mod aws_credentials;
 pub mod bedrock;
+pub mod blocking_http;
+pub mod google_auth;
 pub mod sigv4;

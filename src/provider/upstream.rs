@@ -63,11 +63,44 @@ pub enum Provider {
         region: String,
         aws: Option<std::sync::Arc<super::aws_credentials::AwsCredentialCell>>,
     },
+    /// Google Vertex AI rawPredict: OAuth2 tokens from `token`, or the upstream's `credential`
+    /// (a static token) when there is none.
+    Vertex {
+        project: String,
+        region: String,
+        token: Option<std::sync::Arc<super::google_auth::GoogleTokenCell>>,
+    },
 }
 
 impl Provider {
     pub fn is_bedrock(&self) -> bool {
         matches!(self, Provider::Bedrock { .. })
+    }
+
+    pub fn is_vertex(&self) -> bool {
+        matches!(self, Provider::Vertex { .. })
+    }
+
+    /// Starts the side threads that keep this provider's credentials fresh.
+    pub fn start_refreshers(&self) {
+        match self {
+            Provider::Bedrock {
+                aws: Some(cell), ..
+            } => cell.start_refresher(),
+            Provider::Vertex {
+                token: Some(cell), ..
+            } => cell.start(),
+            _ => {}
+        }
+    }
+}
+
+/// Vertex's host for a location: `global`, the `us`/`eu` multi-regions, or a region.
+pub fn vertex_url(region: &str) -> String {
+    match region {
+        "global" => "https://aiplatform.googleapis.com".into(),
+        "us" | "eu" => format!("https://aiplatform.{region}.rep.googleapis.com"),
+        _ => format!("https://{region}-aiplatform.googleapis.com"),
     }
 }
 
@@ -196,6 +229,16 @@ mod tests {
         ] {
             assert!(Upstream::from_url("x", bad, None).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn vertex_hosts_follow_the_location() {
+        assert_eq!(vertex_url("global"), "https://aiplatform.googleapis.com");
+        assert_eq!(vertex_url("eu"), "https://aiplatform.eu.rep.googleapis.com");
+        assert_eq!(
+            vertex_url("us-east5"),
+            "https://us-east5-aiplatform.googleapis.com"
+        );
     }
 
     #[test]

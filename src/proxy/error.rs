@@ -52,6 +52,8 @@ pub enum GatewayError {
     UpstreamClosed,
     #[error("upstream I/O error: {0}")]
     UpstreamIo(std::io::Error),
+    #[error("no valid credentials for the upstream yet: {0}")]
+    UpstreamCredentials(String),
     #[error("too many connections")]
     Overloaded,
 }
@@ -103,6 +105,9 @@ impl GatewayError {
             GatewayError::UpstreamProtocol(_) => r(502, "api_error", Upstream, "upstream_protocol"),
             GatewayError::UpstreamClosed => r(502, "api_error", Upstream, "upstream_closed"),
             GatewayError::UpstreamIo(_) => r(502, "api_error", Upstream, "upstream_io"),
+            GatewayError::UpstreamCredentials(_) => {
+                r(502, "api_error", Upstream, "upstream_credentials")
+            }
             GatewayError::Overloaded => r(529, "overloaded_error", Internal, "overloaded"),
         }
     }

@@ -72,7 +72,7 @@ pub async fn forward(
         },
         None => body.clone(),
     };
-    let wire_head = upstream_head(head, &translated, translation, upstream, gw);
+    let wire_head = upstream_head(head, &translated, translation, upstream, gw)?;
     let body = &translated;
     let replayable = !matches!(body, RequestBody::Partial { .. });
     let mut attempt = 0u32;
@@ -137,28 +137,42 @@ pub fn plan(
 ) -> Result<Translation, GatewayError> {
     let upstream_model = candidate.upstream_model.as_deref().unwrap_or_default();
     let invalid = |e: format::TranslateError| GatewayError::InvalidRequest(e.to_string());
-    if upstream.provider.is_bedrock() {
-        let source = match op {
-            Operation::Cloud(call) => format::Source::Cloud(call),
-            Operation::CountTokens => format::Source::CountTokens,
-            _ => format::Source::Messages,
-        };
-        let header_betas = client_betas(head);
-        let t = format::to_bedrock(source, body.held(), upstream_model, &header_betas).map_err(
-            |e| match e {
-                format::TranslateError::CountTokensOnBedrock => {
-                    GatewayError::NotFound(e.to_string())
-                }
-                other => invalid(other),
-            },
-        )?;
-        return Ok(Translation {
-            path: Some(t.path),
-            body: t.body.map(Bytes::from),
-            drop_beta_header: t.betas_moved,
-            drop_aws_signing: true,
-            ..Translation::default()
-        });
+    let source = match op {
+        Operation::Cloud(call) => format::Source::Cloud(call),
+        Operation::CountTokens => format::Source::CountTokens,
+        _ => format::Source::Messages,
+    };
+    match &upstream.provider {
+        Provider::Bedrock { .. } => {
+            let t = format::to_bedrock(source, body.held(), upstream_model, &client_betas(head))
+                .map_err(|e| match e {
+                    format::TranslateError::CountTokensOnBedrock => {
+                        GatewayError::NotFound(e.to_string())
+                    }
+                    other => invalid(other),
+                })?;
+            return Ok(Translation {
+                path: Some(t.path),
+                body: t.body.map(Bytes::from),
+                drop_beta_header: t.betas_moved,
+                drop_aws_signing: true,
+                ..Translation::default()
+            });
+        }
+        Provider::Vertex {
+            project, region, ..
+        } => {
+            let t = format::to_vertex(source, body.held(), upstream_model, project, region)
+                .map_err(invalid)?;
+            return Ok(Translation {
+                path: Some(t.path),
+                body: t.body.map(Bytes::from),
+                betas: t.betas,
+                drop_aws_signing: true,
+                ..Translation::default()
+            });
+        }
+        Provider::Anthropic => {}
     }
     match op {
         Operation::Cloud(call) => {
@@ -210,7 +224,7 @@ fn upstream_head(
     t: &Translation,
     upstream: &Upstream,
     gw: &Gateway,
-) -> Bytes {
+) -> Result<Bytes, GatewayError> {
     let path: Option<&[u8]> = t.path.as_deref().map(str::as_bytes);
     let target = (!upstream.base_path.is_empty() || path.is_some()).then(|| {
         let mut out = upstream.base_path.as_bytes().to_vec();
@@ -244,6 +258,21 @@ fn upstream_head(
         ) => Some(bytes.len() as u64),
         _ => None,
     };
+    let vertex_token = match &upstream.provider {
+        Provider::Vertex {
+            token: Some(cell), ..
+        } => Some(
+            cell.current()
+                .map(|t| format!("Bearer {}", t.value))
+                .ok_or_else(|| {
+                    GatewayError::UpstreamCredentials(format!(
+                        "no Vertex access token for {}",
+                        upstream.name
+                    ))
+                })?,
+        ),
+        _ => None,
+    };
     let signing = match &upstream.provider {
         Provider::Bedrock {
             region,
@@ -265,6 +294,9 @@ fn upstream_head(
     if let Some(fields) = &signing {
         extra.extend(fields.iter().map(|(n, v)| (*n, v.as_bytes())));
     }
+    if let Some(bearer) = &vertex_token {
+        extra.push(("authorization", bearer.as_bytes()));
+    }
     let plan = RequestRewrite {
         target: target.as_deref(),
         host: upstream.host_header.as_bytes(),
@@ -284,7 +316,7 @@ fn upstream_head(
     };
     let mut out = Vec::with_capacity(head.bytes.len() + 256);
     rewrite_request(head, &plan, &mut out);
-    out.into()
+    Ok(out.into())
 }
 
 /// The client's `anthropic-beta` list with the body's betas appended (no duplicates), when the

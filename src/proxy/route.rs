@@ -8,6 +8,7 @@ use super::model_field::{scan_model, ModelScan};
 use super::GatewayError;
 use crate::config::Config;
 use crate::format::anthropic_model_id;
+use crate::provider::upstream::Provider;
 
 /// One deployment to try.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,10 +96,16 @@ fn target_for(
         .into_iter()
         .map(|d| {
             let deployment = &route.deployments[d];
-            let upstream_model = match (&deployment.upstream_model, cloud) {
+            let provider = config
+                .upstreams
+                .get(deployment.upstream)
+                .map(|u| &u.provider);
+            let upstream_model = match (&deployment.upstream_model, provider) {
                 (Some(alias), _) => alias.clone(),
-                (None, true) => anthropic_id.clone(),
-                (None, false) => model.to_string(),
+                // A Messages-format upstream knows Anthropic ids; a cloud client's id is mapped.
+                (None, Some(Provider::Anthropic)) if cloud => anthropic_id.clone(),
+                // Same-format clients already use the provider's id; otherwise configure one.
+                _ => model.to_string(),
             };
             Candidate {
                 upstream: deployment.upstream,

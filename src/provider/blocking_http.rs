@@ -1,0 +1,103 @@
+//! A minimal blocking HTTP/1.1 client for side threads (token endpoints): one POST, TLS with
+//! verification when the URL is https, bounded by a timeout. Never used by a worker.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+
+use super::upstream::Upstream;
+use crate::http1::body::BodyCursor;
+use crate::http1::{parse_response, HeadLimits, Method};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_BODY: usize = 1024 * 1024;
+
+/// POSTs `body` with `content_type` to `url`; returns (status, response body).
+pub fn post(
+    url: &str,
+    content_type: &str,
+    body: &[u8],
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<(u16, Vec<u8>), String> {
+    let target = Upstream::from_url("token", url, None)?;
+    let path = if target.base_path.is_empty() {
+        "/".to_string()
+    } else {
+        target.base_path.clone()
+    };
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+        target.host_header,
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    #[expect(clippy::disallowed_methods, reason = "a side thread's blocking lookup")]
+    let addrs: Vec<_> = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {}: {e}", target.host))?
+        .collect();
+    let addr = addrs
+        .first()
+        .ok_or_else(|| format!("no address for {}", target.host))?;
+    let tcp =
+        TcpStream::connect_timeout(addr, TIMEOUT).map_err(|e| format!("connect {addr}: {e}"))?;
+    tcp.set_read_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    tcp.set_write_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    if target.tls {
+        let config = super::connect::client_config(extra_roots).map_err(|e| e.to_string())?;
+        let name = ServerName::try_from(target.host.clone()).map_err(|e| e.to_string())?;
+        let conn =
+            rustls::ClientConnection::new(Arc::clone(&config), name).map_err(|e| e.to_string())?;
+        exchange(rustls::StreamOwned::new(conn, tcp), &request)
+    } else {
+        exchange(tcp, &request)
+    }
+}
+
+fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    stream
+        .write_all(request)
+        .map_err(|e| format!("send: {e}"))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let (head, used) = loop {
+        if let Some(parsed) =
+            parse_response(&buf, Method::Post, HeadLimits::default()).map_err(|e| e.to_string())?
+        {
+            break parsed;
+        }
+        let n = stream
+            .read(&mut chunk)
+            .map_err(|e| format!("receive: {e}"))?;
+        if n == 0 {
+            return Err("connection closed before a response".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let mut rest = buf.split_off(used);
+    let mut cursor = BodyCursor::new(head.framing);
+    let mut body = Vec::new();
+    loop {
+        let input = std::mem::take(&mut rest);
+        cursor
+            .advance(&input, |r| body.extend_from_slice(&input[r]))
+            .map_err(|e| e.to_string())?;
+        if cursor.is_done() || body.len() > MAX_BODY {
+            return Ok((head.status, body));
+        }
+        let n = stream
+            .read(&mut chunk)
+            .map_err(|e| format!("receive: {e}"))?;
+        if n == 0 {
+            cursor.on_eof().map_err(|e| e.to_string())?;
+            return Ok((head.status, body));
+        }
+        rest.extend_from_slice(&chunk[..n]);
+    }
+}

@@ -1,0 +1,222 @@
+//! OAuth2 access tokens for a Vertex upstream, from a service-account JSON (an RS256-signed JWT
+//! exchanged at the token endpoint, RFC 7523, as google-auth does) or from a command that prints
+//! a token (`gcloud auth print-access-token`). A side thread fetches the first token at start-up
+//! and refreshes it 3 min 45 s before it expires (google-auth's threshold); workers read the
+//! current token with one atomic load and never wait on the network.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use base64::Engine;
+use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::PrivatePkcs8KeyDer;
+use serde::Deserialize;
+
+const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+const REFRESH_BEFORE: Duration = Duration::from_secs(225);
+/// Lifetime assumed for a token printed by a command.
+const COMMAND_TOKEN_LIFETIME: Duration = Duration::from_secs(45 * 60);
+
+/// Where tokens come from.
+#[derive(Clone)]
+pub enum TokenSource {
+    ServiceAccount(Arc<ServiceAccount>),
+    Command(String),
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSource::ServiceAccount(sa) => write!(f, "ServiceAccount({})", sa.client_email),
+            TokenSource::Command(c) => write!(f, "Command({c:?})"),
+        }
+    }
+}
+
+/// The parts of a service-account key file that sluice uses.
+pub struct ServiceAccount {
+    pub client_email: String,
+    key_id: String,
+    key: RsaKeyPair,
+    pub token_uri: String,
+}
+
+#[derive(Deserialize)]
+struct ServiceAccountFile {
+    client_email: String,
+    private_key_id: Option<String>,
+    private_key: String,
+    token_uri: Option<String>,
+}
+
+impl ServiceAccount {
+    /// Reads and checks a service-account JSON file.
+    pub fn from_file(path: &str) -> Result<Self, String> {
+        let text = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let file: ServiceAccountFile = serde_json::from_slice(&text)
+            .map_err(|e| format!("{path} is not a service-account key: {e}"))?;
+        let der = PrivatePkcs8KeyDer::from_pem_slice(file.private_key.as_bytes())
+            .map_err(|e| format!("{path}: private_key is not a PKCS#8 PEM key: {e}"))?;
+        let key = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
+            .map_err(|e| format!("{path}: private_key: {e}"))?;
+        Ok(Self {
+            client_email: file.client_email,
+            key_id: file.private_key_id.unwrap_or_default(),
+            key,
+            token_uri: file
+                .token_uri
+                .unwrap_or_else(|| "https://oauth2.googleapis.com/token".into()),
+        })
+    }
+
+    /// The signed JWT assertion for the token endpoint, issued at `now` (seconds since the epoch).
+    pub fn assertion(&self, now: u64) -> Result<String, String> {
+        let b64 = |v: &serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": self.key_id});
+        let claims = serde_json::json!({
+            "iss": self.client_email, "scope": SCOPE, "aud": self.token_uri, "iat": now, "exp": now + 3600,
+        });
+        let signing_input = format!("{}.{}", b64(&header), b64(&claims));
+        let mut signature = vec![0u8; self.key.public().modulus_len()];
+        self.key
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                signing_input.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|_| "RS256 signing failed".to_string())?;
+        Ok(format!(
+            "{signing_input}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature)
+        ))
+    }
+}
+
+/// A token and when it stops working.
+#[derive(Debug)]
+pub struct Token {
+    pub value: String,
+    pub expires: SystemTime,
+}
+
+/// The live token of one Vertex upstream, shared by all workers.
+#[derive(Debug)]
+pub struct GoogleTokenCell {
+    source: TokenSource,
+    current: ArcSwapOption<Token>,
+}
+
+impl GoogleTokenCell {
+    pub fn new(source: TokenSource) -> Arc<Self> {
+        Arc::new(Self {
+            source,
+            current: ArcSwapOption::empty(),
+        })
+    }
+
+    /// The token to send now, if one has been fetched and has not expired.
+    pub fn current(&self) -> Option<Arc<Token>> {
+        self.current
+            .load_full()
+            .filter(|t| t.expires > SystemTime::now())
+    }
+
+    /// Fetches a first token now (so the first request has one), then keeps it fresh on a
+    /// side thread. A failed first fetch is logged and retried by the thread.
+    pub fn start(self: &Arc<Self>) {
+        if let Err(e) = self.refresh() {
+            tracing::error!(error = %e, "cannot get a Vertex access token; retrying");
+        }
+        let cell = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("sluice-google-token".into())
+            .spawn(move || loop {
+                let wait = cell
+                    .current()
+                    .and_then(|t| t.expires.duration_since(SystemTime::now()).ok())
+                    .map_or(Duration::from_secs(5), |left| {
+                        left.saturating_sub(REFRESH_BEFORE)
+                    })
+                    .max(Duration::from_secs(1));
+                #[expect(clippy::disallowed_methods, reason = "the refresher's own thread")]
+                std::thread::sleep(wait);
+                if let Err(e) = cell.refresh() {
+                    tracing::error!(error = %e, "cannot refresh the Vertex access token");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the Vertex token refresher");
+        }
+    }
+
+    fn refresh(&self) -> Result<(), String> {
+        let token = fetch(&self.source)?;
+        self.current.store(Some(Arc::new(token)));
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: serde_json::Value,
+}
+
+fn fetch(source: &TokenSource) -> Result<Token, String> {
+    let now = SystemTime::now();
+    match source {
+        TokenSource::Command(command) => {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(command)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run the token command: {e}"))?;
+            let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if !out.status.success() || value.is_empty() {
+                return Err(format!("the token command failed ({})", out.status));
+            }
+            Ok(Token {
+                value,
+                expires: now + COMMAND_TOKEN_LIFETIME,
+            })
+        }
+        TokenSource::ServiceAccount(sa) => {
+            let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let form = format!(
+                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={}",
+                sa.assertion(secs)?
+            );
+            let (status, body) = super::blocking_http::post(
+                &sa.token_uri,
+                "application/x-www-form-urlencoded",
+                form.as_bytes(),
+                &[],
+            )?;
+            if status != 200 {
+                return Err(format!(
+                    "token endpoint answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                ));
+            }
+            let parsed: TokenResponse =
+                serde_json::from_slice(&body).map_err(|e| format!("token endpoint: {e}"))?;
+            // google-auth tolerates expires_in as a number or a string.
+            let lifetime = match &parsed.expires_in {
+                serde_json::Value::Number(n) => n.as_u64(),
+                serde_json::Value::String(s) => s.parse().ok(),
+                _ => None,
+            }
+            .unwrap_or(3600);
+            Ok(Token {
+                value: parsed.access_token,
+                expires: now + Duration::from_secs(lifetime),
+            })
+        }
+    }
+}
