@@ -367,3 +367,76 @@ fn claude_code_reaches_a_bedrock_upstream_through_sluice() {
         .unwrap()
         .starts_with("{\"anthropic_version\":\"bedrock-2023-05-31\"")));
 }
+
+/// A gateway with a gateway-issued AWS key pair (and the usual virtual key).
+fn sigv4_gateway(mock: &Proc) -> Gateway {
+    let hash = sluice::config::keys::hash_hex(CLIENT_KEY);
+    let config = format!(
+        "[[keys]]\nname = \"dev\"\nsha256 = \"{hash}\"\n[[aws_keys]]\nname = \"aws-dev\"\naccess_key_id = \"AKIDSLUICEISSUED0001\"\nsecret_access_key = \"sluice-issued/secret\"\nteam = \"platform\"\n[[upstreams]]\nname = \"anthropic\"\nurl = \"{}\"\napi_key = \"sk-upstream-secret\"\n",
+        mock.url()
+    );
+    gateway("", &config)
+}
+
+#[test]
+fn the_python_sdk_signs_with_a_sluice_issued_aws_key() {
+    let mock = mock(&[]);
+    let gw = sigv4_gateway(&mock);
+    let python = real_clients().join("venv/bin/python");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/sdk_bedrock_sigv4.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args([
+            gw.url().as_str(),
+            "AKIDSLUICEISSUED0001",
+            "sluice-issued/secret",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "SDK script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["create"], "hello");
+    assert_eq!(got["stream"], "hello");
+    assert_eq!(got["bad_secret"], "401");
+    let records = gw.wait_records(3);
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["identity"] == "key:aws-dev" && r["status"] == 200)
+            .count(),
+        2
+    );
+    assert!(records.iter().any(|r| r["status"] == 401));
+    assert!(!serde_json::to_string(&mock_requests(&mock))
+        .unwrap()
+        .contains("AKIDSLUICEISSUED0001"));
+}
+
+#[test]
+fn claude_code_in_bedrock_mode_signs_with_a_sluice_issued_aws_key() {
+    let mock = mock(&[]);
+    let gw = sigv4_gateway(&mock);
+    let result = run_claude_code(
+        "2.1.330",
+        Mode::Bedrock,
+        &gw,
+        &[
+            ("AWS_BEARER_TOKEN_BEDROCK", ""),
+            ("AWS_ACCESS_KEY_ID", "AKIDSLUICEISSUED0001"),
+            ("AWS_SECRET_ACCESS_KEY", "sluice-issued/secret"),
+        ],
+    );
+    assert_eq!(result["is_error"], false, "{result}");
+    let records = gw.records();
+    let streamed = records
+        .iter()
+        .find(|r| r["stream"] == true)
+        .expect("a streamed turn");
+    assert_eq!(streamed["identity"], "key:aws-dev");
+    assert_eq!(streamed["status"], 200);
+}

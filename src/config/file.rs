@@ -14,6 +14,7 @@ pub struct FileConfig {
     pub routing: RoutingFile,
     pub models: Vec<ModelFile>,
     pub keys: Vec<KeyFile>,
+    pub aws_keys: Vec<AwsKeyFile>,
     pub pricing: Vec<PriceFile>,
     pub log: LogFile,
 }
@@ -213,6 +214,24 @@ pub struct KeyFile {
     pub name: String,
     /// Hex SHA-256 of the key (`sluice keys hash` prints it); the key itself is never stored.
     pub sha256: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub team: Option<String>,
+}
+
+/// An AWS access key pair sluice issues, so unmodified AWS SDK clients (SigV4-signing Bedrock
+/// clients) can authenticate to it. SigV4 is an HMAC: the secret itself must be known.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsKeyFile {
+    pub name: String,
+    pub access_key_id: String,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// The environment variable holding the secret (preferred).
+    #[serde(default)]
+    pub secret_access_key_env: Option<String>,
     #[serde(default)]
     pub user: Option<String>,
     #[serde(default)]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{file::KeyFile, invalid, ConfigError};
+use super::{file::AwsKeyFile, file::KeyFile, invalid, ConfigError};
 
 /// Who a virtual key belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,14 +17,33 @@ pub struct VirtualKey {
     digest: [u8; 32],
 }
 
-/// Digest → key.
+/// A gateway-issued AWS key pair and whom it identifies. `Debug` hides the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AwsKey {
+    pub name: String,
+    pub user: Option<String>,
+    pub team: Option<String>,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for AwsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AwsKey({}, <redacted>)", self.name)
+    }
+}
+
+/// Digest → key, and access key id → AWS key.
 #[derive(Clone, Debug, Default)]
 pub struct KeyTable {
     by_digest: HashMap<[u8; 32], VirtualKey>,
+    aws: HashMap<String, AwsKey>,
 }
 
 impl KeyTable {
-    pub(super) fn build(files: &[KeyFile]) -> Result<KeyTable, ConfigError> {
+    pub(super) fn build(
+        files: &[KeyFile],
+        aws_files: &[AwsKeyFile],
+    ) -> Result<KeyTable, ConfigError> {
         let mut by_digest = HashMap::new();
         for (i, k) in files.iter().enumerate() {
             let mut digest = [0u8; 32];
@@ -47,16 +66,52 @@ impl KeyTable {
                 ));
             }
         }
-        Ok(KeyTable { by_digest })
+        let mut aws = HashMap::new();
+        for (i, k) in aws_files.iter().enumerate() {
+            let secret = match (&k.secret_access_key, &k.secret_access_key_env) {
+                (Some(s), None) => s.clone(),
+                (None, Some(var)) => std::env::var(var).map_err(|_| {
+                    invalid(
+                        format!("aws_keys[{i}].secret_access_key_env"),
+                        format!("${var} is not set"),
+                    )
+                })?,
+                _ => {
+                    return Err(invalid(
+                        format!("aws_keys[{i}]"),
+                        "give secret_access_key or secret_access_key_env",
+                    ))
+                }
+            };
+            let key = AwsKey {
+                name: k.name.clone(),
+                user: k.user.clone(),
+                team: k.team.clone(),
+                secret,
+            };
+            if aws.insert(k.access_key_id.clone(), key).is_some() {
+                return Err(invalid(
+                    format!("aws_keys[{i}].access_key_id"),
+                    "listed twice",
+                ));
+            }
+        }
+        Ok(KeyTable { by_digest, aws })
     }
 
+    /// No credential of any kind is configured: every client is accepted.
     pub fn is_empty(&self) -> bool {
-        self.by_digest.is_empty()
+        self.by_digest.is_empty() && self.aws.is_empty()
     }
 
-    /// Number of virtual keys.
+    /// Number of virtual keys and AWS key pairs.
     pub fn len(&self) -> usize {
-        self.by_digest.len()
+        self.by_digest.len() + self.aws.len()
+    }
+
+    /// The gateway-issued AWS key with this access key id.
+    pub fn aws_key(&self, access_key_id: &str) -> Option<&AwsKey> {
+        self.aws.get(access_key_id)
     }
 
     /// The virtual key whose digest is `digest`, if any.

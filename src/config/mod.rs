@@ -269,7 +269,7 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
         routes,
         routing: build_routing(&file)?,
         models: build_models(&file),
-        keys: KeyTable::build(&file.keys)?,
+        keys: KeyTable::build(&file.keys, &file.aws_keys)?,
         pricing: build_pricing(&file)?,
         access_log: match file.log.access_log.as_str() {
             "-" => AccessLogTarget::Stdout,

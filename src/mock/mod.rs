@@ -517,49 +517,22 @@ fn bedrock_auth(head: &RequestHead, body: &[u8], args: &MockArgs) -> Result<(), 
             Ok(())
         };
     };
-    let field = |name: &str| {
-        auth.split([' ', ','])
-            .find_map(|p| p.strip_prefix(name))
-            .map(str::to_string)
-            .unwrap_or_default()
-    };
-    let credential = field("Credential=");
-    let signed = field("SignedHeaders=");
-    let given = field("Signature=");
-    let scope: Vec<&str> = credential.split('/').collect();
-    let [key_id, _day, region, service, "aws4_request"] = scope[..] else {
-        return Err("missing or malformed SigV4 authorization".into());
-    };
-    if key_id != access || service != "bedrock" {
-        return Err(format!("unknown key {key_id} or service {service}"));
-    }
-    let payload = crate::provider::sigv4::sha256_hex(body);
-    if head
-        .header_str("x-amz-content-sha256")
-        .is_some_and(|h| h != payload)
-    {
-        return Err("x-amz-content-sha256 does not match the body".into());
-    }
-    let date = head.header_str("x-amz-date").unwrap_or_default();
-    let values: Vec<(&str, &str)> = signed
-        .split(';')
-        .map(|n| (n, head.header_str(n).unwrap_or_default()))
-        .collect();
     let target = String::from_utf8_lossy(head.target()).into_owned();
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let req = crate::provider::sigv4::Request {
-        method: "POST",
-        path,
-        query,
-        headers: &values,
-        payload_sha256: &payload,
-    };
-    let (_, expected) = crate::provider::sigv4::signature(secret, region, service, date, &req);
-    if expected == given {
-        Ok(())
-    } else {
-        Err("The request signature we calculated does not match the signature you provided.".into())
-    }
+    crate::provider::sigv4::verify(
+        "POST",
+        &target,
+        |n| head.header_str(n),
+        body,
+        |id| (id == access).then(|| secret.clone()),
+    )
+    .map(|_| ())
+    .map_err(|e| match e {
+        crate::provider::sigv4::VerifyError::Mismatch => {
+            "The request signature we calculated does not match the signature you provided."
+                .to_string()
+        }
+        other => other.to_string(),
+    })
 }
 
 /// Vertex rawPredict / streamRawPredict / count-tokens, behind the mock's token check.

@@ -94,6 +94,119 @@ pub fn signature(
     )
 }
 
+/// Why a client's signature was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("missing or malformed SigV4 authorization")]
+    Malformed,
+    #[error("unknown access key")]
+    UnknownKey,
+    #[error("x-amz-date is missing or more than 15 minutes off")]
+    Stale,
+    #[error("x-amz-content-sha256 does not match the body")]
+    PayloadMismatch,
+    #[error("the signature does not match")]
+    Mismatch,
+}
+
+/// What a SigV4 `Authorization` header names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented<'a> {
+    pub access_key_id: &'a str,
+    pub region: &'a str,
+    pub service: &'a str,
+    pub signed_headers: &'a str,
+    pub signature: &'a str,
+}
+
+/// Parses `AWS4-HMAC-SHA256 Credential=AKID/day/region/service/aws4_request, SignedHeaders=…, Signature=…`.
+pub fn parse_authorization(value: &str) -> Option<Presented<'_>> {
+    let rest = value.strip_prefix("AWS4-HMAC-SHA256 ")?;
+    let field = |name: &str| rest.split([' ', ',']).find_map(|p| p.strip_prefix(name));
+    let scope: Vec<&str> = field("Credential=")?.split('/').collect();
+    let [access_key_id, _day, region, service, "aws4_request"] = scope[..] else {
+        return None;
+    };
+    Some(Presented {
+        access_key_id,
+        region,
+        service,
+        signed_headers: field("SignedHeaders=")?,
+        signature: field("Signature=")?,
+    })
+}
+
+/// Verifies a received request's signature: `header` looks up a received header's value,
+/// `secret_for` the secret of an access key id. Signs over exactly what was received (the target
+/// as sent, the headers the client chose to sign) and checks the date (±15 minutes). Returns the
+/// access key id.
+pub fn verify<'a>(
+    method: &str,
+    target: &str,
+    header: impl Fn(&str) -> Option<&'a str>,
+    body: &[u8],
+    secret_for: impl Fn(&str) -> Option<String>,
+) -> Result<String, VerifyError> {
+    let presented = parse_authorization(header("authorization").unwrap_or_default())
+        .ok_or(VerifyError::Malformed)?;
+    let secret = secret_for(presented.access_key_id).ok_or(VerifyError::UnknownKey)?;
+    let date = header("x-amz-date").ok_or(VerifyError::Stale)?;
+    if !date_is_fresh(date) {
+        return Err(VerifyError::Stale);
+    }
+    let payload = sha256_hex(body);
+    if header("x-amz-content-sha256").is_some_and(|h| h != payload && h != "UNSIGNED-PAYLOAD") {
+        return Err(VerifyError::PayloadMismatch);
+    }
+    let payload_signed = header("x-amz-content-sha256")
+        .filter(|h| *h == "UNSIGNED-PAYLOAD")
+        .unwrap_or(&payload);
+    let values: Vec<(&str, &str)> = presented
+        .signed_headers
+        .split(';')
+        .map(|n| (n, header(n).unwrap_or_default()))
+        .collect();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let req = Request {
+        method,
+        path,
+        query,
+        headers: &values,
+        payload_sha256: payload_signed,
+    };
+    let (_, expected) = signature(&secret, presented.region, presented.service, date, &req);
+    if subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), presented.signature.as_bytes()).into() {
+        Ok(presented.access_key_id.to_string())
+    } else {
+        Err(VerifyError::Mismatch)
+    }
+}
+
+fn date_is_fresh(amz: &str) -> bool {
+    let b = amz.as_bytes();
+    if b.len() != 16 {
+        return false;
+    }
+    let rfc = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &amz[0..4],
+        &amz[4..6],
+        &amz[6..8],
+        &amz[9..11],
+        &amz[11..13],
+        &amz[13..15]
+    );
+    let Ok(at) = humantime::parse_rfc3339(&rfc) else {
+        return false;
+    };
+    let now = SystemTime::now();
+    let skew = now
+        .duration_since(at)
+        .or_else(|_| at.duration_since(now))
+        .unwrap_or_default();
+    skew <= std::time::Duration::from_secs(15 * 60)
+}
+
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     // HMAC accepts keys of any length; new_from_slice cannot fail for it.
     let mut mac = match HmacSha256::new_from_slice(key) {
@@ -276,6 +389,53 @@ mod tests {
             uri_encode("/model/x-v1%3A0/invoke", false),
             "/model/x-v1%253A0/invoke"
         );
+    }
+
+    #[test]
+    fn a_signature_verifies_and_a_tampered_one_does_not() {
+        let now = amz_date(SystemTime::now());
+        let body = br#"{"max_tokens":1}"#;
+        let hash = sha256_hex(body);
+        let headers = [
+            ("host", "gw:4100"),
+            ("x-amz-date", now.as_str()),
+            ("x-amz-content-sha256", hash.as_str()),
+        ];
+        let req = Request {
+            method: "POST",
+            path: "/model/m:0/invoke",
+            query: "",
+            headers: &headers,
+            payload_sha256: &hash,
+        };
+        let auth = authorization(&creds(None), "us-east-1", "bedrock", &now, &req);
+        let lookup = |name: &str| -> Option<&str> {
+            match name {
+                "authorization" => Some(auth.as_str()),
+                "host" => Some("gw:4100"),
+                "x-amz-date" => Some(now.as_str()),
+                "x-amz-content-sha256" => Some(hash.as_str()),
+                _ => None,
+            }
+        };
+        let secret = |id: &str| (id == "AKIDEXAMPLE").then(|| creds(None).secret_access_key);
+        assert_eq!(
+            verify("POST", "/model/m:0/invoke", lookup, body, secret),
+            Ok("AKIDEXAMPLE".into())
+        );
+        assert_eq!(
+            verify("POST", "/model/m:1/invoke", lookup, body, secret),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            verify("POST", "/model/m:0/invoke", lookup, b"{}", secret),
+            Err(VerifyError::PayloadMismatch)
+        );
+        assert_eq!(
+            verify("POST", "/model/m:0/invoke", lookup, body, |_| None),
+            Err(VerifyError::UnknownKey)
+        );
+        assert!(!date_is_fresh(DATE), "2015 is stale");
     }
 
     #[test]

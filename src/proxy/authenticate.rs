@@ -8,6 +8,7 @@ use super::GatewayError;
 use crate::config::keys::digest;
 use crate::config::Config;
 use crate::http1::RequestHead;
+use crate::provider::sigv4;
 
 /// Who is calling.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,8 +50,58 @@ impl Identity {
     }
 }
 
-/// Authenticates a request.
-pub fn authenticate(head: &RequestHead, config: &Config) -> Result<Identity, GatewayError> {
+/// An identity, and the SigV4 signature still to check once the body is read.
+#[derive(Debug)]
+pub struct Authenticated {
+    pub identity: Identity,
+    /// A SigV4-signed request: the secret of its access key, to verify the signature with.
+    pub pending_sigv4: Option<String>,
+}
+
+/// Authenticates a request (a SigV4 signature is checked later, by [`verify_sigv4`]).
+pub fn authenticate(head: &RequestHead, config: &Config) -> Result<Authenticated, GatewayError> {
+    let sigv4 = head
+        .header_str("authorization")
+        .and_then(sigv4::parse_authorization)
+        .filter(|_| !config.open_access());
+    if let Some(presented) = sigv4 {
+        let key = config
+            .keys
+            .aws_key(presented.access_key_id)
+            .ok_or(GatewayError::Unauthorized)?;
+        return Ok(Authenticated {
+            identity: Identity::Key {
+                name: key.name.clone(),
+                user: key.user.clone(),
+                team: key.team.clone(),
+            },
+            pending_sigv4: Some(key.secret.clone()),
+        });
+    }
+    identify(head, config).map(|identity| Authenticated {
+        identity,
+        pending_sigv4: None,
+    })
+}
+
+/// Checks a SigV4-signed request's signature over the request exactly as received.
+pub fn verify_sigv4(head: &RequestHead, body: &[u8], secret: &str) -> Result<(), GatewayError> {
+    let target = String::from_utf8_lossy(head.target()).into_owned();
+    sigv4::verify(
+        head.method.as_str(),
+        &target,
+        |n| head.header_str(n),
+        body,
+        |_| Some(secret.to_string()),
+    )
+    .map(|_| ())
+    .map_err(|e| {
+        tracing::info!(error = %e, "SigV4 signature refused");
+        GatewayError::Unauthorized
+    })
+}
+
+fn identify(head: &RequestHead, config: &Config) -> Result<Identity, GatewayError> {
     let presented = presented_key(head);
     if config.open_access() {
         return Ok(match presented {
@@ -107,11 +158,15 @@ mod tests {
             hash_hex("sk-alice")
         );
         let config = build(parse_text(&text).unwrap(), &Overrides::default()).unwrap();
-        let alice = authenticate(&head("x-api-key: sk-alice\r\n"), &config).unwrap();
+        let alice = authenticate(&head("x-api-key: sk-alice\r\n"), &config)
+            .unwrap()
+            .identity;
         assert_eq!(alice.label(), "key:alice");
         assert_eq!(alice.team().as_deref(), Some("core"));
         assert_eq!(
-            authenticate(&head("Authorization: Bearer sk-alice\r\n"), &config).unwrap(),
+            authenticate(&head("Authorization: Bearer sk-alice\r\n"), &config)
+                .unwrap()
+                .identity,
             alice
         );
         for bad in [
@@ -131,13 +186,30 @@ mod tests {
     }
 
     #[test]
+    fn aws_key_pairs_identify_and_leave_the_signature_to_check() {
+        let text = "[[aws_keys]]\nname = \"ci\"\naccess_key_id = \"AKIDSLUICE\"\nsecret_access_key = \"s\"\nteam = \"build\"\n";
+        let config = build(parse_text(text).unwrap(), &Overrides::default()).unwrap();
+        let signed = "Authorization: AWS4-HMAC-SHA256 Credential=AKIDSLUICE/20261122/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=00\r\n";
+        let auth = authenticate(&head(signed), &config).unwrap();
+        assert_eq!(auth.identity.label(), "key:ci");
+        assert_eq!(auth.pending_sigv4.as_deref(), Some("s"));
+        let unknown = signed.replace("AKIDSLUICE", "AKIDOTHER");
+        assert!(matches!(
+            authenticate(&head(&unknown), &config),
+            Err(GatewayError::Unauthorized)
+        ));
+    }
+
+    #[test]
     fn open_access_fingerprints_the_client_key() {
         let config = build(parse_text("").unwrap(), &Overrides::default()).unwrap();
-        let id = authenticate(&head("x-api-key: sk-test-123\r\n"), &config).unwrap();
+        let id = authenticate(&head("x-api-key: sk-test-123\r\n"), &config)
+            .unwrap()
+            .identity;
         assert!(id.label().starts_with("passthrough:"));
         assert!(!id.label().contains("sk-test"));
         assert_eq!(
-            authenticate(&head(""), &config).unwrap(),
+            authenticate(&head(""), &config).unwrap().identity,
             Identity::Anonymous
         );
     }

@@ -152,12 +152,16 @@ async fn run_phases(
     ) {
         return local::answer(client, head, &op, &gw.config, ex).await;
     }
-    let identity = authenticate::authenticate(head, &gw.config)?;
-    ex.set_identity(&identity);
+    let auth = authenticate::authenticate(head, &gw.config)?;
+    ex.set_identity(&auth.identity);
     if op.is_local() {
         return local::answer(client, head, &op, &gw.config, ex).await;
     }
-    let (body, target) = read_and_route(client, head, &op, gw, ex).await?;
+    let hold_whole = auth.pending_sigv4.is_some();
+    let (body, target) = read_and_route(client, head, &op, hold_whole, gw, ex).await?;
+    if let Some(secret) = &auth.pending_sigv4 {
+        authenticate::verify_sigv4(head, body.held(), secret)?;
+    }
     ex.record.model = target.model.clone();
     forward_with_fallback(client, head, &op, &body, &target, gw, ex).await
 }
@@ -270,12 +274,13 @@ async fn read_and_route(
     client: &mut ClientConn,
     head: &RequestHead,
     op: &Operation,
+    hold_whole: bool,
     gw: &Gateway,
     ex: &mut Exchange,
 ) -> Result<(RequestBody, route::Target), GatewayError> {
     let mut body = request_body::read(client, head).await?;
-    if matches!(op, Operation::Cloud(_)) {
-        // Translation edits the body as a whole.
+    if hold_whole || matches!(op, Operation::Cloud(_)) {
+        // Translation edits the body as a whole; a signature covers the whole body.
         body = request_body::complete(client, body).await?;
     }
     ex.body_consumed = !matches!(body, RequestBody::Partial { .. });
