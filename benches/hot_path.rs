@@ -132,11 +132,72 @@ fn chunked_decode(c: &mut Criterion) {
     group.finish();
 }
 
+/// Format conversion per event: SSE → event-stream frame (a Bedrock client on a Messages
+/// upstream) and event-stream frame → SSE (a Messages client on a Bedrock upstream).
+fn conversion(c: &mut Criterion) {
+    let reply: Vec<String> = (0..200).map(|i| format!("word{i}")).collect();
+    let sse: Vec<u8> =
+        sluice::mock::responses::sse_events("claude-opus-4-8", &reply.join(" "), 19_000, 200)
+            .concat();
+    let frames: Vec<u8> =
+        sluice::mock::responses::bedrock_frames("claude-opus-4-8", &reply.join(" "), 19_000, 200)
+            .concat();
+    let mut group = c.benchmark_group("conversion");
+    group.throughput(Throughput::Elements(206));
+    group.bench_function("SSE to event-stream, 206 events", |b| {
+        b.iter(|| {
+            let mut splitter = sluice::format::sse_split::SseSplitter::new();
+            let mut out = Vec::with_capacity(sse.len() * 2);
+            splitter
+                .feed(black_box(&sse), |event| {
+                    out.extend_from_slice(&sluice::format::eventstream::chunk_frame(event))
+                })
+                .unwrap();
+            black_box(out.len())
+        })
+    });
+    group.bench_function("event-stream to SSE, 206 events", |b| {
+        b.iter(|| {
+            let mut decoder = sluice::format::eventstream::Decoder::new();
+            decoder.feed(black_box(&frames));
+            let mut out = Vec::with_capacity(frames.len());
+            while let Some(m) = decoder.next_message().unwrap() {
+                sluice::format::sse_from_message(&m, &mut out);
+            }
+            black_box(out.len())
+        })
+    });
+    group.finish();
+}
+
+fn sigv4_sign(c: &mut Criterion) {
+    let creds = sluice::provider::sigv4::AwsCredentials {
+        access_key_id: "AKIDEXAMPLE".into(),
+        secret_access_key: "secret".into(),
+        session_token: None,
+        expires: None,
+    };
+    let (_, body) = claude_code_request();
+    c.bench_function("SigV4 signing of the Claude Code body", |b| {
+        b.iter(|| {
+            black_box(sluice::provider::bedrock::signed_fields(
+                &creds,
+                "us-east-1",
+                "bedrock-runtime.us-east-1.amazonaws.com",
+                b"/model/us.anthropic.claude-opus-4-8-v1/invoke-with-response-stream",
+                black_box(&body),
+            ))
+        })
+    });
+}
+
 criterion_group!(
     benches,
     head_parse_and_rewrite,
     model_scan,
     sse_meter,
-    chunked_decode
+    chunked_decode,
+    conversion,
+    sigv4_sign
 );
 criterion_main!(benches);

@@ -100,6 +100,22 @@ pub struct Report {
     pub sluice_vs_nginx_throughput: Option<f64>,
     pub sluice_rss_mib: f64,
     pub sluice_peak_rss_mib: f64,
+    /// A Messages client through sluice to a Bedrock upstream (SigV4 signing, event-stream →
+    /// SSE), against the same request sent straight to the Bedrock mock.
+    pub bedrock_egress: FormatFigures,
+    /// A Bedrock client through sluice to a Messages upstream (SSE → event-stream), against a
+    /// Messages request sent straight to the mock.
+    pub cross_format: FormatFigures,
+}
+
+/// Streamed-request latency of one format combination, µs.
+#[derive(Debug, Serialize, Default)]
+pub struct FormatFigures {
+    pub direct_first_byte_us: Percentiles,
+    pub sluice_first_byte_us: Percentiles,
+    pub direct_total_us: Percentiles,
+    pub sluice_total_us: Percentiles,
+    pub added_total_us: Percentiles,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +156,29 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         "--io-driver",
         &args.io_driver,
     ])?;
+    let dir = std::env::temp_dir().join(format!("sluice-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let bedrock_config = dir.join("bedrock.toml");
+    #[expect(clippy::disallowed_methods, reason = "bench set-up, not a gateway worker")]
+    std::fs::write(
+        &bedrock_config,
+        format!(
+            "[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nregion = \"us-east-1\"\nurl = \"{upstream}\"\naws_access_key_id = \"AKIDBENCH\"\naws_secret_access_key = \"bench\"\n[[routes]]\nmodel = \"*\"\ndeployments = [{{ upstream = \"bedrock\", upstream_model = \"{BENCH_BEDROCK_MODEL}\" }}]\n[log]\naccess_log = \"{}\"\n",
+            dir.join("bedrock-access.jsonl").display()
+        ),
+    )?;
+    let config_arg = bedrock_config.display().to_string();
+    let sluice_bedrock = Server::start_self(&[
+        "serve",
+        "--config",
+        &config_arg,
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        &workers,
+        "--io-driver",
+        &args.io_driver,
+    ])?;
     let nginx = Nginx::start(mock.addr);
     let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
@@ -157,6 +196,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             addr: n.addr,
             pid: n.child.id(),
         }),
+        sluice_bedrock: sluice_bedrock.addr,
     };
     let report = runtime.block_on(measure_all(args, &targets))?;
     print_table(&report);
@@ -174,7 +214,11 @@ struct Targets {
     direct: Target,
     sluice: Target,
     nginx: Option<Target>,
+    /// A sluice whose upstream is the mock as a Bedrock endpoint.
+    sluice_bedrock: SocketAddr,
 }
+
+const BENCH_BEDROCK_MODEL: &str = "us.anthropic.claude-opus-4-8-v1";
 
 async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
     let big = claude_code_sized_body(false);
@@ -204,6 +248,15 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
         Some(target) => Some(figures(2, throughput(args, target).await?)),
         None => None,
     };
+    let bedrock_egress = format_figures(
+        args,
+        t.direct.addr,
+        t.sluice_bedrock,
+        FormatCase::BedrockEgress,
+    )
+    .await?;
+    let cross_format =
+        format_figures(args, t.direct.addr, t.sluice.addr, FormatCase::CrossFormat).await?;
     let (rss, peak) = rss_kib(t.sluice.pid).unwrap_or_default();
     Ok(Report {
         request_body_bytes: big.len(),
@@ -219,6 +272,66 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
         nginx,
         sluice_rss_mib: rss as f64 / 1024.0,
         sluice_peak_rss_mib: peak as f64 / 1024.0,
+        bedrock_egress,
+        cross_format,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum FormatCase {
+    BedrockEgress,
+    CrossFormat,
+}
+
+/// Streamed 70 KB requests in two formats: direct (the mock in the upstream's format) and
+/// through sluice (the client's format), in alternating blocks.
+async fn format_figures(
+    args: &BenchArgs,
+    mock: SocketAddr,
+    via: SocketAddr,
+    case: FormatCase,
+) -> std::io::Result<FormatFigures> {
+    let messages = claude_code_sized_body(true);
+    let bedrock_path = format!("/model/{BENCH_BEDROCK_MODEL}/invoke-with-response-stream");
+    let bedrock_body = crate::format::to_bedrock(
+        crate::format::Source::Messages,
+        &messages,
+        BENCH_BEDROCK_MODEL,
+        &[],
+    )
+    .ok()
+    .and_then(|r| r.body)
+    .unwrap_or_default();
+    let path = "/v1/messages?beta=true";
+    let (direct, through) = match case {
+        FormatCase::BedrockEgress => (
+            load::request(mock, &bedrock_path, &bedrock_body),
+            load::request(via, path, &messages),
+        ),
+        FormatCase::CrossFormat => (
+            load::request(mock, path, &messages),
+            load::request(via, &bedrock_path, &bedrock_body),
+        ),
+    };
+    let count = (args.requests / 2).max(1);
+    load::measure(mock, direct.clone(), 20).await?;
+    load::measure(via, through.clone(), 20).await?;
+    let mut d = load::measure(mock, direct.clone(), 1).await?;
+    let mut s = load::measure(via, through.clone(), 1).await?;
+    let mut done = 0;
+    while done < count {
+        let n = 250.min(count - done);
+        load::sequential(mock, direct.clone(), n, &mut d).await?;
+        load::sequential(via, through.clone(), n, &mut s).await?;
+        done += n;
+    }
+    let (dt, st) = (Percentiles::of(&d.total), Percentiles::of(&s.total));
+    Ok(FormatFigures {
+        direct_first_byte_us: Percentiles::of(&d.first_byte),
+        sluice_first_byte_us: Percentiles::of(&s.first_byte),
+        added_total_us: st.minus(&dt),
+        direct_total_us: dt,
+        sluice_total_us: st,
     })
 }
 
@@ -366,4 +479,27 @@ fn print_table(r: &Report) {
         "sluice RSS {:.1} MiB (peak {:.1} MiB)",
         r.sluice_rss_mib, r.sluice_peak_rss_mib
     );
+    println!();
+    println!(
+        "{:<44} {:>26} | {:>26} | {:>26}",
+        "streamed 70 KB request, c=1 (µs)", "direct", "through sluice", "added"
+    );
+    for (name, f) in [
+        ("Bedrock egress", &r.bedrock_egress),
+        ("cross-format (Bedrock client)", &r.cross_format),
+    ] {
+        println!(
+            "{:<44} {} | {} |",
+            format!("{name}: first byte"),
+            p(&f.direct_first_byte_us),
+            p(&f.sluice_first_byte_us)
+        );
+        println!(
+            "{:<44} {} | {} | {}",
+            format!("{name}: total"),
+            p(&f.direct_total_us),
+            p(&f.sluice_total_us),
+            p(&f.added_total_us)
+        );
+    }
 }

@@ -108,10 +108,13 @@ impl Message {
     }
 }
 
-/// Incremental decoder: feed bytes split anywhere, take whole messages out.
+/// Incremental decoder: feed bytes split anywhere, take whole messages out. Consumed frames
+/// advance a read offset (the buffer is compacted once most of it is consumed), so many frames
+/// in one read cost linear time.
 #[derive(Debug, Default)]
 pub struct Decoder {
     buf: Vec<u8>,
+    start: usize,
 }
 
 impl Decoder {
@@ -120,30 +123,32 @@ impl Decoder {
     }
 
     pub fn feed(&mut self, data: &[u8]) {
+        if self.start > 0 && self.start * 2 >= self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(data);
     }
 
     /// The next complete message, if one is buffered.
     pub fn next_message(&mut self) -> Result<Option<Message>, EventStreamError> {
-        if self.buf.len() < PRELUDE {
+        let buf = &self.buf[self.start..];
+        if buf.len() < PRELUDE {
             return Ok(None);
         }
-        let total =
-            u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
-        let headers_len =
-            u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]) as usize;
-        let prelude_crc =
-            u32::from_be_bytes([self.buf[8], self.buf[9], self.buf[10], self.buf[11]]);
-        if crc32fast::hash(&self.buf[..8]) != prelude_crc {
+        let total = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        let headers_len = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
+        let prelude_crc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
+        if crc32fast::hash(&buf[..8]) != prelude_crc {
             return Err(EventStreamError::PreludeCrc);
         }
         if !(PRELUDE + 4..=MAX_FRAME).contains(&total) || headers_len > total - PRELUDE - 4 {
             return Err(EventStreamError::Length(total));
         }
-        if self.buf.len() < total {
+        if buf.len() < total {
             return Ok(None);
         }
-        let frame: Vec<u8> = self.buf.drain(..total).collect();
+        let frame = &buf[..total];
         let crc = u32::from_be_bytes([
             frame[total - 4],
             frame[total - 3],
@@ -154,10 +159,9 @@ impl Decoder {
             return Err(EventStreamError::MessageCrc);
         }
         let headers = parse_headers(&frame[PRELUDE..PRELUDE + headers_len])?;
-        Ok(Some(Message {
-            headers,
-            payload: frame[PRELUDE + headers_len..total - 4].to_vec(),
-        }))
+        let payload = frame[PRELUDE + headers_len..total - 4].to_vec();
+        self.start += total;
+        Ok(Some(Message { headers, payload }))
     }
 }
 

@@ -393,6 +393,42 @@ pub fn to_vertex(
     })
 }
 
+/// One event-stream message as an SSE event: a `chunk` carries the Anthropic event itself; an
+/// `exception` becomes an SSE `error` event of the matching Anthropic type.
+pub fn sse_from_message(message: &eventstream::Message, out: &mut Vec<u8>) {
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    if message.header(":message-type") == Some("exception") {
+        let kind = match message.header(":exception-type").unwrap_or_default() {
+            "throttlingException" => "rate_limit_error",
+            "serviceUnavailableException" => "overloaded_error",
+            "validationException" => "invalid_request_error",
+            _ => "api_error",
+        };
+        let text = serde_json::from_slice::<serde_json::Value>(&message.payload)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "the upstream stream failed".into());
+        let data = serde_json::json!({"type": "error", "error": {"type": kind, "message": text}});
+        out.extend_from_slice(format!("event: error\ndata: {data}\n\n").as_bytes());
+        return;
+    }
+    let Some(event) = message.chunk_event() else {
+        return;
+    };
+    let Ok(kind) = serde_json::from_slice::<Kind>(&event) else {
+        return;
+    };
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(kind.kind.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(&event);
+    out.extend_from_slice(b"\n\n");
+}
+
 /// Replaces the body's `model` (an alias routed to another upstream model).
 pub fn with_model(body: &[u8], upstream_model: &str) -> Option<Vec<u8>> {
     let model = json_edit::json_string(upstream_model);

@@ -16,8 +16,8 @@ use super::client::ClientConn;
 use super::exchange::Exchange;
 use super::forward::UpstreamResponse;
 use super::Gateway;
-use crate::format::eventstream;
 use crate::format::sse_split::SseSplitter;
+use crate::format::{self, eventstream};
 use crate::http1::body::BodyCursor;
 use crate::http1::io::read_some;
 use crate::http1::rewrite::{rewrite_response, ResponseRewrite};
@@ -62,7 +62,7 @@ impl Meter {
                 decoder.feed(data);
                 let mut text = Vec::new();
                 while let Ok(Some(message)) = decoder.next_message() {
-                    sse_from_message(&message, &mut text);
+                    format::sse_from_message(&message, &mut text);
                 }
                 sse.feed(&text);
             }
@@ -378,49 +378,13 @@ fn take_body(
                 .next_message()
                 .map_err(|_| Http1Error::BadChunk("malformed event-stream frame"))?
             {
-                sse_from_message(&message, &mut sse);
+                format::sse_from_message(&message, &mut sse);
             }
             meter.feed(&sse);
             push_piece(out, &sse, *chunked);
         }
     }
     Ok(())
-}
-
-/// One event-stream message as an SSE event: a `chunk` carries the Anthropic event itself; an
-/// `exception` becomes an SSE `error` event of the matching Anthropic type.
-fn sse_from_message(message: &eventstream::Message, out: &mut Vec<u8>) {
-    #[derive(serde::Deserialize)]
-    struct Kind {
-        #[serde(rename = "type")]
-        kind: String,
-    }
-    if message.header(":message-type") == Some("exception") {
-        let kind = match message.header(":exception-type").unwrap_or_default() {
-            "throttlingException" => "rate_limit_error",
-            "serviceUnavailableException" => "overloaded_error",
-            "validationException" => "invalid_request_error",
-            _ => "api_error",
-        };
-        let text = serde_json::from_slice::<serde_json::Value>(&message.payload)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string))
-            .unwrap_or_else(|| "the upstream stream failed".into());
-        let data = serde_json::json!({"type": "error", "error": {"type": kind, "message": text}});
-        out.extend_from_slice(format!("event: error\ndata: {data}\n\n").as_bytes());
-        return;
-    }
-    let Some(event) = message.chunk_event() else {
-        return;
-    };
-    let Ok(kind) = serde_json::from_slice::<Kind>(&event) else {
-        return;
-    };
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(kind.kind.as_bytes());
-    out.extend_from_slice(b"\ndata: ");
-    out.extend_from_slice(&event);
-    out.extend_from_slice(b"\n\n");
 }
 
 /// What kind of streaming body a response carries.
