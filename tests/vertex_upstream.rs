@@ -232,3 +232,36 @@ fn a_broken_service_account_file_is_a_config_error() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("upstreams[0].gcp_service_account_file"));
 }
+
+#[test]
+fn a_vertex_client_reaches_vertex_with_its_body_untouched() {
+    let (_keys, mock, gw) = sa_setup();
+    let body = r#"{"anthropic_version":"vertex-2023-10-16","messages":[{"role":"user","content":"hi"}],"max_tokens":9,"stream":true}"#;
+    let raw = format!(
+        "POST /v1/projects/client-proj/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict HTTP/1.1\r\nHost: gw\r\nanthropic-beta: b3\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let resp = request(gw.addr, &raw);
+    assert_eq!(resp.status, 200);
+    assert!(String::from_utf8(resp.body)
+        .unwrap()
+        .contains("event: message_stop"));
+    let call = mock_requests(&mock)
+        .into_iter()
+        .find(|r| r["target"] != "/token")
+        .unwrap();
+    // The upstream's own project and location; the body exactly as the client sent it.
+    assert_eq!(
+        call["target"],
+        format!("{BASE}/claude-sonnet-4-5@20250929:streamRawPredict")
+    );
+    assert_eq!(call["body"], body);
+    assert!(call["headers"]
+        .to_string()
+        .contains("[\"anthropic-beta\",\"b3\"]"));
+    let r = &gw.wait_records(1)[0];
+    assert_eq!(
+        (r["format"].as_str(), r["metered"].as_bool()),
+        (Some("vertex"), Some(true))
+    );
+}
