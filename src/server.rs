@@ -47,6 +47,8 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     for upstream in &config.upstreams {
         upstream.provider.start_refreshers();
     }
+    let health = crate::provider::health::HealthBoard::new(config.upstreams.len());
+    crate::provider::health::start(&health, &config.upstreams);
     let (mut trigger, shutdown) = shutdown_pair();
     let config = Arc::new(config);
     let worker_log = log.clone();
@@ -70,6 +72,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
                 Connector::new(),
                 worker_log.clone(),
                 Rc::clone(&shutdown),
+                Arc::clone(&health),
             ));
             let limit = gw.config.limits.max_connections_per_worker;
             let grace = gw.config.grace_period;

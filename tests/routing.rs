@@ -211,3 +211,61 @@ fn route_config_errors_name_their_path() {
         assert!(err.contains(&format!(": {path}")), "expected {path} in {err}");
     }
 }
+
+#[test]
+fn an_active_health_check_takes_a_failing_deployment_out_of_rotation() {
+    let a = mock(&["--always-status", "503"]);
+    let b = mock(&[]);
+    let config = format!(
+        r#"
+[[upstreams]]
+name = "a"
+url = "{}"
+health_check_path = "/healthz"
+health_check_interval = "200ms"
+[[upstreams]]
+name = "b"
+url = "{}"
+[[routes]]
+model = "*"
+balance = "ordered"
+deployments = [{{ upstream = "a" }}, {{ upstream = "b" }}]
+"#,
+        a.url(),
+        b.url()
+    );
+    let gw = one_worker(&config);
+    // Wait until a probe reached `a` (and found it failing), and then one more, so the result is published.
+    wait_for(std::time::Duration::from_secs(10), || {
+        let probes = mock_requests(&a)
+            .iter()
+            .filter(|r| r["target"] == "/healthz")
+            .count();
+        (probes >= 2).then_some(())
+    })
+    .expect("the health checker probes a");
+    let before = mock_requests(&a)
+        .iter()
+        .filter(|r| r["target"] != "/healthz")
+        .count();
+    let mut client = Client::connect(gw.addr);
+    for _ in 0..3 {
+        client.send(messages_request(SMALL_BODY, "").as_bytes());
+        assert_eq!(client.read_response().unwrap().status, 200);
+    }
+    let after = mock_requests(&a)
+        .iter()
+        .filter(|r| r["target"] != "/healthz")
+        .count();
+    assert_eq!(
+        before, after,
+        "no request was sent to the deployment the health check found down"
+    );
+    let records = gw.wait_records(3);
+    assert!(
+        records
+            .iter()
+            .all(|r| r["upstream"] == "b" && r["attempts"] == 1),
+        "{records:?}"
+    );
+}

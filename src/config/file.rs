@@ -128,6 +128,13 @@ pub struct UpstreamFile {
     /// `x-api-key` (default) or `authorization` (sent as `Bearer <key>`).
     #[serde(default)]
     pub auth_header: Option<String>,
+    /// Probe this path (GET) on a side thread; a 5xx or no answer takes the upstream out of
+    /// rotation until a probe succeeds.
+    #[serde(default)]
+    pub health_check_path: Option<String>,
+    /// How often to probe (default 10 s).
+    #[serde(default)]
+    pub health_check_interval: Option<String>,
     /// Extra PEM certificate(s) to trust for this upstream (a private CA), besides the
     /// webpki roots.
     #[serde(default)]

@@ -304,6 +304,8 @@ fn apply_overrides(file: &mut FileConfig, o: &Overrides) {
             project: None,
             gcp_service_account_file: None,
             gcp_token_command: None,
+            health_check_path: None,
+            health_check_interval: None,
             api_key: None,
             api_key_env: Some("ANTHROPIC_API_KEY".into()),
             auth_header: None,
@@ -388,6 +390,22 @@ fn build_upstreams(file: &FileConfig) -> Result<Vec<Upstream>, ConfigError> {
         let mut upstream = Upstream::from_url(&u.name, &url, credential)
             .map_err(|m| invalid(format!("{path}.url"), m))?;
         upstream.provider = provider;
+        upstream.health_probe = match &u.health_check_path {
+            Some(p) if !p.starts_with('/') => {
+                return Err(invalid(
+                    format!("{path}.health_check_path"),
+                    "must start with /",
+                ))
+            }
+            Some(p) => Some(crate::provider::health::Probe {
+                path: p.clone(),
+                interval: duration(
+                    &format!("{path}.health_check_interval"),
+                    u.health_check_interval.as_deref().unwrap_or("10s"),
+                )?,
+            }),
+            None => None,
+        };
         if upstream.tls {
             let roots = match &u.ca_file {
                 Some(file) => CertificateDer::pem_file_iter(file)

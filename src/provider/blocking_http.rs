@@ -1,4 +1,5 @@
-//! A minimal blocking HTTP/1.1 client for side threads (token endpoints): one POST, TLS with
+//! A minimal blocking HTTP/1.1 client for side threads (token endpoints, health checks): one
+//! request per connection, TLS with
 //! verification when the URL is https, bounded by a timeout. Never used by a worker.
 
 use std::io::{Read, Write};
@@ -22,18 +23,49 @@ pub fn post(
     body: &[u8],
     extra_roots: &[CertificateDer<'static>],
 ) -> Result<(u16, Vec<u8>), String> {
-    let target = Upstream::from_url("token", url, None)?;
+    send(
+        "POST",
+        url,
+        &[("Content-Type", content_type)],
+        body,
+        extra_roots,
+    )
+}
+
+/// GETs `url` with extra header fields; returns (status, response body).
+pub fn get(
+    url: &str,
+    headers: &[(&str, &str)],
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<(u16, Vec<u8>), String> {
+    send("GET", url, headers, b"", extra_roots)
+}
+
+fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<(u16, Vec<u8>), String> {
+    let target = Upstream::from_url("side", url, None)?;
     let path = if target.base_path.is_empty() {
         "/".to_string()
     } else {
         target.base_path.clone()
     };
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
-        target.host_header,
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\n",
+        target.host_header
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
         body.len()
-    )
-    .into_bytes();
+    ));
+    let mut request = head.into_bytes();
     request.extend_from_slice(body);
     #[expect(clippy::disallowed_methods, reason = "a side thread's blocking lookup")]
     let addrs: Vec<_> = (target.host.as_str(), target.port)

@@ -12,4 +12,5 @@ pub mod aws_credentials;
 pub mod bedrock;
 pub mod blocking_http;
 pub mod google_auth;
+pub mod health;
 pub mod sigv4;

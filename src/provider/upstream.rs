@@ -119,6 +119,8 @@ pub struct Upstream {
     /// For https upstreams: the verified TLS client (webpki roots plus any `ca_file`).
     pub tls_client: Option<TlsClient>,
     pub provider: Provider,
+    /// Active health checking, when configured.
+    pub health_probe: Option<super::health::Probe>,
 }
 
 impl Upstream {
@@ -158,6 +160,7 @@ impl Upstream {
             credential,
             tls_client: None,
             provider: Provider::Anthropic,
+            health_probe: None,
         })
     }
 

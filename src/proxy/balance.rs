@@ -37,15 +37,23 @@ struct Budget {
 /// One worker's view of its upstreams.
 pub struct Balancer {
     settings: Routing,
+    /// Active health, shared by all workers.
+    board: std::sync::Arc<crate::provider::health::HealthBoard>,
     health: RefCell<Vec<Health>>,
     budget: RefCell<Budget>,
     rng: Cell<u64>,
 }
 
 impl Balancer {
-    pub fn new(upstreams: usize, settings: Routing, seed: u64) -> Self {
+    pub fn new(
+        upstreams: usize,
+        settings: Routing,
+        board: std::sync::Arc<crate::provider::health::HealthBoard>,
+        seed: u64,
+    ) -> Self {
         Self {
             settings,
+            board,
             health: RefCell::new(vec![Health::default(); upstreams]),
             budget: RefCell::new(Budget {
                 window_start: Instant::now(),
@@ -63,10 +71,11 @@ impl Balancer {
         let health = self.health.borrow();
         let up = |d: usize| {
             let upstream = route.deployments[d].upstream;
-            health
-                .get(upstream)
-                .and_then(|h| h.unavailable_until)
-                .is_none_or(|until| until <= now)
+            self.board.is_up(upstream)
+                && health
+                    .get(upstream)
+                    .and_then(|h| h.unavailable_until)
+                    .is_none_or(|until| until <= now)
         };
         let all: Vec<usize> = (0..route.deployments.len()).collect();
         let healthy: Vec<usize> = all.iter().copied().filter(|d| up(*d)).collect();
@@ -275,7 +284,12 @@ mod tests {
 
     #[test]
     fn weights_share_first_picks() {
-        let b = Balancer::new(2, settings(), 42);
+        let b = Balancer::new(
+            2,
+            settings(),
+            crate::provider::health::HealthBoard::new(2),
+            42,
+        );
         let r = route(Balance::Weighted, &[3, 1]);
         let firsts = (0..4000).filter(|_| b.order(&r)[0] == 0).count();
         assert!((2800..3200).contains(&firsts), "{firsts}");
@@ -284,7 +298,12 @@ mod tests {
 
     #[test]
     fn failures_eject_then_a_success_restores() {
-        let b = Balancer::new(2, settings(), 7);
+        let b = Balancer::new(
+            2,
+            settings(),
+            crate::provider::health::HealthBoard::new(2),
+            7,
+        );
         let r = route(Balance::Ordered, &[1, 1]);
         for _ in 0..3 {
             b.failure(0, None);
@@ -297,14 +316,24 @@ mod tests {
 
     #[test]
     fn retry_after_cools_a_deployment() {
-        let b = Balancer::new(2, settings(), 7);
+        let b = Balancer::new(
+            2,
+            settings(),
+            crate::provider::health::HealthBoard::new(2),
+            7,
+        );
         b.failure(0, Some(Duration::from_secs(30)));
         assert_eq!(b.order(&route(Balance::Ordered, &[1, 1]))[0], 1);
     }
 
     #[test]
     fn least_in_flight_avoids_the_busy_one() {
-        let b = Balancer::new(2, settings(), 7);
+        let b = Balancer::new(
+            2,
+            settings(),
+            crate::provider::health::HealthBoard::new(2),
+            7,
+        );
         let r = route(Balance::LeastInFlight, &[1, 1]);
         let _busy = b.enter(0);
         assert_eq!(b.order(&r)[0], 1);
@@ -314,7 +343,12 @@ mod tests {
 
     #[test]
     fn the_retry_budget_runs_out() {
-        let b = Balancer::new(1, settings(), 7);
+        let b = Balancer::new(
+            1,
+            settings(),
+            crate::provider::health::HealthBoard::new(1),
+            7,
+        );
         let r = route(Balance::Ordered, &[1]);
         for _ in 0..10 {
             b.order(&r);

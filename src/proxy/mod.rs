@@ -64,6 +64,7 @@ impl Gateway {
         connector: Connector,
         access_log: AccessLog,
         shutdown: Rc<LocalShutdown>,
+        health: Arc<crate::provider::health::HealthBoard>,
     ) -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -71,7 +72,7 @@ impl Gateway {
             ^ (worker as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         Self {
             pool: Pool::new(config.timeouts.pool_idle),
-            balancer: balance::Balancer::new(config.upstreams.len(), config.routing, seed),
+            balancer: balance::Balancer::new(config.upstreams.len(), config.routing, health, seed),
             config,
             connector,
             access_log,
