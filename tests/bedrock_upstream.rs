@@ -268,3 +268,51 @@ fn a_broken_bedrock_stream_ends_with_an_exception_frame_for_bedrock_clients() {
     }
     assert_eq!(last.unwrap().header(":message-type"), Some("exception"));
 }
+
+#[test]
+fn a_silent_bedrock_stream_is_kept_alive_with_pings() {
+    let mock = bedrock_mock();
+    let gw = gateway(
+        "",
+        &format!(
+            "{}\n[timeouts]\nping_interval = \"120ms\"\n",
+            config(&mock, &keys())
+        ),
+    );
+    // Bedrock sends no pings; its events here come 0.5 s apart.
+    let mut client = Client::connect(gw.addr);
+    client.send(
+        messages_request(
+            STREAM_BODY,
+            "x-mock-event-delay-ms: 500\r\nx-mock-reply: a\r\n",
+        )
+        .as_bytes(),
+    );
+    assert_eq!(client.read_head().status, 200);
+    let mut events: Vec<String> = Vec::new();
+    assert!(client.read_chunks(|_, data| {
+        let text = String::from_utf8_lossy(data);
+        events.extend(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("event: "))
+                .map(str::to_string),
+        );
+    }));
+    let synthesized = events.iter().filter(|e| *e == "ping").count() - 1; // one ping is Bedrock's own
+    assert!(synthesized >= 4, "pings during the silences: {events:?}");
+    // Every event still arrives, in order, with pings only between them.
+    let real: Vec<&String> = events.iter().filter(|e| *e != "ping").collect();
+    assert_eq!(
+        real,
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    let r = &gw.wait_records(1)[0];
+    assert_eq!(r["stream_complete"], true);
+}

@@ -63,6 +63,8 @@ pub struct TimeoutsFile {
     pub upstream_first_byte: String,
     pub stream_idle: String,
     pub pool_idle: String,
+    /// How often sluice pings a client while a converted stream is silent.
+    pub ping_interval: String,
 }
 
 impl Default for TimeoutsFile {
@@ -76,6 +78,7 @@ impl Default for TimeoutsFile {
             upstream_first_byte: "600s".into(),
             stream_idle: "300s".into(),
             pool_idle: "20s".into(),
+            ping_interval: "15s".into(),
         }
     }
 }

@@ -85,6 +85,8 @@ pub struct Timeouts {
     pub stream_idle: Duration,
     /// Pooled upstream connections idle longer than this are closed, not reused.
     pub pool_idle: Duration,
+    /// Silence after which sluice pings the client of a stream it converts to SSE.
+    pub ping_interval: Duration,
 }
 
 /// Which models go where.
@@ -692,6 +694,7 @@ fn build_timeouts(file: &FileConfig) -> Result<Timeouts, ConfigError> {
         upstream_first_byte: d("upstream_first_byte", &t.upstream_first_byte)?,
         stream_idle: d("stream_idle", &t.stream_idle)?,
         pool_idle: d("pool_idle", &t.pool_idle)?,
+        ping_interval: d("ping_interval", &t.ping_interval)?,
     })
 }
 

@@ -295,13 +295,16 @@ async fn pump(
     ex: &mut Exchange,
 ) -> Result<(), Broken> {
     let idle = gw.config.timeouts.stream_idle;
+    // Where sluice writes the SSE itself (from a Bedrock event-stream, which carries no pings),
+    // it pings the client while the upstream is silent: Claude Code drops a stream after five
+    // silent minutes.
+    let pings = match output {
+        Output::SseFromEvents { chunked, .. } => Some((gw.config.timeouts.ping_interval, *chunked)),
+        _ => None,
+    };
     while !cursor.is_done() {
         let taken = std::mem::take(buf);
-        let (res, back) =
-            match monoio::time::timeout(idle, read_some(conn, taken, READ_CHUNK)).await {
-                Ok(r) => r,
-                Err(_) => return Err(Broken::Upstream("upstream_stream_idle")),
-            };
+        let (res, back) = read_or_ping(client, conn, taken, idle, pings).await?;
         *buf = back;
         match res {
             Ok(0) => {
@@ -328,6 +331,37 @@ async fn pump(
         }
     }
     Ok(())
+}
+
+/// Reads the upstream within `idle`; with `pings`, writes an SSE `ping` to the client each
+/// interval of silence. The pending read is never dropped between pings (dropping it could lose
+/// bytes the kernel already received): it is pinned and polled again.
+async fn read_or_ping(
+    client: &mut ClientConn,
+    conn: &mut UpstreamConn,
+    buf: BytesMut,
+    idle: std::time::Duration,
+    pings: Option<(std::time::Duration, bool)>,
+) -> Result<(std::io::Result<usize>, BytesMut), Broken> {
+    const PING: &[u8] = b"event: ping\ndata: {\"type\":\"ping\"}\n\n";
+    let started = Instant::now();
+    let mut read = std::pin::pin!(read_some(conn, buf, READ_CHUNK));
+    loop {
+        let left = idle.saturating_sub(started.elapsed());
+        let wait = pings.map_or(left, |(every, _)| every.min(left));
+        match monoio::time::timeout(wait, read.as_mut()).await {
+            Ok(done) => return Ok(done),
+            Err(_) if started.elapsed() >= idle => {
+                return Err(Broken::Upstream("upstream_stream_idle"))
+            }
+            Err(_) => {
+                let Some((_, chunked)) = pings else { continue };
+                let mut piece = Vec::new();
+                push_piece(&mut piece, PING, chunked);
+                client.write_all(piece).await.map_err(|_| Broken::Client)?;
+            }
+        }
+    }
 }
 
 /// Moves the body bytes at the front of `buf` into `out`, in the output's form.
