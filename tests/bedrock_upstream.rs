@@ -316,3 +316,42 @@ fn a_silent_bedrock_stream_is_kept_alive_with_pings() {
     let r = &gw.wait_records(1)[0];
     assert_eq!(r["stream_complete"], true);
 }
+
+#[test]
+fn bedrock_token_headers_meter_a_body_without_usage() {
+    // A Bedrock-style upstream whose JSON carries no usage, only X-Amzn-Bedrock-* counts.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).contains("\"messages\"") {
+            let n = s.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        let body = r#"{"id":"m","type":"message","role":"assistant","content":[{"type":"text","text":"hi"}]}"#;
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-amzn-bedrock-input-token-count: 41\r\nx-amzn-bedrock-output-token-count: 7\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(resp.as_bytes()).unwrap();
+    });
+    let config = format!(
+        "[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nurl = \"http://{addr}\"\nregion = \"us-east-1\"\n{}\n[[routes]]\nmodel = \"*\"\ndeployments = [{{ upstream = \"bedrock\", upstream_model = \"{BEDROCK_MODEL}\" }}]\n",
+        keys()
+    );
+    let gw = gateway("", &config);
+    assert_eq!(
+        request(gw.addr, &messages_request(SMALL_BODY, "")).status,
+        200
+    );
+    server.join().unwrap();
+    let r = &gw.wait_records(1)[0];
+    assert_eq!(
+        (r["input_tokens"].as_u64(), r["output_tokens"].as_u64()),
+        (Some(41), Some(7))
+    );
+    assert_eq!(r["metered"], true);
+}

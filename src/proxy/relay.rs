@@ -200,6 +200,9 @@ pub async fn relay(
     )
     .await;
     ex.metered = meter.finish();
+    if ex.metered.usage.is_none() {
+        ex.metered.usage = bedrock_header_usage(&head);
+    }
     match ended {
         Ok(()) => {
             if own_chunks && client.write_all(&b"0\r\n\r\n"[..]).await.is_err() {
@@ -275,6 +278,23 @@ fn reframed_head(
     }
     let drop = &["content-type", "content-length", "transfer-encoding"];
     rewrite_response(head, ResponseRewrite { close, drop }, &extra, out);
+}
+
+/// Bedrock's `X-Amzn-Bedrock-*-Token-Count` headers, for a response whose body carried no usage.
+fn bedrock_header_usage(head: &ResponseHead) -> Option<crate::usage::Usage> {
+    let count = |name: &str| {
+        head.header_str(name)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let input = count("x-amzn-bedrock-input-token-count")?;
+    Some(crate::usage::Usage {
+        input_tokens: input,
+        output_tokens: count("x-amzn-bedrock-output-token-count").unwrap_or(0),
+        cache_read_input_tokens: count("x-amzn-bedrock-cache-read-input-token-count").unwrap_or(0),
+        cache_creation_input_tokens: count("x-amzn-bedrock-cache-write-input-token-count")
+            .unwrap_or(0),
+        ..crate::usage::Usage::default()
+    })
 }
 
 /// Who broke the relay.

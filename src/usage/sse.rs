@@ -130,8 +130,12 @@ impl SseMeter {
             return false;
         };
         match self.event {
-            EventKind::MessageStart | EventKind::MessageDelta | EventKind::Error => true,
-            EventKind::MessageStop | EventKind::Other => false,
+            // message_stop is kept for Bedrock's invocation metrics; it is small.
+            EventKind::MessageStart
+            | EventKind::MessageDelta
+            | EventKind::MessageStop
+            | EventKind::Error => true,
+            EventKind::Other => false,
             EventKind::Unnamed => {
                 let head = &data[..data.len().min(CLASSIFY_BYTES)];
                 [
@@ -189,7 +193,17 @@ impl SseMeter {
                     self.usage.get_or_insert_with(Usage::default).apply(&fields);
                 }
             }
-            "message_stop" => self.complete = true,
+            "message_stop" => {
+                self.complete = true;
+                // Bedrock's own counts, for a stream that carried no Anthropic usage.
+                if let (None, Some(m)) = (&self.usage, event.bedrock_metrics) {
+                    self.usage = Some(Usage {
+                        input_tokens: m.input_token_count.unwrap_or(0),
+                        output_tokens: m.output_token_count.unwrap_or(0),
+                        ..Usage::default()
+                    });
+                }
+            }
             "error" => {
                 self.error_type = Some(
                     event
@@ -220,6 +234,16 @@ struct SseEvent {
     message: Option<SseMessage>,
     usage: Option<UsageFields>,
     error: Option<SseError>,
+    /// Bedrock adds its own counts to `message_stop`.
+    #[serde(rename = "amazon-bedrock-invocationMetrics")]
+    bedrock_metrics: Option<BedrockMetrics>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BedrockMetrics {
+    input_token_count: Option<u64>,
+    output_token_count: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -304,6 +328,14 @@ mod tests {
         let usage = got.usage.unwrap();
         assert_eq!((usage.input_tokens, usage.output_tokens), (30, 7));
         assert!(!got.complete);
+    }
+
+    #[test]
+    fn bedrock_invocation_metrics_stand_in_for_missing_usage() {
+        let mut m = SseMeter::new();
+        m.feed(b"event: message_stop\ndata: {\"type\":\"message_stop\",\"amazon-bedrock-invocationMetrics\":{\"inputTokenCount\":12,\"outputTokenCount\":3,\"invocationLatency\":9,\"firstByteLatency\":4}}\n\n");
+        let usage = m.finish().usage.unwrap();
+        assert_eq!((usage.input_tokens, usage.output_tokens), (12, 3));
     }
 
     #[test]
