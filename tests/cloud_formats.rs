@@ -48,17 +48,7 @@ fn cloud_captures() -> Vec<Captured> {
                 file: path.file_name().unwrap().to_string_lossy().into_owned(),
                 method: r["method"].as_str().unwrap().to_string(),
                 target,
-                headers: r["headers"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|h| {
-                        (
-                            h[0].as_str().unwrap().to_string(),
-                            h[1].as_str().unwrap().to_string(),
-                        )
-                    })
-                    .collect(),
+                headers: header_pairs(&r["headers"]),
                 body: r["body"].as_object().cloned(),
             });
         }

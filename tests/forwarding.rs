@@ -44,17 +44,7 @@ fn first_party_captures() -> Vec<Captured> {
             {
                 continue; // Bedrock and Vertex formats: issue 3
             }
-            let headers = r["headers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|h| {
-                    (
-                        h[0].as_str().unwrap().to_string(),
-                        h[1].as_str().unwrap().to_string(),
-                    )
-                })
-                .collect();
+            let headers = header_pairs(&r["headers"]);
             let body = (!r["body"].is_null()).then(|| serde_json::to_vec(&r["body"]).unwrap());
             out.push(Captured {
                 file: path.file_name().unwrap().to_string_lossy().into_owned(),
@@ -122,17 +112,7 @@ fn captured_requests_arrive_byte_for_byte() {
             "{}: query string kept",
             c.file
         );
-        let received: Vec<(String, String)> = got["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| {
-                (
-                    h[0].as_str().unwrap().to_string(),
-                    h[1].as_str().unwrap().to_string(),
-                )
-            })
-            .collect();
+        let received: Vec<(String, String)> = header_pairs(&got["headers"]);
         let mut expected: Vec<(String, String)> = Vec::new();
         for (n, v) in &sent {
             let lower = n.to_ascii_lowercase();

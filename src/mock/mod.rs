@@ -476,29 +476,8 @@ async fn respond_bedrock<S: AsyncWriteRent>(
     if stream.write_all(head.as_bytes().to_vec()).await.0.is_err() {
         return false;
     }
-    let truncate_after = b
-        .fail
-        .as_deref()
-        .and_then(|f| f.strip_prefix("truncate-after:"))
-        .and_then(|n| n.parse::<usize>().ok());
-    for (i, frame) in responses::bedrock_frames(model, &b.reply, input, output)
-        .into_iter()
-        .enumerate()
-    {
-        if truncate_after == Some(i) {
-            return false;
-        }
-        if !b.event_delay.is_zero() {
-            monoio::time::sleep(b.event_delay).await;
-        }
-        let mut chunk = format!("{:x}\r\n", frame.len()).into_bytes();
-        chunk.extend_from_slice(&frame);
-        chunk.extend_from_slice(b"\r\n");
-        if stream.write_all(chunk).await.0.is_err() {
-            return false;
-        }
-    }
-    stream.write_all(b"0\r\n\r\n".to_vec()).await.0.is_ok() && !b.close
+    let frames = responses::bedrock_frames(model, &b.reply, input, output);
+    write_chunks(stream, frames, b).await
 }
 
 /// Checks a request's SigV4 signature (service `bedrock`) against the mock's key pair, or its
@@ -731,21 +710,31 @@ async fn write_sse<S: AsyncWriteRent>(
     if stream.write_all(head.into_bytes()).await.0.is_err() {
         return false;
     }
+    let events = responses::sse_events(model, &b.reply, input, output);
+    write_chunks(stream, events, b).await
+}
+
+/// Writes each item as one chunk (after `event_delay`), then the terminating chunk; with
+/// `truncate-after:N` it stops after N items, mid-body, as a failing upstream would.
+async fn write_chunks<S: AsyncWriteRent>(
+    stream: &mut S,
+    items: Vec<Vec<u8>>,
+    b: &Behavior,
+) -> bool {
     let truncate_after = b
         .fail
         .as_deref()
         .and_then(|f| f.strip_prefix("truncate-after:"))
         .and_then(|n| n.parse::<usize>().ok());
-    let events = responses::sse_events(model, &b.reply, input, output);
-    for (i, event) in events.into_iter().enumerate() {
+    for (i, item) in items.into_iter().enumerate() {
         if truncate_after == Some(i) {
             return false;
         }
         if !b.event_delay.is_zero() {
             monoio::time::sleep(b.event_delay).await;
         }
-        let mut chunk = format!("{:x}\r\n", event.len()).into_bytes();
-        chunk.extend_from_slice(&event);
+        let mut chunk = format!("{:x}\r\n", item.len()).into_bytes();
+        chunk.extend_from_slice(&item);
         chunk.extend_from_slice(b"\r\n");
         if stream.write_all(chunk).await.0.is_err() {
             return false;

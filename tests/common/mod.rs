@@ -197,6 +197,22 @@ pub fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Op
     }
 }
 
+/// A JSON list of `[name, value]` pairs (captures, the mock's request log) as pairs.
+pub fn header_pairs(list: &Value) -> Vec<(String, String)> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|h| {
+                    (
+                        h[0].as_str().unwrap_or_default().to_string(),
+                        h[1].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// What the mock upstream received, oldest first.
 pub fn mock_requests(mock: &Proc) -> Vec<Value> {
     let resp = request(
