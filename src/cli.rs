@@ -24,6 +24,18 @@ pub enum Command {
     /// Virtual key helpers.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Spend from the ledger, grouped (identity, user, team, model, day, session_id, agent_id).
+    Spend {
+        /// The ledger file (store.path).
+        #[arg(long, default_value = "sluice.db")]
+        db: PathBuf,
+        /// What to group by.
+        #[arg(long, default_value = "identity")]
+        by: String,
+    },
     /// Run the built-in Anthropic-compatible mock upstream (for offline trials, tests, the bench).
     MockUpstream(MockArgs),
     /// Run the bundled load bench: mock upstream + sluice, direct vs through sluice.
@@ -50,6 +62,15 @@ pub struct ServeArgs {
     /// I/O driver: auto (io_uring, else epoll), io_uring or epoll.
     #[arg(long)]
     pub io_driver: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of audit log files (oldest first); report the first broken line.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

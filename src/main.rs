@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mimalloc::MiMalloc;
-use sluice::cli::{Cli, Command, KeysCommand, ServeArgs};
+use sluice::cli::{AuditCommand, Cli, Command, KeysCommand, ServeArgs};
 use sluice::config::{self, Overrides};
 
 #[global_allocator]
@@ -17,6 +17,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Keys(KeysCommand::Hash) => hash_key(),
+        Command::Audit(AuditCommand::Verify { files }) => verify_audit(&files),
+        Command::Spend { db, by } => spend(&db, &by),
         Command::MockUpstream(args) => {
             init_logging("info");
             report(sluice::mock::run(&args))
@@ -88,6 +90,41 @@ fn hash_key() -> ExitCode {
         format!("{}\n", config::keys::hash_hex(key)).as_bytes(),
     );
     ExitCode::SUCCESS
+}
+
+fn verify_audit(files: &[std::path::PathBuf]) -> ExitCode {
+    match sluice::audit::verify(files) {
+        Ok(lines) => {
+            eprintln!(
+                "audit chain intact: {lines} lines in {} file(s)",
+                files.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(b) => {
+            eprintln!("audit chain broken at {}:{}: {}", b.file, b.line, b.problem);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn spend(db: &std::path::PathBuf, by: &str) -> ExitCode {
+    match sluice::store::ledger::spend(db, by) {
+        Ok(rows) => {
+            let mut out = std::io::stdout().lock();
+            for row in rows {
+                let _ = std::io::Write::write_all(
+                    &mut out,
+                    format!("{}\n", serde_json::to_string(&row).unwrap_or_default()).as_bytes(),
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn init_logging(level: &str) {

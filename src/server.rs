@@ -12,9 +12,9 @@ use thiserror::Error;
 
 use crate::config::Config;
 use crate::provider::connect::Connector;
-use crate::proxy::{serve_connection, Gateway};
+use crate::proxy::{serve_connection, Gateway, Records};
 use crate::runtime::{self, listener::bind_listeners, shutdown_pair, LocalShutdown};
-use crate::store::access_log;
+use crate::store::{access_log, ledger};
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -25,6 +25,10 @@ pub enum ServeError {
     },
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
+    #[error("{0}")]
+    Ledger(ledger::LedgerError),
+    #[error("cannot open the audit log: {0}")]
+    Audit(std::io::Error),
     #[error("cannot start workers: {0}")]
     Workers(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
@@ -44,6 +48,27 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(config.listen);
     let (log, log_thread) = access_log::start(&config.access_log).map_err(ServeError::AccessLog)?;
+    let (ledger, ledger_thread) = match &config.store.path {
+        Some(path) => {
+            let (l, t) =
+                ledger::start(path, config.store.commit_interval).map_err(ServeError::Ledger)?;
+            (l, Some(t))
+        }
+        None => (ledger::Ledger::off(), None),
+    };
+    let (audit, audit_thread) = match &config.audit.path {
+        Some(path) => {
+            let (a, t) =
+                crate::audit::start(path, config.audit.max_bytes).map_err(ServeError::Audit)?;
+            (a, Some(t))
+        }
+        None => (crate::audit::AuditLog::off(), None),
+    };
+    let records = Records {
+        access_log: log,
+        ledger,
+        audit,
+    };
     for upstream in &config.upstreams {
         upstream.provider.start_refreshers();
     }
@@ -51,7 +76,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     crate::provider::health::start(&health, &config.upstreams);
     let (mut trigger, shutdown) = shutdown_pair();
     let config = Arc::new(config);
-    let worker_log = log.clone();
+    let worker_records = records.clone();
     tracing::info!(
         workers = config.workers,
         io_driver = config.io_driver.effective(),
@@ -70,7 +95,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
                 id,
                 Arc::clone(&config),
                 Connector::new(),
-                worker_log.clone(),
+                worker_records.clone(),
                 Rc::clone(&shutdown),
                 Arc::clone(&health),
             ));
@@ -90,8 +115,12 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     for worker in workers {
         let _ = worker.join();
     }
-    drop(log);
-    if let Some(thread) = log_thread {
+    // Every record queued by the workers is written before the process exits.
+    drop(records);
+    for thread in [log_thread, ledger_thread, audit_thread]
+        .into_iter()
+        .flatten()
+    {
         let _ = thread.join();
     }
     tracing::info!("stopped");

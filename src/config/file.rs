@@ -17,6 +17,49 @@ pub struct FileConfig {
     pub aws_keys: Vec<AwsKeyFile>,
     pub pricing: Vec<PriceFile>,
     pub log: LogFile,
+    pub store: StoreFile,
+    pub audit: AuditFile,
+}
+
+/// The spend ledger.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreFile {
+    /// SQLite file, or `off`.
+    pub path: String,
+    /// Group-commit interval: the durability window against a crash.
+    pub commit_interval: String,
+    /// `open`: keep serving when the ledger falls behind or fails; `closed`: refuse new requests.
+    pub on_failure: String,
+}
+
+impl Default for StoreFile {
+    fn default() -> Self {
+        Self {
+            path: "sluice.db".into(),
+            commit_interval: "10ms".into(),
+            on_failure: "open".into(),
+        }
+    }
+}
+
+/// The hash-chained audit log.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditFile {
+    /// JSON-lines file, or `off`.
+    pub path: String,
+    /// Rotate when the file would grow past this many bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for AuditFile {
+    fn default() -> Self {
+        Self {
+            path: "sluice-audit.jsonl".into(),
+            max_bytes: 100 * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -190,6 +190,24 @@ pub struct Config {
     pub pricing: PriceTable,
     pub access_log: AccessLogTarget,
     pub log_level: String,
+    pub store: StoreSettings,
+    pub audit: AuditSettings,
+}
+
+/// The spend ledger's settings.
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    pub path: Option<std::path::PathBuf>,
+    pub commit_interval: Duration,
+    /// Refuse new requests while the ledger is failing or behind.
+    pub fail_closed: bool,
+}
+
+/// The audit log's settings.
+#[derive(Clone, Debug)]
+pub struct AuditSettings {
+    pub path: Option<std::path::PathBuf>,
+    pub max_bytes: u64,
 }
 
 impl Config {
@@ -279,6 +297,24 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
             path => AccessLogTarget::File(path.to_string()),
         },
         log_level: file.log.level.clone(),
+        store: StoreSettings {
+            path: (file.store.path != "off").then(|| file.store.path.clone().into()),
+            commit_interval: duration("store.commit_interval", &file.store.commit_interval)?,
+            fail_closed: match file.store.on_failure.as_str() {
+                "open" => false,
+                "closed" => true,
+                other => {
+                    return Err(invalid(
+                        "store.on_failure",
+                        format!("`{other}`: expected open or closed"),
+                    ))
+                }
+            },
+        },
+        audit: AuditSettings {
+            path: (file.audit.path != "off").then(|| file.audit.path.clone().into()),
+            max_bytes: file.audit.max_bytes.max(4096),
+        },
     })
 }
 

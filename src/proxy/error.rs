@@ -56,6 +56,8 @@ pub enum GatewayError {
     UpstreamCredentials(String),
     #[error("too many connections")]
     Overloaded,
+    #[error("the spend ledger is unavailable and store.on_failure is closed")]
+    StoreUnavailable,
 }
 
 impl GatewayError {
@@ -109,6 +111,7 @@ impl GatewayError {
                 r(502, "api_error", Upstream, "upstream_credentials")
             }
             GatewayError::Overloaded => r(529, "overloaded_error", Internal, "overloaded"),
+            GatewayError::StoreUnavailable => r(503, "api_error", Internal, "store_unavailable"),
         }
     }
 }

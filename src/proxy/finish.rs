@@ -33,9 +33,29 @@ pub fn finish(gw: &Gateway, mut ex: Exchange) {
         let model = r.model.clone().or(metered.model);
         if let Some(cost) = model.and_then(|m| gw.config.pricing.cost_pico(&m, &usage)) {
             r.cost_usd = pico_to_usd(cost);
+            r.cost_pico = cost;
             r.metered = true;
         }
     }
+    let r = &ex.record;
+    gw.records.ledger.record(r);
+    gw.records.audit.record(crate::audit::AuditEvent {
+        kind: "request",
+        time: r.time,
+        request_id: r.request_id.clone(),
+        identity: r.identity.clone(),
+        decision: if r.status < 400 || r.upstream.is_some() {
+            "allowed"
+        } else {
+            "refused"
+        },
+        status: r.status,
+        reason: r.error,
+        format: r.format,
+        model: r.model.clone(),
+        upstream: r.upstream.clone(),
+        fallbacks: r.fallbacks.clone(),
+    });
     gw.access_log.record(ex.record);
 }
 

@@ -52,6 +52,7 @@ pub struct Gateway {
     pub connector: Connector,
     pub pool: Pool,
     pub access_log: AccessLog,
+    pub records: Records,
     pub shutdown: Rc<LocalShutdown>,
     pub balancer: balance::Balancer,
     request_ids: RequestIds,
@@ -62,7 +63,7 @@ impl Gateway {
         worker: usize,
         config: Arc<Config>,
         connector: Connector,
-        access_log: AccessLog,
+        records: Records,
         shutdown: Rc<LocalShutdown>,
         health: Arc<crate::provider::health::HealthBoard>,
     ) -> Self {
@@ -75,11 +76,20 @@ impl Gateway {
             balancer: balance::Balancer::new(config.upstreams.len(), config.routing, health, seed),
             config,
             connector,
-            access_log,
+            access_log: records.access_log.clone(),
+            records,
             shutdown,
             request_ids: RequestIds::new(worker),
         }
     }
+}
+
+/// Where a finished request's records go: the access log, the spend ledger, the audit log.
+#[derive(Clone)]
+pub struct Records {
+    pub access_log: AccessLog,
+    pub ledger: crate::store::ledger::Ledger,
+    pub audit: crate::audit::AuditLog,
 }
 
 /// Request ids unique across workers and restarts: start time, worker, sequence.
@@ -146,6 +156,9 @@ async fn run_phases(
 ) -> Result<bool, GatewayError> {
     let op = classify::classify(head);
     ex.set_operation(&op);
+    if gw.config.store.fail_closed && !gw.records.ledger.is_healthy() && !op.is_local() {
+        return Err(GatewayError::StoreUnavailable);
+    }
     // Public: health, the warm-up HEAD, and Bedrock's control-plane list (an empty list, no data).
     if matches!(
         op,

@@ -58,6 +58,9 @@ pub struct AccessRecord {
     pub cache_read_input_tokens: u64,
     pub web_search_requests: u64,
     pub cost_usd: f64,
+    /// The same cost in picodollars, exact (the ledger adds these up).
+    #[serde(skip)]
+    pub cost_pico: u64,
     /// The response's usage was seen and priced.
     pub metered: bool,
     pub stream_complete: bool,
@@ -107,6 +110,7 @@ impl Default for AccessRecord {
             cache_read_input_tokens: 0,
             web_search_requests: 0,
             cost_usd: 0.0,
+            cost_pico: 0,
             metered: false,
             stream_complete: false,
             request_bytes: 0,

@@ -1,4 +1,5 @@
-//! Records that leave the hot path: workers hand them to a writer thread over a bounded
-//! channel and never wait on disk. Today that is the access log ([`access_log`]).
+//! Records that leave the hot path: workers hand them to writer threads over bounded channels
+//! and never wait on disk: the access log ([`access_log`]) and the spend ledger ([`ledger`]).
 
 pub mod access_log;
+pub mod ledger;

@@ -118,6 +118,16 @@ pub struct Gateway {
     pub access_log: PathBuf,
 }
 
+impl Gateway {
+    /// The directory holding this gateway's files (access log, ledger, audit log).
+    pub fn dir(&self) -> PathBuf {
+        self.access_log
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default()
+    }
+}
+
 impl std::ops::Deref for Gateway {
     type Target = Proc;
     fn deref(&self) -> &Proc {
@@ -140,10 +150,23 @@ pub fn gateway_with(upstream: &str, config: &str, extra: &[&str]) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let access_log = dir.path().join("access.jsonl");
     let config_path = dir.path().join("sluice.toml");
-    let text = format!(
+    let mut text = format!(
         "{config}\n[log]\naccess_log = \"{}\"\nlevel = \"info\"\n",
         access_log.display()
     );
+    // Ledger and audit log in the test's own directory (never in the working tree).
+    if !config.contains("[store]") {
+        text.push_str(&format!(
+            "[store]\npath = \"{}\"\n",
+            dir.path().join("sluice.db").display()
+        ));
+    }
+    if !config.contains("[audit]") {
+        text.push_str(&format!(
+            "[audit]\npath = \"{}\"\n",
+            dir.path().join("audit.jsonl").display()
+        ));
+    }
     std::fs::write(&config_path, text).unwrap();
     let config_arg = config_path.to_str().unwrap().to_string();
     let mut args = vec!["serve", "--config", &config_arg];

@@ -1,0 +1,273 @@
+//! The audit log: append-only JSON lines, one per request decision (and, later, per admin
+//! action), each carrying `seq` and the SHA-256 of the line before it, so an altered, inserted
+//! or removed line breaks the chain at that point ([`verify`], `sluice audit verify FILE…`).
+//! A dedicated thread writes it (fed by a bounded channel, drained on a tick) and continues the
+//! chain across restarts and size-based rotation (`FILE` is renamed `FILE.<unix ms>`). No bodies
+//! and no secrets go in: identities are labels, never keys.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+const QUEUE: usize = 65_536;
+const TICK: Duration = Duration::from_millis(10);
+/// The `prev` of the very first line.
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One audited decision.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditEvent {
+    /// `request` (later also `admin`).
+    pub kind: &'static str,
+    #[serde(serialize_with = "rfc3339")]
+    pub time: SystemTime,
+    pub request_id: String,
+    pub identity: String,
+    /// `allowed` or `refused`.
+    pub decision: &'static str,
+    pub status: u16,
+    /// sluice's error label when it refused or failed the request.
+    pub reason: Option<&'static str>,
+    pub format: &'static str,
+    pub model: Option<String>,
+    pub upstream: Option<String>,
+    pub fallbacks: Vec<String>,
+}
+
+fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_micros(*time))
+}
+
+/// The chained line as written.
+#[derive(Serialize)]
+struct Line<'a> {
+    seq: u64,
+    prev: &'a str,
+    #[serde(flatten)]
+    event: &'a AuditEvent,
+}
+
+/// The workers' handle on the audit log.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: Option<flume::Sender<AuditEvent>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AuditLog {
+    pub fn off() -> Self {
+        Self {
+            tx: None,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Queues an event; never blocks.
+    pub fn record(&self, event: AuditEvent) {
+        let Some(tx) = &self.tx else { return };
+        if tx.try_send(event).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::error!(dropped = n, "audit log queue full: events not written");
+            }
+        }
+    }
+}
+
+/// Opens the audit log at `path` (continuing its chain) and starts the writer thread.
+pub fn start(path: &Path, max_bytes: u64) -> std::io::Result<(AuditLog, JoinHandle<()>)> {
+    let (seq, prev) = chain_tail(path)?;
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let (tx, rx) = flume::bounded::<AuditEvent>(QUEUE);
+    let mut writer = Writer {
+        path: path.to_path_buf(),
+        file,
+        size: std::fs::metadata(path).map_or(0, |m| m.len()),
+        max_bytes,
+        seq,
+        prev,
+    };
+    let handle = std::thread::Builder::new()
+        .name("sluice-audit".into())
+        .spawn(move || writer.run(rx))?;
+    Ok((
+        AuditLog {
+            tx: Some(tx),
+            dropped: Arc::new(AtomicU64::new(0)),
+        },
+        handle,
+    ))
+}
+
+struct Writer {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max_bytes: u64,
+    /// The next line's sequence number.
+    seq: u64,
+    /// The hash of the last line written.
+    prev: String,
+}
+
+impl Writer {
+    fn run(&mut self, rx: flume::Receiver<AuditEvent>) {
+        loop {
+            let mut out = Vec::new();
+            let mut closed = false;
+            loop {
+                match rx.try_recv() {
+                    Ok(event) => self.append(&event, &mut out),
+                    Err(flume::TryRecvError::Empty) => break,
+                    Err(flume::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            if !out.is_empty() {
+                if let Err(e) = self.file.write_all(&out) {
+                    tracing::error!(error = %e, "cannot write the audit log");
+                }
+            }
+            if closed {
+                let _ = self.file.sync_all();
+                return;
+            }
+            #[expect(clippy::disallowed_methods, reason = "the audit writer's own thread")]
+            std::thread::sleep(TICK);
+        }
+    }
+
+    fn append(&mut self, event: &AuditEvent, out: &mut Vec<u8>) {
+        let line = Line {
+            seq: self.seq,
+            prev: &self.prev,
+            event,
+        };
+        let Ok(text) = serde_json::to_string(&line) else {
+            return;
+        };
+        if self.size + text.len() as u64 + 1 > self.max_bytes && self.size > 0 {
+            self.rotate(out);
+        }
+        self.prev = hex::encode(Sha256::digest(text.as_bytes()));
+        self.seq += 1;
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'\n');
+        self.size += text.len() as u64 + 1;
+    }
+
+    /// Writes what is pending to the current file, then starts a new one (the chain goes on).
+    fn rotate(&mut self, out: &mut Vec<u8>) {
+        let stamp = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let rotated = PathBuf::from(format!("{}.{stamp}", self.path.display()));
+        let done = self
+            .file
+            .write_all(out)
+            .and_then(|()| self.file.sync_all())
+            .and_then(|()| std::fs::rename(&self.path, &rotated))
+            .and_then(|()| {
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+            });
+        match done {
+            Ok(file) => {
+                out.clear();
+                self.file = file;
+                self.size = 0;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot rotate the audit log"),
+        }
+    }
+}
+
+/// The next `seq` and the last line's hash of an existing log (so the chain continues).
+fn chain_tail(path: &Path) -> std::io::Result<(u64, String)> {
+    let Ok(file) = File::open(path) else {
+        return Ok((0, GENESIS.to_string()));
+    };
+    let mut last = None;
+    for line in BufReader::new(file).lines() {
+        let line = line?;
+        if !line.is_empty() {
+            last = Some(line);
+        }
+    }
+    let Some(last) = last else {
+        return Ok((0, GENESIS.to_string()));
+    };
+    let seq = serde_json::from_str::<serde_json::Value>(&last)
+        .ok()
+        .and_then(|v| v["seq"].as_u64())
+        .map_or(0, |s| s + 1);
+    Ok((seq, hex::encode(Sha256::digest(last.as_bytes()))))
+}
+
+/// The first break in a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Break {
+    pub file: String,
+    pub line: usize,
+    pub problem: String,
+}
+
+/// Verifies `files` (oldest first) as one chain. `Ok(lines)` when intact.
+pub fn verify(files: &[PathBuf]) -> Result<usize, Break> {
+    let mut expected_seq: Option<u64> = None;
+    let mut prev: Option<String> = None;
+    let mut count = 0;
+    for file in files {
+        let name = file.display().to_string();
+        let fail = |line: usize, problem: String| Break {
+            file: name.clone(),
+            line,
+            problem,
+        };
+        let text =
+            std::fs::read_to_string(file).map_err(|e| fail(0, format!("cannot read: {e}")))?;
+        for (i, line) in text.lines().enumerate() {
+            let n = i + 1;
+            let v: serde_json::Value = serde_json::from_str(line)
+                .map_err(|_| fail(n, "not a JSON line (altered)".into()))?;
+            let seq = v["seq"]
+                .as_u64()
+                .ok_or_else(|| fail(n, "no seq (altered or inserted)".into()))?;
+            let line_prev = v["prev"].as_str().unwrap_or_default();
+            if let Some(want) = expected_seq {
+                if seq != want {
+                    let what = if seq > want {
+                        "missing line(s) before it"
+                    } else {
+                        "inserted or repeated line"
+                    };
+                    return Err(fail(n, format!("seq {seq}, expected {want}: {what}")));
+                }
+            }
+            match &prev {
+                Some(p) if p != line_prev => {
+                    return Err(fail(n, "does not chain to the line before it: that line was altered, or this one inserted".into()))
+                }
+                None if seq != 0 || line_prev != GENESIS => {
+                    return Err(fail(n, format!("the chain does not start here (seq {seq}): earlier files are missing or the line was altered")))
+                }
+                _ => {}
+            }
+            prev = Some(hex::encode(Sha256::digest(line.as_bytes())));
+            expected_seq = Some(seq + 1);
+            count += 1;
+        }
+    }
+    Ok(count)
+}

@@ -1,0 +1,305 @@
+//! The spend ledger: one row per request in SQLite (WAL), plus running per-day totals by key,
+//! user, team, Claude Code session and model, written by a store thread. Workers only
+//! `try_send` a record; the thread drains the queue every `commit_interval` and commits the batch
+//! in one transaction (group commit), so the hot path never waits on disk and a committed record
+//! survives `kill -9` (WAL: the OS holds every committed page). The durability window is
+//! therefore the commit interval plus the time a batch takes to commit. If the queue is full or
+//! a commit fails, `healthy` drops and the gateway follows `store.on_failure` (serve anyway, or
+//! refuse new requests); a failed batch is kept and retried, never dropped.
+//!
+//! The interface is narrow on purpose — records in, totals out — so PostgreSQL (ledger) and
+//! Redis (shared counters) can come in as further backends.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{params, Connection};
+
+use super::access_log::AccessRecord;
+
+/// Records queued at most before the ledger counts as behind.
+const QUEUE: usize = 65_536;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS requests (
+    request_id TEXT PRIMARY KEY,
+    time TEXT NOT NULL,
+    day TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    user TEXT, team TEXT,
+    session_id TEXT, agent_id TEXT, parent_agent_id TEXT,
+    format TEXT NOT NULL, operation TEXT NOT NULL,
+    model TEXT, upstream_model TEXT, upstream TEXT,
+    status INTEGER NOT NULL, error TEXT,
+    input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+    cache_creation_input_tokens INTEGER NOT NULL, cache_read_input_tokens INTEGER NOT NULL,
+    cost_pico INTEGER NOT NULL,
+    total_us INTEGER NOT NULL, ttfb_us INTEGER, attempts INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS totals (
+    scope TEXT NOT NULL, key TEXT NOT NULL, day TEXT NOT NULL,
+    requests INTEGER NOT NULL, cost_pico INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+    PRIMARY KEY (scope, key, day)
+);
+";
+
+/// The workers' handle on the ledger.
+#[derive(Clone)]
+pub struct Ledger {
+    tx: Option<flume::Sender<AccessRecord>>,
+    healthy: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// Why the ledger could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("cannot open the ledger {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("cannot start the ledger thread: {0}")]
+    Thread(std::io::Error),
+}
+
+impl Ledger {
+    /// A ledger that records nothing (`store.path = "off"`).
+    pub fn off() -> Self {
+        Self {
+            tx: None,
+            healthy: Arc::new(AtomicBool::new(true)),
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Queues a record; never blocks. A full queue marks the ledger unhealthy.
+    pub fn record(&self, record: &AccessRecord) {
+        let Some(tx) = &self.tx else { return };
+        if tx.try_send(record.clone()).is_err() {
+            self.healthy.store(false, Ordering::Relaxed);
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::error!(dropped = n, "spend ledger queue full: records not stored");
+            }
+        }
+    }
+
+    /// Whether the ledger is keeping up (no full queue, no failing commit).
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+}
+
+/// Opens (creating if needed) the ledger at `path` and starts its thread.
+pub fn start(
+    path: &Path,
+    commit_interval: Duration,
+) -> Result<(Ledger, JoinHandle<()>), LedgerError> {
+    let conn = open(path)?;
+    let (tx, rx) = flume::bounded::<AccessRecord>(QUEUE);
+    let healthy = Arc::new(AtomicBool::new(true));
+    let flag = Arc::clone(&healthy);
+    let handle = std::thread::Builder::new()
+        .name("sluice-ledger".into())
+        .spawn(move || write_loop(conn, rx, commit_interval, flag))
+        .map_err(LedgerError::Thread)?;
+    Ok((
+        Ledger {
+            tx: Some(tx),
+            healthy,
+            dropped: Arc::new(AtomicU64::new(0)),
+        },
+        handle,
+    ))
+}
+
+fn open(path: &Path) -> Result<Connection, LedgerError> {
+    let fail = |source| LedgerError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(fail)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(fail)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(fail)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
+    conn.execute_batch(SCHEMA).map_err(fail)?;
+    Ok(conn)
+}
+
+fn write_loop(
+    mut conn: Connection,
+    rx: flume::Receiver<AccessRecord>,
+    every: Duration,
+    healthy: Arc<AtomicBool>,
+) {
+    let mut batch: Vec<AccessRecord> = Vec::new();
+    loop {
+        let mut closed = false;
+        loop {
+            match rx.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(flume::TryRecvError::Empty) => break,
+                Err(flume::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            match commit(&mut conn, &batch) {
+                Ok(()) => {
+                    batch.clear();
+                    healthy.store(true, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    healthy.store(false, Ordering::Relaxed);
+                    tracing::error!(error = %e, pending = batch.len(), "spend ledger commit failed; will retry");
+                }
+            }
+        }
+        if closed && batch.is_empty() {
+            return;
+        }
+        if closed {
+            // Shutting down with a batch that keeps failing: try a few more times, then give up loudly.
+            for _ in 0..3 {
+                if commit(&mut conn, &batch).is_ok() {
+                    return;
+                }
+            }
+            tracing::error!(
+                lost = batch.len(),
+                "spend ledger records could not be committed at shutdown"
+            );
+            return;
+        }
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the ledger's own thread, not a worker"
+        )]
+        std::thread::sleep(every);
+    }
+}
+
+fn commit(conn: &mut Connection, batch: &[AccessRecord]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT OR IGNORE INTO requests VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+        )?;
+        let mut total = tx.prepare_cached(
+            "INSERT INTO totals VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6)
+             ON CONFLICT (scope, key, day) DO UPDATE SET requests = requests + 1,
+               cost_pico = cost_pico + ?4, input_tokens = input_tokens + ?5, output_tokens = output_tokens + ?6",
+        )?;
+        for r in batch {
+            let time = humantime::format_rfc3339_micros(r.time).to_string();
+            let day = time.get(..10).unwrap_or_default().to_string();
+            let added = insert.execute(params![
+                r.request_id,
+                time,
+                day,
+                r.identity,
+                r.user,
+                r.team,
+                r.session_id,
+                r.agent_id,
+                r.parent_agent_id,
+                r.format,
+                r.operation,
+                r.model,
+                r.upstream_model,
+                r.upstream,
+                r.status,
+                r.error,
+                r.input_tokens as i64,
+                r.output_tokens as i64,
+                r.cache_creation_input_tokens as i64,
+                r.cache_read_input_tokens as i64,
+                r.cost_pico as i64,
+                r.total_us as i64,
+                r.ttfb_us.map(|t| t as i64),
+                r.attempts,
+            ])?;
+            if added == 0 {
+                continue; // already stored (a retried batch)
+            }
+            let scopes = [
+                ("key", Some(&r.identity)),
+                ("user", r.user.as_ref()),
+                ("team", r.team.as_ref()),
+                ("session", r.session_id.as_ref()),
+                ("model", r.model.as_ref()),
+            ];
+            for (scope, key) in scopes {
+                if let Some(key) = key {
+                    total.execute(params![
+                        scope,
+                        key,
+                        day,
+                        r.cost_pico as i64,
+                        r.input_tokens as i64,
+                        r.output_tokens as i64
+                    ])?;
+                }
+            }
+        }
+    }
+    tx.commit()
+}
+
+/// One line of a spend report.
+#[derive(Debug, serde::Serialize)]
+pub struct SpendRow {
+    pub group: Option<String>,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+}
+
+/// What a spend report groups by.
+pub const GROUPS: [&str; 7] = [
+    "identity",
+    "user",
+    "team",
+    "model",
+    "day",
+    "session_id",
+    "agent_id",
+];
+
+/// Spend grouped by one of [`GROUPS`], from the ledger at `path` (read-only; safe while sluice
+/// runs).
+pub fn spend(path: &PathBuf, group: &str) -> Result<Vec<SpendRow>, String> {
+    let column = GROUPS
+        .iter()
+        .find(|g| **g == group)
+        .ok_or_else(|| format!("cannot group by `{group}`: use one of {GROUPS:?}"))?;
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let sql = format!(
+        "SELECT {column}, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_pico) FROM requests GROUP BY {column} ORDER BY SUM(cost_pico) DESC"
+    );
+    let mut stmt = conn.prepare(&sql).map_err(|e| e.to_string())?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok(SpendRow {
+                group: row.get(0)?,
+                requests: row.get(1)?,
+                input_tokens: row.get(2)?,
+                output_tokens: row.get(3)?,
+                cost_usd: row.get::<_, i64>(4)? as f64 / 1e12,
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,263 @@
+//! Durable records: the SQLite spend ledger holds one row per request, survives restarts, is
+//! drained completely on SIGTERM and loses nothing older than its commit window on `kill -9`;
+//! the hash-chained audit log verifies, and `sluice audit verify` finds the first altered,
+//! removed or inserted line, across rotated files too.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "integration test: a failure is a failed test"
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn config(dir: &Path, extra: &str) -> String {
+    let hash = sluice::config::keys::hash_hex("sk-ledger");
+    format!(
+        "[[keys]]\nname = \"ledger-key\"\nsha256 = \"{hash}\"\nteam = \"t1\"\n[store]\npath = \"{}\"\ncommit_interval = \"20ms\"\n[audit]\npath = \"{}\"\n{extra}",
+        dir.join("ledger.db").display(),
+        dir.join("audit.jsonl").display()
+    )
+}
+
+fn spend(db: &Path, by: &str) -> Vec<Value> {
+    let out = Command::new(BIN)
+        .args(["spend", "--by", by, "--db"])
+        .arg(db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn verify(files: &[PathBuf]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .arg("audit")
+        .arg("verify")
+        .args(files)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn send(gw: &Gateway, n: usize, stream: bool) {
+    let mut client = Client::connect(gw.addr);
+    for i in 0..n {
+        let body = if stream && i % 2 == 0 {
+            STREAM_BODY
+        } else {
+            SMALL_BODY
+        };
+        client.send(
+            messages_request(
+                body,
+                "x-api-key: sk-ledger\r\nX-Claude-Code-Session-Id: sess-9\r\n",
+            )
+            .as_bytes(),
+        );
+        assert_eq!(client.read_response().unwrap().status, 200);
+    }
+}
+
+#[test]
+fn the_ledger_holds_every_request_and_survives_a_restart() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&mock.url(), &config(dir.path(), ""));
+    send(&gw, 30, true);
+    gw.terminate();
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
+    let logged: f64 = gw
+        .records()
+        .iter()
+        .map(|r| r["cost_usd"].as_f64().unwrap())
+        .sum();
+    let by_key = spend(&dir.path().join("ledger.db"), "identity");
+    assert_eq!(by_key.len(), 1);
+    assert_eq!(by_key[0]["group"], "key:ledger-key");
+    assert_eq!(by_key[0]["requests"], 30);
+    assert!(
+        (by_key[0]["cost_usd"].as_f64().unwrap() - logged).abs() < 1e-9,
+        "ledger and access log agree on cost"
+    );
+    assert_eq!(
+        spend(&dir.path().join("ledger.db"), "session_id")[0]["group"],
+        "sess-9"
+    );
+    // A new process on the same ledger carries on.
+    let mut again = gateway(&mock.url(), &config(dir.path(), ""));
+    send(&again, 5, false);
+    again.terminate();
+    assert_eq!(again.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(
+        spend(&dir.path().join("ledger.db"), "team")[0]["requests"],
+        35
+    );
+    let (ok, msg) = verify(&[dir.path().join("audit.jsonl")]);
+    assert!(ok && msg.contains("35 lines"), "{msg}");
+}
+
+#[test]
+fn sigterm_under_concurrent_load_drains_every_record() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&mock.url(), &config(dir.path(), ""));
+    let addr = gw.addr;
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                for _ in 0..50 {
+                    client
+                        .send(messages_request(SMALL_BODY, "x-api-key: sk-ledger\r\n").as_bytes());
+                    assert_eq!(client.read_response().unwrap().status, 200);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    gw.terminate();
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(
+        spend(&dir.path().join("ledger.db"), "identity")[0]["requests"],
+        200
+    );
+    let (ok, msg) = verify(&[dir.path().join("audit.jsonl")]);
+    assert!(ok && msg.contains("200 lines"), "{msg}");
+}
+
+#[test]
+fn kill_9_loses_nothing_older_than_the_commit_window() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&mock.url(), &config(dir.path(), ""));
+    send(&gw, 100, true);
+    // The documented window is commit_interval (20 ms) plus the commit itself: wait ten of them.
+    std::thread::sleep(Duration::from_millis(200));
+    gw.child.kill().unwrap();
+    let _ = gw.child.wait();
+    assert_eq!(
+        spend(&dir.path().join("ledger.db"), "identity")[0]["requests"],
+        100
+    );
+    let (ok, msg) = verify(&[dir.path().join("audit.jsonl")]);
+    assert!(ok && msg.contains("100 lines"), "{msg}");
+}
+
+fn rewrite(path: &Path, edit: impl FnOnce(&mut Vec<String>)) {
+    let mut lines: Vec<String> = std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    edit(&mut lines);
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn audit_verify_finds_the_first_tampered_line() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&mock.url(), &config(dir.path(), ""));
+    send(&gw, 10, false);
+    let refused = request(
+        gw.addr,
+        &messages_request(SMALL_BODY, "x-api-key: sk-wrong\r\n"),
+    );
+    assert_eq!(refused.status, 401);
+    gw.terminate();
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
+    let log = dir.path().join("audit.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("\"decision\":\"refused\"") && text.contains("\"reason\":\"unauthorized\"")
+    );
+    assert!(
+        !text.contains("sk-ledger") && !text.contains("sk-wrong"),
+        "no secret in the audit log"
+    );
+    assert!(verify(std::slice::from_ref(&log)).0);
+    let pristine = text.clone();
+    for (what, edit, line) in [
+        (
+            "altered",
+            Box::new(|l: &mut Vec<String>| l[3] = l[3].replace("\"status\":200", "\"status\":201"))
+                as Box<dyn FnOnce(&mut Vec<String>)>,
+            5,
+        ),
+        (
+            "removed",
+            Box::new(|l: &mut Vec<String>| {
+                l.remove(4);
+            }),
+            5,
+        ),
+        (
+            "inserted",
+            Box::new(|l: &mut Vec<String>| {
+                let copy = l[2].clone();
+                l.insert(6, copy);
+            }),
+            7,
+        ),
+    ] {
+        std::fs::write(&log, &pristine).unwrap();
+        rewrite(&log, edit);
+        let (ok, msg) = verify(std::slice::from_ref(&log));
+        assert!(!ok, "{what} line not detected");
+        assert!(
+            msg.contains(&format!("audit.jsonl:{line}:")),
+            "{what}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn the_audit_chain_continues_across_rotation() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&mock.url(), &config(dir.path(), "max_bytes = 4096\n"));
+    send(&gw, 40, false);
+    gw.terminate();
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
+    let mut rotated: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("audit.jsonl.")
+        })
+        .collect();
+    rotated.sort();
+    assert!(rotated.len() >= 2, "rotated files: {rotated:?}");
+    rotated.push(dir.path().join("audit.jsonl"));
+    let (ok, msg) = verify(&rotated);
+    assert!(ok && msg.contains("40 lines"), "{msg}");
+    // Leaving out a rotated file breaks the chain.
+    let (ok, _) = verify(&rotated[1..]);
+    assert!(!ok);
+}
