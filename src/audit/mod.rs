@@ -2,7 +2,8 @@
 //! action), each carrying `seq` and the SHA-256 of the line before it, so an altered, inserted
 //! or removed line breaks the chain at that point ([`verify`], `sluice audit verify FILE…`).
 //! A dedicated thread writes it (fed by a bounded channel, drained on a tick) and continues the
-//! chain across restarts and size-based rotation (`FILE` is renamed `FILE.<unix ms>`). No bodies
+//! chain across restarts and size-based rotation (`FILE` is renamed `FILE.<seq of its first line,
+//! 12 digits>`: unique, and sorting the names sorts the files). No bodies
 //! and no secrets go in: identities are labels, never keys.
 
 use std::fs::{File, OpenOptions};
@@ -83,7 +84,7 @@ impl AuditLog {
 
 /// Opens the audit log at `path` (continuing its chain) and starts the writer thread.
 pub fn start(path: &Path, max_bytes: u64) -> std::io::Result<(AuditLog, JoinHandle<()>)> {
-    let (seq, prev) = chain_tail(path)?;
+    let (seq, prev, first_seq) = chain_tail(path)?;
     let file = OpenOptions::new().create(true).append(true).open(path)?;
     let (tx, rx) = flume::bounded::<AuditEvent>(QUEUE);
     let mut writer = Writer {
@@ -93,6 +94,7 @@ pub fn start(path: &Path, max_bytes: u64) -> std::io::Result<(AuditLog, JoinHand
         max_bytes,
         seq,
         prev,
+        first_seq,
     };
     let handle = std::thread::Builder::new()
         .name("sluice-audit".into())
@@ -115,6 +117,8 @@ struct Writer {
     seq: u64,
     /// The hash of the last line written.
     prev: String,
+    /// The `seq` of the current file's first line (names the file when it is rotated).
+    first_seq: u64,
 }
 
 impl Writer {
@@ -187,32 +191,42 @@ impl Writer {
                 out.clear();
                 self.file = file;
                 self.size = 0;
+                self.first_seq = self.seq;
             }
             Err(e) => tracing::error!(error = %e, "cannot rotate the audit log"),
         }
     }
 }
 
-/// The next `seq` and the last line's hash of an existing log (so the chain continues).
-fn chain_tail(path: &Path) -> std::io::Result<(u64, String)> {
+/// The next `seq`, the last line's hash and the first line's `seq` of an existing log (so the
+/// chain continues).
+fn chain_tail(path: &Path) -> std::io::Result<(u64, String, u64)> {
     let Ok(file) = File::open(path) else {
-        return Ok((0, GENESIS.to_string()));
+        return Ok((0, GENESIS.to_string(), 0));
     };
-    let mut last = None;
+    let seq_of = |line: &str| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v["seq"].as_u64())
+    };
+    let (mut first, mut last) = (None, None);
     for line in BufReader::new(file).lines() {
         let line = line?;
         if !line.is_empty() {
+            first.get_or_insert_with(|| line.clone());
             last = Some(line);
         }
     }
     let Some(last) = last else {
-        return Ok((0, GENESIS.to_string()));
+        return Ok((0, GENESIS.to_string(), 0));
     };
-    let seq = serde_json::from_str::<serde_json::Value>(&last)
-        .ok()
-        .and_then(|v| v["seq"].as_u64())
-        .map_or(0, |s| s + 1);
-    Ok((seq, hex::encode(Sha256::digest(last.as_bytes()))))
+    let next = seq_of(&last).map_or(0, |s| s + 1);
+    let first_seq = first.as_deref().and_then(seq_of).unwrap_or(next);
+    Ok((
+        next,
+        hex::encode(Sha256::digest(last.as_bytes())),
+        first_seq,
+    ))
 }
 
 /// The first break in a chain.

@@ -19,6 +19,44 @@ pub struct FileConfig {
     pub log: LogFile,
     pub store: StoreFile,
     pub audit: AuditFile,
+    pub jwt: Option<JwtFile>,
+}
+
+/// JWT identity (the `apiKeyHelper` flow: a helper mints a short-lived token per user).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtFile {
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Required `aud`, when set.
+    pub audience: Option<String>,
+    /// The claim naming the user (default `sub`).
+    pub user_claim: Option<String>,
+    /// The claim naming the team, if any.
+    pub team_claim: Option<String>,
+    /// Seconds of clock skew allowed on `exp` and `nbf` (default 30).
+    pub leeway_seconds: Option<u64>,
+    pub keys: Vec<JwtKeyFile>,
+    /// A JWKS file (`{"keys": [...]}`), matched by `kid`.
+    pub jwks_file: Option<String>,
+}
+
+/// One verification key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKeyFile {
+    /// `HS256`, `RS256` or `ES256`.
+    pub algorithm: String,
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// HS256: the shared secret, or the variable holding it.
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// RS256/ES256: a PEM public key file.
+    #[serde(default)]
+    pub public_key_file: Option<String>,
 }
 
 /// The spend ledger.

@@ -5,6 +5,7 @@
 //! `sluice check-config` runs the same code.
 
 pub mod file;
+pub mod jwt;
 pub mod keys;
 
 use std::collections::HashSet;
@@ -192,6 +193,7 @@ pub struct Config {
     pub log_level: String,
     pub store: StoreSettings,
     pub audit: AuditSettings,
+    pub jwt: Option<std::sync::Arc<jwt::JwtVerifier>>,
 }
 
 /// The spend ledger's settings.
@@ -211,9 +213,10 @@ pub struct AuditSettings {
 }
 
 impl Config {
-    /// True when no virtual keys are configured: every client is accepted.
+    /// True when no credential is configured (no virtual or AWS keys, no JWT): every client is
+    /// accepted.
     pub fn open_access(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.is_empty() && self.jwt.is_none()
     }
 }
 
@@ -310,6 +313,10 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
                     ))
                 }
             },
+        },
+        jwt: match &file.jwt {
+            Some(j) => Some(std::sync::Arc::new(jwt::JwtVerifier::build(j)?)),
+            None => None,
         },
         audit: AuditSettings {
             path: (file.audit.path != "off").then(|| file.audit.path.clone().into()),

@@ -19,6 +19,12 @@ pub enum Identity {
         user: Option<String>,
         team: Option<String>,
     },
+    /// A verified JWT.
+    Jwt {
+        subject: String,
+        user: Option<String>,
+        team: Option<String>,
+    },
     /// Open access with the client's own credential (passed upstream when the upstream has none).
     PassThrough { fingerprint: String },
     /// Open access, no credential presented.
@@ -30,6 +36,7 @@ impl Identity {
     pub fn label(&self) -> String {
         match self {
             Identity::Key { name, .. } => format!("key:{name}"),
+            Identity::Jwt { subject, .. } => format!("jwt:{subject}"),
             Identity::PassThrough { fingerprint } => format!("passthrough:{fingerprint}"),
             Identity::Anonymous => "anonymous".into(),
         }
@@ -37,14 +44,14 @@ impl Identity {
 
     pub fn user(&self) -> Option<String> {
         match self {
-            Identity::Key { user, .. } => user.clone(),
+            Identity::Key { user, .. } | Identity::Jwt { user, .. } => user.clone(),
             _ => None,
         }
     }
 
     pub fn team(&self) -> Option<String> {
         match self {
-            Identity::Key { team, .. } => team.clone(),
+            Identity::Key { team, .. } | Identity::Jwt { team, .. } => team.clone(),
             _ => None,
         }
     }
@@ -112,6 +119,20 @@ fn identify(head: &RequestHead, config: &Config) -> Result<Identity, GatewayErro
         });
     }
     let key = presented.ok_or(GatewayError::Unauthorized)?;
+    if let (Some(verifier), true) = (&config.jwt, crate::config::jwt::looks_like_jwt(key)) {
+        let token = std::str::from_utf8(key).map_err(|_| GatewayError::Unauthorized)?;
+        return verifier
+            .verify(token)
+            .map(|id| Identity::Jwt {
+                subject: id.subject,
+                user: id.user,
+                team: id.team,
+            })
+            .map_err(|why| {
+                tracing::info!(reason = %why, "JWT refused");
+                GatewayError::Unauthorized
+            });
+    }
     let found = config
         .keys
         .find(&digest(key))
