@@ -309,6 +309,12 @@ pub struct KeyFile {
     pub user: Option<String>,
     #[serde(default)]
     pub team: Option<String>,
+    /// The models this key may use (exact names or prefixes ending in `*`); all when absent.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    /// RFC 3339 time after which the key is refused.
+    #[serde(default)]
+    pub expires: Option<String>,
 }
 
 /// An AWS access key pair sluice issues, so unmodified AWS SDK clients (SigV4-signing Bedrock

@@ -14,6 +14,9 @@ pub struct VirtualKey {
     pub name: String,
     pub user: Option<String>,
     pub team: Option<String>,
+    /// The models the key may use; `None`: all.
+    pub models: Option<std::sync::Arc<Vec<super::ModelPattern>>>,
+    pub expires: Option<std::time::SystemTime>,
     digest: [u8; 32],
 }
 
@@ -53,10 +56,23 @@ impl KeyTable {
                     "must be 64 hex digits (see `sluice keys hash`)",
                 )
             })?;
+            let expires = match &k.expires {
+                Some(t) => Some(humantime::parse_rfc3339_weak(t).map_err(|e| {
+                    invalid(
+                        format!("keys[{i}].expires"),
+                        format!("`{t}` is not an RFC 3339 time: {e}"),
+                    )
+                })?),
+                None => None,
+            };
             let key = VirtualKey {
                 name: k.name.clone(),
                 user: k.user.clone(),
                 team: k.team.clone(),
+                models: k.models.as_ref().map(|m| {
+                    std::sync::Arc::new(m.iter().map(|p| super::ModelPattern::parse(p)).collect())
+                }),
+                expires,
                 digest,
             };
             if by_digest.insert(digest, key).is_some() {

@@ -99,7 +99,7 @@ pub enum ModelPattern {
 }
 
 impl ModelPattern {
-    fn parse(text: &str) -> ModelPattern {
+    pub(crate) fn parse(text: &str) -> ModelPattern {
         match text.strip_suffix('*') {
             Some("") => ModelPattern::Any,
             Some(prefix) => ModelPattern::Prefix(prefix.to_string()),

@@ -6,7 +6,9 @@
 
 use super::GatewayError;
 use crate::config::keys::digest;
-use crate::config::Config;
+use std::sync::Arc;
+
+use crate::config::{Config, ModelPattern};
 use crate::http1::RequestHead;
 use crate::provider::sigv4;
 
@@ -18,6 +20,8 @@ pub enum Identity {
         name: String,
         user: Option<String>,
         team: Option<String>,
+        /// The models the key may use; `None`: all.
+        models: Option<Arc<Vec<ModelPattern>>>,
     },
     /// A verified JWT.
     Jwt {
@@ -46,6 +50,20 @@ impl Identity {
         match self {
             Identity::Key { user, .. } | Identity::Jwt { user, .. } => user.clone(),
             _ => None,
+        }
+    }
+
+    /// Whether this identity may use `model` (as sent, or as its Anthropic id).
+    pub fn allows(&self, model: &str) -> bool {
+        match self {
+            Identity::Key {
+                models: Some(allowed),
+                ..
+            } => {
+                let id = crate::format::anthropic_model_id(model);
+                allowed.iter().any(|p| p.matches(model) || p.matches(&id))
+            }
+            _ => true,
         }
     }
 
@@ -81,6 +99,7 @@ pub fn authenticate(head: &RequestHead, config: &Config) -> Result<Authenticated
                 name: key.name.clone(),
                 user: key.user.clone(),
                 team: key.team.clone(),
+                models: None,
             },
             pending_sigv4: Some(key.secret.clone()),
         });
@@ -137,10 +156,17 @@ fn identify(head: &RequestHead, config: &Config) -> Result<Identity, GatewayErro
         .keys
         .find(&digest(key))
         .ok_or(GatewayError::Unauthorized)?;
+    if found
+        .expires
+        .is_some_and(|at| at <= std::time::SystemTime::now())
+    {
+        return Err(GatewayError::KeyExpired);
+    }
     Ok(Identity::Key {
         name: found.name.clone(),
         user: found.user.clone(),
         team: found.team.clone(),
+        models: found.models.clone(),
     })
 }
 

@@ -38,6 +38,10 @@ pub enum GatewayError {
     InvalidRequest(String),
     #[error("invalid x-api-key or authorization")]
     Unauthorized,
+    #[error("this key has expired")]
+    KeyExpired,
+    #[error("model `{0}` is not allowed for this key")]
+    ModelNotAllowed(String),
     #[error("{0}")]
     NotFound(String),
     #[error("model `{0}` is not available on this gateway")]
@@ -98,6 +102,10 @@ impl GatewayError {
                 r(400, "invalid_request_error", Client, "invalid_request")
             }
             GatewayError::Unauthorized => r(401, "authentication_error", Client, "unauthorized"),
+            GatewayError::KeyExpired => r(401, "authentication_error", Client, "key_expired"),
+            GatewayError::ModelNotAllowed(_) => {
+                r(403, "permission_error", Client, "model_not_allowed")
+            }
             GatewayError::NotFound(_) => r(404, "not_found_error", Client, "not_found"),
             GatewayError::ModelNotRouted(_) => {
                 r(404, "not_found_error", Client, "model_not_routed")

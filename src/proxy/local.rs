@@ -2,6 +2,7 @@
 //! (`GET /v1/models` in the Anthropic list format, fast and never a redirect), and sluice's own
 //! error responses in the Anthropic error format.
 
+use super::authenticate::Identity;
 use super::classify::Operation;
 use super::client::{ClientConn, ClientGone};
 use super::error::{error_body, reason_phrase};
@@ -16,15 +17,23 @@ pub async fn answer(
     head: &RequestHead,
     op: &Operation,
     config: &Config,
+    identity: Option<&Identity>,
     ex: &mut Exchange,
 ) -> Result<bool, GatewayError> {
+    // Discovery lists only what this identity may use.
+    let visible: Vec<ModelInfo> = config
+        .models
+        .iter()
+        .filter(|m| identity.is_none_or(|id| id.allows(&m.id)))
+        .cloned()
+        .collect();
     let (status, body): (u16, Vec<u8>) = match op {
         Operation::Health => (200, br#"{"status":"ok"}"#.to_vec()),
         Operation::WarmUp => (200, Vec::new()),
-        Operation::ListModels => (200, list_models(&config.models, head.query())),
+        Operation::ListModels => (200, list_models(&visible, head.query())),
         // Claude Code in Bedrock mode asks first; an empty list lets it use its default model.
         Operation::InferenceProfiles => (200, br#"{"inferenceProfileSummaries":[]}"#.to_vec()),
-        Operation::GetModel(id) => match config.models.iter().find(|m| &m.id == id) {
+        Operation::GetModel(id) => match visible.iter().find(|m| &m.id == id) {
             Some(m) => (200, model_json(m).to_string().into_bytes()),
             None => return Err(GatewayError::NotFound(format!("model: {id}"))),
         },

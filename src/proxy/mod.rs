@@ -164,12 +164,12 @@ async fn run_phases(
         op,
         Operation::Health | Operation::WarmUp | Operation::InferenceProfiles
     ) {
-        return local::answer(client, head, &op, &gw.config, ex).await;
+        return local::answer(client, head, &op, &gw.config, None, ex).await;
     }
     let auth = authenticate::authenticate(head, &gw.config)?;
     ex.set_identity(&auth.identity);
     if op.is_local() {
-        return local::answer(client, head, &op, &gw.config, ex).await;
+        return local::answer(client, head, &op, &gw.config, Some(&auth.identity), ex).await;
     }
     let hold_whole = auth.pending_sigv4.is_some();
     let (body, target) = read_and_route(client, head, &op, hold_whole, gw, ex).await?;
@@ -177,6 +177,9 @@ async fn run_phases(
         authenticate::verify_sigv4(head, body.held(), secret)?;
     }
     ex.record.model = target.model.clone();
+    if let Some(model) = target.model.as_deref().filter(|m| !auth.identity.allows(m)) {
+        return Err(GatewayError::ModelNotAllowed(model.to_string()));
+    }
     forward_with_fallback(client, head, &op, &body, &target, gw, ex).await
 }
 
