@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod format;
 pub mod http1;
+pub mod limits;
 pub mod mock;
 pub mod provider;
 pub mod proxy;

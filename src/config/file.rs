@@ -15,6 +15,8 @@ pub struct FileConfig {
     pub models: Vec<ModelFile>,
     pub keys: Vec<KeyFile>,
     pub aws_keys: Vec<AwsKeyFile>,
+    pub teams: Vec<LimitedFile>,
+    pub users: Vec<LimitedFile>,
     pub pricing: Vec<PriceFile>,
     pub log: LogFile,
     pub store: StoreFile,
@@ -315,6 +317,28 @@ pub struct KeyFile {
     /// RFC 3339 time after which the key is refused.
     #[serde(default)]
     pub expires: Option<String>,
+    /// Requests per minute.
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    /// Input + output tokens per minute.
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    /// Concurrent streaming requests.
+    #[serde(default)]
+    pub max_streams: Option<u32>,
+}
+
+/// Limits for a team or a user (by the name keys and JWT claims give them).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitedFile {
+    pub name: String,
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    #[serde(default)]
+    pub max_streams: Option<u32>,
 }
 
 /// An AWS access key pair sluice issues, so unmodified AWS SDK clients (SigV4-signing Bedrock

@@ -194,6 +194,8 @@ pub struct Config {
     pub store: StoreSettings,
     pub audit: AuditSettings,
     pub jwt: Option<std::sync::Arc<jwt::JwtVerifier>>,
+    /// Rate-limit counters, shared by all workers (atomics).
+    pub limiter: std::sync::Arc<crate::limits::RateLimiter>,
 }
 
 /// The spend ledger's settings.
@@ -314,6 +316,7 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
                 }
             },
         },
+        limiter: std::sync::Arc::new(build_limiter(&file)),
         jwt: match &file.jwt {
             Some(j) => Some(std::sync::Arc::new(jwt::JwtVerifier::build(j)?)),
             None => None,
@@ -590,6 +593,36 @@ fn aws_source(
             ))
         }
     })
+}
+
+fn build_limiter(file: &FileConfig) -> crate::limits::RateLimiter {
+    use crate::limits::{LimitSpec, Scope};
+    let mut limiter = crate::limits::RateLimiter::default();
+    for k in &file.keys {
+        limiter.add(
+            Scope::Key,
+            &k.name,
+            LimitSpec {
+                rpm: k.rpm,
+                tpm: k.tpm,
+                max_streams: k.max_streams,
+            },
+        );
+    }
+    for (scope, list) in [(Scope::Team, &file.teams), (Scope::User, &file.users)] {
+        for e in list {
+            limiter.add(
+                scope,
+                &e.name,
+                LimitSpec {
+                    rpm: e.rpm,
+                    tpm: e.tpm,
+                    max_streams: e.max_streams,
+                },
+            );
+        }
+    }
+    limiter
 }
 
 fn build_routes(file: &FileConfig, upstreams: &[Upstream]) -> Result<Vec<Route>, ConfigError> {

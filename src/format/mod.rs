@@ -58,6 +58,15 @@ impl CloudCall {
         }
     }
 
+    /// Whether the client asked for a stream (the path says so).
+    pub fn is_stream(&self) -> bool {
+        matches!(
+            self,
+            CloudCall::BedrockInvoke { stream: true, .. }
+                | CloudCall::VertexPredict { stream: true, .. }
+        )
+    }
+
     /// Whether the client wants a Bedrock event-stream back.
     pub fn wants_event_stream(&self) -> bool {
         matches!(self, CloudCall::BedrockInvoke { stream: true, .. })

@@ -42,6 +42,8 @@ pub enum GatewayError {
     KeyExpired,
     #[error("model `{0}` is not allowed for this key")]
     ModelNotAllowed(String),
+    #[error("rate limit reached: {which}; retry in {retry_after} s")]
+    RateLimited { which: String, retry_after: u64 },
     #[error("{0}")]
     NotFound(String),
     #[error("model `{0}` is not available on this gateway")]
@@ -106,6 +108,7 @@ impl GatewayError {
             GatewayError::ModelNotAllowed(_) => {
                 r(403, "permission_error", Client, "model_not_allowed")
             }
+            GatewayError::RateLimited { .. } => r(429, "rate_limit_error", Client, "rate_limited"),
             GatewayError::NotFound(_) => r(404, "not_found_error", Client, "not_found"),
             GatewayError::ModelNotRouted(_) => {
                 r(404, "not_found_error", Client, "model_not_routed")
@@ -120,6 +123,17 @@ impl GatewayError {
             }
             GatewayError::Overloaded => r(529, "overloaded_error", Internal, "overloaded"),
             GatewayError::StoreUnavailable => r(503, "api_error", Internal, "store_unavailable"),
+        }
+    }
+}
+
+impl GatewayError {
+    /// The `retry-after` (whole seconds) this answer carries, if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            GatewayError::RateLimited { retry_after, .. } => Some(*retry_after),
+            GatewayError::Overloaded | GatewayError::StoreUnavailable => Some(1),
+            _ => None,
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct Exchange {
     pub metered: Metered,
     /// The request body was read completely (the connection can carry another request).
     pub body_consumed: bool,
+    /// Fields sluice adds to the response head (rate-limit quota).
+    pub response_headers: Vec<(&'static str, String)>,
 }
 
 impl Exchange {
@@ -66,6 +68,7 @@ impl Exchange {
             client_head_sent: None,
             metered: Metered::default(),
             body_consumed: false,
+            response_headers: Vec::new(),
         }
     }
 

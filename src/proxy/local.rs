@@ -74,9 +74,10 @@ pub async fn reply_error(
     ex.record.error = Some(r.label);
     let body = error_body(r.kind, &err.to_string(), &ex.record.request_id);
     ex.record.response_bytes = body.len() as u64;
+    let retry_after = err.retry_after().map(|s| s.to_string());
     let mut extra: Vec<(&str, &str)> = Vec::new();
-    if r.status == 529 || r.status == 503 {
-        extra.push(("retry-after", "1"));
+    if let Some(seconds) = &retry_after {
+        extra.push(("retry-after", seconds));
     }
     if r.status == 401 {
         extra.push(("www-authenticate", "Bearer"));

@@ -180,7 +180,22 @@ async fn run_phases(
     if let Some(model) = target.model.as_deref().filter(|m| !auth.identity.allows(m)) {
         return Err(GatewayError::ModelNotAllowed(model.to_string()));
     }
-    forward_with_fallback(client, head, &op, &body, &target, gw, ex).await
+    let admission = admit(&gw.config.limiter, &auth.identity, &op, &body)?;
+    if let Some(q) = &admission.quota {
+        ex.response_headers = vec![
+            ("anthropic-ratelimit-requests-limit", q.limit.to_string()),
+            (
+                "anthropic-ratelimit-requests-remaining",
+                q.remaining.to_string(),
+            ),
+            ("anthropic-ratelimit-requests-reset", q.reset.clone()),
+        ];
+    }
+    let keep_alive = forward_with_fallback(client, head, &op, &body, &target, gw, ex).await;
+    if let Some(usage) = &ex.metered.usage {
+        admission.settle(usage.input_tokens + usage.output_tokens);
+    }
+    keep_alive
 }
 
 /// Phases 4 and 5 over the route's deployments: forward to the first; on a connect failure,
@@ -266,6 +281,36 @@ async fn forward_with_fallback(
         }
     }
     Err(last_error)
+}
+
+/// Admission under the rate limits of the caller's key, user and team.
+fn admit<'a>(
+    limiter: &'a crate::limits::RateLimiter,
+    identity: &authenticate::Identity,
+    op: &Operation,
+    body: &RequestBody,
+) -> Result<crate::limits::Admission<'a>, GatewayError> {
+    use crate::limits::Scope;
+    let streaming = match op {
+        Operation::Cloud(call) => call.is_stream(),
+        _ => crate::format::json_edit::field(body.held(), "stream") == Some(&b"true"[..]),
+    };
+    let key = match identity {
+        authenticate::Identity::Key { name, .. } => Some(name.as_str()),
+        _ => None,
+    };
+    let (user, team) = (identity.user(), identity.team());
+    let entities = [
+        (Scope::Key, key),
+        (Scope::User, user.as_deref()),
+        (Scope::Team, team.as_deref()),
+    ];
+    limiter
+        .admit(&entities, streaming)
+        .map_err(|r| GatewayError::RateLimited {
+            which: r.which,
+            retry_after: r.retry_after,
+        })
 }
 
 /// Statuses that say "try elsewhere": rate limited, overloaded, or failed.

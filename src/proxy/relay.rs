@@ -173,7 +173,12 @@ pub async fn relay(
     };
     let mut cursor = BodyCursor::new(head.framing);
     let mut out = Vec::with_capacity(head.bytes.len() + 64 + buf.len());
-    write_head(&head, &output, close, &mut out);
+    let added: Vec<(&str, &[u8])> = ex
+        .response_headers
+        .iter()
+        .map(|(n, v)| (*n, v.as_bytes()))
+        .collect();
+    write_head(&head, &output, close, &added, &mut out);
     let head_len = out.len();
     // The first body bytes that came with the head go out in the same write.
     let first = take_body(&mut cursor, &mut buf, &mut meter, &mut output, &mut out);
@@ -231,54 +236,36 @@ pub async fn relay(
     }
 }
 
-fn write_head(head: &ResponseHead, output: &Output, close: bool, out: &mut Vec<u8>) {
-    match output {
-        Output::Raw => rewrite_response(
-            head,
-            ResponseRewrite {
-                close,
-                ..Default::default()
-            },
-            &[],
-            out,
-        ),
-        Output::Dechunked => rewrite_response(
-            head,
-            ResponseRewrite {
-                close,
-                drop: &["transfer-encoding", "content-length"],
-            },
-            &[],
-            out,
-        ),
-        Output::EventStream { chunked, .. } => {
-            reframed_head(head, EVENT_STREAM_TYPE, *chunked, close, out)
-        }
-        Output::SseFromEvents { chunked, .. } => reframed_head(
-            head,
-            b"text/event-stream; charset=utf-8",
-            *chunked,
-            close,
-            out,
-        ),
-    }
-}
-
-/// A head for a body sluice re-frames in another content type.
-fn reframed_head(
+fn write_head(
     head: &ResponseHead,
-    content_type: &[u8],
-    chunked: bool,
+    output: &Output,
     close: bool,
+    added: &[(&str, &[u8])],
     out: &mut Vec<u8>,
 ) {
-    let mut extra: Vec<(&str, &[u8])> = vec![("content-type", content_type)];
+    let (drop, content_type, chunked): (&[&str], Option<&[u8]>, bool) = match output {
+        Output::Raw => (&[], None, false),
+        Output::Dechunked => (&["transfer-encoding", "content-length"], None, false),
+        Output::EventStream { chunked, .. } => (REFRAMED, Some(EVENT_STREAM_TYPE), *chunked),
+        Output::SseFromEvents { chunked, .. } => (
+            REFRAMED,
+            Some(b"text/event-stream; charset=utf-8"),
+            *chunked,
+        ),
+    };
+    let mut extra: Vec<(&str, &[u8])> = Vec::new();
+    if let Some(ct) = content_type {
+        extra.push(("content-type", ct));
+    }
     if chunked {
         extra.push(("transfer-encoding", b"chunked"));
     }
-    let drop = &["content-type", "content-length", "transfer-encoding"];
+    extra.extend_from_slice(added);
     rewrite_response(head, ResponseRewrite { close, drop }, &extra, out);
 }
+
+/// The upstream's framing fields, replaced when sluice re-frames a body in another type.
+const REFRAMED: &[&str] = &["content-type", "content-length", "transfer-encoding"];
 
 /// Bedrock's `X-Amzn-Bedrock-*-Token-Count` headers, for a response whose body carried no usage.
 fn bedrock_header_usage(head: &ResponseHead) -> Option<crate::usage::Usage> {
