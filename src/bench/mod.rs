@@ -143,8 +143,27 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     ])?;
     let upstream = format!("http://{}", mock.addr);
     let workers = args.workers.to_string();
+    let dir = std::env::temp_dir().join(format!("sluice-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    // Each sluice keeps its own ledger and audit log (governance records on, as in production).
+    let records = |name: &str| {
+        format!(
+            "[store]\npath = \"{}\"\n[audit]\npath = \"{}\"\n",
+            dir.join(format!("{name}.db")).display(),
+            dir.join(format!("{name}-audit.jsonl")).display()
+        )
+    };
+    let main_config = dir.join("sluice.toml");
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "bench set-up, not a gateway worker"
+    )]
+    std::fs::write(&main_config, records("sluice"))?;
+    let main_arg = main_config.display().to_string();
     let sluice = Server::start_self(&[
         "serve",
+        "--config",
+        &main_arg,
         "--listen",
         "127.0.0.1:0",
         "--upstream",
@@ -156,15 +175,14 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         "--io-driver",
         &args.io_driver,
     ])?;
-    let dir = std::env::temp_dir().join(format!("sluice-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
     let bedrock_config = dir.join("bedrock.toml");
     #[expect(clippy::disallowed_methods, reason = "bench set-up, not a gateway worker")]
     std::fs::write(
         &bedrock_config,
         format!(
-            "[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nregion = \"us-east-1\"\nurl = \"{upstream}\"\naws_access_key_id = \"AKIDBENCH\"\naws_secret_access_key = \"bench\"\n[[routes]]\nmodel = \"*\"\ndeployments = [{{ upstream = \"bedrock\", upstream_model = \"{BENCH_BEDROCK_MODEL}\" }}]\n[log]\naccess_log = \"{}\"\n",
-            dir.join("bedrock-access.jsonl").display()
+            "[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nregion = \"us-east-1\"\nurl = \"{upstream}\"\naws_access_key_id = \"AKIDBENCH\"\naws_secret_access_key = \"bench\"\n[[routes]]\nmodel = \"*\"\ndeployments = [{{ upstream = \"bedrock\", upstream_model = \"{BENCH_BEDROCK_MODEL}\" }}]\n[log]\naccess_log = \"{}\"\n{}",
+            dir.join("bedrock-access.jsonl").display(),
+            records("bedrock")
         ),
     )?;
     let config_arg = bedrock_config.display().to_string();

@@ -190,14 +190,12 @@ fn write_loop(
 
 fn commit(conn: &mut Connection, batch: &[AccessRecord]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
+    // Totals are summed per batch in memory: one upsert per (scope, key, day), not per request.
+    let mut totals: std::collections::HashMap<(&'static str, String, String), [i64; 4]> =
+        std::collections::HashMap::new();
     {
         let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO requests VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
-        )?;
-        let mut total = tx.prepare_cached(
-            "INSERT INTO totals VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6)
-             ON CONFLICT (scope, key, day) DO UPDATE SET requests = requests + 1,
-               cost_pico = cost_pico + ?4, input_tokens = input_tokens + ?5, output_tokens = output_tokens + ?6",
         )?;
         for r in batch {
             let time = humantime::format_rfc3339_micros(r.time).to_string();
@@ -240,16 +238,21 @@ fn commit(conn: &mut Connection, batch: &[AccessRecord]) -> rusqlite::Result<()>
             ];
             for (scope, key) in scopes {
                 if let Some(key) = key {
-                    total.execute(params![
-                        scope,
-                        key,
-                        day,
-                        r.cost_pico as i64,
-                        r.input_tokens as i64,
-                        r.output_tokens as i64
-                    ])?;
+                    let t = totals.entry((scope, key.clone(), day.clone())).or_default();
+                    t[0] += 1;
+                    t[1] += r.cost_pico as i64;
+                    t[2] += r.input_tokens as i64;
+                    t[3] += r.output_tokens as i64;
                 }
             }
+        }
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO totals VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (scope, key, day) DO UPDATE SET requests = requests + ?4,
+               cost_pico = cost_pico + ?5, input_tokens = input_tokens + ?6, output_tokens = output_tokens + ?7",
+        )?;
+        for ((scope, key, day), [requests, cost, input, output]) in &totals {
+            upsert.execute(params![scope, key, day, requests, cost, input, output])?;
         }
     }
     tx.commit()
