@@ -261,3 +261,66 @@ fn the_audit_chain_continues_across_rotation() {
     let (ok, _) = verify(&rotated[1..]);
     assert!(!ok);
 }
+
+/// Sends one request on a fresh connection and returns its status.
+fn status_of_one_request(gw: &Gateway) -> u16 {
+    let mut client = Client::connect(gw.addr);
+    client.send(messages_request(SMALL_BODY, "x-api-key: sk-ledger\r\n").as_bytes());
+    client.read_response().unwrap().status
+}
+
+/// Polls (bounded) until a request gets `want`; returns whether it did.
+fn eventually_status(gw: &Gateway, want: u16, within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if status_of_one_request(gw) == want {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn fail_closed_refuses_while_the_ledger_cannot_commit_and_loses_nothing() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let mut gw = gateway(
+        &mock.url(),
+        &config(dir.path(), "").replace("[audit]", "on_failure = \"closed\"\n[audit]"),
+    );
+    assert_eq!(status_of_one_request(&gw), 200);
+    // Another process takes the write lock: the ledger's next commit times out (SQLITE_BUSY).
+    let blocker = rusqlite::Connection::open(&db).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    assert_eq!(
+        status_of_one_request(&gw),
+        200,
+        "accepted while still healthy"
+    );
+    assert!(
+        eventually_status(&gw, 503, Duration::from_secs(30)),
+        "fail-closed refuses once a commit has failed"
+    );
+    let mut refused = Client::connect(gw.addr);
+    refused.send(messages_request(SMALL_BODY, "x-api-key: sk-ledger\r\n").as_bytes());
+    let answer = refused.read_response().unwrap();
+    assert_eq!(answer.status, 503);
+    assert!(String::from_utf8_lossy(&answer.body).contains("\"type\":\"api_error\""));
+    // The lock goes away: the pending batch commits on the next tick and requests flow again.
+    blocker.execute_batch("COMMIT").unwrap();
+    drop(blocker);
+    assert!(
+        eventually_status(&gw, 200, Duration::from_secs(30)),
+        "served again once the ledger recovers"
+    );
+    gw.terminate();
+    assert_eq!(gw.wait_exit(Duration::from_secs(15)), Some(0));
+    let served = gw.records().iter().filter(|r| r["status"] == 200).count();
+    assert_eq!(
+        spend(&db, "identity")[0]["requests"],
+        served as u64,
+        "every served request reached the ledger"
+    );
+}
