@@ -19,6 +19,7 @@ pub mod config;
 pub mod format;
 pub mod http1;
 pub mod limits;
+pub mod metrics;
 pub mod mock;
 pub mod provider;
 pub mod proxy;

@@ -47,7 +47,9 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         .first()
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(config.listen);
-    let (log, log_thread) = access_log::start(&config.access_log).map_err(ServeError::AccessLog)?;
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let (log, log_thread) = access_log::start(&config.access_log, Arc::clone(&metrics))
+        .map_err(ServeError::AccessLog)?;
     let (ledger, ledger_thread) = match &config.store.path {
         Some(path) => {
             let (l, t) =
@@ -68,6 +70,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         access_log: log,
         ledger,
         audit,
+        metrics,
     };
     for upstream in &config.upstreams {
         upstream.provider.start_refreshers();
@@ -117,7 +120,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     }
     // Every record queued by the workers is written before the process exits.
     drop(records);
-    for thread in [log_thread, ledger_thread, audit_thread]
+    for thread in [Some(log_thread), ledger_thread, audit_thread]
         .into_iter()
         .flatten()
     {

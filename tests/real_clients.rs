@@ -16,6 +16,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -274,10 +275,8 @@ fn python_sdk_bedrock_and_vertex_clients_succeed_through_sluice() {
     assert!(!upstream_saw.contains("AKIDLABEXAMPLE000000") && !upstream_saw.contains("sk-bearer"));
 }
 
-#[test]
-fn python_sdk_calls_succeed_through_sluice() {
-    let mock = mock(&[]);
-    let gw = governed_gateway(&mock);
+/// Runs `tests/clients/sdk_first_party.py` against `gw` and returns what it printed.
+fn run_first_party_sdk_script(gw: &Gateway) -> Value {
     let python = real_clients().join("venv/bin/python");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/sdk_first_party.py");
     let out = Command::new(python)
@@ -291,7 +290,14 @@ fn python_sdk_calls_succeed_through_sluice() {
         "SDK script failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn python_sdk_calls_succeed_through_sluice() {
+    let mock = mock(&[]);
+    let gw = governed_gateway(&mock);
+    let got = run_first_party_sdk_script(&gw);
     assert_eq!(got["create"]["text"], "hello");
     assert_eq!(got["stream"]["text"], "hello");
     assert_eq!(got["beta"], "hello");
@@ -439,4 +445,130 @@ fn claude_code_in_bedrock_mode_signs_with_a_sluice_issued_aws_key() {
         .expect("a streamed turn");
     assert_eq!(streamed["identity"], "key:aws-dev");
     assert_eq!(streamed["status"], 200);
+}
+
+/// Scrapes `/metrics` and parses it with prometheus_client's own parser: one JSON per sample.
+fn scrape_and_parse(gw: &Gateway) -> Vec<Value> {
+    let resp = request(gw.addr, "GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let python = real_clients().join("venv/bin/python");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/parse_metrics.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &resp.body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the Prometheus parser rejected /metrics: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&resp.body)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Sum of the samples named `name` whose labels include every pair in `labels`.
+fn sum_samples(samples: &[Value], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s["name"] == name)
+        .filter(|s| labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+        .map(|s| s["value"].as_f64().unwrap())
+        .sum()
+}
+
+#[test]
+fn prometheus_parses_metrics_that_match_the_access_log() {
+    let mock = mock(&[]);
+    let gw = governed_gateway(&mock);
+    run_first_party_sdk_script(&gw);
+    gw.wait_records(7);
+    // Counters are published by the record writer every 200 ms: scrape until they caught up.
+    let proxied = |records: &[Value]| {
+        records
+            .iter()
+            .filter(|r| r["operation"] != "metrics")
+            .cloned()
+            .collect::<Vec<Value>>()
+    };
+    let (records, samples) = wait_for(Duration::from_secs(10), || {
+        let records = proxied(&gw.records());
+        let samples = scrape_and_parse(&gw);
+        let counted = sum_samples(&samples, "sluice_requests_total", &[])
+            - sum_samples(
+                &samples,
+                "sluice_requests_total",
+                &[("operation", "metrics")],
+            );
+        (counted as usize == records.len()).then_some((records, samples))
+    })
+    .expect("/metrics catches up with the access log");
+    let ok_messages = records
+        .iter()
+        .filter(|r| r["operation"] == "messages" && r["status"] == 200)
+        .count();
+    assert_eq!(
+        sum_samples(
+            &samples,
+            "sluice_requests_total",
+            &[("operation", "messages"), ("status", "200")]
+        ) as usize,
+        ok_messages
+    );
+    assert!(
+        sum_samples(
+            &samples,
+            "sluice_rejections_total",
+            &[("reason", "unauthorized")]
+        ) >= 1.0
+    );
+    let input: u64 = records
+        .iter()
+        .filter(|r| r["model"] == "claude-haiku-4-5" && r["upstream"].is_string())
+        .map(|r| r["input_tokens"].as_u64().unwrap())
+        .sum();
+    assert!(input > 0);
+    let labels = [
+        ("model", "claude-haiku-4-5"),
+        ("team", "platform"),
+        ("kind", "input"),
+    ];
+    assert_eq!(
+        sum_samples(&samples, "sluice_tokens_total", &labels) as u64,
+        input
+    );
+    let cost: f64 = records
+        .iter()
+        .map(|r| r["cost_usd"].as_f64().unwrap())
+        .sum();
+    assert!((sum_samples(&samples, "sluice_cost_usd_total", &[]) - cost).abs() < 1e-9);
+    let forwarded = records.iter().filter(|r| r["upstream"].is_string()).count();
+    assert_eq!(
+        sum_samples(&samples, "sluice_added_latency_seconds_count", &[]) as usize,
+        forwarded
+    );
+    assert_eq!(
+        sum_samples(
+            &samples,
+            "sluice_added_latency_seconds_bucket",
+            &[("le", "+Inf")]
+        ) as usize,
+        forwarded
+    );
+    assert_eq!(sum_samples(&samples, "sluice_ledger_healthy", &[]), 1.0);
+    assert!(samples
+        .iter()
+        .any(|s| s["name"] == "sluice_store_queue_depth" && s["labels"]["store"] == "access_log"));
 }

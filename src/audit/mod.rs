@@ -70,6 +70,16 @@ impl AuditLog {
         }
     }
 
+    /// Events waiting for the writer thread.
+    pub fn queued(&self) -> usize {
+        self.tx.as_ref().map_or(0, flume::Sender::len)
+    }
+
+    /// Events dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
     /// Queues an event; never blocks.
     pub fn record(&self, event: AuditEvent) {
         let Some(tx) = &self.tx else { return };

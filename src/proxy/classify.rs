@@ -17,6 +17,8 @@ pub enum Operation {
     GetModel(String),
     /// `GET /healthz`
     Health,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
     /// `HEAD /` and `HEAD /api/hello`: Claude Code's connection warm-up.
     WarmUp,
     /// A Bedrock InvokeModel or Vertex rawPredict call.
@@ -38,6 +40,7 @@ impl Operation {
             Operation::ListModels => "models",
             Operation::GetModel(_) => "model",
             Operation::Health => "health",
+            Operation::Metrics => "metrics",
             Operation::WarmUp => "warm_up",
             Operation::Cloud(CloudCall::VertexCountTokens) => "count_tokens",
             Operation::Cloud(_) => "messages",
@@ -85,6 +88,7 @@ pub fn classify(head: &RequestHead) -> Operation {
         (Method::Post, b"/v1/messages/count_tokens") => Operation::CountTokens,
         (_, b"/v1/models") if get_or_head => Operation::ListModels,
         (_, b"/healthz") if get_or_head => Operation::Health,
+        (_, b"/metrics") if get_or_head => Operation::Metrics,
         (Method::Head, b"/") | (Method::Head, b"/api/hello") => Operation::WarmUp,
         (_, p) if get_or_head && crate::format::is_inference_profiles(p) => {
             Operation::InferenceProfiles
@@ -136,6 +140,7 @@ mod tests {
         assert_eq!(op("HEAD /"), Operation::WarmUp);
         assert_eq!(op("HEAD /api/hello"), Operation::WarmUp);
         assert_eq!(op("GET /healthz"), Operation::Health);
+        assert_eq!(op("GET /metrics"), Operation::Metrics);
         assert_eq!(op("POST /v1/messages/batches"), Operation::Passthrough);
         assert_eq!(op("GET /"), Operation::Unknown);
         assert_eq!(op("GET /v1/messages"), Operation::Passthrough);

@@ -62,6 +62,33 @@ pub async fn answer(
     Ok(keep_alive)
 }
 
+/// Answers `GET /metrics` with the Prometheus text rendered by the caller.
+pub async fn metrics(
+    client: &mut ClientConn,
+    head: &RequestHead,
+    text: String,
+    ex: &mut Exchange,
+) -> Result<bool, GatewayError> {
+    let keep_alive = head.keep_alive && ex.body_consumed;
+    ex.record.status = 200;
+    ex.record.response_bytes = text.len() as u64;
+    write_response(
+        client,
+        200,
+        &[("content-type", PROMETHEUS_TEXT)],
+        text.as_bytes(),
+        !keep_alive,
+        head.method == Method::Head,
+        &ex.record.request_id,
+    )
+    .await
+    .map_err(|_| GatewayError::ClientHttp(crate::http1::Http1Error::UnexpectedEof))?;
+    Ok(keep_alive)
+}
+
+/// The Prometheus text exposition format's content type.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// Writes sluice's error response for `err`. Returns whether the client took it.
 pub async fn reply_error(
     client: &mut ClientConn,
@@ -107,7 +134,10 @@ pub async fn write_response(
 ) -> Result<(), ClientGone> {
     let mut out = Vec::with_capacity(256 + body.len());
     out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).as_bytes());
-    if !body.is_empty() {
+    let typed = extra
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+    if !body.is_empty() && !typed {
         out.extend_from_slice(b"content-type: application/json\r\n");
     }
     out.extend_from_slice(

@@ -90,6 +90,26 @@ pub struct Records {
     pub access_log: AccessLog,
     pub ledger: crate::store::ledger::Ledger,
     pub audit: crate::audit::AuditLog,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Records {
+    /// Scrape-time gauges of the record writers.
+    pub fn gauges(&self) -> crate::metrics::StoreGauges {
+        crate::metrics::StoreGauges {
+            queued: vec![
+                ("access_log", self.access_log.queued()),
+                ("ledger", self.ledger.queued()),
+                ("audit", self.audit.queued()),
+            ],
+            dropped: vec![
+                ("access_log", self.access_log.dropped()),
+                ("ledger", self.ledger.dropped()),
+                ("audit", self.audit.dropped()),
+            ],
+            ledger_healthy: self.ledger.is_healthy(),
+        }
+    }
 }
 
 /// Request ids unique across workers and restarts: start time, worker, sequence.
@@ -158,6 +178,10 @@ async fn run_phases(
     ex.set_operation(&op);
     if gw.config.store.fail_closed && !gw.records.ledger.is_healthy() && !op.is_local() {
         return Err(GatewayError::StoreUnavailable);
+    }
+    if op == Operation::Metrics {
+        let text = gw.records.metrics.render(&gw.records.gauges());
+        return local::metrics(client, head, text, ex).await;
     }
     // Public: health, the warm-up HEAD, and Bedrock's control-plane list (an empty list, no data).
     if matches!(

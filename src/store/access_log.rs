@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::config::AccessLogTarget;
+use crate::metrics::{Collector, Metrics};
 
 /// Records queued at most before new ones are dropped.
 const QUEUE: usize = 65_536;
@@ -161,27 +162,36 @@ impl AccessLog {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+
+    /// Records waiting for the writer thread.
+    pub fn queued(&self) -> usize {
+        self.tx.as_ref().map_or(0, flume::Sender::len)
+    }
 }
 
-/// Starts the writer thread for `target`. Dropping every [`AccessLog`] clone ends it.
-pub fn start(target: &AccessLogTarget) -> std::io::Result<(AccessLog, Option<JoinHandle<()>>)> {
-    let sink: Box<dyn Write + Send> = match target {
-        AccessLogTarget::Off => return Ok((AccessLog::off(), None)),
-        AccessLogTarget::Stdout => Box::new(std::io::stdout()),
-        AccessLogTarget::File(path) => {
-            Box::new(OpenOptions::new().create(true).append(true).open(path)?)
-        }
+/// Starts the writer thread for `target`; it also folds every record into `metrics`, so it
+/// runs even when the log itself is off. Dropping every [`AccessLog`] clone ends it.
+pub fn start(
+    target: &AccessLogTarget,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<(AccessLog, JoinHandle<()>)> {
+    let sink: Option<Box<dyn Write + Send>> = match target {
+        AccessLogTarget::Off => None,
+        AccessLogTarget::Stdout => Some(Box::new(std::io::stdout())),
+        AccessLogTarget::File(path) => Some(Box::new(
+            OpenOptions::new().create(true).append(true).open(path)?,
+        )),
     };
     let (tx, rx) = flume::bounded::<AccessRecord>(QUEUE);
     let handle = std::thread::Builder::new()
         .name("sluice-access-log".into())
-        .spawn(move || write_loop(rx, sink))?;
+        .spawn(move || write_loop(rx, sink, metrics))?;
     Ok((
         AccessLog {
             tx: Some(tx),
             dropped: Arc::new(AtomicU64::new(0)),
         },
-        Some(handle),
+        handle,
     ))
 }
 
@@ -189,27 +199,38 @@ pub fn start(target: &AccessLogTarget) -> std::io::Result<(AccessLog, Option<Joi
 /// every request a futex call and a context switch.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 
-fn write_loop(rx: flume::Receiver<AccessRecord>, sink: Box<dyn Write + Send>) {
-    let mut out = BufWriter::with_capacity(64 * 1024, sink);
+fn write_loop(
+    rx: flume::Receiver<AccessRecord>,
+    sink: Option<Box<dyn Write + Send>>,
+    metrics: Arc<Metrics>,
+) {
+    let mut collector = Collector::new(metrics);
+    let mut out = sink.map(|sink| BufWriter::with_capacity(64 * 1024, sink));
+    let mut batch: Vec<AccessRecord> = Vec::new();
     loop {
-        let mut wrote = false;
+        let mut closed = false;
         loop {
             match rx.try_recv() {
-                Ok(record) => {
-                    write_record(&mut out, &record);
-                    wrote = true;
-                }
+                Ok(record) => batch.push(record),
                 Err(flume::TryRecvError::Empty) => break,
                 Err(flume::TryRecvError::Disconnected) => {
-                    let _ = out.flush();
-                    return;
+                    closed = true;
+                    break;
                 }
             }
         }
-        if wrote {
+        if let Some(out) = out.as_mut().filter(|_| !batch.is_empty()) {
+            for record in &batch {
+                write_record(out, record);
+            }
             if let Err(e) = out.flush() {
                 tracing::error!(error = %e, "cannot write the access log");
             }
+        }
+        collector.observe(&batch);
+        batch.clear();
+        if closed {
+            return;
         }
         #[expect(
             clippy::disallowed_methods,

@@ -89,6 +89,16 @@ impl Ledger {
         }
     }
 
+    /// Records waiting for the ledger thread.
+    pub fn queued(&self) -> usize {
+        self.tx.as_ref().map_or(0, flume::Sender::len)
+    }
+
+    /// Records dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
     /// Whether the ledger is keeping up (no full queue, no failing commit).
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)

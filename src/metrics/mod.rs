@@ -1,0 +1,231 @@
+//! Prometheus metrics, aggregated off the hot path.
+//!
+//! Workers already hand every finished request's [`AccessRecord`] to the access-log writer
+//! thread; that thread owns a [`Collector`] that folds each batch into the aggregates and, at
+//! most every [`PUBLISH_INTERVAL`], publishes their rendered text through an `ArcSwap`. A scrape
+//! (`GET /metrics`, on any worker) loads that text and appends a few gauges read at scrape time
+//! (store queue depths, dropped records, ledger health): no lock anywhere, and a worker pays
+//! nothing for metrics beyond the record it sends anyway. Counters lag by at most the interval.
+//!
+//! Label values a client can choose (the model) are only used once sluice routed them, and
+//! every labelled family is capped at [`MAX_SERIES`] series: past that, new label sets are
+//! counted under `other`, so a stream of invented model names cannot grow memory.
+
+mod histogram;
+mod render;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use crate::store::access_log::AccessRecord;
+use histogram::Histogram;
+pub use render::StoreGauges;
+
+/// How often the collector republishes the rendered counters (when they changed).
+pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Most series one labelled family keeps; further label sets fold into `other`.
+pub const MAX_SERIES: usize = 2000;
+
+pub const REQUESTS_TOTAL: &str = "sluice_requests_total";
+pub const REQUEST_DURATION: &str = "sluice_request_duration_seconds";
+pub const ADDED_LATENCY: &str = "sluice_added_latency_seconds";
+pub const UPSTREAM_TTFB: &str = "sluice_upstream_ttfb_seconds";
+pub const TOKENS_TOTAL: &str = "sluice_tokens_total";
+pub const COST_TOTAL: &str = "sluice_cost_usd_total";
+pub const REJECTIONS_TOTAL: &str = "sluice_rejections_total";
+pub const UPSTREAM_ERRORS_TOTAL: &str = "sluice_upstream_errors_total";
+pub const FALLBACKS_TOTAL: &str = "sluice_fallbacks_total";
+pub const STORE_QUEUE_DEPTH: &str = "sluice_store_queue_depth";
+pub const STORE_DROPPED_TOTAL: &str = "sluice_store_dropped_total";
+pub const LEDGER_HEALTHY: &str = "sluice_ledger_healthy";
+
+/// The error labels that mean sluice refused a request by policy.
+const REJECTIONS: [&str; 5] = [
+    "unauthorized",
+    "key_expired",
+    "model_not_allowed",
+    "rate_limited",
+    "store_unavailable",
+];
+
+/// The label used for a series past [`MAX_SERIES`].
+const OTHER: &str = "other";
+
+/// `(operation, format, status, model)`
+type RequestLabels = (&'static str, &'static str, u16, String);
+/// `(model, team, kind)`
+type TokenLabels = (String, String, &'static str);
+
+/// Everything counted from access records.
+#[derive(Default)]
+struct Aggregate {
+    requests: HashMap<RequestLabels, u64>,
+    duration: HashMap<&'static str, Histogram>,
+    added: Histogram,
+    ttfb: Histogram,
+    tokens: HashMap<TokenLabels, u64>,
+    /// Picodollars by `(model, team)`.
+    cost: HashMap<(String, String), u64>,
+    rejections: HashMap<&'static str, u64>,
+    /// By `(upstream, error type)`.
+    upstream_errors: HashMap<(String, String), u64>,
+    fallbacks: HashMap<String, u64>,
+}
+
+/// The published metrics text, shared by the collector (which stores) and scrapes (which load).
+pub struct Metrics {
+    published: ArcSwap<String>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            published: ArcSwap::from_pointee(render::counters(&Aggregate::default())),
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition (format 0.0.4): the last published counters and
+    /// histograms, then the store gauges as of now.
+    pub fn render(&self, gauges: &StoreGauges) -> String {
+        let counters = self.published.load();
+        let mut text = String::with_capacity(counters.len() + 1024);
+        text.push_str(&counters);
+        render::stores(&mut text, gauges);
+        text
+    }
+}
+
+/// The aggregates, owned by the record writer thread.
+pub struct Collector {
+    aggregate: Aggregate,
+    shared: Arc<Metrics>,
+    changed: bool,
+    published_at: Instant,
+}
+
+impl Collector {
+    pub fn new(shared: Arc<Metrics>) -> Self {
+        Self {
+            aggregate: Aggregate::default(),
+            shared,
+            changed: false,
+            published_at: Instant::now(),
+        }
+    }
+
+    /// Folds a batch of finished requests in; publishes if the interval has passed.
+    pub fn observe(&mut self, records: &[AccessRecord]) {
+        for record in records {
+            self.aggregate.observe(record);
+        }
+        self.changed |= !records.is_empty();
+        if self.changed && self.published_at.elapsed() >= PUBLISH_INTERVAL {
+            self.publish();
+        }
+    }
+
+    /// Publishes the current counters now.
+    pub fn publish(&mut self) {
+        let text = render::counters(&self.aggregate);
+        self.shared.published.store(Arc::new(text));
+        self.changed = false;
+        self.published_at = Instant::now();
+    }
+}
+
+impl Aggregate {
+    fn observe(&mut self, r: &AccessRecord) {
+        let model = routed_model(r);
+        let team = r.team.clone().unwrap_or_default();
+        let key = (r.operation, r.format, r.status, model.clone());
+        bump(
+            &mut self.requests,
+            key,
+            (r.operation, r.format, r.status, OTHER.into()),
+        );
+        self.duration
+            .entry(r.operation)
+            .or_insert_with(Histogram::for_requests)
+            .observe_us(r.total_us);
+        if r.upstream.is_some() {
+            self.added.observe_us(r.added_us);
+        }
+        if let Some(ttfb) = r.ttfb_us {
+            self.ttfb.observe_us(ttfb);
+        }
+        self.observe_usage(r, &model, &team);
+        self.observe_errors(r);
+    }
+
+    fn observe_usage(&mut self, r: &AccessRecord, model: &str, team: &str) {
+        let kinds = [
+            ("input", r.input_tokens),
+            ("output", r.output_tokens),
+            ("cache_creation", r.cache_creation_input_tokens),
+            ("cache_read", r.cache_read_input_tokens),
+        ];
+        for (kind, n) in kinds {
+            if n > 0 {
+                let key = (model.to_owned(), team.to_owned(), kind);
+                let other = (OTHER.into(), OTHER.into(), kind);
+                *entry(&mut self.tokens, key, other) += n;
+            }
+        }
+        if r.cost_pico > 0 {
+            let key = (model.to_owned(), team.to_owned());
+            *entry(&mut self.cost, key, (OTHER.into(), OTHER.into())) += r.cost_pico;
+        }
+    }
+
+    fn observe_errors(&mut self, r: &AccessRecord) {
+        if let Some(reason) = r.error.filter(|e| REJECTIONS.contains(e)) {
+            *self.rejections.entry(reason).or_default() += 1;
+        }
+        let upstream = r.upstream.clone().unwrap_or_default();
+        let kind = match (&r.upstream_error, r.error) {
+            (Some(kind), _) => Some(kind.clone()),
+            (None, Some(label)) if label.starts_with("upstream_") => Some(label.to_owned()),
+            (None, _) if r.upstream.is_some() && r.status >= 500 => Some(r.status.to_string()),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            let other = (OTHER.into(), OTHER.into());
+            *entry(&mut self.upstream_errors, (upstream, kind), other) += 1;
+        }
+        for fallback in &r.fallbacks {
+            let from = fallback.split(':').next().unwrap_or_default().to_owned();
+            *entry(&mut self.fallbacks, from, OTHER.into()) += 1;
+        }
+    }
+}
+
+/// The model label: the client's model name once sluice routed it, else empty.
+fn routed_model(r: &AccessRecord) -> String {
+    match (&r.model, &r.upstream) {
+        (Some(model), Some(_)) => model.clone(),
+        _ => String::new(),
+    }
+}
+
+fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u64>, key: K, other: K) {
+    *entry(map, key, other) += 1;
+}
+
+/// The counter for `key`, or for `other` when the family is full.
+fn entry<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u64>, key: K, other: K) -> &mut u64 {
+    let key = if map.len() >= MAX_SERIES && !map.contains_key(&key) {
+        other
+    } else {
+        key
+    };
+    map.entry(key).or_default()
+}
+
+#[cfg(test)]
+mod tests;

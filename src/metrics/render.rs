@@ -1,0 +1,206 @@
+//! The Prometheus text exposition format: `# HELP`, `# TYPE`, then one line per series, label
+//! values escaped (`\\`, `\"`, `\n`).
+
+use std::fmt::Write;
+
+use super::histogram::Histogram;
+use super::*;
+
+/// Values read at scrape time from the record writers' handles.
+#[derive(Debug, Default)]
+pub struct StoreGauges {
+    /// `(store, records waiting for its writer thread)`
+    pub queued: Vec<(&'static str, usize)>,
+    /// `(store, records dropped because its queue was full)`
+    pub dropped: Vec<(&'static str, u64)>,
+    pub ledger_healthy: bool,
+}
+
+/// Every family computed from access records.
+pub(super) fn counters(agg: &Aggregate) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    requests(&mut out, agg);
+    histograms(&mut out, agg);
+    usage(&mut out, agg);
+    errors(&mut out, agg);
+    out
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// One sample line: `name{a="x",b="y"} value`.
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (label, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{label}=\"{}\"", escape(v));
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn requests(out: &mut String, agg: &Aggregate) {
+    header(
+        out,
+        REQUESTS_TOTAL,
+        "counter",
+        "Requests finished, by operation, client API format, HTTP status and routed model.",
+    );
+    for ((op, format, status, model), n) in sorted(&agg.requests) {
+        let status = status.to_string();
+        let labels = [
+            ("operation", *op),
+            ("format", *format),
+            ("status", status.as_str()),
+            ("model", model.as_str()),
+        ];
+        sample(out, REQUESTS_TOTAL, &labels, n);
+    }
+}
+
+fn histograms(out: &mut String, agg: &Aggregate) {
+    header(
+        out,
+        REQUEST_DURATION,
+        "histogram",
+        "Whole request time from head received to last byte sent, by operation.",
+    );
+    let mut ops: Vec<_> = agg.duration.iter().collect();
+    ops.sort_by_key(|(op, _)| **op);
+    for (op, h) in ops {
+        histogram(out, REQUEST_DURATION, &[("operation", op)], h);
+    }
+    header(
+        out,
+        ADDED_LATENCY,
+        "histogram",
+        "Time sluice itself added to a forwarded request (excluding upstream and client upload).",
+    );
+    histogram(out, ADDED_LATENCY, &[], &agg.added);
+    header(
+        out,
+        UPSTREAM_TTFB,
+        "histogram",
+        "Time from the request sent upstream to the upstream's first response byte.",
+    );
+    histogram(out, UPSTREAM_TTFB, &[], &agg.ttfb);
+}
+
+fn histogram(out: &mut String, name: &str, labels: &[(&str, &str)], h: &Histogram) {
+    let bucket = format!("{name}_bucket");
+    for (bound, count) in h.cumulative() {
+        let le = bound.map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", le.as_str()));
+        sample(out, &bucket, &with_le, count);
+    }
+    sample(out, &format!("{name}_sum"), labels, h.sum_seconds());
+    sample(out, &format!("{name}_count"), labels, h.count());
+}
+
+fn usage(out: &mut String, agg: &Aggregate) {
+    header(
+        out,
+        TOKENS_TOTAL,
+        "counter",
+        "Tokens metered from responses, by routed model, team and kind.",
+    );
+    for ((model, team, kind), n) in sorted(&agg.tokens) {
+        let labels = [
+            ("model", model.as_str()),
+            ("team", team.as_str()),
+            ("kind", *kind),
+        ];
+        sample(out, TOKENS_TOTAL, &labels, n);
+    }
+    header(
+        out,
+        COST_TOTAL,
+        "counter",
+        "Cost in US dollars at the configured prices, by routed model and team.",
+    );
+    for ((model, team), pico) in sorted(&agg.cost) {
+        let labels = [("model", model.as_str()), ("team", team.as_str())];
+        sample(out, COST_TOTAL, &labels, *pico as f64 / 1e12);
+    }
+}
+
+fn errors(out: &mut String, agg: &Aggregate) {
+    header(
+        out,
+        REJECTIONS_TOTAL,
+        "counter",
+        "Requests sluice refused by policy (authentication, model allow-list, rate limit, store).",
+    );
+    for (reason, n) in sorted(&agg.rejections) {
+        sample(out, REJECTIONS_TOTAL, &[("reason", reason)], n);
+    }
+    header(
+        out,
+        UPSTREAM_ERRORS_TOTAL,
+        "counter",
+        "Requests that ended in an upstream error, by upstream and error type.",
+    );
+    for ((upstream, kind), n) in sorted(&agg.upstream_errors) {
+        let labels = [("upstream", upstream.as_str()), ("type", kind.as_str())];
+        sample(out, UPSTREAM_ERRORS_TOTAL, &labels, n);
+    }
+    header(
+        out,
+        FALLBACKS_TOTAL,
+        "counter",
+        "Attempts that failed over to the next deployment, by the upstream that failed.",
+    );
+    for (upstream, n) in sorted(&agg.fallbacks) {
+        sample(out, FALLBACKS_TOTAL, &[("upstream", upstream)], n);
+    }
+}
+
+pub(super) fn stores(out: &mut String, gauges: &StoreGauges) {
+    header(
+        out,
+        STORE_QUEUE_DEPTH,
+        "gauge",
+        "Records waiting for a writer thread (access log, ledger, audit).",
+    );
+    for (store, n) in &gauges.queued {
+        sample(out, STORE_QUEUE_DEPTH, &[("store", store)], n);
+    }
+    header(
+        out,
+        STORE_DROPPED_TOTAL,
+        "counter",
+        "Records dropped because a writer thread's queue was full.",
+    );
+    for (store, n) in &gauges.dropped {
+        sample(out, STORE_DROPPED_TOTAL, &[("store", store)], n);
+    }
+    header(
+        out,
+        LEDGER_HEALTHY,
+        "gauge",
+        "1 while the spend ledger keeps up and commits, 0 after a full queue or failed commit.",
+    );
+    sample(out, LEDGER_HEALTHY, &[], u8::from(gauges.ledger_healthy));
+}
+
+/// Series in a stable order, so scrapes diff cleanly.
+fn sorted<K: Ord, V>(map: &HashMap<K, V>) -> Vec<(&K, &V)> {
+    let mut entries: Vec<_> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries
+}
