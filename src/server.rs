@@ -58,6 +58,9 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         }
         None => (ledger::Ledger::off(), None),
     };
+    if let Some(path) = &config.store.path {
+        load_budget_spend(&config.budgets, path).map_err(ServeError::Ledger)?;
+    }
     let (audit, audit_thread) = match &config.audit.path {
         Some(path) => {
             let (a, t) =
@@ -147,4 +150,36 @@ fn warn_if_exposed(config: &Config) {
             "no virtual keys are configured, so anyone who can reach this address uses the upstream credential; add [[keys]] or listen on loopback"
         );
     }
+}
+
+/// Starts every budget from the spend the ledger holds for its current window, so a restart
+/// does not hand out a fresh budget.
+fn load_budget_spend(
+    budgets: &crate::limits::budget::Budgets,
+    path: &std::path::Path,
+) -> Result<(), ledger::LedgerError> {
+    use crate::limits::budget::{day_string, today};
+    for (scope, name, period) in budgets.each() {
+        let first = period.first_day(today());
+        let first_day = if first == i64::MIN {
+            String::new()
+        } else {
+            day_string(first)
+        };
+        let key = match scope {
+            crate::limits::Scope::Key => format!("key:{name}"),
+            _ => name.to_string(),
+        };
+        let spent = ledger::spent_since(path, scope.label(), &key, &first_day)?;
+        budgets.load_spent(scope, name, period, spent);
+        if spent > 0 {
+            tracing::info!(
+                scope = scope.label(),
+                name,
+                spent_usd = spent as f64 / 1e12,
+                "budget spend loaded"
+            );
+        }
+    }
+    Ok(())
 }

@@ -40,6 +40,9 @@ pub struct AuditEvent {
     pub model: Option<String>,
     pub upstream: Option<String>,
     pub fallbacks: Vec<String>,
+    /// What a non-request event is about (e.g. which budget's soft threshold was crossed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -181,10 +184,9 @@ impl Writer {
 
     /// Writes what is pending to the current file, then starts a new one (the chain goes on).
     fn rotate(&mut self, out: &mut Vec<u8>) {
-        let stamp = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        let rotated = PathBuf::from(format!("{}.{stamp}", self.path.display()));
+        // Named by the first line's seq, zero-padded: unique (two rotations in one millisecond
+        // must not overwrite each other) and in chain order when sorted by name.
+        let rotated = PathBuf::from(format!("{}.{:020}", self.path.display(), self.first_seq));
         let done = self
             .file
             .write_all(out)

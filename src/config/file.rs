@@ -17,6 +17,7 @@ pub struct FileConfig {
     pub aws_keys: Vec<AwsKeyFile>,
     pub teams: Vec<LimitedFile>,
     pub users: Vec<LimitedFile>,
+    pub budgets: Vec<BudgetFile>,
     pub pricing: Vec<PriceFile>,
     pub log: LogFile,
     pub store: StoreFile,
@@ -339,6 +340,27 @@ pub struct LimitedFile {
     pub tpm: Option<u64>,
     #[serde(default)]
     pub max_streams: Option<u32>,
+}
+
+/// A budget in USD for one key, user or team.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetFile {
+    /// `key`, `user` or `team`.
+    pub scope: String,
+    /// The key's, user's or team's name.
+    pub name: String,
+    pub limit_usd: f64,
+    /// `daily`, `weekly` (from Monday), `monthly` or `total`; UTC.
+    #[serde(default = "default_period")]
+    pub period: String,
+    /// Past this, responses carry `sluice-budget-warning` and the audit log records the crossing.
+    #[serde(default)]
+    pub soft_usd: Option<f64>,
+}
+
+fn default_period() -> String {
+    "monthly".into()
 }
 
 /// An AWS access key pair sluice issues, so unmodified AWS SDK clients (SigV4-signing Bedrock

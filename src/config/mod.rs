@@ -196,6 +196,7 @@ pub struct Config {
     pub jwt: Option<std::sync::Arc<jwt::JwtVerifier>>,
     /// Rate-limit counters, shared by all workers (atomics).
     pub limiter: std::sync::Arc<crate::limits::RateLimiter>,
+    pub budgets: std::sync::Arc<crate::limits::budget::Budgets>,
 }
 
 /// The spend ledger's settings.
@@ -317,6 +318,7 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
             },
         },
         limiter: std::sync::Arc::new(build_limiter(&file)),
+        budgets: std::sync::Arc::new(build_budgets(&file)?),
         jwt: match &file.jwt {
             Some(j) => Some(std::sync::Arc::new(jwt::JwtVerifier::build(j)?)),
             None => None,
@@ -623,6 +625,54 @@ fn build_limiter(file: &FileConfig) -> crate::limits::RateLimiter {
         }
     }
     limiter
+}
+
+fn build_budgets(file: &FileConfig) -> Result<crate::limits::budget::Budgets, ConfigError> {
+    use crate::limits::budget::{BudgetSpec, Budgets, Period, MAX_BUDGET_USD};
+    use crate::limits::Scope;
+    let mut budgets = Budgets::default();
+    for (i, b) in file.budgets.iter().enumerate() {
+        let at = |field: &str| format!("budgets[{i}].{field}");
+        let scope = match b.scope.as_str() {
+            "key" => Scope::Key,
+            "user" => Scope::User,
+            "team" => Scope::Team,
+            other => {
+                return Err(invalid(
+                    at("scope"),
+                    format!("`{other}`: expected key, user or team"),
+                ))
+            }
+        };
+        if scope == Scope::Key && !file.keys.iter().any(|k| k.name == b.name) {
+            return Err(invalid(at("name"), format!("no key named `{}`", b.name)));
+        }
+        let period = Period::parse(&b.period).ok_or_else(|| {
+            invalid(
+                at("period"),
+                format!("`{}`: expected daily, weekly, monthly or total", b.period),
+            )
+        })?;
+        if !(b.limit_usd > 0.0 && b.limit_usd <= MAX_BUDGET_USD) {
+            return Err(invalid(
+                at("limit_usd"),
+                format!("expected more than 0 and at most {MAX_BUDGET_USD}"),
+            ));
+        }
+        if b.soft_usd.is_some_and(|s| !(s > 0.0 && s <= b.limit_usd)) {
+            return Err(invalid(
+                at("soft_usd"),
+                "expected more than 0 and at most limit_usd",
+            ));
+        }
+        let spec = BudgetSpec {
+            limit_usd: b.limit_usd,
+            soft_usd: b.soft_usd,
+            period,
+        };
+        budgets.add(scope, &b.name, spec);
+    }
+    Ok(budgets)
 }
 
 fn build_routes(file: &FileConfig, upstreams: &[Upstream]) -> Result<Vec<Route>, ConfigError> {

@@ -5,6 +5,8 @@
 //! count move together. Requests are counted at admission; tokens when the usage is known (a
 //! request is refused while the minute's tokens are spent).
 
+pub mod budget;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -32,7 +34,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Scope::Key => "key",
             Scope::User => "user",

@@ -44,7 +44,8 @@ pub const STORE_DROPPED_TOTAL: &str = "sluice_store_dropped_total";
 pub const LEDGER_HEALTHY: &str = "sluice_ledger_healthy";
 
 /// The error labels that mean sluice refused a request by policy.
-const REJECTIONS: [&str; 5] = [
+const REJECTIONS: [&str; 6] = [
+    "budget_exceeded",
     "unauthorized",
     "key_expired",
     "model_not_allowed",

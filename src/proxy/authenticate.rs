@@ -67,6 +67,25 @@ impl Identity {
         }
     }
 
+    /// The key, user and team that limits and budgets apply to (`user` and `team` as returned
+    /// by [`Self::user`] and [`Self::team`]).
+    pub fn scopes<'a>(
+        &'a self,
+        user: &'a Option<String>,
+        team: &'a Option<String>,
+    ) -> [(crate::limits::Scope, Option<&'a str>); 3] {
+        use crate::limits::Scope;
+        let key = match self {
+            Identity::Key { name, .. } => Some(name.as_str()),
+            _ => None,
+        };
+        [
+            (Scope::Key, key),
+            (Scope::User, user.as_deref()),
+            (Scope::Team, team.as_deref()),
+        ]
+    }
+
     pub fn team(&self) -> Option<String> {
         match self {
             Identity::Key { team, .. } | Identity::Jwt { team, .. } => team.clone(),

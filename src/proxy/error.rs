@@ -44,6 +44,11 @@ pub enum GatewayError {
     ModelNotAllowed(String),
     #[error("rate limit reached: {which}; retry in {retry_after} s")]
     RateLimited { which: String, retry_after: u64 },
+    #[error("budget exhausted: {which}")]
+    BudgetExceeded {
+        which: String,
+        retry_after: Option<u64>,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("model `{0}` is not available on this gateway")]
@@ -109,6 +114,9 @@ impl GatewayError {
                 r(403, "permission_error", Client, "model_not_allowed")
             }
             GatewayError::RateLimited { .. } => r(429, "rate_limit_error", Client, "rate_limited"),
+            GatewayError::BudgetExceeded { .. } => {
+                r(429, "rate_limit_error", Client, "budget_exceeded")
+            }
             GatewayError::NotFound(_) => r(404, "not_found_error", Client, "not_found"),
             GatewayError::ModelNotRouted(_) => {
                 r(404, "not_found_error", Client, "model_not_routed")
@@ -132,6 +140,7 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             GatewayError::RateLimited { retry_after, .. } => Some(*retry_after),
+            GatewayError::BudgetExceeded { retry_after, .. } => *retry_after,
             GatewayError::Overloaded | GatewayError::StoreUnavailable => Some(1),
             _ => None,
         }

@@ -55,6 +55,7 @@ pub fn finish(gw: &Gateway, mut ex: Exchange) {
         model: r.model.clone(),
         upstream: r.upstream.clone(),
         fallbacks: r.fallbacks.clone(),
+        detail: None,
     });
     gw.access_log.record(ex.record);
 }

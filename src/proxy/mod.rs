@@ -14,6 +14,7 @@
 
 pub mod authenticate;
 pub mod balance;
+pub mod budget;
 pub mod classify;
 pub mod client;
 pub mod error;
@@ -215,10 +216,12 @@ async fn run_phases(
             ("anthropic-ratelimit-requests-reset", q.reset.clone()),
         ];
     }
+    let reservation = budget::reserve(gw, &auth.identity, &op, &body, target.model.as_deref(), ex)?;
     let keep_alive = forward_with_fallback(client, head, &op, &body, &target, gw, ex).await;
     if let Some(usage) = &ex.metered.usage {
         admission.settle(usage.input_tokens + usage.output_tokens);
     }
+    budget::settle(reservation, gw, target.model.as_deref(), ex);
     keep_alive
 }
 
@@ -314,23 +317,13 @@ fn admit<'a>(
     op: &Operation,
     body: &RequestBody,
 ) -> Result<crate::limits::Admission<'a>, GatewayError> {
-    use crate::limits::Scope;
     let streaming = match op {
         Operation::Cloud(call) => call.is_stream(),
         _ => crate::format::json_edit::field(body.held(), "stream") == Some(&b"true"[..]),
     };
-    let key = match identity {
-        authenticate::Identity::Key { name, .. } => Some(name.as_str()),
-        _ => None,
-    };
     let (user, team) = (identity.user(), identity.team());
-    let entities = [
-        (Scope::Key, key),
-        (Scope::User, user.as_deref()),
-        (Scope::Team, team.as_deref()),
-    ];
     limiter
-        .admit(&entities, streaming)
+        .admit(&identity.scopes(&user, &team), streaming)
         .map_err(|r| GatewayError::RateLimited {
             which: r.which,
             retry_after: r.retry_after,

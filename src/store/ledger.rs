@@ -268,6 +268,30 @@ fn commit(conn: &mut Connection, batch: &[AccessRecord]) -> rusqlite::Result<()>
     tx.commit()
 }
 
+/// Picodollars recorded for `scope`/`key` on or after `first_day` (`YYYY-MM-DD`; empty: all time),
+/// from the running totals; budgets start from it.
+pub fn spent_since(
+    path: &Path,
+    scope: &str,
+    key: &str,
+    first_day: &str,
+) -> Result<u64, LedgerError> {
+    let fail = |source| LedgerError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(fail)?;
+    let spent: i64 = conn
+        .query_row(
+            "SELECT COALESCE(SUM(cost_pico), 0) FROM totals WHERE scope = ?1 AND key = ?2 AND day >= ?3",
+            params![scope, key, first_day],
+            |row| row.get(0),
+        )
+        .map_err(fail)?;
+    Ok(spent.max(0) as u64)
+}
+
 /// One line of a spend report.
 #[derive(Debug, serde::Serialize)]
 pub struct SpendRow {

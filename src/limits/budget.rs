@@ -1,0 +1,474 @@
+//! Budgets in USD per key, user and team, each with a period (daily, weekly, monthly or total,
+//! in UTC; weeks start on Monday), a hard limit and an optional soft threshold.
+//!
+//! Admission **reserves** the request's maximum cost; when the usage is known the reservation
+//! is **settled** to the real cost, and a request that fails releases it (dropping an unsettled
+//! [`Reservation`] does that). Each budget is one `AtomicU64` packing (period window, nanodollars
+//! used or reserved), changed by compare-and-swap, so under any concurrency the reserved plus
+//! spent amount never passes the limit: spend can exceed a budget only by what a request cost
+//! beyond its reservation. Windows roll over in the same CAS. 48 bits of nanodollars cap a
+//! budget at $281,474 (checked when the config is built).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::Scope;
+
+/// Largest budget the packed counter holds, in USD.
+pub const MAX_BUDGET_USD: f64 = 281_000.0;
+
+const AMOUNT_BITS: u32 = 48;
+const AMOUNT_MASK: u64 = (1 << AMOUNT_BITS) - 1;
+
+/// How often a budget starts again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Period {
+    Daily,
+    Weekly,
+    Monthly,
+    Total,
+}
+
+impl Period {
+    pub fn parse(s: &str) -> Option<Period> {
+        match s {
+            "daily" => Some(Period::Daily),
+            "weekly" => Some(Period::Weekly),
+            "monthly" => Some(Period::Monthly),
+            "total" => Some(Period::Total),
+            _ => None,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Period::Daily => "daily",
+            Period::Weekly => "weekly",
+            Period::Monthly => "monthly",
+            Period::Total => "total",
+        }
+    }
+
+    /// The window `day` (days since 1970-01-01) falls in.
+    fn window(self, day: i64) -> u64 {
+        let w = match self {
+            Period::Daily => day,
+            // 1970-01-01 was a Thursday: shift so windows start on Mondays.
+            Period::Weekly => (day + 3).div_euclid(7),
+            Period::Monthly => {
+                let (y, m, _) = civil_from_days(day);
+                y * 12 + i64::from(m) - 1
+            }
+            Period::Total => 0,
+        };
+        (w.max(0) as u64) & 0xffff
+    }
+
+    /// The first day of `day`'s window.
+    pub fn first_day(self, day: i64) -> i64 {
+        match self {
+            Period::Daily => day,
+            Period::Weekly => day - (day + 3).rem_euclid(7),
+            Period::Monthly => {
+                let (y, m, _) = civil_from_days(day);
+                days_from_civil(y, m, 1)
+            }
+            Period::Total => i64::MIN,
+        }
+    }
+
+    /// The first day of the next window, or `None` for a total budget.
+    fn next_reset_day(self, day: i64) -> Option<i64> {
+        match self {
+            Period::Daily => Some(day + 1),
+            Period::Weekly => Some(self.first_day(day) + 7),
+            Period::Monthly => {
+                let (y, m, _) = civil_from_days(day);
+                let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                Some(days_from_civil(y, m, 1))
+            }
+            Period::Total => None,
+        }
+    }
+}
+
+/// One budget.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BudgetSpec {
+    pub limit_usd: f64,
+    pub soft_usd: Option<f64>,
+    pub period: Period,
+}
+
+#[derive(Debug)]
+struct Slot {
+    scope: Scope,
+    name: String,
+    spec: BudgetSpec,
+    limit_nano: u64,
+    soft_nano: Option<u64>,
+    /// (window << 48) | nanodollars spent or reserved in it.
+    state: AtomicU64,
+    /// 1 + the last window whose soft threshold was reported crossed (0: none yet).
+    warned_window: AtomicU64,
+}
+
+/// Every budget of the node.
+#[derive(Debug, Default)]
+pub struct Budgets {
+    index: HashMap<(Scope, String), Vec<usize>>,
+    slots: Vec<Slot>,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetRefusal {
+    /// e.g. `daily budget of $5.00 for team platform (resets 2026-11-24T00:00:00Z)`.
+    pub which: String,
+    /// Whole seconds until the budget resets; `None` for a total budget.
+    pub retry_after: Option<u64>,
+}
+
+/// A soft threshold this request may take the spend past (spent + reserved + its own reservation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetWarning {
+    pub which: String,
+    /// The first such request in the window.
+    pub crossed: bool,
+}
+
+/// Amounts held against budgets for one request.
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    budgets: &'a Budgets,
+    /// (slot, window, nanodollars held)
+    held: Vec<(usize, u64, u64)>,
+    pub warnings: Vec<BudgetWarning>,
+}
+
+impl Budgets {
+    /// Adds a budget (config build time only).
+    pub fn add(&mut self, scope: Scope, name: &str, spec: BudgetSpec) {
+        self.index
+            .entry((scope, name.to_string()))
+            .or_default()
+            .push(self.slots.len());
+        self.slots.push(Slot {
+            scope,
+            name: name.to_string(),
+            spec,
+            limit_nano: usd_to_nano(spec.limit_usd),
+            soft_nano: spec.soft_usd.map(usd_to_nano),
+            state: AtomicU64::new(0),
+            warned_window: AtomicU64::new(0),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Every budget as `(scope, name, period)`, for loading spend at start-up.
+    pub fn each(&self) -> impl Iterator<Item = (Scope, &str, Period)> + '_ {
+        self.slots
+            .iter()
+            .map(|s| (s.scope, s.name.as_str(), s.spec.period))
+    }
+
+    /// Sets the spend already recorded in the current window (start-up, before any request).
+    pub fn load_spent(&self, scope: Scope, name: &str, period: Period, spent_pico: u64) {
+        let window = period.window(today());
+        for slot in self
+            .slots_of(scope, name)
+            .filter(|s| s.spec.period == period)
+        {
+            let nano = pico_to_nano(spent_pico).min(AMOUNT_MASK);
+            slot.state.store(pack(window, nano), Ordering::Release);
+        }
+    }
+
+    fn slots_of<'s>(&'s self, scope: Scope, name: &str) -> impl Iterator<Item = &'s Slot> + 's {
+        self.index
+            .get(&(scope, name.to_string()))
+            .into_iter()
+            .flatten()
+            .filter_map(|i| self.slots.get(*i))
+    }
+
+    /// Reserves `cost_pico` against every budget of the named entities, or none of them.
+    pub fn reserve(
+        &self,
+        entities: &[(Scope, Option<&str>)],
+        cost_pico: u64,
+    ) -> Result<Reservation<'_>, BudgetRefusal> {
+        let day = today();
+        let amount = pico_to_nano(cost_pico);
+        let mut reservation = Reservation {
+            budgets: self,
+            held: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let indices = entities.iter().filter_map(|(scope, name)| {
+            name.and_then(|n| self.index.get(&(*scope, n.to_string())))
+        });
+        for i in indices.flatten().copied() {
+            let Some(slot) = self.slots.get(i) else {
+                continue;
+            };
+            let window = slot.spec.period.window(day);
+            let used = reserve_in(slot, window, amount).map_err(|()| refusal(slot, day))?;
+            reservation.held.push((i, window, amount));
+            if slot.soft_nano.is_some_and(|soft| used + amount >= soft) {
+                let first = slot.warned_window.swap(window + 1, Ordering::AcqRel) != window + 1;
+                reservation.warnings.push(BudgetWarning {
+                    which: describe(slot, day),
+                    crossed: first,
+                });
+            }
+        }
+        Ok(reservation)
+    }
+}
+
+impl Reservation<'_> {
+    /// Replaces the held amounts by the real cost.
+    pub fn settle(mut self, cost_pico: u64) {
+        let actual = pico_to_nano(cost_pico);
+        for (i, window, held) in std::mem::take(&mut self.held) {
+            if let Some(slot) = self.budgets.slots.get(i) {
+                adjust(slot, window, held, actual);
+            }
+        }
+    }
+}
+
+impl Reservation<'_> {
+    /// Keeps the held amounts as spent (the real cost is unknown).
+    pub fn keep(mut self) {
+        self.held.clear();
+    }
+}
+
+impl Drop for Reservation<'_> {
+    /// An unsettled reservation (the request failed) is released.
+    fn drop(&mut self) {
+        for (i, window, held) in std::mem::take(&mut self.held) {
+            if let Some(slot) = self.budgets.slots.get(i) {
+                adjust(slot, window, held, 0);
+            }
+        }
+    }
+}
+
+/// Adds `amount` to the slot's window unless that passes the limit; returns what was used before.
+fn reserve_in(slot: &Slot, window: u64, amount: u64) -> Result<u64, ()> {
+    let mut current = slot.state.load(Ordering::Acquire);
+    loop {
+        let (w, used) = unpack(current);
+        let used = if w == window { used } else { 0 };
+        if used >= slot.limit_nano || used + amount > slot.limit_nano {
+            return Err(());
+        }
+        let next = pack(window, used + amount);
+        match slot
+            .state
+            .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => return Ok(used),
+            Err(seen) => current = seen,
+        }
+    }
+}
+
+/// Swaps `held` for `actual` in the slot, if its window has not moved on.
+fn adjust(slot: &Slot, window: u64, held: u64, actual: u64) {
+    let _ = slot
+        .state
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+            let (w, used) = unpack(current);
+            (w == window).then(|| pack(w, (used.saturating_sub(held) + actual).min(AMOUNT_MASK)))
+        });
+}
+
+fn refusal(slot: &Slot, day: i64) -> BudgetRefusal {
+    let retry_after = slot.spec.period.next_reset_day(day).map(|reset| {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        (reset.max(0) as u64 * 86_400).saturating_sub(now).max(1)
+    });
+    BudgetRefusal {
+        which: describe(slot, day),
+        retry_after,
+    }
+}
+
+/// `daily budget of $5.00 for team platform (resets 2026-11-24T00:00:00Z)`
+fn describe(slot: &Slot, day: i64) -> String {
+    let reset = match slot.spec.period.next_reset_day(day) {
+        Some(reset) => {
+            let t = UNIX_EPOCH + std::time::Duration::from_secs(reset.max(0) as u64 * 86_400);
+            format!("resets {}", humantime::format_rfc3339_seconds(t))
+        }
+        None => "does not reset".to_string(),
+    };
+    let limit = slot.spec.limit_usd;
+    let amount = if limit >= 1.0 {
+        format!("{limit:.2}")
+    } else {
+        format!("{limit}")
+    };
+    format!(
+        "{} budget of ${amount} for {} {} ({reset})",
+        slot.spec.period.label(),
+        slot.scope.label(),
+        slot.name
+    )
+}
+
+fn usd_to_nano(usd: f64) -> u64 {
+    ((usd * 1e9).round().max(0.0) as u64).min(AMOUNT_MASK)
+}
+
+/// Rounded up, so a reservation or a cost is never smaller than its picodollars.
+fn pico_to_nano(pico: u64) -> u64 {
+    pico.div_ceil(1000)
+}
+
+fn pack(window: u64, nano: u64) -> u64 {
+    (window << AMOUNT_BITS) | nano.min(AMOUNT_MASK)
+}
+
+fn unpack(v: u64) -> (u64, u64) {
+    (v >> AMOUNT_BITS, v & AMOUNT_MASK)
+}
+
+/// Days since 1970-01-01, UTC.
+pub fn today() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| (d.as_secs() / 86_400) as i64)
+}
+
+/// `YYYY-MM-DD` of a day number (the ledger's `totals.day`).
+pub fn day_string(day: i64) -> String {
+    let (y, m, d) = civil_from_days(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// (year, month, day) of a day number (Howard Hinnant's algorithm).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// The day number of (year, month, day).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budgets(limit: f64, soft: Option<f64>) -> Budgets {
+        let mut b = Budgets::default();
+        b.add(
+            Scope::Team,
+            "t1",
+            BudgetSpec {
+                limit_usd: limit,
+                soft_usd: soft,
+                period: Period::Daily,
+            },
+        );
+        b
+    }
+
+    const TEAM: [(Scope, Option<&str>); 1] = [(Scope::Team, Some("t1"))];
+    const ONE_CENT: u64 = 10_000_000_000;
+
+    #[test]
+    fn reservations_never_pass_the_limit_and_settle_or_release() {
+        let b = budgets(0.05, None);
+        let held: Vec<_> = (0..5)
+            .map(|_| b.reserve(&TEAM, ONE_CENT).unwrap())
+            .collect();
+        let refused = b.reserve(&TEAM, ONE_CENT).unwrap_err();
+        assert!(refused
+            .which
+            .starts_with("daily budget of $0.05 for team t1 (resets "));
+        assert!(refused.retry_after.is_some_and(|s| s <= 86_400));
+        let mut held = held.into_iter();
+        held.next().unwrap().settle(ONE_CENT / 2); // half a cent back
+        drop(held.next()); // released entirely
+        assert!(b.reserve(&TEAM, ONE_CENT).is_ok()); // dropped at once: released
+        let r = b.reserve(&TEAM, ONE_CENT + ONE_CENT / 2).unwrap();
+        assert!(b.reserve(&TEAM, 1).is_err());
+        drop(r);
+    }
+
+    #[test]
+    fn the_soft_threshold_warns_once_crossed() {
+        let b = budgets(1.0, Some(0.02));
+        let first = b.reserve(&TEAM, ONE_CENT).unwrap();
+        assert!(first.warnings.is_empty());
+        first.settle(ONE_CENT);
+        let second = b.reserve(&TEAM, ONE_CENT).unwrap();
+        assert_eq!(second.warnings.len(), 1);
+        assert!(second.warnings[0].crossed);
+        second.settle(ONE_CENT);
+        let third = b.reserve(&TEAM, ONE_CENT).unwrap();
+        assert!(!third.warnings[0].crossed);
+    }
+
+    #[test]
+    fn concurrent_reservations_stay_within_the_limit() {
+        let b = budgets(0.10, None);
+        let admitted = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        if let Ok(r) = b.reserve(&TEAM, ONE_CENT) {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                            r.settle(ONE_CENT);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(admitted.load(Ordering::Relaxed), 10);
+    }
+
+    #[test]
+    fn calendar_windows() {
+        let d = days_from_civil(2026, 11, 23); // a Monday
+        assert_eq!(civil_from_days(d), (2026, 11, 23));
+        assert_eq!(Period::Weekly.first_day(d), d);
+        assert_eq!(Period::Weekly.first_day(d + 6), d);
+        assert_eq!(Period::Weekly.next_reset_day(d + 6), Some(d + 7));
+        assert_eq!(Period::Monthly.first_day(d), days_from_civil(2026, 11, 1));
+        assert_eq!(
+            Period::Monthly.next_reset_day(days_from_civil(2026, 12, 31)),
+            Some(days_from_civil(2027, 1, 1))
+        );
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_ne!(Period::Monthly.window(d), Period::Monthly.window(d + 8));
+    }
+}

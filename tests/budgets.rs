@@ -1,0 +1,200 @@
+//! Budgets: the hard limit refuses with a 429 naming the budget and its reset, the soft
+//! threshold warns in a header and the audit log, a hundred concurrent clients never spend past
+//! a small budget (reservation at admission), and a restart starts from the ledger's spend.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "integration test: a failure is a failed test"
+)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// One haiku request through the mock costs $0.000027 (22 input, 1 output token) and reserves
+/// $0.000124 (16 max_tokens of output, 22 input tokens at the 1-hour cache-write price).
+const ACTUAL_COST: f64 = 0.000_027;
+
+fn config(dir: &Path, budget: &str) -> String {
+    let hash = sluice::config::keys::hash_hex("sk-b");
+    format!(
+        "[[keys]]\nname = \"kb\"\nsha256 = \"{hash}\"\nteam = \"tb\"\n[store]\npath = \"{}\"\ncommit_interval = \"20ms\"\n[audit]\npath = \"{}\"\n[[budgets]]\n{budget}\n",
+        dir.join("ledger.db").display(),
+        dir.join("audit.jsonl").display()
+    )
+}
+
+fn one_request(gw: &Gateway) -> Response {
+    request(
+        gw.addr,
+        &messages_request(SMALL_BODY, "x-api-key: sk-b\r\n"),
+    )
+}
+
+fn team_spend(db: &Path) -> (u64, f64) {
+    let out = Command::new(BIN)
+        .args(["spend", "--by", "team", "--db"])
+        .arg(db)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let rows: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let row = rows.iter().find(|r| r["group"] == "tb").unwrap();
+    (
+        row["requests"].as_u64().unwrap(),
+        row["cost_usd"].as_f64().unwrap(),
+    )
+}
+
+#[test]
+fn the_hard_limit_refuses_with_the_budget_and_its_reset() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let budget = "scope = \"key\"\nname = \"kb\"\nlimit_usd = 0.0005\nperiod = \"daily\"";
+    let gw = gateway(&mock.url(), &config(dir.path(), budget));
+    let mut served = 0;
+    let refused = loop {
+        let resp = one_request(&gw);
+        if resp.status != 200 {
+            break resp;
+        }
+        served += 1;
+        assert!(served < 30, "the budget never refused");
+    };
+    // A request's reservation is settled just after its last byte, so the next one may still
+    // see it held: at least 9 fit however the two race, at most 18.
+    assert!(
+        (9..=18).contains(&served),
+        "served {served} before refusing"
+    );
+    assert_eq!(refused.status, 429);
+    let body: Value = serde_json::from_slice(&refused.body).unwrap();
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("daily budget of $0.0005 for key kb (resets ")
+            && message.contains("T00:00:00Z)"),
+        "{message}"
+    );
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry));
+}
+
+#[test]
+fn a_hundred_concurrent_clients_never_spend_past_a_small_budget() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 0.0005;
+    let budget =
+        format!("scope = \"team\"\nname = \"tb\"\nlimit_usd = {limit}\nperiod = \"total\"");
+    let mut gw = gateway(&mock.url(), &config(dir.path(), &budget));
+    let gw_addr = gw.addr;
+    let start = Arc::new(Barrier::new(100));
+    let clients: Vec<_> = (0..100)
+        .map(|_| {
+            let start = Arc::clone(&start);
+            std::thread::spawn(move || {
+                let mut client = Client::connect(gw_addr);
+                start.wait();
+                (0..3)
+                    .map(|_| {
+                        let raw = messages_request(SMALL_BODY, "x-api-key: sk-b\r\n");
+                        client.send(raw.as_bytes());
+                        client.read_response().unwrap().status
+                    })
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(ok + refused, 300, "{statuses:?}");
+    assert!(ok > 0 && refused > 0, "{ok} served, {refused} refused");
+    gw.terminate();
+    assert_eq!(gw.wait_exit(Duration::from_secs(15)), Some(0));
+    let (requests, spent) = team_spend(&dir.path().join("ledger.db"));
+    assert_eq!(
+        requests as usize,
+        ok + refused,
+        "every request is in the ledger"
+    );
+    assert!(
+        spent <= limit + 1e-12,
+        "spent ${spent} past a ${limit} budget"
+    );
+    assert!(
+        (spent - ok as f64 * ACTUAL_COST).abs() < 1e-9,
+        "each served request settled to its real cost"
+    );
+}
+
+#[test]
+fn the_soft_threshold_warns_in_a_header_and_once_in_the_audit_log() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let budget =
+        "scope = \"team\"\nname = \"tb\"\nlimit_usd = 1.0\nsoft_usd = 0.0003\nperiod = \"monthly\"";
+    let mut gw = gateway(&mock.url(), &config(dir.path(), budget));
+    let warnings: Vec<Option<String>> = (0..10)
+        .map(|_| {
+            let resp = one_request(&gw);
+            assert_eq!(resp.status, 200);
+            resp.header("sluice-budget-warning").map(str::to_string)
+        })
+        .collect();
+    assert!(warnings[0].is_none());
+    assert!(warnings[9]
+        .as_deref()
+        .unwrap()
+        .contains("monthly budget of $1.00 for team tb"));
+    gw.terminate();
+    assert_eq!(gw.wait_exit(Duration::from_secs(15)), Some(0));
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let crossings: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["kind"] == "budget")
+        .collect();
+    assert_eq!(crossings.len(), 1, "{audit}");
+    assert_eq!(crossings[0]["reason"], "budget_soft_threshold");
+}
+
+#[test]
+fn a_restart_starts_from_the_spend_in_the_ledger() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let budget = "scope = \"team\"\nname = \"tb\"\nlimit_usd = 0.0002\nperiod = \"weekly\"";
+    let mut gw = gateway(&mock.url(), &config(dir.path(), budget));
+    // Spend until refused with nothing in flight (a refusal can also come from a reservation
+    // not yet settled, so confirm after a pause).
+    for sent in 0.. {
+        assert!(sent < 60, "the budget never refused");
+        if one_request(&gw).status != 200 {
+            std::thread::sleep(Duration::from_millis(100));
+            if one_request(&gw).status != 200 {
+                break;
+            }
+        }
+    }
+    gw.terminate();
+    assert_eq!(gw.wait_exit(Duration::from_secs(15)), Some(0));
+    let again = gateway(&mock.url(), &config(dir.path(), budget));
+    assert_eq!(one_request(&again).status, 429);
+}
