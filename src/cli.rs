@@ -77,6 +77,48 @@ pub enum AuditCommand {
 pub enum KeysCommand {
     /// Print the SHA-256 to put in `[[keys]] sha256 = …` for a key read from standard input.
     Hash,
+    /// Issue a key into the store: printed once, stored only as its SHA-256. A running sluice on
+    /// the same file picks it up within a second.
+    Create {
+        /// The store file (store.path).
+        #[arg(long, default_value = "sluice.db")]
+        db: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        team: Option<String>,
+        /// Allowed models, comma-separated (a trailing `*` matches a prefix); default: all.
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        /// RFC 3339 time after which the key is refused.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List issued keys as JSON lines (names, digest prefixes, owners, expiry, revocation).
+    List {
+        #[arg(long, default_value = "sluice.db")]
+        db: PathBuf,
+    },
+    /// Revoke every key with this name; running gateways refuse it within a second.
+    Revoke {
+        #[arg(long, default_value = "sluice.db")]
+        db: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+    /// Issue a new key for this name (same owner and models); the old one stays valid for the
+    /// grace period. Prints the new key once.
+    Rotate {
+        #[arg(long, default_value = "sluice.db")]
+        db: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// How long the old key keeps working (e.g. `1h`, `30m`, `0s`).
+        #[arg(long, default_value = "1h")]
+        grace: String,
+    },
 }
 
 #[derive(Debug, Args, Clone)]

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Keys(KeysCommand::Hash) => hash_key(),
+        Command::Keys(command) => manage_keys(command),
         Command::Audit(AuditCommand::Verify { files }) => verify_audit(&files),
         Command::Spend { db, by } => spend(&db, &by),
         Command::MockUpstream(args) => {
@@ -90,6 +91,62 @@ fn hash_key() -> ExitCode {
         format!("{}\n", config::keys::hash_hex(key)).as_bytes(),
     );
     ExitCode::SUCCESS
+}
+
+/// `sluice keys create|list|revoke|rotate`.
+fn manage_keys(command: KeysCommand) -> ExitCode {
+    use sluice::store::keys::{KeyStore, NewKey};
+    let result = match command {
+        KeysCommand::Hash => return hash_key(),
+        KeysCommand::Create {
+            db,
+            name,
+            user,
+            team,
+            models,
+            expires,
+        } => KeyStore::open(&db).and_then(|store| {
+            let key = NewKey {
+                name,
+                user,
+                team,
+                models,
+                expires,
+            };
+            store.create(&key).map(|text| format!("{text}\n"))
+        }),
+        KeysCommand::List { db } => {
+            KeyStore::open(&db)
+                .and_then(|store| store.list())
+                .map(|rows| {
+                    rows.iter()
+                        .map(|r| format!("{}\n", serde_json::to_string(r).unwrap_or_default()))
+                        .collect()
+                })
+        }
+        KeysCommand::Revoke { db, name } => KeyStore::open(&db)
+            .and_then(|store| store.revoke(&name))
+            .map(|n| format!("revoked {n} key(s) named {name}\n")),
+        KeysCommand::Rotate { db, name, grace } => match humantime::parse_duration(&grace) {
+            Ok(grace) => KeyStore::open(&db)
+                .and_then(|store| store.rotate(&name, grace))
+                .map(|text| format!("{text}\n")),
+            Err(e) => {
+                eprintln!("sluice: --grace `{grace}`: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match result {
+        Ok(text) => {
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn verify_audit(files: &[std::path::PathBuf]) -> ExitCode {

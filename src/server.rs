@@ -29,6 +29,8 @@ pub enum ServeError {
     Ledger(ledger::LedgerError),
     #[error("cannot open the audit log: {0}")]
     Audit(std::io::Error),
+    #[error("{0}")]
+    Keys(crate::store::keys::KeyStoreError),
     #[error("cannot start workers: {0}")]
     Workers(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
@@ -68,6 +70,18 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
             (a, Some(t))
         }
         None => (crate::audit::AuditLog::off(), None),
+    };
+    let key_refresher = match &config.store.path {
+        Some(path) => {
+            let audit = audit.clone();
+            let issued = Arc::clone(&config.issued_keys);
+            let refresher = crate::store::keys::start(path, issued, move |action, name| {
+                audit.record(crate::audit::AuditEvent::admin(action, name));
+            })
+            .map_err(ServeError::Keys)?;
+            Some(refresher)
+        }
+        None => None,
     };
     let records = Records {
         access_log: log,
@@ -120,6 +134,9 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     trigger.trigger();
     for worker in workers {
         let _ = worker.join();
+    }
+    if let Some(refresher) = key_refresher {
+        refresher.stop();
     }
     // Every record queued by the workers is written before the process exits.
     drop(records);

@@ -45,6 +45,26 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
+impl AuditEvent {
+    /// An administrative action on `subject` (e.g. `key_created` on a key name).
+    pub fn admin(action: &'static str, subject: &str) -> Self {
+        Self {
+            kind: "admin",
+            time: SystemTime::now(),
+            request_id: String::new(),
+            identity: format!("key:{subject}"),
+            decision: action,
+            status: 0,
+            reason: None,
+            format: "",
+            model: None,
+            upstream: None,
+            fallbacks: Vec::new(),
+            detail: None,
+        }
+    }
+}
+
 fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_rfc3339_micros(*time))
 }

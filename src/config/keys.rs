@@ -20,6 +20,32 @@ pub struct VirtualKey {
     digest: [u8; 32],
 }
 
+impl VirtualKey {
+    /// A key known by its digest (issued keys come from the key store).
+    pub fn new(
+        name: String,
+        user: Option<String>,
+        team: Option<String>,
+        models: Option<std::sync::Arc<Vec<super::ModelPattern>>>,
+        expires: Option<std::time::SystemTime>,
+        digest: [u8; 32],
+    ) -> Self {
+        Self {
+            name,
+            user,
+            team,
+            models,
+            expires,
+            digest,
+        }
+    }
+
+    /// Whether `digest` is this key's, compared in constant time.
+    pub fn matches(&self, digest: &[u8; 32]) -> bool {
+        bool::from(self.digest.ct_eq(digest))
+    }
+}
+
 /// A gateway-issued AWS key pair and whom it identifies. `Debug` hides the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AwsKey {

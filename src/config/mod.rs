@@ -188,6 +188,8 @@ pub struct Config {
     pub default_upstream: usize,
     pub models: Vec<ModelInfo>,
     pub keys: KeyTable,
+    /// Keys issued with `sluice keys create`, kept current by the key store's refresher.
+    pub issued_keys: std::sync::Arc<crate::store::keys::IssuedKeys>,
     pub pricing: PriceTable,
     pub access_log: AccessLogTarget,
     pub log_level: String,
@@ -219,7 +221,7 @@ impl Config {
     /// True when no credential is configured (no virtual or AWS keys, no JWT): every client is
     /// accepted.
     pub fn open_access(&self) -> bool {
-        self.keys.is_empty() && self.jwt.is_none()
+        self.keys.is_empty() && self.jwt.is_none() && !self.issued_keys.issued_any()
     }
 }
 
@@ -296,6 +298,7 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
         routing: build_routing(&file)?,
         models: build_models(&file),
         keys: KeyTable::build(&file.keys, &file.aws_keys)?,
+        issued_keys: std::sync::Arc::default(),
         pricing: build_pricing(&file)?,
         access_log: match file.log.access_log.as_str() {
             "-" => AccessLogTarget::Stdout,

@@ -171,10 +171,15 @@ fn identify(head: &RequestHead, config: &Config) -> Result<Identity, GatewayErro
                 GatewayError::Unauthorized
             });
     }
-    let found = config
-        .keys
-        .find(&digest(key))
-        .ok_or(GatewayError::Unauthorized)?;
+    let digest = digest(key);
+    let issued;
+    let found = match config.keys.find(&digest) {
+        Some(found) => found,
+        None => {
+            issued = config.issued_keys.find(&digest);
+            issued.as_ref().ok_or(GatewayError::Unauthorized)?
+        }
+    };
     if found
         .expires
         .is_some_and(|at| at <= std::time::SystemTime::now())

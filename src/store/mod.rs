@@ -2,4 +2,5 @@
 //! and never wait on disk: the access log ([`access_log`]) and the spend ledger ([`ledger`]).
 
 pub mod access_log;
+pub mod keys;
 pub mod ledger;
