@@ -95,7 +95,12 @@ pub struct Report {
     pub direct_throughput_rps: f64,
     /// The mock upstream's CPU per request: what one plain HTTP hop costs on this machine.
     pub mock_cpu_us_per_request: f64,
+    /// With governance on: virtual key, rate limits, budget reservation, ledger, audit log.
     pub sluice: ProxyFigures,
+    /// The same gateway with governance off, measured in the same run.
+    pub sluice_governance_off: ProxyFigures,
+    /// 1 − governed / ungoverned throughput.
+    pub governance_throughput_loss: f64,
     pub nginx: Option<ProxyFigures>,
     pub sluice_vs_nginx_throughput: Option<f64>,
     pub sluice_rss_mib: f64,
@@ -153,12 +158,44 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             dir.join(format!("{name}-audit.jsonl")).display()
         )
     };
+    // The main sluice runs with governance on: a virtual key (the load sends `sk-bench`), rate
+    // limits and a budget that every request passes through, the ledger and the audit log.
+    let governance = format!(
+        "[[keys]]\nname = \"bench\"\nsha256 = \"{}\"\nteam = \"bench\"\nrpm = 4000000000\ntpm = 1000000000000\nmax_streams = 100000\n[[teams]]\nname = \"bench\"\nrpm = 4000000000\n[[budgets]]\nscope = \"team\"\nname = \"bench\"\nlimit_usd = 280000.0\nperiod = \"total\"\n",
+        crate::config::keys::hash_hex("sk-bench")
+    );
     let main_config = dir.join("sluice.toml");
     #[expect(
         clippy::disallowed_methods,
         reason = "bench set-up, not a gateway worker"
     )]
-    std::fs::write(&main_config, records("sluice"))?;
+    std::fs::write(&main_config, format!("{governance}{}", records("sluice")))?;
+    // The same sluice with governance off: no key, no limits, no ledger, no audit log.
+    let plain_config = dir.join("plain.toml");
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "bench set-up, not a gateway worker"
+    )]
+    std::fs::write(
+        &plain_config,
+        "[store]\npath = \"off\"\n[audit]\npath = \"off\"\n",
+    )?;
+    let plain_arg = plain_config.display().to_string();
+    let sluice_plain = Server::start_self(&[
+        "serve",
+        "--config",
+        &plain_arg,
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--upstream-api-key",
+        "sk-bench-upstream",
+        "--workers",
+        &workers,
+        "--io-driver",
+        &args.io_driver,
+    ])?;
     let main_arg = main_config.display().to_string();
     let sluice = Server::start_self(&[
         "serve",
@@ -215,6 +252,10 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             pid: n.child.id(),
         }),
         sluice_bedrock: sluice_bedrock.addr,
+        governance_off: Target {
+            addr: sluice_plain.addr,
+            pid: sluice_plain.pid(),
+        },
     };
     let report = runtime.block_on(measure_all(args, &targets))?;
     print_table(&report);
@@ -234,6 +275,8 @@ struct Targets {
     nginx: Option<Target>,
     /// A sluice whose upstream is the mock as a Bedrock endpoint.
     sluice_bedrock: SocketAddr,
+    /// The same sluice as `sluice` with governance off.
+    governance_off: Target,
 }
 
 const BENCH_BEDROCK_MODEL: &str = "us.anthropic.claude-opus-4-8-v1";
@@ -244,6 +287,8 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
     let path = "/v1/messages?beta=true";
     let mut all = vec![t.direct, t.sluice];
     all.extend(t.nginx);
+    let plain = all.len();
+    all.push(t.governance_off);
     for target in &all {
         load::measure(target.addr, load::request(target.addr, path, &big), 200).await?;
     }
@@ -262,6 +307,7 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
         user_cpu_us_per_request: user,
     };
     let sluice = figures(1, throughput(args, t.sluice).await?);
+    let governance_off = figures(plain, throughput(args, t.governance_off).await?);
     let nginx = match t.nginx {
         Some(target) => Some(figures(2, throughput(args, target).await?)),
         None => None,
@@ -286,7 +332,9 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
         sluice_vs_nginx_throughput: nginx
             .as_ref()
             .map(|n| sluice.throughput_rps / n.throughput_rps),
+        governance_throughput_loss: 1.0 - sluice.throughput_rps / governance_off.throughput_rps,
         sluice,
+        sluice_governance_off: governance_off,
         nginx,
         sluice_rss_mib: rss as f64 / 1024.0,
         sluice_peak_rss_mib: peak as f64 / 1024.0,
@@ -454,6 +502,13 @@ fn print_table(r: &Report) {
         p(&r.sluice.sse_ttfb_us),
         p(&r.sluice.sse_ttfb_added_us)
     );
+    println!(
+        "{:<28} {:>26} | {} | {}",
+        "latency, governance off",
+        "",
+        p(&r.sluice_governance_off.latency_us),
+        p(&r.sluice_governance_off.latency_added_us)
+    );
     if let Some(n) = &r.nginx {
         println!(
             "{:<28} {:>26} | {} | {}",
@@ -485,7 +540,15 @@ fn print_table(r: &Report) {
             f.throughput_rps, f.cpu_us_per_request, f.user_cpu_us_per_request
         )
     };
-    row("via sluice", &r.sluice);
+    row("via sluice (governance on)", &r.sluice);
+    row("via sluice, governance off", &r.sluice_governance_off);
+    println!(
+        "governance costs {:.1} % throughput, {:+.1} µs CPU per request, {:+.1} / {:+.1} µs added p50 / p99",
+        r.governance_throughput_loss * 100.0,
+        r.sluice.cpu_us_per_request - r.sluice_governance_off.cpu_us_per_request,
+        r.sluice.latency_added_us.p50 - r.sluice_governance_off.latency_added_us.p50,
+        r.sluice.latency_added_us.p99 - r.sluice_governance_off.latency_added_us.p99
+    );
     match (&r.nginx, r.sluice_vs_nginx_throughput) {
         (Some(n), Some(x)) => {
             row("via nginx (1 worker)", n);
