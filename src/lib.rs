@@ -12,6 +12,7 @@
 //! - [`config`]: the TOML file → a validated [`config::Config`] snapshot.
 //! - [`mock`]: the built-in Anthropic-compatible mock upstream; [`bench`]: the bundled load bench.
 
+pub mod admin;
 pub mod audit;
 pub mod bench;
 pub mod cli;

@@ -165,7 +165,7 @@ fn verify_audit(files: &[std::path::PathBuf]) -> ExitCode {
     }
 }
 
-fn spend(db: &std::path::PathBuf, by: &str) -> ExitCode {
+fn spend(db: &std::path::Path, by: &str) -> ExitCode {
     match sluice::store::ledger::spend(db, by) {
         Ok(rows) => {
             let mut out = std::io::stdout().lock();

@@ -83,6 +83,22 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         }
         None => None,
     };
+    let admin = match &config.admin {
+        Some(settings) => {
+            let ctx = crate::admin::AdminContext {
+                key_digest: settings.key_digest,
+                store: config.store.path.clone(),
+                audit: audit.clone(),
+            };
+            let server =
+                crate::admin::start(settings.listen, ctx).map_err(|source| ServeError::Listen {
+                    addr: settings.listen,
+                    source,
+                })?;
+            Some(server)
+        }
+        None => None,
+    };
     let records = Records {
         access_log: log,
         ledger,
@@ -128,6 +144,11 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     )
     .map_err(ServeError::Workers)?;
     drop(shutdown);
+    if let Some(admin) = &admin {
+        // Before the main line: scripts and tests that wait for `listening on` then know both.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "admin listening on {}", admin.addr);
+    }
     announce(addr);
     let signal = runtime::wait_for_termination().map_err(ServeError::Signals)?;
     tracing::info!(signal, "shutting down: draining in-flight requests");
@@ -137,6 +158,9 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     }
     if let Some(refresher) = key_refresher {
         refresher.stop();
+    }
+    if let Some(admin) = admin {
+        admin.stop();
     }
     // Every record queued by the workers is written before the process exits.
     drop(records);

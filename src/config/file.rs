@@ -23,6 +23,17 @@ pub struct FileConfig {
     pub store: StoreFile,
     pub audit: AuditFile,
     pub jwt: Option<JwtFile>,
+    pub admin: Option<AdminFile>,
+}
+
+/// The admin API: its own listener, its own key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// Address of the admin listener (keep it private: loopback or a management network).
+    pub listen: String,
+    /// Hex SHA-256 of the admin key (`sluice keys hash`).
+    pub key_sha256: String,
 }
 
 /// JWT identity (the `apiKeyHelper` flow: a helper mints a short-lived token per user).

@@ -195,6 +195,7 @@ pub struct Config {
     pub log_level: String,
     pub store: StoreSettings,
     pub audit: AuditSettings,
+    pub admin: Option<AdminSettings>,
     pub jwt: Option<std::sync::Arc<jwt::JwtVerifier>>,
     /// Rate-limit counters, shared by all workers (atomics).
     pub limiter: std::sync::Arc<crate::limits::RateLimiter>,
@@ -208,6 +209,13 @@ pub struct StoreSettings {
     pub commit_interval: Duration,
     /// Refuse new requests while the ledger is failing or behind.
     pub fail_closed: bool,
+}
+
+/// The admin API's listener and key (only its digest).
+#[derive(Clone, Debug)]
+pub struct AdminSettings {
+    pub listen: std::net::SocketAddr,
+    pub key_digest: [u8; 32],
 }
 
 /// The audit log's settings.
@@ -320,6 +328,7 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
                 }
             },
         },
+        admin: build_admin(&file)?,
         limiter: std::sync::Arc::new(build_limiter(&file)),
         budgets: std::sync::Arc::new(build_budgets(&file)?),
         jwt: match &file.jwt {
@@ -628,6 +637,26 @@ fn build_limiter(file: &FileConfig) -> crate::limits::RateLimiter {
         }
     }
     limiter
+}
+
+fn build_admin(file: &FileConfig) -> Result<Option<AdminSettings>, ConfigError> {
+    let Some(admin) = &file.admin else {
+        return Ok(None);
+    };
+    let listen = admin.listen.parse().map_err(|_| {
+        invalid(
+            "admin.listen",
+            format!("`{}` is not an address:port", admin.listen),
+        )
+    })?;
+    let mut key_digest = [0u8; 32];
+    hex::decode_to_slice(admin.key_sha256.trim(), &mut key_digest).map_err(|_| {
+        invalid(
+            "admin.key_sha256",
+            "must be 64 hex digits (see `sluice keys hash`)",
+        )
+    })?;
+    Ok(Some(AdminSettings { listen, key_digest }))
 }
 
 fn build_budgets(file: &FileConfig) -> Result<crate::limits::budget::Budgets, ConfigError> {

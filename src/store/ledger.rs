@@ -10,7 +10,7 @@
 //! The interface is narrow on purpose — records in, totals out — so PostgreSQL (ledger) and
 //! Redis (shared counters) can come in as further backends.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -315,7 +315,7 @@ pub const GROUPS: [&str; 7] = [
 
 /// Spend grouped by one of [`GROUPS`], from the ledger at `path` (read-only; safe while sluice
 /// runs).
-pub fn spend(path: &PathBuf, group: &str) -> Result<Vec<SpendRow>, String> {
+pub fn spend(path: &Path, group: &str) -> Result<Vec<SpendRow>, String> {
     let column = GROUPS
         .iter()
         .find(|g| **g == group)

@@ -24,6 +24,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 pub struct Proc {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The admin listener, when `[admin]` is configured (its line comes before the main one).
+    pub admin_addr: Option<SocketAddr>,
     pub stderr: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -44,6 +46,9 @@ impl Proc {
             let mut lines = BufReader::new(stdout).lines();
             for line in lines.by_ref() {
                 let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("admin listening on ") {
+                    let _ = tx.send(format!("admin {}", addr.trim()));
+                }
                 if let Some(addr) = line.strip_prefix("listening on ") {
                     let _ = tx.send(addr.trim().to_string());
                     break;
@@ -51,19 +56,30 @@ impl Proc {
             }
             for _ in lines {}
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(a) => a.parse().unwrap(),
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "sluice {args:?} did not start: {}",
-                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                );
-            }
-        };
+        let mut admin_addr = None;
+        let addr =
+            match rx
+                .recv_timeout(Duration::from_secs(20))
+                .map(|a| match a.strip_prefix("admin ") {
+                    Some(admin) => {
+                        admin_addr = Some(admin.parse().unwrap());
+                        rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default()
+                    }
+                    None => a,
+                }) {
+                Ok(a) => a.parse().unwrap(),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "sluice {args:?} did not start: {}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    );
+                }
+            };
         Proc {
             child,
             addr,
+            admin_addr,
             stderr: stderr_path,
             _dir: dir,
         }

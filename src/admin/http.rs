@@ -1,0 +1,147 @@
+//! Just enough HTTP/1.1 for the admin API: one request per connection (closed after the reply),
+//! a bounded head and body, a read timeout.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::Value;
+
+const MAX_HEAD: usize = 16 * 1024;
+const MAX_BODY: usize = 64 * 1024;
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct AdminRequest {
+    pub method: String,
+    pub path: String,
+    query: String,
+    /// `Authorization: Bearer …` or `x-api-key`.
+    pub credential: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl AdminRequest {
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(status: u16, value: &Value) -> Reply {
+        Reply {
+            status,
+            body: value.to_string().into_bytes(),
+        }
+    }
+
+    pub fn error(status: u16, kind: &str, message: &str) -> Reply {
+        Reply {
+            status,
+            body: crate::proxy::error::error_body(kind, message, ""),
+        }
+    }
+}
+
+/// Reads one request, or the error reply to send instead.
+pub fn read_request(stream: &mut TcpStream) -> Result<AdminRequest, Reply> {
+    let bad = |m: &str| Reply::error(400, "invalid_request_error", m);
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .map_err(|_| bad("socket"))?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let head_len = loop {
+        let n = stream
+            .read(&mut chunk)
+            .map_err(|_| bad("incomplete request"))?;
+        if n == 0 {
+            return Err(bad("incomplete request"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = memchr::memmem::find(&buf, b"\r\n\r\n") {
+            break end + 4;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(Reply::error(
+                431,
+                "invalid_request_error",
+                "request head too large",
+            ));
+        }
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(&buf[..head_len]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return Err(bad("malformed request head")),
+    }
+    let header = |name: &str| {
+        parsed
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+            .map(str::trim)
+    };
+    let length: usize = match header("content-length") {
+        Some(v) => v.parse().map_err(|_| bad("invalid content-length"))?,
+        None => 0,
+    };
+    if length > MAX_BODY {
+        return Err(Reply::error(
+            413,
+            "request_too_large",
+            "admin request body too large",
+        ));
+    }
+    let credential = header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| header("x-api-key"))
+        .map(str::to_string);
+    let (path, query) = parsed
+        .path
+        .unwrap_or("/")
+        .split_once('?')
+        .map_or((parsed.path.unwrap_or("/"), ""), |(p, q)| (p, q));
+    let request = AdminRequest {
+        method: parsed.method.unwrap_or("GET").to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        credential,
+        body: Vec::new(),
+    };
+    let mut body = buf.split_off(head_len);
+    while body.len() < length {
+        let n = stream
+            .read(&mut chunk)
+            .map_err(|_| bad("incomplete body"))?;
+        if n == 0 {
+            return Err(bad("incomplete body"));
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    body.truncate(length);
+    Ok(AdminRequest { body, ..request })
+}
+
+pub fn write_reply(stream: &mut TcpStream, reply: &Reply) {
+    let head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        reply.status,
+        crate::proxy::error::reason_phrase(reply.status),
+        reply.body.len()
+    );
+    let _ = stream.set_write_timeout(Some(TIMEOUT));
+    let _ = stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(&reply.body));
+}

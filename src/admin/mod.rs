@@ -1,0 +1,224 @@
+//! The admin API: issued keys and spend queries over HTTP/1.1 JSON, on its own listener with its
+//! own key, served by one thread of its own — administration is rare and never shares a worker
+//! with traffic.
+//!
+//! - `GET  /admin/keys` — issued keys (never the keys themselves)
+//! - `POST /admin/keys` — `{"name", "user"?, "team"?, "models"?, "expires"?}` → `{"name", "key"}`
+//!   (the key is shown once)
+//! - `POST /admin/keys/{name}/rotate` — `{"grace": "1h"}`? → `{"name", "key"}`
+//! - `POST /admin/keys/{name}/revoke` → `{"revoked": n}`
+//! - `GET  /admin/spend?by=identity|user|team|model|day|session_id|agent_id` → rows
+//!
+//! Key changes reach the workers through the key store's refresher (within a second), which also
+//! writes their audit events; every admin request is audited here as well. Errors use the
+//! Anthropic error format.
+
+mod http;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use crate::audit::{AuditEvent, AuditLog};
+use crate::store::keys::{KeyStore, KeyStoreError, NewKey};
+use http::{AdminRequest, Reply};
+
+/// How often the accept loop checks for shutdown.
+const POLL: Duration = Duration::from_millis(50);
+
+/// What the admin API needs.
+pub struct AdminContext {
+    pub key_digest: [u8; 32],
+    /// The store file (keys and the ledger); `None` when `store.path = "off"`.
+    pub store: Option<PathBuf>,
+    pub audit: AuditLog,
+}
+
+/// The running admin listener; [`AdminServer::stop`] ends it.
+pub struct AdminServer {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl AdminServer {
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.thread.join();
+    }
+}
+
+/// Binds `listen` and starts the admin thread.
+pub fn start(listen: SocketAddr, ctx: AdminContext) -> std::io::Result<AdminServer> {
+    let listener = TcpListener::bind(listen)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("sluice-admin".into())
+        .spawn(move || accept_loop(&listener, &ctx, &stopped))?;
+    Ok(AdminServer { addr, stop, thread })
+}
+
+fn accept_loop(listener: &TcpListener, ctx: &AdminContext, stop: &AtomicBool) {
+    while !stop.load(Ordering::Acquire) {
+        match listener.accept() {
+            Ok((stream, _)) => serve(stream, ctx),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                #[expect(clippy::disallowed_methods, reason = "the admin thread, not a worker")]
+                std::thread::sleep(POLL);
+            }
+            Err(e) => tracing::warn!(error = %e, "admin accept failed"),
+        }
+    }
+}
+
+fn serve(mut stream: TcpStream, ctx: &AdminContext) {
+    let reply = match http::read_request(&mut stream) {
+        Ok(request) => {
+            let reply = answer(&request, ctx);
+            audit(ctx, &request, &reply);
+            reply
+        }
+        Err(reply) => reply,
+    };
+    http::write_reply(&mut stream, &reply);
+}
+
+fn answer(request: &AdminRequest, ctx: &AdminContext) -> Reply {
+    let presented = request.credential.as_deref().unwrap_or_default();
+    let digest = crate::config::keys::digest(presented.as_bytes());
+    if presented.is_empty() || !bool::from(digest.ct_eq(&ctx.key_digest)) {
+        return Reply::error(401, "authentication_error", "a valid admin key is required");
+    }
+    let Some(store) = &ctx.store else {
+        return Reply::error(
+            409,
+            "invalid_request_error",
+            "the store is off (store.path = \"off\"): no keys or spend to administer",
+        );
+    };
+    let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    let result = match (request.method.as_str(), segments.as_slice()) {
+        ("GET", ["admin", "keys"]) => list_keys(store),
+        ("POST", ["admin", "keys"]) => create_key(store, &request.body),
+        ("POST", ["admin", "keys", name, "revoke"]) => revoke_key(store, name),
+        ("POST", ["admin", "keys", name, "rotate"]) => rotate_key(store, name, &request.body),
+        ("GET", ["admin", "spend"]) => spend(store, request.query("by").unwrap_or("identity")),
+        _ => Err(Reply::error(
+            404,
+            "not_found_error",
+            &format!("no admin route for {} {}", request.method, request.path),
+        )),
+    };
+    result.unwrap_or_else(|reply| reply)
+}
+
+fn open(store: &Path) -> Result<KeyStore, Reply> {
+    KeyStore::open(store).map_err(|e| store_error(&e))
+}
+
+fn store_error(e: &KeyStoreError) -> Reply {
+    match e {
+        KeyStoreError::NoSuchKey(_) => Reply::error(404, "not_found_error", &e.to_string()),
+        KeyStoreError::BadTime(_) => Reply::error(400, "invalid_request_error", &e.to_string()),
+        _ => {
+            tracing::error!(error = %e, "admin: key store failed");
+            Reply::error(
+                500,
+                "api_error",
+                "the key store failed; see the gateway log",
+            )
+        }
+    }
+}
+
+fn list_keys(store: &Path) -> Result<Reply, Reply> {
+    let rows = open(store)?.list().map_err(|e| store_error(&e))?;
+    Ok(Reply::json(200, &json!({ "data": rows })))
+}
+
+fn create_key(store: &Path, body: &[u8]) -> Result<Reply, Reply> {
+    let fields: Value = serde_json::from_slice(body)
+        .map_err(|e| Reply::error(400, "invalid_request_error", &format!("body: {e}")))?;
+    let text = |k: &str| fields.get(k).and_then(Value::as_str).map(str::to_string);
+    let name = text("name")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| Reply::error(400, "invalid_request_error", "`name` is required"))?;
+    let models = match fields.get("models") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|m| m.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    Reply::error(400, "invalid_request_error", "`models` must be strings")
+                })?,
+        ),
+        Some(_) => {
+            return Err(Reply::error(
+                400,
+                "invalid_request_error",
+                "`models` must be an array",
+            ))
+        }
+    };
+    let key = NewKey {
+        name: name.clone(),
+        user: text("user"),
+        team: text("team"),
+        models,
+        expires: text("expires"),
+    };
+    let created = open(store)?.create(&key).map_err(|e| store_error(&e))?;
+    Ok(Reply::json(201, &json!({ "name": name, "key": created })))
+}
+
+fn revoke_key(store: &Path, name: &str) -> Result<Reply, Reply> {
+    let n = open(store)?.revoke(name).map_err(|e| store_error(&e))?;
+    Ok(Reply::json(200, &json!({ "name": name, "revoked": n })))
+}
+
+fn rotate_key(store: &Path, name: &str, body: &[u8]) -> Result<Reply, Reply> {
+    let fields: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| Reply::error(400, "invalid_request_error", &format!("body: {e}")))?
+    };
+    let grace = fields.get("grace").and_then(Value::as_str).unwrap_or("1h");
+    let grace = humantime::parse_duration(grace)
+        .map_err(|e| Reply::error(400, "invalid_request_error", &format!("`grace`: {e}")))?;
+    let key = open(store)?
+        .rotate(name, grace)
+        .map_err(|e| store_error(&e))?;
+    Ok(Reply::json(200, &json!({ "name": name, "key": key })))
+}
+
+fn spend(store: &Path, by: &str) -> Result<Reply, Reply> {
+    let rows = crate::store::ledger::spend(store, by)
+        .map_err(|e| Reply::error(400, "invalid_request_error", &e))?;
+    Ok(Reply::json(200, &json!({ "by": by, "data": rows })))
+}
+
+/// Every admin request, allowed or not, goes to the audit log (never the key or the body).
+fn audit(ctx: &AdminContext, request: &AdminRequest, reply: &Reply) {
+    let mut event = AuditEvent::admin("admin_request", "admin");
+    event.identity = "admin".into();
+    event.decision = if reply.status < 400 {
+        "allowed"
+    } else {
+        "refused"
+    };
+    event.status = reply.status;
+    event.detail = Some(format!("{} {}", request.method, request.path));
+    ctx.audit.record(event);
+}

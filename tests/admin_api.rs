@@ -1,0 +1,156 @@
+//! The admin API on its own listener: a wrong or missing admin key is refused; keys created over
+//! it work on the gateway within a second and revoked ones stop; rotation returns a new key;
+//! spend is queryable; every admin request is audited, without the keys.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "integration test: a failure is a failed test"
+)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const ADMIN_KEY: &str = "sk-admin-secret";
+
+fn config(dir: &Path) -> String {
+    format!(
+        "[store]\npath = \"{}\"\ncommit_interval = \"20ms\"\n[audit]\npath = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\nkey_sha256 = \"{}\"\n",
+        dir.join("sluice.db").display(),
+        dir.join("audit.jsonl").display(),
+        sluice::config::keys::hash_hex(ADMIN_KEY)
+    )
+}
+
+fn admin(addr: SocketAddr, method: &str, path: &str, key: &str, body: &str) -> (u16, Value) {
+    let raw = format!(
+        "{method} {path} HTTP/1.1\r\nhost: admin\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let resp = request(addr, &raw);
+    let value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+    (resp.status, value)
+}
+
+fn status_with(gw: &Gateway, key: &str) -> u16 {
+    request(
+        gw.addr,
+        &messages_request(SMALL_BODY, &format!("x-api-key: {key}\r\n")),
+    )
+    .status
+}
+
+#[test]
+fn keys_and_spend_are_administered_over_the_admin_api() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&mock.url(), &config(dir.path()));
+    let api = gw.admin_addr.expect("the admin listener is announced");
+    assert_ne!(api, gw.addr);
+
+    let (status, body) = admin(api, "GET", "/admin/keys", "sk-wrong", "");
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["type"], "authentication_error");
+
+    let (status, body) = admin(
+        api,
+        "POST",
+        "/admin/keys",
+        ADMIN_KEY,
+        r#"{"name":"ops","team":"t7","models":["claude-haiku-*"]}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let key = body["key"].as_str().unwrap().to_string();
+    // Open until the first key exists; then a key is required and this one works.
+    let closed = wait_for(Duration::from_secs(1), || {
+        (status_with(&gw, "sk-not-issued") == 401).then_some(())
+    });
+    assert!(
+        closed.is_some(),
+        "the new key reached the workers within a second"
+    );
+    assert_eq!(status_with(&gw, &key), 200);
+
+    let (status, body) = admin(api, "POST", "/admin/keys", ADMIN_KEY, r#"{"team":"t7"}"#);
+    assert_eq!(status, 400);
+    assert!(body["error"]["message"].as_str().unwrap().contains("name"));
+
+    let (status, body) = admin(api, "GET", "/admin/keys", ADMIN_KEY, "");
+    assert_eq!(status, 200);
+    assert_eq!(body["data"][0]["name"], "ops");
+    assert!(
+        !body.to_string().contains(&key),
+        "listing never shows a key"
+    );
+
+    let (status, body) = admin(
+        api,
+        "POST",
+        "/admin/keys/ops/rotate",
+        ADMIN_KEY,
+        r#"{"grace":"0s"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let rotated = body["key"].as_str().unwrap().to_string();
+    assert!(
+        wait_for(Duration::from_secs(1), || (status_with(&gw, &key) == 401)
+            .then_some(()))
+        .is_some()
+    );
+    assert_eq!(status_with(&gw, &rotated), 200);
+
+    let (status, body) = admin(api, "POST", "/admin/keys/ops/revoke", ADMIN_KEY, "");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        wait_for(Duration::from_secs(1), || (status_with(&gw, &rotated)
+            == 401)
+            .then_some(()))
+        .is_some(),
+        "revoked within a second"
+    );
+    let (status, _) = admin(api, "POST", "/admin/keys/nobody/revoke", ADMIN_KEY, "");
+    assert_eq!(status, 404);
+
+    let spent = wait_for(Duration::from_secs(5), || {
+        let (status, body) = admin(api, "GET", "/admin/spend?by=team", ADMIN_KEY, "");
+        assert_eq!(status, 200);
+        let row = body["data"]
+            .as_array()?
+            .iter()
+            .find(|r| r["group"] == "t7")?
+            .clone();
+        (row["requests"].as_u64()? >= 2).then_some(row)
+    });
+    assert!(spent.unwrap()["cost_usd"].as_f64().unwrap() > 0.0);
+    let (status, _) = admin(api, "GET", "/admin/spend?by=password", ADMIN_KEY, "");
+    assert_eq!(status, 400);
+
+    gw.terminate();
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let events: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let requests: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["decision"] == "refused" && e["kind"] == "admin")
+        .collect();
+    assert!(
+        requests.iter().any(|e| e["status"] == 401),
+        "refused admin calls are audited"
+    );
+    assert!(events
+        .iter()
+        .any(|e| e["detail"] == "POST /admin/keys/ops/revoke"));
+    assert!(events.iter().any(|e| e["decision"] == "key_revoked"));
+    assert!(!audit.contains(&key) && !audit.contains(ADMIN_KEY));
+}
