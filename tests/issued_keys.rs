@@ -128,3 +128,24 @@ fn a_rotated_key_keeps_working_for_its_grace_period_only() {
     );
     assert_eq!(opus.status, 403);
 }
+
+#[test]
+fn a_budget_can_name_an_issued_key() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let key = keys(dir.path(), &["create", "--name", "capped"]);
+    let key = key.trim();
+    let budget = "[[budgets]]\nscope = \"key\"\nname = \"capped\"\nlimit_usd = 0.0002\n";
+    let gw = gateway(&mock.url(), &format!("{}{budget}", config(dir.path())));
+    let refused = (0..20)
+        .map(|_| {
+            request(
+                gw.addr,
+                &messages_request(SMALL_BODY, &format!("x-api-key: {key}\r\n")),
+            )
+        })
+        .find(|r| r.status != 200)
+        .expect("the budget refuses within 20 requests");
+    assert_eq!(refused.status, 429);
+    assert!(String::from_utf8_lossy(&refused.body).contains("for key capped"));
+}

@@ -676,7 +676,9 @@ fn build_budgets(file: &FileConfig) -> Result<crate::limits::budget::Budgets, Co
                 ))
             }
         };
-        if scope == Scope::Key && !file.keys.iter().any(|k| k.name == b.name) {
+        // A key budget names a key from the file or, with the store on, an issued one.
+        let store_on = file.store.path != "off";
+        if scope == Scope::Key && !store_on && !file.keys.iter().any(|k| k.name == b.name) {
             return Err(invalid(at("name"), format!("no key named `{}`", b.name)));
         }
         let period = Period::parse(&b.period).ok_or_else(|| {
@@ -981,6 +983,13 @@ mod tests {
             ("[[upstreams]]\nname = \"a\"\nurl = \"http://x\"\n[[routes]]\nmodel = \"*\"\nupstream = \"b\"\n", "routes[0].upstream"),
             ("[timeouts]\nhead_read = \"soon\"\n", "timeouts.head_read"),
             ("[[keys]]\nname = \"k\"\nsha256 = \"zz\"\n", "keys[0].sha256"),
+            ("[[budgets]]\nscope = \"org\"\nname = \"x\"\nlimit_usd = 1.0\n", "budgets[0].scope"),
+            ("[[budgets]]\nscope = \"team\"\nname = \"x\"\nlimit_usd = 0.0\n", "budgets[0].limit_usd"),
+            ("[[budgets]]\nscope = \"team\"\nname = \"x\"\nlimit_usd = 1.0\nperiod = \"hourly\"\n", "budgets[0].period"),
+            ("[[budgets]]\nscope = \"team\"\nname = \"x\"\nlimit_usd = 1.0\nsoft_usd = 2.0\n", "budgets[0].soft_usd"),
+            ("[store]\npath = \"off\"\n[[budgets]]\nscope = \"key\"\nname = \"x\"\nlimit_usd = 1.0\n", "budgets[0].name"),
+            ("[admin]\nlisten = \"nowhere\"\nkey_sha256 = \"00\"\n", "admin.listen"),
+            ("[admin]\nlisten = \"127.0.0.1:0\"\nkey_sha256 = \"00\"\n", "admin.key_sha256"),
         ];
         for (text, path) in cases {
             let err = build_text(text).unwrap_err().to_string();
