@@ -147,7 +147,6 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         "--no-request-log",
     ])?;
     let upstream = format!("http://{}", mock.addr);
-    let workers = args.workers.to_string();
     let dir = std::env::temp_dir().join(format!("sluice-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     // Each sluice keeps its own ledger and audit log (governance records on, as in production).
@@ -164,76 +163,22 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         "[[keys]]\nname = \"bench\"\nsha256 = \"{}\"\nteam = \"bench\"\nrpm = 4000000000\ntpm = 1000000000000\nmax_streams = 100000\n[[teams]]\nname = \"bench\"\nrpm = 4000000000\n[[budgets]]\nscope = \"team\"\nname = \"bench\"\nlimit_usd = 280000.0\nperiod = \"total\"\n",
         crate::config::keys::hash_hex("sk-bench")
     );
-    let main_config = dir.join("sluice.toml");
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "bench set-up, not a gateway worker"
-    )]
-    std::fs::write(&main_config, format!("{governance}{}", records("sluice")))?;
+    let sluice = start_sluice(
+        args,
+        &dir,
+        "sluice",
+        &format!("{governance}{}", records("sluice")),
+        Some(&upstream),
+    )?;
     // The same sluice with governance off: no key, no limits, no ledger, no audit log.
-    let plain_config = dir.join("plain.toml");
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "bench set-up, not a gateway worker"
-    )]
-    std::fs::write(
-        &plain_config,
-        "[store]\npath = \"off\"\n[audit]\npath = \"off\"\n",
-    )?;
-    let plain_arg = plain_config.display().to_string();
-    let sluice_plain = Server::start_self(&[
-        "serve",
-        "--config",
-        &plain_arg,
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &upstream,
-        "--upstream-api-key",
-        "sk-bench-upstream",
-        "--workers",
-        &workers,
-        "--io-driver",
-        &args.io_driver,
-    ])?;
-    let main_arg = main_config.display().to_string();
-    let sluice = Server::start_self(&[
-        "serve",
-        "--config",
-        &main_arg,
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &upstream,
-        "--upstream-api-key",
-        "sk-bench-upstream",
-        "--workers",
-        &workers,
-        "--io-driver",
-        &args.io_driver,
-    ])?;
-    let bedrock_config = dir.join("bedrock.toml");
-    #[expect(clippy::disallowed_methods, reason = "bench set-up, not a gateway worker")]
-    std::fs::write(
-        &bedrock_config,
-        format!(
-            "[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nregion = \"us-east-1\"\nurl = \"{upstream}\"\naws_access_key_id = \"AKIDBENCH\"\naws_secret_access_key = \"bench\"\n[[routes]]\nmodel = \"*\"\ndeployments = [{{ upstream = \"bedrock\", upstream_model = \"{BENCH_BEDROCK_MODEL}\" }}]\n[log]\naccess_log = \"{}\"\n{}",
-            dir.join("bedrock-access.jsonl").display(),
-            records("bedrock")
-        ),
-    )?;
-    let config_arg = bedrock_config.display().to_string();
-    let sluice_bedrock = Server::start_self(&[
-        "serve",
-        "--config",
-        &config_arg,
-        "--listen",
-        "127.0.0.1:0",
-        "--workers",
-        &workers,
-        "--io-driver",
-        &args.io_driver,
-    ])?;
+    let plain = "[store]\npath = \"off\"\n[audit]\npath = \"off\"\n";
+    let sluice_plain = start_sluice(args, &dir, "plain", plain, Some(&upstream))?;
+    let bedrock = format!(
+        "[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nregion = \"us-east-1\"\nurl = \"{upstream}\"\naws_access_key_id = \"AKIDBENCH\"\naws_secret_access_key = \"bench\"\n[[routes]]\nmodel = \"*\"\ndeployments = [{{ upstream = \"bedrock\", upstream_model = \"{BENCH_BEDROCK_MODEL}\" }}]\n[log]\naccess_log = \"{}\"\n{}",
+        dir.join("bedrock-access.jsonl").display(),
+        records("bedrock")
+    );
+    let sluice_bedrock = start_sluice(args, &dir, "bedrock", &bedrock, None)?;
     let nginx = Nginx::start(mock.addr);
     let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
@@ -267,6 +212,45 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         std::fs::write(path, serde_json::to_vec_pretty(&report).unwrap_or_default())?;
     }
     Ok(())
+}
+
+/// Writes `config` to `dir/name.toml` and starts a sluice on it (with `upstream`, the mock
+/// in the Messages format, as its default upstream).
+fn start_sluice(
+    args: &BenchArgs,
+    dir: &std::path::Path,
+    name: &str,
+    config: &str,
+    upstream: Option<&str>,
+) -> std::io::Result<Server> {
+    let path = dir.join(format!("{name}.toml"));
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "bench set-up, not a gateway worker"
+    )]
+    std::fs::write(&path, config)?;
+    let path = path.display().to_string();
+    let workers = args.workers.to_string();
+    let mut argv = vec![
+        "serve",
+        "--config",
+        &path,
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        &workers,
+        "--io-driver",
+        &args.io_driver,
+    ];
+    if let Some(upstream) = upstream {
+        argv.extend([
+            "--upstream",
+            upstream,
+            "--upstream-api-key",
+            "sk-bench-upstream",
+        ]);
+    }
+    Server::start_self(&argv)
 }
 
 struct Targets {

@@ -208,17 +208,7 @@ fn write_loop(
     let mut out = sink.map(|sink| BufWriter::with_capacity(64 * 1024, sink));
     let mut batch: Vec<AccessRecord> = Vec::new();
     loop {
-        let mut closed = false;
-        loop {
-            match rx.try_recv() {
-                Ok(record) => batch.push(record),
-                Err(flume::TryRecvError::Empty) => break,
-                Err(flume::TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
+        let closed = super::drain(&rx, &mut batch);
         if let Some(out) = out.as_mut().filter(|_| !batch.is_empty()) {
             for record in &batch {
                 write_record(out, record);

@@ -151,17 +151,7 @@ fn write_loop(
 ) {
     let mut batch: Vec<AccessRecord> = Vec::new();
     loop {
-        let mut closed = false;
-        loop {
-            match rx.try_recv() {
-                Ok(record) => batch.push(record),
-                Err(flume::TryRecvError::Empty) => break,
-                Err(flume::TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
+        let closed = super::drain(&rx, &mut batch);
         if !batch.is_empty() {
             match commit(&mut conn, &batch) {
                 Ok(()) => {

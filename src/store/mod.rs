@@ -4,3 +4,15 @@
 pub mod access_log;
 pub mod keys;
 pub mod ledger;
+
+/// Moves everything queued on `rx` into `batch` without waiting; returns whether every sender
+/// is gone (the writer then finishes its batch and ends).
+fn drain<T>(rx: &flume::Receiver<T>, batch: &mut Vec<T>) -> bool {
+    loop {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(flume::TryRecvError::Empty) => return false,
+            Err(flume::TryRecvError::Disconnected) => return true,
+        }
+    }
+}
