@@ -199,14 +199,8 @@ fn load_budget_spend(
     budgets: &crate::limits::budget::Budgets,
     path: &std::path::Path,
 ) -> Result<(), ledger::LedgerError> {
-    use crate::limits::budget::{day_string, today};
     for (scope, name, period) in budgets.each() {
-        let first = period.first_day(today());
-        let first_day = if first == i64::MIN {
-            String::new()
-        } else {
-            day_string(first)
-        };
+        let first_day = first_day_of(period);
         let key = match scope {
             crate::limits::Scope::Key => format!("key:{name}"),
             _ => name.to_string(),
@@ -222,5 +216,35 @@ fn load_budget_spend(
             );
         }
     }
+    for period in budgets.session_periods() {
+        let first_day = first_day_of(period);
+        let sessions = ledger::spent_per_key_since(
+            path,
+            "session",
+            &first_day,
+            crate::limits::session_budget::CAPACITY,
+        )?;
+        for (session, spent) in &sessions {
+            budgets.load_session_spent(period, session, *spent);
+        }
+        if !sessions.is_empty() {
+            tracing::info!(
+                period = period.label(),
+                sessions = sessions.len(),
+                "session budget spend loaded"
+            );
+        }
+    }
     Ok(())
+}
+
+/// `YYYY-MM-DD` of the first day of the current window ("" for a total budget).
+fn first_day_of(period: crate::limits::budget::Period) -> String {
+    use crate::limits::budget::{day_string, today};
+    let first = period.first_day(today());
+    if first == i64::MIN {
+        String::new()
+    } else {
+        day_string(first)
+    }
 }

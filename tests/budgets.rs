@@ -198,3 +198,53 @@ fn a_restart_starts_from_the_spend_in_the_ledger() {
     let again = gateway(&mock.url(), &config(dir.path(), budget));
     assert_eq!(one_request(&again).status, 429);
 }
+
+fn session_request(gw: &Gateway, session: &str) -> Response {
+    request(
+        gw.addr,
+        &messages_request(
+            SMALL_BODY,
+            &format!("x-api-key: sk-b\r\nx-claude-code-session-id: {session}\r\n"),
+        ),
+    )
+}
+
+/// Sends requests of one session until it is refused with nothing in flight.
+fn spend_session(gw: &Gateway, session: &str) -> Response {
+    for sent in 0.. {
+        assert!(sent < 60, "the session budget never refused");
+        if session_request(gw, session).status != 200 {
+            std::thread::sleep(Duration::from_millis(100));
+            let resp = session_request(gw, session);
+            if resp.status != 200 {
+                return resp;
+            }
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn each_claude_code_session_has_its_own_budget_and_it_survives_a_restart() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let budget = "scope = \"session\"\nlimit_usd = 0.0003\nperiod = \"daily\"";
+    let mut gw = gateway(&mock.url(), &config(dir.path(), budget));
+    let refused = spend_session(&gw, "session-one");
+    assert_eq!(refused.status, 429);
+    let body: Value = serde_json::from_slice(&refused.body).unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("daily budget of $0.0003 for session session-one (resets "),
+        "{message}"
+    );
+    // Another session of the same key is not affected; a request without a session id is not
+    // subject to session budgets.
+    assert_eq!(session_request(&gw, "session-two").status, 200);
+    assert_eq!(one_request(&gw).status, 200);
+    gw.terminate();
+    assert_eq!(gw.wait_exit(Duration::from_secs(15)), Some(0));
+    let again = gateway(&mock.url(), &config(dir.path(), budget));
+    assert_eq!(session_request(&again, "session-one").status, 429);
+    assert_eq!(session_request(&again, "session-two").status, 200);
+}

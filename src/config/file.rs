@@ -353,13 +353,14 @@ pub struct LimitedFile {
     pub max_streams: Option<u32>,
 }
 
-/// A budget in USD for one key, user or team.
+/// A budget in USD for one key, user or team, or for each Claude Code session.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetFile {
-    /// `key`, `user` or `team`.
+    /// `key`, `user`, `team` or `session` (every Claude Code session separately).
     pub scope: String,
-    /// The key's, user's or team's name.
+    /// The key's, user's or team's name; `*` (or nothing) for a session budget.
+    #[serde(default)]
     pub name: String,
     pub limit_usd: f64,
     /// `daily`, `weekly` (from Monday), `monthly` or `total`; UTC.

@@ -660,7 +660,7 @@ fn build_admin(file: &FileConfig) -> Result<Option<AdminSettings>, ConfigError> 
 }
 
 fn build_budgets(file: &FileConfig) -> Result<crate::limits::budget::Budgets, ConfigError> {
-    use crate::limits::budget::{BudgetSpec, Budgets, Period, MAX_BUDGET_USD};
+    use crate::limits::budget::{Budgets, MAX_BUDGET_USD};
     use crate::limits::Scope;
     let mut budgets = Budgets::default();
     for (i, b) in file.budgets.iter().enumerate() {
@@ -669,10 +669,14 @@ fn build_budgets(file: &FileConfig) -> Result<crate::limits::budget::Budgets, Co
             "key" => Scope::Key,
             "user" => Scope::User,
             "team" => Scope::Team,
+            "session" => {
+                budgets.add_session(session_budget_spec(b, i)?);
+                continue;
+            }
             other => {
                 return Err(invalid(
                     at("scope"),
-                    format!("`{other}`: expected key, user or team"),
+                    format!("`{other}`: expected key, user, team or session"),
                 ))
             }
         };
@@ -681,32 +685,59 @@ fn build_budgets(file: &FileConfig) -> Result<crate::limits::budget::Budgets, Co
         if scope == Scope::Key && !store_on && !file.keys.iter().any(|k| k.name == b.name) {
             return Err(invalid(at("name"), format!("no key named `{}`", b.name)));
         }
-        let period = Period::parse(&b.period).ok_or_else(|| {
-            invalid(
-                at("period"),
-                format!("`{}`: expected daily, weekly, monthly or total", b.period),
-            )
-        })?;
-        if !(b.limit_usd > 0.0 && b.limit_usd <= MAX_BUDGET_USD) {
-            return Err(invalid(
-                at("limit_usd"),
-                format!("expected more than 0 and at most {MAX_BUDGET_USD}"),
-            ));
+        if b.name.is_empty() {
+            return Err(invalid(at("name"), "a key, user or team budget names one"));
         }
-        if b.soft_usd.is_some_and(|s| !(s > 0.0 && s <= b.limit_usd)) {
-            return Err(invalid(
-                at("soft_usd"),
-                "expected more than 0 and at most limit_usd",
-            ));
-        }
-        let spec = BudgetSpec {
-            limit_usd: b.limit_usd,
-            soft_usd: b.soft_usd,
-            period,
-        };
-        budgets.add(scope, &b.name, spec);
+        budgets.add(scope, &b.name, budget_spec(b, i, MAX_BUDGET_USD)?);
     }
     Ok(budgets)
+}
+
+/// A budget per Claude Code session applies to every session: its name is `*` or left out.
+fn session_budget_spec(
+    b: &file::BudgetFile,
+    i: usize,
+) -> Result<crate::limits::budget::BudgetSpec, ConfigError> {
+    use crate::limits::session_budget::MAX_SESSION_BUDGET_USD;
+    if !(b.name.is_empty() || b.name == "*") {
+        return Err(invalid(
+            format!("budgets[{i}].name"),
+            "a session budget applies to every session: use `*` or leave it out",
+        ));
+    }
+    budget_spec(b, i, MAX_SESSION_BUDGET_USD)
+}
+
+fn budget_spec(
+    b: &file::BudgetFile,
+    i: usize,
+    max_usd: f64,
+) -> Result<crate::limits::budget::BudgetSpec, ConfigError> {
+    use crate::limits::budget::{BudgetSpec, Period};
+    let at = |field: &str| format!("budgets[{i}].{field}");
+    let period = Period::parse(&b.period).ok_or_else(|| {
+        invalid(
+            at("period"),
+            format!("`{}`: expected daily, weekly, monthly or total", b.period),
+        )
+    })?;
+    if !(b.limit_usd > 0.0 && b.limit_usd <= max_usd) {
+        return Err(invalid(
+            at("limit_usd"),
+            format!("expected more than 0 and at most {max_usd}"),
+        ));
+    }
+    if b.soft_usd.is_some_and(|s| !(s > 0.0 && s <= b.limit_usd)) {
+        return Err(invalid(
+            at("soft_usd"),
+            "expected more than 0 and at most limit_usd",
+        ));
+    }
+    Ok(BudgetSpec {
+        limit_usd: b.limit_usd,
+        soft_usd: b.soft_usd,
+        period,
+    })
 }
 
 fn build_routes(file: &FileConfig, upstreams: &[Upstream]) -> Result<Vec<Route>, ConfigError> {
@@ -984,6 +1015,9 @@ mod tests {
             ("[timeouts]\nhead_read = \"soon\"\n", "timeouts.head_read"),
             ("[[keys]]\nname = \"k\"\nsha256 = \"zz\"\n", "keys[0].sha256"),
             ("[[budgets]]\nscope = \"org\"\nname = \"x\"\nlimit_usd = 1.0\n", "budgets[0].scope"),
+            ("[[budgets]]\nscope = \"session\"\nname = \"s1\"\nlimit_usd = 1.0\n", "budgets[0].name"),
+            ("[[budgets]]\nscope = \"session\"\nlimit_usd = 20000.0\n", "budgets[0].limit_usd"),
+            ("[[budgets]]\nscope = \"team\"\nlimit_usd = 1.0\n", "budgets[0].name"),
             ("[[budgets]]\nscope = \"team\"\nname = \"x\"\nlimit_usd = 0.0\n", "budgets[0].limit_usd"),
             ("[[budgets]]\nscope = \"team\"\nname = \"x\"\nlimit_usd = 1.0\nperiod = \"hourly\"\n", "budgets[0].period"),
             ("[[budgets]]\nscope = \"team\"\nname = \"x\"\nlimit_usd = 1.0\nsoft_usd = 2.0\n", "budgets[0].soft_usd"),

@@ -11,8 +11,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::session_budget::{SessionBudget, SessionHold, SessionOutcome};
 use super::Scope;
 
 /// Largest budget the packed counter holds, in USD.
@@ -41,7 +43,7 @@ impl Period {
         }
     }
 
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Period::Daily => "daily",
             Period::Weekly => "weekly",
@@ -52,6 +54,11 @@ impl Period {
 
     /// The window `day` (days since 1970-01-01) falls in.
     fn window(self, day: i64) -> u64 {
+        self.window_index(day) & 0xffff
+    }
+
+    /// The window's number: days, weeks or months since 1970 (0 for a total budget).
+    pub(crate) fn window_index(self, day: i64) -> u64 {
         let w = match self {
             Period::Daily => day,
             // 1970-01-01 was a Thursday: shift so windows start on Mondays.
@@ -62,7 +69,7 @@ impl Period {
             }
             Period::Total => 0,
         };
-        (w.max(0) as u64) & 0xffff
+        w.max(0) as u64
     }
 
     /// The first day of `day`'s window.
@@ -101,13 +108,19 @@ pub struct BudgetSpec {
     pub period: Period,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Slot {
     scope: Scope,
     name: String,
     spec: BudgetSpec,
     limit_nano: u64,
     soft_nano: Option<u64>,
+    /// The counters, shared with the same budget of the next config after a reload.
+    cell: Arc<Cell>,
+}
+
+#[derive(Debug, Default)]
+struct Cell {
     /// (window << 48) | nanodollars spent or reserved in it.
     state: AtomicU64,
     /// 1 + the last window whose soft threshold was reported crossed (0: none yet).
@@ -115,10 +128,11 @@ struct Slot {
 }
 
 /// Every budget of the node.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Budgets {
     index: HashMap<(Scope, String), Vec<usize>>,
     slots: Vec<Slot>,
+    sessions: Vec<SessionBudget>,
 }
 
 /// Why a request was refused.
@@ -144,6 +158,8 @@ pub struct Reservation<'a> {
     budgets: &'a Budgets,
     /// (slot, window, nanodollars held)
     held: Vec<(usize, u64, u64)>,
+    /// (session budget, hold)
+    session_held: Vec<(usize, SessionHold)>,
     pub warnings: Vec<BudgetWarning>,
 }
 
@@ -160,13 +176,17 @@ impl Budgets {
             spec,
             limit_nano: usd_to_nano(spec.limit_usd),
             soft_nano: spec.soft_usd.map(usd_to_nano),
-            state: AtomicU64::new(0),
-            warned_window: AtomicU64::new(0),
+            cell: Arc::default(),
         });
     }
 
+    /// Adds a budget that applies to every Claude Code session separately (config build time).
+    pub fn add_session(&mut self, spec: BudgetSpec) {
+        self.sessions.push(SessionBudget::new(spec));
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.slots.is_empty() && self.sessions.is_empty()
     }
 
     /// Every budget as `(scope, name, period)`, for loading spend at start-up.
@@ -174,6 +194,58 @@ impl Budgets {
         self.slots
             .iter()
             .map(|s| (s.scope, s.name.as_str(), s.spec.period))
+    }
+
+    /// The per-session budgets' periods, for loading spend at start-up.
+    pub fn session_periods(&self) -> impl Iterator<Item = Period> + '_ {
+        self.sessions.iter().map(|s| s.spec.period)
+    }
+
+    /// Every budget as `(scope, name, spec)`, for the admin API.
+    pub fn specs(&self) -> impl Iterator<Item = (Scope, &str, BudgetSpec)> + '_ {
+        self.slots
+            .iter()
+            .map(|s| (s.scope, s.name.as_str(), s.spec))
+    }
+
+    /// The per-session budgets' specs, for the admin API.
+    pub fn session_specs(&self) -> impl Iterator<Item = BudgetSpec> + '_ {
+        self.sessions.iter().map(|s| s.spec)
+    }
+
+    /// Takes over the counters of the same budgets (scope, name, period) in `old`, so a reload
+    /// neither forgets spend nor double-counts what is in flight. Returns the budgets that are
+    /// new (their spend is to be loaded from the ledger) and whether any session budget is new.
+    pub fn adopt(&mut self, old: &Budgets) -> (Vec<(Scope, String, Period)>, Vec<Period>) {
+        let mut fresh = Vec::new();
+        for slot in &mut self.slots {
+            let same = old.slots.iter().find(|o| {
+                o.scope == slot.scope && o.name == slot.name && o.spec.period == slot.spec.period
+            });
+            match same {
+                Some(o) => slot.cell = Arc::clone(&o.cell),
+                None => fresh.push((slot.scope, slot.name.clone(), slot.spec.period)),
+            }
+        }
+        let mut fresh_sessions = Vec::new();
+        for session in &mut self.sessions {
+            match old
+                .sessions
+                .iter()
+                .find(|o| o.spec.period == session.spec.period)
+            {
+                Some(o) => *session = session.clone().with_table_of(o),
+                None => fresh_sessions.push(session.spec.period),
+            }
+        }
+        (fresh, fresh_sessions)
+    }
+
+    /// Sets one session's spend in the current window of the session budgets of `period`.
+    pub fn load_session_spent(&self, period: Period, session: &str, spent_pico: u64) {
+        for budget in self.sessions.iter().filter(|b| b.spec.period == period) {
+            budget.load_spent(session, today(), pico_to_nano(spent_pico));
+        }
     }
 
     /// Sets the spend already recorded in the current window (start-up, before any request).
@@ -184,7 +256,7 @@ impl Budgets {
             .filter(|s| s.spec.period == period)
         {
             let nano = pico_to_nano(spent_pico).min(AMOUNT_MASK);
-            slot.state.store(pack(window, nano), Ordering::Release);
+            slot.cell.state.store(pack(window, nano), Ordering::Release);
         }
     }
 
@@ -196,10 +268,12 @@ impl Budgets {
             .filter_map(|i| self.slots.get(*i))
     }
 
-    /// Reserves `cost_pico` against every budget of the named entities, or none of them.
+    /// Reserves `cost_pico` against every budget of the named entities and of the session, or
+    /// none of them.
     pub fn reserve(
         &self,
         entities: &[(Scope, Option<&str>)],
+        session: Option<&str>,
         cost_pico: u64,
     ) -> Result<Reservation<'_>, BudgetRefusal> {
         let day = today();
@@ -207,8 +281,12 @@ impl Budgets {
         let mut reservation = Reservation {
             budgets: self,
             held: Vec::new(),
+            session_held: Vec::new(),
             warnings: Vec::new(),
         };
+        if let Some(session) = session {
+            self.reserve_session(&mut reservation, session, day, amount)?;
+        }
         let indices = entities.iter().filter_map(|(scope, name)| {
             name.and_then(|n| self.index.get(&(*scope, n.to_string())))
         });
@@ -220,7 +298,8 @@ impl Budgets {
             let used = reserve_in(slot, window, amount).map_err(|()| refusal(slot, day))?;
             reservation.held.push((i, window, amount));
             if slot.soft_nano.is_some_and(|soft| used + amount >= soft) {
-                let first = slot.warned_window.swap(window + 1, Ordering::AcqRel) != window + 1;
+                let first =
+                    slot.cell.warned_window.swap(window + 1, Ordering::AcqRel) != window + 1;
                 reservation.warnings.push(BudgetWarning {
                     which: describe(slot, day),
                     crossed: first,
@@ -229,15 +308,51 @@ impl Budgets {
         }
         Ok(reservation)
     }
+
+    fn reserve_session(
+        &self,
+        reservation: &mut Reservation<'_>,
+        session: &str,
+        day: i64,
+        amount: u64,
+    ) -> Result<(), BudgetRefusal> {
+        for (i, budget) in self.sessions.iter().enumerate() {
+            match budget.reserve(session, day, amount) {
+                SessionOutcome::Held {
+                    hold, crossed_soft, ..
+                } => {
+                    reservation.session_held.push((i, hold));
+                    if let Some(crossed) = crossed_soft {
+                        reservation.warnings.push(BudgetWarning {
+                            which: describe_spec(&budget.spec, "session", session, day),
+                            crossed,
+                        });
+                    }
+                }
+                SessionOutcome::Refused => {
+                    return Err(refusal_of(&budget.spec, "session", session, day));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Reservation<'_> {
     /// Replaces the held amounts by the real cost.
     pub fn settle(mut self, cost_pico: u64) {
-        let actual = pico_to_nano(cost_pico);
+        self.adjust_all(pico_to_nano(cost_pico));
+    }
+
+    fn adjust_all(&mut self, actual: u64) {
         for (i, window, held) in std::mem::take(&mut self.held) {
             if let Some(slot) = self.budgets.slots.get(i) {
                 adjust(slot, window, held, actual);
+            }
+        }
+        for (i, hold) in std::mem::take(&mut self.session_held) {
+            if let Some(budget) = self.budgets.sessions.get(i) {
+                budget.adjust(&hold, actual);
             }
         }
     }
@@ -247,23 +362,20 @@ impl Reservation<'_> {
     /// Keeps the held amounts as spent (the real cost is unknown).
     pub fn keep(mut self) {
         self.held.clear();
+        self.session_held.clear();
     }
 }
 
 impl Drop for Reservation<'_> {
     /// An unsettled reservation (the request failed) is released.
     fn drop(&mut self) {
-        for (i, window, held) in std::mem::take(&mut self.held) {
-            if let Some(slot) = self.budgets.slots.get(i) {
-                adjust(slot, window, held, 0);
-            }
-        }
+        self.adjust_all(0);
     }
 }
 
 /// Adds `amount` to the slot's window unless that passes the limit; returns what was used before.
 fn reserve_in(slot: &Slot, window: u64, amount: u64) -> Result<u64, ()> {
-    let mut current = slot.state.load(Ordering::Acquire);
+    let mut current = slot.cell.state.load(Ordering::Acquire);
     loop {
         let (w, used) = unpack(current);
         let used = if w == window { used } else { 0 };
@@ -271,10 +383,12 @@ fn reserve_in(slot: &Slot, window: u64, amount: u64) -> Result<u64, ()> {
             return Err(());
         }
         let next = pack(window, used + amount);
-        match slot
-            .state
-            .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
-        {
+        match slot.cell.state.compare_exchange_weak(
+            current,
+            next,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
             Ok(_) => return Ok(used),
             Err(seen) => current = seen,
         }
@@ -284,6 +398,7 @@ fn reserve_in(slot: &Slot, window: u64, amount: u64) -> Result<u64, ()> {
 /// Swaps `held` for `actual` in the slot, if its window has not moved on.
 fn adjust(slot: &Slot, window: u64, held: u64, actual: u64) {
     let _ = slot
+        .cell
         .state
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
             let (w, used) = unpack(current);
@@ -292,38 +407,44 @@ fn adjust(slot: &Slot, window: u64, held: u64, actual: u64) {
 }
 
 fn refusal(slot: &Slot, day: i64) -> BudgetRefusal {
-    let retry_after = slot.spec.period.next_reset_day(day).map(|reset| {
+    refusal_of(&slot.spec, slot.scope.label(), &slot.name, day)
+}
+
+fn refusal_of(spec: &BudgetSpec, scope: &str, name: &str, day: i64) -> BudgetRefusal {
+    let retry_after = spec.period.next_reset_day(day).map(|reset| {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         (reset.max(0) as u64 * 86_400).saturating_sub(now).max(1)
     });
     BudgetRefusal {
-        which: describe(slot, day),
+        which: describe_spec(spec, scope, name, day),
         retry_after,
     }
 }
 
-/// `daily budget of $5.00 for team platform (resets 2026-11-24T00:00:00Z)`
 fn describe(slot: &Slot, day: i64) -> String {
-    let reset = match slot.spec.period.next_reset_day(day) {
+    describe_spec(&slot.spec, slot.scope.label(), &slot.name, day)
+}
+
+/// `daily budget of $5.00 for team platform (resets 2026-11-24T00:00:00Z)`
+fn describe_spec(spec: &BudgetSpec, scope: &str, name: &str, day: i64) -> String {
+    let reset = match spec.period.next_reset_day(day) {
         Some(reset) => {
             let t = UNIX_EPOCH + std::time::Duration::from_secs(reset.max(0) as u64 * 86_400);
             format!("resets {}", humantime::format_rfc3339_seconds(t))
         }
         None => "does not reset".to_string(),
     };
-    let limit = slot.spec.limit_usd;
+    let limit = spec.limit_usd;
     let amount = if limit >= 1.0 {
         format!("{limit:.2}")
     } else {
         format!("{limit}")
     };
     format!(
-        "{} budget of ${amount} for {} {} ({reset})",
-        slot.spec.period.label(),
-        slot.scope.label(),
-        slot.name
+        "{} budget of ${amount} for {scope} {name} ({reset})",
+        spec.period.label(),
     )
 }
 
@@ -407,9 +528,9 @@ mod tests {
     fn reservations_never_pass_the_limit_and_settle_or_release() {
         let b = budgets(0.05, None);
         let held: Vec<_> = (0..5)
-            .map(|_| b.reserve(&TEAM, ONE_CENT).unwrap())
+            .map(|_| b.reserve(&TEAM, None, ONE_CENT).unwrap())
             .collect();
-        let refused = b.reserve(&TEAM, ONE_CENT).unwrap_err();
+        let refused = b.reserve(&TEAM, None, ONE_CENT).unwrap_err();
         assert!(refused
             .which
             .starts_with("daily budget of $0.05 for team t1 (resets "));
@@ -417,23 +538,23 @@ mod tests {
         let mut held = held.into_iter();
         held.next().unwrap().settle(ONE_CENT / 2); // half a cent back
         drop(held.next()); // released entirely
-        assert!(b.reserve(&TEAM, ONE_CENT).is_ok()); // dropped at once: released
-        let r = b.reserve(&TEAM, ONE_CENT + ONE_CENT / 2).unwrap();
-        assert!(b.reserve(&TEAM, 1).is_err());
+        assert!(b.reserve(&TEAM, None, ONE_CENT).is_ok()); // dropped at once: released
+        let r = b.reserve(&TEAM, None, ONE_CENT + ONE_CENT / 2).unwrap();
+        assert!(b.reserve(&TEAM, None, 1).is_err());
         drop(r);
     }
 
     #[test]
     fn the_soft_threshold_warns_once_crossed() {
         let b = budgets(1.0, Some(0.02));
-        let first = b.reserve(&TEAM, ONE_CENT).unwrap();
+        let first = b.reserve(&TEAM, None, ONE_CENT).unwrap();
         assert!(first.warnings.is_empty());
         first.settle(ONE_CENT);
-        let second = b.reserve(&TEAM, ONE_CENT).unwrap();
+        let second = b.reserve(&TEAM, None, ONE_CENT).unwrap();
         assert_eq!(second.warnings.len(), 1);
         assert!(second.warnings[0].crossed);
         second.settle(ONE_CENT);
-        let third = b.reserve(&TEAM, ONE_CENT).unwrap();
+        let third = b.reserve(&TEAM, None, ONE_CENT).unwrap();
         assert!(!third.warnings[0].crossed);
     }
 
@@ -445,7 +566,7 @@ mod tests {
             for _ in 0..8 {
                 s.spawn(|| {
                     for _ in 0..100 {
-                        if let Ok(r) = b.reserve(&TEAM, ONE_CENT) {
+                        if let Ok(r) = b.reserve(&TEAM, None, ONE_CENT) {
                             admitted.fetch_add(1, Ordering::Relaxed);
                             r.settle(ONE_CENT);
                         }

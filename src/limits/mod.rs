@@ -6,6 +6,7 @@
 //! request is refused while the minute's tokens are spent).
 
 pub mod budget;
+pub mod session_budget;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

@@ -1,5 +1,5 @@
-//! Budget phase: reserve the request's maximum cost against the caller's key, user and team
-//! budgets before forwarding, then settle to the real cost (or release on failure).
+//! Budget phase: reserve the request's maximum cost against the caller's key, user, team and
+//! Claude Code session budgets before forwarding, then settle to the real cost (or release on failure).
 //!
 //! The maximum cost is `max_tokens` at the model's output price plus the body's length / 4 as
 //! input tokens at the model's highest input price (the 1-hour cache write). Output is a strict
@@ -35,13 +35,12 @@ pub fn reserve<'g>(
     let (user, team) = (identity.user(), identity.team());
     let entities = identity.scopes(&user, &team);
     let cost = maximum_cost_pico(gw, op, body, model);
-    let reservation =
-        budgets
-            .reserve(&entities, cost)
-            .map_err(|r| GatewayError::BudgetExceeded {
-                which: r.which,
-                retry_after: r.retry_after,
-            })?;
+    let reservation = budgets
+        .reserve(&entities, ex.record.session_id.as_deref(), cost)
+        .map_err(|r| GatewayError::BudgetExceeded {
+            which: r.which,
+            retry_after: r.retry_after,
+        })?;
     for warning in &reservation.warnings {
         ex.response_headers.push((
             WARNING_HEADER,

@@ -282,6 +282,37 @@ pub fn spent_since(
     Ok(spent.max(0) as u64)
 }
 
+/// Spend per key of one scope since `first_day` (most recent activity first, at most `limit`),
+/// for the session budgets at start-up.
+pub fn spent_per_key_since(
+    path: &Path,
+    scope: &str,
+    first_day: &str,
+    limit: usize,
+) -> Result<Vec<(String, u64)>, LedgerError> {
+    let fail = |source| LedgerError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(fail)?;
+    let mut statement = conn
+        .prepare(
+            "SELECT key, SUM(cost_pico) FROM totals WHERE scope = ?1 AND day >= ?2 \
+             GROUP BY key ORDER BY MAX(day) DESC LIMIT ?3",
+        )
+        .map_err(fail)?;
+    let rows = statement
+        .query_map(params![scope, first_day, limit as i64], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?.max(0) as u64,
+            ))
+        })
+        .map_err(fail)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(fail)
+}
+
 /// One line of a spend report.
 #[derive(Debug, serde::Serialize)]
 pub struct SpendRow {
