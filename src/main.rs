@@ -43,7 +43,14 @@ fn serve(args: ServeArgs) -> ExitCode {
         workers: args.workers,
         io_driver: args.io_driver,
     };
-    let config = match file.and_then(|f| config::build(f, &overrides)) {
+    let file = match file {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("sluice: config error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match sluice::server::reload::build_config(file.clone(), &overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sluice: config error: {e}");
@@ -51,7 +58,12 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     init_logging(&config.log_level);
-    report(sluice::server::serve(config))
+    let source = sluice::server::ConfigSource {
+        path: args.config.clone(),
+        overrides,
+        file,
+    };
+    report(sluice::server::serve(config, source))
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {

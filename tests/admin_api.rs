@@ -154,3 +154,136 @@ fn keys_and_spend_are_administered_over_the_admin_api() {
     assert!(events.iter().any(|e| e["decision"] == "key_revoked"));
     assert!(!audit.contains(&key) && !audit.contains(ADMIN_KEY));
 }
+
+/// Sends requests with `key` until one is refused with nothing in flight; returns the refusal.
+fn spend_until_refused(gw: &Gateway, key: &str) -> Value {
+    for sent in 0.. {
+        assert!(sent < 60, "never refused");
+        if status_with(gw, key) != 200 {
+            std::thread::sleep(Duration::from_millis(100));
+            let resp = request(
+                gw.addr,
+                &messages_request(SMALL_BODY, &format!("x-api-key: {key}\r\n")),
+            );
+            if resp.status != 200 {
+                return resp.json();
+            }
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn budgets_teams_and_users_are_administered_and_applied_at_once() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(&mock.url(), &config(dir.path()));
+    let api = gw.admin_addr.unwrap();
+    let (status, body) = admin(
+        api,
+        "POST",
+        "/admin/keys",
+        ADMIN_KEY,
+        r#"{"name":"k9","team":"t9","user":"u9"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let key = body["key"].as_str().unwrap().to_string();
+    let closed = wait_for(Duration::from_secs(2), || {
+        (status_with(&gw, "sk-not-issued") == 401).then_some(())
+    });
+    assert!(closed.is_some());
+
+    // A budget set over the API applies to the next request.
+    let (status, body) = admin(
+        api,
+        "PUT",
+        "/admin/budgets",
+        ADMIN_KEY,
+        r#"{"scope":"team","name":"t9","period":"daily","limit_usd":-3}"#,
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("limit_usd: "),
+        "{body}"
+    );
+    let (status, body) = admin(
+        api,
+        "PUT",
+        "/admin/budgets",
+        ADMIN_KEY,
+        r#"{"scope":"team","name":"t9","period":"daily","limit_usd":0.0002}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let refusal = spend_until_refused(&gw, &key);
+    assert!(refusal["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("daily budget of $0.0002 for team t9"));
+    let (status, body) = admin(api, "GET", "/admin/budgets", ADMIN_KEY, "");
+    assert_eq!(status, 200);
+    let listed = &body["data"][0];
+    assert_eq!(
+        (listed["name"].as_str(), listed["source"].as_str()),
+        (Some("t9"), Some("admin"))
+    );
+    assert!(listed["used_usd"].as_f64().unwrap() > 0.0, "{body}");
+
+    // Raised: served again, from the spend so far. Deleted: gone; a second delete is a 404.
+    let (status, _) = admin(
+        api,
+        "PUT",
+        "/admin/budgets",
+        ADMIN_KEY,
+        r#"{"scope":"team","name":"t9","period":"daily","limit_usd":5}"#,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(status_with(&gw, &key), 200);
+    let (status, body) = admin(api, "GET", "/admin/teams", ADMIN_KEY, "");
+    assert_eq!(status, 200);
+    assert_eq!(body["data"][0]["budgets"][0]["limit_usd"], 5.0, "{body}");
+    let (status, _) = admin(api, "DELETE", "/admin/budgets/team/t9/daily", ADMIN_KEY, "");
+    assert_eq!(status, 200);
+    let (status, _) = admin(api, "DELETE", "/admin/budgets/team/t9/daily", ADMIN_KEY, "");
+    assert_eq!(status, 404);
+
+    // Team limits: two requests a minute, then 429; deleting them lifts it.
+    let (status, body) = admin(api, "PUT", "/admin/teams/t9", ADMIN_KEY, r#"{"rpm":2}"#);
+    assert_eq!(status, 200, "{body}");
+    let statuses: Vec<u16> = (0..3).map(|_| status_with(&gw, &key)).collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    let (_, body) = admin(api, "GET", "/admin/teams", ADMIN_KEY, "");
+    assert_eq!(body["data"][0]["rpm"], 2, "{body}");
+    assert_eq!(body["data"][0]["limits_source"], "admin");
+    let (status, _) = admin(api, "DELETE", "/admin/teams/t9", ADMIN_KEY, "");
+    assert_eq!(status, 200);
+    assert_eq!(status_with(&gw, &key), 200);
+    let (status, _) = admin(
+        api,
+        "PUT",
+        "/admin/users/u9",
+        ADMIN_KEY,
+        r#"{"rpm":"lots"}"#,
+    );
+    assert_eq!(status, 400);
+
+    // What the API stored survives a restart.
+    let (status, _) = admin(api, "PUT", "/admin/users/u9", ADMIN_KEY, r#"{"rpm":1}"#);
+    assert_eq!(status, 200);
+    gw.terminate();
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
+    let again = gateway(&mock.url(), &config(dir.path()));
+    assert_eq!(status_with(&again, &key), 200);
+    assert_eq!(status_with(&again, &key), 429);
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    for action in [
+        "budget_changed",
+        "budget_deleted",
+        "limits_changed",
+        "limits_deleted",
+    ] {
+        assert!(audit.contains(action), "{action} not audited");
+    }
+}

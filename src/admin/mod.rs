@@ -1,4 +1,4 @@
-//! The admin API: issued keys and spend queries over HTTP/1.1 JSON, on its own listener with its
+//! The admin API: issued keys, budgets, team and user limits, spend queries and config reload over HTTP/1.1 JSON, on its own listener with its
 //! own key, served by one thread of its own — administration is rare and never shares a worker
 //! with traffic.
 //!
@@ -8,12 +8,16 @@
 //! - `POST /admin/keys/{name}/rotate` — `{"grace": "1h"}`? → `{"name", "key"}`
 //! - `POST /admin/keys/{name}/revoke` → `{"revoked": n}`
 //! - `GET  /admin/spend?by=identity|user|team|model|day|session_id|agent_id` → rows
+//! - budgets, teams and users: see [`policies`]
+//! - `POST /admin/reload` — reads the config file again (like SIGHUP) → `{"generation"}`, or
+//!   400 with the reason the running config was kept
 //!
 //! Key changes reach the workers through the key store's refresher (within a second), which also
 //! writes their audit events; every admin request is audited here as well. Errors use the
 //! Anthropic error format.
 
 mod http;
+mod policies;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -27,6 +31,7 @@ use subtle::ConstantTimeEq;
 
 use crate::audit::{AuditEvent, AuditLog};
 use crate::store::keys::{KeyStore, KeyStoreError, NewKey};
+use crate::store::policies::EntityScope;
 use http::{AdminRequest, Reply};
 
 /// How often the accept loop checks for shutdown.
@@ -38,6 +43,8 @@ pub struct AdminContext {
     /// The store file (keys and the ledger); `None` when `store.path = "off"`.
     pub store: Option<PathBuf>,
     pub audit: AuditLog,
+    /// Reloads the config (`POST /admin/reload`) and reads the running one.
+    pub reloader: Arc<crate::server::reload::Reloader>,
 }
 
 /// The running admin listener; [`AdminServer::stop`] ends it.
@@ -98,6 +105,9 @@ fn answer(request: &AdminRequest, ctx: &AdminContext) -> Reply {
     if presented.is_empty() || !bool::from(digest.ct_eq(&ctx.key_digest)) {
         return Reply::error(401, "authentication_error", "a valid admin key is required");
     }
+    if (request.method.as_str(), request.path.as_str()) == ("POST", "/admin/reload") {
+        return reload(ctx);
+    }
     let Some(store) = &ctx.store else {
         return Reply::error(
             409,
@@ -112,6 +122,24 @@ fn answer(request: &AdminRequest, ctx: &AdminContext) -> Reply {
         ("POST", ["admin", "keys", name, "revoke"]) => revoke_key(store, name),
         ("POST", ["admin", "keys", name, "rotate"]) => rotate_key(store, name, &request.body),
         ("GET", ["admin", "spend"]) => spend(store, request.query("by").unwrap_or("identity")),
+        ("GET", ["admin", "budgets"]) => policies::list_budgets(ctx, store),
+        ("PUT", ["admin", "budgets"]) => policies::put_budget(ctx, store, &request.body),
+        ("DELETE", ["admin", "budgets", scope, name, period]) => {
+            policies::delete_budget(ctx, store, scope, name, period)
+        }
+        ("GET", ["admin", kind]) if EntityScope::parse(kind).is_some() => {
+            entity(kind, |scope| policies::list_entities(ctx, store, scope))
+        }
+        ("PUT", ["admin", kind, name]) if EntityScope::parse(kind).is_some() => {
+            entity(kind, |scope| {
+                policies::put_entity(ctx, store, scope, name, &request.body)
+            })
+        }
+        ("DELETE", ["admin", kind, name]) if EntityScope::parse(kind).is_some() => {
+            entity(kind, |scope| {
+                policies::delete_entity(ctx, store, scope, name)
+            })
+        }
         _ => Err(Reply::error(
             404,
             "not_found_error",
@@ -119,6 +147,16 @@ fn answer(request: &AdminRequest, ctx: &AdminContext) -> Reply {
         )),
     };
     result.unwrap_or_else(|reply| reply)
+}
+
+fn entity(
+    kind: &str,
+    then: impl FnOnce(EntityScope) -> Result<Reply, Reply>,
+) -> Result<Reply, Reply> {
+    match EntityScope::parse(kind) {
+        Some(scope) => then(scope),
+        None => Err(Reply::error(404, "not_found_error", "no such admin route")),
+    }
 }
 
 fn open(store: &Path) -> Result<KeyStore, Reply> {
@@ -207,6 +245,18 @@ fn spend(store: &Path, by: &str) -> Result<Reply, Reply> {
     let rows = crate::store::ledger::spend(store, by)
         .map_err(|e| Reply::error(400, "invalid_request_error", &e))?;
     Ok(Reply::json(200, &json!({ "by": by, "data": rows })))
+}
+
+/// Reloads the config file: 200 with the new generation, or 400 saying why nothing changed.
+fn reload(ctx: &AdminContext) -> Reply {
+    match ctx.reloader.reload("admin API") {
+        Ok(generation) => Reply::json(200, &json!({ "reloaded": true, "generation": generation })),
+        Err(e) => Reply::error(
+            400,
+            "invalid_request_error",
+            &format!("config not reloaded: {e}"),
+        ),
+    }
 }
 
 /// Every admin request, allowed or not, goes to the audit log (never the key or the body).

@@ -65,6 +65,16 @@ impl AuditEvent {
     }
 }
 
+impl AuditEvent {
+    /// A config change (`config_reloaded`, `config_reload_failed`) with its origin and outcome.
+    pub fn config(action: &'static str, detail: String) -> Self {
+        let mut event = Self::admin(action, "");
+        event.identity = "config".into();
+        event.detail = Some(detail);
+        event
+    }
+}
+
 fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_rfc3339_micros(*time))
 }

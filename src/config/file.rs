@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
     pub server: ServerFile,
@@ -27,7 +27,7 @@ pub struct FileConfig {
 }
 
 /// The admin API: its own listener, its own key.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminFile {
     /// Address of the admin listener (keep it private: loopback or a management network).
@@ -37,7 +37,7 @@ pub struct AdminFile {
 }
 
 /// JWT identity (the `apiKeyHelper` flow: a helper mints a short-lived token per user).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JwtFile {
     /// Required `iss`, when set.
@@ -56,7 +56,7 @@ pub struct JwtFile {
 }
 
 /// One verification key.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtKeyFile {
     /// `HS256`, `RS256` or `ES256`.
@@ -74,7 +74,7 @@ pub struct JwtKeyFile {
 }
 
 /// The spend ledger.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreFile {
     /// SQLite file, or `off`.
@@ -96,7 +96,7 @@ impl Default for StoreFile {
 }
 
 /// The hash-chained audit log.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditFile {
     /// JSON-lines file, or `off`.
@@ -114,7 +114,7 @@ impl Default for AuditFile {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerFile {
     pub listen: String,
@@ -147,7 +147,7 @@ impl Default for ServerFile {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TimeoutsFile {
     pub head_read: String,
@@ -178,7 +178,7 @@ impl Default for TimeoutsFile {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamFile {
     pub name: String,
@@ -239,7 +239,7 @@ pub struct UpstreamFile {
     pub ca_file: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteFile {
     /// An exact model name, a prefix ending in `*`, or `*` for everything. Matched against the
@@ -265,7 +265,7 @@ pub struct RouteFile {
     pub max_attempts: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentFile {
     pub upstream: String,
@@ -277,7 +277,7 @@ pub struct DeploymentFile {
 }
 
 /// Fallback and health settings.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutingFile {
     /// Consecutive failures after which a deployment is ejected.
@@ -303,7 +303,7 @@ impl Default for RoutingFile {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelFile {
     pub id: String,
@@ -313,7 +313,7 @@ pub struct ModelFile {
     pub created_at: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyFile {
     pub name: String,
@@ -341,7 +341,7 @@ pub struct KeyFile {
 }
 
 /// Limits for a team or a user (by the name keys and JWT claims give them).
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitedFile {
     pub name: String,
@@ -354,7 +354,7 @@ pub struct LimitedFile {
 }
 
 /// A budget in USD for one key, user or team, or for each Claude Code session.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetFile {
     /// `key`, `user`, `team` or `session` (every Claude Code session separately).
@@ -377,7 +377,7 @@ fn default_period() -> String {
 
 /// An AWS access key pair sluice issues, so unmodified AWS SDK clients (SigV4-signing Bedrock
 /// clients) can authenticate to it. SigV4 is an HMAC: the secret itself must be known.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsKeyFile {
     pub name: String,
@@ -394,7 +394,7 @@ pub struct AwsKeyFile {
 }
 
 /// USD per million tokens for models whose name starts with `model`.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceFile {
     pub model: String,
@@ -408,7 +408,7 @@ pub struct PriceFile {
     pub cache_read: Option<f64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogFile {
     /// `-` for standard output, `off`, or a file path (appended to).

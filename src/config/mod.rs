@@ -7,6 +7,7 @@
 pub mod file;
 pub mod jwt;
 pub mod keys;
+pub mod live;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -200,6 +201,11 @@ pub struct Config {
     /// Rate-limit counters, shared by all workers (atomics).
     pub limiter: std::sync::Arc<crate::limits::RateLimiter>,
     pub budgets: std::sync::Arc<crate::limits::budget::Budgets>,
+    /// Active health of the upstreams, shared by every worker's balancer.
+    pub health: std::sync::Arc<crate::provider::health::HealthBoard>,
+    /// Identifies the upstream and routing settings: a reload that keeps it keeps the workers'
+    /// pooled connections, balancer state, health probes and upstream credentials.
+    pub upstreams_fingerprint: u64,
 }
 
 /// The spend ledger's settings.
@@ -280,7 +286,9 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    let upstreams_fingerprint = fingerprint(&(&file.upstreams, &file.routing));
     let upstreams = build_upstreams(&file)?;
+    let upstream_count = upstreams.len();
     let routes = build_routes(&file, &upstreams)?;
     let io_driver = match file.server.io_driver.as_str() {
         "auto" => IoDriver::Auto,
@@ -331,6 +339,8 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
         admin: build_admin(&file)?,
         limiter: std::sync::Arc::new(build_limiter(&file)),
         budgets: std::sync::Arc::new(build_budgets(&file)?),
+        health: crate::provider::health::HealthBoard::new(upstream_count),
+        upstreams_fingerprint,
         jwt: match &file.jwt {
             Some(j) => Some(std::sync::Arc::new(jwt::JwtVerifier::build(j)?)),
             None => None,
@@ -609,7 +619,7 @@ fn aws_source(
     })
 }
 
-fn build_limiter(file: &FileConfig) -> crate::limits::RateLimiter {
+pub fn build_limiter(file: &FileConfig) -> crate::limits::RateLimiter {
     use crate::limits::{LimitSpec, Scope};
     let mut limiter = crate::limits::RateLimiter::default();
     for k in &file.keys {
@@ -659,7 +669,15 @@ fn build_admin(file: &FileConfig) -> Result<Option<AdminSettings>, ConfigError> 
     Ok(Some(AdminSettings { listen, key_digest }))
 }
 
-fn build_budgets(file: &FileConfig) -> Result<crate::limits::budget::Budgets, ConfigError> {
+/// A hash of settings' debug form (stable within one process, which is all a reload needs).
+fn fingerprint<T: std::fmt::Debug>(settings: &T) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{settings:?}").hash(&mut h);
+    h.finish()
+}
+
+pub fn build_budgets(file: &FileConfig) -> Result<crate::limits::budget::Budgets, ConfigError> {
     use crate::limits::budget::{Budgets, MAX_BUDGET_USD};
     use crate::limits::Scope;
     let mut budgets = Budgets::default();

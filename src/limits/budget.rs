@@ -208,6 +208,21 @@ impl Budgets {
             .map(|s| (s.scope, s.name.as_str(), s.spec))
     }
 
+    /// Every key, user and team budget with what is spent or reserved in its current window,
+    /// in USD, for the admin API.
+    pub fn usage(&self) -> impl Iterator<Item = (Scope, &str, BudgetSpec, f64)> + '_ {
+        let day = today();
+        self.slots.iter().map(move |s| {
+            let (w, used) = unpack(s.cell.state.load(Ordering::Acquire));
+            let used = if w == s.spec.period.window(day) {
+                used
+            } else {
+                0
+            };
+            (s.scope, s.name.as_str(), s.spec, used as f64 / 1e9)
+        })
+    }
+
     /// The per-session budgets' specs, for the admin API.
     pub fn session_specs(&self) -> impl Iterator<Item = BudgetSpec> + '_ {
         self.sessions.iter().map(|s| s.spec)

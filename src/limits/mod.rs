@@ -54,11 +54,12 @@ struct Counter {
 }
 
 /// Every limited entity's counters.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct RateLimiter {
     index: HashMap<(Scope, String), usize>,
     specs: Vec<LimitSpec>,
-    counters: Vec<Counter>,
+    /// Shared with the same entity's limits in the next config after a reload.
+    counters: Vec<std::sync::Arc<Counter>>,
 }
 
 /// Why a request was refused.
@@ -97,11 +98,36 @@ impl RateLimiter {
         self.index
             .insert((scope, name.to_string()), self.specs.len());
         self.specs.push(spec);
-        self.counters.push(Counter::default());
+        self.counters.push(std::sync::Arc::default());
+    }
+
+    /// Takes over the counters of the entities `old` also limits, so a config reload does not
+    /// hand out a fresh minute or forget the streams in flight.
+    pub fn adopt(&mut self, old: &RateLimiter) {
+        for (entity, &i) in &self.index {
+            let Some(&j) = old.index.get(entity) else {
+                continue;
+            };
+            if let (Some(slot), Some(counter)) = (self.counters.get_mut(i), old.counters.get(j)) {
+                *slot = std::sync::Arc::clone(counter);
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.specs.is_empty()
+    }
+
+    /// The limits of every entity of `scope`, for the admin API.
+    pub fn limits_of(&self, scope: Scope) -> Vec<(&str, LimitSpec)> {
+        let mut list: Vec<(&str, LimitSpec)> = self
+            .index
+            .iter()
+            .filter(|((s, _), _)| *s == scope)
+            .filter_map(|((_, name), &i)| self.specs.get(i).map(|spec| (name.as_str(), *spec)))
+            .collect();
+        list.sort_by(|a, b| a.0.cmp(b.0));
+        list
     }
 
     /// Admits a request from the named entities (any may be absent or unlimited).

@@ -189,7 +189,7 @@ pub fn run(args: &MockArgs) -> Result<(), MockError> {
     )?;
     drop(shutdown);
     crate::server::announce(bound);
-    runtime::wait_for_termination()?;
+    runtime::wait_for_termination(|| {})?;
     trigger.trigger();
     for w in workers {
         let _ = w.join();

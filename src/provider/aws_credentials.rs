@@ -71,10 +71,12 @@ impl AwsCredentialCell {
         {
             return;
         }
-        let cell = Arc::clone(self);
+        // Held weakly: once a config reload has dropped the upstream, the thread stops.
+        let weak = Arc::downgrade(self);
         let spawned = std::thread::Builder::new()
             .name("sluice-aws-credentials".into())
             .spawn(move || loop {
+                let Some(cell) = weak.upgrade() else { break };
                 let wait = cell
                     .current()
                     .expires
@@ -83,8 +85,10 @@ impl AwsCredentialCell {
                         left.saturating_sub(REFRESH_BEFORE)
                     })
                     .max(Duration::from_secs(5));
+                drop(cell);
                 #[expect(clippy::disallowed_methods, reason = "the refresher's own thread")]
                 std::thread::sleep(wait);
+                let Some(cell) = weak.upgrade() else { break };
                 match fetch(&cell.source) {
                     Ok(fresh) => cell.current.store(Arc::new(fresh)),
                     Err(e) => tracing::error!(error = %e, "cannot refresh AWS credentials"),

@@ -132,10 +132,12 @@ impl GoogleTokenCell {
         if let Err(e) = self.refresh() {
             tracing::error!(error = %e, "cannot get a Vertex access token; retrying");
         }
-        let cell = Arc::clone(self);
+        // Held weakly: once a config reload has dropped the upstream, the thread stops.
+        let weak = Arc::downgrade(self);
         let spawned = std::thread::Builder::new()
             .name("sluice-google-token".into())
             .spawn(move || loop {
+                let Some(cell) = weak.upgrade() else { break };
                 let wait = cell
                     .current()
                     .and_then(|t| t.expires.duration_since(SystemTime::now()).ok())
@@ -143,8 +145,10 @@ impl GoogleTokenCell {
                         left.saturating_sub(REFRESH_BEFORE)
                     })
                     .max(Duration::from_secs(1));
+                drop(cell);
                 #[expect(clippy::disallowed_methods, reason = "the refresher's own thread")]
                 std::thread::sleep(wait);
+                let Some(cell) = weak.upgrade() else { break };
                 if let Err(e) = cell.refresh() {
                     tracing::error!(error = %e, "cannot refresh the Vertex access token");
                 }

@@ -2,7 +2,8 @@
 //! `health_check_path` every `health_check_interval` (a GET with the upstream's static credential,
 //! when it has one) and publishes up or down in atomics that every worker's balancer reads with
 //! one load. A 5xx, a failure to connect or a timeout marks the upstream down until a probe
-//! succeeds again; passive health (per worker) still applies on top.
+//! succeeds again; passive health (per worker) still applies on top. A prober holds its board
+//! weakly and stops once a config reload has retired it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,7 +53,8 @@ pub fn start(board: &Arc<HealthBoard>, upstreams: &[Upstream]) {
         let Some(probe) = upstream.health_probe.clone() else {
             continue;
         };
-        let board = Arc::clone(board);
+        // A reload that replaces the upstreams drops the old board: its probers then stop.
+        let board = Arc::downgrade(board);
         let url = format!("{}{}", upstream.url(), probe.path);
         let credential = upstream.credential.as_ref().map(|c| c.header_field());
         let name = upstream.name.clone();
@@ -72,7 +74,11 @@ pub fn start(board: &Arc<HealthBoard>, upstreams: &[Upstream]) {
                         false
                     }
                 };
+                let Some(board) = board.upgrade() else {
+                    break;
+                };
                 board.set(index, up);
+                drop(board);
                 #[expect(clippy::disallowed_methods, reason = "the prober's own thread")]
                 std::thread::sleep(probe.interval);
             });

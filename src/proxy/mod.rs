@@ -47,16 +47,17 @@ use exchange::Exchange;
 use request_body::RequestBody;
 use route::ModelLookup;
 
-/// One worker's gateway state: nothing in it is shared with another worker.
+/// One worker's gateway state under one config: nothing in it is shared with another worker.
 pub struct Gateway {
     pub config: Arc<Config>,
-    pub connector: Connector,
-    pub pool: Pool,
+    pub connector: Rc<Connector>,
+    pub pool: Rc<Pool>,
     pub access_log: AccessLog,
     pub records: Records,
     pub shutdown: Rc<LocalShutdown>,
-    pub balancer: balance::Balancer,
-    request_ids: RequestIds,
+    pub balancer: Rc<balance::Balancer>,
+    request_ids: Rc<RequestIds>,
+    worker: usize,
 }
 
 impl Gateway {
@@ -66,22 +67,93 @@ impl Gateway {
         connector: Connector,
         records: Records,
         shutdown: Rc<LocalShutdown>,
-        health: Arc<crate::provider::health::HealthBoard>,
     ) -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(7, |d| d.as_nanos() as u64)
-            ^ (worker as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         Self {
-            pool: Pool::new(config.timeouts.pool_idle),
-            balancer: balance::Balancer::new(config.upstreams.len(), config.routing, health, seed),
+            pool: Rc::new(Pool::new(config.timeouts.pool_idle)),
+            balancer: Rc::new(new_balancer(worker, &config)),
             config,
-            connector,
+            connector: Rc::new(connector),
             access_log: records.access_log.clone(),
             records,
             shutdown,
-            request_ids: RequestIds::new(worker),
+            request_ids: Rc::new(RequestIds::new(worker)),
+            worker,
         }
+    }
+
+    /// This worker's gateway under a reloaded config. The DNS cache and request ids carry on;
+    /// pooled connections and balancer state too, unless the upstream or routing settings
+    /// changed (then the upstream indices may mean something else).
+    fn successor(&self, config: Arc<Config>) -> Self {
+        let same_upstreams = config.upstreams_fingerprint == self.config.upstreams_fingerprint;
+        let (pool, balancer) = if same_upstreams {
+            (Rc::clone(&self.pool), Rc::clone(&self.balancer))
+        } else {
+            (
+                Rc::new(Pool::new(config.timeouts.pool_idle)),
+                Rc::new(new_balancer(self.worker, &config)),
+            )
+        };
+        Self {
+            config,
+            connector: Rc::clone(&self.connector),
+            pool,
+            access_log: self.access_log.clone(),
+            records: self.records.clone(),
+            shutdown: Rc::clone(&self.shutdown),
+            balancer,
+            request_ids: Rc::clone(&self.request_ids),
+            worker: self.worker,
+        }
+    }
+}
+
+fn new_balancer(worker: usize, config: &Config) -> balance::Balancer {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(7, |d| d.as_nanos() as u64)
+        ^ (worker as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    balance::Balancer::new(
+        config.upstreams.len(),
+        config.routing,
+        Arc::clone(&config.health),
+        seed,
+    )
+}
+
+/// A worker's current [`Gateway`], rebuilt from the live config when a reload has moved its
+/// generation on (checked once per request: one atomic load).
+pub struct WorkerGateway {
+    live: Arc<crate::config::live::LiveConfig>,
+    seen: Cell<u64>,
+    current: std::cell::RefCell<Rc<Gateway>>,
+}
+
+impl WorkerGateway {
+    pub fn new(
+        worker: usize,
+        live: Arc<crate::config::live::LiveConfig>,
+        records: Records,
+        shutdown: Rc<LocalShutdown>,
+    ) -> Self {
+        let seen = live.generation();
+        let gateway = Gateway::new(worker, live.load(), Connector::new(), records, shutdown);
+        Self {
+            live,
+            seen: Cell::new(seen),
+            current: std::cell::RefCell::new(Rc::new(gateway)),
+        }
+    }
+
+    /// The gateway to serve the next request with.
+    pub fn current(&self) -> Rc<Gateway> {
+        let generation = self.live.generation();
+        if generation != self.seen.get() {
+            let next = Rc::new(self.current.borrow().successor(self.live.load()));
+            *self.current.borrow_mut() = next;
+            self.seen.set(generation);
+        }
+        Rc::clone(&self.current.borrow())
     }
 }
 
@@ -138,11 +210,16 @@ impl RequestIds {
 }
 
 /// Serves one client connection until it closes, idles out, or shutdown begins.
-pub async fn serve_connection(stream: TcpStream, gw: Rc<Gateway>) {
+pub async fn serve_connection(stream: TcpStream, worker: Rc<WorkerGateway>) {
+    let gw = worker.current();
     let mut client = ClientConn::new(stream, gw.config.limits, gw.config.timeouts);
+    let shutdown = Rc::clone(&gw.shutdown);
+    drop(gw);
     let mut first = true;
     loop {
-        let head = match client.read_head(&gw.shutdown, first).await {
+        let head = client.read_head(&shutdown, first).await;
+        let gw = worker.current();
+        let head = match head {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(err) => return refuse_unparsed(&mut client, &gw, err).await,

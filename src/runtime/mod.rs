@@ -221,14 +221,16 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// Blocks the calling thread until SIGTERM or SIGINT.
-pub fn wait_for_termination() -> std::io::Result<i32> {
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])?;
-    Ok(signals
-        .forever()
-        .next()
-        .unwrap_or(signal_hook::consts::SIGTERM))
+/// Blocks the calling thread until SIGTERM or SIGINT, calling `on_hangup` for each SIGHUP.
+pub fn wait_for_termination(mut on_hangup: impl FnMut()) -> std::io::Result<i32> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            on_hangup();
+        } else {
+            return Ok(signal);
+        }
+    }
+    Ok(SIGTERM)
 }

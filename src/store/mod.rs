@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod keys;
 pub mod ledger;
+pub mod policies;
 
 /// Moves everything queued on `rx` into `batch` without waiting; returns whether every sender
 /// is gone (the writer then finishes its batch and ends).

@@ -97,6 +97,14 @@ impl Proc {
             .status();
     }
 
+    /// Sends SIGHUP (sluice reloads its config).
+    pub fn hangup(&self) {
+        let _ = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
     /// Waits for the process to exit (bounded) and returns its exit code.
     pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
         let deadline = Instant::now() + within;

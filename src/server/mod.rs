@@ -10,9 +10,12 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::config::Config;
-use crate::provider::connect::Connector;
-use crate::proxy::{serve_connection, Gateway, Records};
+pub mod budget_spend;
+pub mod reload;
+
+use crate::config::live::LiveConfig;
+use crate::config::{Config, Overrides};
+use crate::proxy::{serve_connection, Records, WorkerGateway};
 use crate::runtime::{self, listener::bind_listeners, shutdown_pair, LocalShutdown};
 use crate::store::{access_log, ledger};
 
@@ -37,8 +40,17 @@ pub enum ServeError {
     Signals(std::io::Error),
 }
 
-/// Runs the gateway until SIGTERM or SIGINT.
-pub fn serve(config: Config) -> Result<(), ServeError> {
+/// Where the running config came from, so SIGHUP can read it again.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigSource {
+    pub path: Option<std::path::PathBuf>,
+    pub overrides: Overrides,
+    /// The file as read (before the store's budgets and limits joined it).
+    pub file: crate::config::file::FileConfig,
+}
+
+/// Runs the gateway until SIGTERM or SIGINT; SIGHUP reloads the config.
+pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
     warn_if_exposed(&config);
     let listeners =
         bind_listeners(config.listen, config.workers).map_err(|source| ServeError::Listen {
@@ -61,7 +73,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         None => (ledger::Ledger::off(), None),
     };
     if let Some(path) = &config.store.path {
-        load_budget_spend(&config.budgets, path).map_err(ServeError::Ledger)?;
+        budget_spend::load_all(&config.budgets, path).map_err(ServeError::Ledger)?;
     }
     let (audit, audit_thread) = match &config.audit.path {
         Some(path) => {
@@ -83,12 +95,27 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         }
         None => None,
     };
-    let admin = match &config.admin {
+    let admin_settings = config.admin.clone();
+    let store_path = config.store.path.clone();
+    let (limit, grace) = (
+        config.limits.max_connections_per_worker,
+        config.grace_period,
+    );
+    let (workers_wanted, driver) = (config.workers, config.io_driver);
+    reload::start_upstream_threads(&config);
+    let live = LiveConfig::new(config);
+    let reloader = Arc::new(reload::Reloader::new(
+        Arc::clone(&live),
+        source,
+        audit.clone(),
+    ));
+    let admin = match &admin_settings {
         Some(settings) => {
             let ctx = crate::admin::AdminContext {
                 key_digest: settings.key_digest,
-                store: config.store.path.clone(),
+                store: store_path,
                 audit: audit.clone(),
+                reloader: Arc::clone(&reloader),
             };
             let server =
                 crate::admin::start(settings.listen, ctx).map_err(|source| ServeError::Listen {
@@ -105,21 +132,14 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         audit,
         metrics,
     };
-    for upstream in &config.upstreams {
-        upstream.provider.start_refreshers();
-    }
-    let health = crate::provider::health::HealthBoard::new(config.upstreams.len());
-    crate::provider::health::start(&health, &config.upstreams);
     let (mut trigger, shutdown) = shutdown_pair();
-    let config = Arc::new(config);
     let worker_records = records.clone();
     tracing::info!(
-        workers = config.workers,
-        io_driver = config.io_driver.effective(),
+        workers = workers_wanted,
+        io_driver = driver.effective(),
         listen = %addr,
         "starting"
     );
-    let driver = config.io_driver;
     let workers = runtime::spawn_workers(
         "sluice-worker",
         driver,
@@ -127,16 +147,12 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         &shutdown,
         move |id, listener, shutdown| {
             let shutdown = LocalShutdown::follow(shutdown);
-            let gw = Rc::new(Gateway::new(
+            let gw = Rc::new(WorkerGateway::new(
                 id,
-                Arc::clone(&config),
-                Connector::new(),
+                Arc::clone(&live),
                 worker_records.clone(),
                 Rc::clone(&shutdown),
-                Arc::clone(&health),
             ));
-            let limit = gw.config.limits.max_connections_per_worker;
-            let grace = gw.config.grace_period;
             runtime::accept_loop(listener, shutdown, limit, grace, move |stream| {
                 serve_connection(stream, Rc::clone(&gw))
             })
@@ -150,7 +166,10 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         let _ = writeln!(out, "admin listening on {}", admin.addr);
     }
     announce(addr);
-    let signal = runtime::wait_for_termination().map_err(ServeError::Signals)?;
+    let signal = runtime::wait_for_termination(|| {
+        let _ = reloader.reload("SIGHUP");
+    })
+    .map_err(ServeError::Signals)?;
     tracing::info!(signal, "shutting down: draining in-flight requests");
     trigger.trigger();
     for worker in workers {
@@ -162,7 +181,9 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     if let Some(admin) = admin {
         admin.stop();
     }
-    // Every record queued by the workers is written before the process exits.
+    // Every record queued by the workers is written before the process exits (the reloader
+    // holds a handle on the audit log too).
+    drop(reloader);
     drop(records);
     for thread in [Some(log_thread), ledger_thread, audit_thread]
         .into_iter()
@@ -190,61 +211,5 @@ fn warn_if_exposed(config: &Config) {
             listen = %config.listen,
             "no virtual keys are configured, so anyone who can reach this address uses the upstream credential; add [[keys]] or listen on loopback"
         );
-    }
-}
-
-/// Starts every budget from the spend the ledger holds for its current window, so a restart
-/// does not hand out a fresh budget.
-fn load_budget_spend(
-    budgets: &crate::limits::budget::Budgets,
-    path: &std::path::Path,
-) -> Result<(), ledger::LedgerError> {
-    for (scope, name, period) in budgets.each() {
-        let first_day = first_day_of(period);
-        let key = match scope {
-            crate::limits::Scope::Key => format!("key:{name}"),
-            _ => name.to_string(),
-        };
-        let spent = ledger::spent_since(path, scope.label(), &key, &first_day)?;
-        budgets.load_spent(scope, name, period, spent);
-        if spent > 0 {
-            tracing::info!(
-                scope = scope.label(),
-                name,
-                spent_usd = spent as f64 / 1e12,
-                "budget spend loaded"
-            );
-        }
-    }
-    for period in budgets.session_periods() {
-        let first_day = first_day_of(period);
-        let sessions = ledger::spent_per_key_since(
-            path,
-            "session",
-            &first_day,
-            crate::limits::session_budget::CAPACITY,
-        )?;
-        for (session, spent) in &sessions {
-            budgets.load_session_spent(period, session, *spent);
-        }
-        if !sessions.is_empty() {
-            tracing::info!(
-                period = period.label(),
-                sessions = sessions.len(),
-                "session budget spend loaded"
-            );
-        }
-    }
-    Ok(())
-}
-
-/// `YYYY-MM-DD` of the first day of the current window ("" for a total budget).
-fn first_day_of(period: crate::limits::budget::Period) -> String {
-    use crate::limits::budget::{day_string, today};
-    let first = period.first_day(today());
-    if first == i64::MIN {
-        String::new()
-    } else {
-        day_string(first)
     }
 }

@@ -1,0 +1,273 @@
+//! Budgets, teams and users over the admin API. A change is validated against the running
+//! config first (the same checks as the file), stored in the store file, then applied at once:
+//! the budgets and rate limits are rebuilt with their counters carried over. Entries that come
+//! from the config file are listed with `"source": "file"`; the API can override them (a stored
+//! entry replaces the file's) but only delete what it stored.
+//!
+//! - `GET    /admin/budgets` — every budget with its spend in the current window
+//! - `PUT    /admin/budgets` — `{"scope", "name", "period"?, "limit_usd", "soft_usd"?}`
+//! - `DELETE /admin/budgets/{scope}/{name}/{period}` (`*` names the session budget)
+//! - `GET    /admin/teams`, `/admin/users` — rate limits and budgets per team or user
+//! - `PUT    /admin/teams/{name}`, `/admin/users/{name}` — `{"rpm"?, "tpm"?, "max_streams"?}`
+//! - `DELETE /admin/teams/{name}`, `/admin/users/{name}`
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use super::http::Reply;
+use super::AdminContext;
+use crate::audit::AuditEvent;
+use crate::config::file::{BudgetFile, LimitedFile};
+use crate::limits::Scope;
+use crate::store::policies::{EntityScope, PolicyStore};
+
+pub fn list_budgets(ctx: &AdminContext, store: &Path) -> Result<Reply, Reply> {
+    let stored = open(store)?.budgets().map_err(|e| failed(&e))?;
+    let config = ctx.reloader.current();
+    let source = |scope: &str, name: &str, period: &str| {
+        let from_api = stored
+            .iter()
+            .any(|b| b.scope == scope && b.name == name && b.period == period);
+        if from_api {
+            "admin"
+        } else {
+            "file"
+        }
+    };
+    let mut data: Vec<Value> = config
+        .budgets
+        .usage()
+        .map(|(scope, name, spec, used)| {
+            json!({
+                "scope": scope.label(), "name": name, "period": spec.period.label(),
+                "limit_usd": spec.limit_usd, "soft_usd": spec.soft_usd,
+                "used_usd": used, "source": source(scope.label(), name, spec.period.label()),
+            })
+        })
+        .collect();
+    data.extend(config.budgets.session_specs().map(|spec| {
+        json!({
+            "scope": "session", "name": "*", "period": spec.period.label(),
+            "limit_usd": spec.limit_usd, "soft_usd": spec.soft_usd,
+            "source": source("session", "*", spec.period.label()),
+        })
+    }));
+    Ok(Reply::json(200, &json!({ "data": data })))
+}
+
+pub fn put_budget(ctx: &AdminContext, store: &Path, body: &[u8]) -> Result<Reply, Reply> {
+    let fields = parse(body)?;
+    let text = |k: &str| fields.get(k).and_then(Value::as_str).map(str::to_string);
+    let scope = text("scope").ok_or_else(|| bad("`scope` is required"))?;
+    let mut budget = BudgetFile {
+        name: text("name").unwrap_or_default(),
+        period: text("period").unwrap_or_else(|| "monthly".into()),
+        limit_usd: fields
+            .get("limit_usd")
+            .and_then(Value::as_f64)
+            .ok_or_else(|| bad("`limit_usd` (a number) is required"))?,
+        soft_usd: fields.get("soft_usd").and_then(Value::as_f64),
+        scope,
+    };
+    if budget.scope == "session" {
+        budget.name = "*".into();
+    }
+    let candidate = budget.clone();
+    ctx.reloader
+        .check_policies(move |file| file.budgets = vec![candidate])
+        .map_err(|e| bad(&e.to_string().replace("budgets[0].", "")))?;
+    open(store)?.put_budget(&budget).map_err(|e| failed(&e))?;
+    let detail = format!(
+        "{} {} {} limit_usd={} soft_usd={:?}",
+        budget.period, budget.scope, budget.name, budget.limit_usd, budget.soft_usd
+    );
+    applied(ctx, "budget_changed", &budget.name, detail)
+}
+
+pub fn delete_budget(
+    ctx: &AdminContext,
+    store: &Path,
+    scope: &str,
+    name: &str,
+    period: &str,
+) -> Result<Reply, Reply> {
+    let found = open(store)?
+        .delete_budget(scope, name, period)
+        .map_err(|e| failed(&e))?;
+    if !found {
+        return Err(Reply::error(
+            404,
+            "not_found_error",
+            &format!(
+                "no {period} budget for {scope} {name} was set over the admin API (budgets from the config file are changed there)"
+            ),
+        ));
+    }
+    applied(
+        ctx,
+        "budget_deleted",
+        name,
+        format!("{period} {scope} {name}"),
+    )
+}
+
+pub fn list_entities(ctx: &AdminContext, store: &Path, scope: EntityScope) -> Result<Reply, Reply> {
+    let stored = open(store)?.limits(scope).map_err(|e| failed(&e))?;
+    let config = ctx.reloader.current();
+    let limit_scope = match scope {
+        EntityScope::Team => Scope::Team,
+        EntityScope::User => Scope::User,
+    };
+    let mut names: Vec<String> = config
+        .limiter
+        .limits_of(limit_scope)
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .chain(
+            config
+                .budgets
+                .usage()
+                .filter(|(s, ..)| *s == limit_scope)
+                .map(|(_, n, ..)| n.to_string()),
+        )
+        .collect();
+    names.sort();
+    names.dedup();
+    let limits = config.limiter.limits_of(limit_scope);
+    let data: Vec<Value> = names
+        .iter()
+        .map(|name| {
+            let spec = limits.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
+            let budgets: Vec<Value> = config
+                .budgets
+                .usage()
+                .filter(|(s, n, ..)| *s == limit_scope && n == name)
+                .map(|(_, _, spec, used)| {
+                    json!({ "period": spec.period.label(), "limit_usd": spec.limit_usd, "used_usd": used })
+                })
+                .collect();
+            json!({
+                "name": name,
+                "rpm": spec.and_then(|s| s.rpm),
+                "tpm": spec.and_then(|s| s.tpm),
+                "max_streams": spec.and_then(|s| s.max_streams),
+                "limits_source": if stored.iter().any(|e| &e.name == name) { "admin" } else { "file" },
+                "budgets": budgets,
+            })
+        })
+        .collect();
+    Ok(Reply::json(200, &json!({ "data": data })))
+}
+
+pub fn put_entity(
+    ctx: &AdminContext,
+    store: &Path,
+    scope: EntityScope,
+    name: &str,
+    body: &[u8],
+) -> Result<Reply, Reply> {
+    let fields = parse(body)?;
+    let number = |k: &str| -> Result<Option<u64>, Reply> {
+        match fields.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| bad(&format!("`{k}` must be a whole number"))),
+        }
+    };
+    let small = |k: &str| -> Result<Option<u32>, Reply> {
+        number(k)?
+            .map(|n| u32::try_from(n).map_err(|_| bad(&format!("`{k}` is too large"))))
+            .transpose()
+    };
+    let limits = LimitedFile {
+        name: name.to_string(),
+        rpm: small("rpm")?,
+        tpm: number("tpm")?,
+        max_streams: small("max_streams")?,
+    };
+    open(store)?
+        .put_limits(scope, &limits)
+        .map_err(|e| failed(&e))?;
+    let detail = format!(
+        "{} {name} rpm={:?} tpm={:?} max_streams={:?}",
+        scope.label(),
+        limits.rpm,
+        limits.tpm,
+        limits.max_streams
+    );
+    applied(ctx, "limits_changed", name, detail)
+}
+
+pub fn delete_entity(
+    ctx: &AdminContext,
+    store: &Path,
+    scope: EntityScope,
+    name: &str,
+) -> Result<Reply, Reply> {
+    let found = open(store)?
+        .delete_limits(scope, name)
+        .map_err(|e| failed(&e))?;
+    if !found {
+        return Err(Reply::error(
+            404,
+            "not_found_error",
+            &format!(
+                "no limits for {} {name} were set over the admin API",
+                scope.label()
+            ),
+        ));
+    }
+    applied(
+        ctx,
+        "limits_deleted",
+        name,
+        format!("{} {name}", scope.label()),
+    )
+}
+
+/// Applies the stored change to the running config and audits it.
+fn applied(
+    ctx: &AdminContext,
+    action: &'static str,
+    subject: &str,
+    detail: String,
+) -> Result<Reply, Reply> {
+    let mut event = AuditEvent::admin(action, subject);
+    event.identity = "admin".into();
+    event.detail = Some(detail);
+    ctx.audit.record(event);
+    match ctx.reloader.apply_policies("admin API") {
+        Ok(generation) => Ok(Reply::json(
+            200,
+            &json!({ "applied": true, "generation": generation }),
+        )),
+        Err(e) => Err(Reply::error(
+            500,
+            "api_error",
+            &format!("stored, but not applied: {e}"),
+        )),
+    }
+}
+
+fn open(store: &Path) -> Result<PolicyStore, Reply> {
+    PolicyStore::open(store).map_err(|e| failed(&e))
+}
+
+fn failed(e: &crate::store::policies::PolicyStoreError) -> Reply {
+    tracing::error!(error = %e, "admin: policy store failed");
+    Reply::error(500, "api_error", "the store failed; see the gateway log")
+}
+
+fn parse(body: &[u8]) -> Result<Value, Reply> {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .filter(Value::is_object)
+        .ok_or_else(|| bad("the body must be a JSON object"))
+}
+
+fn bad(message: &str) -> Reply {
+    Reply::error(400, "invalid_request_error", message)
+}

@@ -1,0 +1,258 @@
+//! Budgets and team/user rate limits set over the admin API, kept in the store file next to the
+//! issued keys. Whenever the config is built — at start-up, on reload, and right after an admin
+//! change — they join the file's `[[budgets]]`, `[[teams]]` and `[[users]]`; a stored entry
+//! replaces the file's entry for the same budget (scope, name, period) or entity (scope, name),
+//! and goes through the same validation. The file stays the base; the store holds what the
+//! admin API changed on top of it.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection};
+
+use crate::config::file::{BudgetFile, FileConfig, LimitedFile};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS budgets (
+    scope TEXT NOT NULL, name TEXT NOT NULL, period TEXT NOT NULL,
+    limit_usd REAL NOT NULL, soft_usd REAL, updated_at TEXT NOT NULL,
+    PRIMARY KEY (scope, name, period)
+);
+CREATE TABLE IF NOT EXISTS entity_limits (
+    scope TEXT NOT NULL, name TEXT NOT NULL,
+    rpm INTEGER, tpm INTEGER, max_streams INTEGER, updated_at TEXT NOT NULL,
+    PRIMARY KEY (scope, name)
+);
+";
+
+#[derive(Debug, thiserror::Error)]
+#[error("policy store {path}: {source}")]
+pub struct PolicyStoreError {
+    path: String,
+    source: rusqlite::Error,
+}
+
+/// Team or user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntityScope {
+    Team,
+    User,
+}
+
+impl EntityScope {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "teams" | "team" => Some(EntityScope::Team),
+            "users" | "user" => Some(EntityScope::User),
+            _ => None,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            EntityScope::Team => "team",
+            EntityScope::User => "user",
+        }
+    }
+}
+
+/// The admin API's budgets and limits in one store file.
+pub struct PolicyStore {
+    conn: Connection,
+    path: String,
+}
+
+impl PolicyStore {
+    pub fn open(path: &Path) -> Result<Self, PolicyStoreError> {
+        let fail = |source| PolicyStoreError {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(fail)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(fail)?;
+        conn.execute_batch(SCHEMA).map_err(fail)?;
+        Ok(Self {
+            conn,
+            path: path.display().to_string(),
+        })
+    }
+
+    fn fail(&self, source: rusqlite::Error) -> PolicyStoreError {
+        PolicyStoreError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    pub fn budgets(&self) -> Result<Vec<BudgetFile>, PolicyStoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT scope, name, period, limit_usd, soft_usd FROM budgets ORDER BY scope, name, period")
+            .map_err(|e| self.fail(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok(BudgetFile {
+                    scope: row.get(0)?,
+                    name: row.get(1)?,
+                    period: row.get(2)?,
+                    limit_usd: row.get(3)?,
+                    soft_usd: row.get(4)?,
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(|e| self.fail(e))?;
+        Ok(rows)
+    }
+
+    pub fn put_budget(&self, b: &BudgetFile) -> Result<(), PolicyStoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO budgets (scope, name, period, limit_usd, soft_usd, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (scope, name, period) DO UPDATE SET limit_usd = ?4, soft_usd = ?5, updated_at = ?6",
+                params![b.scope, b.name, b.period, b.limit_usd, b.soft_usd, now()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Removes a stored budget; returns whether there was one.
+    pub fn delete_budget(
+        &self,
+        scope: &str,
+        name: &str,
+        period: &str,
+    ) -> Result<bool, PolicyStoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM budgets WHERE scope = ?1 AND name = ?2 AND period = ?3",
+                params![scope, name, period],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.fail(e))
+    }
+
+    pub fn limits(&self, scope: EntityScope) -> Result<Vec<LimitedFile>, PolicyStoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT name, rpm, tpm, max_streams FROM entity_limits WHERE scope = ?1 ORDER BY name",
+            )
+            .map_err(|e| self.fail(e))?;
+        let rows = stmt
+            .query_map([scope.label()], |row| {
+                Ok(LimitedFile {
+                    name: row.get(0)?,
+                    rpm: row.get(1)?,
+                    tpm: row.get::<_, Option<i64>>(2)?.map(|t| t.max(0) as u64),
+                    max_streams: row.get(3)?,
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(|e| self.fail(e))?;
+        Ok(rows)
+    }
+
+    pub fn put_limits(&self, scope: EntityScope, e: &LimitedFile) -> Result<(), PolicyStoreError> {
+        let tpm = e.tpm.map(|t| t.min(i64::MAX as u64) as i64);
+        self.conn
+            .execute(
+                "INSERT INTO entity_limits (scope, name, rpm, tpm, max_streams, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (scope, name) DO UPDATE SET rpm = ?3, tpm = ?4, max_streams = ?5, updated_at = ?6",
+                params![scope.label(), e.name, e.rpm, tpm, e.max_streams, now()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Removes an entity's stored limits; returns whether there were any.
+    pub fn delete_limits(&self, scope: EntityScope, name: &str) -> Result<bool, PolicyStoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM entity_limits WHERE scope = ?1 AND name = ?2",
+                params![scope.label(), name],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.fail(e))
+    }
+}
+
+/// Adds the stored budgets and limits to `file` (replacing the file's entries they name).
+/// Nothing to add while the store is off or its file does not exist yet.
+pub fn merge_into(file: &mut FileConfig) -> Result<(), PolicyStoreError> {
+    if file.store.path == "off" || !Path::new(&file.store.path).exists() {
+        return Ok(());
+    }
+    let store = PolicyStore::open(Path::new(&file.store.path))?;
+    for b in store.budgets()? {
+        file.budgets.retain(|f| {
+            !(f.scope == b.scope && same_name(&f.name, &b.name) && f.period == b.period)
+        });
+        file.budgets.push(b);
+    }
+    for scope in [EntityScope::Team, EntityScope::User] {
+        let list = match scope {
+            EntityScope::Team => &mut file.teams,
+            EntityScope::User => &mut file.users,
+        };
+        for e in store.limits(scope)? {
+            list.retain(|f| f.name != e.name);
+            list.push(e);
+        }
+    }
+    Ok(())
+}
+
+/// Session budgets are named `*` or nothing.
+fn same_name(a: &str, b: &str) -> bool {
+    let norm = |n: &str| if n.is_empty() { "*" } else { n }.to_string();
+    norm(a) == norm(b)
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test")]
+    use super::*;
+
+    #[test]
+    fn stored_entries_replace_the_files_and_join_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        let mut file = crate::config::parse_text(&format!(
+            "[store]\npath = \"{}\"\n[[budgets]]\nscope = \"team\"\nname = \"a\"\nlimit_usd = 1.0\nperiod = \"daily\"\n[[teams]]\nname = \"a\"\nrpm = 5\n",
+            db.display()
+        ))
+        .unwrap();
+        let store = PolicyStore::open(&db).unwrap();
+        store
+            .put_budget(&BudgetFile {
+                scope: "team".into(),
+                name: "a".into(),
+                limit_usd: 2.0,
+                period: "daily".into(),
+                soft_usd: None,
+            })
+            .unwrap();
+        store
+            .put_limits(
+                EntityScope::User,
+                &LimitedFile {
+                    name: "u".into(),
+                    rpm: Some(3),
+                    tpm: None,
+                    max_streams: None,
+                },
+            )
+            .unwrap();
+        merge_into(&mut file).unwrap();
+        assert_eq!(file.budgets.len(), 1);
+        assert_eq!(file.budgets[0].limit_usd, 2.0);
+        assert_eq!(file.teams.len(), 1);
+        assert_eq!(file.users[0].rpm, Some(3));
+        assert!(store.delete_budget("team", "a", "daily").unwrap());
+        assert!(!store.delete_budget("team", "a", "daily").unwrap());
+    }
+}
