@@ -83,6 +83,9 @@ pub struct StoreFile {
     pub commit_interval: String,
     /// `open`: keep serving when the ledger falls behind or fails; `closed`: refuse new requests.
     pub on_failure: String,
+    /// `interval` (committed every `commit_interval`) or `sync` (each forwarded response's
+    /// record is committed and fsynced before its last byte is released).
+    pub durability: String,
 }
 
 impl Default for StoreFile {
@@ -91,6 +94,7 @@ impl Default for StoreFile {
             path: "sluice.db".into(),
             commit_interval: "10ms".into(),
             on_failure: "open".into(),
+            durability: "interval".into(),
         }
     }
 }

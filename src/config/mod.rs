@@ -215,6 +215,7 @@ pub struct StoreSettings {
     pub commit_interval: Duration,
     /// Refuse new requests while the ledger is failing or behind.
     pub fail_closed: bool,
+    pub durability: crate::store::ledger::Durability,
 }
 
 /// The admin API's listener and key (only its digest).
@@ -332,6 +333,16 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
                     return Err(invalid(
                         "store.on_failure",
                         format!("`{other}`: expected open or closed"),
+                    ))
+                }
+            },
+            durability: match file.store.durability.as_str() {
+                "interval" => crate::store::ledger::Durability::Interval,
+                "sync" => crate::store::ledger::Durability::Sync,
+                other => {
+                    return Err(invalid(
+                        "store.durability",
+                        format!("`{other}`: expected interval or sync"),
                     ))
                 }
             },

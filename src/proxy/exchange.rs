@@ -26,6 +26,10 @@ pub struct Exchange {
     pub body_consumed: bool,
     /// Fields sluice adds to the response head (rate-limit quota).
     pub response_headers: Vec<(&'static str, String)>,
+    /// Usage, cost and outcome are filled into the record (see [`super::finish::complete`]).
+    pub completed: bool,
+    /// The ledger already has this record (committed before the last byte).
+    pub ledger_synced: bool,
 }
 
 impl Exchange {
@@ -67,6 +71,8 @@ impl Exchange {
             upstream_head: None,
             client_head_sent: None,
             metered: Metered::default(),
+            completed: false,
+            ledger_synced: false,
             body_consumed: false,
             response_headers: Vec::new(),
         }

@@ -9,36 +9,11 @@ use crate::usage::pricing::pico_to_usd;
 
 /// Completes the record of `ex` and queues it.
 pub fn finish(gw: &Gateway, mut ex: Exchange) {
-    let now = Instant::now();
-    let added = added_us(&ex);
-    let r = &mut ex.record;
-    r.total_us = micros(now - ex.started);
-    if let Some(head) = ex.upstream_head {
-        r.ttfb_us = Some(micros(head - ex.started));
-    }
-    r.added_us = added;
-    let metered = std::mem::take(&mut ex.metered);
-    let r = &mut ex.record;
-    r.stream_complete = metered.complete;
-    r.upstream_error = metered.error_type;
-    if let Some(usage) = metered.usage {
-        r.input_tokens = usage.input_tokens;
-        r.output_tokens = usage.output_tokens;
-        r.cache_creation_input_tokens = usage.cache_creation_input_tokens;
-        let (w5, w1) = usage.cache_writes();
-        r.cache_creation_5m_input_tokens = w5;
-        r.cache_creation_1h_input_tokens = w1;
-        r.cache_read_input_tokens = usage.cache_read_input_tokens;
-        r.web_search_requests = usage.web_search_requests;
-        let model = r.model.clone().or(metered.model);
-        if let Some(cost) = model.and_then(|m| gw.config.pricing.cost_pico(&m, &usage)) {
-            r.cost_usd = pico_to_usd(cost);
-            r.cost_pico = cost;
-            r.metered = true;
-        }
-    }
+    complete(gw, &mut ex);
     let r = &ex.record;
-    gw.records.ledger.record(r);
+    if !ex.ledger_synced {
+        gw.records.ledger.record(r);
+    }
     gw.records.audit.record(crate::audit::AuditEvent {
         kind: "request",
         time: r.time,
@@ -59,6 +34,68 @@ pub fn finish(gw: &Gateway, mut ex: Exchange) {
     });
     gw.access_log.record(ex.record);
 }
+
+/// Fills timings, usage and cost into the record. Usage and cost are taken once (the relay may
+/// complete a record early, to commit it before the last byte); timings are brought up to date
+/// on every call.
+pub fn complete(gw: &Gateway, ex: &mut Exchange) {
+    let now = Instant::now();
+    let added = added_us(ex);
+    let r = &mut ex.record;
+    r.total_us = micros(now - ex.started);
+    if let Some(head) = ex.upstream_head {
+        r.ttfb_us = Some(micros(head - ex.started));
+    }
+    r.added_us = added;
+    if std::mem::replace(&mut ex.completed, true) {
+        return;
+    }
+    let metered = std::mem::take(&mut ex.metered);
+    let r = &mut ex.record;
+    r.stream_complete = metered.complete;
+    r.upstream_error = metered.error_type;
+    if let Some(usage) = metered.usage {
+        r.input_tokens = usage.input_tokens;
+        r.output_tokens = usage.output_tokens;
+        r.cache_creation_input_tokens = usage.cache_creation_input_tokens;
+        let (w5, w1) = usage.cache_writes();
+        r.cache_creation_5m_input_tokens = w5;
+        r.cache_creation_1h_input_tokens = w1;
+        r.cache_read_input_tokens = usage.cache_read_input_tokens;
+        r.web_search_requests = usage.web_search_requests;
+        let model = r.model.clone().or(metered.model);
+        if let Some(cost) = model.and_then(|m| gw.config.pricing.cost_pico(&m, &usage)) {
+            r.cost_usd = pico_to_usd(cost);
+            r.cost_pico = cost;
+            r.metered = true;
+        }
+    }
+}
+
+/// `store.durability = "sync"`: completes the record and waits (without blocking the worker)
+/// until the ledger has committed it. Returns whether the response's last byte may go out:
+/// always once committed; if the commit does not come within [`SYNC_TIMEOUT`], only when
+/// `store.on_failure = "open"`.
+pub async fn commit_before_last_byte(gw: &Gateway, ex: &mut Exchange) -> bool {
+    complete(gw, ex);
+    let Some(ack) = gw.records.ledger.record_and_wait(&ex.record) else {
+        return !gw.config.store.fail_closed;
+    };
+    ex.ledger_synced = true;
+    match monoio::time::timeout(SYNC_TIMEOUT, ack.recv_async()).await {
+        Ok(Ok(())) => true,
+        _ => {
+            tracing::error!(
+                request_id = %ex.record.request_id,
+                "spend ledger did not commit the record in time"
+            );
+            !gw.config.store.fail_closed
+        }
+    }
+}
+
+/// How long a response's last byte waits for its ledger commit.
+pub const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// sluice's own time: up to the upstream request being on the wire (minus the client's body
 /// upload), plus from the upstream's response head to the client's.

@@ -23,6 +23,7 @@ use crate::http1::io::read_some;
 use crate::http1::rewrite::{rewrite_response, ResponseRewrite};
 use crate::http1::{BodyFraming, Http1Error, RequestHead, ResponseHead};
 use crate::provider::UpstreamConn;
+use crate::store::ledger::Durability;
 use crate::usage::json::JsonMeter;
 use crate::usage::sse::SseMeter;
 use crate::usage::Metered;
@@ -183,37 +184,49 @@ pub async fn relay(
     // The first body bytes that came with the head go out in the same write.
     let first = take_body(&mut cursor, &mut buf, &mut meter, &mut output, &mut out);
     ex.record.response_bytes = (out.len() - head_len) as u64;
-    if first.is_err() || client.write_all(out).await.is_err() {
+    // With sync durability the bytes that end the response wait for the ledger commit.
+    let hold_last = gw.config.store.durability == Durability::Sync && gw.records.ledger.is_on();
+    let mut tail = Vec::new();
+    if first.is_err() {
         ex.metered = meter.finish();
-        ex.record.error = Some(if first.is_err() {
-            "upstream_protocol"
-        } else {
-            "client_gone"
-        });
+        ex.record.error = Some("upstream_protocol");
         return false;
+    } else if hold_last && cursor.is_done() {
+        tail = out;
+    } else if client.write_all(out).await.is_err() {
+        ex.metered = meter.finish();
+        ex.record.error = Some("client_gone");
+        return false;
+    } else {
+        ex.client_head_sent = Some(Instant::now());
     }
-    ex.client_head_sent = Some(Instant::now());
-    let ended = pump(
-        client,
-        &mut conn,
-        &mut cursor,
-        &mut buf,
-        &mut meter,
-        &mut output,
-        gw,
-        ex,
-    )
-    .await;
+    let mut streamed = Streamed {
+        cursor: &mut cursor,
+        buf: &mut buf,
+        meter: &mut meter,
+        output: &mut output,
+        hold_last,
+    };
+    let ended = pump(client, &mut conn, &mut streamed, gw, ex).await;
     ex.metered = meter.finish();
     if ex.metered.usage.is_none() {
         ex.metered.usage = bedrock_header_usage(&head);
     }
     match ended {
-        Ok(()) => {
-            if own_chunks && client.write_all(&b"0\r\n\r\n"[..]).await.is_err() {
+        Ok(last) => {
+            tail.extend_from_slice(&last.unwrap_or_default());
+            if own_chunks {
+                tail.extend_from_slice(b"0\r\n\r\n");
+            }
+            if hold_last && !super::finish::commit_before_last_byte(gw, ex).await {
+                ex.record.error = Some("ledger_sync_failed");
+                return false;
+            }
+            if !tail.is_empty() && client.write_all(tail).await.is_err() {
                 ex.record.error = Some("client_gone");
                 return false;
             }
+            ex.client_head_sent.get_or_insert_with(Instant::now);
             if head.keep_alive && cursor.is_done() && buf.is_empty() {
                 gw.pool.checkin(upstream, conn);
             }
@@ -290,17 +303,29 @@ enum Broken {
     Upstream(&'static str),
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The state of a body being relayed.
+struct Streamed<'a> {
+    cursor: &'a mut BodyCursor,
+    buf: &'a mut BytesMut,
+    meter: &'a mut Meter,
+    output: &'a mut Output,
+    /// Return the piece that ends the body instead of writing it.
+    hold_last: bool,
+}
+
+/// Relays the rest of the body; returns the piece that ends it when told to hold it back.
 async fn pump(
     client: &mut ClientConn,
     conn: &mut UpstreamConn,
-    cursor: &mut BodyCursor,
-    buf: &mut BytesMut,
-    meter: &mut Meter,
-    output: &mut Output,
+    streamed: &mut Streamed<'_>,
     gw: &Gateway,
     ex: &mut Exchange,
-) -> Result<(), Broken> {
+) -> Result<Option<bytes::Bytes>, Broken> {
+    let hold_last = streamed.hold_last;
+    let cursor = &mut *streamed.cursor;
+    let buf = &mut *streamed.buf;
+    let meter = &mut *streamed.meter;
+    let output = &mut *streamed.output;
     let idle = gw.config.timeouts.stream_idle;
     // Where sluice writes the SSE itself (from a Bedrock event-stream, which carries no pings),
     // it pings the client while the upstream is silent: Claude Code drops a stream after five
@@ -317,6 +342,7 @@ async fn pump(
             Ok(0) => {
                 return cursor
                     .on_eof()
+                    .map(|()| None)
                     .map_err(|_| Broken::Upstream("upstream_truncated"))
             }
             Ok(_) => {}
@@ -333,11 +359,14 @@ async fn pump(
             bytes::Bytes::from(out)
         };
         ex.record.response_bytes += piece.len() as u64;
+        if hold_last && cursor.is_done() {
+            return Ok(Some(piece));
+        }
         if !piece.is_empty() {
             client.write_all(piece).await.map_err(|_| Broken::Client)?;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Reads the upstream within `idle`; with `pings`, writes an SSE `ping` to the client each

@@ -66,8 +66,8 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
         .map_err(ServeError::AccessLog)?;
     let (ledger, ledger_thread) = match &config.store.path {
         Some(path) => {
-            let (l, t) =
-                ledger::start(path, config.store.commit_interval).map_err(ServeError::Ledger)?;
+            let (l, t) = ledger::start(path, config.store.commit_interval, config.store.durability)
+                .map_err(ServeError::Ledger)?;
             (l, Some(t))
         }
         None => (ledger::Ledger::off(), None),

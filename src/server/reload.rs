@@ -180,7 +180,8 @@ fn only_restart_changes(current: &Config, next: &Config) -> Result<(), ReloadErr
         (
             "store",
             current.store.path == next.store.path
-                && current.store.commit_interval == next.store.commit_interval,
+                && current.store.commit_interval == next.store.commit_interval
+                && current.store.durability == next.store.durability,
         ),
         (
             "audit",

@@ -7,6 +7,11 @@
 //! a commit fails, `healthy` drops and the gateway follows `store.on_failure` (serve anyway, or
 //! refuse new requests); a failed batch is kept and retried, never dropped.
 //!
+//! With `store.durability = "sync"` a forwarded response's last byte is held until its record is
+//! committed with `synchronous = FULL` (fsync): the store thread then waits on the queue rather
+//! than a timer, commits whatever has gathered (group commit still applies under load) and
+//! acknowledges each record. That trades a commit per burst for a window of zero.
+//!
 //! The interface is narrow on purpose — records in, totals out — so PostgreSQL (ledger) and
 //! Redis (shared counters) can come in as further backends.
 
@@ -47,10 +52,25 @@ CREATE TABLE IF NOT EXISTS totals (
 );
 ";
 
+/// A queued record, and who waits for its commit (sync durability only).
+struct Entry {
+    record: AccessRecord,
+    ack: Option<flume::Sender<()>>,
+}
+
+/// When a committed record is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Committed every commit interval; a crash loses at most that window.
+    Interval,
+    /// Committed and fsynced before the response's last byte is released.
+    Sync,
+}
+
 /// The workers' handle on the ledger.
 #[derive(Clone)]
 pub struct Ledger {
-    tx: Option<flume::Sender<AccessRecord>>,
+    tx: Option<flume::Sender<Entry>>,
     healthy: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
 }
@@ -79,14 +99,36 @@ impl Ledger {
 
     /// Queues a record; never blocks. A full queue marks the ledger unhealthy.
     pub fn record(&self, record: &AccessRecord) {
-        let Some(tx) = &self.tx else { return };
-        if tx.try_send(record.clone()).is_err() {
+        self.enqueue(record, None);
+    }
+
+    /// Queues a record and returns what resolves once it is committed (`None`: the ledger is
+    /// off or its queue is full).
+    pub fn record_and_wait(&self, record: &AccessRecord) -> Option<flume::Receiver<()>> {
+        let (tx, rx) = flume::bounded(1);
+        self.enqueue(record, Some(tx)).then_some(rx)
+    }
+
+    /// Whether records are being stored at all.
+    pub fn is_on(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    fn enqueue(&self, record: &AccessRecord, ack: Option<flume::Sender<()>>) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        let entry = Entry {
+            record: record.clone(),
+            ack,
+        };
+        if tx.try_send(entry).is_err() {
             self.healthy.store(false, Ordering::Relaxed);
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
                 tracing::error!(dropped = n, "spend ledger queue full: records not stored");
             }
+            return false;
         }
+        true
     }
 
     /// Records waiting for the ledger thread.
@@ -109,14 +151,15 @@ impl Ledger {
 pub fn start(
     path: &Path,
     commit_interval: Duration,
+    durability: Durability,
 ) -> Result<(Ledger, JoinHandle<()>), LedgerError> {
-    let conn = open(path)?;
-    let (tx, rx) = flume::bounded::<AccessRecord>(QUEUE);
+    let conn = open(path, durability)?;
+    let (tx, rx) = flume::bounded::<Entry>(QUEUE);
     let healthy = Arc::new(AtomicBool::new(true));
     let flag = Arc::clone(&healthy);
     let handle = std::thread::Builder::new()
         .name("sluice-ledger".into())
-        .spawn(move || write_loop(conn, rx, commit_interval, flag))
+        .spawn(move || write_loop(conn, rx, commit_interval, durability, flag))
         .map_err(LedgerError::Thread)?;
     Ok((
         Ledger {
@@ -128,7 +171,7 @@ pub fn start(
     ))
 }
 
-fn open(path: &Path) -> Result<Connection, LedgerError> {
+fn open(path: &Path, durability: Durability) -> Result<Connection, LedgerError> {
     let fail = |source| LedgerError::Open {
         path: path.display().to_string(),
         source,
@@ -136,7 +179,11 @@ fn open(path: &Path) -> Result<Connection, LedgerError> {
     let conn = Connection::open(path).map_err(fail)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(fail)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
+    let synchronous = match durability {
+        Durability::Interval => "NORMAL",
+        Durability::Sync => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)
         .map_err(fail)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
     conn.execute_batch(SCHEMA).map_err(fail)?;
@@ -145,17 +192,30 @@ fn open(path: &Path) -> Result<Connection, LedgerError> {
 
 fn write_loop(
     mut conn: Connection,
-    rx: flume::Receiver<AccessRecord>,
+    rx: flume::Receiver<Entry>,
     every: Duration,
+    durability: Durability,
     healthy: Arc<AtomicBool>,
 ) {
-    let mut batch: Vec<AccessRecord> = Vec::new();
+    let mut batch: Vec<Entry> = Vec::new();
     loop {
+        if durability == Durability::Sync && batch.is_empty() {
+            // Wake on the first record (someone is waiting for it), not on a timer.
+            match rx.recv_timeout(every) {
+                Ok(entry) => batch.push(entry),
+                Err(flume::RecvTimeoutError::Timeout) => continue,
+                Err(flume::RecvTimeoutError::Disconnected) => return,
+            }
+        }
         let closed = super::drain(&rx, &mut batch);
         if !batch.is_empty() {
             match commit(&mut conn, &batch) {
                 Ok(()) => {
-                    batch.clear();
+                    for entry in batch.drain(..) {
+                        if let Some(ack) = entry.ack {
+                            let _ = ack.send(());
+                        }
+                    }
                     healthy.store(true, Ordering::Relaxed);
                 }
                 Err(e) => {
@@ -168,7 +228,8 @@ fn write_loop(
             return;
         }
         if closed {
-            // Shutting down with a batch that keeps failing: try a few more times, then give up loudly.
+            // Shutting down with a batch that keeps failing: try a few more times, then give up
+            // loudly.
             for _ in 0..3 {
                 if commit(&mut conn, &batch).is_ok() {
                     return;
@@ -180,15 +241,17 @@ fn write_loop(
             );
             return;
         }
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "the ledger's own thread, not a worker"
-        )]
-        std::thread::sleep(every);
+        if durability == Durability::Interval || !batch.is_empty() {
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the ledger's own thread, not a worker"
+            )]
+            std::thread::sleep(every);
+        }
     }
 }
 
-fn commit(conn: &mut Connection, batch: &[AccessRecord]) -> rusqlite::Result<()> {
+fn commit(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     // Totals are summed per batch in memory: one upsert per (scope, key, day), not per request.
     let mut totals: std::collections::HashMap<(&'static str, String, String), [i64; 4]> =
@@ -197,7 +260,7 @@ fn commit(conn: &mut Connection, batch: &[AccessRecord]) -> rusqlite::Result<()>
         let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO requests VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
         )?;
-        for r in batch {
+        for r in batch.iter().map(|e| &e.record) {
             let time = humantime::format_rfc3339_micros(r.time).to_string();
             let day = time.get(..10).unwrap_or_default().to_string();
             let added = insert.execute(params![
