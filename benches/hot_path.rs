@@ -191,8 +191,30 @@ fn sigv4_sign(c: &mut Criterion) {
     });
 }
 
+fn jwt_verify(c: &mut Criterion) {
+    let file = sluice::config::parse_text(
+        "[jwt]\nissuer = \"idp\"\naudience = \"sluice\"\nteam_claim = \"team\"\n[[jwt.keys]]\nalgorithm = \"HS256\"\nsecret = \"bench-secret\"\n",
+    )
+    .expect("config");
+    let config = sluice::config::build(file, &sluice::config::Overrides::default()).expect("build");
+    let verifier = config.jwt.expect("jwt");
+    let claims = serde_json::json!({
+        "sub": "u-1", "team": "t", "iss": "idp", "aud": "sluice", "exp": 4_000_000_000u64,
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"bench-secret"),
+    )
+    .expect("token");
+    c.bench_function("JWT HS256 verification", |b| {
+        b.iter(|| black_box(verifier.verify(black_box(&token))))
+    });
+}
+
 criterion_group!(
     benches,
+    jwt_verify,
     head_parse_and_rewrite,
     model_scan,
     sse_meter,

@@ -14,6 +14,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -190,6 +191,25 @@ fn expired_misaddressed_and_forged_tokens_get_401() {
         assert_eq!(resp.json()["error"]["type"], "authentication_error");
     }
     assert!(mock_requests(&s.mock).is_empty());
+}
+
+#[test]
+fn a_token_used_again_after_it_expires_gets_401() {
+    // Workers remember verified tokens; the time claims must still be checked on every use.
+    let s = setup();
+    let hs = EncodingKey::from_secret(b"hs-shared-secret");
+    // Valid for two more seconds under the default 30 s leeway.
+    let t = token(Algorithm::HS256, &hs, &claims(-28, "sluice"));
+    let send = || {
+        let mut client = Client::connect(s.gw.addr);
+        client.send(messages_request(SMALL_BODY, &format!("x-api-key: {t}\r\n")).as_bytes());
+        client.read_response().unwrap().status
+    };
+    assert_eq!(send(), 200);
+    assert_eq!(send(), 200);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(send(), 401);
+    assert_eq!(send(), 401);
 }
 
 #[test]

@@ -31,10 +31,15 @@ impl Latencies {
     }
 }
 
-/// A complete request (head and body) for `path` with `body`.
+/// A complete request (head and body) for `path` with `body`, sending the bench's virtual key.
 pub fn request(addr: SocketAddr, path: &str, body: &[u8]) -> Bytes {
+    request_with(addr, path, body, "x-api-key: sk-bench")
+}
+
+/// A complete request with `credential` as its authentication header line.
+pub fn request_with(addr: SocketAddr, path: &str, body: &[u8], credential: &str) -> Bytes {
     let mut out = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nanthropic-version: 2023-06-01\r\nx-api-key: sk-bench\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nanthropic-version: 2023-06-01\r\n{credential}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();
@@ -42,16 +47,40 @@ pub fn request(addr: SocketAddr, path: &str, body: &[u8]) -> Bytes {
     out.into()
 }
 
+/// The requests a load sends, in turn (one, or several that differ only in credentials).
+#[derive(Clone)]
+pub struct Requests(Vec<Bytes>);
+
+impl Requests {
+    pub fn cycle(list: Vec<Bytes>) -> Self {
+        Self(list)
+    }
+
+    fn nth(&self, i: usize) -> Bytes {
+        match self.0.len() {
+            0 => Bytes::new(),
+            n => self.0[i % n].clone(),
+        }
+    }
+}
+
+impl From<Bytes> for Requests {
+    fn from(req: Bytes) -> Self {
+        Self(vec![req])
+    }
+}
+
 /// Sends `count` requests one after another on one connection.
 pub async fn sequential(
     addr: SocketAddr,
-    req: Bytes,
+    reqs: impl Into<Requests>,
     count: usize,
     into: &mut Latencies,
 ) -> std::io::Result<()> {
+    let reqs = reqs.into();
     let mut conn = Conn::open(addr).await?;
-    for _ in 0..count {
-        let (first, total) = conn.exchange(req.clone()).await?;
+    for i in 0..count {
+        let (first, total) = conn.exchange(reqs.nth(i)).await?;
         let ns = |d: Duration| d.as_nanos().clamp(1, 60_000_000_000) as u64;
         let _ = into.first_byte.record(ns(first));
         let _ = into.total.record(ns(total));
@@ -60,19 +89,24 @@ pub async fn sequential(
 }
 
 /// Latency of `count` sequential requests.
-pub async fn measure(addr: SocketAddr, req: Bytes, count: usize) -> std::io::Result<Latencies> {
+pub async fn measure(
+    addr: SocketAddr,
+    reqs: impl Into<Requests>,
+    count: usize,
+) -> std::io::Result<Latencies> {
     let mut lat = Latencies::new()?;
-    sequential(addr, req, count, &mut lat).await?;
+    sequential(addr, reqs, count, &mut lat).await?;
     Ok(lat)
 }
 
 /// Sends `total` requests over `connections` concurrent connections; returns the elapsed time.
 pub async fn concurrent(
     addr: SocketAddr,
-    req: Bytes,
+    reqs: impl Into<Requests>,
     connections: usize,
     total: usize,
 ) -> std::io::Result<Duration> {
+    let req = reqs.into();
     let left = Rc::new(Cell::new(total));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -82,8 +116,9 @@ pub async fn concurrent(
         tasks.push(monoio::spawn(async move {
             let mut conn = Conn::open(addr).await?;
             while left.get() > 0 {
-                left.set(left.get() - 1);
-                conn.exchange(req.clone()).await?;
+                let n = left.get();
+                left.set(n - 1);
+                conn.exchange(req.nth(n)).await?;
             }
             Ok::<(), std::io::Error>(())
         }));

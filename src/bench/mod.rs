@@ -134,6 +134,41 @@ pub enum BenchError {
 struct Target {
     addr: SocketAddr,
     pid: u32,
+    /// Every other request authenticates with a JWT instead of the virtual key.
+    jwt: bool,
+}
+
+impl Target {
+    /// The requests a load sends this target: the virtual key, and a JWT in turn if it takes
+    /// one.
+    fn requests(&self, path: &str, body: &[u8]) -> load::Requests {
+        let with_key = load::request(self.addr, path, body);
+        if !self.jwt {
+            return with_key.into();
+        }
+        let bearer = format!("authorization: Bearer {}", bench_jwt());
+        load::Requests::cycle(vec![
+            with_key,
+            load::request_with(self.addr, path, body, &bearer),
+        ])
+    }
+}
+
+/// The bench's HS256 secret (the governance sluice verifies tokens with it).
+const BENCH_JWT_SECRET: &str = "sluice-bench-jwt-secret";
+
+/// A long-lived HS256 token for user `bench-user` of team `bench`.
+fn bench_jwt() -> String {
+    let claims = serde_json::json!({
+        "sub": "bench-user", "team": "bench", "iss": "sluice-bench", "aud": "sluice",
+        "exp": 4_000_000_000u64,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(BENCH_JWT_SECRET.as_bytes()),
+    )
+    .unwrap_or_default()
 }
 
 /// Runs the bench and prints the table.
@@ -157,10 +192,11 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             dir.join(format!("{name}-audit.jsonl")).display()
         )
     };
-    // The main sluice runs with governance on: a virtual key (the load sends `sk-bench`), rate
-    // limits and a budget that every request passes through, the ledger and the audit log.
+    // The main sluice runs with governance on: a virtual key and a JWT (the load sends
+    // `sk-bench` and an HS256 token in turn), rate limits and a budget that every request
+    // passes through, the ledger and the audit log.
     let governance = format!(
-        "[[keys]]\nname = \"bench\"\nsha256 = \"{}\"\nteam = \"bench\"\nrpm = 4000000000\ntpm = 1000000000000\nmax_streams = 100000\n[[teams]]\nname = \"bench\"\nrpm = 4000000000\n[[budgets]]\nscope = \"team\"\nname = \"bench\"\nlimit_usd = 280000.0\nperiod = \"total\"\n",
+        "[[keys]]\nname = \"bench\"\nsha256 = \"{}\"\nteam = \"bench\"\nrpm = 4000000000\ntpm = 1000000000000\nmax_streams = 100000\n[[teams]]\nname = \"bench\"\nrpm = 4000000000\n[[budgets]]\nscope = \"team\"\nname = \"bench\"\nlimit_usd = 280000.0\nperiod = \"total\"\n[jwt]\nissuer = \"sluice-bench\"\naudience = \"sluice\"\nteam_claim = \"team\"\n[[jwt.keys]]\nalgorithm = \"HS256\"\nsecret = \"{BENCH_JWT_SECRET}\"\n",
         crate::config::keys::hash_hex("sk-bench")
     );
     let sluice = start_sluice(
@@ -187,19 +223,23 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         direct: Target {
             addr: mock.addr,
             pid: mock.pid(),
+            jwt: false,
         },
         sluice: Target {
             addr: sluice.addr,
             pid: sluice.pid(),
+            jwt: true,
         },
         nginx: nginx.as_ref().map(|n| Target {
             addr: n.addr,
             pid: n.child.id(),
+            jwt: false,
         }),
         sluice_bedrock: sluice_bedrock.addr,
         governance_off: Target {
             addr: sluice_plain.addr,
             pid: sluice_plain.pid(),
+            jwt: false,
         },
     };
     let report = runtime.block_on(measure_all(args, &targets))?;
@@ -274,7 +314,7 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
     let plain = all.len();
     all.push(t.governance_off);
     for target in &all {
-        load::measure(target.addr, load::request(target.addr, path, &big), 200).await?;
+        load::measure(target.addr, target.requests(path, &big), 200).await?;
     }
     let latency = interleaved(&all, path, &big, args.requests).await?;
     let ttfb = interleaved(&all, path, &stream_body, args.requests / 2).await?;
@@ -389,7 +429,7 @@ async fn format_figures(
 /// (requests per second, CPU µs per request, user-mode CPU µs per request) of `target`'s process.
 async fn throughput(args: &BenchArgs, target: Target) -> std::io::Result<(f64, f64, f64)> {
     let small = br#"{"model":"claude-haiku-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
-    let req = load::request(target.addr, "/v1/messages?beta=true", small);
+    let req = target.requests("/v1/messages?beta=true", small);
     let n = args.throughput_requests;
     load::concurrent(target.addr, req.clone(), args.concurrency, n / 10).await?;
     let (user0, sys0) = cpu_split(target.pid).unwrap_or_default();
@@ -411,13 +451,13 @@ async fn interleaved(
     let block = 250.min(count.max(1));
     let mut out = Vec::new();
     for t in targets {
-        out.push(load::measure(t.addr, load::request(t.addr, path, body), 1).await?);
+        out.push(load::measure(t.addr, t.requests(path, body), 1).await?);
     }
     let mut done = 0;
     while done < count {
         let n = block.min(count - done);
         for (t, lat) in targets.iter().zip(out.iter_mut()) {
-            load::sequential(t.addr, load::request(t.addr, path, body), n, lat).await?;
+            load::sequential(t.addr, t.requests(path, body), n, lat).await?;
         }
         done += n;
     }

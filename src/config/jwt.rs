@@ -38,12 +38,26 @@ impl std::fmt::Debug for JwtVerifier {
     }
 }
 
-/// Who a valid token names.
+/// Who a valid token names, and when it is valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwtIdentity {
     pub subject: String,
     pub user: Option<String>,
     pub team: Option<String>,
+    /// `exp`, in Unix seconds.
+    pub expires: u64,
+    /// `nbf`, in Unix seconds.
+    pub not_before: Option<u64>,
+}
+
+impl JwtIdentity {
+    /// Whether the token's time claims hold at `now` (as the verifier checks them).
+    pub fn valid_at(&self, now: u64, leeway: u64) -> bool {
+        self.expires.saturating_add(leeway) > now
+            && self
+                .not_before
+                .is_none_or(|nbf| nbf <= now.saturating_add(leeway))
+    }
 }
 
 impl JwtVerifier {
@@ -172,11 +186,19 @@ impl JwtVerifier {
                 .and_then(|v| v.as_str())
                 .map(str::to_string)
         };
+        let number = |name: &str| claims.get(name).and_then(serde_json::Value::as_u64);
         JwtIdentity {
             subject: text("sub").unwrap_or_else(|| "unknown".into()),
             user: text(&self.user_claim),
             team: self.team_claim.as_deref().and_then(text),
+            expires: number("exp").unwrap_or(0),
+            not_before: number("nbf"),
         }
+    }
+
+    /// Seconds of clock skew allowed on `exp` and `nbf`.
+    pub fn leeway(&self) -> u64 {
+        self.leeway
     }
 }
 

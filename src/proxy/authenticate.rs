@@ -4,6 +4,7 @@
 //! has its own credential the client's is replaced, otherwise it is passed through (identity = a
 //! hash of it). The key itself is never logged or stored.
 
+use super::verified_tokens::VerifiedTokens;
 use super::GatewayError;
 use crate::config::keys::digest;
 use std::sync::Arc;
@@ -103,7 +104,11 @@ pub struct Authenticated {
 }
 
 /// Authenticates a request (a SigV4 signature is checked later, by [`verify_sigv4`]).
-pub fn authenticate(head: &RequestHead, config: &Config) -> Result<Authenticated, GatewayError> {
+pub fn authenticate(
+    head: &RequestHead,
+    config: &Config,
+    tokens: Option<&VerifiedTokens>,
+) -> Result<Authenticated, GatewayError> {
     let sigv4 = head
         .header_str("authorization")
         .and_then(sigv4::parse_authorization)
@@ -123,7 +128,7 @@ pub fn authenticate(head: &RequestHead, config: &Config) -> Result<Authenticated
             pending_sigv4: Some(key.secret.clone()),
         });
     }
-    identify(head, config).map(|identity| Authenticated {
+    identify(head, config, tokens).map(|identity| Authenticated {
         identity,
         pending_sigv4: None,
     })
@@ -146,7 +151,11 @@ pub fn verify_sigv4(head: &RequestHead, body: &[u8], secret: &str) -> Result<(),
     })
 }
 
-fn identify(head: &RequestHead, config: &Config) -> Result<Identity, GatewayError> {
+fn identify(
+    head: &RequestHead,
+    config: &Config,
+    tokens: Option<&VerifiedTokens>,
+) -> Result<Identity, GatewayError> {
     let presented = presented_key(head);
     if config.open_access() {
         return Ok(match presented {
@@ -159,17 +168,25 @@ fn identify(head: &RequestHead, config: &Config) -> Result<Identity, GatewayErro
     let key = presented.ok_or(GatewayError::Unauthorized)?;
     if let (Some(verifier), true) = (&config.jwt, crate::config::jwt::looks_like_jwt(key)) {
         let token = std::str::from_utf8(key).map_err(|_| GatewayError::Unauthorized)?;
-        return verifier
-            .verify(token)
-            .map(|id| Identity::Jwt {
-                subject: id.subject,
-                user: id.user,
-                team: id.team,
-            })
-            .map_err(|why| {
-                tracing::info!(reason = %why, "JWT refused");
-                GatewayError::Unauthorized
-            });
+        let remembered = tokens.and_then(|t| t.get(token, verifier.leeway()));
+        let id = match remembered {
+            Some(id) => id,
+            None => {
+                let id = verifier.verify(token).map_err(|why| {
+                    tracing::info!(reason = %why, "JWT refused");
+                    GatewayError::Unauthorized
+                })?;
+                if let Some(t) = tokens {
+                    t.remember(token, &id);
+                }
+                id
+            }
+        };
+        return Ok(Identity::Jwt {
+            subject: id.subject,
+            user: id.user,
+            team: id.team,
+        });
     }
     let digest = digest(key);
     let issued;
@@ -229,13 +246,13 @@ mod tests {
             hash_hex("sk-alice")
         );
         let config = build(parse_text(&text).unwrap(), &Overrides::default()).unwrap();
-        let alice = authenticate(&head("x-api-key: sk-alice\r\n"), &config)
+        let alice = authenticate(&head("x-api-key: sk-alice\r\n"), &config, None)
             .unwrap()
             .identity;
         assert_eq!(alice.label(), "key:alice");
         assert_eq!(alice.team().as_deref(), Some("core"));
         assert_eq!(
-            authenticate(&head("Authorization: Bearer sk-alice\r\n"), &config)
+            authenticate(&head("Authorization: Bearer sk-alice\r\n"), &config, None)
                 .unwrap()
                 .identity,
             alice
@@ -248,7 +265,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    authenticate(&head(bad), &config),
+                    authenticate(&head(bad), &config, None),
                     Err(GatewayError::Unauthorized)
                 ),
                 "{bad:?}"
@@ -261,12 +278,12 @@ mod tests {
         let text = "[[aws_keys]]\nname = \"ci\"\naccess_key_id = \"AKIDSLUICE\"\nsecret_access_key = \"s\"\nteam = \"build\"\n";
         let config = build(parse_text(text).unwrap(), &Overrides::default()).unwrap();
         let signed = "Authorization: AWS4-HMAC-SHA256 Credential=AKIDSLUICE/20261122/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=00\r\n";
-        let auth = authenticate(&head(signed), &config).unwrap();
+        let auth = authenticate(&head(signed), &config, None).unwrap();
         assert_eq!(auth.identity.label(), "key:ci");
         assert_eq!(auth.pending_sigv4.as_deref(), Some("s"));
         let unknown = signed.replace("AKIDSLUICE", "AKIDOTHER");
         assert!(matches!(
-            authenticate(&head(&unknown), &config),
+            authenticate(&head(&unknown), &config, None),
             Err(GatewayError::Unauthorized)
         ));
     }
@@ -274,13 +291,13 @@ mod tests {
     #[test]
     fn open_access_fingerprints_the_client_key() {
         let config = build(parse_text("").unwrap(), &Overrides::default()).unwrap();
-        let id = authenticate(&head("x-api-key: sk-test-123\r\n"), &config)
+        let id = authenticate(&head("x-api-key: sk-test-123\r\n"), &config, None)
             .unwrap()
             .identity;
         assert!(id.label().starts_with("passthrough:"));
         assert!(!id.label().contains("sk-test"));
         assert_eq!(
-            authenticate(&head(""), &config).unwrap().identity,
+            authenticate(&head(""), &config, None).unwrap().identity,
             Identity::Anonymous
         );
     }

@@ -26,6 +26,7 @@ pub mod model_field;
 pub mod relay;
 pub mod request_body;
 pub mod route;
+pub mod verified_tokens;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -57,6 +58,8 @@ pub struct Gateway {
     pub shutdown: Rc<LocalShutdown>,
     pub balancer: Rc<balance::Balancer>,
     request_ids: Rc<RequestIds>,
+    /// JWTs this worker verified under this config.
+    pub verified_tokens: verified_tokens::VerifiedTokens,
     worker: usize,
 }
 
@@ -77,6 +80,7 @@ impl Gateway {
             records,
             shutdown,
             request_ids: Rc::new(RequestIds::new(worker)),
+            verified_tokens: verified_tokens::VerifiedTokens::default(),
             worker,
         }
     }
@@ -103,6 +107,7 @@ impl Gateway {
             shutdown: Rc::clone(&self.shutdown),
             balancer,
             request_ids: Rc::clone(&self.request_ids),
+            verified_tokens: verified_tokens::VerifiedTokens::default(),
             worker: self.worker,
         }
     }
@@ -268,7 +273,7 @@ async fn run_phases(
     ) {
         return local::answer(client, head, &op, &gw.config, None, ex).await;
     }
-    let auth = authenticate::authenticate(head, &gw.config)?;
+    let auth = authenticate::authenticate(head, &gw.config, Some(&gw.verified_tokens))?;
     ex.set_identity(&auth.identity);
     if op.is_local() {
         return local::answer(client, head, &op, &gw.config, Some(&auth.identity), ex).await;
