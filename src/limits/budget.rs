@@ -154,8 +154,8 @@ pub struct BudgetWarning {
 
 /// Amounts held against budgets for one request.
 #[derive(Debug)]
-pub struct Reservation<'a> {
-    budgets: &'a Budgets,
+pub struct Reservation {
+    budgets: Arc<Budgets>,
     /// (slot, window, nanodollars held)
     held: Vec<(usize, u64, u64)>,
     /// (session budget, hold)
@@ -286,15 +286,15 @@ impl Budgets {
     /// Reserves `cost_pico` against every budget of the named entities and of the session, or
     /// none of them.
     pub fn reserve(
-        &self,
+        self: &Arc<Self>,
         entities: &[(Scope, Option<&str>)],
         session: Option<&str>,
         cost_pico: u64,
-    ) -> Result<Reservation<'_>, BudgetRefusal> {
+    ) -> Result<Reservation, BudgetRefusal> {
         let day = today();
         let amount = pico_to_nano(cost_pico);
         let mut reservation = Reservation {
-            budgets: self,
+            budgets: Arc::clone(self),
             held: Vec::new(),
             session_held: Vec::new(),
             warnings: Vec::new(),
@@ -326,7 +326,7 @@ impl Budgets {
 
     fn reserve_session(
         &self,
-        reservation: &mut Reservation<'_>,
+        reservation: &mut Reservation,
         session: &str,
         day: i64,
         amount: u64,
@@ -353,7 +353,7 @@ impl Budgets {
     }
 }
 
-impl Reservation<'_> {
+impl Reservation {
     /// Replaces the held amounts by the real cost.
     pub fn settle(mut self, cost_pico: u64) {
         self.adjust_all(pico_to_nano(cost_pico));
@@ -373,7 +373,7 @@ impl Reservation<'_> {
     }
 }
 
-impl Reservation<'_> {
+impl Reservation {
     /// Keeps the held amounts as spent (the real cost is unknown).
     pub fn keep(mut self) {
         self.held.clear();
@@ -381,7 +381,7 @@ impl Reservation<'_> {
     }
 }
 
-impl Drop for Reservation<'_> {
+impl Drop for Reservation {
     /// An unsettled reservation (the request failed) is released.
     fn drop(&mut self) {
         self.adjust_all(0);
@@ -522,7 +522,7 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 mod tests {
     use super::*;
 
-    fn budgets(limit: f64, soft: Option<f64>) -> Budgets {
+    fn budgets(limit: f64, soft: Option<f64>) -> Arc<Budgets> {
         let mut b = Budgets::default();
         b.add(
             Scope::Team,
@@ -533,7 +533,7 @@ mod tests {
                 period: Period::Daily,
             },
         );
-        b
+        Arc::new(b)
     }
 
     const TEAM: [(Scope, Option<&str>); 1] = [(Scope::Team, Some("t1"))];

@@ -1,5 +1,8 @@
 //! Budget phase: reserve the request's maximum cost against the caller's key, user, team and
-//! Claude Code session budgets before forwarding, then settle to the real cost (or release on failure).
+//! Claude Code session budgets before forwarding, then settle to the real cost (or release on
+//! failure). The reservation rides in the exchange so the relay can settle it *before* the
+//! response's last byte goes out: a client that sends its next request on receiving that byte
+//! already sees the real spend.
 //!
 //! The maximum cost is `max_tokens` at the model's output price plus the body's length / 4 as
 //! input tokens at the model's highest input price (the 1-hour cache write). Output is a strict
@@ -11,7 +14,6 @@ use super::classify::Operation;
 use super::exchange::Exchange;
 use super::request_body::RequestBody;
 use super::{Gateway, GatewayError};
-use crate::limits::budget::Reservation;
 
 /// Output tokens assumed when the request's `max_tokens` is not in the held part of the body.
 const UNKNOWN_MAX_TOKENS: u64 = 64_000;
@@ -19,18 +21,19 @@ const UNKNOWN_MAX_TOKENS: u64 = 64_000;
 /// The response header that carries soft-threshold warnings.
 pub const WARNING_HEADER: &str = "sluice-budget-warning";
 
-/// Reserves the request's maximum cost, or refuses it with the budget that is exhausted.
-pub fn reserve<'g>(
-    gw: &'g Gateway,
+/// Reserves the request's maximum cost into `ex`, or refuses it with the budget that is
+/// exhausted.
+pub fn reserve(
+    gw: &Gateway,
     identity: &Identity,
     op: &Operation,
     body: &RequestBody,
     model: Option<&str>,
     ex: &mut Exchange,
-) -> Result<Option<Reservation<'g>>, GatewayError> {
+) -> Result<(), GatewayError> {
     let budgets = &gw.config.budgets;
     if budgets.is_empty() {
-        return Ok(None);
+        return Ok(());
     }
     let (user, team) = (identity.user(), identity.team());
     let entities = identity.scopes(&user, &team);
@@ -50,25 +53,22 @@ pub fn reserve<'g>(
             audit_crossing(gw, ex, &warning.which);
         }
     }
-    Ok(Some(reservation))
+    ex.reservation = Some(reservation);
+    Ok(())
 }
 
-/// Settles to the metered cost; keeps the reservation when the upstream answered but no usage
-/// was seen (the cost is unknown, not zero); releases it when nothing was served.
-pub fn settle(
-    reservation: Option<Reservation<'_>>,
-    gw: &Gateway,
-    model: Option<&str>,
-    ex: &Exchange,
-) {
-    let Some(reservation) = reservation else {
+/// Settles the exchange's reservation (if it still holds one) to the metered cost; keeps it
+/// when the upstream answered but no usage was seen (the cost is unknown, not zero); releases
+/// it when nothing was served.
+pub fn settle(gw: &Gateway, ex: &mut Exchange) {
+    let Some(reservation) = ex.reservation.take() else {
         return;
     };
     let cost = ex
         .metered
         .usage
         .as_ref()
-        .zip(model.or(ex.metered.model.as_deref()))
+        .zip(ex.record.model.as_deref().or(ex.metered.model.as_deref()))
         .and_then(|(usage, model)| gw.config.pricing.cost_pico(model, usage));
     match cost {
         Some(cost) => reservation.settle(cost),

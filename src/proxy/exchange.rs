@@ -30,6 +30,8 @@ pub struct Exchange {
     pub completed: bool,
     /// The ledger already has this record (committed before the last byte).
     pub ledger_synced: bool,
+    /// Budget held for this request until it is settled (before the last byte, or at the end).
+    pub reservation: Option<crate::limits::budget::Reservation>,
 }
 
 impl Exchange {
@@ -73,6 +75,7 @@ impl Exchange {
             metered: Metered::default(),
             completed: false,
             ledger_synced: false,
+            reservation: None,
             body_consumed: false,
             response_headers: Vec::new(),
         }

@@ -298,12 +298,12 @@ async fn run_phases(
             ("anthropic-ratelimit-requests-reset", q.reset.clone()),
         ];
     }
-    let reservation = budget::reserve(gw, &auth.identity, &op, &body, target.model.as_deref(), ex)?;
+    budget::reserve(gw, &auth.identity, &op, &body, target.model.as_deref(), ex)?;
     let keep_alive = forward_with_fallback(client, head, &op, &body, &target, gw, ex).await;
     if let Some(usage) = &ex.metered.usage {
         admission.settle(usage.input_tokens + usage.output_tokens);
     }
-    budget::settle(reservation, gw, target.model.as_deref(), ex);
+    budget::settle(gw, ex); // if the relay has not already
     keep_alive
 }
 

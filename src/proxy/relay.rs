@@ -184,8 +184,10 @@ pub async fn relay(
     // The first body bytes that came with the head go out in the same write.
     let first = take_body(&mut cursor, &mut buf, &mut meter, &mut output, &mut out);
     ex.record.response_bytes = (out.len() - head_len) as u64;
-    // With sync durability the bytes that end the response wait for the ledger commit.
-    let hold_last = gw.config.store.durability == Durability::Sync && gw.records.ledger.is_on();
+    // The bytes that end the response wait for the budget settle and, with sync durability,
+    // for the ledger commit.
+    let sync = gw.config.store.durability == Durability::Sync && gw.records.ledger.is_on();
+    let hold_last = sync || ex.reservation.is_some();
     let mut tail = Vec::new();
     if first.is_err() {
         ex.metered = meter.finish();
@@ -218,7 +220,8 @@ pub async fn relay(
             if own_chunks {
                 tail.extend_from_slice(b"0\r\n\r\n");
             }
-            if hold_last && !super::finish::commit_before_last_byte(gw, ex).await {
+            super::budget::settle(gw, ex);
+            if sync && !super::finish::commit_before_last_byte(gw, ex).await {
                 ex.record.error = Some("ledger_sync_failed");
                 return false;
             }
