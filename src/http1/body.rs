@@ -17,6 +17,8 @@ const MAX_TRAILERS: usize = 16 * 1024;
 enum ChunkState {
     /// Reading hex digits of a chunk size (`digits` so far).
     Size { value: u64, digits: u8 },
+    /// After the size, white space (RFC 9112's BWS), which must lead to `;ext`.
+    SizeBws { value: u64, seen: usize },
     /// After the size: skipping `;ext` up to CR (`seen` bytes of line so far).
     Extension { value: u64, seen: usize },
     /// Expecting the LF that ends the size line.
@@ -107,6 +109,7 @@ impl ChunkedDecoder {
     fn step(&mut self, byte: u8) -> Result<ChunkState, Http1Error> {
         match self.state {
             ChunkState::Size { value, digits } => size_digit(value, digits, byte),
+            ChunkState::SizeBws { value, seen } => size_bws(value, seen, byte),
             ChunkState::Extension { value, seen } => extension(value, seen, byte),
             ChunkState::SizeLf { value } => size_lf(value, byte),
             ChunkState::DataCr => expect(byte, b'\r', ChunkState::DataLf),
@@ -167,6 +170,12 @@ fn size_digit(value: u64, digits: u8, byte: u8) -> Result<ChunkState, Http1Error
             })
         }
         b'\r' => return Ok(ChunkState::SizeLf { value }),
+        b' ' | b'\t' => {
+            return Ok(ChunkState::SizeBws {
+                value,
+                seen: usize::from(digits) + 1,
+            })
+        }
         _ => return Err(Http1Error::BadChunk("invalid chunk size")),
     };
     if digits >= 16 {
@@ -188,6 +197,22 @@ fn extension(value: u64, seen: usize, byte: u8) -> Result<ChunkState, Http1Error
             value,
             seen: seen + 1,
         }),
+    }
+}
+
+/// White space after a chunk size is allowed only before an extension (`5 ;name`).
+fn size_bws(value: u64, seen: usize, byte: u8) -> Result<ChunkState, Http1Error> {
+    match byte {
+        _ if seen + 1 > MAX_CHUNK_LINE => Err(Http1Error::BadChunk("chunk size line too long")),
+        b' ' | b'\t' => Ok(ChunkState::SizeBws {
+            value,
+            seen: seen + 1,
+        }),
+        b';' => Ok(ChunkState::Extension {
+            value,
+            seen: seen + 1,
+        }),
+        _ => Err(Http1Error::BadChunk("invalid chunk size")),
     }
 }
 
