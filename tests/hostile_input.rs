@@ -139,7 +139,7 @@ fn unusual_but_valid_framing_is_forwarded_once_and_cleanly() {
     for (what, raw) in cases {
         let before = mock_requests(&mock).len();
         let mut client = Client::connect(gw.addr);
-        client.send(format!("{raw}").as_bytes());
+        client.send(raw.as_bytes());
         let resp = client
             .read_response()
             .unwrap_or_else(|| panic!("{what}: no response"));
