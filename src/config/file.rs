@@ -157,6 +157,9 @@ pub struct TimeoutsFile {
     pub head_read: String,
     pub idle_keep_alive: String,
     pub body_read: String,
+    /// Longest a whole request body may take (a body trickled in under `body_read` each time
+    /// still ends here).
+    pub body_total: String,
     pub client_write: String,
     pub upstream_connect: String,
     pub upstream_first_byte: String,
@@ -172,6 +175,7 @@ impl Default for TimeoutsFile {
             head_read: "30s".into(),
             idle_keep_alive: "75s".into(),
             body_read: "60s".into(),
+            body_total: "300s".into(),
             client_write: "60s".into(),
             upstream_connect: "10s".into(),
             upstream_first_byte: "600s".into(),

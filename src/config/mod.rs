@@ -78,6 +78,8 @@ pub struct Timeouts {
     pub idle_keep_alive: Duration,
     /// Longest wait for the next piece of a request body.
     pub body_read: Duration,
+    /// Longest a whole request body may take to arrive.
+    pub body_total: Duration,
     /// Longest wait for a client to take a piece of the response.
     pub client_write: Duration,
     pub upstream_connect: Duration,
@@ -909,6 +911,7 @@ fn build_timeouts(file: &FileConfig) -> Result<Timeouts, ConfigError> {
         head_read: d("head_read", &t.head_read)?,
         idle_keep_alive: d("idle_keep_alive", &t.idle_keep_alive)?,
         body_read: d("body_read", &t.body_read)?,
+        body_total: d("body_total", &t.body_total)?,
         client_write: d("client_write", &t.client_write)?,
         upstream_connect: d("upstream_connect", &t.upstream_connect)?,
         upstream_first_byte: d("upstream_first_byte", &t.upstream_first_byte)?,

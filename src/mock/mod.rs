@@ -11,7 +11,11 @@
 //! | `x-mock-delay-ms: N` | wait before the response head |
 //! | `x-mock-event-delay-ms: N` | wait between SSE events |
 //! | `x-mock-reply: text` | answer with this text |
+//! | `x-mock-reply-bytes: N` | answer with a text of N bytes |
 //! | `x-mock-fail: reset-before-head` | close without answering |
+//! | `x-mock-fail: partial-head` | send half a response head, then close |
+//! | `x-mock-fail: huge-head` | answer with a head larger than any sane limit |
+//! | `x-mock-fail: truncate-chunked` | send a chunked JSON body without its last chunk, close |
 //! | `x-mock-fail: truncate-after:N` | stream N events, then close mid-body |
 //! | `x-mock-fail: garbage` | answer with bytes that are not HTTP |
 //! | `x-mock-fail: stall` | never answer (until the peer gives up) |
@@ -242,10 +246,13 @@ impl Behavior {
             event_delay: Duration::from_millis(
                 num("x-mock-event-delay-ms").unwrap_or(args.event_delay_ms),
             ),
-            reply: head
-                .header_str("x-mock-reply")
-                .unwrap_or(&args.reply)
-                .to_string(),
+            reply: match num("x-mock-reply-bytes") {
+                Some(n) => "x".repeat(n.min(64 << 20) as usize),
+                None => head
+                    .header_str("x-mock-reply")
+                    .unwrap_or(&args.reply)
+                    .to_string(),
+            },
             fail: head
                 .header_str("x-mock-fail")
                 .map(str::to_string)
@@ -349,6 +356,32 @@ async fn respond<S: AsyncWriteRent>(
             }
             "stall" => {
                 monoio::time::sleep(Duration::from_secs(3600)).await;
+                return false;
+            }
+            "partial-head" => {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: appl".to_vec())
+                    .await;
+                return false;
+            }
+            "huge-head" => {
+                let mut out = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nx-huge: ".to_vec();
+                out.extend(std::iter::repeat_n(b'a', 200 * 1024));
+                out.extend_from_slice(b"\r\n\r\n");
+                let _ = stream.write_all(out).await;
+                return false;
+            }
+            "truncate-chunked" => {
+                let json = responses::message_json("claude-mock-1", &b.reply, 1, 1);
+                let half = &json[..json.len() / 2];
+                let mut out = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n",
+                    half.len()
+                )
+                .into_bytes();
+                out.extend_from_slice(half);
+                out.extend_from_slice(b"\r\n");
+                let _ = stream.write_all(out).await;
                 return false;
             }
             _ => {}

@@ -16,6 +16,10 @@ use crate::runtime::LocalShutdown;
 
 /// Bytes reserved per read.
 const READ_CHUNK: usize = 16 * 1024;
+/// Bytes reserved for a read while the connection is idle (waiting for a request head): with
+/// io_uring the buffer of a pending read is held for as long as the wait lasts, so an idle
+/// connection keeps only this much. A head that does not fit is read on with `READ_CHUNK`.
+const IDLE_CHUNK: usize = 2 * 1024;
 
 /// A client connection.
 pub struct ClientConn {
@@ -24,6 +28,8 @@ pub struct ClientConn {
     pub buf: BytesMut,
     limits: Limits,
     timeouts: Timeouts,
+    /// When the current request's body must have arrived (`timeouts.body_total`).
+    body_deadline: Option<Instant>,
 }
 
 /// Why a read gave nothing.
@@ -37,9 +43,10 @@ impl ClientConn {
     pub fn new(stream: TcpStream, limits: Limits, timeouts: Timeouts) -> Self {
         Self {
             stream,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::new(),
             limits,
             timeouts,
+            body_deadline: None,
         }
     }
 
@@ -54,6 +61,7 @@ impl ClientConn {
         loop {
             if !self.buf.is_empty() {
                 if let Some(head) = take_request(&mut self.buf, self.limits.head)? {
+                    self.body_deadline = None;
                     return Ok(Some(head));
                 }
             }
@@ -64,8 +72,11 @@ impl ClientConn {
                 None => self.timeouts.idle_keep_alive,
             };
             let read = if idle {
+                // A fresh small buffer: the last request's (large, or shared with its parsed
+                // head) goes back to the allocator.
+                self.buf = BytesMut::with_capacity(IDLE_CHUNK);
                 monoio::select! {
-                    r = self.fill(wait) => r,
+                    r = self.fill_up_to(wait, IDLE_CHUNK) => r,
                     _ = shutdown.wait() => return Ok(None),
                 }
             } else {
@@ -83,8 +94,12 @@ impl ClientConn {
 
     /// Reads more bytes into `buf` within `wait`; `Ok(0)` is end of stream.
     pub async fn fill(&mut self, wait: Duration) -> Result<usize, ReadFailure> {
+        self.fill_up_to(wait, READ_CHUNK).await
+    }
+
+    async fn fill_up_to(&mut self, wait: Duration, chunk: usize) -> Result<usize, ReadFailure> {
         let buf = std::mem::take(&mut self.buf);
-        match monoio::time::timeout(wait, read_some(&mut self.stream, buf, READ_CHUNK)).await {
+        match monoio::time::timeout(wait, read_some(&mut self.stream, buf, chunk)).await {
             Ok((res, buf)) => {
                 self.buf = buf;
                 res.map_err(ReadFailure::Io)
@@ -93,9 +108,18 @@ impl ClientConn {
         }
     }
 
-    /// Reads more request-body bytes, mapping failures to the errors a body read gives.
+    /// Reads more request-body bytes, mapping failures to the errors a body read gives. Each
+    /// read waits at most `body_read`, and the whole body at most `body_total`.
     pub async fn fill_body(&mut self) -> Result<(), GatewayError> {
-        match self.fill(self.timeouts.body_read).await {
+        let now = Instant::now();
+        let deadline = *self
+            .body_deadline
+            .get_or_insert(now + self.timeouts.body_total);
+        let wait = self
+            .timeouts
+            .body_read
+            .min(deadline.saturating_duration_since(now));
+        match self.fill(wait).await {
             Ok(0) => Err(Http1Error::UnexpectedEof.into()),
             Ok(_) => Ok(()),
             Err(ReadFailure::TimedOut) => Err(GatewayError::BodyTimeout),

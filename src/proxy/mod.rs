@@ -227,10 +227,12 @@ pub async fn serve_connection(stream: TcpStream, worker: Rc<WorkerGateway>) {
         let head = match head {
             Ok(Some(head)) => head,
             Ok(None) => return,
-            Err(err) => return refuse_unparsed(&mut client, &gw, err).await,
+            Err(err) => return Box::pin(refuse_unparsed(&mut client, &gw, err)).await,
         };
         first = false;
-        if !handle_request(&mut client, head, &gw).await || gw.shutdown.is_fired() {
+        // Boxed: the request's state machine (several KiB) exists only while a request is in
+        // flight, so an idle keep-alive connection holds just this loop's small state.
+        if !Box::pin(handle_request(&mut client, head, &gw)).await || gw.shutdown.is_fired() {
             return;
         }
     }
