@@ -17,6 +17,7 @@
 //! | `x-mock-fail: huge-head` | answer with a head larger than any sane limit |
 //! | `x-mock-fail: truncate-chunked` | send a chunked JSON body without its last chunk, close |
 //! | `x-mock-fail: truncate-after:N` | stream N events, then close mid-body |
+//! | `x-mock-fail: stall-after:N` | stream N events, then go silent (connection open) |
 //! | `x-mock-fail: garbage` | answer with bytes that are not HTTP |
 //! | `x-mock-fail: stall` | never answer (until the peer gives up) |
 //! | `x-mock-fail: close-after-response` | answer normally, then close without saying so |
@@ -754,13 +755,19 @@ async fn write_chunks<S: AsyncWriteRent>(
     items: Vec<Vec<u8>>,
     b: &Behavior,
 ) -> bool {
-    let truncate_after = b
-        .fail
-        .as_deref()
-        .and_then(|f| f.strip_prefix("truncate-after:"))
-        .and_then(|n| n.parse::<usize>().ok());
+    let after = |prefix: &str| {
+        b.fail
+            .as_deref()
+            .and_then(|f| f.strip_prefix(prefix))
+            .and_then(|n| n.parse::<usize>().ok())
+    };
+    let (truncate_after, stall_after) = (after("truncate-after:"), after("stall-after:"));
     for (i, item) in items.into_iter().enumerate() {
         if truncate_after == Some(i) {
+            return false;
+        }
+        if stall_after == Some(i) {
+            monoio::time::sleep(Duration::from_secs(3600)).await;
             return false;
         }
         if !b.event_delay.is_zero() {
