@@ -14,8 +14,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 
 fn assert_error(resp: &Response, status: u16, kind: &str) {
