@@ -219,6 +219,77 @@ fn sync_durability_loses_no_answered_request_to_kill_9_under_load() {
         (answered..=answered + 4).contains(&stored),
         "answered {answered}, stored {stored}"
     );
+    // The audit log too: every answered request's line is there, and the chain verifies.
+    let (ok, msg) = verify(&[dir.path().join("audit.jsonl")]);
+    assert!(ok, "{msg}");
+    let lines: u64 = msg
+        .split_whitespace()
+        .zip(msg.split_whitespace().skip(1))
+        .find(|(_, w)| w.starts_with("line"))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no line count in {msg}"));
+    assert!(
+        (answered..=answered + 4).contains(&lines),
+        "answered {answered}, audit lines {lines}"
+    );
+    // A restart on the same files carries on: the ledger counts on, the chain continues.
+    let mut again = gateway(&mock.url(), &config);
+    send(&again, 3, false);
+    again.terminate();
+    assert_eq!(again.wait_exit(Duration::from_secs(10)), Some(0));
+    let after = spend(&dir.path().join("ledger.db"), "identity")[0]["requests"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(after, stored + 3);
+    let (ok, msg) = verify(&[dir.path().join("audit.jsonl")]);
+    assert!(ok, "{msg}");
+}
+
+#[test]
+fn sigterm_during_200_live_streams_drains_every_one() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = gateway(
+        &mock.url(),
+        &config(dir.path(), "[server]\ngrace_period = \"20s\"\n"),
+    );
+    let addr = gw.addr;
+    let started = std::sync::Arc::new(std::sync::Barrier::new(201));
+    let streams: Vec<_> = (0..200)
+        .map(|_| {
+            let started = std::sync::Arc::clone(&started);
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                // Eight events 150 ms apart: about a second per stream.
+                client.send(
+                    messages_request(
+                        STREAM_BODY,
+                        "x-api-key: sk-ledger\r\nx-mock-event-delay-ms: 150\r\n",
+                    )
+                    .as_bytes(),
+                );
+                let head = client.read_head();
+                started.wait();
+                let mut text = String::new();
+                let complete =
+                    client.read_chunks(|_, c| text.push_str(&String::from_utf8_lossy(c)));
+                (head.status, complete && text.contains("message_stop"))
+            })
+        })
+        .collect();
+    started.wait(); // every stream has its head: all 200 are live
+    gw.terminate();
+    let results: Vec<(u16, bool)> = streams.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(results.iter().all(|(status, _)| *status == 200));
+    let finished = results.iter().filter(|(_, whole)| *whole).count();
+    assert_eq!(finished, 200, "streams cut short by the shutdown");
+    assert_eq!(gw.wait_exit(Duration::from_secs(20)), Some(0));
+    assert_eq!(
+        spend(&dir.path().join("ledger.db"), "identity")[0]["requests"],
+        200
+    );
+    let (ok, msg) = verify(&[dir.path().join("audit.jsonl")]);
+    assert!(ok && msg.contains("200 lines"), "{msg}");
 }
 
 fn rewrite(path: &Path, edit: impl FnOnce(&mut Vec<String>)) {

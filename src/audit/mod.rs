@@ -91,8 +91,14 @@ struct Line<'a> {
 /// The workers' handle on the audit log.
 #[derive(Clone)]
 pub struct AuditLog {
-    tx: Option<flume::Sender<AuditEvent>>,
+    tx: Option<flume::Sender<Queued>>,
     dropped: Arc<AtomicU64>,
+}
+
+/// An event on its way to the writer, and who waits for it to be on disk (sync mode).
+struct Queued {
+    event: AuditEvent,
+    ack: Option<flume::Sender<()>>,
 }
 
 impl AuditLog {
@@ -113,23 +119,46 @@ impl AuditLog {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Whether events are being written at all.
+    pub fn is_on(&self) -> bool {
+        self.tx.is_some()
+    }
+
     /// Queues an event; never blocks.
     pub fn record(&self, event: AuditEvent) {
-        let Some(tx) = &self.tx else { return };
-        if tx.try_send(event).is_err() {
+        self.enqueue(event, None);
+    }
+
+    /// Queues an event and returns what resolves once its line is written and synced (`None`:
+    /// the audit log is off or its queue is full).
+    pub fn record_and_wait(&self, event: AuditEvent) -> Option<flume::Receiver<()>> {
+        let (tx, rx) = flume::bounded(1);
+        self.enqueue(event, Some(tx)).then_some(rx)
+    }
+
+    fn enqueue(&self, event: AuditEvent, ack: Option<flume::Sender<()>>) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        if tx.try_send(Queued { event, ack }).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
                 tracing::error!(dropped = n, "audit log queue full: events not written");
             }
+            return false;
         }
+        true
     }
 }
 
-/// Opens the audit log at `path` (continuing its chain) and starts the writer thread.
-pub fn start(path: &Path, max_bytes: u64) -> std::io::Result<(AuditLog, JoinHandle<()>)> {
+/// Opens the audit log at `path` (continuing its chain) and starts the writer thread. With
+/// `sync`, the writer wakes on each event, syncs what it wrote, and acknowledges waiters.
+pub fn start(
+    path: &Path,
+    max_bytes: u64,
+    sync: bool,
+) -> std::io::Result<(AuditLog, JoinHandle<()>)> {
     let (seq, prev, first_seq) = chain_tail(path)?;
     let file = OpenOptions::new().create(true).append(true).open(path)?;
-    let (tx, rx) = flume::bounded::<AuditEvent>(QUEUE);
+    let (tx, rx) = flume::bounded::<Queued>(QUEUE);
     let mut writer = Writer {
         path: path.to_path_buf(),
         file,
@@ -138,6 +167,7 @@ pub fn start(path: &Path, max_bytes: u64) -> std::io::Result<(AuditLog, JoinHand
         seq,
         prev,
         first_seq,
+        sync,
     };
     let handle = std::thread::Builder::new()
         .name("sluice-audit".into())
@@ -162,35 +192,60 @@ struct Writer {
     prev: String,
     /// The `seq` of the current file's first line (names the file when it is rotated).
     first_seq: u64,
+    /// Sync after each write and acknowledge waiters (`store.durability = "sync"`).
+    sync: bool,
 }
 
 impl Writer {
-    fn run(&mut self, rx: flume::Receiver<AuditEvent>) {
+    fn run(&mut self, rx: flume::Receiver<Queued>) {
         loop {
             let mut out = Vec::new();
             let mut closed = false;
-            loop {
+            let mut waiting = Vec::new();
+            if self.sync {
+                // Someone may be waiting: wake on the first event, not on a timer.
+                match rx.recv_timeout(TICK) {
+                    Ok(q) => self.take(q, &mut out, &mut waiting),
+                    Err(flume::RecvTimeoutError::Timeout) => continue,
+                    Err(flume::RecvTimeoutError::Disconnected) => closed = true,
+                }
+            }
+            while !closed {
                 match rx.try_recv() {
-                    Ok(event) => self.append(&event, &mut out),
+                    Ok(q) => self.take(q, &mut out, &mut waiting),
                     Err(flume::TryRecvError::Empty) => break,
-                    Err(flume::TryRecvError::Disconnected) => {
-                        closed = true;
-                        break;
-                    }
+                    Err(flume::TryRecvError::Disconnected) => closed = true,
                 }
             }
             if !out.is_empty() {
-                if let Err(e) = self.file.write_all(&out) {
-                    tracing::error!(error = %e, "cannot write the audit log");
+                let written = self.file.write_all(&out).and_then(|()| {
+                    if self.sync {
+                        self.file.sync_data()
+                    } else {
+                        Ok(())
+                    }
+                });
+                match written {
+                    Ok(()) => waiting.into_iter().for_each(|ack| {
+                        let _ = ack.send(());
+                    }),
+                    Err(e) => tracing::error!(error = %e, "cannot write the audit log"),
                 }
             }
             if closed {
                 let _ = self.file.sync_all();
                 return;
             }
-            #[expect(clippy::disallowed_methods, reason = "the audit writer's own thread")]
-            std::thread::sleep(TICK);
+            if !self.sync {
+                #[expect(clippy::disallowed_methods, reason = "the audit writer's own thread")]
+                std::thread::sleep(TICK);
+            }
         }
+    }
+
+    fn take(&mut self, q: Queued, out: &mut Vec<u8>, waiting: &mut Vec<flume::Sender<()>>) {
+        self.append(&q.event, out);
+        waiting.extend(q.ack);
     }
 
     fn append(&mut self, event: &AuditEvent, out: &mut Vec<u8>) {

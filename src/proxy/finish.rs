@@ -13,8 +13,14 @@ pub fn finish(gw: &Gateway, mut ex: Exchange) {
     let r = &ex.record;
     if !ex.ledger_synced {
         gw.records.ledger.record(r);
+        gw.records.audit.record(request_event(r));
     }
-    gw.records.audit.record(crate::audit::AuditEvent {
+    gw.access_log.record(ex.record);
+}
+
+/// The audit log's line for a request decision.
+fn request_event(r: &crate::store::access_log::AccessRecord) -> crate::audit::AuditEvent {
+    crate::audit::AuditEvent {
         kind: "request",
         time: r.time,
         request_id: r.request_id.clone(),
@@ -31,8 +37,7 @@ pub fn finish(gw: &Gateway, mut ex: Exchange) {
         upstream: r.upstream.clone(),
         fallbacks: r.fallbacks.clone(),
         detail: None,
-    });
-    gw.access_log.record(ex.record);
+    }
 }
 
 /// Fills timings, usage and cost into the record. Usage and cost are taken once (the relay may
@@ -73,17 +78,29 @@ pub fn complete(gw: &Gateway, ex: &mut Exchange) {
 }
 
 /// `store.durability = "sync"`: completes the record and waits (without blocking the worker)
-/// until the ledger has committed it. Returns whether the response's last byte may go out:
-/// always once committed; if the commit does not come within [`SYNC_TIMEOUT`], only when
-/// `store.on_failure = "open"`.
+/// until the ledger has committed it and the audit log has synced its line. Returns whether
+/// the response's last byte may go out: always once both are durable; if they are not within
+/// [`SYNC_TIMEOUT`], only when `store.on_failure = "open"`.
 pub async fn commit_before_last_byte(gw: &Gateway, ex: &mut Exchange) -> bool {
     complete(gw, ex);
-    let Some(ack) = gw.records.ledger.record_and_wait(&ex.record) else {
+    let ledger = gw.records.ledger.record_and_wait(&ex.record);
+    let audit_on = gw.records.audit.is_on();
+    let audit = audit_on
+        .then(|| gw.records.audit.record_and_wait(request_event(&ex.record)))
+        .flatten();
+    ex.ledger_synced = true;
+    let (Some(ledger), true) = (ledger, audit.is_some() || !audit_on) else {
         return !gw.config.store.fail_closed;
     };
-    ex.ledger_synced = true;
-    match monoio::time::timeout(SYNC_TIMEOUT, ack.recv_async()).await {
-        Ok(Ok(())) => true,
+    let both = async {
+        let audited = match audit {
+            Some(rx) => rx.recv_async().await.is_ok(),
+            None => true,
+        };
+        ledger.recv_async().await.is_ok() && audited
+    };
+    match monoio::time::timeout(SYNC_TIMEOUT, both).await {
+        Ok(true) => true,
         _ => {
             tracing::error!(
                 request_id = %ex.record.request_id,

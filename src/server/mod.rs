@@ -77,8 +77,12 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
     }
     let (audit, audit_thread) = match &config.audit.path {
         Some(path) => {
-            let (a, t) =
-                crate::audit::start(path, config.audit.max_bytes).map_err(ServeError::Audit)?;
+            let (a, t) = crate::audit::start(
+                path,
+                config.audit.max_bytes,
+                config.store.durability == ledger::Durability::Sync,
+            )
+            .map_err(ServeError::Audit)?;
             (a, Some(t))
         }
         None => (crate::audit::AuditLog::off(), None),
