@@ -12,11 +12,11 @@
 )]
 
 use proptest::prelude::*;
+use sluice::format::eventstream::{self, Decoder};
 use sluice::http1::body::{BodyCursor, ChunkedDecoder};
 use sluice::http1::rewrite::{rewrite_request, RequestRewrite};
 use sluice::http1::{parse_request, parse_response, BodyFraming, HeadLimits, Method};
 use sluice::proxy::model_field::{scan_model, ModelScan};
-use sluice::format::eventstream::{self, Decoder};
 use sluice::usage::json::JsonMeter;
 use sluice::usage::sse::SseMeter;
 
