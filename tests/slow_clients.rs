@@ -120,6 +120,8 @@ fn a_client_that_never_reads_is_cut_off_and_others_are_served() {
 
 #[test]
 fn ten_thousand_idle_keep_alive_connections_stay_bounded_and_time_out() {
+    // This process holds 10,000 sockets too.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let mock = mock(&["--no-request-log"]);
     let gw = gateway(&mock.url(), TIMEOUTS);
     let pid = gw.child.id();

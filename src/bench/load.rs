@@ -129,13 +129,23 @@ pub async fn concurrent(
     Ok(started.elapsed())
 }
 
-struct Conn {
+/// One client connection of the load.
+pub struct Conn {
     stream: TcpStream,
     buf: BytesMut,
 }
 
+/// How one response arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub first_byte: Duration,
+    pub total: Duration,
+    /// The longest wait between two pieces of the body.
+    pub longest_gap: Duration,
+}
+
 impl Conn {
-    async fn open(addr: SocketAddr) -> std::io::Result<Conn> {
+    pub async fn open(addr: SocketAddr) -> std::io::Result<Conn> {
         let stream = TcpStream::connect_addr(addr).await?;
         stream.set_nodelay(true)?;
         Ok(Conn {
@@ -146,7 +156,16 @@ impl Conn {
 
     /// One request/response; returns (time to first body byte, total time).
     async fn exchange(&mut self, req: Bytes) -> std::io::Result<(Duration, Duration)> {
+        self.exchange_timed(req)
+            .await
+            .map(|t| (t.first_byte, t.total))
+    }
+
+    /// One request/response, with the longest silence inside the body.
+    pub async fn exchange_timed(&mut self, req: Bytes) -> std::io::Result<Timing> {
         let started = Instant::now();
+        let mut last_piece = started;
+        let mut longest_gap = Duration::ZERO;
         let (res, _) = self.stream.write_all(req).await;
         res?;
         let head = loop {
@@ -167,8 +186,12 @@ impl Conn {
             let used = cursor
                 .advance(&self.buf, |r| got |= !r.is_empty())
                 .map_err(std::io::Error::other)?;
-            if got && first.is_none() {
-                first = Some(started.elapsed());
+            if got {
+                match first {
+                    None => first = Some(started.elapsed()),
+                    Some(_) => longest_gap = longest_gap.max(last_piece.elapsed()),
+                }
+                last_piece = Instant::now();
             }
             let _ = self.buf.split_to(used);
             if cursor.is_done() {
@@ -177,7 +200,11 @@ impl Conn {
             self.fill().await?;
         }
         let total = started.elapsed();
-        Ok((first.unwrap_or(total), total))
+        Ok(Timing {
+            first_byte: first.unwrap_or(total),
+            total,
+            longest_gap,
+        })
     }
 
     async fn fill(&mut self) -> std::io::Result<()> {

@@ -7,6 +7,7 @@
 
 pub mod load;
 pub mod procs;
+pub mod soak;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +40,16 @@ pub struct BenchArgs {
     /// Also write the results here as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Instead of the comparison: a soak of this many seconds (RSS, p99 and descriptors per
+    /// 10-second window).
+    #[arg(long)]
+    pub soak_seconds: Option<u64>,
+    /// Requests per second during the soak.
+    #[arg(long, default_value_t = 200)]
+    pub soak_rate: u64,
+    /// Instead of the comparison: hold this many SSE streams open at once.
+    #[arg(long)]
+    pub streams: Option<usize>,
 }
 
 /// Percentiles of one latency distribution, in microseconds.
@@ -127,6 +138,8 @@ pub struct FormatFigures {
 pub enum BenchError {
     #[error("bench I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}: verdict not met (see above)")]
+    Failed(&'static str),
 }
 
 /// A target of the load: where it listens and which process to charge CPU to.
@@ -173,6 +186,25 @@ fn bench_jwt() -> String {
 
 /// Runs the bench and prints the table.
 pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
+    crate::runtime::raise_fd_limit();
+    if let Some(seconds) = args.soak_seconds {
+        let report = soak::soak(args, seconds, args.soak_rate)?;
+        soak::print_soak(&report);
+        write_json(args, &report)?;
+        return report
+            .passed
+            .then_some(())
+            .ok_or(BenchError::Failed("soak"));
+    }
+    if let Some(n) = args.streams {
+        let report = soak::streams(args, n)?;
+        soak::print_streams(&report);
+        write_json(args, &report)?;
+        return report
+            .passed
+            .then_some(())
+            .ok_or(BenchError::Failed("streams"));
+    }
     let mock = Server::start_self(&[
         "mock-upstream",
         "--listen",
@@ -195,10 +227,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     // The main sluice runs with governance on: a virtual key and a JWT (the load sends
     // `sk-bench` and an HS256 token in turn), rate limits and a budget that every request
     // passes through, the ledger and the audit log.
-    let governance = format!(
-        "[[keys]]\nname = \"bench\"\nsha256 = \"{}\"\nteam = \"bench\"\nrpm = 4000000000\ntpm = 1000000000000\nmax_streams = 100000\n[[teams]]\nname = \"bench\"\nrpm = 4000000000\n[[budgets]]\nscope = \"team\"\nname = \"bench\"\nlimit_usd = 280000.0\nperiod = \"total\"\n[jwt]\nissuer = \"sluice-bench\"\naudience = \"sluice\"\nteam_claim = \"team\"\n[[jwt.keys]]\nalgorithm = \"HS256\"\nsecret = \"{BENCH_JWT_SECRET}\"\n",
-        crate::config::keys::hash_hex("sk-bench")
-    );
+    let governance = governance_config();
     let sluice = start_sluice(
         args,
         &dir,
@@ -250,6 +279,27 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             reason = "the bench's report, written after the run"
         )]
         std::fs::write(path, serde_json::to_vec_pretty(&report).unwrap_or_default())?;
+    }
+    Ok(())
+}
+
+/// Governance as the bench runs it: the load's virtual key and JWT, key and team limits and a
+/// team budget (all far above what the load reaches, so every request passes through them).
+fn governance_config() -> String {
+    format!(
+        "[[keys]]\nname = \"bench\"\nsha256 = \"{}\"\nteam = \"bench\"\nrpm = 4000000000\ntpm = 1000000000000\nmax_streams = 100000\n[[teams]]\nname = \"bench\"\nrpm = 4000000000\n[[budgets]]\nscope = \"team\"\nname = \"bench\"\nlimit_usd = 280000.0\nperiod = \"total\"\n[jwt]\nissuer = \"sluice-bench\"\naudience = \"sluice\"\nteam_claim = \"team\"\n[[jwt.keys]]\nalgorithm = \"HS256\"\nsecret = \"{BENCH_JWT_SECRET}\"\n",
+        crate::config::keys::hash_hex("sk-bench")
+    )
+}
+
+/// Writes a report as JSON where `--json` says.
+fn write_json<T: Serialize>(args: &BenchArgs, report: &T) -> std::io::Result<()> {
+    if let Some(path) = &args.json {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the bench's report, written after the run"
+        )]
+        std::fs::write(path, serde_json::to_vec_pretty(report).unwrap_or_default())?;
     }
     Ok(())
 }

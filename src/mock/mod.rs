@@ -146,6 +146,7 @@ pub enum MockError {
 
 /// Runs the mock until SIGTERM or SIGINT.
 pub fn run(args: &MockArgs) -> Result<(), MockError> {
+    crate::runtime::raise_fd_limit();
     let addr = args.listen.parse().map_err(|_| {
         MockError::Listen(args.listen.clone(), std::io::ErrorKind::InvalidInput.into())
     })?;

@@ -49,6 +49,16 @@ impl Pool {
         }
     }
 
+    /// Closes the connections that have idled past `pool_idle` (a worker calls this every
+    /// second, so an idle gateway's descriptors return to their baseline).
+    pub fn sweep(&self) {
+        let mut idle = self.idle.borrow_mut();
+        for list in idle.values_mut() {
+            list.retain(|(_, since)| since.elapsed() < self.max_idle);
+        }
+        idle.retain(|_, list| !list.is_empty());
+    }
+
     /// Number of idle connections held (all upstreams).
     pub fn idle_count(&self) -> usize {
         self.idle.borrow().values().map(Vec::len).sum()

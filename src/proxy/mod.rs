@@ -150,6 +150,18 @@ impl WorkerGateway {
         }
     }
 
+    /// Closes idle pooled connections past their time, every second, until shutdown.
+    pub async fn sweep_pool(self: Rc<Self>) {
+        let shutdown = Rc::clone(&self.current().shutdown);
+        loop {
+            monoio::select! {
+                () = monoio::time::sleep(std::time::Duration::from_secs(1)) => {},
+                () = shutdown.wait() => return,
+            }
+            self.current().pool.sweep();
+        }
+    }
+
     /// The gateway to serve the next request with.
     pub fn current(&self) -> Rc<Gateway> {
         let generation = self.live.generation();

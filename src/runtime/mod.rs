@@ -221,6 +221,19 @@ impl Drop for ActiveGuard {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit (each connection through sluice is
+/// two descriptors: a default soft limit of 1024 would cap it at ~500 streams). Returns the
+/// limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft)
+        }
+    }
+}
+
 /// Blocks the calling thread until SIGTERM or SIGINT, calling `on_hangup` for each SIGHUP.
 pub fn wait_for_termination(mut on_hangup: impl FnMut()) -> std::io::Result<i32> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};

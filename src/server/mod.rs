@@ -52,6 +52,8 @@ pub struct ConfigSource {
 /// Runs the gateway until SIGTERM or SIGINT; SIGHUP reloads the config.
 pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
     warn_if_exposed(&config);
+    let fd_limit = runtime::raise_fd_limit();
+    tracing::info!(fd_limit, "open-file limit");
     let listeners =
         bind_listeners(config.listen, config.workers).map_err(|source| ServeError::Listen {
             addr: config.listen,
@@ -157,6 +159,7 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
                 worker_records.clone(),
                 Rc::clone(&shutdown),
             ));
+            monoio::spawn(Rc::clone(&gw).sweep_pool());
             runtime::accept_loop(listener, shutdown, limit, grace, move |stream| {
                 serve_connection(stream, Rc::clone(&gw))
             })
