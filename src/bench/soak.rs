@@ -355,6 +355,7 @@ async fn drive_streams(
 }
 
 /// Prints a soak report.
+#[allow(clippy::print_stdout, reason = "the bench's report")]
 pub fn print_soak(r: &SoakReport) {
     println!(
         "soak: 70 KB requests (streaming and not), {} per second through sluice (governance on)",
@@ -373,6 +374,7 @@ pub fn print_soak(r: &SoakReport) {
 }
 
 /// Prints a streams report.
+#[allow(clippy::print_stdout, reason = "the bench's report")]
 pub fn print_streams(r: &StreamsReport) {
     println!(
         "streams: {} SSE streams held open at once through sluice (governance on); peak RSS {} KiB, peak fds {}",
