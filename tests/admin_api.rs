@@ -287,3 +287,48 @@ fn budgets_teams_and_users_are_administered_and_applied_at_once() {
         assert!(audit.contains(action), "{action} not audited");
     }
 }
+
+#[test]
+fn a_key_created_over_the_api_carries_its_limits_and_budget() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&mock.url(), &config(dir.path()));
+    let api = gw.admin_addr.unwrap();
+    // A bad budget creates nothing.
+    let (status, body) = admin(
+        api,
+        "POST",
+        "/admin/keys",
+        ADMIN_KEY,
+        r#"{"name":"lim","budget":{"limit_usd":-1}}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    let (_, listed) = admin(api, "GET", "/admin/keys", ADMIN_KEY, "");
+    assert_eq!(listed["data"].as_array().unwrap().len(), 0);
+    let (status, body) = admin(
+        api,
+        "POST",
+        "/admin/keys",
+        ADMIN_KEY,
+        r#"{"name":"lim","team":"t1","rpm":2,"budget":{"limit_usd":5,"period":"daily"}}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let key = body["key"].as_str().unwrap().to_string();
+    // Open until the first key reaches the workers; then keys are required.
+    let ready = wait_for(Duration::from_secs(2), || {
+        (status_with(&gw, "sk-not-issued") == 401).then_some(())
+    });
+    assert!(ready.is_some());
+    let statuses: Vec<u16> = (0..3).map(|_| status_with(&gw, &key)).collect();
+    assert_eq!(statuses, [200, 200, 429], "rpm = 2 applies to the new key");
+    let (_, budgets) = admin(api, "GET", "/admin/budgets", ADMIN_KEY, "");
+    let b = &budgets["data"][0];
+    assert_eq!(
+        (b["scope"].as_str(), b["name"].as_str()),
+        (Some("key"), Some("lim"))
+    );
+    // Lifting the key's limits over the API serves it again.
+    let (status, _) = admin(api, "DELETE", "/admin/keys/lim/limits", ADMIN_KEY, "");
+    assert_eq!(status, 200);
+    assert_eq!(status_with(&gw, &key), 200);
+}

@@ -3,8 +3,10 @@
 //! with traffic.
 //!
 //! - `GET  /admin/keys` — issued keys (never the keys themselves)
-//! - `POST /admin/keys` — `{"name", "user"?, "team"?, "models"?, "expires"?}` → `{"name", "key"}`
+//! - `POST /admin/keys` — `{"name", "user"?, "team"?, "models"?, "expires"?, "rpm"?, "tpm"?,
+//!   "max_streams"?, "budget"?: {"limit_usd", "period"?, "soft_usd"?}}` → `{"name", "key"}`
 //!   (the key is shown once)
+//! - `PUT|DELETE /admin/keys/{name}/limits` — `{"rpm"?, "tpm"?, "max_streams"?}`
 //! - `POST /admin/keys/{name}/rotate` — `{"grace": "1h"}`? → `{"name", "key"}`
 //! - `POST /admin/keys/{name}/revoke` → `{"revoked": n}`
 //! - `GET  /admin/spend?by=identity|user|team|model|day|session_id|agent_id` → rows
@@ -118,7 +120,13 @@ fn answer(request: &AdminRequest, ctx: &AdminContext) -> Reply {
     let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
     let result = match (request.method.as_str(), segments.as_slice()) {
         ("GET", ["admin", "keys"]) => list_keys(store),
-        ("POST", ["admin", "keys"]) => create_key(store, &request.body),
+        ("POST", ["admin", "keys"]) => create_key(ctx, store, &request.body),
+        ("PUT", ["admin", "keys", name, "limits"]) => {
+            policies::put_entity(ctx, store, EntityScope::Key, name, &request.body)
+        }
+        ("DELETE", ["admin", "keys", name, "limits"]) => {
+            policies::delete_entity(ctx, store, EntityScope::Key, name)
+        }
         ("POST", ["admin", "keys", name, "revoke"]) => revoke_key(store, name),
         ("POST", ["admin", "keys", name, "rotate"]) => rotate_key(store, name, &request.body),
         ("GET", ["admin", "spend"]) => spend(store, request.query("by").unwrap_or("identity")),
@@ -183,7 +191,7 @@ fn list_keys(store: &Path) -> Result<Reply, Reply> {
     Ok(Reply::json(200, &json!({ "data": rows })))
 }
 
-fn create_key(store: &Path, body: &[u8]) -> Result<Reply, Reply> {
+fn create_key(ctx: &AdminContext, store: &Path, body: &[u8]) -> Result<Reply, Reply> {
     let fields: Value = serde_json::from_slice(body)
         .map_err(|e| Reply::error(400, "invalid_request_error", &format!("body: {e}")))?;
     let text = |k: &str| fields.get(k).and_then(Value::as_str).map(str::to_string);
@@ -216,7 +224,9 @@ fn create_key(store: &Path, body: &[u8]) -> Result<Reply, Reply> {
         models,
         expires: text("expires"),
     };
+    let key_policies = policies::key_policies(ctx, &name, &fields)?;
     let created = open(store)?.create(&key).map_err(|e| store_error(&e))?;
+    key_policies.store(ctx, store)?;
     Ok(Reply::json(201, &json!({ "name": name, "key": created })))
 }
 

@@ -118,6 +118,7 @@ pub fn list_entities(ctx: &AdminContext, store: &Path, scope: EntityScope) -> Re
     let limit_scope = match scope {
         EntityScope::Team => Scope::Team,
         EntityScope::User => Scope::User,
+        EntityScope::Key => Scope::Key,
     };
     let mut names: Vec<String> = config
         .limiter
@@ -167,7 +168,22 @@ pub fn put_entity(
     name: &str,
     body: &[u8],
 ) -> Result<Reply, Reply> {
-    let fields = parse(body)?;
+    let limits = limits_from(name, &parse(body)?)?;
+    open(store)?
+        .put_limits(scope, &limits)
+        .map_err(|e| failed(&e))?;
+    let detail = format!(
+        "{} {name} rpm={:?} tpm={:?} max_streams={:?}",
+        scope.label(),
+        limits.rpm,
+        limits.tpm,
+        limits.max_streams
+    );
+    applied(ctx, "limits_changed", name, detail)
+}
+
+/// `rpm`, `tpm` and `max_streams` from a JSON object (each optional).
+pub fn limits_from(name: &str, fields: &Value) -> Result<LimitedFile, Reply> {
     let number = |k: &str| -> Result<Option<u64>, Reply> {
         match fields.get(k) {
             None | Some(Value::Null) => Ok(None),
@@ -182,23 +198,77 @@ pub fn put_entity(
             .map(|n| u32::try_from(n).map_err(|_| bad(&format!("`{k}` is too large"))))
             .transpose()
     };
-    let limits = LimitedFile {
+    Ok(LimitedFile {
         name: name.to_string(),
         rpm: small("rpm")?,
         tpm: number("tpm")?,
         max_streams: small("max_streams")?,
+    })
+}
+
+/// A new key's limits and budget, as given with `POST /admin/keys`.
+pub struct KeyPolicies {
+    limits: LimitedFile,
+    budget: Option<BudgetFile>,
+}
+
+/// Reads and validates a new key's `rpm`, `tpm`, `max_streams` and `budget: {"limit_usd",
+/// "period"?, "soft_usd"?}` (before the key is created, so a bad value creates nothing).
+pub fn key_policies(ctx: &AdminContext, name: &str, fields: &Value) -> Result<KeyPolicies, Reply> {
+    let limits = limits_from(name, fields)?;
+    let budget = match fields.get("budget") {
+        None | Some(Value::Null) => None,
+        Some(b) => Some(BudgetFile {
+            scope: "key".into(),
+            name: name.to_string(),
+            period: b
+                .get("period")
+                .and_then(Value::as_str)
+                .unwrap_or("monthly")
+                .to_string(),
+            limit_usd: b
+                .get("limit_usd")
+                .and_then(Value::as_f64)
+                .ok_or_else(|| bad("`budget.limit_usd` (a number) is required"))?,
+            soft_usd: b.get("soft_usd").and_then(Value::as_f64),
+        }),
     };
-    open(store)?
-        .put_limits(scope, &limits)
-        .map_err(|e| failed(&e))?;
-    let detail = format!(
-        "{} {name} rpm={:?} tpm={:?} max_streams={:?}",
-        scope.label(),
-        limits.rpm,
-        limits.tpm,
-        limits.max_streams
-    );
-    applied(ctx, "limits_changed", name, detail)
+    if let Some(b) = &budget {
+        let candidate = b.clone();
+        ctx.reloader
+            .check_policies(move |file| file.budgets = vec![candidate])
+            .map_err(|e| bad(&e.to_string().replace("budgets[0].", "budget.")))?;
+    }
+    Ok(KeyPolicies { limits, budget })
+}
+
+impl KeyPolicies {
+    /// Stores the key's limits and budget (if any) and applies them.
+    pub fn store(&self, ctx: &AdminContext, store: &Path) -> Result<(), Reply> {
+        let l = &self.limits;
+        let has_limits = l.rpm.is_some() || l.tpm.is_some() || l.max_streams.is_some();
+        if !has_limits && self.budget.is_none() {
+            return Ok(());
+        }
+        let db = open(store)?;
+        if has_limits {
+            db.put_limits(EntityScope::Key, l).map_err(|e| failed(&e))?;
+        }
+        if let Some(b) = &self.budget {
+            db.put_budget(b).map_err(|e| failed(&e))?;
+        }
+        let detail = format!(
+            "key {} rpm={:?} tpm={:?} max_streams={:?} budget={:?}",
+            l.name,
+            l.rpm,
+            l.tpm,
+            l.max_streams,
+            self.budget
+                .as_ref()
+                .map(|b| (b.limit_usd, b.period.clone()))
+        );
+        applied(ctx, "key_policies_set", &l.name, detail).map(|_| ())
+    }
 }
 
 pub fn delete_entity(

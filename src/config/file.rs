@@ -24,6 +24,9 @@ pub struct FileConfig {
     pub audit: AuditFile,
     pub jwt: Option<JwtFile>,
     pub admin: Option<AdminFile>,
+    /// Limits of issued keys, set over the admin API (never read from the file).
+    #[serde(skip)]
+    pub key_limits: Vec<LimitedFile>,
 }
 
 /// The admin API: its own listener, its own key.

@@ -646,7 +646,11 @@ pub fn build_limiter(file: &FileConfig) -> crate::limits::RateLimiter {
             },
         );
     }
-    for (scope, list) in [(Scope::Team, &file.teams), (Scope::User, &file.users)] {
+    for (scope, list) in [
+        (Scope::Key, &file.key_limits),
+        (Scope::Team, &file.teams),
+        (Scope::User, &file.users),
+    ] {
         for e in list {
             limiter.add(
                 scope,

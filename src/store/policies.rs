@@ -31,11 +31,12 @@ pub struct PolicyStoreError {
     source: rusqlite::Error,
 }
 
-/// Team or user.
+/// Whose limits: a team, a user, or an (issued) key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntityScope {
     Team,
     User,
+    Key,
 }
 
 impl EntityScope {
@@ -51,6 +52,7 @@ impl EntityScope {
         match self {
             EntityScope::Team => "team",
             EntityScope::User => "user",
+            EntityScope::Key => "key",
         }
     }
 }
@@ -189,10 +191,11 @@ pub fn merge_into(file: &mut FileConfig) -> Result<(), PolicyStoreError> {
         });
         file.budgets.push(b);
     }
-    for scope in [EntityScope::Team, EntityScope::User] {
+    for scope in [EntityScope::Team, EntityScope::User, EntityScope::Key] {
         let list = match scope {
             EntityScope::Team => &mut file.teams,
             EntityScope::User => &mut file.users,
+            EntityScope::Key => &mut file.key_limits,
         };
         for e in store.limits(scope)? {
             list.retain(|f| f.name != e.name);
