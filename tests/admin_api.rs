@@ -331,4 +331,31 @@ fn a_key_created_over_the_api_carries_its_limits_and_budget() {
     let (status, _) = admin(api, "DELETE", "/admin/keys/lim/limits", ADMIN_KEY, "");
     assert_eq!(status, 200);
     assert_eq!(status_with(&gw, &key), 200);
+
+    // Spend per Claude Code session, with its agents.
+    for agent in [
+        "",
+        "x-claude-code-agent-id: sub-1\r\n",
+        "x-claude-code-agent-id: sub-1\r\n",
+    ] {
+        let extra = format!("x-api-key: {key}\r\nx-claude-code-session-id: sess-42\r\n{agent}");
+        assert_eq!(
+            request(gw.addr, &messages_request(SMALL_BODY, &extra)).status,
+            200
+        );
+    }
+    let session = wait_for(Duration::from_secs(5), || {
+        let (_, body) = admin(api, "GET", "/admin/spend?by=session_id", ADMIN_KEY, "");
+        body["data"]
+            .as_array()?
+            .iter()
+            .find(|r| r["group"] == "sess-42" && r["requests"] == 3)
+            .cloned()
+    })
+    .expect("the session's spend");
+    let agents = session["agents"].as_array().unwrap();
+    let sub = agents.iter().find(|a| a["group"] == "sub-1").unwrap();
+    assert_eq!(sub["requests"], 2);
+    let main = agents.iter().find(|a| a["group"].is_null()).unwrap();
+    assert_eq!(main["requests"], 1);
 }

@@ -384,6 +384,9 @@ pub struct SpendRow {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cost_usd: f64,
+    /// By Claude Code session: the same figures per agent (`agent_id`; none: the main agent).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<SpendRow>,
 }
 
 /// What a spend report groups by.
@@ -398,7 +401,7 @@ pub const GROUPS: [&str; 7] = [
 ];
 
 /// Spend grouped by one of [`GROUPS`], from the ledger at `path` (read-only; safe while sluice
-/// runs).
+/// runs). Grouped by `session_id`, each session also carries its per-agent breakdown.
 pub fn spend(path: &Path, group: &str) -> Result<Vec<SpendRow>, String> {
     let column = GROUPS
         .iter()
@@ -406,8 +409,42 @@ pub fn spend(path: &Path, group: &str) -> Result<Vec<SpendRow>, String> {
         .ok_or_else(|| format!("cannot group by `{group}`: use one of {GROUPS:?}"))?;
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut rows = grouped(&conn, column, None)?;
+    if *column == "session_id" {
+        let mut agents = grouped(&conn, "agent_id", Some("session_id"))?;
+        for row in &mut rows {
+            // `grouped` with an outer column puts it, NUL-separated, before the inner group.
+            let prefix = format!("{}\0", row.group.as_deref().unwrap_or_default());
+            let (mine, rest): (Vec<SpendRow>, Vec<SpendRow>) = agents
+                .into_iter()
+                .partition(|a| a.group.as_deref().is_some_and(|g| g.starts_with(&prefix)));
+            agents = rest;
+            row.agents = mine
+                .into_iter()
+                .map(|mut a| {
+                    a.group = a
+                        .group
+                        .and_then(|g| g.split_once('\0').map(|(_, agent)| agent.to_string()))
+                        .filter(|agent| !agent.is_empty());
+                    a
+                })
+                .collect();
+        }
+    }
+    Ok(rows)
+}
+
+/// Spend per `column` (within `outer`, when given: the group is then `outer NUL column`).
+fn grouped(conn: &Connection, column: &str, outer: Option<&str>) -> Result<Vec<SpendRow>, String> {
+    let (key, group_by) = match outer {
+        Some(outer) => (
+            format!("COALESCE({outer}, '') || char(0) || COALESCE({column}, '')"),
+            format!("{outer}, {column}"),
+        ),
+        None => (column.to_string(), column.to_string()),
+    };
     let sql = format!(
-        "SELECT {column}, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_pico) FROM requests GROUP BY {column} ORDER BY SUM(cost_pico) DESC"
+        "SELECT {key}, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_pico) FROM requests GROUP BY {group_by} ORDER BY SUM(cost_pico) DESC"
     );
     let mut stmt = conn.prepare(&sql).map_err(|e| e.to_string())?;
     let rows = stmt
@@ -418,6 +455,7 @@ pub fn spend(path: &Path, group: &str) -> Result<Vec<SpendRow>, String> {
                 input_tokens: row.get(2)?,
                 output_tokens: row.get(3)?,
                 cost_usd: row.get::<_, i64>(4)? as f64 / 1e12,
+                agents: Vec::new(),
             })
         })
         .map_err(|e| e.to_string())?;
