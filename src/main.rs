@@ -199,9 +199,12 @@ fn spend(db: &std::path::Path, by: &str) -> ExitCode {
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // A log write that fails (stderr on a full disk) is dropped: reporting it would use
+    // `eprintln!`, which panics when stderr cannot be written.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .try_init();
 }
 

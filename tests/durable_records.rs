@@ -195,7 +195,8 @@ fn sync_durability_loses_no_answered_request_to_kill_9_under_load() {
                         SMALL_BODY
                     };
                     client.send(messages_request(body, "x-api-key: sk-ledger\r\n").as_bytes());
-                    match client.read_response() {
+                    // Answered = received whole (a stream cut by the kill is not).
+                    match client.read_whole_response() {
                         Some(resp) if resp.status == 200 => answered += 1,
                         _ => break,
                     }
@@ -448,5 +449,73 @@ fn fail_closed_refuses_while_the_ledger_cannot_commit_and_loses_nothing() {
         spend(&db, "identity")[0]["requests"],
         served as u64,
         "every served request reached the ledger"
+    );
+}
+
+/// Sends requests (100 ms apart, bounded) until one gets `want`; counts every status seen.
+fn until_status(gw: &Gateway, want: u16, seen: &mut Vec<u16>) -> bool {
+    for _ in 0..300 {
+        let status = status_of_one_request(gw);
+        seen.push(status);
+        if status == want {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn a_full_disk_is_refused_when_closed_and_nothing_is_lost_once_space_returns() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let mut gw = gateway(
+        &mock.url(),
+        &config(dir.path(), "").replace("[audit]", "on_failure = \"closed\"\n[audit]"),
+    );
+    let mut seen: Vec<u16> = (0..5).map(|_| status_of_one_request(&gw)).collect();
+    assert!(seen.iter().all(|s| *s == 200));
+    std::thread::sleep(Duration::from_millis(200));
+    // "The disk is full": no file of the process may grow (RLIMIT_FSIZE of 1 byte); writes fail
+    // with EFBIG, and SIGXFSZ must not kill the gateway.
+    let pid = gw.child.id().to_string();
+    let limit = |value: &str| {
+        let ok = Command::new("prlimit")
+            .args(["--pid", &pid, &format!("--fsize={value}")])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "prlimit {value}");
+    };
+    limit("1:unlimited");
+    assert!(
+        until_status(&gw, 503, &mut seen),
+        "fail-closed refuses while writes fail"
+    );
+    assert!(
+        gw.child.try_wait().unwrap().is_none(),
+        "the gateway survived SIGXFSZ"
+    );
+    limit("unlimited:unlimited");
+    assert!(
+        until_status(&gw, 200, &mut seen),
+        "served again once writes succeed"
+    );
+    gw.terminate();
+    assert_eq!(gw.wait_exit(Duration::from_secs(15)), Some(0));
+    // Every answered request is recorded: served ones in the ledger, all of them in the audit
+    // log, whose chain has neither a gap nor half a line.
+    let served = seen.iter().filter(|s| **s == 200).count() as u64;
+    assert_eq!(
+        spend(&db, "identity")[0]["requests"].as_u64().unwrap(),
+        served
+    );
+    let (ok, msg) = verify(&[dir.path().join("audit.jsonl")]);
+    assert!(ok, "{msg}");
+    assert!(
+        msg.contains(&format!("{} lines", seen.len())),
+        "{msg} vs {} requests",
+        seen.len()
     );
 }

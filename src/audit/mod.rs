@@ -159,15 +159,19 @@ pub fn start(
     let (seq, prev, first_seq) = chain_tail(path)?;
     let file = OpenOptions::new().create(true).append(true).open(path)?;
     let (tx, rx) = flume::bounded::<Queued>(QUEUE);
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
     let mut writer = Writer {
         path: path.to_path_buf(),
         file,
-        size: std::fs::metadata(path).map_or(0, |m| m.len()),
+        size,
+        written: size,
         max_bytes,
         seq,
         prev,
         first_seq,
         sync,
+        pending: Vec::new(),
+        waiting: Vec::new(),
     };
     let handle = std::thread::Builder::new()
         .name("sluice-audit".into())
@@ -184,71 +188,110 @@ pub fn start(
 struct Writer {
     path: PathBuf,
     file: File,
+    /// Bytes of the current file, counting the pending lines.
     size: u64,
+    /// Bytes of the current file known to be written.
+    written: u64,
     max_bytes: u64,
     /// The next line's sequence number.
     seq: u64,
-    /// The hash of the last line written.
+    /// The hash of the last line (pending or written).
     prev: String,
     /// The `seq` of the current file's first line (names the file when it is rotated).
     first_seq: u64,
     /// Sync after each write and acknowledge waiters (`store.durability = "sync"`).
     sync: bool,
+    /// Chained lines not yet written: kept across failed writes (a full disk) and retried, so
+    /// the chain on disk never has a gap or half a line.
+    pending: Vec<u8>,
+    /// Who waits for the pending lines (sync mode).
+    waiting: Vec<flume::Sender<()>>,
 }
+
+/// Pending bytes beyond which the writer stops taking events from the queue (they wait there,
+/// and past the queue's bound are counted as dropped).
+const MAX_PENDING: usize = 8 << 20;
 
 impl Writer {
     fn run(&mut self, rx: flume::Receiver<Queued>) {
+        let mut failing = false;
         loop {
-            let mut out = Vec::new();
             let mut closed = false;
-            let mut waiting = Vec::new();
-            if self.sync {
+            if self.sync && self.pending.is_empty() {
                 // Someone may be waiting: wake on the first event, not on a timer.
                 match rx.recv_timeout(TICK) {
-                    Ok(q) => self.take(q, &mut out, &mut waiting),
+                    Ok(q) => self.take(q),
                     Err(flume::RecvTimeoutError::Timeout) => continue,
                     Err(flume::RecvTimeoutError::Disconnected) => closed = true,
                 }
             }
-            while !closed {
+            while !closed && self.pending.len() < MAX_PENDING {
                 match rx.try_recv() {
-                    Ok(q) => self.take(q, &mut out, &mut waiting),
+                    Ok(q) => self.take(q),
                     Err(flume::TryRecvError::Empty) => break,
                     Err(flume::TryRecvError::Disconnected) => closed = true,
                 }
             }
-            if !out.is_empty() {
-                let written = self.file.write_all(&out).and_then(|()| {
-                    if self.sync {
-                        self.file.sync_data()
-                    } else {
-                        Ok(())
+            match self.flush() {
+                Ok(()) => {
+                    if failing {
+                        tracing::warn!("the audit log is writable again");
                     }
-                });
-                match written {
-                    Ok(()) => waiting.into_iter().for_each(|ack| {
-                        let _ = ack.send(());
-                    }),
-                    Err(e) => tracing::error!(error = %e, "cannot write the audit log"),
+                    failing = false;
                 }
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::error!(error = %e, pending = self.pending.len(), "cannot write the audit log; keeping the lines and retrying");
+                }
+                Err(_) => {}
             }
             if closed {
+                let _ = self.flush();
                 let _ = self.file.sync_all();
                 return;
             }
-            if !self.sync {
+            if !self.sync || !self.pending.is_empty() {
                 #[expect(clippy::disallowed_methods, reason = "the audit writer's own thread")]
                 std::thread::sleep(TICK);
             }
         }
     }
 
-    fn take(&mut self, q: Queued, out: &mut Vec<u8>, waiting: &mut Vec<flume::Sender<()>>) {
-        self.append(&q.event, out);
-        waiting.extend(q.ack);
+    fn take(&mut self, q: Queued) {
+        self.append(&q.event);
+        self.waiting.extend(q.ack);
     }
 
-    fn append(&mut self, event: &AuditEvent, out: &mut Vec<u8>) {
+    /// Writes the pending lines (synced in sync mode) and acknowledges their waiters; on a
+    /// failure, cuts off whatever part of them reached the file and keeps them pending.
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let written = self.file.write_all(&self.pending).and_then(|()| {
+            if self.sync {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        match written {
+            Ok(()) => {
+                self.pending.clear();
+                self.written = self.size;
+                for ack in self.waiting.drain(..) {
+                    let _ = ack.send(());
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.file.set_len(self.written);
+                Err(e)
+            }
+        }
+    }
+
+    fn append(&mut self, event: &AuditEvent) {
         let line = Line {
             seq: self.seq,
             prev: &self.prev,
@@ -258,24 +301,27 @@ impl Writer {
             return;
         };
         if self.size + text.len() as u64 + 1 > self.max_bytes && self.size > 0 {
-            self.rotate(out);
+            self.rotate();
         }
         self.prev = hex::encode(Sha256::digest(text.as_bytes()));
         self.seq += 1;
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'\n');
+        self.pending.extend_from_slice(text.as_bytes());
+        self.pending.push(b'\n');
         self.size += text.len() as u64 + 1;
     }
 
     /// Writes what is pending to the current file, then starts a new one (the chain goes on).
-    fn rotate(&mut self, out: &mut Vec<u8>) {
+    /// If that fails the current file simply grows past its limit for now.
+    fn rotate(&mut self) {
+        if self.flush().is_err() {
+            return;
+        }
         // Named by the first line's seq, zero-padded: unique (two rotations in one millisecond
         // must not overwrite each other) and in chain order when sorted by name.
         let rotated = PathBuf::from(format!("{}.{:020}", self.path.display(), self.first_seq));
         let done = self
             .file
-            .write_all(out)
-            .and_then(|()| self.file.sync_all())
+            .sync_all()
             .and_then(|()| std::fs::rename(&self.path, &rotated))
             .and_then(|()| {
                 OpenOptions::new()
@@ -285,9 +331,9 @@ impl Writer {
             });
         match done {
             Ok(file) => {
-                out.clear();
                 self.file = file;
                 self.size = 0;
+                self.written = 0;
                 self.first_seq = self.seq;
             }
             Err(e) => tracing::error!(error = %e, "cannot rotate the audit log"),

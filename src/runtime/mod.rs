@@ -235,14 +235,21 @@ pub fn raise_fd_limit() -> u64 {
 }
 
 /// Blocks the calling thread until SIGTERM or SIGINT, calling `on_hangup` for each SIGHUP.
+/// SIGXFSZ (a file reached the size limit) is caught so it does not kill the process: the
+/// write fails instead, and the ledger and audit log keep their records and retry.
 pub fn wait_for_termination(mut on_hangup: impl FnMut()) -> std::io::Result<i32> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGXFSZ};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGXFSZ])?;
+    let mut file_limit_reported = false;
     for signal in signals.forever() {
-        if signal == SIGHUP {
-            on_hangup();
-        } else {
-            return Ok(signal);
+        match signal {
+            SIGHUP => on_hangup(),
+            SIGXFSZ if !file_limit_reported => {
+                file_limit_reported = true;
+                tracing::error!("a file reached the process's size limit (RLIMIT_FSIZE): writes fail until it is raised");
+            }
+            SIGXFSZ => {}
+            _ => return Ok(signal),
         }
     }
     Ok(SIGTERM)

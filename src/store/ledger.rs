@@ -216,11 +216,15 @@ fn write_loop(
                             let _ = ack.send(());
                         }
                     }
-                    healthy.store(true, Ordering::Relaxed);
+                    if !healthy.swap(true, Ordering::Relaxed) {
+                        tracing::warn!("spend ledger commits again; the held records are stored");
+                    }
                 }
                 Err(e) => {
-                    healthy.store(false, Ordering::Relaxed);
-                    tracing::error!(error = %e, pending = batch.len(), "spend ledger commit failed; will retry");
+                    // Said once per failure episode (a full disk would otherwise fill the log).
+                    if healthy.swap(false, Ordering::Relaxed) {
+                        tracing::error!(error = %e, pending = batch.len(), "spend ledger commit failed; holding the records and retrying");
+                    }
                 }
             }
         }

@@ -385,6 +385,53 @@ impl Client {
         self.read_response_for("POST")
     }
 
+    /// Reads one response to a POST and returns it only if it arrived whole: a chunked body
+    /// up to its last chunk, a Content-Length body to its last byte (`None` when the
+    /// connection ended first).
+    pub fn read_whole_response(&mut self) -> Option<Response> {
+        let head = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 128];
+            let mut resp = httparse::Response::new(&mut headers);
+            if let Ok(httparse::Status::Complete(len)) = resp.parse(&self.buf) {
+                let status = resp.code.unwrap();
+                let headers: Vec<(String, String)> = resp
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                self.buf.drain(..len);
+                break Response {
+                    status,
+                    headers,
+                    body: Vec::new(),
+                };
+            }
+            if self.fill() == 0 {
+                return None;
+            }
+        };
+        let mut resp = head;
+        if resp.header("transfer-encoding").is_some() {
+            let mut body = Vec::new();
+            let whole = self.read_chunks(|_, data| body.extend_from_slice(data));
+            resp.body = body;
+            return whole.then_some(resp);
+        }
+        let len: usize = resp.header("content-length")?.parse().ok()?;
+        while self.buf.len() < len {
+            if self.fill() == 0 {
+                return None;
+            }
+        }
+        resp.body = self.buf.drain(..len).collect();
+        Some(resp)
+    }
+
     fn read_chunked(&mut self) -> Vec<u8> {
         let mut body = Vec::new();
         loop {
