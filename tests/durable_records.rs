@@ -396,16 +396,18 @@ fn status_of_one_request(gw: &Gateway) -> u16 {
     client.read_response().unwrap().status
 }
 
+/// A gateway whose store is set to refuse requests while the ledger cannot commit.
+fn fail_closed_gateway(mock: &Proc, dir: &Path) -> Gateway {
+    gateway(
+        &mock.url(),
+        &config(dir, "").replace("[audit]", "on_failure = \"closed\"\n[audit]"),
+    )
+}
+
 /// Polls (bounded) until a request gets `want`; returns whether it did.
 fn eventually_status(gw: &Gateway, want: u16, within: Duration) -> bool {
-    let deadline = std::time::Instant::now() + within;
-    while std::time::Instant::now() < deadline {
-        if status_of_one_request(gw) == want {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
+    let tries = (within.as_millis() / 100).max(1) as usize;
+    until_status(gw, want, tries, &mut Vec::new())
 }
 
 #[test]
@@ -413,10 +415,7 @@ fn fail_closed_refuses_while_the_ledger_cannot_commit_and_loses_nothing() {
     let mock = mock(&["--no-request-log"]);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ledger.db");
-    let mut gw = gateway(
-        &mock.url(),
-        &config(dir.path(), "").replace("[audit]", "on_failure = \"closed\"\n[audit]"),
-    );
+    let mut gw = fail_closed_gateway(&mock, dir.path());
     assert_eq!(status_of_one_request(&gw), 200);
     // Another process takes the write lock: the ledger's next commit times out (SQLITE_BUSY).
     let blocker = rusqlite::Connection::open(&db).unwrap();
@@ -452,9 +451,10 @@ fn fail_closed_refuses_while_the_ledger_cannot_commit_and_loses_nothing() {
     );
 }
 
-/// Sends requests (100 ms apart, bounded) until one gets `want`; counts every status seen.
-fn until_status(gw: &Gateway, want: u16, seen: &mut Vec<u16>) -> bool {
-    for _ in 0..300 {
+/// Sends requests (100 ms apart, at most `tries`) until one gets `want`; keeps every status
+/// seen.
+fn until_status(gw: &Gateway, want: u16, tries: usize, seen: &mut Vec<u16>) -> bool {
+    for _ in 0..tries {
         let status = status_of_one_request(gw);
         seen.push(status);
         if status == want {
@@ -470,10 +470,7 @@ fn a_full_disk_is_refused_when_closed_and_nothing_is_lost_once_space_returns() {
     let mock = mock(&["--no-request-log"]);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ledger.db");
-    let mut gw = gateway(
-        &mock.url(),
-        &config(dir.path(), "").replace("[audit]", "on_failure = \"closed\"\n[audit]"),
-    );
+    let mut gw = fail_closed_gateway(&mock, dir.path());
     let mut seen: Vec<u16> = (0..5).map(|_| status_of_one_request(&gw)).collect();
     assert!(seen.iter().all(|s| *s == 200));
     std::thread::sleep(Duration::from_millis(200));
@@ -490,7 +487,7 @@ fn a_full_disk_is_refused_when_closed_and_nothing_is_lost_once_space_returns() {
     };
     limit("1:unlimited");
     assert!(
-        until_status(&gw, 503, &mut seen),
+        until_status(&gw, 503, 300, &mut seen),
         "fail-closed refuses while writes fail"
     );
     assert!(
@@ -499,7 +496,7 @@ fn a_full_disk_is_refused_when_closed_and_nothing_is_lost_once_space_returns() {
     );
     limit("unlimited:unlimited");
     assert!(
-        until_status(&gw, 200, &mut seen),
+        until_status(&gw, 200, 300, &mut seen),
         "served again once writes succeed"
     );
     gw.terminate();

@@ -205,14 +205,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             .then_some(())
             .ok_or(BenchError::Failed("streams"));
     }
-    let mock = Server::start_self(&[
-        "mock-upstream",
-        "--listen",
-        "127.0.0.1:0",
-        "--workers",
-        "1",
-        "--no-request-log",
-    ])?;
+    let mock = start_mock()?;
     let upstream = format!("http://{}", mock.addr);
     let dir = std::env::temp_dir().join(format!("sluice-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -281,6 +274,18 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         std::fs::write(path, serde_json::to_vec_pretty(&report).unwrap_or_default())?;
     }
     Ok(())
+}
+
+/// The mock upstream as the bench runs it: one worker, no request log.
+fn start_mock() -> std::io::Result<Server> {
+    Server::start_self(&[
+        "mock-upstream",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--no-request-log",
+    ])
 }
 
 /// Governance as the bench runs it: the load's virtual key and JWT, key and team limits and a

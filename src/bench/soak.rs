@@ -84,14 +84,7 @@ impl Drop for TempDir {
 }
 
 fn rig(args: &BenchArgs, name: &str) -> Result<Rig, BenchError> {
-    let mock = Server::start_self(&[
-        "mock-upstream",
-        "--listen",
-        "127.0.0.1:0",
-        "--workers",
-        "1",
-        "--no-request-log",
-    ])?;
+    let mock = super::start_mock()?;
     let upstream = format!("http://{}", mock.addr);
     let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

@@ -326,8 +326,8 @@ impl Client {
         }
     }
 
-    /// Reads one response (for a request with `method`); `None` if the connection closed first.
-    pub fn read_response_for(&mut self, method: &str) -> Option<Response> {
+    /// Reads one response head (skipping 1xx ones); `None` if the connection closed first.
+    fn next_head(&mut self) -> Option<Response> {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; 128];
             let mut resp = httparse::Response::new(&mut headers);
@@ -347,38 +347,39 @@ impl Client {
                 if (100..200).contains(&status) {
                     continue;
                 }
-                let find = |n: &str| {
-                    headers
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(n))
-                        .map(|(_, v)| v.clone())
-                };
-                let body = if method == "HEAD" || status == 204 || status == 304 {
-                    Vec::new()
-                } else if find("transfer-encoding").is_some() {
-                    self.read_chunked()
-                } else if let Some(len) = find("content-length") {
-                    let len: usize = len.parse().unwrap();
-                    while self.buf.len() < len {
-                        if self.fill() == 0 {
-                            panic!("body truncated");
-                        }
-                    }
-                    self.buf.drain(..len).collect()
-                } else {
-                    while self.fill() > 0 {}
-                    std::mem::take(&mut self.buf)
-                };
                 return Some(Response {
                     status,
                     headers,
-                    body,
+                    body: Vec::new(),
                 });
             }
             if self.fill() == 0 {
                 return None;
             }
         }
+    }
+
+    /// Reads one response (for a request with `method`); `None` if the connection closed first.
+    pub fn read_response_for(&mut self, method: &str) -> Option<Response> {
+        let mut resp = self.next_head()?;
+        let status = resp.status;
+        resp.body = if method == "HEAD" || status == 204 || status == 304 {
+            Vec::new()
+        } else if resp.header("transfer-encoding").is_some() {
+            self.read_chunked()
+        } else if let Some(len) = resp.header("content-length") {
+            let len: usize = len.parse().unwrap();
+            while self.buf.len() < len {
+                if self.fill() == 0 {
+                    panic!("body truncated");
+                }
+            }
+            self.buf.drain(..len).collect()
+        } else {
+            while self.fill() > 0 {}
+            std::mem::take(&mut self.buf)
+        };
+        Some(resp)
     }
 
     pub fn read_response(&mut self) -> Option<Response> {
@@ -389,32 +390,7 @@ impl Client {
     /// up to its last chunk, a Content-Length body to its last byte (`None` when the
     /// connection ended first).
     pub fn read_whole_response(&mut self) -> Option<Response> {
-        let head = loop {
-            let mut headers = [httparse::EMPTY_HEADER; 128];
-            let mut resp = httparse::Response::new(&mut headers);
-            if let Ok(httparse::Status::Complete(len)) = resp.parse(&self.buf) {
-                let status = resp.code.unwrap();
-                let headers: Vec<(String, String)> = resp
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_string(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
-                self.buf.drain(..len);
-                break Response {
-                    status,
-                    headers,
-                    body: Vec::new(),
-                };
-            }
-            if self.fill() == 0 {
-                return None;
-            }
-        };
+        let head = self.next_head()?;
         let mut resp = head;
         if resp.header("transfer-encoding").is_some() {
             let mut body = Vec::new();
