@@ -418,14 +418,7 @@ async fn respond<S: AsyncWriteRent>(
         }
     }
     if let Some(status) = b.status {
-        return write_json(
-            stream,
-            status,
-            &responses::error_json(status),
-            b.close,
-            state.args.retry_after,
-        )
-        .await;
+        return write_status(stream, status, b, state).await;
     }
     if head.method == Method::Head {
         // What a GET would carry, announced but not sent (RFC 9110 9.3.2).
@@ -473,6 +466,23 @@ async fn respond<S: AsyncWriteRent>(
 
 /// Bedrock InvokeModel: authenticated by SigV4 (or a Bedrock API key) when the mock was given
 /// keys; answers JSON, or an event-stream for `invoke-with-response-stream`.
+/// An Anthropic error body with `status` (and `retry-after` for 429/529, as configured).
+async fn write_status<S: AsyncWriteRent>(
+    stream: &mut S,
+    status: u16,
+    b: &Behavior,
+    state: &MockState,
+) -> bool {
+    write_json(
+        stream,
+        status,
+        &responses::error_json(status),
+        b.close,
+        state.args.retry_after,
+    )
+    .await
+}
+
 async fn respond_bedrock<S: AsyncWriteRent>(
     stream: &mut S,
     head: &RequestHead,
@@ -487,14 +497,7 @@ async fn respond_bedrock<S: AsyncWriteRent>(
         return write_json(stream, 403, msg.as_bytes(), b.close, 0).await;
     }
     if let Some(status) = b.status {
-        return write_json(
-            stream,
-            status,
-            &responses::error_json(status),
-            b.close,
-            state.args.retry_after,
-        )
-        .await;
+        return write_status(stream, status, b, state).await;
     }
     let (input, output) = responses::usage_for(body.len(), &b.reply);
     if !streaming {
@@ -564,14 +567,7 @@ async fn respond_vertex<S: AsyncWriteRent>(
         return write_json(stream, 401, json.as_bytes(), b.close, 0).await;
     }
     if let Some(status) = b.status {
-        return write_json(
-            stream,
-            status,
-            &responses::error_json(status),
-            b.close,
-            state.args.retry_after,
-        )
-        .await;
+        return write_status(stream, status, b, state).await;
     }
     let (input, output) = responses::usage_for(body.len(), &b.reply);
     match call {
