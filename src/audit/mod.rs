@@ -17,6 +17,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::runtime::writer_priority::{WriterPacing, WriterPriority};
+
 const QUEUE: usize = 65_536;
 const TICK: Duration = Duration::from_millis(10);
 /// The `prev` of the very first line.
@@ -149,12 +151,14 @@ impl AuditLog {
     }
 }
 
-/// Opens the audit log at `path` (continuing its chain) and starts the writer thread. With
-/// `sync`, the writer wakes on each event, syncs what it wrote, and acknowledges waiters.
+/// Opens the audit log at `path` (continuing its chain) and starts the writer thread, scheduled
+/// as `priority` says. With `sync`, the writer wakes on each event, syncs what it wrote, and
+/// acknowledges waiters (and so always runs at the normal policy).
 pub fn start(
     path: &Path,
     max_bytes: u64,
     sync: bool,
+    priority: WriterPriority,
 ) -> std::io::Result<(AuditLog, JoinHandle<()>)> {
     let (seq, prev, first_seq) = chain_tail(path)?;
     let file = OpenOptions::new().create(true).append(true).open(path)?;
@@ -175,7 +179,10 @@ pub fn start(
     };
     let handle = std::thread::Builder::new()
         .name("sluice-audit".into())
-        .spawn(move || writer.run(rx))?;
+        .spawn(move || {
+            let priority = if sync { WriterPriority::Normal } else { priority };
+            writer.run(rx, WriterPacing::start("audit", priority));
+        })?;
     Ok((
         AuditLog {
             tx: Some(tx),
@@ -213,7 +220,7 @@ struct Writer {
 const MAX_PENDING: usize = 8 << 20;
 
 impl Writer {
-    fn run(&mut self, rx: flume::Receiver<Queued>) {
+    fn run(&mut self, rx: flume::Receiver<Queued>, mut pacing: WriterPacing) {
         let mut failing = false;
         loop {
             let mut closed = false;
@@ -251,8 +258,7 @@ impl Writer {
                 return;
             }
             if !self.sync || !self.pending.is_empty() {
-                #[expect(clippy::disallowed_methods, reason = "the audit writer's own thread")]
-                std::thread::sleep(TICK);
+                pacing.sleep(TICK);
             }
         }
     }

@@ -37,6 +37,9 @@ pub struct BenchArgs {
     /// sluice's I/O driver: auto, io_uring or epoll.
     #[arg(long, default_value = "auto")]
     pub io_driver: String,
+    /// How sluice schedules its record writers: idle or normal (`server.writer_priority`).
+    #[arg(long, default_value = "idle")]
+    pub writer_priority: String,
     /// Also write the results here as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -323,7 +326,13 @@ fn start_sluice(
         clippy::disallowed_methods,
         reason = "bench set-up, not a gateway worker"
     )]
-    std::fs::write(&path, config)?;
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nwriter_priority = \"{}\"\n{config}",
+            args.writer_priority
+        ),
+    )?;
     let path = path.display().to_string();
     let workers = args.workers.to_string();
     let mut argv = vec![

@@ -18,7 +18,7 @@ impl Server {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .args(args)
-            .env("SLUICE_LOG", "warn")
+            .env("SLUICE_LOG", std::env::var("CHILD_LOG").unwrap_or("warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;

@@ -136,6 +136,8 @@ pub struct ServerFile {
     pub grace_period: String,
     /// `auto` (io_uring, falling back to epoll), `io_uring` or `epoll`.
     pub io_driver: String,
+    /// `idle`: the record writers run under SCHED_IDLE while they keep up; `normal`: never.
+    pub writer_priority: String,
 }
 
 impl Default for ServerFile {
@@ -150,6 +152,7 @@ impl Default for ServerFile {
             max_connections_per_worker: 16_384,
             grace_period: "30s".into(),
             io_driver: "auto".into(),
+            writer_priority: "idle".into(),
         }
     }
 }

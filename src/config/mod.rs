@@ -23,6 +23,7 @@ use crate::provider::google_auth::{GoogleTokenCell, ServiceAccount, TokenSource}
 use crate::provider::upstream::{
     vertex_url, AuthHeader, Credential, Provider, TlsClient, Upstream,
 };
+use crate::runtime::writer_priority::WriterPriority;
 use crate::runtime::IoDriver;
 use crate::usage::pricing::{Price, PriceTable};
 use file::FileConfig;
@@ -181,6 +182,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub workers: usize,
     pub io_driver: IoDriver,
+    /// How the record writer threads are scheduled.
+    pub writer_priority: WriterPriority,
     pub limits: Limits,
     pub timeouts: Timeouts,
     pub grace_period: Duration,
@@ -304,10 +307,21 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
             ))
         }
     };
+    let writer_priority = match file.server.writer_priority.as_str() {
+        "idle" => WriterPriority::Idle,
+        "normal" => WriterPriority::Normal,
+        other => {
+            return Err(invalid(
+                "server.writer_priority",
+                format!("`{other}`: expected `idle` or `normal`"),
+            ))
+        }
+    };
     Ok(Config {
         listen,
         workers,
         io_driver,
+        writer_priority,
         limits: build_limits(&file)?,
         timeouts: build_timeouts(&file)?,
         grace_period: duration("server.grace_period", &file.server.grace_period)?,

@@ -64,11 +64,20 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(config.listen);
     let metrics = Arc::new(crate::metrics::Metrics::default());
-    let (log, log_thread) = access_log::start(&config.access_log, Arc::clone(&metrics))
+    let (log, log_thread) = access_log::start(
+        &config.access_log,
+        Arc::clone(&metrics),
+        config.writer_priority,
+    )
         .map_err(ServeError::AccessLog)?;
     let (ledger, ledger_thread) = match &config.store.path {
         Some(path) => {
-            let (l, t) = ledger::start(path, config.store.commit_interval, config.store.durability)
+            let (l, t) = ledger::start(
+                path,
+                config.store.commit_interval,
+                config.store.durability,
+                config.writer_priority,
+            )
                 .map_err(ServeError::Ledger)?;
             (l, Some(t))
         }
@@ -83,6 +92,7 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
                 path,
                 config.audit.max_bytes,
                 config.store.durability == ledger::Durability::Sync,
+                config.writer_priority,
             )
             .map_err(ServeError::Audit)?;
             (a, Some(t))

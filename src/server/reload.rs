@@ -161,10 +161,14 @@ pub fn start_upstream_threads(config: &Config) {
 /// Refuses a reload that changes what the process set up once: sockets, threads, files.
 fn only_restart_changes(current: &Config, next: &Config) -> Result<(), ReloadError> {
     let admin = |c: &Config| c.admin.as_ref().map(|a| (a.listen, a.key_digest));
-    let checks: [(&'static str, bool); 10] = [
+    let checks: [(&'static str, bool); 11] = [
         ("server.listen", current.listen == next.listen),
         ("server.workers", current.workers == next.workers),
         ("server.io_driver", current.io_driver == next.io_driver),
+        (
+            "server.writer_priority",
+            current.writer_priority == next.writer_priority,
+        ),
         (
             "server.max_connections_per_worker",
             current.limits.max_connections_per_worker == next.limits.max_connections_per_worker,

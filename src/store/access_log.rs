@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::config::AccessLogTarget;
 use crate::metrics::{Collector, Metrics};
+use crate::runtime::writer_priority::{WriterPacing, WriterPriority};
 
 /// Records queued at most before new ones are dropped.
 const QUEUE: usize = 65_536;
@@ -169,11 +170,13 @@ impl AccessLog {
     }
 }
 
-/// Starts the writer thread for `target`; it also folds every record into `metrics`, so it
-/// runs even when the log itself is off. Dropping every [`AccessLog`] clone ends it.
+/// Starts the writer thread for `target`, scheduled as `priority` says; it also folds every
+/// record into `metrics`, so it runs even when the log itself is off. Dropping every
+/// [`AccessLog`] clone ends it.
 pub fn start(
     target: &AccessLogTarget,
     metrics: Arc<Metrics>,
+    priority: WriterPriority,
 ) -> std::io::Result<(AccessLog, JoinHandle<()>)> {
     let sink: Option<Box<dyn Write + Send>> = match target {
         AccessLogTarget::Off => None,
@@ -185,7 +188,7 @@ pub fn start(
     let (tx, rx) = flume::bounded::<AccessRecord>(QUEUE);
     let handle = std::thread::Builder::new()
         .name("sluice-access-log".into())
-        .spawn(move || write_loop(rx, sink, metrics))?;
+        .spawn(move || write_loop(rx, sink, metrics, WriterPacing::start("access-log", priority)))?;
     Ok((
         AccessLog {
             tx: Some(tx),
@@ -203,6 +206,7 @@ fn write_loop(
     rx: flume::Receiver<AccessRecord>,
     sink: Option<Box<dyn Write + Send>>,
     metrics: Arc<Metrics>,
+    mut pacing: WriterPacing,
 ) {
     let mut collector = Collector::new(metrics);
     let mut out = sink.map(|sink| BufWriter::with_capacity(64 * 1024, sink));
@@ -222,11 +226,7 @@ fn write_loop(
         if closed {
             return;
         }
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "the writer's own thread, not a worker"
-        )]
-        std::thread::sleep(DRAIN_INTERVAL);
+        pacing.sleep(DRAIN_INTERVAL);
     }
 }
 

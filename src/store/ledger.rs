@@ -24,6 +24,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection};
 
 use super::access_log::AccessRecord;
+use crate::runtime::writer_priority::{WriterPacing, WriterPriority};
 
 /// Records queued at most before the ledger counts as behind.
 const QUEUE: usize = 65_536;
@@ -147,11 +148,13 @@ impl Ledger {
     }
 }
 
-/// Opens (creating if needed) the ledger at `path` and starts its thread.
+/// Opens (creating if needed) the ledger at `path` and starts its thread (scheduled as
+/// `priority` says, but always at the normal policy in sync durability: responses wait for it).
 pub fn start(
     path: &Path,
     commit_interval: Duration,
     durability: Durability,
+    priority: WriterPriority,
 ) -> Result<(Ledger, JoinHandle<()>), LedgerError> {
     let conn = open(path, durability)?;
     let (tx, rx) = flume::bounded::<Entry>(QUEUE);
@@ -159,7 +162,14 @@ pub fn start(
     let flag = Arc::clone(&healthy);
     let handle = std::thread::Builder::new()
         .name("sluice-ledger".into())
-        .spawn(move || write_loop(conn, rx, commit_interval, durability, flag))
+        .spawn(move || {
+            let priority = match durability {
+                Durability::Interval => priority,
+                Durability::Sync => WriterPriority::Normal,
+            };
+            let pacing = WriterPacing::start("ledger", priority);
+            write_loop(conn, rx, commit_interval, durability, flag, pacing);
+        })
         .map_err(LedgerError::Thread)?;
     Ok((
         Ledger {
@@ -196,6 +206,7 @@ fn write_loop(
     every: Duration,
     durability: Durability,
     healthy: Arc<AtomicBool>,
+    mut pacing: WriterPacing,
 ) {
     let mut batch: Vec<Entry> = Vec::new();
     loop {
@@ -246,11 +257,7 @@ fn write_loop(
             return;
         }
         if durability == Durability::Interval || !batch.is_empty() {
-            #[expect(
-                clippy::disallowed_methods,
-                reason = "the ledger's own thread, not a worker"
-            )]
-            std::thread::sleep(every);
+            pacing.sleep(every);
         }
     }
 }

@@ -1,0 +1,223 @@
+//! The record writers (access log, spend ledger, audit log) run under `SCHED_IDLE` while they
+//! keep up, so they never stand between a worker and its core.
+//!
+//! Why: where the writers share cores with the workers, a writer's burst each tick (a SQLite
+//! commit, a batch of hashed audit lines) now and then holds the very core a worker is about to
+//! be woken on, and the worker waits for the burst to end. On the 2-core bench machine that wait
+//! was the whole of governance's p99 cost (+70–110 µs). Under `SCHED_IDLE` a waking worker
+//! preempts the writer at once, and the scheduler counts a core that runs only idle-policy
+//! threads as free when it places a wake-up.
+//!
+//! The price: an idle-policy thread gets almost no CPU while every core is busy. So a writer
+//! that wakes more than 10 ms late returns to the normal policy at once, and goes back to idle
+//! only after its ticks have been on time for a second. The moment a node saturates, one
+//! wake-up can still come late (the scheduler's share for an idle thread: up to about a second
+//! on 2 busy cores), and in that moment the ledger's durability window is as much longer.
+//! `server.writer_priority = "normal"` keeps the writers at the normal policy throughout; writers
+//! in `store.durability = "sync"` always are (a response's last byte waits for them).
+//!
+//! Leaving `SCHED_IDLE` takes `CAP_SYS_NICE` or an `RLIMIT_NICE` of at least 20 (systemd:
+//! `LimitNICE=+0`). A process with neither never enters it, since it could not come back.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use thread_priority::{
+    set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy, ThreadPriority,
+    ThreadPriorityOsValue, ThreadSchedulePolicy,
+};
+
+/// How the writer threads are scheduled (`server.writer_priority`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriterPriority {
+    /// `SCHED_IDLE` while the writer keeps up, the normal policy while it is behind.
+    Idle,
+    /// The normal policy always.
+    Normal,
+}
+
+/// A wake-up later than this counts as on time (timer slack and an ordinary scheduling delay).
+const ON_TIME: Duration = Duration::from_millis(2);
+
+/// A wake-up this late means the cores are saturated: an idle-policy writer would starve.
+const STARVED: Duration = Duration::from_millis(10);
+
+/// How long ticks must stay on time before a writer that fell behind goes back to idle.
+const CALM_FOR: Duration = Duration::from_secs(1);
+
+/// One writer thread's scheduling: its ticks, and the policy they call for.
+pub struct WriterPacing {
+    name: &'static str,
+    pace: Option<Pace>,
+}
+
+impl WriterPacing {
+    /// Called first thing on the writer's own thread: enters `SCHED_IDLE` when `wanted` says so
+    /// and the process may leave it again.
+    pub fn start(name: &'static str, wanted: WriterPriority) -> Self {
+        let adaptive = wanted == WriterPriority::Idle && may_leave_idle();
+        let mut pacing = Self {
+            name,
+            pace: adaptive.then(Pace::default),
+        };
+        if adaptive {
+            pacing.apply(true);
+        }
+        pacing
+    }
+
+    /// Sleeps one tick, then moves between the idle and the normal policy by how late it woke.
+    pub fn sleep(&mut self, tick: Duration) {
+        let due = Instant::now() + tick;
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a writer's own thread, not a worker"
+        )]
+        std::thread::sleep(tick);
+        let now = Instant::now();
+        let late = now.saturating_duration_since(due);
+        let change = self.pace.as_mut().and_then(|pace| pace.after_wake(late, now));
+        if let Some(idle) = change {
+            tracing::debug!(writer = self.name, idle, late_us = late.as_micros() as u64, "writer scheduling policy changes");
+            self.apply(idle);
+        }
+    }
+
+    fn apply(&mut self, idle: bool) {
+        match set_policy(idle) {
+            Ok(()) => {}
+            Err(error) => {
+                // Should not happen after the probe; stay where we are and stop adapting.
+                tracing::warn!(writer = self.name, ?error, "cannot change the writer's scheduling policy");
+                self.pace = None;
+            }
+        }
+    }
+}
+
+/// The decision, apart from the system calls: idle while ticks are on time, normal from the
+/// first wake-up that comes [`STARVED`] late until ticks have been on time for [`CALM_FOR`].
+#[derive(Debug)]
+struct Pace {
+    idle: bool,
+    /// Since when a writer at the normal policy has woken on time.
+    calm_since: Option<Instant>,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Self {
+            idle: true,
+            calm_since: None,
+        }
+    }
+}
+
+impl Pace {
+    /// The policy to switch to after a wake-up `late` past its due time (`Some(idle)`), if any.
+    fn after_wake(&mut self, late: Duration, now: Instant) -> Option<bool> {
+        if late > STARVED {
+            self.calm_since = None;
+            return self.switch(false);
+        }
+        if self.idle {
+            return None;
+        }
+        if late > ON_TIME {
+            self.calm_since = None;
+            return None;
+        }
+        let since = *self.calm_since.get_or_insert(now);
+        if now.duration_since(since) >= CALM_FOR {
+            self.calm_since = None;
+            return self.switch(true);
+        }
+        None
+    }
+
+    fn switch(&mut self, idle: bool) -> Option<bool> {
+        (self.idle != idle).then(|| {
+            self.idle = idle;
+            idle
+        })
+    }
+}
+
+/// Whether a thread of this process can enter `SCHED_IDLE` and leave it again (tried once, on a
+/// thread of its own).
+fn may_leave_idle() -> bool {
+    static ALLOWED: OnceLock<bool> = OnceLock::new();
+    *ALLOWED.get_or_init(|| {
+        let probe = std::thread::Builder::new()
+            .name("sluice-sched-probe".into())
+            .spawn(|| set_policy(true).is_ok() && set_policy(false).is_ok());
+        let allowed = probe.ok().and_then(|t| t.join().ok()).unwrap_or(false);
+        if !allowed {
+            tracing::info!("record writers stay at the normal scheduling policy: leaving SCHED_IDLE needs CAP_SYS_NICE or RLIMIT_NICE >= 20 (systemd: LimitNICE=+0)");
+        }
+        allowed
+    })
+}
+
+fn set_policy(idle: bool) -> Result<(), thread_priority::Error> {
+    let policy = if idle {
+        NormalThreadSchedulePolicy::Idle
+    } else {
+        NormalThreadSchedulePolicy::Other
+    };
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Os(ThreadPriorityOsValue::default()),
+        ThreadSchedulePolicy::Normal(policy),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn stays_idle_while_ticks_are_on_time_or_a_little_late() {
+        let mut pace = Pace::default();
+        let t0 = Instant::now();
+        for (i, late) in [0, 1, 5, 9, 10].into_iter().enumerate() {
+            assert_eq!(pace.after_wake(ms(late), t0 + ms(i as u64 * 10)), None);
+        }
+        assert!(pace.idle);
+    }
+
+    #[test]
+    fn a_wake_up_ten_ms_late_returns_to_normal_at_once() {
+        let mut pace = Pace::default();
+        assert_eq!(pace.after_wake(ms(11), Instant::now()), Some(false));
+        assert_eq!(pace.after_wake(ms(500), Instant::now()), None);
+        assert!(!pace.idle);
+    }
+
+    #[test]
+    fn goes_back_to_idle_after_a_second_of_on_time_ticks() {
+        let mut pace = Pace::default();
+        let t0 = Instant::now();
+        assert_eq!(pace.after_wake(ms(50), t0), Some(false));
+        // On time, but a late tick in between starts the second again.
+        assert_eq!(pace.after_wake(ms(0), t0 + ms(10)), None);
+        assert_eq!(pace.after_wake(ms(0), t0 + ms(600)), None);
+        assert_eq!(pace.after_wake(ms(3), t0 + ms(700)), None);
+        assert_eq!(pace.after_wake(ms(0), t0 + ms(1200)), None);
+        assert_eq!(pace.after_wake(ms(1), t0 + ms(2199)), None);
+        assert_eq!(pace.after_wake(ms(1), t0 + ms(2200)), Some(true));
+        assert!(pace.idle);
+    }
+
+    #[test]
+    fn normal_priority_never_adapts() {
+        let mut pacing = WriterPacing::start("test", WriterPriority::Normal);
+        assert!(pacing.pace.is_none());
+        pacing.sleep(Duration::ZERO);
+        assert!(pacing.pace.is_none());
+    }
+}
