@@ -180,7 +180,11 @@ pub fn start(
     let handle = std::thread::Builder::new()
         .name("sluice-audit".into())
         .spawn(move || {
-            let priority = if sync { WriterPriority::Normal } else { priority };
+            let priority = if sync {
+                WriterPriority::Normal
+            } else {
+                priority
+            };
             writer.run(rx, WriterPacing::start("audit", priority));
         })?;
     Ok((

@@ -18,7 +18,10 @@ impl Server {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .args(args)
-            .env("SLUICE_LOG", std::env::var("CHILD_LOG").unwrap_or("warn".into()))
+            .env(
+                "SLUICE_LOG",
+                std::env::var("SLUICE_BENCH_CHILD_LOG").unwrap_or("warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
@@ -106,7 +109,7 @@ impl Nginx {
         let dir = std::env::temp_dir().join(format!("sluice-bench-nginx-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("logs")).ok()?;
         let conf = format!(
-            "worker_processes 1;\nmaster_process off;\ndaemon off;\nerror_log {d}/logs/error.log;\npid {d}/nginx.pid;\nevents {{ worker_connections 4096; }}\nhttp {{\n log_format combined_times '$remote_addr - [$time_local] \"$request\" $status $body_bytes_sent $request_time $upstream_response_time';\n access_log {d}/logs/access.log combined_times;\n client_body_temp_path {d};\n proxy_temp_path {d};\n upstream mock {{ server {upstream}; keepalive 128; }}\n server {{\n  listen 127.0.0.1:{port};\n  client_max_body_size 32m;\n  client_body_buffer_size 1m;\n  location / {{ proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; proxy_request_buffering on; }}\n }}\n}}\n",
+            "worker_processes 1;\nmaster_process off;\ndaemon off;\nerror_log {d}/logs/error.log;\npid {d}/nginx.pid;\nevents {{ worker_connections 4096; }}\nhttp {{\n log_format combined_times '$remote_addr - [$time_local] \"$request\" $status $body_bytes_sent $request_time $upstream_response_time';\n access_log {d}/logs/access.log combined_times;\n client_body_temp_path {d};\n proxy_temp_path {d};\n upstream mock {{ server {upstream}; keepalive 128; keepalive_requests 100000000; }}\n server {{\n  listen 127.0.0.1:{port};\n  keepalive_requests 100000000;\n  client_max_body_size 32m;\n  client_body_buffer_size 1m;\n  location / {{ proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; proxy_request_buffering on; }}\n }}\n}}\n",
             d = dir.display()
         );
         let conf_path = dir.join("nginx.conf");

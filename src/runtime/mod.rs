@@ -7,9 +7,9 @@
 //! included) and close, and a worker whose connections have not finished within the grace
 //! period is abandoned as the process exits.
 
-pub mod writer_priority;
 pub mod listener;
 pub mod local_shutdown;
+pub mod writer_priority;
 
 pub use local_shutdown::LocalShutdown;
 

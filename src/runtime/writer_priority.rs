@@ -76,9 +76,17 @@ impl WriterPacing {
         std::thread::sleep(tick);
         let now = Instant::now();
         let late = now.saturating_duration_since(due);
-        let change = self.pace.as_mut().and_then(|pace| pace.after_wake(late, now));
+        let change = self
+            .pace
+            .as_mut()
+            .and_then(|pace| pace.after_wake(late, now));
         if let Some(idle) = change {
-            tracing::debug!(writer = self.name, idle, late_us = late.as_micros() as u64, "writer scheduling policy changes");
+            tracing::debug!(
+                writer = self.name,
+                idle,
+                late_us = late.as_micros() as u64,
+                "writer scheduling policy changes"
+            );
             self.apply(idle);
         }
     }
@@ -88,7 +96,11 @@ impl WriterPacing {
             Ok(()) => {}
             Err(error) => {
                 // Should not happen after the probe; stay where we are and stop adapting.
-                tracing::warn!(writer = self.name, ?error, "cannot change the writer's scheduling policy");
+                tracing::warn!(
+                    writer = self.name,
+                    ?error,
+                    "cannot change the writer's scheduling policy"
+                );
                 self.pace = None;
             }
         }

@@ -69,7 +69,7 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
         Arc::clone(&metrics),
         config.writer_priority,
     )
-        .map_err(ServeError::AccessLog)?;
+    .map_err(ServeError::AccessLog)?;
     let (ledger, ledger_thread) = match &config.store.path {
         Some(path) => {
             let (l, t) = ledger::start(
@@ -78,7 +78,7 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
                 config.store.durability,
                 config.writer_priority,
             )
-                .map_err(ServeError::Ledger)?;
+            .map_err(ServeError::Ledger)?;
             (l, Some(t))
         }
         None => (ledger::Ledger::off(), None),

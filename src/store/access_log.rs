@@ -188,7 +188,14 @@ pub fn start(
     let (tx, rx) = flume::bounded::<AccessRecord>(QUEUE);
     let handle = std::thread::Builder::new()
         .name("sluice-access-log".into())
-        .spawn(move || write_loop(rx, sink, metrics, WriterPacing::start("access-log", priority)))?;
+        .spawn(move || {
+            write_loop(
+                rx,
+                sink,
+                metrics,
+                WriterPacing::start("access-log", priority),
+            )
+        })?;
     Ok((
         AccessLog {
             tx: Some(tx),
