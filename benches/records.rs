@@ -1,0 +1,122 @@
+//! What the durable records cost per request, off the hot path: the spend ledger's writer
+//! (queue → SQLite batch commit, running totals) and the audit writer (JSON line, SHA-256
+//! chain, write). Each iteration queues a batch of records shaped like the governance bench's
+//! and waits until the writer has stored them all; the figure per element is the writer
+//! thread's cost per request, which is what governance adds to a node's CPU.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark set-up")]
+
+use std::time::{Duration, Instant, SystemTime};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sluice::audit::AuditEvent;
+use sluice::runtime::writer_priority::WriterPriority;
+use sluice::store::access_log::AccessRecord;
+use sluice::store::ledger::{self, Durability};
+
+/// Records per iteration: one commit-interval's worth at a high request rate, several times.
+const BATCH: usize = 20_000;
+
+fn record(i: usize) -> AccessRecord {
+    AccessRecord {
+        time: SystemTime::now(),
+        request_id: format!("req_sluice_660ec5e668268000{i:09x}"),
+        method: "POST",
+        path: "/v1/messages?beta=true".into(),
+        operation: "messages",
+        identity: if i.is_multiple_of(2) {
+            "key:bench"
+        } else {
+            "jwt:bench-user"
+        }
+        .into(),
+        user: (!i.is_multiple_of(2)).then(|| "bench-user".into()),
+        team: Some("bench".into()),
+        format: "anthropic",
+        model: Some("claude-haiku-4-5".into()),
+        upstream: Some("anthropic".into()),
+        status: 200,
+        input_tokens: 22,
+        output_tokens: 1,
+        cost_pico: 27_000_000,
+        total_us: 1412,
+        ttfb_us: Some(842),
+        attempts: 1,
+        ..AccessRecord::default()
+    }
+}
+
+/// The audit event the gateway writes for a forwarded request.
+fn event(r: &AccessRecord) -> AuditEvent {
+    AuditEvent {
+        kind: "request",
+        time: r.time,
+        request_id: r.request_id.clone(),
+        identity: r.identity.clone(),
+        decision: "allowed",
+        status: r.status,
+        reason: None,
+        format: r.format,
+        model: r.model.clone(),
+        upstream: r.upstream.clone(),
+        fallbacks: Vec::new(),
+        detail: None,
+    }
+}
+
+fn ledger_commit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("records");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.sample_size(10);
+    let records: Vec<AccessRecord> = (0..BATCH).map(record).collect();
+    group.bench_function("ledger: queue → committed, per record", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().unwrap();
+                let (ledger, thread) = ledger::start(
+                    &dir.path().join("ledger.db"),
+                    Duration::from_millis(1),
+                    Durability::Interval,
+                    WriterPriority::Normal,
+                )
+                .unwrap();
+                let started = Instant::now();
+                for r in &records {
+                    ledger.record(r);
+                }
+                drop(ledger);
+                thread.join().unwrap();
+                total += started.elapsed();
+            }
+            total
+        });
+    });
+    group.bench_function("audit: queue → written, per line", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().unwrap();
+                let (audit, thread) = sluice::audit::start(
+                    &dir.path().join("audit.jsonl"),
+                    u64::MAX,
+                    false,
+                    WriterPriority::Normal,
+                )
+                .unwrap();
+                let started = Instant::now();
+                for r in &records {
+                    audit.record(event(r));
+                }
+                drop(audit);
+                thread.join().unwrap();
+                total += started.elapsed();
+            }
+            total
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, ledger_commit);
+criterion_main!(benches);
