@@ -1,16 +1,18 @@
 //! Micro-benchmarks of the hot path: head parse + rewrite of a real Claude Code head, the model
 //! scan over the captured 77 KB body (model first, as Claude Code sends it, and last, as the
-//! Python SDK does), the SSE usage meter and the chunked decoder.
+//! Python SDK does), the budget's `max_tokens` read (from the end and from the front), the SSE
+//! usage meter and the chunked decoder.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark set-up")]
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sluice::format::json_edit::field;
 use sluice::http1::body::ChunkedDecoder;
 use sluice::http1::rewrite::{rewrite_request, RequestRewrite};
 use sluice::http1::{parse_request, HeadLimits};
-use sluice::proxy::model_field::scan_model;
+use sluice::proxy::model_field::{scan_model, top_level_members};
 use sluice::usage::sse::SseMeter;
 
 /// The Claude Code main request from the shared captures (head, body), or a synthetic one of
@@ -85,6 +87,24 @@ fn model_scan(c: &mut Criterion) {
     let last = serde_json::to_vec(&v).unwrap();
     group.bench_function(format!("model last ({} KB)", last.len() / 1000), |b| {
         b.iter(|| black_box(scan_model(black_box(&last))))
+    });
+    group.finish();
+    // The budget reservation's `max_tokens`, which Claude Code sends after its large members.
+    let mut group = c.benchmark_group("max_tokens for the budget");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("read from the end (Claude Code)", |b| {
+        b.iter(|| black_box(field(black_box(&body), "max_tokens")))
+    });
+    group.bench_function("read from the front (every member)", |b| {
+        b.iter(|| {
+            let members = top_level_members(black_box(&body)).unwrap();
+            black_box(
+                members
+                    .iter()
+                    .find(|m| &body[m.key.clone()] == b"max_tokens")
+                    .map(|m| m.value.clone()),
+            )
+        })
     });
     group.finish();
 }

@@ -13,10 +13,12 @@
 
 use proptest::prelude::*;
 use sluice::format::eventstream::{self, Decoder};
+use sluice::format::json_edit;
+use sluice::format::json_tail::{last_member, Tail};
 use sluice::http1::body::{BodyCursor, ChunkedDecoder};
 use sluice::http1::rewrite::{rewrite_request, RequestRewrite};
 use sluice::http1::{parse_request, parse_response, BodyFraming, HeadLimits, Method};
-use sluice::proxy::model_field::{scan_model, ModelScan};
+use sluice::proxy::model_field::{scan_model, top_level_members, ModelScan};
 use sluice::usage::json::JsonMeter;
 use sluice::usage::sse::SseMeter;
 
@@ -189,6 +191,29 @@ proptest! {
     #[test]
     fn the_model_scanner_survives_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..1024)) {
         let _ = scan_model(&bytes);
+        let _ = last_member(&bytes, b"model");
+    }
+
+    /// Reading a member from the end of a body agrees with reading the body from the front.
+    #[test]
+    fn a_member_read_from_the_end_is_the_one_read_from_the_front(
+        fields in prop::collection::vec(("[a-z_]{1,12}", any_json()), 0..8),
+        pretty in any::<bool>(),
+    ) {
+        let object: serde_json::Map<String, serde_json::Value> = fields.into_iter().collect();
+        let value = serde_json::Value::Object(object.clone());
+        let body = if pretty { serde_json::to_vec_pretty(&value) } else { serde_json::to_vec(&value) }.unwrap();
+        let members = top_level_members(&body).unwrap();
+        for key in object.keys().map(String::as_str).chain(["absent"]) {
+            let front = members.iter().find(|m| &body[m.key.clone()] == key.as_bytes()).map(|m| &body[m.value.clone()]);
+            let back = match last_member(&body, key.as_bytes()) {
+                Tail::Found(r) => Some(&body[r]),
+                Tail::Absent => None,
+                Tail::Unreadable => panic!("a whole object is readable from the end"),
+            };
+            prop_assert_eq!(back, front);
+            prop_assert_eq!(json_edit::field(&body, key), front);
+        }
     }
 
     #[test]
@@ -264,6 +289,7 @@ fn any_json() -> impl Strategy<Value = serde_json::Value> {
         any::<i32>().prop_map(|n| serde_json::json!(n)),
         ".{0,20}".prop_map(serde_json::Value::String),
         Just(serde_json::json!("say \"model\": \"decoy\" {[")),
+        "[\\\\\"{}a-z]{0,6}".prop_map(serde_json::Value::String),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![

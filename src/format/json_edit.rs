@@ -2,10 +2,18 @@
 //! is copied byte for byte (re-serialising would reorder keys and re-escape strings, and the
 //! provider's prompt cache keys on the exact bytes). Only whole members are dropped or added.
 
+use super::json_tail::{last_member, Tail};
 use crate::proxy::model_field::{top_level_members, Member};
 
-/// The raw value of top-level field `key`, if present.
+/// The raw value of top-level field `key`, if present (the last such member, as JSON parsers
+/// that keep the last duplicate read it). Read from the end of the body: the fields this is
+/// asked for sit near the end of Claude Code's requests (see [`super::json_tail`]).
 pub fn field<'a>(body: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    match last_member(body, key.as_bytes()) {
+        Tail::Found(value) => return Some(&body[value]),
+        Tail::Absent => return None,
+        Tail::Unreadable => {}
+    }
     let members = top_level_members(body)?;
     members
         .iter()

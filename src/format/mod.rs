@@ -9,6 +9,7 @@
 
 pub mod eventstream;
 pub mod json_edit;
+pub mod json_tail;
 pub mod sse_split;
 
 /// The `anthropic-version` sent upstream when a Bedrock or Vertex client gave it in the body.
