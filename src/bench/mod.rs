@@ -210,8 +210,9 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     }
     let mock = start_mock()?;
     let upstream = format!("http://{}", mock.addr);
-    let dir = std::env::temp_dir().join(format!("sluice-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    // Declared before the processes that write into it, so it is removed after they end.
+    let scratch = ScratchDir::create("bench")?;
+    let dir = scratch.path().to_path_buf();
     // Each sluice keeps its own ledger and audit log (governance records on, as in production).
     let records = |name: &str| {
         format!(
@@ -277,6 +278,27 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         std::fs::write(path, serde_json::to_vec_pretty(&report).unwrap_or_default())?;
     }
     Ok(())
+}
+
+/// A scratch directory (configs, ledgers, audit logs) removed when the run ends.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn create(name: &str) -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The mock upstream as the bench runs it: one worker, no request log.

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use super::load::{self, Conn};
 use super::procs::{rss_kib, Server};
-use super::{claude_code_sized_body, BenchArgs, BenchError, Percentiles};
+use super::{claude_code_sized_body, BenchArgs, BenchError, Percentiles, ScratchDir};
 
 /// Length of one soak report window.
 const WINDOW: Duration = Duration::from_secs(10);
@@ -71,23 +71,14 @@ pub struct StreamsReport {
 struct Rig {
     _mock: Server,
     sluice: Server,
-    _dir: TempDir,
-}
-
-/// A scratch directory removed when the run ends.
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    _dir: ScratchDir,
 }
 
 fn rig(args: &BenchArgs, name: &str) -> Result<Rig, BenchError> {
     let mock = super::start_mock()?;
     let upstream = format!("http://{}", mock.addr);
-    let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let scratch = ScratchDir::create(name)?;
+    let dir = scratch.path().to_path_buf();
     let config = format!(
         "{}[timeouts]\npool_idle = \"2s\"\n[store]\npath = \"{}\"\n[audit]\npath = \"{}\"\n[log]\naccess_log = \"{}\"\n",
         super::governance_config(),
@@ -99,7 +90,7 @@ fn rig(args: &BenchArgs, name: &str) -> Result<Rig, BenchError> {
     Ok(Rig {
         _mock: mock,
         sluice,
-        _dir: TempDir(dir),
+        _dir: scratch,
     })
 }
 
