@@ -1,5 +1,7 @@
 //! Records that leave the hot path: workers hand them to writer threads over bounded channels
 //! and never wait on disk: the access log ([`access_log`]) and the spend ledger ([`ledger`]).
+//! The writers run under `SCHED_IDLE` while they keep up, so they never delay a waking worker
+//! ([`crate::runtime::writer_priority`]).
 
 pub mod access_log;
 pub mod keys;
