@@ -95,6 +95,15 @@ fn model_scan(c: &mut Criterion) {
     group.bench_function("read from the end (Claude Code)", |b| {
         b.iter(|| black_box(field(black_box(&body), "max_tokens")))
     });
+    let mut sdk: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
+    sdk.insert("max_tokens".into(), v["max_tokens"].clone());
+    for (k, value) in &v {
+        sdk.entry(k.clone()).or_insert_with(|| value.clone());
+    }
+    let sdk = serde_json::to_vec(&sdk).unwrap();
+    group.bench_function("first member (the SDKs' order)", |b| {
+        b.iter(|| black_box(field(black_box(&sdk), "max_tokens")))
+    });
     group.bench_function("read from the front (every member)", |b| {
         b.iter(|| {
             let members = top_level_members(black_box(&body)).unwrap();

@@ -3,12 +3,16 @@
 //! provider's prompt cache keys on the exact bytes). Only whole members are dropped or added.
 
 use super::json_tail::{last_member, Tail};
-use crate::proxy::model_field::{top_level_members, Member};
+use crate::proxy::model_field::{first_member, top_level_members, Member};
 
-/// The raw value of top-level field `key`, if present (the last such member, as JSON parsers
-/// that keep the last duplicate read it). Read from the end of the body: the fields this is
-/// asked for sit near the end of Claude Code's requests (see [`super::json_tail`]).
+/// The raw value of top-level field `key`, if present: the first member when it has that name
+/// (the SDKs send `max_tokens` first), else the last member of that name, read from the end of
+/// the body (Claude Code sends it after `messages`, `system` and `tools`; see
+/// [`super::json_tail`]). Either way only the members between that end and the field are read.
 pub fn field<'a>(body: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    if let Some(first) = first_member(body).filter(|m| &body[m.key.clone()] == key.as_bytes()) {
+        return Some(&body[first.value]);
+    }
     match last_member(body, key.as_bytes()) {
         Tail::Found(value) => return Some(&body[value]),
         Tail::Absent => return None,

@@ -39,34 +39,53 @@ pub fn top_level_members(body: &[u8]) -> Option<Vec<Member>> {
     members(body).ok()
 }
 
-fn members(body: &[u8]) -> Step<Vec<Member>> {
-    let mut out = Vec::new();
-    let mut pos = skip_ws(body, 0)?;
+/// The first top-level member of a JSON object (reading no further than its value), if the
+/// object has one.
+pub fn first_member(body: &[u8]) -> Option<Member> {
+    match object_start(body).ok()? {
+        Some(pos) => member_at(body, pos).ok(),
+        None => None,
+    }
+}
+
+/// The position of the first member's key, or `None` for `{}`.
+fn object_start(body: &[u8]) -> Step<Option<usize>> {
+    let pos = skip_ws(body, 0)?;
     if body[pos] != b'{' {
         return Err(Stop::Invalid);
     }
-    pos = skip_ws(body, pos + 1)?;
-    if body[pos] == b'}' {
-        return Ok(out);
+    let pos = skip_ws(body, pos + 1)?;
+    Ok((body[pos] != b'}').then_some(pos))
+}
+
+/// The member whose key starts at `pos`.
+fn member_at(body: &[u8], start: usize) -> Step<Member> {
+    if body[start] != b'"' {
+        return Err(Stop::Invalid);
     }
+    let key_end = string_end(body, start)?;
+    let pos = skip_ws(body, key_end + 1)?;
+    if body[pos] != b':' {
+        return Err(Stop::Invalid);
+    }
+    let value_start = skip_ws(body, pos + 1)?;
+    let value_end = skip_value(body, value_start)?;
+    Ok(Member {
+        key: start + 1..key_end,
+        span: start..value_end,
+        value: value_start..value_end,
+    })
+}
+
+fn members(body: &[u8]) -> Step<Vec<Member>> {
+    let mut out = Vec::new();
+    let Some(mut pos) = object_start(body)? else {
+        return Ok(out);
+    };
     loop {
-        if body[pos] != b'"' {
-            return Err(Stop::Invalid);
-        }
-        let key_end = string_end(body, pos)?;
-        let start = pos;
-        pos = skip_ws(body, key_end + 1)?;
-        if body[pos] != b':' {
-            return Err(Stop::Invalid);
-        }
-        let value_start = skip_ws(body, pos + 1)?;
-        let value_end = skip_value(body, value_start)?;
-        out.push(Member {
-            key: start + 1..key_end,
-            span: start..value_end,
-            value: value_start..value_end,
-        });
-        pos = skip_ws(body, value_end)?;
+        let member = member_at(body, pos)?;
+        pos = skip_ws(body, member.value.end)?;
+        out.push(member);
         match body[pos] {
             b',' => pos = skip_ws(body, pos + 1)?,
             b'}' => return Ok(out),
