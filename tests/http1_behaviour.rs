@@ -14,16 +14,10 @@ mod common;
 
 use common::*;
 
+/// The shared check, plus a message and a request id.
 fn assert_anthropic_error(resp: &Response, status: u16, kind: &str) {
-    assert_eq!(
-        resp.status,
-        status,
-        "{:?}",
-        String::from_utf8_lossy(&resp.body)
-    );
+    assert_error(resp, status, kind);
     let v = resp.json();
-    assert_eq!(v["type"], "error");
-    assert_eq!(v["error"]["type"], kind, "{v}");
     assert!(v["error"]["message"]
         .as_str()
         .is_some_and(|m| !m.is_empty()));

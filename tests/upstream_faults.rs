@@ -16,20 +16,6 @@ mod common;
 
 use common::*;
 
-fn assert_error(resp: &Response, status: u16, kind: &str) {
-    assert_eq!(
-        resp.status,
-        status,
-        "{}",
-        String::from_utf8_lossy(&resp.body)
-    );
-    let v = resp.json();
-    assert_eq!(
-        (v["type"].as_str(), v["error"]["type"].as_str()),
-        (Some("error"), Some(kind))
-    );
-}
-
 #[test]
 fn faults_before_the_first_byte_are_gateway_errors_and_the_pool_survives() {
     let mock = mock(&[]);

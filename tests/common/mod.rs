@@ -292,6 +292,22 @@ impl Response {
     }
 }
 
+/// Asserts `resp` is `status` with an Anthropic error body of type `kind`.
+pub fn assert_error(resp: &Response, status: u16, kind: &str) {
+    assert_eq!(
+        resp.status,
+        status,
+        "{}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    let v = resp.json();
+    assert_eq!(
+        (v["type"].as_str(), v["error"]["type"].as_str()),
+        (Some("error"), Some(kind)),
+        "{v}"
+    );
+}
+
 /// A raw client connection.
 pub struct Client {
     pub stream: TcpStream,
