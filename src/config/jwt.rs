@@ -162,7 +162,13 @@ impl JwtVerifier {
             let mut v = Validation::new(key.algorithm);
             v.leeway = self.leeway;
             v.validate_nbf = true;
-            v.set_required_spec_claims(&["exp"]);
+            // A configured issuer or audience must be present, not merely right when present
+            // (jsonwebtoken checks `iss`/`aud` only when the token carries them, unless they
+            // are required).
+            let mut required = vec!["exp"];
+            required.extend(self.issuer.as_ref().map(|_| "iss"));
+            required.extend(self.audience.as_ref().map(|_| "aud"));
+            v.set_required_spec_claims(&required);
             match &self.issuer {
                 Some(iss) => v.set_issuer(&[iss]),
                 None => v.iss = None,

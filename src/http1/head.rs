@@ -131,6 +131,9 @@ pub struct RequestHead {
     pub target: Span,
     /// Where the path ends inside `target` (the `?` or the end).
     pub path_end: u32,
+    /// The request line carried an absolute-form target (`POST http://host/path`): it is
+    /// forwarded in origin-form, never as sent.
+    pub absolute_form: bool,
     pub http10: bool,
     pub headers: Vec<HeaderLine>,
     pub framing: BodyFraming,
@@ -275,6 +278,7 @@ fn scan_request(
     let raw_target = req.path.unwrap_or("");
     let target_span = Span::within(head, raw_target.as_bytes());
     let (target, path_end) = origin_form(raw_target, target_span, method)?;
+    let absolute_form = target != target_span;
     let request_line = Span {
         start: (target_span.start as usize - method.as_str().len() - 1) as u32,
         end: line_end(head, target_span.end as usize),
@@ -296,6 +300,7 @@ fn scan_request(
         request_line,
         target,
         path_end,
+        absolute_form,
         http10,
         headers,
         framing,
@@ -485,6 +490,9 @@ impl HeaderFacts {
                 facts.has_transfer_encoding = true;
                 te_codings.extend(value.split(|b| *b == b',').map(trim));
             } else if name.eq_ignore_ascii_case(b"host") {
+                if !is_authority(value) {
+                    return Err(Http1Error::BadHost);
+                }
                 facts.host_count += 1;
             } else if name.eq_ignore_ascii_case(b"connection") {
                 for token in value.split(|b| *b == b',').map(trim) {
@@ -503,6 +511,36 @@ impl HeaderFacts {
         }
         Ok(facts)
     }
+}
+
+/// Whether a Host value is an RFC 3986 authority without user info: a reg-name, IPv4 or
+/// bracketed IP literal (unreserved, sub-delims, `%`), an optional `:port`. Empty is allowed
+/// (RFC 9112 3.2, a request without an authority).
+fn is_authority(value: &[u8]) -> bool {
+    value.iter().all(|b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+                    | b':'
+                    | b'['
+                    | b']'
+            )
+    })
 }
 
 fn trim(v: &[u8]) -> &[u8] {
@@ -624,6 +662,11 @@ mod tests {
             ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", Http1Error::UnsupportedTransferEncoding),
             ("GET / HTTP/1.1\r\n\r\n", Http1Error::BadHost),
             ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Http1Error::BadHost),
+            ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", Http1Error::BadHost),
+            ("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", Http1Error::BadHost),
+            ("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", Http1Error::BadHost),
+            ("GET / HTTP/1.1\r\nHost: a\"b\r\n\r\n", Http1Error::BadHost),
+            ("GET / HTTP/1.1\r\nHost: caf\u{e9}\r\n\r\n", Http1Error::BadHost),
             ("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", Http1Error::UnsupportedMethod("CONNECT")),
         ];
         for (raw, want) in cases {
@@ -663,6 +706,11 @@ mod tests {
             .unwrap();
         assert_eq!(head.path(), b"/v1/models");
         assert_eq!(head.query(), b"?limit=5");
+        assert!(head.absolute_form);
+        let (head, _) = req("GET /v1/models HTTP/1.1\r\nHost: x.test\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!head.absolute_form);
     }
 
     #[test]

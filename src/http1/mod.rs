@@ -7,6 +7,7 @@ pub mod body;
 pub mod error;
 pub mod head;
 pub mod io;
+pub mod path;
 pub mod rewrite;
 
 pub use error::Http1Error;

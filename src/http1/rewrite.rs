@@ -38,7 +38,8 @@ pub struct RequestRewrite<'a> {
 pub fn rewrite_request(head: &RequestHead, plan: &RequestRewrite<'_>, out: &mut Vec<u8>) {
     let bytes = &head.bytes[..];
     match plan.target {
-        None if !head.http10 => {
+        // An absolute-form target is never forwarded as sent: the upstream gets origin-form.
+        None if !head.http10 && !head.absolute_form => {
             out.extend_from_slice(head.request_line.of(bytes));
             out.extend_from_slice(b"\r\n");
         }

@@ -312,7 +312,10 @@ impl Budgets {
             let window = slot.spec.period.window(day);
             let used = reserve_in(slot, window, amount).map_err(|()| refusal(slot, day))?;
             reservation.held.push((i, window, amount));
-            if slot.soft_nano.is_some_and(|soft| used + amount >= soft) {
+            if slot
+                .soft_nano
+                .is_some_and(|soft| used.saturating_add(amount) >= soft)
+            {
                 let first =
                     slot.cell.warned_window.swap(window + 1, Ordering::AcqRel) != window + 1;
                 reservation.warnings.push(BudgetWarning {
@@ -355,6 +358,11 @@ impl Budgets {
 
 impl Reservation {
     /// Replaces the held amounts by the real cost.
+    /// Whether any budget (key, user, team or session) holds part of this reservation.
+    pub fn applies(&self) -> bool {
+        !self.held.is_empty() || !self.session_held.is_empty()
+    }
+
     pub fn settle(mut self, cost_pico: u64) {
         self.adjust_all(pico_to_nano(cost_pico));
     }
@@ -394,10 +402,10 @@ fn reserve_in(slot: &Slot, window: u64, amount: u64) -> Result<u64, ()> {
     loop {
         let (w, used) = unpack(current);
         let used = if w == window { used } else { 0 };
-        if used >= slot.limit_nano || used + amount > slot.limit_nano {
+        if used >= slot.limit_nano || used.saturating_add(amount) > slot.limit_nano {
             return Err(());
         }
-        let next = pack(window, used + amount);
+        let next = pack(window, used.saturating_add(amount));
         match slot.cell.state.compare_exchange_weak(
             current,
             next,
@@ -417,7 +425,7 @@ fn adjust(slot: &Slot, window: u64, held: u64, actual: u64) {
         .state
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
             let (w, used) = unpack(current);
-            (w == window).then(|| pack(w, (used.saturating_sub(held) + actual).min(AMOUNT_MASK)))
+            (w == window).then(|| pack(w, used.saturating_sub(held).saturating_add(actual)))
         });
 }
 

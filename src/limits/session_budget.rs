@@ -117,7 +117,7 @@ impl SessionBudget {
                 Some(Ok(used)) => {
                     let crossed_soft = self
                         .soft_nano
-                        .filter(|soft| used + amount >= *soft)
+                        .filter(|soft| used.saturating_add(amount) >= *soft)
                         .map(|_| self.first_warning(slot, generation, window));
                     let hold = SessionHold {
                         slot,
@@ -151,7 +151,9 @@ impl SessionBudget {
                     pack(
                         g,
                         w,
-                        (used.saturating_sub(hold.amount) + actual).min(AMOUNT_MASK),
+                        used.saturating_sub(hold.amount)
+                            .saturating_add(actual)
+                            .min(AMOUNT_MASK),
                     )
                 })
             });
@@ -254,10 +256,10 @@ impl SessionBudget {
                 return None;
             }
             let used = if w == window { used } else { 0 };
-            if used >= self.limit_nano || used + amount > self.limit_nano {
+            if used >= self.limit_nano || used.saturating_add(amount) > self.limit_nano {
                 return Some(Err(()));
             }
-            let next = pack(generation, window, used + amount);
+            let next = pack(generation, window, used.saturating_add(amount));
             match slot.state.compare_exchange_weak(
                 current,
                 next,

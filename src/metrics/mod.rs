@@ -15,6 +15,7 @@ mod histogram;
 mod render;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,10 +43,16 @@ pub const FALLBACKS_TOTAL: &str = "sluice_fallbacks_total";
 pub const STORE_QUEUE_DEPTH: &str = "sluice_store_queue_depth";
 pub const STORE_DROPPED_TOTAL: &str = "sluice_store_dropped_total";
 pub const LEDGER_HEALTHY: &str = "sluice_ledger_healthy";
+pub const WORKER_PANICS_TOTAL: &str = "sluice_worker_panics_total";
+pub const UPSTREAM_DISCARDED_TOTAL: &str = "sluice_upstream_connections_discarded_total";
 
 /// The error labels that mean sluice refused a request by policy.
-const REJECTIONS: [&str; 6] = [
+const REJECTIONS: [&str; 10] = [
     "budget_exceeded",
+    "ambiguous_path",
+    "ambiguous_body",
+    "operation_not_allowed",
+    "model_unpriced",
     "unauthorized",
     "key_expired",
     "model_not_allowed",
@@ -80,12 +87,20 @@ struct Aggregate {
 /// The published metrics text, shared by the collector (which stores) and scrapes (which load).
 pub struct Metrics {
     published: ArcSwap<String>,
+    /// Panics caught on worker threads (a connection's task, or a whole worker that was
+    /// replaced). Rare events, counted where they happen.
+    worker_panics: AtomicU64,
+    /// Upstream connections closed because their response did not end exactly on its framing
+    /// (bytes after it, an unsolicited 101): never pooled.
+    upstream_discarded: AtomicU64,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self {
             published: ArcSwap::from_pointee(render::counters(&Aggregate::default())),
+            worker_panics: AtomicU64::new(0),
+            upstream_discarded: AtomicU64::new(0),
         }
     }
 }
@@ -98,7 +113,22 @@ impl Metrics {
         let mut text = String::with_capacity(counters.len() + 1024);
         text.push_str(&counters);
         render::stores(&mut text, gauges);
+        render::events(
+            &mut text,
+            self.worker_panics.load(Ordering::Relaxed),
+            self.upstream_discarded.load(Ordering::Relaxed),
+        );
         text
+    }
+
+    /// Counts a panic caught on a worker thread.
+    pub fn count_worker_panic(&self) {
+        self.worker_panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an upstream connection closed for bytes beyond its response's framing.
+    pub fn count_upstream_discarded(&self) {
+        self.upstream_discarded.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -175,12 +205,14 @@ impl Aggregate {
             if n > 0 {
                 let key = (model.to_owned(), team.to_owned(), kind);
                 let other = (OTHER.into(), OTHER.into(), kind);
-                *entry(&mut self.tokens, key, other) += n;
+                let total = entry(&mut self.tokens, key, other);
+                *total = total.saturating_add(n);
             }
         }
         if r.cost_pico > 0 {
             let key = (model.to_owned(), team.to_owned());
-            *entry(&mut self.cost, key, (OTHER.into(), OTHER.into())) += r.cost_pico;
+            let total = entry(&mut self.cost, key, (OTHER.into(), OTHER.into()));
+            *total = total.saturating_add(r.cost_pico);
         }
     }
 

@@ -198,6 +198,24 @@ pub(super) fn stores(out: &mut String, gauges: &StoreGauges) {
     sample(out, LEDGER_HEALTHY, &[], u8::from(gauges.ledger_healthy));
 }
 
+/// Counters of rare events, counted where they happen.
+pub(super) fn events(out: &mut String, worker_panics: u64, upstream_discarded: u64) {
+    header(
+        out,
+        WORKER_PANICS_TOTAL,
+        "counter",
+        "Panics caught on worker threads (the connection was closed, or the worker replaced).",
+    );
+    sample(out, WORKER_PANICS_TOTAL, &[], worker_panics);
+    header(
+        out,
+        UPSTREAM_DISCARDED_TOTAL,
+        "counter",
+        "Upstream connections closed because bytes followed their response's framing.",
+    );
+    sample(out, UPSTREAM_DISCARDED_TOTAL, &[], upstream_discarded);
+}
+
 /// Series in a stable order, so scrapes diff cleanly.
 fn sorted<K: Ord, V>(map: &HashMap<K, V>) -> Vec<(&K, &V)> {
     let mut entries: Vec<_> = map.iter().collect();

@@ -167,30 +167,31 @@ pub fn run(args: &MockArgs) -> Result<(), MockError> {
         runtime::IoDriver::Auto,
         listeners,
         &shutdown,
-        move |_, listener, shutdown| {
+        Arc::new(|| {}),
+        move |worker, listener, shutdown| {
             let shutdown = runtime::LocalShutdown::follow(shutdown);
             let state = Arc::clone(&state);
             let tls = tls.clone();
-            runtime::accept_loop(
-                listener,
-                shutdown,
-                100_000,
-                Duration::from_secs(5),
-                move |stream| {
-                    let state = Arc::clone(&state);
-                    let tls = tls.clone();
-                    async move {
-                        match tls {
-                            None => serve(stream, state).await,
-                            Some(acceptor) => {
-                                if let Ok(tls_stream) = acceptor.accept(stream).await {
-                                    serve(tls_stream, state).await;
-                                }
+            let settings = runtime::AcceptSettings {
+                worker,
+                max_connections: 100_000,
+                grace: Duration::from_secs(5),
+                on_panic: Arc::new(|| {}),
+            };
+            runtime::accept_loop(listener, shutdown, settings, move |stream| {
+                let state = Arc::clone(&state);
+                let tls = tls.clone();
+                async move {
+                    match tls {
+                        None => serve(stream, state).await,
+                        Some(acceptor) => {
+                            if let Ok(tls_stream) = acceptor.accept(stream).await {
+                                serve(tls_stream, state).await;
                             }
                         }
                     }
-                },
-            )
+                }
+            })
         },
     )?;
     drop(shutdown);

@@ -183,21 +183,10 @@ pub fn verify<'a>(
     }
 }
 
+/// Whether `amz` is a well-formed `YYYYMMDDTHHMMSSZ` within 15 minutes of now. The value is
+/// checked as bytes (it comes from the client: never sliced as text).
 fn date_is_fresh(amz: &str) -> bool {
-    let b = amz.as_bytes();
-    if b.len() != 16 {
-        return false;
-    }
-    let rfc = format!(
-        "{}-{}-{}T{}:{}:{}Z",
-        &amz[0..4],
-        &amz[4..6],
-        &amz[6..8],
-        &amz[9..11],
-        &amz[11..13],
-        &amz[13..15]
-    );
-    let Ok(at) = humantime::parse_rfc3339(&rfc) else {
+    let Some(at) = parse_amz_date(amz.as_bytes()) else {
         return false;
     };
     let now = SystemTime::now();
@@ -206,6 +195,28 @@ fn date_is_fresh(amz: &str) -> bool {
         .or_else(|_| at.duration_since(now))
         .unwrap_or_default();
     skew <= std::time::Duration::from_secs(15 * 60)
+}
+
+/// `YYYYMMDDTHHMMSSZ` → the instant it names; `None` for anything else.
+fn parse_amz_date(b: &[u8]) -> Option<SystemTime> {
+    let [y0, y1, y2, y3, mo0, mo1, d0, d1, b'T', h0, h1, mi0, mi1, s0, s1, b'Z'] = *b else {
+        return None;
+    };
+    let digits = [y0, y1, y2, y3, mo0, mo1, d0, d1, h0, h1, mi0, mi1, s0, s1];
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let d = |bytes: &[u8]| bytes.iter().map(|c| char::from(*c)).collect::<String>();
+    let rfc = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        d(&[y0, y1, y2, y3]),
+        d(&[mo0, mo1]),
+        d(&[d0, d1]),
+        d(&[h0, h1]),
+        d(&[mi0, mi1]),
+        d(&[s0, s1])
+    );
+    humantime::parse_rfc3339(&rfc).ok()
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -437,6 +448,16 @@ mod tests {
             Err(VerifyError::UnknownKey)
         );
         assert!(!date_is_fresh(DATE), "2015 is stale");
+        assert!(parse_amz_date(DATE.as_bytes()).is_some());
+        // Multi-byte characters at the offsets a text slice would cut (a worker once died here).
+        for hostile in [
+            "2026112\u{e9}T12000Z",
+            "20261122T120\u{e9}0Z",
+            "\u{1f600}\u{1f600}\u{1f600}\u{1f600}",
+            "20261122X120000Z",
+        ] {
+            assert!(!date_is_fresh(hostile), "{hostile:?}");
+        }
     }
 
     #[test]

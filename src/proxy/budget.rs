@@ -8,11 +8,18 @@
 //! input tokens at the model's highest input price (the 1-hour cache write). Output is a strict
 //! bound; the input estimate is the usual four bytes per token, so a request can cost more than
 //! its reservation only through an unusually dense prompt.
+//!
+//! The price is the **served** model's: the id each deployment the request may reach is sent
+//! (a route alias to an expensive model costs what it serves), the dearest of them. A served
+//! model with no price (and no declared fallback price) cannot spend a budget: the request is
+//! refused when any budget applies to it. Settlement charges the served model, or the model
+//! the response names when that one is dearer.
 
 use super::authenticate::Identity;
 use super::classify::Operation;
 use super::exchange::Exchange;
 use super::request_body::RequestBody;
+use super::route::Target;
 use super::{Gateway, GatewayError};
 
 /// Output tokens assumed when the request's `max_tokens` is not in the held part of the body.
@@ -28,7 +35,7 @@ pub fn reserve(
     identity: &Identity,
     op: &Operation,
     body: &RequestBody,
-    model: Option<&str>,
+    target: &Target,
     ex: &mut Exchange,
 ) -> Result<(), GatewayError> {
     let budgets = &gw.config.budgets;
@@ -37,13 +44,19 @@ pub fn reserve(
     }
     let (user, team) = (identity.user(), identity.team());
     let entities = identity.scopes(&user, &team);
-    let cost = maximum_cost_pico(gw, op, body, model);
+    let (cost, unpriced) = match maximum_cost_pico(gw, op, body, target) {
+        Ok(cost) => (cost, None),
+        Err(model) => (0, Some(model)),
+    };
     let reservation = budgets
         .reserve(&entities, ex.record.session_id.as_deref(), cost)
         .map_err(|r| GatewayError::BudgetExceeded {
             which: r.which,
             retry_after: r.retry_after,
         })?;
+    if let Some(model) = unpriced.filter(|_| reservation.applies()) {
+        return Err(GatewayError::ModelUnpriced(model));
+    }
     for warning in &reservation.warnings {
         ex.response_headers.push((
             WARNING_HEADER,
@@ -64,12 +77,13 @@ pub fn settle(gw: &Gateway, ex: &mut Exchange) {
     let Some(reservation) = ex.reservation.take() else {
         return;
     };
-    let cost = ex
-        .metered
-        .usage
-        .as_ref()
-        .zip(ex.record.model.as_deref().or(ex.metered.model.as_deref()))
-        .and_then(|(usage, model)| gw.config.pricing.cost_pico(model, usage));
+    let cost = ex.metered.usage.as_ref().and_then(|usage| {
+        gw.config.pricing.served_cost_pico(
+            served_model(&ex.record),
+            ex.metered.model.as_deref(),
+            usage,
+        )
+    });
     match cost {
         Some(cost) => reservation.settle(cost),
         None if ex.record.upstream.is_some() && ex.record.status < 400 => reservation.keep(),
@@ -77,28 +91,55 @@ pub fn settle(gw: &Gateway, ex: &mut Exchange) {
     }
 }
 
-fn maximum_cost_pico(gw: &Gateway, op: &Operation, body: &RequestBody, model: Option<&str>) -> u64 {
-    if matches!(op, Operation::CountTokens)
+/// The model id the upstream was sent: the deployment's (an alias's target, a provider id),
+/// else the model the client named.
+pub fn served_model(record: &crate::store::access_log::AccessRecord) -> Option<&str> {
+    record.upstream_model.as_deref().or(record.model.as_deref())
+}
+
+/// The request's maximum cost on the dearest model it may be served by; `Err(model)` names a
+/// served model without a price.
+fn maximum_cost_pico(
+    gw: &Gateway,
+    op: &Operation,
+    body: &RequestBody,
+    target: &Target,
+) -> Result<u64, String> {
+    let counting = matches!(op, Operation::CountTokens)
         || matches!(
             op,
             Operation::Cloud(crate::format::CloudCall::VertexCountTokens)
-        )
-    {
-        return 0;
+        );
+    if counting || target.model.is_none() {
+        return Ok(0);
     }
-    let Some(entry) = model.and_then(|m| gw.config.pricing.lookup(m)) else {
-        return 0;
-    };
-    let price = entry.long_prompt.map_or(entry.price, |(_, long)| long);
     let max_tokens = crate::format::json_edit::field(body.held(), "max_tokens")
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(UNKNOWN_MAX_TOKENS);
     let input_tokens = body.len() / 4;
-    let input_price = price.input.max(price.cache_write_1h);
-    max_tokens
-        .saturating_mul(price.output)
-        .saturating_add(input_tokens.saturating_mul(input_price))
+    let mut dearest = 0u64;
+    for candidate in &target.candidates {
+        let Some(model) = candidate
+            .upstream_model
+            .as_deref()
+            .or(target.model.as_deref())
+        else {
+            continue;
+        };
+        let entry = gw
+            .config
+            .pricing
+            .lookup(model)
+            .ok_or_else(|| model.to_string())?;
+        let price = entry.long_prompt.map_or(entry.price, |(_, long)| long);
+        let input_price = price.input.max(price.cache_write_1h);
+        let cost = max_tokens
+            .saturating_mul(price.output)
+            .saturating_add(input_tokens.saturating_mul(input_price));
+        dearest = dearest.max(cost);
+    }
+    Ok(dearest)
 }
 
 fn audit_crossing(gw: &Gateway, ex: &Exchange, which: &str) {

@@ -1,8 +1,16 @@
 //! Phase 1, classify: method and path → what the request is. Routing matches the path only;
 //! the query (`?beta=true`) travels on untouched.
+//!
+//! A path is classified only in canonical form ([`crate::http1::path`]): one that an upstream
+//! could normalize into something else is refused, so the operation sluice governs is the one
+//! the upstream executes. Forwarding is an explicit list: the governed operations (Messages,
+//! count tokens, Bedrock InvokeModel, Vertex rawPredict), and as pass-through only the Files API,
+//! which names no model and costs nothing. Message batches carry a model per request inside
+//! their body and are refused ([`Operation::MessageBatches`]). Anything else is 404.
 
+use super::GatewayError;
 use crate::format::CloudCall;
-use crate::http1::{Method, RequestHead};
+use crate::http1::{path, Method, RequestHead};
 
 /// What a request asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,8 +33,12 @@ pub enum Operation {
     Cloud(CloudCall),
     /// Bedrock's control-plane `GET /inference-profiles`, answered by sluice.
     InferenceProfiles,
-    /// Any other `/v1/*` call: forwarded unchanged to the default upstream.
+    /// The Files API (`/v1/files`, `/v1/files/{id}`, `/v1/files/{id}/content`): forwarded
+    /// unchanged to the default upstream; it names no model and costs nothing.
     Passthrough,
+    /// The Message Batches API (`/v1/messages/batches…`): refused, its models are not governed
+    /// per request.
+    MessageBatches,
     /// Anything else.
     Unknown,
 }
@@ -46,6 +58,7 @@ impl Operation {
             Operation::Cloud(_) => "messages",
             Operation::InferenceProfiles => "inference_profiles",
             Operation::Passthrough => "passthrough",
+            Operation::MessageBatches => "message_batches",
             Operation::Unknown => "unknown",
         }
     }
@@ -79,11 +92,12 @@ impl Operation {
     }
 }
 
-/// Classifies a request head.
-pub fn classify(head: &RequestHead) -> Operation {
+/// Classifies a request head; a path that is not in canonical form is refused.
+pub fn classify(head: &RequestHead) -> Result<Operation, GatewayError> {
     let path = head.path();
+    path::check(path).map_err(|p| GatewayError::AmbiguousPath(p.reason()))?;
     let get_or_head = matches!(head.method, Method::Get | Method::Head);
-    match (head.method, path) {
+    Ok(match (head.method, path) {
         (Method::Post, b"/v1/messages") => Operation::Messages,
         (Method::Post, b"/v1/messages/count_tokens") => Operation::CountTokens,
         (_, b"/v1/models") if get_or_head => Operation::ListModels,
@@ -96,17 +110,43 @@ pub fn classify(head: &RequestHead) -> Operation {
         (Method::Post, p) if CloudCall::from_path(p).is_some() => {
             CloudCall::from_path(p).map_or(Operation::Unknown, Operation::Cloud)
         }
-        (_, p) if get_or_head && p.starts_with(b"/v1/models/") => {
-            let id = &p[b"/v1/models/".len()..];
-            match std::str::from_utf8(id) {
-                Ok(id) if !id.is_empty() && !id.contains('/') => {
-                    Operation::GetModel(id.to_string())
-                }
-                _ => Operation::Unknown,
-            }
-        }
-        (_, p) if p.starts_with(b"/v1/") => Operation::Passthrough,
+        (_, p) if get_or_head && p.starts_with(b"/v1/models/") => model_id(p),
+        (_, b"/v1/messages/batches") => Operation::MessageBatches,
+        (_, p) if p.starts_with(b"/v1/messages/batches/") => Operation::MessageBatches,
+        (_, p) if is_files_path(p) => Operation::Passthrough,
         _ => Operation::Unknown,
+    })
+}
+
+/// `GET /v1/models/{id}` → the id, if it is one plain segment.
+fn model_id(path: &[u8]) -> Operation {
+    let id = path.strip_prefix(b"/v1/models/").unwrap_or_default();
+    match std::str::from_utf8(id) {
+        Ok(id) if !id.is_empty() && !id.contains('/') && !path::has_escapes(id.as_bytes()) => {
+            Operation::GetModel(id.to_string())
+        }
+        _ => Operation::Unknown,
+    }
+}
+
+/// `/v1/files`, `/v1/files/{id}` or `/v1/files/{id}/content`, the id plain letters, digits,
+/// `_` and `-`.
+fn is_files_path(path: &[u8]) -> bool {
+    let Some(rest) = path.strip_prefix(b"/v1/files") else {
+        return false;
+    };
+    let plain = |id: &[u8]| {
+        !id.is_empty()
+            && id
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+    };
+    match rest.strip_prefix(b"/") {
+        None => rest.is_empty(),
+        Some(id_and_more) => match id_and_more.strip_suffix(b"/content") {
+            Some(id) => plain(id),
+            None => plain(id_and_more),
+        },
     }
 }
 
@@ -123,6 +163,7 @@ mod tests {
                 .unwrap()
                 .0,
         )
+        .unwrap()
     }
 
     #[test]
@@ -141,9 +182,22 @@ mod tests {
         assert_eq!(op("HEAD /api/hello"), Operation::WarmUp);
         assert_eq!(op("GET /healthz"), Operation::Health);
         assert_eq!(op("GET /metrics"), Operation::Metrics);
-        assert_eq!(op("POST /v1/messages/batches"), Operation::Passthrough);
+        assert_eq!(op("POST /v1/messages/batches"), Operation::MessageBatches);
+        assert_eq!(
+            op("GET /v1/messages/batches/b_1/results"),
+            Operation::MessageBatches
+        );
         assert_eq!(op("GET /"), Operation::Unknown);
-        assert_eq!(op("GET /v1/messages"), Operation::Passthrough);
+        assert_eq!(op("GET /v1/messages"), Operation::Unknown);
+        assert_eq!(op("POST /v1/complete"), Operation::Unknown);
+        assert_eq!(op("GET /v1/files"), Operation::Passthrough);
+        assert_eq!(
+            op("GET /v1/files/file_01-x/content"),
+            Operation::Passthrough
+        );
+        assert_eq!(op("DELETE /v1/files/file_01"), Operation::Passthrough);
+        assert_eq!(op("GET /v1/files/a:b"), Operation::Unknown);
+        assert_eq!(op("GET /v1/files/%3A"), Operation::Unknown);
         assert_eq!(
             op("GET /inference-profiles?type=SYSTEM_DEFINED"),
             Operation::InferenceProfiles
@@ -156,5 +210,27 @@ mod tests {
             op("POST /v1/projects/p/locations/global/publishers/anthropic/models/claude-opus-5-5:streamRawPredict"),
             Operation::Cloud(CloudCall::VertexPredict { stream: true, .. })
         ));
+    }
+
+    #[test]
+    fn ambiguous_paths_are_refused_not_classified() {
+        for line in [
+            "POST /v1/messages/",
+            "POST /v1//messages",
+            "POST //v1/messages",
+            "POST /v1/m%65ssages",
+            "POST /v1/messages;x",
+            "POST /v1/x/../messages",
+        ] {
+            let raw = format!("{line} HTTP/1.1\r\nHost: h\r\n\r\n");
+            let head = parse_request(raw.as_bytes(), HeadLimits::default())
+                .unwrap()
+                .unwrap()
+                .0;
+            assert!(
+                matches!(classify(&head), Err(GatewayError::AmbiguousPath(_))),
+                "{line}"
+            );
+        }
     }
 }

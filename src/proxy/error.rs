@@ -36,6 +36,17 @@ pub enum GatewayError {
     BodyTimeout,
     #[error("{0}")]
     InvalidRequest(String),
+    #[error("ambiguous request path: {0}")]
+    AmbiguousPath(&'static str),
+    #[error("ambiguous request body: top-level `{member}` {why}")]
+    AmbiguousBody {
+        member: &'static str,
+        why: &'static str,
+    },
+    #[error("{0}")]
+    OperationNotAllowed(&'static str),
+    #[error("model `{0}` has no price on this gateway, and a budget applies to this request")]
+    ModelUnpriced(String),
     #[error("invalid x-api-key or authorization")]
     Unauthorized,
     #[error("this key has expired")]
@@ -108,6 +119,16 @@ impl GatewayError {
             GatewayError::InvalidRequest(_) => {
                 r(400, "invalid_request_error", Client, "invalid_request")
             }
+            GatewayError::AmbiguousPath(_) => {
+                r(400, "invalid_request_error", Client, "ambiguous_path")
+            }
+            GatewayError::AmbiguousBody { .. } => {
+                r(400, "invalid_request_error", Client, "ambiguous_body")
+            }
+            GatewayError::OperationNotAllowed(_) => {
+                r(403, "permission_error", Client, "operation_not_allowed")
+            }
+            GatewayError::ModelUnpriced(_) => r(403, "permission_error", Client, "model_unpriced"),
             GatewayError::Unauthorized => r(401, "authentication_error", Client, "unauthorized"),
             GatewayError::KeyExpired => r(401, "authentication_error", Client, "key_expired"),
             GatewayError::ModelNotAllowed(_) => {

@@ -68,8 +68,12 @@ pub fn complete(gw: &Gateway, ex: &mut Exchange) {
         r.cache_creation_1h_input_tokens = w1;
         r.cache_read_input_tokens = usage.cache_read_input_tokens;
         r.web_search_requests = usage.web_search_requests;
-        let model = r.model.clone().or(metered.model);
-        if let Some(cost) = model.and_then(|m| gw.config.pricing.cost_pico(&m, &usage)) {
+        let served = super::budget::served_model(r);
+        let cost = gw
+            .config
+            .pricing
+            .served_cost_pico(served, metered.model.as_deref(), &usage);
+        if let Some(cost) = cost {
             r.cost_usd = pico_to_usd(cost);
             r.cost_pico = cost;
             r.metered = true;

@@ -61,6 +61,9 @@ pub struct Gateway {
     /// JWTs this worker verified under this config.
     pub verified_tokens: verified_tokens::VerifiedTokens,
     worker: usize,
+    /// Debug builds: `SLUICE_DEBUG_PANIC=1` arms the panic hook (see [`debug_panic`]).
+    #[cfg(debug_assertions)]
+    debug_panic: bool,
 }
 
 impl Gateway {
@@ -82,6 +85,8 @@ impl Gateway {
             request_ids: Rc::new(RequestIds::new(worker)),
             verified_tokens: verified_tokens::VerifiedTokens::default(),
             worker,
+            #[cfg(debug_assertions)]
+            debug_panic: std::env::var_os("SLUICE_DEBUG_PANIC").is_some(),
         }
     }
 
@@ -109,6 +114,8 @@ impl Gateway {
             request_ids: Rc::clone(&self.request_ids),
             verified_tokens: verified_tokens::VerifiedTokens::default(),
             worker: self.worker,
+            #[cfg(debug_assertions)]
+            debug_panic: self.debug_panic,
         }
     }
 }
@@ -271,8 +278,17 @@ async fn run_phases(
     gw: &Gateway,
     ex: &mut Exchange,
 ) -> Result<bool, GatewayError> {
-    let op = classify::classify(head);
+    #[cfg(debug_assertions)]
+    if gw.debug_panic && head.header("x-sluice-debug-panic").is_some() {
+        debug_panic();
+    }
+    let op = classify::classify(head)?;
     ex.set_operation(&op);
+    if op == Operation::MessageBatches {
+        return Err(GatewayError::OperationNotAllowed(
+            "the Message Batches API is not available through this gateway: a batch names its models inside its body, and its cost is not governed per request",
+        ));
+    }
     if gw.config.store.fail_closed && !gw.records.ledger.is_healthy() && !op.is_local() {
         return Err(GatewayError::StoreUnavailable);
     }
@@ -312,10 +328,10 @@ async fn run_phases(
             ("anthropic-ratelimit-requests-reset", q.reset.clone()),
         ];
     }
-    budget::reserve(gw, &auth.identity, &op, &body, target.model.as_deref(), ex)?;
+    budget::reserve(gw, &auth.identity, &op, &body, &target, ex)?;
     let keep_alive = forward_with_fallback(client, head, &op, &body, &target, gw, ex).await;
     if let Some(usage) = &ex.metered.usage {
-        admission.settle(usage.input_tokens + usage.output_tokens);
+        admission.settle(usage.input_tokens.saturating_add(usage.output_tokens));
     }
     budget::settle(gw, ex); // if the relay has not already
     keep_alive
@@ -415,7 +431,10 @@ fn admit<'a>(
 ) -> Result<crate::limits::Admission<'a>, GatewayError> {
     let streaming = match op {
         Operation::Cloud(call) => call.is_stream(),
-        _ => crate::format::json_edit::field(body.held(), "stream") == Some(&b"true"[..]),
+        // Anything but an absent or `false` stream counts (a lenient upstream may read
+        // `"true"` or `1` as true).
+        _ => crate::format::json_edit::field(body.held(), "stream")
+            .is_some_and(|v| v != b"false" && v != b"null"),
     };
     let (user, team) = (identity.user(), identity.team());
     limiter
@@ -454,9 +473,11 @@ async fn read_and_route(
     ex: &mut Exchange,
 ) -> Result<(RequestBody, route::Target), GatewayError> {
     let mut body = request_body::read(client, head).await?;
-    if hold_whole || matches!(op, Operation::Cloud(_)) {
-        // Translation edits the body as a whole; a signature covers the whole body.
+    if hold_whole || op.routes_by_model() {
+        // A governed body is held whole (bounded by max_body_bytes): its governed members are
+        // checked over all of it, translation edits it as a whole, a signature covers it.
         body = request_body::complete(client, body).await?;
+        model_field::check_governed(body.held()).map_err(body_problem)?;
     }
     ex.body_consumed = !matches!(body, RequestBody::Partial { .. });
     ex.body_ready = Some(std::time::Instant::now());
@@ -491,6 +512,32 @@ async fn read_and_route(
         ex.body_consumed = true;
     }
     Ok((body, target))
+}
+
+/// A test hook, in debug builds only, started with `SLUICE_DEBUG_PANIC=1`: a request carrying
+/// `x-sluice-debug-panic` panics its worker's task, so tests can prove a panic is contained.
+#[cfg(debug_assertions)]
+#[expect(clippy::panic, reason = "the debug-build panic hook exists to panic")]
+fn debug_panic() {
+    panic!("x-sluice-debug-panic");
+}
+
+/// The refusal for a body whose governed members could be read more than one way.
+fn body_problem(problem: model_field::BodyProblem) -> GatewayError {
+    use model_field::BodyProblem;
+    match problem {
+        BodyProblem::Duplicate(member) => GatewayError::AmbiguousBody {
+            member,
+            why: "appears more than once",
+        },
+        BodyProblem::Escaped(member) => GatewayError::AmbiguousBody {
+            member,
+            why: "is written with escapes in its name",
+        },
+        BodyProblem::NotAnObject => {
+            GatewayError::InvalidRequest("the request body is not a valid JSON object".into())
+        }
+    }
 }
 
 /// Answers a request whose head could not be parsed, logs it, and closes.

@@ -25,6 +25,55 @@ pub fn scan_model(body: &[u8]) -> ModelScan {
     }
 }
 
+/// The top-level members whose values sluice governs: the model it routes and checks against
+/// the key's allow-list, the `max_tokens` it reserves budget for, the `stream` flag the stream
+/// limit counts.
+pub const GOVERNED: [&str; 3] = ["model", "max_tokens", "stream"];
+
+/// Why a body's governed members cannot be read one way only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyProblem {
+    /// The member appears more than once (parsers differ on which one counts).
+    Duplicate(&'static str),
+    /// The member's name is written with escapes (`"mod\u0065l"`).
+    Escaped(&'static str),
+    /// The body is not a complete JSON object.
+    NotAnObject,
+}
+
+/// Checks that every [`GOVERNED`] member appears at most once at the top level of `body`, its
+/// name spelled plainly: then every reader (sluice's, the upstream's, first-wins or last-wins)
+/// sees the same model, `max_tokens` and `stream`. One pass over the top-level members.
+pub fn check_governed(body: &[u8]) -> Result<(), BodyProblem> {
+    let members = members(body).map_err(|_| BodyProblem::NotAnObject)?;
+    let mut seen = [false; GOVERNED.len()];
+    for m in &members {
+        let key = body.get(m.key.clone()).ok_or(BodyProblem::NotAnObject)?;
+        let (name, escaped) = if memchr::memchr(b'\\', key).is_some() {
+            let quoted = body
+                .get(m.key.start - 1..m.key.end + 1)
+                .ok_or(BodyProblem::NotAnObject)?;
+            let decoded: String =
+                serde_json::from_slice(quoted).map_err(|_| BodyProblem::NotAnObject)?;
+            (GOVERNED.iter().position(|g| *g == decoded), true)
+        } else {
+            (GOVERNED.iter().position(|g| g.as_bytes() == key), false)
+        };
+        let Some(i) = name else { continue };
+        let member = GOVERNED.get(i).copied().unwrap_or("model");
+        if escaped {
+            return Err(BodyProblem::Escaped(member));
+        }
+        if let Some(flag) = seen.get_mut(i) {
+            if *flag {
+                return Err(BodyProblem::Duplicate(member));
+            }
+            *flag = true;
+        }
+    }
+    Ok(())
+}
+
 /// One top-level member of a JSON object: its key (without quotes) and the raw bytes from the
 /// key's opening quote to the end of its value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,24 +228,36 @@ fn skip_value(body: &[u8], pos: usize) -> Step<usize> {
     }
 }
 
+/// Position just past the array or object opening at `start`. Only brackets of the value's own
+/// kind are counted (in valid JSON the other kind nests within them), so `memchr3` jumps straight
+/// to the next quote or bracket that matters. Invalid JSON may be misread; the upstream refuses
+/// it whole, so nothing misread is ever executed.
 fn skip_nested(body: &[u8], start: usize) -> Step<usize> {
+    let (open, close) = match body.get(start) {
+        Some(b'{') => (b'{', b'}'),
+        Some(b'[') => (b'[', b']'),
+        _ => return Err(Stop::Invalid),
+    };
     let mut depth = 0usize;
     let mut pos = start;
-    while let Some(&b) = body.get(pos) {
-        match b {
-            b'"' => pos = string_end(body, pos)?,
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
+    loop {
+        let rest = body.get(pos..).ok_or(Stop::Incomplete)?;
+        let at = pos + memchr::memchr3(b'"', open, close, rest).ok_or(Stop::Incomplete)?;
+        match body.get(at) {
+            Some(b'"') => pos = string_end(body, at)? + 1,
+            Some(b) if *b == open => {
+                depth += 1;
+                pos = at + 1;
+            }
+            _ => {
                 depth = depth.checked_sub(1).ok_or(Stop::Invalid)?;
                 if depth == 0 {
-                    return Ok(pos + 1);
+                    return Ok(at + 1);
                 }
+                pos = at + 1;
             }
-            _ => {}
         }
-        pos += 1;
     }
-    Err(Stop::Incomplete)
 }
 
 fn unescape(quoted: &[u8]) -> Step<String> {
@@ -227,6 +288,40 @@ mod tests {
         assert_eq!(&body[m[2].value.clone()], b"1");
         assert!(top_level_members(b"{}").unwrap().is_empty());
         assert!(top_level_members(br#"{"a":1"#).is_none());
+    }
+
+    #[test]
+    fn governed_members_are_read_one_way_only() {
+        assert_eq!(
+            check_governed(br#"{"model":"a","max_tokens":5,"stream":true,"messages":[{"model":"x","model":"y"}]}"#),
+            Ok(())
+        );
+        assert_eq!(
+            check_governed(br#"{"model":"a","messages":[],"model":"b"}"#),
+            Err(BodyProblem::Duplicate("model"))
+        );
+        assert_eq!(
+            check_governed(br#"{"max_tokens":1,"max_tokens":99999}"#),
+            Err(BodyProblem::Duplicate("max_tokens"))
+        );
+        assert_eq!(
+            check_governed(br#"{"stream":false,"x":{"]":"["},"stream":true}"#),
+            Err(BodyProblem::Duplicate("stream"))
+        );
+        assert_eq!(
+            check_governed(br#"{"model":"a","mod\u0065l":"b"}"#),
+            Err(BodyProblem::Escaped("model"))
+        );
+        assert_eq!(
+            check_governed(br#"{"\u006dax_tokens":1}"#),
+            Err(BodyProblem::Escaped("max_tokens"))
+        );
+        assert_eq!(check_governed(br#"{"a\"b":1,"model":"m"}"#), Ok(()));
+        assert_eq!(
+            check_governed(br#"{"model":"a""#),
+            Err(BodyProblem::NotAnObject)
+        );
+        assert_eq!(check_governed(b"[]"), Err(BodyProblem::NotAnObject));
     }
 
     #[test]

@@ -42,7 +42,8 @@ fn probe_free(addr: SocketAddr) -> io::Result<()> {
     Ok(())
 }
 
-fn bind_one(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+/// One `SO_REUSEPORT` listener on `addr` (joins the others bound there).
+pub fn bind_one(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;

@@ -9,9 +9,11 @@
 
 pub mod listener;
 pub mod local_shutdown;
+pub mod panic_guard;
 pub mod writer_priority;
 
 pub use local_shutdown::LocalShutdown;
+pub use panic_guard::OnPanic;
 
 use std::cell::Cell;
 use std::future::Future;
@@ -85,11 +87,13 @@ impl Shutdown {
 }
 
 /// Runs one worker thread per listener; `make` builds each worker's future inside its thread.
+/// A worker whose runtime panics is started again on a fresh listener (see [`panic_guard`]).
 pub fn spawn_workers<F, Fut>(
     name: &str,
     driver: IoDriver,
     listeners: Vec<std::net::TcpListener>,
     shutdown: &Shutdown,
+    on_panic: OnPanic,
     make: F,
 ) -> std::io::Result<Vec<JoinHandle<()>>>
 where
@@ -103,12 +107,75 @@ where
         let make = Arc::clone(&make);
         let shutdown = shutdown.clone();
         let pool = pool.clone();
+        let on_panic = Arc::clone(&on_panic);
         let handle = std::thread::Builder::new()
             .name(format!("{name}-{id}"))
-            .spawn(move || run_worker(id, driver, std_listener, shutdown, pool, make.as_ref()))?;
+            .spawn(move || {
+                supervise_worker(
+                    id,
+                    driver,
+                    std_listener,
+                    shutdown,
+                    pool,
+                    &on_panic,
+                    make.as_ref(),
+                )
+            })?;
         handles.push(handle);
     }
     Ok(handles)
+}
+
+/// Runs a worker; if its runtime panics, closes its listener for good (`shutdown(2)` on a
+/// listening socket takes it out of the `SO_REUSEPORT` group, whoever still holds the
+/// descriptor), binds a fresh one and runs the worker again.
+fn supervise_worker<F, Fut>(
+    id: usize,
+    driver: IoDriver,
+    mut std_listener: std::net::TcpListener,
+    shutdown: Shutdown,
+    pool: DefaultThreadPool,
+    on_panic: &OnPanic,
+    make: &F,
+) where
+    F: Fn(usize, TcpListener, Shutdown) -> Fut,
+    Fut: Future<Output = ()> + 'static,
+{
+    loop {
+        let handle = std_listener.try_clone();
+        let addr = std_listener.local_addr();
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_worker(
+                id,
+                driver,
+                std_listener,
+                shutdown.clone(),
+                pool.clone(),
+                make,
+            )
+        }));
+        let Err(payload) = run else { return };
+        tracing::error!(
+            worker = id,
+            panic = %panic_guard::panic_message(payload.as_ref()),
+            "worker panicked; replacing it"
+        );
+        on_panic();
+        if let Ok(handle) = &handle {
+            let _ = socket2::SockRef::from(handle).shutdown(std::net::Shutdown::Both);
+        }
+        drop(handle);
+        if shutdown.is_triggered() {
+            return;
+        }
+        match addr.and_then(listener::bind_one) {
+            Ok(fresh) => std_listener = fresh,
+            Err(e) => {
+                tracing::error!(worker = id, error = %e, "cannot bind a listener for the replacement worker");
+                return;
+            }
+        }
+    }
 }
 
 fn run_worker<F, Fut>(
@@ -161,13 +228,21 @@ fn block_on<Fut: Future<Output = ()>>(
     Ok(())
 }
 
+/// What a worker's accept loop needs besides its listener.
+pub struct AcceptSettings {
+    pub worker: usize,
+    pub max_connections: usize,
+    pub grace: Duration,
+    pub on_panic: OnPanic,
+}
+
 /// Accepts connections until shutdown, runs `serve` on each (at most `max_connections` at once;
 /// beyond that a new connection is closed at once), then waits up to `grace` for them to end.
+/// A connection whose task panics is closed; the others go on ([`panic_guard`]).
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     shutdown: Rc<LocalShutdown>,
-    max_connections: usize,
-    grace: Duration,
+    settings: AcceptSettings,
     serve: F,
 ) where
     F: Fn(TcpStream) -> Fut,
@@ -188,21 +263,25 @@ pub async fn accept_loop<F, Fut>(
                 continue;
             }
         };
-        if active.get() >= max_connections {
+        if active.get() >= settings.max_connections {
             drop(stream);
             continue;
         }
         let _ = stream.set_nodelay(true);
         active.set(active.get() + 1);
         let guard = ActiveGuard(Rc::clone(&active));
-        let fut = serve(stream);
+        let fut = panic_guard::CatchPanic::new(
+            serve(stream),
+            settings.worker,
+            Arc::clone(&settings.on_panic),
+        );
         monoio::spawn(async move {
-            fut.await;
+            let _ = fut.await;
             drop(guard);
         });
     }
     drop(listener);
-    let deadline = Instant::now() + grace;
+    let deadline = Instant::now() + settings.grace;
     while active.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -150,6 +150,8 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
     };
     let (mut trigger, shutdown) = shutdown_pair();
     let worker_records = records.clone();
+    let panics = Arc::clone(&records.metrics);
+    let on_panic: runtime::OnPanic = Arc::new(move || panics.count_worker_panic());
     tracing::info!(
         workers = workers_wanted,
         io_driver = driver.effective(),
@@ -161,6 +163,7 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
         driver,
         listeners,
         &shutdown,
+        Arc::clone(&on_panic),
         move |id, listener, shutdown| {
             let shutdown = LocalShutdown::follow(shutdown);
             let gw = Rc::new(WorkerGateway::new(
@@ -170,7 +173,13 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
                 Rc::clone(&shutdown),
             ));
             monoio::spawn(Rc::clone(&gw).sweep_pool());
-            runtime::accept_loop(listener, shutdown, limit, grace, move |stream| {
+            let settings = runtime::AcceptSettings {
+                worker: id,
+                max_connections: limit,
+                grace,
+                on_panic: Arc::clone(&on_panic),
+            };
+            runtime::accept_loop(listener, shutdown, settings, move |stream| {
                 serve_connection(stream, Rc::clone(&gw))
             })
         },
@@ -188,6 +197,7 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
     })
     .map_err(ServeError::Signals)?;
     tracing::info!(signal, "shutting down: draining in-flight requests");
+    let _watchdog = ExitWatchdog::start(grace + WRITER_FLUSH_TIME);
     trigger.trigger();
     for worker in workers {
         let _ = worker.join();
@@ -210,6 +220,39 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long the record writers get, after the grace period, to write what they hold.
+const WRITER_FLUSH_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Ends the process if shutdown has not finished by its deadline: a worker that cannot be
+/// joined (stuck, or a leaked task holding a writer's queue open) must never keep the process
+/// alive after SIGTERM. Dropping the watchdog (shutdown finished) disarms it.
+struct ExitWatchdog {
+    _done: std::sync::mpsc::Sender<()>,
+}
+
+impl ExitWatchdog {
+    fn start(deadline: std::time::Duration) -> Self {
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("sluice-exit-watchdog".into())
+            .spawn(move || {
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    finished.recv_timeout(deadline)
+                {
+                    tracing::error!(
+                        after_secs = deadline.as_secs(),
+                        "shutdown did not finish in time; exiting now"
+                    );
+                    std::process::exit(1);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the shutdown watchdog");
+        }
+        Self { _done: done }
+    }
 }
 
 /// Prints the line tests and scripts wait for.

@@ -299,13 +299,13 @@ fn commit(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
                 r.upstream,
                 r.status,
                 r.error,
-                r.input_tokens as i64,
-                r.output_tokens as i64,
-                r.cache_creation_input_tokens as i64,
-                r.cache_read_input_tokens as i64,
-                r.cost_pico as i64,
-                r.total_us as i64,
-                r.ttfb_us.map(|t| t as i64),
+                sql_int(r.input_tokens),
+                sql_int(r.output_tokens),
+                sql_int(r.cache_creation_input_tokens),
+                sql_int(r.cache_read_input_tokens),
+                sql_int(r.cost_pico),
+                sql_int(r.total_us),
+                r.ttfb_us.map(sql_int),
                 r.attempts,
             ])?;
             if added == 0 {
@@ -321,10 +321,11 @@ fn commit(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
             for (scope, key) in scopes {
                 if let Some(key) = key {
                     let t = totals.entry((scope, key.as_str(), day)).or_default();
-                    t[0] += 1;
-                    t[1] += r.cost_pico as i64;
-                    t[2] += r.input_tokens as i64;
-                    t[3] += r.output_tokens as i64;
+                    // Upstream-reported counts: saturate, never overflow.
+                    t[0] = t[0].saturating_add(1);
+                    t[1] = t[1].saturating_add(sql_int(r.cost_pico));
+                    t[2] = t[2].saturating_add(sql_int(r.input_tokens));
+                    t[3] = t[3].saturating_add(sql_int(r.output_tokens));
                 }
             }
         }
@@ -338,6 +339,11 @@ fn commit(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
         }
     }
     tx.commit()
+}
+
+/// A count as SQLite's integer, saturating at `i64::MAX`.
+fn sql_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Picodollars recorded for `scope`/`key` on or after `first_day` (`YYYY-MM-DD`; empty: all time),

@@ -25,7 +25,9 @@ pub struct Usage {
 impl Usage {
     /// The prompt's length in tokens: uncached input plus cache writes plus cache reads.
     pub fn prompt_tokens(&self) -> u64 {
-        self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+        self.input_tokens
+            .saturating_add(self.cache_creation_input_tokens)
+            .saturating_add(self.cache_read_input_tokens)
     }
 
     /// Cache writes split by TTL; without a breakdown every write counts as 5-minute.

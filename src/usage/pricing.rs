@@ -46,10 +46,15 @@ pub struct PriceEntry {
 /// Web search: $10 per 1,000 searches.
 const WEB_SEARCH_PICO: u64 = 10_000_000_000;
 
-/// Model prefix → price, longest prefix wins.
+/// The `[[pricing]]` model name that declares the price of every model the table does not know.
+pub const FALLBACK_MODEL: &str = "*";
+
+/// Model prefix → price, longest prefix wins; a model no prefix matches has the declared
+/// fallback price, or none (and cannot spend a budget: see `proxy::budget`).
 #[derive(Clone, Debug)]
 pub struct PriceTable {
     entries: Vec<PriceEntry>,
+    fallback: Option<PriceEntry>,
 }
 
 impl Default for PriceTable {
@@ -92,28 +97,56 @@ impl Default for PriceTable {
             price: p(0.10, 0.125, 0.20, 0.01, 0.50),
             long_prompt: Some((100_000, p(0.5, 0.625, 1.0, 0.05, 2.5))),
         });
-        PriceTable { entries }
+        PriceTable {
+            entries,
+            fallback: None,
+        }
     }
 }
 
 impl PriceTable {
-    /// Adds or replaces the entry for `prefix`.
+    /// Adds or replaces the entry for `prefix` ([`FALLBACK_MODEL`]: the fallback price).
     pub fn set(&mut self, prefix: &str, price: Price) {
-        self.entries.retain(|e| e.prefix != prefix);
-        self.entries.push(PriceEntry {
+        let entry = PriceEntry {
             prefix: prefix.to_string(),
             price,
             long_prompt: None,
-        });
+        };
+        if prefix == FALLBACK_MODEL {
+            self.fallback = Some(entry);
+            return;
+        }
+        self.entries.retain(|e| e.prefix != prefix);
+        self.entries.push(entry);
     }
 
-    /// The entry for `model`, matched on its canonical name (see [`canonical_model`]).
+    /// The entry for `model`, matched on its canonical name (see [`canonical_model`]), else
+    /// the fallback price if one was declared.
     pub fn lookup(&self, model: &str) -> Option<&PriceEntry> {
         let name = canonical_model(model);
         self.entries
             .iter()
             .filter(|e| name.starts_with(e.prefix.as_str()))
             .max_by_key(|e| e.prefix.len())
+            .or(self.fallback.as_ref())
+    }
+
+    /// Cost of `usage` for a request served by `served` (the model id the upstream was sent)
+    /// whose response names `answered`: the higher of the two where both have a price, so
+    /// neither an alias nor an upstream that answers with another model is charged less than
+    /// it served. `None` when neither has a price.
+    pub fn served_cost_pico(
+        &self,
+        served: Option<&str>,
+        answered: Option<&str>,
+        usage: &Usage,
+    ) -> Option<u64> {
+        let served = served.and_then(|m| self.cost_pico(m, usage));
+        let answered = answered.and_then(|m| self.cost_pico(m, usage));
+        match (served, answered) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Cost of `usage` on `model` in picodollars; `None` when the model has no price.
@@ -124,12 +157,17 @@ impl PriceTable {
             _ => entry.price,
         };
         let (w5, w1) = usage.cache_writes();
-        let cost = usage.input_tokens * price.input
-            + w5 * price.cache_write_5m
-            + w1 * price.cache_write_1h
-            + usage.cache_read_input_tokens * price.cache_read
-            + usage.output_tokens * price.output
-            + usage.web_search_requests * WEB_SEARCH_PICO;
+        // Token counts come from the upstream: saturate rather than overflow.
+        let cost = [
+            (usage.input_tokens, price.input),
+            (w5, price.cache_write_5m),
+            (w1, price.cache_write_1h),
+            (usage.cache_read_input_tokens, price.cache_read),
+            (usage.output_tokens, price.output),
+            (usage.web_search_requests, WEB_SEARCH_PICO),
+        ]
+        .iter()
+        .fold(0u64, |sum, (n, p)| sum.saturating_add(n.saturating_mul(*p)));
         Some(cost)
     }
 }
@@ -189,6 +227,39 @@ mod tests {
             "claude-opus-4-8"
         );
         assert!(t.lookup("gpt-4o").is_none());
+    }
+
+    #[test]
+    fn a_declared_fallback_prices_unknown_models_and_costs_saturate() {
+        let mut t = PriceTable::default();
+        t.set(
+            FALLBACK_MODEL,
+            Price::from_usd_per_mtok(1.0, 2.0, None, None, None),
+        );
+        assert_eq!(t.lookup("gpt-4o").unwrap().prefix, "*");
+        assert_eq!(
+            t.lookup("claude-opus-4-8").unwrap().prefix,
+            "claude-opus-4-8"
+        );
+        let huge = Usage {
+            input_tokens: u64::MAX,
+            output_tokens: u64::MAX,
+            ..Usage::default()
+        };
+        assert_eq!(t.cost_pico("claude-opus-4-8", &huge), Some(u64::MAX));
+        let usage = Usage {
+            output_tokens: 1000,
+            ..Usage::default()
+        };
+        let opus = t.cost_pico("claude-opus-4-8", &usage);
+        assert_eq!(
+            t.served_cost_pico(Some("claude-haiku-4-5"), Some("claude-opus-4-8"), &usage),
+            opus
+        );
+        assert_eq!(
+            t.served_cost_pico(Some("claude-opus-4-8"), Some("claude-mock-1"), &usage),
+            opus
+        );
     }
 
     #[test]
