@@ -77,6 +77,11 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 c.keys.len(),
                 c.models.len()
             );
+            for (place, model) in c.unpriced_routes() {
+                eprintln!(
+                    "warning: {place} serves `{model}`, which has no price: requests to it are refused under any budget (add a [[pricing]] entry for it, or a fallback price with model = \"*\")"
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -166,7 +166,14 @@ fn expired_misaddressed_and_forged_tokens_get_401() {
     wrong_iss["iss"] = json!("https://evil.example");
     let mut no_exp = claims(300, "sluice");
     no_exp.as_object_mut().unwrap().remove("exp");
+    // With an issuer and an audience configured, leaving them out is no way around them.
+    let mut no_iss = claims(300, "sluice");
+    no_iss.as_object_mut().unwrap().remove("iss");
+    let mut no_aud = claims(300, "sluice");
+    no_aud.as_object_mut().unwrap().remove("aud");
     for (why, t) in [
+        ("no issuer", token(Algorithm::HS256, &hs, &no_iss)),
+        ("no audience", token(Algorithm::HS256, &hs, &no_aud)),
         (
             "expired",
             token(Algorithm::HS256, &hs, &claims(-120, "sluice")),

@@ -1,14 +1,16 @@
 //! Just enough HTTP/1.1 for the admin API: one request per connection (closed after the reply),
-//! a bounded head and body, a read timeout.
+//! a bounded head and body, and one deadline for the whole request (a client that trickles
+//! bytes is cut off with a 408 when it passes).
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = 64 * 1024;
+/// The whole request (head and body) must arrive within this.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct AdminRequest {
@@ -51,18 +53,36 @@ impl Reply {
     }
 }
 
+/// Reads some bytes before `deadline`; a timeout is a 408, any other failure `bad`.
+fn read_by(
+    stream: &mut TcpStream,
+    chunk: &mut [u8],
+    deadline: Instant,
+    what: &str,
+) -> Result<usize, Reply> {
+    let late = || Reply::error(408, "timeout_error", "the admin request took too long to arrive");
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(late());
+    }
+    stream
+        .set_read_timeout(Some(left))
+        .map_err(|_| Reply::error(400, "invalid_request_error", what))?;
+    match stream.read(chunk) {
+        Ok(n) => Ok(n),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Err(late()),
+        Err(_) => Err(Reply::error(400, "invalid_request_error", what)),
+    }
+}
+
 /// Reads one request, or the error reply to send instead.
 pub fn read_request(stream: &mut TcpStream) -> Result<AdminRequest, Reply> {
     let bad = |m: &str| Reply::error(400, "invalid_request_error", m);
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .map_err(|_| bad("socket"))?;
+    let deadline = Instant::now() + TIMEOUT;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let head_len = loop {
-        let n = stream
-            .read(&mut chunk)
-            .map_err(|_| bad("incomplete request"))?;
+        let n = read_by(stream, &mut chunk, deadline, "incomplete request")?;
         if n == 0 {
             return Err(bad("incomplete request"));
         }
@@ -121,9 +141,7 @@ pub fn read_request(stream: &mut TcpStream) -> Result<AdminRequest, Reply> {
     };
     let mut body = buf.split_off(head_len);
     while body.len() < length {
-        let n = stream
-            .read(&mut chunk)
-            .map_err(|_| bad("incomplete body"))?;
+        let n = read_by(stream, &mut chunk, deadline, "incomplete body")?;
         if n == 0 {
             return Err(bad("incomplete body"));
         }

@@ -1,6 +1,7 @@
 //! The admin API: issued keys, budgets, team and user limits, spend queries and config reload over HTTP/1.1 JSON, on its own listener with its
-//! own key, served by one thread of its own — administration is rare and never shares a worker
-//! with traffic.
+//! own key, served off the workers — administration is rare and never shares a worker with
+//! traffic. Each connection gets a thread of its own (at most [`MAX_CONCURRENT`] at once; past
+//! that a 503), and each request a total deadline, so a slow or silent client holds up nobody.
 //!
 //! - `GET  /admin/keys` — issued keys (never the keys themselves)
 //! - `POST /admin/keys` — `{"name", "user"?, "team"?, "models"?, "expires"?, "rpm"?, "tpm"?,
@@ -23,7 +24,7 @@ mod policies;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -38,6 +39,9 @@ use http::{AdminRequest, Reply};
 
 /// How often the accept loop checks for shutdown.
 const POLL: Duration = Duration::from_millis(50);
+
+/// Admin connections served at once; a further one is answered 503 and closed.
+pub const MAX_CONCURRENT: usize = 16;
 
 /// What the admin API needs.
 pub struct AdminContext {
@@ -70,22 +74,45 @@ pub fn start(listen: SocketAddr, ctx: AdminContext) -> std::io::Result<AdminServ
     let addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = Arc::clone(&stop);
+    let ctx = Arc::new(ctx);
     let thread = std::thread::Builder::new()
         .name("sluice-admin".into())
         .spawn(move || accept_loop(&listener, &ctx, &stopped))?;
     Ok(AdminServer { addr, stop, thread })
 }
 
-fn accept_loop(listener: &TcpListener, ctx: &AdminContext, stop: &AtomicBool) {
+fn accept_loop(listener: &TcpListener, ctx: &Arc<AdminContext>, stop: &AtomicBool) {
+    let active = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Acquire) {
         match listener.accept() {
-            Ok((stream, _)) => serve(stream, ctx),
+            Ok((stream, _)) => dispatch(stream, ctx, &active),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 #[expect(clippy::disallowed_methods, reason = "the admin thread, not a worker")]
                 std::thread::sleep(POLL);
             }
             Err(e) => tracing::warn!(error = %e, "admin accept failed"),
         }
+    }
+}
+
+/// Serves `stream` on a thread of its own, unless [`MAX_CONCURRENT`] are busy.
+fn dispatch(mut stream: TcpStream, ctx: &Arc<AdminContext>, active: &Arc<AtomicUsize>) {
+    if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONCURRENT {
+        active.fetch_sub(1, Ordering::AcqRel);
+        let busy = Reply::error(503, "overloaded_error", "too many admin requests at once");
+        http::write_reply(&mut stream, &busy);
+        return;
+    }
+    let (ctx, count) = (Arc::clone(ctx), Arc::clone(active));
+    let spawned = std::thread::Builder::new()
+        .name("sluice-admin-conn".into())
+        .spawn(move || {
+            serve(stream, &ctx);
+            count.fetch_sub(1, Ordering::AcqRel);
+        });
+    if let Err(e) = spawned {
+        active.fetch_sub(1, Ordering::AcqRel);
+        tracing::warn!(error = %e, "cannot start an admin connection thread");
     }
 }
 
@@ -272,6 +299,14 @@ fn reload(ctx: &AdminContext) -> Reply {
 /// Every admin request, allowed or not, goes to the audit log (never the key or the body).
 fn audit(ctx: &AdminContext, request: &AdminRequest, reply: &Reply) {
     let mut event = AuditEvent::admin("admin_request", "admin");
+    if reply.status == 401 {
+        // Nothing an unauthenticated client chose (its path, its method) goes into the log.
+        event.identity = "unauthenticated".into();
+        event.decision = "refused";
+        event.status = reply.status;
+        ctx.audit.record(event);
+        return;
+    }
     event.identity = "admin".into();
     event.decision = if reply.status < 400 {
         "allowed"

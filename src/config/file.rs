@@ -405,6 +405,9 @@ pub struct AwsKeyFile {
     pub user: Option<String>,
     #[serde(default)]
     pub team: Option<String>,
+    /// The regions clients may sign for with this key (default: any well-formed region).
+    #[serde(default)]
+    pub regions: Vec<String>,
 }
 
 /// USD per million tokens for models whose name starts with `model`.

@@ -53,6 +53,8 @@ pub struct AwsKey {
     pub user: Option<String>,
     pub team: Option<String>,
     pub secret: String,
+    /// The regions a signature may name (empty: any).
+    pub regions: Vec<String>,
 }
 
 impl std::fmt::Debug for AwsKey {
@@ -130,6 +132,7 @@ impl KeyTable {
                 user: k.user.clone(),
                 team: k.team.clone(),
                 secret,
+                regions: k.regions.clone(),
             };
             if aws.insert(k.access_key_id.clone(), key).is_some() {
                 return Err(invalid(

@@ -238,6 +238,32 @@ pub struct AuditSettings {
 }
 
 impl Config {
+    /// The routes whose served model has no price (and no fallback price is declared), as
+    /// (`routes[i]` or `routes[i].deployments[j]`, served model): requests to them are refused
+    /// under any budget. A route that forwards models as sent (a `*` or prefix pattern without
+    /// `upstream_model`) is priced per request and not listed.
+    pub fn unpriced_routes(&self) -> Vec<(String, String)> {
+        let mut unpriced = Vec::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            for (j, deployment) in route.deployments.iter().enumerate() {
+                let served = match (&deployment.upstream_model, &route.pattern) {
+                    (Some(alias), _) => alias.as_str(),
+                    (None, ModelPattern::Exact(model)) => model.as_str(),
+                    (None, _) => continue,
+                };
+                if self.pricing.lookup(served).is_none() {
+                    let place = if route.deployments.len() == 1 {
+                        format!("routes[{i}]")
+                    } else {
+                        format!("routes[{i}].deployments[{j}]")
+                    };
+                    unpriced.push((place, served.to_string()));
+                }
+            }
+        }
+        unpriced
+    }
+
     /// True when no credential is configured (no virtual or AWS keys, no JWT): every client is
     /// accepted.
     pub fn open_access(&self) -> bool {

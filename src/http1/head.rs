@@ -187,6 +187,9 @@ pub struct ResponseHead {
     pub framing: BodyFraming,
     /// Whether the upstream lets us reuse the connection after this response.
     pub keep_alive: bool,
+    /// The response carried both Content-Length and Transfer-Encoding: read by the latter,
+    /// and its connection never reused.
+    pub framed_twice: bool,
 }
 
 impl ResponseHead {
@@ -327,6 +330,7 @@ fn scan_response(
         return Ok(None);
     };
     let head = &buf[..head_len];
+    check_line_endings(head)?;
     let status = res.code.unwrap_or(0);
     let http10 = res.version == Some(0);
     let status_line = Span {
@@ -336,7 +340,11 @@ fn scan_response(
     let headers = header_lines(head, res.headers);
     let facts = HeaderFacts::collect(head, &headers)?;
     let framing = response_framing(&facts, status, request_method)?;
+    // A response framed two ways (Content-Length and Transfer-Encoding) is read by its
+    // Transfer-Encoding, but the connection is not trusted with another request.
+    let framed_twice = facts.has_transfer_encoding && facts.content_length.is_some();
     let keep_alive = framing != BodyFraming::UntilClose
+        && !framed_twice
         && if http10 {
             facts.connection_keep_alive && !facts.connection_close
         } else {
@@ -350,6 +358,7 @@ fn scan_response(
         headers,
         framing,
         keep_alive,
+        framed_twice,
     };
     Ok(Some((parsed, head_len)))
 }

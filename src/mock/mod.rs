@@ -22,6 +22,13 @@
 //! | `x-mock-fail: stall` | never answer (until the peer gives up) |
 //! | `x-mock-fail: close-after-response` | answer normally, then close without saying so |
 //! | `x-mock-fail: close-delimited` | answer without Content-Length, end the body by closing |
+//! | `x-mock-fail: extra-response` | answer, then append a second response nobody asked for |
+//! | `x-mock-fail: late-extra-bytes` | answer, then 200 ms later send a second response |
+//! | `x-mock-fail: body-after-204` | a 204, then bytes after it |
+//! | `x-mock-fail: cl-and-te` | a response with Content-Length and Transfer-Encoding |
+//! | `x-mock-fail: bare-lf` | a response head with bare LF line ends |
+//! | `x-mock-fail: unsolicited-101` | a 101 Switching Protocols nobody asked for |
+//! | `x-mock-fail: interim-103` | a 103 Early Hints before the response |
 //! | `x-mock-close: 1` | answer with `Connection: close` and close |
 
 #![expect(
@@ -56,6 +63,8 @@ const LOGGED_BODY: usize = 512 * 1024;
 /// One request as the mock received it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Received {
+    /// The request line exactly as received.
+    pub request_line: String,
     pub method: String,
     pub target: String,
     /// Header fields exactly as received, in order.
@@ -90,6 +99,7 @@ impl MockState {
             return;
         }
         let entry = Received {
+            request_line: String::from_utf8_lossy(head.request_line.of(&head.bytes)).into_owned(),
             method: head.method.as_str().to_string(),
             target: String::from_utf8_lossy(head.target()).into_owned(),
             headers: head
@@ -329,6 +339,60 @@ async fn read_body<S: AsyncReadRent>(
     }
 }
 
+/// The bytes a misframed answer carries after its response: a whole second response that no
+/// request asked for. A gateway that pools the connection would hand it to the next client.
+const LEAKED: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 24\r\n\r\n{\"leaked\":\"LEAKED-1234\"}";
+
+/// Answers with a response whose framing leaves bytes behind, or that no proxy may reuse;
+/// keeps the connection open as if all were well.
+async fn misframed<S: AsyncWriteRent>(stream: &mut S, fail: &str, b: &Behavior) -> bool {
+    let json = responses::message_json("claude-mock-1", &b.reply, 1, 1);
+    let ok_head = |sep: &str| {
+        format!(
+            "HTTP/1.1 200 OK{sep}content-type: application/json{sep}content-length: {}{sep}{sep}",
+            json.len()
+        )
+        .into_bytes()
+    };
+    let mut out = match fail {
+        "bare-lf" => ok_head("\n"),
+        "body-after-204" => b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+        "unsolicited-101" => {
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n"
+                .to_vec()
+        }
+        "interim-103" => {
+            let mut out = b"HTTP/1.1 103 Early Hints\r\nlink: </a>; rel=preload\r\n\r\n".to_vec();
+            out.extend(ok_head("\r\n"));
+            out
+        }
+        "cl-and-te" => format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n",
+            json.len()
+        )
+        .into_bytes(),
+        _ => ok_head("\r\n"),
+    };
+    if !matches!(fail, "body-after-204" | "unsolicited-101") {
+        out.extend_from_slice(&json);
+    }
+    if fail == "cl-and-te" {
+        out.extend_from_slice(b"\r\n0\r\n\r\n");
+    }
+    if fail != "interim-103" && fail != "late-extra-bytes" {
+        out.extend_from_slice(LEAKED);
+    }
+    if stream.write_all(out).await.0.is_err() {
+        return false;
+    }
+    if fail == "late-extra-bytes" {
+        // After the response has been read: the bytes arrive while the connection is idle.
+        monoio::time::sleep(Duration::from_millis(200)).await;
+        return stream.write_all(LEAKED.to_vec()).await.0.is_ok();
+    }
+    true
+}
+
 /// Answers one request; returns whether to keep the connection.
 async fn respond<S: AsyncWriteRent>(
     stream: &mut S,
@@ -373,6 +437,10 @@ async fn respond<S: AsyncWriteRent>(
                 out.extend_from_slice(b"\r\n\r\n");
                 let _ = stream.write_all(out).await;
                 return false;
+            }
+            "extra-response" | "body-after-204" | "cl-and-te" | "bare-lf" | "unsolicited-101"
+            | "interim-103" | "late-extra-bytes" => {
+                return misframed(stream, fail, b).await;
             }
             "truncate-chunked" => {
                 let json = responses::message_json("claude-mock-1", &b.reply, 1, 1);
@@ -536,11 +604,16 @@ fn bedrock_auth(head: &RequestHead, body: &[u8], args: &MockArgs) -> Result<(), 
         };
     };
     let target = String::from_utf8_lossy(head.target()).into_owned();
+    let scope = crate::provider::sigv4::Scope {
+        service: "bedrock",
+        regions: &[],
+    };
     crate::provider::sigv4::verify(
         "POST",
         &target,
         |n| head.header_str(n),
-        body,
+        crate::provider::sigv4::Payload::Body(body),
+        scope,
         |id| (id == access).then(|| secret.clone()),
     )
     .map(|_| ())

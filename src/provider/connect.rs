@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use monoio_rustls::TlsConnector;
+use nix::errno::Errno;
+use nix::sys::socket::{self, MsgFlags};
 use rustls::pki_types::{CertificateDer, ServerName};
 use thiserror::Error;
 
@@ -38,21 +41,37 @@ pub enum ConnectError {
 /// A connection to an upstream, plain or TLS.
 pub enum UpstreamConn {
     Plain(TcpStream),
-    Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
+    /// A TLS stream, and its socket's descriptor (the stream does not lend its socket out).
+    Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>, RawFd),
+}
+
+impl UpstreamConn {
+    /// Whether the upstream sent anything (or closed) while the connection sat idle: bytes no
+    /// request asked for, which must never be read as the answer to the next one. Peeks at
+    /// the socket without waiting; an idle connection has nothing to read.
+    pub fn has_unsolicited_input(&self) -> bool {
+        let fd = match self {
+            UpstreamConn::Plain(s) => s.as_raw_fd(),
+            UpstreamConn::Tls(_, fd) => *fd,
+        };
+        let mut probe = [0u8; 1];
+        let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+        !matches!(socket::recv(fd, &mut probe, flags), Err(Errno::EAGAIN))
+    }
 }
 
 impl AsyncReadRent for UpstreamConn {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             UpstreamConn::Plain(s) => s.read(buf).await,
-            UpstreamConn::Tls(s) => s.read(buf).await,
+            UpstreamConn::Tls(s, _) => s.read(buf).await,
         }
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             UpstreamConn::Plain(s) => s.readv(buf).await,
-            UpstreamConn::Tls(s) => s.readv(buf).await,
+            UpstreamConn::Tls(s, _) => s.readv(buf).await,
         }
     }
 }
@@ -61,28 +80,28 @@ impl AsyncWriteRent for UpstreamConn {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             UpstreamConn::Plain(s) => s.write(buf).await,
-            UpstreamConn::Tls(s) => s.write(buf).await,
+            UpstreamConn::Tls(s, _) => s.write(buf).await,
         }
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             UpstreamConn::Plain(s) => s.writev(buf).await,
-            UpstreamConn::Tls(s) => s.writev(buf).await,
+            UpstreamConn::Tls(s, _) => s.writev(buf).await,
         }
     }
 
     async fn flush(&mut self) -> io::Result<()> {
         match self {
             UpstreamConn::Plain(s) => s.flush().await,
-            UpstreamConn::Tls(s) => s.flush().await,
+            UpstreamConn::Tls(s, _) => s.flush().await,
         }
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             UpstreamConn::Plain(s) => s.shutdown().await,
-            UpstreamConn::Tls(s) => s.shutdown().await,
+            UpstreamConn::Tls(s, _) => s.shutdown().await,
         }
     }
 }
@@ -144,6 +163,7 @@ impl Connector {
                     host: upstream.host.clone(),
                     reason: e.to_string(),
                 })?;
+            let fd = stream.as_raw_fd();
             let tls = tls
                 .0
                 .connect(name, stream)
@@ -152,7 +172,7 @@ impl Connector {
                     host: upstream.host.clone(),
                     reason: e.to_string(),
                 })?;
-            Ok(UpstreamConn::Tls(Box::new(tls)))
+            Ok(UpstreamConn::Tls(Box::new(tls), fd))
         };
         monoio::time::timeout(timeout, work)
             .await

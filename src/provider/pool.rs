@@ -27,14 +27,21 @@ impl Pool {
     }
 
     /// A pooled connection to upstream number `upstream` (its index in the config) that has
-    /// not idled too long, if any.
-    pub fn checkout(&self, upstream: usize) -> Option<UpstreamConn> {
+    /// not idled too long and received nothing while idle, if any. A connection the upstream
+    /// wrote to (or closed) while idle is closed, and `on_discard` called for each one that
+    /// carried bytes.
+    pub fn checkout(&self, upstream: usize, on_discard: impl Fn()) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&upstream)?;
         while let Some((conn, since)) = list.pop() {
-            if since.elapsed() < self.max_idle {
-                return Some(conn);
+            if since.elapsed() >= self.max_idle {
+                continue;
             }
+            if conn.has_unsolicited_input() {
+                on_discard();
+                continue;
+            }
+            return Some(conn);
         }
         None
     }

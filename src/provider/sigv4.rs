@@ -104,7 +104,9 @@ pub enum VerifyError {
     UnknownKey,
     #[error("x-amz-date is missing or more than 15 minutes off")]
     Stale,
-    #[error("x-amz-content-sha256 does not match the body")]
+    #[error("the credential scope names another day, service or region")]
+    Scope,
+    #[error("x-amz-content-sha256 is not the body's SHA-256 (UNSIGNED-PAYLOAD is not accepted)")]
     PayloadMismatch,
     #[error("the signature does not match")]
     Mismatch,
@@ -114,6 +116,7 @@ pub enum VerifyError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Presented<'a> {
     pub access_key_id: &'a str,
+    pub day: &'a str,
     pub region: &'a str,
     pub service: &'a str,
     pub signed_headers: &'a str,
@@ -125,11 +128,12 @@ pub fn parse_authorization(value: &str) -> Option<Presented<'_>> {
     let rest = value.strip_prefix("AWS4-HMAC-SHA256 ")?;
     let field = |name: &str| rest.split([' ', ',']).find_map(|p| p.strip_prefix(name));
     let scope: Vec<&str> = field("Credential=")?.split('/').collect();
-    let [access_key_id, _day, region, service, "aws4_request"] = scope[..] else {
+    let [access_key_id, day, region, service, "aws4_request"] = scope[..] else {
         return None;
     };
     Some(Presented {
         access_key_id,
+        day,
         region,
         service,
         signed_headers: field("SignedHeaders=")?,
@@ -137,15 +141,39 @@ pub fn parse_authorization(value: &str) -> Option<Presented<'_>> {
     })
 }
 
-/// Verifies a received request's signature: `header` looks up a received header's value,
-/// `secret_for` the secret of an access key id. Signs over exactly what was received (the target
-/// as sent, the headers the client chose to sign) and checks the date (±15 minutes). Returns the
-/// access key id.
+/// What the verifier requires of the credential scope.
+#[derive(Clone, Copy, Debug)]
+pub struct Scope<'a> {
+    /// The service the signature must be for (`bedrock`).
+    pub service: &'a str,
+    /// The regions a signature may name; empty: any well-formed region.
+    pub regions: &'a [String],
+}
+
+/// The payload a signature is checked against.
+#[derive(Clone, Copy, Debug)]
+pub enum Payload<'a> {
+    /// The body is not read yet: the signature is checked over the declared
+    /// `x-amz-content-sha256` (which must be there); the body is checked against it later
+    /// with [`check_payload`].
+    Declared,
+    /// The whole body.
+    Body(&'a [u8]),
+}
+
+/// Verifies a received request's signature as AWS does: `header` looks up a received header's
+/// value, `secret_for` the secret of an access key id. Signs over exactly what was received (the
+/// target as sent, the headers the client chose to sign); the date must be within 15 minutes
+/// and be the credential scope's day; the scope's service must be `scope.service` and its
+/// region well-formed (and listed, when `scope.regions` lists any); `x-amz-content-sha256`,
+/// when sent, must be a SHA-256 (never `UNSIGNED-PAYLOAD`) and, with the body, the body's.
+/// Returns the access key id.
 pub fn verify<'a>(
     method: &str,
     target: &str,
     header: impl Fn(&str) -> Option<&'a str>,
-    body: &[u8],
+    payload: Payload<'_>,
+    scope: Scope<'_>,
     secret_for: impl Fn(&str) -> Option<String>,
 ) -> Result<String, VerifyError> {
     let presented = parse_authorization(header("authorization").unwrap_or_default())
@@ -155,13 +183,23 @@ pub fn verify<'a>(
     if !date_is_fresh(date) {
         return Err(VerifyError::Stale);
     }
-    let payload = sha256_hex(body);
-    if header("x-amz-content-sha256").is_some_and(|h| h != payload && h != "UNSIGNED-PAYLOAD") {
+    check_scope(&presented, date, scope)?;
+    let declared = header("x-amz-content-sha256");
+    if declared.is_some_and(|h| !is_sha256_hex(h)) {
         return Err(VerifyError::PayloadMismatch);
     }
-    let payload_signed = header("x-amz-content-sha256")
-        .filter(|h| *h == "UNSIGNED-PAYLOAD")
-        .unwrap_or(&payload);
+    let computed;
+    let payload_hash = match (payload, declared) {
+        (Payload::Body(body), declared) => {
+            computed = sha256_hex(body);
+            if declared.is_some_and(|h| !h.eq_ignore_ascii_case(&computed)) {
+                return Err(VerifyError::PayloadMismatch);
+            }
+            computed.as_str()
+        }
+        (Payload::Declared, Some(declared)) => declared,
+        (Payload::Declared, None) => return Err(VerifyError::PayloadMismatch),
+    };
     let values: Vec<(&str, &str)> = presented
         .signed_headers
         .split(';')
@@ -173,7 +211,7 @@ pub fn verify<'a>(
         path,
         query,
         headers: &values,
-        payload_sha256: payload_signed,
+        payload_sha256: payload_hash,
     };
     let (_, expected) = signature(&secret, presented.region, presented.service, date, &req);
     if subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), presented.signature.as_bytes()).into() {
@@ -181,6 +219,33 @@ pub fn verify<'a>(
     } else {
         Err(VerifyError::Mismatch)
     }
+}
+
+/// After a [`Payload::Declared`] verification: whether `body` is what the signature declared.
+pub fn check_payload(declared: Option<&str>, body: &[u8]) -> Result<(), VerifyError> {
+    match declared {
+        Some(declared) if declared.eq_ignore_ascii_case(&sha256_hex(body)) => Ok(()),
+        _ => Err(VerifyError::PayloadMismatch),
+    }
+}
+
+fn check_scope(presented: &Presented<'_>, date: &str, scope: Scope<'_>) -> Result<(), VerifyError> {
+    let day_matches = date.as_bytes().get(..8) == Some(presented.day.as_bytes());
+    let region_ok = !presented.region.is_empty()
+        && presented
+            .region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && (scope.regions.is_empty() || scope.regions.iter().any(|r| r == presented.region));
+    if day_matches && region_ok && presented.service == scope.service {
+        Ok(())
+    } else {
+        Err(VerifyError::Scope)
+    }
+}
+
+fn is_sha256_hex(value: &str) -> bool {
+    value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Whether `amz` is a well-formed `YYYYMMDDTHHMMSSZ` within 15 minutes of now. The value is
@@ -431,21 +496,60 @@ mod tests {
             }
         };
         let secret = |id: &str| (id == "AKIDEXAMPLE").then(|| creds(None).secret_access_key);
+        let bedrock = Scope {
+            service: "bedrock",
+            regions: &[],
+        };
+        let path = "/model/m:0/invoke";
         assert_eq!(
-            verify("POST", "/model/m:0/invoke", lookup, body, secret),
+            verify("POST", path, lookup, Payload::Body(body), bedrock, secret),
             Ok("AKIDEXAMPLE".into())
         );
+        // Before the body is read: over the declared hash, then the body against it.
         assert_eq!(
-            verify("POST", "/model/m:1/invoke", lookup, body, secret),
-            Err(VerifyError::Mismatch)
+            verify("POST", path, lookup, Payload::Declared, bedrock, secret),
+            Ok("AKIDEXAMPLE".into())
         );
+        assert_eq!(check_payload(Some(&hash), body), Ok(()));
         assert_eq!(
-            verify("POST", "/model/m:0/invoke", lookup, b"{}", secret),
+            check_payload(Some(&hash), b"{}"),
             Err(VerifyError::PayloadMismatch)
         );
         assert_eq!(
-            verify("POST", "/model/m:0/invoke", lookup, body, |_| None),
+            verify("POST", "/model/m:1/invoke", lookup, Payload::Body(body), bedrock, secret),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            verify("POST", path, lookup, Payload::Body(b"{}"), bedrock, secret),
+            Err(VerifyError::PayloadMismatch)
+        );
+        assert_eq!(
+            verify("POST", path, lookup, Payload::Body(body), bedrock, |_| None),
             Err(VerifyError::UnknownKey)
+        );
+        let other_service = Scope {
+            service: "s3",
+            regions: &[],
+        };
+        assert_eq!(
+            verify("POST", path, lookup, Payload::Body(body), other_service, secret),
+            Err(VerifyError::Scope)
+        );
+        let other_region = Scope {
+            service: "bedrock",
+            regions: &["eu-west-1".to_string()],
+        };
+        assert_eq!(
+            verify("POST", path, lookup, Payload::Body(body), other_region, secret),
+            Err(VerifyError::Scope)
+        );
+        let unsigned = |name: &str| match name {
+            "x-amz-content-sha256" => Some("UNSIGNED-PAYLOAD"),
+            other => lookup(other),
+        };
+        assert_eq!(
+            verify("POST", path, unsigned, Payload::Body(body), bedrock, secret),
+            Err(VerifyError::PayloadMismatch)
         );
         assert!(!date_is_fresh(DATE), "2015 is stale");
         assert!(parse_amz_date(DATE.as_bytes()).is_some());

@@ -95,15 +95,27 @@ impl Identity {
     }
 }
 
-/// An identity, and the SigV4 signature still to check once the body is read.
+/// An identity, and the SigV4 signature that must be verified before it counts.
 #[derive(Debug)]
 pub struct Authenticated {
     pub identity: Identity,
-    /// A SigV4-signed request: the secret of its access key, to verify the signature with.
-    pub pending_sigv4: Option<String>,
+    /// A SigV4-signed request: what its signature is verified with.
+    pub pending_sigv4: Option<PendingSignature>,
 }
 
-/// Authenticates a request (a SigV4 signature is checked later, by [`verify_sigv4`]).
+/// The gateway-issued AWS key a SigV4 request names. Until its signature verifies, the
+/// request is nobody's: it is recorded as anonymous and reads a bounded body only.
+#[derive(Debug)]
+pub struct PendingSignature {
+    secret: String,
+    regions: Vec<String>,
+    /// The signature was checked over the declared `x-amz-content-sha256`; the body must hash
+    /// to it.
+    pub head_verified: bool,
+}
+
+/// Authenticates a request (a SigV4 signature is checked by [`verify_sigv4_head`] and
+/// [`verify_sigv4_body`]).
 pub fn authenticate(
     head: &RequestHead,
     config: &Config,
@@ -125,7 +137,11 @@ pub fn authenticate(
                 team: key.team.clone(),
                 models: None,
             },
-            pending_sigv4: Some(key.secret.clone()),
+            pending_sigv4: Some(PendingSignature {
+                secret: key.secret.clone(),
+                regions: key.regions.clone(),
+                head_verified: false,
+            }),
         });
     }
     identify(head, config, tokens).map(|identity| Authenticated {
@@ -134,15 +150,68 @@ pub fn authenticate(
     })
 }
 
-/// Checks a SigV4-signed request's signature over the request exactly as received.
-pub fn verify_sigv4(head: &RequestHead, body: &[u8], secret: &str) -> Result<(), GatewayError> {
+/// The service a client's SigV4 signature must name.
+const SIGNED_SERVICE: &str = "bedrock";
+
+/// Before any body byte is read: a request that declares `x-amz-content-sha256` has its
+/// signature verified over the head and that hash now; one that does not may carry at most
+/// `unverified_body_limit` bytes (its signature covers the body, which must be read first).
+pub fn verify_sigv4_head(
+    head: &RequestHead,
+    pending: &mut PendingSignature,
+    unverified_body_limit: usize,
+) -> Result<(), GatewayError> {
+    if head.header("x-amz-content-sha256").is_some() {
+        verify(head, sigv4::Payload::Declared, pending)?;
+        pending.head_verified = true;
+        return Ok(());
+    }
+    match head.framing {
+        crate::http1::BodyFraming::Empty => Ok(()),
+        crate::http1::BodyFraming::Length(n) if n <= unverified_body_limit as u64 => Ok(()),
+        _ => {
+            tracing::info!(
+                "SigV4 request refused: a body over {unverified_body_limit} bytes (or chunked) must declare x-amz-content-sha256"
+            );
+            Err(GatewayError::Unauthorized)
+        }
+    }
+}
+
+/// With the whole body read: the body is the one the signature covers.
+pub fn verify_sigv4_body(
+    head: &RequestHead,
+    body: &[u8],
+    pending: &PendingSignature,
+) -> Result<(), GatewayError> {
+    if pending.head_verified {
+        return sigv4::check_payload(head.header_str("x-amz-content-sha256"), body).map_err(
+            |e| {
+                tracing::info!(error = %e, "SigV4 signature refused");
+                GatewayError::Unauthorized
+            },
+        );
+    }
+    verify(head, sigv4::Payload::Body(body), pending)
+}
+
+fn verify(
+    head: &RequestHead,
+    payload: sigv4::Payload<'_>,
+    pending: &PendingSignature,
+) -> Result<(), GatewayError> {
     let target = String::from_utf8_lossy(head.target()).into_owned();
+    let scope = sigv4::Scope {
+        service: SIGNED_SERVICE,
+        regions: &pending.regions,
+    };
     sigv4::verify(
         head.method.as_str(),
         &target,
         |n| head.header_str(n),
-        body,
-        |_| Some(secret.to_string()),
+        payload,
+        scope,
+        |_| Some(pending.secret.clone()),
     )
     .map(|_| ())
     .map_err(|e| {
@@ -280,7 +349,7 @@ mod tests {
         let signed = "Authorization: AWS4-HMAC-SHA256 Credential=AKIDSLUICE/20261122/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=00\r\n";
         let auth = authenticate(&head(signed), &config, None).unwrap();
         assert_eq!(auth.identity.label(), "key:ci");
-        assert_eq!(auth.pending_sigv4.as_deref(), Some("s"));
+        assert!(auth.pending_sigv4.is_some());
         let unknown = signed.replace("AKIDSLUICE", "AKIDOTHER");
         assert!(matches!(
             authenticate(&head(&unknown), &config, None),

@@ -80,7 +80,8 @@ pub async fn forward(
         attempt += 1;
         ex.record.attempts += 1;
         let pooled = if attempt == 1 {
-            gw.pool.checkout(index)
+            gw.pool
+                .checkout(index, || gw.records.metrics.count_upstream_discarded())
         } else {
             None
         };
@@ -428,7 +429,15 @@ async fn read_response_head(
         while let Some(head) = take_response(&mut buf, method, gw.config.limits.head)
             .map_err(|e| AttemptError::Failed(GatewayError::UpstreamProtocol(e)))?
         {
-            if (100..200).contains(&head.status) && head.status != 101 {
+            // Interim responses (100, 103) are consumed; sluice never asks to switch
+            // protocols, so a 101 is refused, never turned into a tunnel.
+            if head.status == 101 {
+                gw.records.metrics.count_upstream_discarded();
+                return Err(AttemptError::Failed(GatewayError::UpstreamProtocol(
+                    Http1Error::Malformed("unsolicited 101 Switching Protocols"),
+                )));
+            }
+            if (100..200).contains(&head.status) {
                 continue;
             }
             return Ok((head, buf));

@@ -303,15 +303,32 @@ async fn run_phases(
     ) {
         return local::answer(client, head, &op, &gw.config, None, ex).await;
     }
-    let auth = authenticate::authenticate(head, &gw.config, Some(&gw.verified_tokens))?;
-    ex.set_identity(&auth.identity);
+    let mut auth = authenticate::authenticate(head, &gw.config, Some(&gw.verified_tokens))?;
+    if let Some(pending) = auth.pending_sigv4.as_mut() {
+        let limit = client.limits().replay_buffer_bytes;
+        authenticate::verify_sigv4_head(head, pending, limit)?;
+    }
+    // A SigV4 identity counts only once its signature and payload verified (until then the
+    // request is recorded as anonymous).
+    if auth.pending_sigv4.is_none() {
+        ex.set_identity(&auth.identity);
+    }
     if op.is_local() {
+        if let Some(pending) = &auth.pending_sigv4 {
+            // A local answer reads no body: a signed one must be empty.
+            if head.framing != crate::http1::BodyFraming::Empty {
+                return Err(GatewayError::Unauthorized);
+            }
+            authenticate::verify_sigv4_body(head, &[], pending)?;
+            ex.set_identity(&auth.identity);
+        }
         return local::answer(client, head, &op, &gw.config, Some(&auth.identity), ex).await;
     }
     let hold_whole = auth.pending_sigv4.is_some();
     let (body, target) = read_and_route(client, head, &op, hold_whole, gw, ex).await?;
-    if let Some(secret) = &auth.pending_sigv4 {
-        authenticate::verify_sigv4(head, body.held(), secret)?;
+    if let Some(pending) = &auth.pending_sigv4 {
+        authenticate::verify_sigv4_body(head, body.held(), pending)?;
+        ex.set_identity(&auth.identity);
     }
     ex.record.model = target.model.clone();
     if let Some(model) = target.model.as_deref().filter(|m| !auth.identity.allows(m)) {

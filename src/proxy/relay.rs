@@ -230,8 +230,17 @@ pub async fn relay(
                 return false;
             }
             ex.client_head_sent.get_or_insert_with(Instant::now);
-            if head.keep_alive && cursor.is_done() && buf.is_empty() {
-                gw.pool.checkin(upstream, conn);
+            // Back to the pool only when the response ended exactly on its framing: bytes
+            // after it belong to no request and must never reach the next client.
+            if head.framed_twice {
+                gw.records.metrics.count_upstream_discarded();
+            }
+            if head.keep_alive && cursor.is_done() {
+                if buf.is_empty() && !conn.has_unsolicited_input() {
+                    gw.pool.checkin(upstream, conn);
+                } else {
+                    gw.records.metrics.count_upstream_discarded();
+                }
             }
             !close
         }

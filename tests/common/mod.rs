@@ -20,6 +20,13 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
+/// The gateway binary under test: this build's, or `SLUICE_TEST_GATEWAY_BIN` (to run a test
+/// against another build, e.g. to show it fails on the previous commit). The mock is always
+/// this build's.
+pub fn gateway_bin() -> String {
+    std::env::var("SLUICE_TEST_GATEWAY_BIN").unwrap_or_else(|_| BIN.to_string())
+}
+
 /// A spawned `sluice` process; killed (SIGKILL) when dropped unless already stopped.
 pub struct Proc {
     pub child: Child,
@@ -31,11 +38,12 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(args: &[&str], dir: tempfile::TempDir) -> Proc {
+    fn spawn(bin: &str, args: &[&str], env: &[(&str, &str)], dir: tempfile::TempDir) -> Proc {
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -133,7 +141,7 @@ impl Drop for Proc {
 pub fn mock(extra: &[&str]) -> Proc {
     let mut args = vec!["mock-upstream", "--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    Proc::spawn(&args, tempfile::tempdir().unwrap())
+    Proc::spawn(BIN, &args, &[], tempfile::tempdir().unwrap())
 }
 
 /// A gateway with its access log in a temp file.
@@ -171,6 +179,11 @@ pub fn gateway(upstream: &str, config: &str) -> Gateway {
 }
 
 pub fn gateway_with(upstream: &str, config: &str, extra: &[&str]) -> Gateway {
+    gateway_env(upstream, config, extra, &[])
+}
+
+/// Like [`gateway_with`], with extra environment variables for the gateway process.
+pub fn gateway_env(upstream: &str, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let access_log = dir.path().join("access.jsonl");
     let config_path = dir.path().join("sluice.toml");
@@ -205,7 +218,7 @@ pub fn gateway_with(upstream: &str, config: &str, extra: &[&str]) -> Gateway {
     }
     args.extend_from_slice(extra);
     Gateway {
-        proc: Proc::spawn(&args, dir),
+        proc: Proc::spawn(&gateway_bin(), &args, env, dir),
         access_log,
     }
 }
