@@ -273,8 +273,11 @@ fn upstream_errors_pass_through_unmodified() {
     assert_eq!(overloaded["upstream_error"], "overloaded_error");
 }
 
+/// The upstream closed the pooled connection while it idled: sluice sees that before reusing it
+/// (a peek at checkout) and opens a new one, so the request is not even retried. (A close that
+/// races the request itself is retried once on a new connection.)
 #[test]
-fn a_stale_pooled_connection_is_retried_once() {
+fn a_pooled_connection_the_upstream_closed_is_not_reused() {
     let mock = mock(&[]);
     let gw = gateway(&mock.url(), "[server]\nworkers = 1\n");
     let mut client = Client::connect(gw.addr);
@@ -284,7 +287,8 @@ fn a_stale_pooled_connection_is_retried_once() {
     client.send(messages_request(SMALL_BODY, "").as_bytes());
     assert_eq!(client.read_response().unwrap().status, 200);
     let records = gw.wait_records(2);
-    assert_eq!(records[1]["attempts"], 2, "{}", records[1]);
+    assert_eq!(records[1]["attempts"], 1, "{}", records[1]);
+    assert_eq!(records[1]["pooled_connection"], false, "{}", records[1]);
 }
 
 #[test]

@@ -348,20 +348,33 @@ fn claude_code_reaches_a_bedrock_upstream_through_sluice() {
     let result = run_claude_code("2.1.330", Mode::FirstParty, &gw, &[]);
     assert_eq!(result["is_error"], false, "{result}");
     assert_eq!(result["result"], "hello");
+    // Claude Code prices the model it asked for (Opus 5.5); sluice charges the model the route
+    // served (Opus 4.8 on Bedrock: $5 / $25 per MTok), so an alias never costs less than it
+    // serves. Both price the same token counts.
     let reported = result["total_cost_usd"].as_f64().unwrap();
-    let recorded = wait_for(std::time::Duration::from_secs(10), || {
-        let sum: f64 = gw
-            .records()
-            .iter()
-            .filter(|r| r["operation"] == "messages" && r["stream"] == true)
-            .map(|r| r["cost_usd"].as_f64().unwrap())
-            .sum();
-        ((sum - reported).abs() < 1e-9).then_some(sum)
-    });
+    let streamed = |r: &&serde_json::Value| r["operation"] == "messages" && r["stream"] == true;
+    let records = wait_for(std::time::Duration::from_secs(10), || {
+        let records = gw.records();
+        records.iter().any(|r| streamed(&r)).then_some(records)
+    })
+    .unwrap();
+    let (mut recorded, mut served_price, mut asked_price) = (0.0, 0.0, 0.0);
+    for r in records.iter().filter(streamed) {
+        let (input, output) = (
+            r["input_tokens"].as_f64().unwrap(),
+            r["output_tokens"].as_f64().unwrap(),
+        );
+        recorded += r["cost_usd"].as_f64().unwrap();
+        served_price += (input * 5.0 + output * 25.0) / 1e6;
+        asked_price += (input * 4.0 + output * 20.0) / 1e6;
+    }
     assert!(
-        recorded.is_some(),
-        "claude reported ${reported}; sluice recorded {:?}",
-        gw.records()
+        (recorded - served_price).abs() < 1e-9,
+        "sluice recorded ${recorded}, the served model's price is ${served_price}: {records:?}"
+    );
+    assert!(
+        (reported - asked_price).abs() < 1e-9,
+        "claude reported ${reported}, the asked model's price is ${asked_price}"
     );
     let upstream_saw = mock_requests(&mock);
     assert!(upstream_saw.iter().all(|r| r["target"]

@@ -45,7 +45,8 @@ fn post(path: &str, body: &str) -> String {
     )
 }
 
-const OPUS_BODY: &str = r#"{"model":"claude-opus-4-8","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+const OPUS_BODY: &str =
+    r#"{"model":"claude-opus-4-8","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
 
 #[test]
 fn a_multibyte_x_amz_date_on_every_worker_crashes_none() {
@@ -120,11 +121,26 @@ fn paths_an_upstream_could_read_as_messages_are_never_forwarded() {
         ("/v1/messages;a=b", OPUS_BODY, 400, "invalid_request_error"),
         ("/v1/./messages", OPUS_BODY, 400, "invalid_request_error"),
         ("/v1/x/../messages", OPUS_BODY, 400, "invalid_request_error"),
-        ("/v1/%2e%2e/v1/messages", OPUS_BODY, 400, "invalid_request_error"),
-        ("/v1/messages%2Fcount_tokens", OPUS_BODY, 404, "not_found_error"),
+        (
+            "/v1/%2e%2e/v1/messages",
+            OPUS_BODY,
+            400,
+            "invalid_request_error",
+        ),
+        (
+            "/v1/messages%2Fcount_tokens",
+            OPUS_BODY,
+            404,
+            "not_found_error",
+        ),
         ("/v1/complete", OPUS_BODY, 404, "not_found_error"),
         ("/v1/messages/batches", batch, 403, "permission_error"),
-        ("/v1/messages/batches/b_1/cancel", "{}", 403, "permission_error"),
+        (
+            "/v1/messages/batches/b_1/cancel",
+            "{}",
+            403,
+            "permission_error",
+        ),
     ];
     for (path, body, status, kind) in cases {
         let resp = request(gw.addr, &post(path, body));
@@ -137,7 +153,11 @@ fn paths_an_upstream_could_read_as_messages_are_never_forwarded() {
         let resp = request(gw.addr, &post(path, haiku));
         assert!(resp.status >= 400, "{path}");
     }
-    assert_eq!(mock_requests(&mock).len(), 0, "nothing reached the upstream");
+    assert_eq!(
+        mock_requests(&mock).len(),
+        0,
+        "nothing reached the upstream"
+    );
     // The explicit pass-through (the Files API) still goes through, and the Messages path.
     let files = request(
         gw.addr,
@@ -165,18 +185,29 @@ fn a_model_smuggled_inside_the_json_is_refused() {
         "x".repeat(1_500_000)
     );
     let cases = [
-        format!(r#"{{"model":"claude-haiku-4-5","max_tokens":16,{msgs},"model":"claude-opus-4-8"}}"#),
-        format!(r#"{{"model":"claude-haiku-4-5","mod\u0065l":"claude-opus-4-8","max_tokens":16,{msgs}}}"#),
-        format!(r#"{{"mod\u0065l":"claude-opus-4-8","model":"claude-haiku-4-5","max_tokens":16,{msgs}}}"#),
+        format!(
+            r#"{{"model":"claude-haiku-4-5","max_tokens":16,{msgs},"model":"claude-opus-4-8"}}"#
+        ),
+        format!(
+            r#"{{"model":"claude-haiku-4-5","mod\u0065l":"claude-opus-4-8","max_tokens":16,{msgs}}}"#
+        ),
+        format!(
+            r#"{{"mod\u0065l":"claude-opus-4-8","model":"claude-haiku-4-5","max_tokens":16,{msgs}}}"#
+        ),
         format!(r#"{{"model":"claude-haiku-4-5","max_tokens":16,{msgs},"max_tokens":64000}}"#),
         format!(r#"{{"model":"claude-haiku-4-5","\u006dax_tokens":64000,"max_tokens":16,{msgs}}}"#),
-        format!(r#"{{"model":"claude-haiku-4-5","stream":false,"max_tokens":16,{msgs},"stream":true}}"#),
+        format!(
+            r#"{{"model":"claude-haiku-4-5","stream":false,"max_tokens":16,{msgs},"stream":true}}"#
+        ),
         big,
     ];
     for body in &cases {
         let resp = request(gw.addr, &post("/v1/messages", body));
         assert_error(&resp, 400, "invalid_request_error");
-        let message = resp.json()["error"]["message"].as_str().unwrap().to_string();
+        let message = resp.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert!(message.contains("ambiguous request body"), "{message}");
     }
     assert_eq!(mock_requests(&mock).len(), 0);
@@ -185,22 +216,22 @@ fn a_model_smuggled_inside_the_json_is_refused() {
 /// A gateway in front of `mock` with a $0.01 daily budget on the key, a route alias
 /// `team-default` → Opus, a route for an in-house model without a price, and `extra` config.
 fn budget_gateway(mock: &Proc, extra: &str) -> Gateway {
+    let key = hash_hex(HAIKU_KEY);
     let config = format!(
-        "{}[[budgets]]\nscope = \"key\"\nname = \"budgeted\"\nlimit_usd = 0.01\nperiod = \"daily\"\n\
+        "[[keys]]\nname = \"budgeted\"\nsha256 = \"{key}\"\n\
+         [[budgets]]\nscope = \"key\"\nname = \"budgeted\"\nlimit_usd = 0.01\nperiod = \"daily\"\n\
          [[upstreams]]\nname = \"m\"\nurl = \"{}\"\n\
          [[routes]]\nmodel = \"team-default\"\nupstream = \"m\"\nupstream_model = \"claude-opus-4-8\"\n\
          [[routes]]\nmodel = \"*\"\nupstream = \"m\"\n{extra}",
-        format!(
-            "[[keys]]\nname = \"budgeted\"\nsha256 = \"{}\"\n",
-            hash_hex(HAIKU_KEY)
-        ),
         mock.url()
     );
     gateway("", &config)
 }
 
 fn body_for(model: &str, max_tokens: u32) -> String {
-    format!(r#"{{"model":"{model}","max_tokens":{max_tokens},"messages":[{{"role":"user","content":"hi"}}]}}"#)
+    format!(
+        r#"{{"model":"{model}","max_tokens":{max_tokens},"messages":[{{"role":"user","content":"hi"}}]}}"#
+    )
 }
 
 #[test]
@@ -208,9 +239,15 @@ fn an_alias_and_an_unpriced_model_cannot_spend_a_budget_for_free() {
     let mock = mock(&[]);
     let gw = budget_gateway(&mock, "");
     // 1,000 output tokens of Opus ($25/MTok) is $0.025: more than the budget, alias or not.
-    let alias = request(gw.addr, &post("/v1/messages", &body_for("team-default", 1000)));
+    let alias = request(
+        gw.addr,
+        &post("/v1/messages", &body_for("team-default", 1000)),
+    );
     assert_error(&alias, 429, "rate_limit_error");
-    let direct = request(gw.addr, &post("/v1/messages", &body_for("claude-opus-4-8", 1000)));
+    let direct = request(
+        gw.addr,
+        &post("/v1/messages", &body_for("claude-opus-4-8", 1000)),
+    );
     assert_error(&direct, 429, "rate_limit_error");
     // An unpriced model cannot be reserved against a budget at all.
     let unpriced = request(gw.addr, &post("/v1/messages", &body_for("in-house-7b", 16)));
@@ -221,7 +258,10 @@ fn an_alias_and_an_unpriced_model_cannot_spend_a_budget_for_free() {
         .contains("in-house-7b"));
     assert_eq!(mock_requests(&mock).len(), 0);
     // A small alias request is served and charged at the served model's price.
-    let small = request(gw.addr, &post("/v1/messages", &body_for("team-default", 16)));
+    let small = request(
+        gw.addr,
+        &post("/v1/messages", &body_for("team-default", 16)),
+    );
     assert_eq!(small.status, 200);
     let records = gw.wait_records(4);
     let served = records.iter().find(|r| r["status"] == 200).unwrap();
@@ -267,7 +307,10 @@ fn a_declared_fallback_price_lets_an_unpriced_model_spend_and_check_config_names
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("routes[0] serves `in-house-7b`, which has no price"), "{text}");
+    assert!(
+        text.contains("routes[0] serves `in-house-7b`, which has no price"),
+        "{text}"
+    );
     assert!(text.contains("routes[2] serves `vendor-x-large`"), "{text}");
     assert!(!text.contains("routes[1]"), "{text}");
 }
@@ -395,7 +438,11 @@ fn sigv4_is_as_strict_as_aws() {
     let with_s3 = signed_bedrock(path, body, "s3", None);
     let resp = request(gw.addr, &bedrock_request(path, &with_s3, body));
     assert_error(&resp, 401, "authentication_error");
-    assert_eq!(mock_requests(&mock).len(), 2, "no refused request was forwarded");
+    assert_eq!(
+        mock_requests(&mock).len(),
+        2,
+        "no refused request was forwarded"
+    );
     // A failed verification is recorded as nobody's, not the key's.
     let records = gw.wait_records(6);
     for r in records.iter().filter(|r| r["status"] == 401) {
@@ -419,7 +466,9 @@ fn sigv4_is_as_strict_as_aws() {
 fn leftover_case(gw: &Gateway, fail: &str) -> (Response, Response) {
     let mut c = Client::connect(gw.addr);
     c.send(messages_request(SMALL_BODY, &format!("x-mock-fail: {fail}\r\n")).as_bytes());
-    let first = c.read_response().expect("an answer for the misframed request");
+    let first = c
+        .read_response()
+        .expect("an answer for the misframed request");
     let late = fail == "late-extra-bytes";
     if late {
         // Give the late bytes time to arrive while the connection idles in the pool.
@@ -506,7 +555,10 @@ fn a_slow_admin_client_blocks_nobody_and_is_cut_off() {
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf);
         let text = String::from_utf8_lossy(&buf);
-        assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text}"
+        );
     }
     // Unauthenticated requests put nothing they chose into the audit log.
     let resp = request(

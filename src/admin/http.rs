@@ -60,7 +60,13 @@ fn read_by(
     deadline: Instant,
     what: &str,
 ) -> Result<usize, Reply> {
-    let late = || Reply::error(408, "timeout_error", "the admin request took too long to arrive");
+    let late = || {
+        Reply::error(
+            408,
+            "timeout_error",
+            "the admin request took too long to arrive",
+        )
+    };
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(late());
@@ -86,7 +92,7 @@ pub fn read_request(stream: &mut TcpStream) -> Result<AdminRequest, Reply> {
         if n == 0 {
             return Err(bad("incomplete request"));
         }
-        buf.extend_from_slice(&chunk[..n]);
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
         if let Some(end) = memchr::memmem::find(&buf, b"\r\n\r\n") {
             break end + 4;
         }
@@ -100,7 +106,7 @@ pub fn read_request(stream: &mut TcpStream) -> Result<AdminRequest, Reply> {
     };
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut parsed = httparse::Request::new(&mut headers);
-    match parsed.parse(&buf[..head_len]) {
+    match parsed.parse(buf.get(..head_len).unwrap_or_default()) {
         Ok(httparse::Status::Complete(_)) => {}
         _ => return Err(bad("malformed request head")),
     }
@@ -145,7 +151,7 @@ pub fn read_request(stream: &mut TcpStream) -> Result<AdminRequest, Reply> {
         if n == 0 {
             return Err(bad("incomplete body"));
         }
-        body.extend_from_slice(&chunk[..n]);
+        body.extend_from_slice(chunk.get(..n).unwrap_or_default());
     }
     body.truncate(length);
     Ok(AdminRequest { body, ..request })

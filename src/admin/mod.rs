@@ -18,6 +18,8 @@
 //! Key changes reach the workers through the key store's refresher (within a second), which also
 //! writes their audit events; every admin request is audited here as well. Errors use the
 //! Anthropic error format.
+// Input is parsed here: byte offsets into it must never panic (use `get`, or validate first).
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 
 mod http;
 mod policies;

@@ -132,37 +132,39 @@ impl Decoder {
 
     /// The next complete message, if one is buffered.
     pub fn next_message(&mut self) -> Result<Option<Message>, EventStreamError> {
-        let buf = &self.buf[self.start..];
-        if buf.len() < PRELUDE {
-            return Ok(None);
-        }
-        let total = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-        let headers_len = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
-        let prelude_crc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
-        if crc32fast::hash(&buf[..8]) != prelude_crc {
+        let buf = self.buf.get(self.start..).unwrap_or_default();
+        let (Some(total), Some(headers_len), Some(prelude_crc)) =
+            (be_u32(buf, 0), be_u32(buf, 4), be_u32(buf, 8))
+        else {
+            return Ok(None); // not a whole prelude yet
+        };
+        let (total, headers_len) = (total as usize, headers_len as usize);
+        if crc32fast::hash(buf.get(..8).unwrap_or_default()) != prelude_crc {
             return Err(EventStreamError::PreludeCrc);
         }
         if !(PRELUDE + 4..=MAX_FRAME).contains(&total) || headers_len > total - PRELUDE - 4 {
             return Err(EventStreamError::Length(total));
         }
-        if buf.len() < total {
+        let Some(frame) = buf.get(..total) else {
             return Ok(None);
-        }
-        let frame = &buf[..total];
-        let crc = u32::from_be_bytes([
-            frame[total - 4],
-            frame[total - 3],
-            frame[total - 2],
-            frame[total - 1],
-        ]);
-        if crc32fast::hash(&frame[..total - 4]) != crc {
+        };
+        let crc = be_u32(frame, total - 4).ok_or(EventStreamError::Length(total))?;
+        let covered = frame.get(..total - 4).unwrap_or_default();
+        if crc32fast::hash(covered) != crc {
             return Err(EventStreamError::MessageCrc);
         }
-        let headers = parse_headers(&frame[PRELUDE..PRELUDE + headers_len])?;
-        let payload = frame[PRELUDE + headers_len..total - 4].to_vec();
+        let headers_end = PRELUDE + headers_len;
+        let headers = parse_headers(covered.get(PRELUDE..headers_end).unwrap_or_default())?;
+        let payload = covered.get(headers_end..).unwrap_or_default().to_vec();
         self.start += total;
         Ok(Some(Message { headers, payload }))
     }
+}
+
+/// The big-endian u32 at `at`, if the bytes are there.
+fn be_u32(buf: &[u8], at: usize) -> Option<u32> {
+    let bytes: [u8; 4] = buf.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_be_bytes(bytes))
 }
 
 fn parse_headers(mut raw: &[u8]) -> Result<Vec<(String, String)>, EventStreamError> {
@@ -170,7 +172,7 @@ fn parse_headers(mut raw: &[u8]) -> Result<Vec<(String, String)>, EventStreamErr
     while !raw.is_empty() {
         let name_len = *raw.first().ok_or(EventStreamError::Headers)? as usize;
         let name = raw.get(1..1 + name_len).ok_or(EventStreamError::Headers)?;
-        raw = &raw[1 + name_len..];
+        raw = advance(raw, 1 + name_len)?;
         let kind = *raw.first().ok_or(EventStreamError::Headers)?;
         let value: Vec<u8> = match kind {
             HEADER_STRING | 6 => {
@@ -182,11 +184,11 @@ fn parse_headers(mut raw: &[u8]) -> Result<Vec<(String, String)>, EventStreamErr
                     .get(3..3 + len)
                     .ok_or(EventStreamError::Headers)?
                     .to_vec();
-                raw = &raw[3 + len..];
+                raw = advance(raw, 3 + len)?;
                 v
             }
             0 | 1 => {
-                raw = &raw[1..];
+                raw = advance(raw, 1)?;
                 Vec::new()
             }
             2 => skip(&mut raw, 1)?,
@@ -204,9 +206,14 @@ fn parse_headers(mut raw: &[u8]) -> Result<Vec<(String, String)>, EventStreamErr
     Ok(out)
 }
 
+/// `raw` without its first `n` bytes.
+fn advance(raw: &[u8], n: usize) -> Result<&[u8], EventStreamError> {
+    raw.get(n..).ok_or(EventStreamError::Headers)
+}
+
 fn skip(raw: &mut &[u8], n: usize) -> Result<Vec<u8>, EventStreamError> {
     let v = raw.get(1..1 + n).ok_or(EventStreamError::Headers)?.to_vec();
-    *raw = &raw[1 + n..];
+    *raw = advance(raw, 1 + n)?;
     Ok(v)
 }
 

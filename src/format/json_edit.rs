@@ -10,19 +10,21 @@ use crate::proxy::model_field::{first_member, top_level_members, Member};
 /// the body (Claude Code sends it after `messages`, `system` and `tools`; see
 /// [`super::json_tail`]). Either way only the members between that end and the field are read.
 pub fn field<'a>(body: &'a [u8], key: &str) -> Option<&'a [u8]> {
-    if let Some(first) = first_member(body).filter(|m| &body[m.key.clone()] == key.as_bytes()) {
-        return Some(&body[first.value]);
+    if let Some(first) =
+        first_member(body).filter(|m| body.get(m.key.clone()) == Some(key.as_bytes()))
+    {
+        return body.get(first.value);
     }
     match last_member(body, key.as_bytes()) {
-        Tail::Found(value) => return Some(&body[value]),
+        Tail::Found(value) => return body.get(value),
         Tail::Absent => return None,
         Tail::Unreadable => {}
     }
     let members = top_level_members(body)?;
     members
         .iter()
-        .find(|m| &body[m.key.clone()] == key.as_bytes())
-        .map(|m| &body[m.value.clone()])
+        .find(|m| body.get(m.key.clone()) == Some(key.as_bytes()))
+        .and_then(|m| body.get(m.value.clone()))
 }
 
 /// `body` with the members named in `remove` dropped and `prepend` (key, raw JSON value)
@@ -31,7 +33,11 @@ pub fn edit(body: &[u8], prepend: &[(&str, &[u8])], remove: &[&str]) -> Option<V
     let members = top_level_members(body)?;
     let kept: Vec<&Member> = members
         .iter()
-        .filter(|m| !remove.iter().any(|k| &body[m.key.clone()] == k.as_bytes()))
+        .filter(|m| {
+            !remove
+                .iter()
+                .any(|k| body.get(m.key.clone()) == Some(k.as_bytes()))
+        })
         .collect();
     let mut out = Vec::with_capacity(body.len() + 64);
     out.push(b'{');
@@ -51,7 +57,7 @@ pub fn edit(body: &[u8], prepend: &[(&str, &[u8])], remove: &[&str]) -> Option<V
             out.push(b',');
         }
         first = false;
-        out.extend_from_slice(&body[m.span.clone()]);
+        out.extend_from_slice(body.get(m.span.clone())?);
     }
     out.push(b'}');
     Some(out)

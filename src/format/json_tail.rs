@@ -33,30 +33,30 @@ pub fn last_member(body: &[u8], key: &[u8]) -> Tail {
 fn walk(body: &[u8], key: &[u8]) -> Option<Tail> {
     let end = back_ws(body, body.len());
     let mut pos = end.checked_sub(1)?; // the closing brace
-    if body[pos] != b'}' {
+    if *body.get(pos)? != b'}' {
         return None;
     }
     let first = body.iter().position(|b| !is_ws(*b))?;
-    if back_ws(body, pos) == first + 1 && body[first] == b'{' {
+    if back_ws(body, pos) == first + 1 && body.get(first) == Some(&b'{') {
         return Some(Tail::Absent); // `{}`
     }
     loop {
         let value_end = back_ws(body, pos);
         let value_start = value_start(body, value_end)?;
         let colon = back_ws(body, value_start).checked_sub(1)?;
-        if body[colon] != b':' {
+        if *body.get(colon)? != b':' {
             return None;
         }
         let key_close = back_ws(body, colon).checked_sub(1)?;
-        if body[key_close] != b'"' || is_escaped(body, key_close) {
+        if *body.get(key_close)? != b'"' || is_escaped(body, key_close) {
             return None;
         }
         let key_open = string_start(body, key_close)?;
-        if &body[key_open + 1..key_close] == key {
+        if body.get(key_open + 1..key_close)? == key {
             return Some(Tail::Found(value_start..value_end));
         }
         let before = back_ws(body, key_open).checked_sub(1)?;
-        match body[before] {
+        match *body.get(before)? {
             b',' => pos = before,
             b'{' if before == first => return Some(Tail::Absent),
             _ => return None,
@@ -70,7 +70,7 @@ fn is_ws(b: u8) -> bool {
 
 /// The position just past the last non-whitespace byte before `end`.
 fn back_ws(body: &[u8], mut end: usize) -> usize {
-    while end > 0 && is_ws(body[end - 1]) {
+    while end > 0 && body.get(end - 1).is_some_and(|b| is_ws(*b)) {
         end -= 1;
     }
     end
@@ -78,7 +78,9 @@ fn back_ws(body: &[u8], mut end: usize) -> usize {
 
 /// Whether the byte at `pos` is preceded by an odd number of backslashes.
 fn is_escaped(body: &[u8], pos: usize) -> bool {
-    let run = body[..pos]
+    let run = body
+        .get(..pos)
+        .unwrap_or_default()
         .iter()
         .rev()
         .take_while(|&&b| b == b'\\')
@@ -90,7 +92,7 @@ fn is_escaped(body: &[u8], pos: usize) -> bool {
 fn string_start(body: &[u8], close: usize) -> Option<usize> {
     let mut end = close;
     loop {
-        let quote = memchr::memrchr(b'"', &body[..end])?;
+        let quote = memchr::memrchr(b'"', body.get(..end)?)?;
         if !is_escaped(body, quote) {
             return Some(quote);
         }
@@ -101,15 +103,16 @@ fn string_start(body: &[u8], close: usize) -> Option<usize> {
 /// Where the value that ends just before `end` starts.
 fn value_start(body: &[u8], end: usize) -> Option<usize> {
     let last = end.checked_sub(1)?;
-    match body[last] {
+    match *body.get(last)? {
         b'"' if !is_escaped(body, last) => string_start(body, last),
         b'}' | b']' => nested_start(body, last),
         _ => {
-            let start = body[..end]
+            let start = body
+                .get(..end)?
                 .iter()
                 .rposition(|&b| is_ws(b) || matches!(b, b',' | b':' | b'[' | b'{'))
                 .map_or(0, |p| p + 1);
-            let scalar = &body[start..end];
+            let scalar = body.get(start..end)?;
             let valid = !scalar.is_empty()
                 && scalar
                     .iter()
@@ -125,7 +128,7 @@ fn nested_start(body: &[u8], close: usize) -> Option<usize> {
     let mut pos = close + 1;
     while pos > 0 {
         pos -= 1;
-        match body[pos] {
+        match *body.get(pos)? {
             b'"' => pos = string_start(body, pos)?,
             b'}' | b']' => depth += 1,
             b'{' | b'[' => {

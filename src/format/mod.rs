@@ -6,6 +6,8 @@
 //! and the betas' place change; everything else in the body is copied byte for byte.
 //! [`eventstream`] and [`sse_split`] turn an SSE response into the AWS event-stream a Bedrock
 //! client expects.
+// Input is parsed here: byte offsets into it must never panic (use `get`, or validate first).
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 
 pub mod eventstream;
 pub mod json_edit;
@@ -121,13 +123,13 @@ fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
+    while let Some(&byte) = bytes.get(i) {
+        if byte == b'%' {
             let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
-            out.push(bytes[i]);
+            out.push(byte);
             i += 1;
         }
     }
@@ -139,7 +141,7 @@ fn percent_decode(s: &str) -> Option<String> {
 /// ARN names its profile after the last `/`.
 pub fn anthropic_model_id(id: &str) -> String {
     let id = id.rsplit('/').next().unwrap_or(id);
-    let name = id.find("claude-").map_or(id, |i| &id[i..]);
+    let name = id.find("claude-").and_then(|i| id.get(i..)).unwrap_or(id);
     let name = strip_version_suffix(name);
     name.replace('@', "-")
 }
@@ -149,11 +151,13 @@ fn strip_version_suffix(name: &str) -> &str {
     let Some(i) = name.rfind("-v") else {
         return name;
     };
-    let suffix = &name[i + 2..];
+    let (Some(base), Some(suffix)) = (name.get(..i), name.get(i + 2..)) else {
+        return name;
+    };
     let (major, minor) = suffix.split_once(':').unwrap_or((suffix, "0"));
     let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if numeric(major) && numeric(minor) {
-        &name[..i]
+        base
     } else {
         name
     }
@@ -420,7 +424,7 @@ pub fn sse_from_message(message: &eventstream::Message, out: &mut Vec<u8>) {
         };
         let text = serde_json::from_slice::<serde_json::Value>(&message.payload)
             .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .and_then(|v| v.get("message")?.as_str().map(str::to_string))
             .unwrap_or_else(|| "the upstream stream failed".into());
         let data = serde_json::json!({"type": "error", "error": {"type": kind, "message": text}});
         out.extend_from_slice(format!("event: error\ndata: {data}\n\n").as_bytes());

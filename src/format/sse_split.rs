@@ -33,9 +33,9 @@ impl SseSplitter {
         while !input.is_empty() {
             match memchr::memchr(b'\n', input) {
                 Some(i) => {
-                    self.push(&input[..i])?;
+                    self.push(input.get(..i).unwrap_or_default())?;
                     self.end_line(&mut on_event);
-                    input = &input[i + 1..];
+                    input = input.get(i + 1..).unwrap_or_default();
                 }
                 None => {
                     self.push(input)?;

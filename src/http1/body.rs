@@ -99,7 +99,7 @@ impl ChunkedDecoder {
                 };
                 continue;
             }
-            let byte = input[pos];
+            let Some(&byte) = input.get(pos) else { break };
             pos += 1;
             self.state = self.step(byte)?;
         }

@@ -218,7 +218,7 @@ pub fn parse_request(
     limits: HeadLimits,
 ) -> Result<Option<(RequestHead, usize)>, Http1Error> {
     Ok(scan_request(buf, limits)?.map(|(mut head, len)| {
-        head.bytes = Bytes::copy_from_slice(&buf[..len]);
+        head.bytes = Bytes::copy_from_slice(buf.get(..len).unwrap_or_default());
         (head, len)
     }))
 }
@@ -256,7 +256,7 @@ pub fn parse_response(
 ) -> Result<Option<(ResponseHead, usize)>, Http1Error> {
     Ok(
         scan_response(buf, request_method, limits)?.map(|(mut head, len)| {
-            head.bytes = Bytes::copy_from_slice(&buf[..len]);
+            head.bytes = Bytes::copy_from_slice(buf.get(..len).unwrap_or_default());
             (head, len)
         }),
     )
@@ -270,11 +270,11 @@ fn scan_request(
     // Uninitialised storage: no 16 KiB memset of header slots on every parse.
     let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
     let mut req = httparse::Request::new(&mut []);
-    let parsed = req.parse_with_uninit_headers(buf, &mut raw[..max_headers]);
+    let parsed = req.parse_with_uninit_headers(buf, raw.get_mut(..max_headers).unwrap_or_default());
     let Some(head_len) = head_length(parsed, buf, limits, max_headers)? else {
         return Ok(None);
     };
-    let head = &buf[..head_len];
+    let head = buf.get(..head_len).unwrap_or_default();
     check_line_endings(head)?;
     let method = Method::parse(req.method.unwrap_or(""))?;
     let http10 = req.version == Some(0);
@@ -324,12 +324,12 @@ fn scan_response(
     let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
         &mut res,
         buf,
-        &mut raw[..max_headers],
+        raw.get_mut(..max_headers).unwrap_or_default(),
     );
     let Some(head_len) = head_length(parsed, buf, limits, max_headers)? else {
         return Ok(None);
     };
-    let head = &buf[..head_len];
+    let head = buf.get(..head_len).unwrap_or_default();
     check_line_endings(head)?;
     let status = res.code.unwrap_or(0);
     let http10 = res.version == Some(0);
@@ -401,7 +401,7 @@ fn httparse_reason(e: httparse::Error) -> &'static str {
 /// are how requests get smuggled: sluice accepts CRLF only, and no CR outside one.
 fn check_line_endings(head: &[u8]) -> Result<(), Http1Error> {
     for i in memchr_iter(b'\n', head) {
-        if i == 0 || head[i - 1] != b'\r' {
+        if i == 0 || head.get(i - 1) != Some(&b'\r') {
             return Err(Http1Error::Malformed("bare LF"));
         }
     }
@@ -457,7 +457,10 @@ fn origin_form(raw: &str, span: Span, method: Method) -> Result<(Span, u32), Htt
     {
         // absolute-form: routing ignores the authority; the path is what matters.
         match after.find('/') {
-            Some(i) => (raw.len() - after.len() + i, &after[i..]),
+            Some(i) => (
+                raw.len() - after.len() + i,
+                after.get(i..).unwrap_or_default(),
+            ),
             None => return Err(Http1Error::Malformed("absolute-form target without a path")),
         }
     } else {

@@ -2,6 +2,8 @@
 //! buffer), body framing (Content-Length, chunked, close-delimited) and head rewriting. Nothing
 //! here knows about models, keys or providers; the proxy phases build on it, and so does the
 //! built-in mock upstream.
+// Input is parsed here: byte offsets into it must never panic (use `get`, or validate first).
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 
 pub mod body;
 pub mod error;

@@ -110,7 +110,7 @@ fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Result<(u16, Vec<u
         if n == 0 {
             return Err("connection closed before a response".into());
         }
-        buf.extend_from_slice(&chunk[..n]);
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
     };
     let mut rest = buf.split_off(used);
     let mut cursor = BodyCursor::new(head.framing);
@@ -118,7 +118,9 @@ fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Result<(u16, Vec<u
     loop {
         let input = std::mem::take(&mut rest);
         cursor
-            .advance(&input, |r| body.extend_from_slice(&input[r]))
+            .advance(&input, |r| {
+                body.extend_from_slice(input.get(r).unwrap_or_default())
+            })
             .map_err(|e| e.to_string())?;
         if cursor.is_done() || body.len() > MAX_BODY {
             return Ok((head.status, body));
@@ -130,6 +132,6 @@ fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Result<(u16, Vec<u
             cursor.on_eof().map_err(|e| e.to_string())?;
             return Ok((head.status, body));
         }
-        rest.extend_from_slice(&chunk[..n]);
+        rest.extend_from_slice(chunk.get(..n).unwrap_or_default());
     }
 }

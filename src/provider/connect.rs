@@ -45,18 +45,33 @@ pub enum UpstreamConn {
     Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>, RawFd),
 }
 
+/// What an idle pooled connection shows when looked at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdleState {
+    /// Nothing to read: fit for the next request.
+    Quiet,
+    /// The upstream closed it (or the socket failed).
+    Closed,
+    /// The upstream sent bytes no request asked for.
+    Unsolicited,
+}
+
 impl UpstreamConn {
     /// Whether the upstream sent anything (or closed) while the connection sat idle: bytes no
-    /// request asked for, which must never be read as the answer to the next one. Peeks at
-    /// the socket without waiting; an idle connection has nothing to read.
-    pub fn has_unsolicited_input(&self) -> bool {
+    /// request asked for must never be read as the answer to the next one. Peeks at the
+    /// socket without waiting.
+    pub fn idle_state(&self) -> IdleState {
         let fd = match self {
             UpstreamConn::Plain(s) => s.as_raw_fd(),
             UpstreamConn::Tls(_, fd) => *fd,
         };
         let mut probe = [0u8; 1];
         let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
-        !matches!(socket::recv(fd, &mut probe, flags), Err(Errno::EAGAIN))
+        match socket::recv(fd, &mut probe, flags) {
+            Err(Errno::EAGAIN) => IdleState::Quiet,
+            Ok(n) if n > 0 => IdleState::Unsolicited,
+            _ => IdleState::Closed,
+        }
     }
 }
 

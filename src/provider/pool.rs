@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use super::connect::IdleState;
 use super::UpstreamConn;
 
 /// Idle connections kept per upstream and worker.
@@ -37,11 +38,11 @@ impl Pool {
             if since.elapsed() >= self.max_idle {
                 continue;
             }
-            if conn.has_unsolicited_input() {
-                on_discard();
-                continue;
+            match conn.idle_state() {
+                IdleState::Quiet => return Some(conn),
+                IdleState::Unsolicited => on_discard(),
+                IdleState::Closed => {}
             }
-            return Some(conn);
         }
         None
     }

@@ -368,9 +368,9 @@ fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
-    while i < b.len() {
+    while let Some(&at) = b.get(i) {
         match (
-            b[i],
+            at,
             b.get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok()),
@@ -516,7 +516,14 @@ mod tests {
             Err(VerifyError::PayloadMismatch)
         );
         assert_eq!(
-            verify("POST", "/model/m:1/invoke", lookup, Payload::Body(body), bedrock, secret),
+            verify(
+                "POST",
+                "/model/m:1/invoke",
+                lookup,
+                Payload::Body(body),
+                bedrock,
+                secret
+            ),
             Err(VerifyError::Mismatch)
         );
         assert_eq!(
@@ -532,7 +539,14 @@ mod tests {
             regions: &[],
         };
         assert_eq!(
-            verify("POST", path, lookup, Payload::Body(body), other_service, secret),
+            verify(
+                "POST",
+                path,
+                lookup,
+                Payload::Body(body),
+                other_service,
+                secret
+            ),
             Err(VerifyError::Scope)
         );
         let other_region = Scope {
@@ -540,7 +554,14 @@ mod tests {
             regions: &["eu-west-1".to_string()],
         };
         assert_eq!(
-            verify("POST", path, lookup, Payload::Body(body), other_region, secret),
+            verify(
+                "POST",
+                path,
+                lookup,
+                Payload::Body(body),
+                other_region,
+                secret
+            ),
             Err(VerifyError::Scope)
         );
         let unsigned = |name: &str| match name {

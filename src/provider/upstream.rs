@@ -134,7 +134,7 @@ impl Upstream {
             return Err(format!("`{url}` must start with http:// or https://"));
         };
         let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
+            Some(i) => rest.split_at_checked(i).unwrap_or((rest, "")),
             None => (rest, ""),
         };
         if authority.is_empty() || authority.contains('@') || path.contains(['?', '#']) {
@@ -182,8 +182,8 @@ fn authority_host(host: &str) -> String {
 fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
     if let Some(rest) = authority.strip_prefix('[') {
         let end = rest.find(']')?;
-        let host = &rest[..end];
-        let after = &rest[end + 1..];
+        let (host, after) = rest.split_at_checked(end)?;
+        let after = after.strip_prefix(']')?;
         let port = match after.strip_prefix(':') {
             Some(p) => p.parse().ok()?,
             None if after.is_empty() => default_port,

@@ -185,12 +185,10 @@ pub fn verify_sigv4_body(
     pending: &PendingSignature,
 ) -> Result<(), GatewayError> {
     if pending.head_verified {
-        return sigv4::check_payload(head.header_str("x-amz-content-sha256"), body).map_err(
-            |e| {
-                tracing::info!(error = %e, "SigV4 signature refused");
-                GatewayError::Unauthorized
-            },
-        );
+        return sigv4::check_payload(head.header_str("x-amz-content-sha256"), body).map_err(|e| {
+            tracing::info!(error = %e, "SigV4 signature refused");
+            GatewayError::Unauthorized
+        });
     }
     verify(head, sigv4::Payload::Body(body), pending)
 }
@@ -290,7 +288,7 @@ fn presented_key(head: &RequestHead) -> Option<&[u8]> {
     let scheme = auth.get(..7)?;
     scheme
         .eq_ignore_ascii_case(b"bearer ")
-        .then(|| auth[7..].trim_ascii())
+        .then(|| auth.get(7..).unwrap_or_default().trim_ascii())
         .filter(|k| !k.is_empty())
 }
 

@@ -10,6 +10,10 @@
 //!   clears its record.
 //! - **Retry budget**: fallbacks may add at most `retry_budget_ratio` of the requests of the last
 //!   10 s (at least `retry_budget_min_per_second`), so a failing upstream is not hammered.
+#![allow(
+    clippy::indexing_slicing,
+    reason = "indexes come from the route's own deployment list (0..len), never from input"
+)]
 
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};

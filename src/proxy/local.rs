@@ -194,7 +194,12 @@ fn list_models(models: &[ModelInfo], query: &[u8]) -> Vec<u8> {
         end = models.iter().position(|m| m.id == before).unwrap_or(0);
         start = end.saturating_sub(limit).max(start.min(end));
     }
-    let page: Vec<&ModelInfo> = models[start.min(end)..end].iter().take(limit).collect();
+    let page: Vec<&ModelInfo> = models
+        .get(start.min(end)..end)
+        .unwrap_or_default()
+        .iter()
+        .take(limit)
+        .collect();
     let has_more = start + page.len() < end;
     serde_json::json!({
         "data": page.iter().map(|m| model_json(m)).collect::<Vec<_>>(),

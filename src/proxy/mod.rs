@@ -11,6 +11,8 @@
 //!
 //! Errors before the response starts become one Anthropic-format error response each
 //! ([`error::GatewayError`]); after it starts, the relay can only end the stream.
+// Input is parsed here: byte offsets into it must never panic (use `get`, or validate first).
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 
 pub mod authenticate;
 pub mod balance;
@@ -494,6 +496,7 @@ async fn read_and_route(
         // A governed body is held whole (bounded by max_body_bytes): its governed members are
         // checked over all of it, translation edits it as a whole, a signature covers it.
         body = request_body::complete(client, body).await?;
+        ex.body_consumed = true;
         model_field::check_governed(body.held()).map_err(body_problem)?;
     }
     ex.body_consumed = !matches!(body, RequestBody::Partial { .. });

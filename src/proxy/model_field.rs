@@ -100,21 +100,21 @@ pub fn first_member(body: &[u8]) -> Option<Member> {
 /// The position of the first member's key, or `None` for `{}`.
 fn object_start(body: &[u8]) -> Step<Option<usize>> {
     let pos = skip_ws(body, 0)?;
-    if body[pos] != b'{' {
+    if at(body, pos)? != b'{' {
         return Err(Stop::Invalid);
     }
     let pos = skip_ws(body, pos + 1)?;
-    Ok((body[pos] != b'}').then_some(pos))
+    Ok((at(body, pos)? != b'}').then_some(pos))
 }
 
 /// The member whose key starts at `pos`.
 fn member_at(body: &[u8], start: usize) -> Step<Member> {
-    if body[start] != b'"' {
+    if at(body, start)? != b'"' {
         return Err(Stop::Invalid);
     }
     let key_end = string_end(body, start)?;
     let pos = skip_ws(body, key_end + 1)?;
-    if body[pos] != b':' {
+    if at(body, pos)? != b':' {
         return Err(Stop::Invalid);
     }
     let value_start = skip_ws(body, pos + 1)?;
@@ -135,7 +135,7 @@ fn members(body: &[u8]) -> Step<Vec<Member>> {
         let member = member_at(body, pos)?;
         pos = skip_ws(body, member.value.end)?;
         out.push(member);
-        match body[pos] {
+        match at(body, pos)? {
             b',' => pos = skip_ws(body, pos + 1)?,
             b'}' => return Ok(out),
             _ => return Err(Stop::Invalid),
@@ -152,39 +152,49 @@ type Step<T> = Result<T, Stop>;
 
 fn scan(body: &[u8]) -> Step<ModelScan> {
     let mut pos = skip_ws(body, 0)?;
-    if body[pos] != b'{' {
+    if at(body, pos)? != b'{' {
         return Err(Stop::Invalid);
     }
     pos += 1;
     loop {
         pos = skip_ws(body, pos)?;
-        match body[pos] {
+        match at(body, pos)? {
             b'}' => return Ok(ModelScan::Absent),
             b'"' => {}
             _ => return Err(Stop::Invalid),
         }
         let key_end = string_end(body, pos)?;
-        let key = &body[pos + 1..key_end];
+        let key = bytes(body, pos + 1..key_end)?;
         pos = skip_ws(body, key_end + 1)?;
-        if body[pos] != b':' {
+        if at(body, pos)? != b':' {
             return Err(Stop::Invalid);
         }
         pos = skip_ws(body, pos + 1)?;
         if key == b"model" {
-            if body[pos] != b'"' {
+            if at(body, pos)? != b'"' {
                 return Ok(ModelScan::Absent);
             }
             let end = string_end(body, pos)?;
-            return Ok(ModelScan::Found(unescape(&body[pos..=end])?));
+            return Ok(ModelScan::Found(unescape(bytes(body, pos..end + 1)?)?));
         }
         pos = skip_value(body, pos)?;
         pos = skip_ws(body, pos)?;
-        match body[pos] {
+        match at(body, pos)? {
             b',' => pos += 1,
             b'}' => return Ok(ModelScan::Absent),
             _ => return Err(Stop::Invalid),
         }
     }
+}
+
+/// The byte at `pos`; past the end the body is incomplete.
+fn at(body: &[u8], pos: usize) -> Step<u8> {
+    body.get(pos).copied().ok_or(Stop::Incomplete)
+}
+
+/// The bytes in `range`; outside the body it is incomplete.
+fn bytes(body: &[u8], range: std::ops::Range<usize>) -> Step<&[u8]> {
+    body.get(range).ok_or(Stop::Incomplete)
 }
 
 fn skip_ws(body: &[u8], mut pos: usize) -> Step<usize> {
@@ -203,7 +213,7 @@ fn string_end(body: &[u8], start: usize) -> Step<usize> {
     loop {
         let rest = body.get(pos..).ok_or(Stop::Incomplete)?;
         let i = memchr::memchr2(b'"', b'\\', rest).ok_or(Stop::Incomplete)?;
-        if rest[i] == b'"' {
+        if rest.get(i) == Some(&b'"') {
             return Ok(pos + i);
         }
         pos += i + 2;
@@ -212,7 +222,7 @@ fn string_end(body: &[u8], start: usize) -> Step<usize> {
 
 /// Position just past the value starting at `pos`.
 fn skip_value(body: &[u8], pos: usize) -> Step<usize> {
-    match body[pos] {
+    match at(body, pos)? {
         b'"' => Ok(string_end(body, pos)? + 1),
         b'{' | b'[' => skip_nested(body, pos),
         _ => {
@@ -262,7 +272,9 @@ fn skip_nested(body: &[u8], start: usize) -> Step<usize> {
 
 fn unescape(quoted: &[u8]) -> Step<String> {
     if memchr::memchr(b'\\', quoted).is_none() {
-        let inner = &quoted[1..quoted.len() - 1];
+        let inner = quoted
+            .get(1..quoted.len().saturating_sub(1))
+            .ok_or(Stop::Invalid)?;
         return std::str::from_utf8(inner)
             .map(str::to_string)
             .map_err(|_| Stop::Invalid);

@@ -236,7 +236,8 @@ pub async fn relay(
                 gw.records.metrics.count_upstream_discarded();
             }
             if head.keep_alive && cursor.is_done() {
-                if buf.is_empty() && !conn.has_unsolicited_input() {
+                let quiet = conn.idle_state() == crate::provider::connect::IdleState::Quiet;
+                if buf.is_empty() && quiet {
                     gw.pool.checkin(upstream, conn);
                 } else {
                     gw.records.metrics.count_upstream_discarded();
@@ -428,8 +429,9 @@ fn take_body(
         Output::Dechunked => {
             let input = &buf[..];
             let n = cursor.advance(input, |r| {
-                meter.feed(&input[r.clone()]);
-                out.extend_from_slice(&input[r]);
+                let piece = input.get(r).unwrap_or_default();
+                meter.feed(piece);
+                out.extend_from_slice(piece);
             })?;
             let _ = buf.split_to(n);
         }
@@ -438,9 +440,10 @@ fn take_body(
             let mut frames = Vec::new();
             let mut too_large = false;
             let n = cursor.advance(input, |r| {
-                meter.feed(&input[r.clone()]);
+                let piece = input.get(r).unwrap_or_default();
+                meter.feed(piece);
                 too_large |= splitter
-                    .feed(&input[r], |event| {
+                    .feed(piece, |event| {
                         frames.extend_from_slice(&eventstream::chunk_frame(event))
                     })
                     .is_err();
@@ -453,7 +456,7 @@ fn take_body(
         }
         Output::SseFromEvents { decoder, chunked } => {
             let input = &buf[..];
-            let n = cursor.advance(input, |r| decoder.feed(&input[r]))?;
+            let n = cursor.advance(input, |r| decoder.feed(input.get(r).unwrap_or_default()))?;
             let _ = buf.split_to(n);
             let mut sse = Vec::new();
             while let Some(message) = decoder
@@ -505,7 +508,7 @@ fn advance(
     meter: &mut Meter,
 ) -> Result<usize, Http1Error> {
     let input = &buf[..];
-    cursor.advance(input, |r| meter.feed(&input[r]))
+    cursor.advance(input, |r| meter.feed(input.get(r).unwrap_or_default()))
 }
 
 /// Ends a response whose upstream failed after it started, in the client's own format.

@@ -132,7 +132,9 @@ async fn read_chunked(client: &mut ClientConn, max: u64) -> Result<RequestBody, 
     let mut out: Vec<u8> = Vec::new();
     loop {
         let input = &client.buf[..];
-        let used = decoder.decode(input, |r| out.extend_from_slice(&input[r]))?;
+        let used = decoder.decode(input, |r| {
+            out.extend_from_slice(input.get(r).unwrap_or_default());
+        })?;
         let _ = client.buf.split_to(used);
         if out.len() as u64 > max {
             return Err(Http1Error::BodyTooLarge(max).into());

@@ -94,8 +94,8 @@ fn target_for(
     let candidates = balancer
         .order(route)
         .into_iter()
-        .map(|d| {
-            let deployment = &route.deployments[d];
+        .filter_map(|d| route.deployments.get(d))
+        .map(|deployment| {
             let provider = config
                 .upstreams
                 .get(deployment.upstream)

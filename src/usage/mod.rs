@@ -1,6 +1,8 @@
 //! Usage and cost. A meter watches the response payload as the relay forwards it (never
 //! holding a byte back): [`sse::SseMeter`] for streams, [`json::JsonMeter`] for JSON bodies.
 //! [`pricing`] turns the final [`Usage`] into a cost.
+// Input is parsed here: byte offsets into it must never panic (use `get`, or validate first).
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 
 pub mod json;
 pub mod pricing;

@@ -176,9 +176,9 @@ impl PriceTable {
 /// `claude-sonnet-4-5@20250929` and `claude-opus-4-8[1m]` all price as their `claude-…` name.
 pub fn canonical_model(model: &str) -> &str {
     let from = model.find("claude-").unwrap_or(0);
-    let name = &model[from..];
+    let name = model.get(from..).unwrap_or(model);
     let end = name.find(['@', '[', ':']).unwrap_or(name.len());
-    &name[..end]
+    name.get(..end).unwrap_or(name)
 }
 
 /// Picodollars to USD.

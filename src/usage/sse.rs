@@ -70,9 +70,9 @@ impl SseMeter {
         while !data.is_empty() {
             match memchr::memchr(b'\n', data) {
                 Some(i) => {
-                    self.push(&data[..i]);
+                    self.push(data.get(..i).unwrap_or_default());
                     self.end_line();
-                    data = &data[i + 1..];
+                    data = data.get(i + 1..).unwrap_or_default();
                 }
                 None => {
                     self.push(data);
@@ -137,7 +137,7 @@ impl SseMeter {
             | EventKind::Error => true,
             EventKind::Other => false,
             EventKind::Unnamed => {
-                let head = &data[..data.len().min(CLASSIFY_BYTES)];
+                let head = data.get(..data.len().min(CLASSIFY_BYTES)).unwrap_or(data);
                 [
                     &b"message_start"[..],
                     b"message_delta",
