@@ -2,7 +2,8 @@
 //! arbitrary bytes and every split point, an untouched head round-trips byte for byte, the model
 //! scanner finds `model` wherever it sits, the meters never panic, and the event-stream decoder
 //! survives arbitrary bytes, decodes frames whole at every split and never misreads a corrupted
-//! frame. (The same entry points are cargo-fuzz targets in `fuzz/`.)
+//! frame; the whole request path without I/O takes hostile values for every header it reads.
+//! (The same entry points are cargo-fuzz targets in `fuzz/`.)
 
 #![allow(
     clippy::unwrap_used,
@@ -299,4 +300,214 @@ fn any_json() -> impl Strategy<Value = serde_json::Value> {
                 .prop_map(|kv| serde_json::Value::Object(kv.into_iter().collect())),
         ]
     })
+}
+
+/// The gateway the whole-request-path property drives requests through (also the fuzz
+/// target's): keys, a SigV4 key, JWTs, two upstreams, an alias, a budget.
+fn dry_run_config() -> &'static sluice::config::Config {
+    static CONFIG: std::sync::OnceLock<sluice::config::Config> = std::sync::OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let text = include_str!("../fuzz/request_path.toml");
+        sluice::config::build(
+            sluice::config::parse_text(text).unwrap(),
+            &sluice::config::Overrides::default(),
+        )
+        .unwrap()
+    })
+}
+
+/// Every header sluice reads on the request path, and a few it does not.
+const READ_HEADERS: [&str; 18] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "expect",
+    "x-api-key",
+    "authorization",
+    "x-amz-date",
+    "x-amz-content-sha256",
+    "x-amz-security-token",
+    "anthropic-version",
+    "anthropic-beta",
+    "content-type",
+    "x-claude-code-session-id",
+    "x-claude-code-agent-id",
+    "x-claude-code-parent-agent-id",
+    "user-agent",
+    "x-stainless-lang",
+];
+
+/// A header value as hostile as httparse lets through: visible ASCII, spaces, tabs and bytes
+/// 0x80–0xFF (multi-byte UTF-8, or not UTF-8 at all), or a value crafted around a credential.
+fn hostile_value() -> impl Strategy<Value = Vec<u8>> {
+    let bytes = prop::collection::vec(
+        prop_oneof![0x21u8..0x7f, Just(b' '), Just(b'\t'), 0x80u8..=0xff],
+        0..48,
+    );
+    let crafted = (
+        prop::sample::select(vec![
+            "AWS4-HMAC-SHA256 Credential=AKIDSLUICEFUZZ000000/20261122/us-east-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=",
+            "Bearer eyJ",
+            "Bearer sk-fuzz",
+            "sk-fuzz",
+            "2026112",
+            "20261122T12",
+            "chunked",
+            "100-continue",
+        ]),
+        prop::collection::vec(prop_oneof![0x21u8..0x7f, 0x80u8..=0xff], 0..24),
+    )
+        .prop_map(|(prefix, tail)| {
+            let mut v = prefix.as_bytes().to_vec();
+            v.extend(tail);
+            v
+        });
+    prop_oneof![bytes, crafted]
+}
+
+/// A value shaped like one sluice parses (an `x-amz-date`, a SHA-256, a Bearer token) with a
+/// multi-byte character put where a text slice by byte offsets would cut it.
+fn near_miss_value() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::sample::select(vec![
+            "20261122T120000Z",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "Bearer sk-fuzz-0000",
+            "AWS4-HMAC-SHA256 Credential=AKIDSLUICEFUZZ000000/20261122/us-east-1/bedrock/aws4_request",
+        ]),
+        any::<prop::sample::Index>(),
+        prop::sample::select(vec!['\u{e9}', '\u{df}', '\u{20ac}', '\u{1f600}']),
+    )
+        .prop_map(|(template, at, c)| {
+            let mut v = template.as_bytes().to_vec();
+            let at = at.index(v.len());
+            let mut utf8 = [0u8; 4];
+            let c = c.encode_utf8(&mut utf8).as_bytes();
+            let end = (at + c.len()).min(v.len());
+            v.splice(at..end, c.iter().copied());
+            v
+        })
+}
+
+/// A SigV4-signed request (to a key sluice knows) whose date, payload hash and other read
+/// headers are hostile.
+fn sigv4_request_bytes() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop_oneof![near_miss_value(), hostile_value()],
+        prop::option::of(prop_oneof![near_miss_value(), hostile_value()]),
+        prop::collection::vec(
+            (prop::sample::select(READ_HEADERS.to_vec()), near_miss_value()),
+            0..4,
+        ),
+    )
+        .prop_map(|(date, sha, headers)| {
+            let body = br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":1,"messages":[]}"#;
+            let mut raw = b"POST /model/claude-haiku-4-5/invoke HTTP/1.1\r\nHost: gw\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKIDSLUICEFUZZ000000/20261122/us-east-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=00\r\nX-Amz-Date: ".to_vec();
+            raw.extend(date);
+            raw.extend_from_slice(b"\r\n");
+            if let Some(sha) = sha {
+                raw.extend_from_slice(b"X-Amz-Content-Sha256: ");
+                raw.extend(sha);
+                raw.extend_from_slice(b"\r\n");
+            }
+            for (name, value) in headers {
+                if matches!(name, "host" | "content-length" | "transfer-encoding" | "authorization") {
+                    continue;
+                }
+                raw.extend_from_slice(name.as_bytes());
+                raw.extend_from_slice(b": ");
+                raw.extend(value);
+                raw.extend_from_slice(b"\r\n");
+            }
+            raw.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+            raw.extend_from_slice(body);
+            raw
+        })
+}
+
+fn request_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let path = prop::sample::select(vec![
+        "/v1/messages",
+        "/v1/messages?beta=true",
+        "/v1/messages/count_tokens",
+        "/v1/models",
+        "/v1/models/claude-opus-4-8",
+        "/model/claude-opus-4-8/invoke",
+        "/model/us.anthropic.claude-haiku-4-5-v1%3A0/invoke-with-response-stream",
+        "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-haiku-4-5:rawPredict",
+        "/v1/files/file_1",
+        "/v1/messages/batches",
+        "/healthz",
+    ]);
+    let body = prop_oneof![
+        Just(r#"{"model":"claude-haiku-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#.to_string()),
+        Just(r#"{"model":"fast","max_tokens":99999999999999999999999,"stream":"yes","messages":[]}"#.to_string()),
+        Just(r#"{"anthropic_version":"bedrock-2023-05-31","anthropic_beta":["a",1],"max_tokens":1,"messages":[]}"#.to_string()),
+        Just(r#"{"model":"claude-opus-4-8","mod\u0065l":"x","model":"y"}"#.to_string()),
+        "[ -~]{0,64}",
+    ];
+    (
+        prop::sample::select(vec!["GET", "POST", "HEAD", "PUT", "DELETE"]),
+        path,
+        prop::collection::vec(
+            (
+                prop::sample::select(READ_HEADERS.to_vec()),
+                prop_oneof![hostile_value(), near_miss_value()],
+            ),
+            0..10,
+        ),
+        body,
+    )
+        .prop_map(|(method, path, headers, body)| {
+            let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: gw\r\n").into_bytes();
+            for (name, value) in headers {
+                raw.extend_from_slice(name.as_bytes());
+                raw.extend_from_slice(b": ");
+                raw.extend_from_slice(&value);
+                raw.extend_from_slice(b"\r\n");
+            }
+            raw.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+            raw.extend_from_slice(body.as_bytes());
+            raw
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// The whole request path (`proxy::dry_run`) takes any header value sluice reads — any
+    /// bytes httparse lets through — and returns: refused or forwarded, never a panic.
+    #[test]
+    fn the_request_path_survives_hostile_header_values(raw in request_bytes()) {
+        let _ = sluice::proxy::dry_run::run(&raw, dry_run_config());
+    }
+
+    /// The same, for SigV4-signed requests: the date, the payload hash and the other headers
+    /// a signature check reads.
+    #[test]
+    fn a_sigv4_request_with_hostile_headers_is_refused_not_a_panic(raw in sigv4_request_bytes()) {
+        let run = sluice::proxy::dry_run::run(&raw, dry_run_config());
+        prop_assert!(run.refused.is_some(), "{:?}", run);
+    }
+
+    #[test]
+    fn the_request_path_survives_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..1024)) {
+        let _ = sluice::proxy::dry_run::run(&bytes, dry_run_config());
+    }
+}
+
+#[test]
+fn the_dry_run_forwards_a_good_request_and_refuses_a_smuggled_one() {
+    let good = b"POST /v1/messages HTTP/1.1\r\nHost: gw\r\nx-api-key: sk-fuzz\r\nContent-Length: 88\r\n\r\n{\"model\":\"claude-haiku-4-5\",\"max_tokens\":16,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    let run = sluice::proxy::dry_run::run(good, dry_run_config());
+    assert_eq!(run.refused, None, "{run:?}");
+    assert_eq!(run.identity.as_deref(), Some("key:fuzz"));
+    assert_eq!(run.upstream_heads, 2);
+    let smuggled = b"POST /v1/messages HTTP/1.1\r\nHost: gw\r\nx-api-key: sk-fuzz\r\nContent-Length: 59\r\n\r\n{\"model\":\"claude-haiku-4-5\",\"model\":\"claude-opus-4-8\"}    ";
+    let run = sluice::proxy::dry_run::run(smuggled, dry_run_config());
+    assert_eq!(run.refused, Some("ambiguous_body"), "{run:?}");
+    let hostile_date = "POST /model/claude-opus-4-8/invoke HTTP/1.1\r\nHost: gw\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKIDSLUICEFUZZ000000/20261122/us-east-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=00\r\nX-Amz-Date: 2026112\u{e9}T12000Z\r\nContent-Length: 2\r\n\r\n{}";
+    let run = sluice::proxy::dry_run::run(hostile_date.as_bytes(), dry_run_config());
+    assert_eq!(run.refused, Some("unauthorized"), "{run:?}");
 }

@@ -19,6 +19,7 @@ pub mod balance;
 pub mod budget;
 pub mod classify;
 pub mod client;
+pub mod dry_run;
 pub mod error;
 pub mod exchange;
 pub mod finish;
@@ -122,7 +123,7 @@ impl Gateway {
     }
 }
 
-fn new_balancer(worker: usize, config: &Config) -> balance::Balancer {
+pub(crate) fn new_balancer(worker: usize, config: &Config) -> balance::Balancer {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(7, |d| d.as_nanos() as u64)
@@ -543,7 +544,7 @@ fn debug_panic() {
 }
 
 /// The refusal for a body whose governed members could be read more than one way.
-fn body_problem(problem: model_field::BodyProblem) -> GatewayError {
+pub(crate) fn body_problem(problem: model_field::BodyProblem) -> GatewayError {
     use model_field::BodyProblem;
     match problem {
         BodyProblem::Duplicate(member) => GatewayError::AmbiguousBody {

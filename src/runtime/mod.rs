@@ -334,3 +334,63 @@ pub fn wait_for_termination(mut on_hangup: impl FnMut()) -> std::io::Result<i32>
     }
     Ok(SIGTERM)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A worker whose runtime panics is replaced on a fresh listener: the port keeps answering,
+    /// and the panic is counted.
+    #[test]
+    fn a_panicking_worker_is_replaced_and_its_listener_shut_down() {
+        let listeners = listener::bind_listeners("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let addr = listeners[0].local_addr().unwrap();
+        let (mut trigger, shutdown) = shutdown_pair();
+        let panics = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&panics);
+        let on_panic: OnPanic = Arc::new(move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+        });
+        let starts = Arc::new(AtomicUsize::new(0));
+        let workers = spawn_workers(
+            "test-worker",
+            IoDriver::Epoll,
+            listeners,
+            &shutdown,
+            on_panic,
+            move |_, listener, _| {
+                let first = starts.fetch_add(1, Ordering::Relaxed) == 0;
+                async move {
+                    let accepted = listener.accept().await;
+                    assert!(!first, "the first worker dies on its first connection");
+                    if let Ok((mut stream, _)) = accepted {
+                        use monoio::io::AsyncWriteRentExt;
+                        let _ = stream.write_all(b"ok".to_vec()).await;
+                    }
+                }
+            },
+        )
+        .unwrap();
+        // The first connection lands on the worker that panics: it is reset, unanswered.
+        let mut first = std::net::TcpStream::connect(addr).unwrap();
+        let mut buf = Vec::new();
+        let _ = first.read_to_end(&mut buf);
+        assert!(buf.is_empty());
+        // The replacement answers on the same port.
+        let answered = (0..200).find_map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).ok()?;
+            (buf == b"ok").then_some(())
+        });
+        assert!(answered.is_some(), "the replacement worker answered");
+        assert_eq!(panics.load(Ordering::Relaxed), 1);
+        trigger.trigger();
+        for w in workers {
+            w.join().unwrap();
+        }
+    }
+}
