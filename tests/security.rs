@@ -569,3 +569,75 @@ fn a_slow_admin_client_blocks_nobody_and_is_cut_off() {
     let audit = std::fs::read_to_string(gw.dir().join("audit.jsonl")).unwrap_or_default();
     assert!(!audit.contains("attacker-chosen-name"), "{audit}");
 }
+
+#[test]
+fn governed_message_batches_check_and_reserve_every_request() {
+    let mock = mock(&[]);
+    let config = format!(
+        "[server]\nmessage_batches = \"governed\"\n{}[[budgets]]\nscope = \"key\"\nname = \"haiku-only\"\nlimit_usd = 0.01\nperiod = \"daily\"\n",
+        haiku_key()
+    );
+    let gw = gateway(&mock.url(), &config);
+    let item = |id: &str, params: &str| format!(r#"{{"custom_id":"{id}","params":{params}}}"#);
+    let batch = |items: &[String]| format!(r#"{{"requests":[{}]}}"#, items.join(","));
+    let haiku = r#"{"model":"claude-haiku-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+    let opus = OPUS_BODY;
+    let smuggled =
+        r#"{"model":"claude-haiku-4-5","max_tokens":16,"messages":[],"model":"claude-opus-4-8"}"#;
+    // $5/MTok output: 1,000 requests of 16 tokens fit, one of 4,000 tokens does not ($0.02).
+    let dear = r#"{"model":"claude-haiku-4-5","max_tokens":4000,"messages":[{"role":"user","content":"hi"}]}"#;
+    let refused = [
+        (
+            batch(&[item("a", haiku), item("b", opus)]),
+            403,
+            "permission_error",
+        ),
+        (batch(&[item("a", smuggled)]), 400, "invalid_request_error"),
+        (
+            format!(
+                r#"{{"requests":[{}],"requests":[{}]}}"#,
+                item("a", haiku),
+                item("b", opus)
+            ),
+            400,
+            "invalid_request_error",
+        ),
+        (
+            batch(&[item("a", haiku), item("b", dear)]),
+            429,
+            "rate_limit_error",
+        ),
+    ];
+    for (body, status, kind) in &refused {
+        let resp = request(gw.addr, &post("/v1/messages/batches", body));
+        assert_error(&resp, *status, kind);
+    }
+    assert_eq!(mock_requests(&mock).len(), 0);
+    let ok = request(
+        gw.addr,
+        &post(
+            "/v1/messages/batches",
+            &batch(&[item("a", haiku), item("b", haiku)]),
+        ),
+    );
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    let read = request(
+        gw.addr,
+        &format!(
+            "GET /v1/messages/batches/msgbatch_01/results HTTP/1.1\r\nHost: gw\r\n{}\r\n",
+            auth()
+        ),
+    );
+    assert_eq!(read.status, 200);
+    let seen: Vec<String> = mock_requests(&mock)
+        .iter()
+        .map(|r| r["target"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "/v1/messages/batches",
+            "/v1/messages/batches/msgbatch_01/results"
+        ]
+    );
+}

@@ -138,6 +138,9 @@ pub struct ServerFile {
     pub io_driver: String,
     /// `idle`: the record writers run under SCHED_IDLE while they keep up; `normal`: never.
     pub writer_priority: String,
+    /// The Message Batches API: `refuse` (default) or `governed` (each request in a batch is
+    /// checked against the key's models, and its maximum cost reserved and kept).
+    pub message_batches: String,
 }
 
 impl Default for ServerFile {
@@ -153,6 +156,7 @@ impl Default for ServerFile {
             grace_period: "30s".into(),
             io_driver: "auto".into(),
             writer_priority: "idle".into(),
+            message_batches: "refuse".into(),
         }
     }
 }

@@ -150,6 +150,18 @@ pub struct Route {
     pub max_attempts: usize,
 }
 
+/// What sluice does with the Message Batches API, whose requests name their models inside
+/// the batch body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageBatches {
+    /// Refused (403): the default.
+    Refuse,
+    /// A batch is created only if every request in it passes the key's model allow-list and
+    /// routes unaliased; the maximum cost of all of them is reserved and kept (results arrive
+    /// later, outside any request sluice sees). Reading and cancelling batches pass through.
+    Governed,
+}
+
 /// Ejection and retry-budget settings.
 #[derive(Clone, Copy, Debug)]
 pub struct Routing {
@@ -184,6 +196,8 @@ pub struct Config {
     pub io_driver: IoDriver,
     /// How the record writer threads are scheduled.
     pub writer_priority: WriterPriority,
+    /// Whether the Message Batches API is refused or governed per batched request.
+    pub message_batches: MessageBatches,
     pub limits: Limits,
     pub timeouts: Timeouts,
     pub grace_period: Duration,
@@ -343,11 +357,22 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
             ))
         }
     };
+    let message_batches = match file.server.message_batches.as_str() {
+        "refuse" => MessageBatches::Refuse,
+        "governed" => MessageBatches::Governed,
+        other => {
+            return Err(invalid(
+                "server.message_batches",
+                format!("`{other}`: expected `refuse` or `governed`"),
+            ))
+        }
+    };
     Ok(Config {
         listen,
         workers,
         io_driver,
         writer_priority,
+        message_batches,
         limits: build_limits(&file)?,
         timeouts: build_timeouts(&file)?,
         grace_period: duration("server.grace_period", &file.server.grace_period)?,

@@ -38,13 +38,27 @@ pub fn reserve(
     target: &Target,
     ex: &mut Exchange,
 ) -> Result<(), GatewayError> {
+    if gw.config.budgets.is_empty() {
+        return Ok(());
+    }
+    reserve_cost(gw, identity, maximum_cost_pico(gw, op, body, target), ex)
+}
+
+/// Reserves `cost` into `ex`, or refuses: over a budget, or `Err(model)` — a served model
+/// without a price, which cannot spend a budget — when any budget applies.
+pub fn reserve_cost(
+    gw: &Gateway,
+    identity: &Identity,
+    cost: Result<u64, String>,
+    ex: &mut Exchange,
+) -> Result<(), GatewayError> {
     let budgets = &gw.config.budgets;
     if budgets.is_empty() {
         return Ok(());
     }
     let (user, team) = (identity.user(), identity.team());
     let entities = identity.scopes(&user, &team);
-    let (cost, unpriced) = match maximum_cost_pico(gw, op, body, target) {
+    let (cost, unpriced) = match cost {
         Ok(cost) => (cost, None),
         Err(model) => (0, Some(model)),
     };
@@ -113,11 +127,7 @@ fn maximum_cost_pico(
     if counting || target.model.is_none() {
         return Ok(0);
     }
-    let max_tokens = crate::format::json_edit::field(body.held(), "max_tokens")
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(UNKNOWN_MAX_TOKENS);
-    let input_tokens = body.len() / 4;
+    let max_tokens = crate::format::json_edit::field(body.held(), "max_tokens");
     let mut dearest = 0u64;
     for candidate in &target.candidates {
         let Some(model) = candidate
@@ -127,19 +137,34 @@ fn maximum_cost_pico(
         else {
             continue;
         };
-        let entry = gw
-            .config
-            .pricing
-            .lookup(model)
-            .ok_or_else(|| model.to_string())?;
-        let price = entry.long_prompt.map_or(entry.price, |(_, long)| long);
-        let input_price = price.input.max(price.cache_write_1h);
-        let cost = max_tokens
-            .saturating_mul(price.output)
-            .saturating_add(input_tokens.saturating_mul(input_price));
-        dearest = dearest.max(cost);
+        dearest = dearest.max(request_cost_pico(gw, model, max_tokens, body.len())?);
     }
     Ok(dearest)
+}
+
+/// The maximum cost of one request served by `model`: its `max_tokens` (raw JSON; absent or
+/// unreadable: [`UNKNOWN_MAX_TOKENS`]) at the output price, plus `body_len` / 4 input tokens
+/// at the highest input price. `Err(model)` when the model has no price.
+pub fn request_cost_pico(
+    gw: &Gateway,
+    model: &str,
+    max_tokens: Option<&[u8]>,
+    body_len: u64,
+) -> Result<u64, String> {
+    let max_tokens = max_tokens
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(UNKNOWN_MAX_TOKENS);
+    let entry = gw
+        .config
+        .pricing
+        .lookup(model)
+        .ok_or_else(|| model.to_string())?;
+    let price = entry.long_prompt.map_or(entry.price, |(_, long)| long);
+    let input_price = price.input.max(price.cache_write_1h);
+    Ok(max_tokens
+        .saturating_mul(price.output)
+        .saturating_add((body_len / 4).saturating_mul(input_price)))
 }
 
 fn audit_crossing(gw: &Gateway, ex: &Exchange, which: &str) {

@@ -6,11 +6,21 @@
 //! the upstream executes. Forwarding is an explicit list: the governed operations (Messages,
 //! count tokens, Bedrock InvokeModel, Vertex rawPredict), and as pass-through only the Files API,
 //! which names no model and costs nothing. Message batches carry a model per request inside
-//! their body and are refused ([`Operation::MessageBatches`]). Anything else is 404.
+//! their body: refused unless `server.message_batches = "governed"` ([`super::batches`]).
+//! Anything else is 404.
 
 use super::GatewayError;
 use crate::format::CloudCall;
 use crate::http1::{path, Method, RequestHead};
+
+/// A Message Batches API call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchCall {
+    /// `POST /v1/messages/batches`: names a model per batched request.
+    Create,
+    /// Listing, reading, results, cancelling, deleting: no model, no cost.
+    Other,
+}
 
 /// What a request asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,9 +46,9 @@ pub enum Operation {
     /// The Files API (`/v1/files`, `/v1/files/{id}`, `/v1/files/{id}/content`): forwarded
     /// unchanged to the default upstream; it names no model and costs nothing.
     Passthrough,
-    /// The Message Batches API (`/v1/messages/batches…`): refused, its models are not governed
-    /// per request.
-    MessageBatches,
+    /// The Message Batches API (`/v1/messages/batches…`): refused, or governed per batched
+    /// request ([`super::batches`]).
+    MessageBatches(BatchCall),
     /// Anything else.
     Unknown,
 }
@@ -58,7 +68,7 @@ impl Operation {
             Operation::Cloud(_) => "messages",
             Operation::InferenceProfiles => "inference_profiles",
             Operation::Passthrough => "passthrough",
-            Operation::MessageBatches => "message_batches",
+            Operation::MessageBatches(_) => "message_batches",
             Operation::Unknown => "unknown",
         }
     }
@@ -88,6 +98,7 @@ impl Operation {
                 | Operation::CountTokens
                 | Operation::Passthrough
                 | Operation::Cloud(_)
+                | Operation::MessageBatches(_)
         )
     }
 }
@@ -111,8 +122,9 @@ pub fn classify(head: &RequestHead) -> Result<Operation, GatewayError> {
             CloudCall::from_path(p).map_or(Operation::Unknown, Operation::Cloud)
         }
         (_, p) if get_or_head && p.starts_with(b"/v1/models/") => model_id(p),
-        (_, b"/v1/messages/batches") => Operation::MessageBatches,
-        (_, p) if p.starts_with(b"/v1/messages/batches/") => Operation::MessageBatches,
+        (Method::Post, b"/v1/messages/batches") => Operation::MessageBatches(BatchCall::Create),
+        (_, b"/v1/messages/batches") if get_or_head => Operation::MessageBatches(BatchCall::Other),
+        (_, p) if is_batch_path(p) => Operation::MessageBatches(BatchCall::Other),
         (_, p) if is_files_path(p) => Operation::Passthrough,
         _ => Operation::Unknown,
     })
@@ -129,23 +141,37 @@ fn model_id(path: &[u8]) -> Operation {
     }
 }
 
+/// `/v1/messages/batches/{id}`, `…/{id}/results` or `…/{id}/cancel`, the id plain.
+fn is_batch_path(path: &[u8]) -> bool {
+    let Some(rest) = path.strip_prefix(b"/v1/messages/batches/") else {
+        return false;
+    };
+    let id = rest
+        .strip_suffix(b"/results")
+        .or_else(|| rest.strip_suffix(b"/cancel"))
+        .unwrap_or(rest);
+    is_plain_id(id)
+}
+
+/// A plain resource id: letters, digits, `_` and `-`.
+fn is_plain_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
 /// `/v1/files`, `/v1/files/{id}` or `/v1/files/{id}/content`, the id plain letters, digits,
 /// `_` and `-`.
 fn is_files_path(path: &[u8]) -> bool {
     let Some(rest) = path.strip_prefix(b"/v1/files") else {
         return false;
     };
-    let plain = |id: &[u8]| {
-        !id.is_empty()
-            && id
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
-    };
     match rest.strip_prefix(b"/") {
         None => rest.is_empty(),
         Some(id_and_more) => match id_and_more.strip_suffix(b"/content") {
-            Some(id) => plain(id),
-            None => plain(id_and_more),
+            Some(id) => is_plain_id(id),
+            None => is_plain_id(id_and_more),
         },
     }
 }
@@ -182,11 +208,15 @@ mod tests {
         assert_eq!(op("HEAD /api/hello"), Operation::WarmUp);
         assert_eq!(op("GET /healthz"), Operation::Health);
         assert_eq!(op("GET /metrics"), Operation::Metrics);
-        assert_eq!(op("POST /v1/messages/batches"), Operation::MessageBatches);
+        assert_eq!(
+            op("POST /v1/messages/batches"),
+            Operation::MessageBatches(BatchCall::Create)
+        );
         assert_eq!(
             op("GET /v1/messages/batches/b_1/results"),
-            Operation::MessageBatches
+            Operation::MessageBatches(BatchCall::Other)
         );
+        assert_eq!(op("GET /v1/messages/batches/a:b"), Operation::Unknown);
         assert_eq!(op("GET /"), Operation::Unknown);
         assert_eq!(op("GET /v1/messages"), Operation::Unknown);
         assert_eq!(op("POST /v1/complete"), Operation::Unknown);

@@ -16,6 +16,7 @@
 
 pub mod authenticate;
 pub mod balance;
+pub mod batches;
 pub mod budget;
 pub mod classify;
 pub mod client;
@@ -287,9 +288,12 @@ async fn run_phases(
     }
     let op = classify::classify(head)?;
     ex.set_operation(&op);
-    if op == Operation::MessageBatches {
+    let batch_create = op == Operation::MessageBatches(classify::BatchCall::Create);
+    if matches!(op, Operation::MessageBatches(_))
+        && gw.config.message_batches == crate::config::MessageBatches::Refuse
+    {
         return Err(GatewayError::OperationNotAllowed(
-            "the Message Batches API is not available through this gateway: a batch names its models inside its body, and its cost is not governed per request",
+            "the Message Batches API is not available through this gateway: a batch names its models inside its body (server.message_batches = \"governed\" checks and reserves each)",
         ));
     }
     if gw.config.store.fail_closed && !gw.records.ledger.is_healthy() && !op.is_local() {
@@ -348,7 +352,11 @@ async fn run_phases(
             ("anthropic-ratelimit-requests-reset", q.reset.clone()),
         ];
     }
-    budget::reserve(gw, &auth.identity, &op, &body, &target, ex)?;
+    if batch_create {
+        batches::govern(gw, &auth.identity, body.held(), ex)?;
+    } else {
+        budget::reserve(gw, &auth.identity, &op, &body, &target, ex)?;
+    }
     let keep_alive = forward_with_fallback(client, head, &op, &body, &target, gw, ex).await;
     if let Some(usage) = &ex.metered.usage {
         admission.settle(usage.input_tokens.saturating_add(usage.output_tokens));
@@ -493,12 +501,15 @@ async fn read_and_route(
     ex: &mut Exchange,
 ) -> Result<(RequestBody, route::Target), GatewayError> {
     let mut body = request_body::read(client, head).await?;
-    if hold_whole || op.routes_by_model() {
+    let batch_create = *op == Operation::MessageBatches(classify::BatchCall::Create);
+    if hold_whole || op.routes_by_model() || batch_create {
         // A governed body is held whole (bounded by max_body_bytes): its governed members are
         // checked over all of it, translation edits it as a whole, a signature covers it.
         body = request_body::complete(client, body).await?;
         ex.body_consumed = true;
-        model_field::check_governed(body.held()).map_err(body_problem)?;
+        if !batch_create {
+            model_field::check_governed(body.held()).map_err(body_problem)?;
+        }
     }
     ex.body_consumed = !matches!(body, RequestBody::Partial { .. });
     ex.body_ready = Some(std::time::Instant::now());
