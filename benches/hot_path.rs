@@ -12,7 +12,7 @@ use sluice::format::json_edit::field;
 use sluice::http1::body::ChunkedDecoder;
 use sluice::http1::rewrite::{rewrite_request, RequestRewrite};
 use sluice::http1::{parse_request, HeadLimits};
-use sluice::proxy::model_field::{scan_model, top_level_members};
+use sluice::proxy::model_field::{check_governed, scan_model, top_level_members};
 use sluice::usage::sse::SseMeter;
 
 /// The Claude Code main request from the shared captures (head, body), or a synthetic one of
@@ -87,6 +87,13 @@ fn model_scan(c: &mut Criterion) {
     let last = serde_json::to_vec(&v).unwrap();
     group.bench_function(format!("model last ({} KB)", last.len() / 1000), |b| {
         b.iter(|| black_box(scan_model(black_box(&last))))
+    });
+    group.finish();
+    // Every top-level member, once: no governed member twice or escaped (issue 10, item 3).
+    let mut group = c.benchmark_group("governed members");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function(format!("check ({} KB, Claude Code)", body.len() / 1000), |b| {
+        b.iter(|| black_box(check_governed(black_box(&body))))
     });
     group.finish();
     // The budget reservation's `max_tokens`, which Claude Code sends after its large members.

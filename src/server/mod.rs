@@ -52,6 +52,11 @@ pub struct ConfigSource {
 /// Runs the gateway until SIGTERM or SIGINT; SIGHUP reloads the config.
 pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
     warn_if_exposed(&config);
+    if !config.budgets.is_empty() {
+        for (place, model) in config.unpriced_routes() {
+            tracing::warn!(route = %place, model = %model, "this route serves a model without a price: its requests are refused under any budget");
+        }
+    }
     let fd_limit = runtime::raise_fd_limit();
     tracing::info!(fd_limit, "open-file limit");
     let listeners =
