@@ -92,9 +92,10 @@ fn model_scan(c: &mut Criterion) {
     // Every top-level member, once: no governed member twice or escaped (issue 10, item 3).
     let mut group = c.benchmark_group("governed members");
     group.throughput(Throughput::Bytes(body.len() as u64));
-    group.bench_function(format!("check ({} KB, Claude Code)", body.len() / 1000), |b| {
-        b.iter(|| black_box(check_governed(black_box(&body))))
-    });
+    group.bench_function(
+        format!("check ({} KB, Claude Code)", body.len() / 1000),
+        |b| b.iter(|| black_box(check_governed(black_box(&body)))),
+    );
     group.finish();
     // The budget reservation's `max_tokens`, which Claude Code sends after its large members.
     let mut group = c.benchmark_group("max_tokens for the budget");

@@ -83,27 +83,22 @@ fn check_bytes(path: &[u8]) -> Result<(), PathProblem> {
     Ok(())
 }
 
-fn is_unreserved(b: u8) -> bool {
+/// RFC 3986 unreserved: `ALPHA DIGIT - . _ ~`.
+pub(crate) fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
+/// RFC 3986 sub-delims: `! $ & ' ( ) * + , ; =`.
+pub(crate) fn is_sub_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
+}
+
+/// A byte a canonical path may hold outside an escape (`;` excluded: path parameters).
 fn is_path_byte(b: u8) -> bool {
-    is_unreserved(b)
-        || matches!(
-            b,
-            b'!' | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b'='
-                | b':'
-                | b'@'
-                | b'/'
-        )
+    is_unreserved(b) || (is_sub_delim(b) && b != b';') || matches!(b, b':' | b'@' | b'/')
 }
 
 fn hex_value(b: u8) -> Option<u8> {
