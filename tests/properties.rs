@@ -302,6 +302,41 @@ fn any_json() -> impl Strategy<Value = serde_json::Value> {
     })
 }
 
+/// A JSON object written member by member, so a key can appear twice or be escaped: keys from
+/// the governed ones, their escaped spellings and others; values any JSON (strings that hold
+/// quotes, backslashes and brackets included); compact or spaced.
+fn raw_object() -> impl Strategy<Value = (Vec<u8>, Vec<String>)> {
+    let key = prop::sample::select(vec![
+        "model",
+        "max_tokens",
+        "stream",
+        "messages",
+        "system",
+        "mod\\u0065l",
+        "\\u006dax_tokens",
+        "a\\\"b",
+        "str\\u0065am",
+    ]);
+    (
+        prop::collection::vec((key, any_json()), 0..6),
+        prop::sample::select(vec!["", " ", "\n  "]),
+    )
+        .prop_map(|(members, ws)| {
+            let mut out = format!("{{{ws}").into_bytes();
+            let mut keys = Vec::new();
+            for (i, (k, v)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(format!(",{ws}").as_bytes());
+                }
+                out.extend_from_slice(format!("\"{k}\"{ws}:{ws}").as_bytes());
+                out.extend_from_slice(&serde_json::to_vec(v).unwrap());
+                keys.push(k.to_string());
+            }
+            out.extend_from_slice(format!("{ws}}}").as_bytes());
+            (out, keys)
+        })
+}
+
 /// The gateway the whole-request-path property drives requests through (also the fuzz
 /// target's): keys, a SigV4 key, JWTs, two upstreams, an alias, a budget.
 fn dry_run_config() -> &'static sluice::config::Config {
@@ -489,6 +524,26 @@ proptest! {
     fn a_sigv4_request_with_hostile_headers_is_refused_not_a_panic(raw in sigv4_request_bytes()) {
         let run = sluice::proxy::dry_run::run(&raw, dry_run_config());
         prop_assert!(run.refused.is_some(), "{:?}", run);
+    }
+
+    /// The governed-members check refuses exactly the objects in which a governed member
+    /// appears twice or escaped (an oracle that decodes every written key), wherever the
+    /// members sit and whatever the values hold.
+    #[test]
+    fn governed_members_are_refused_exactly_when_ambiguous((body, keys) in raw_object()) {
+        use sluice::proxy::model_field::{check_governed, GOVERNED};
+        let decoded: Vec<(String, bool)> = keys
+            .iter()
+            .map(|k| {
+                let plain: String = serde_json::from_str(&format!("\"{k}\"")).unwrap();
+                (plain, k.contains('\\'))
+            })
+            .collect();
+        let ambiguous = GOVERNED.iter().any(|g| {
+            let written: Vec<&(String, bool)> = decoded.iter().filter(|(k, _)| k == g).collect();
+            written.len() > 1 || written.iter().any(|(_, escaped)| *escaped)
+        });
+        prop_assert_eq!(check_governed(&body).is_err(), ambiguous, "{}", String::from_utf8_lossy(&body));
     }
 
     #[test]

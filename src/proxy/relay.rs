@@ -231,13 +231,13 @@ pub async fn relay(
             }
             ex.client_head_sent.get_or_insert_with(Instant::now);
             // Back to the pool only when the response ended exactly on its framing: bytes
-            // after it belong to no request and must never reach the next client.
+            // after it belong to no request and must never reach the next client (bytes that
+            // arrive later are seen when the pool hands the connection out again).
             if head.framed_twice {
                 gw.records.metrics.count_upstream_discarded();
             }
             if head.keep_alive && cursor.is_done() {
-                let quiet = conn.idle_state() == crate::provider::connect::IdleState::Quiet;
-                if buf.is_empty() && quiet {
+                if buf.is_empty() {
                     gw.pool.checkin(upstream, conn);
                 } else {
                     gw.records.metrics.count_upstream_discarded();
