@@ -96,6 +96,14 @@ fn model_scan(c: &mut Criterion) {
         format!("check ({} KB, Claude Code)", body.len() / 1000),
         |b| b.iter(|| black_box(check_governed(black_box(&body)))),
     );
+    let synthetic = sluice::bench::claude_code_sized_body(true);
+    group.bench_function(
+        format!(
+            "check ({} KB, the load bench's body)",
+            synthetic.len() / 1000
+        ),
+        |b| b.iter(|| black_box(check_governed(black_box(&synthetic)))),
+    );
     group.finish();
     // The budget reservation's `max_tokens`, which Claude Code sends after its large members.
     let mut group = c.benchmark_group("max_tokens for the budget");
