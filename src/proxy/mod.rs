@@ -2,15 +2,23 @@
 //! and pipelining: answered in order, one at a time); [`handle_request`] tells each request's
 //! story, phase by phase, each phase a plain function in its own file:
 //!
-//! 1. [`classify`]: method + path → operation (local answer or forwarded call).
-//! 2. [`authenticate`]: credential → identity (virtual key, pass-through, anonymous).
-//! 3. [`route`]: the body's `model` → upstream (reading the body via [`request_body`]).
+//! 1. [`classify`]: method + canonical path → operation (local answer or forwarded call);
+//!    a path an upstream could normalize into something else is refused.
+//! 2. [`authenticate`]: credential → identity (virtual key, JWT, pass-through, anonymous; a
+//!    SigV4 identity only once its signature and payload verified).
+//! 3. [`route`]: the body's `model` → upstream (reading the whole governed body via
+//!    [`request_body`], refusing a governed member written twice or escaped); the key's
+//!    allow-list; rate limits; the [`budget`] reservation at the served model's price
+//!    ([`batches`] for governed message batches).
 //! 4. [`forward`]: rewrite auth and routing fields, pooled connection, send, response head.
-//! 5. [`relay`]: stream the response back as it arrives, metering usage in place.
+//! 5. [`relay`]: stream the response back as it arrives, metering usage in place; the
+//!    connection is pooled again only if the response ended exactly on its framing.
 //! 6. [`finish`]: usage → cost → one access record.
 //!
-//! Errors before the response starts become one Anthropic-format error response each
-//! ([`error::GatewayError`]); after it starts, the relay can only end the stream.
+//! The one rule: sluice governs exactly the request the upstream executes. [`dry_run`] runs the
+//! same phases without I/O, for fuzzing. Errors before the response starts become one
+//! Anthropic-format error response each ([`error::GatewayError`]); after it starts, the relay
+//! can only end the stream.
 // Input is parsed here: byte offsets into it must never panic (use `get`, or validate first).
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 
