@@ -23,7 +23,7 @@ use super::route::Target;
 use super::{Gateway, GatewayError};
 
 /// Output tokens assumed when the request's `max_tokens` is not in the held part of the body.
-const UNKNOWN_MAX_TOKENS: u64 = 64_000;
+pub const UNKNOWN_MAX_TOKENS: u64 = 64_000;
 
 /// The response header that carries soft-threshold warnings.
 pub const WARNING_HEADER: &str = "sluice-budget-warning";
