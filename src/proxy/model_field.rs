@@ -238,36 +238,66 @@ fn skip_value(body: &[u8], pos: usize) -> Step<usize> {
     }
 }
 
-/// Position just past the array or object opening at `start`. Only brackets of the value's own
-/// kind are counted (in valid JSON the other kind nests within them), so `memchr3` jumps straight
-/// to the next quote or bracket that matters. Invalid JSON may be misread; the upstream refuses
-/// it whole, so nothing misread is ever executed.
+/// Position just past the array or object opening at `start`.
+///
+/// Only brackets of the value's own kind are counted (in valid JSON the other kind nests
+/// within them), and a bracket is inside a string exactly when an odd number of unescaped
+/// quotes lie between the value's start and it. So instead of visiting every string, the scan
+/// visits only the value's own brackets (`memchr2_iter`) and counts the quotes between two of
+/// them (`memchr` counting, which is several times faster than finding each quote), less the
+/// escaped ones (a quote after an odd run of backslashes, found through the rare `\"`).
+/// Invalid JSON may be misread; the upstream refuses it whole, so nothing misread is executed.
 fn skip_nested(body: &[u8], start: usize) -> Step<usize> {
     let (open, close) = match body.get(start) {
         Some(b'{') => (b'{', b'}'),
         Some(b'[') => (b'[', b']'),
         _ => return Err(Stop::Invalid),
     };
+    let rest = body.get(start..).ok_or(Stop::Incomplete)?;
     let mut depth = 0usize;
-    let mut pos = start;
-    loop {
-        let rest = body.get(pos..).ok_or(Stop::Incomplete)?;
-        let at = pos + memchr::memchr3(b'"', open, close, rest).ok_or(Stop::Incomplete)?;
-        match body.get(at) {
-            Some(b'"') => pos = string_end(body, at)? + 1,
-            Some(b) if *b == open => {
-                depth += 1;
-                pos = at + 1;
-            }
-            _ => {
-                depth = depth.checked_sub(1).ok_or(Stop::Invalid)?;
-                if depth == 0 {
-                    return Ok(at + 1);
-                }
-                pos = at + 1;
+    let mut quotes = 0usize;
+    let mut counted_to = start;
+    for i in memchr::memchr2_iter(open, close, rest) {
+        let at = start + i;
+        quotes += unescaped_quotes(body, counted_to, at);
+        counted_to = at;
+        if quotes % 2 == 1 {
+            continue; // inside a string
+        }
+        if body.get(at) == Some(&open) {
+            depth += 1;
+        } else {
+            depth = depth.checked_sub(1).ok_or(Stop::Invalid)?;
+            if depth == 0 {
+                return Ok(at + 1);
             }
         }
     }
+    Err(Stop::Incomplete)
+}
+
+/// The quotes in `body[from..to]` that are not escaped.
+fn unescaped_quotes(body: &[u8], from: usize, to: usize) -> usize {
+    static ESCAPED_QUOTE: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
+        std::sync::OnceLock::new();
+    let segment = body.get(from..to).unwrap_or_default();
+    let all = memchr::memchr_iter(b'"', segment).count();
+    if memchr::memchr(b'\\', segment).is_none() {
+        return all;
+    }
+    let finder = ESCAPED_QUOTE.get_or_init(|| memchr::memmem::Finder::new(b"\\\""));
+    let escaped = finder
+        .find_iter(segment)
+        .filter(|i| escaped(body, from + i + 1))
+        .count();
+    all.saturating_sub(escaped)
+}
+
+/// Whether the quote at `pos` is escaped: preceded by an odd run of backslashes (the run may
+/// begin before the segment being counted).
+fn escaped(body: &[u8], pos: usize) -> bool {
+    let before = body.get(..pos).unwrap_or_default();
+    before.iter().rev().take_while(|b| **b == b'\\').count() % 2 == 1
 }
 
 fn unescape(quoted: &[u8]) -> Step<String> {
