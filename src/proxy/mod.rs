@@ -296,17 +296,7 @@ async fn run_phases(
     }
     let op = classify::classify(head)?;
     ex.set_operation(&op);
-    let batch_create = op == Operation::MessageBatches(classify::BatchCall::Create);
-    if matches!(op, Operation::MessageBatches(_))
-        && gw.config.message_batches == crate::config::MessageBatches::Refuse
-    {
-        return Err(GatewayError::OperationNotAllowed(
-            "the Message Batches API is not available through this gateway: a batch names its models inside its body (server.message_batches = \"governed\" checks and reserves each)",
-        ));
-    }
-    if gw.config.store.fail_closed && !gw.records.ledger.is_healthy() && !op.is_local() {
-        return Err(GatewayError::StoreUnavailable);
-    }
+    refuse_unavailable(&op, gw)?;
     if op == Operation::Metrics {
         let text = gw.records.metrics.render(&gw.records.gauges());
         return local::metrics(client, head, text, ex).await;
@@ -318,26 +308,9 @@ async fn run_phases(
     ) {
         return local::answer(client, head, &op, &gw.config, None, ex).await;
     }
-    let mut auth = authenticate::authenticate(head, &gw.config, Some(&gw.verified_tokens))?;
-    if let Some(pending) = auth.pending_sigv4.as_mut() {
-        let limit = client.limits().replay_buffer_bytes;
-        authenticate::verify_sigv4_head(head, pending, limit)?;
-    }
-    // A SigV4 identity counts only once its signature and payload verified (until then the
-    // request is recorded as anonymous).
-    if auth.pending_sigv4.is_none() {
-        ex.set_identity(&auth.identity);
-    }
+    let auth = authenticate_head(client, head, gw, ex)?;
     if op.is_local() {
-        if let Some(pending) = &auth.pending_sigv4 {
-            // A local answer reads no body: a signed one must be empty.
-            if head.framing != crate::http1::BodyFraming::Empty {
-                return Err(GatewayError::Unauthorized);
-            }
-            authenticate::verify_sigv4_body(head, &[], pending)?;
-            ex.set_identity(&auth.identity);
-        }
-        return local::answer(client, head, &op, &gw.config, Some(&auth.identity), ex).await;
+        return answer_locally(client, head, &op, &auth, gw, ex).await;
     }
     let hold_whole = auth.pending_sigv4.is_some();
     let (body, target) = read_and_route(client, head, &op, hold_whole, gw, ex).await?;
@@ -350,17 +323,8 @@ async fn run_phases(
         return Err(GatewayError::ModelNotAllowed(model.to_string()));
     }
     let admission = admit(&gw.config.limiter, &auth.identity, &op, &body)?;
-    if let Some(q) = &admission.quota {
-        ex.response_headers = vec![
-            ("anthropic-ratelimit-requests-limit", q.limit.to_string()),
-            (
-                "anthropic-ratelimit-requests-remaining",
-                q.remaining.to_string(),
-            ),
-            ("anthropic-ratelimit-requests-reset", q.reset.clone()),
-        ];
-    }
-    if batch_create {
+    add_quota_headers(&admission, ex);
+    if op == Operation::MessageBatches(classify::BatchCall::Create) {
         batches::govern(gw, &auth.identity, body.held(), ex)?;
     } else {
         budget::reserve(gw, &auth.identity, &op, &body, &target, ex)?;
@@ -371,6 +335,76 @@ async fn run_phases(
     }
     budget::settle(gw, ex); // if the relay has not already
     keep_alive
+}
+
+/// Operations this gateway does not serve as configured: message batches unless governed, and
+/// anything forwarded while the ledger fails and `store.on_failure = "closed"`.
+fn refuse_unavailable(op: &Operation, gw: &Gateway) -> Result<(), GatewayError> {
+    if matches!(op, Operation::MessageBatches(_))
+        && gw.config.message_batches == crate::config::MessageBatches::Refuse
+    {
+        return Err(GatewayError::OperationNotAllowed(
+            "the Message Batches API is not available through this gateway: a batch names its models inside its body (server.message_batches = \"governed\" checks and reserves each)",
+        ));
+    }
+    if gw.config.store.fail_closed && !gw.records.ledger.is_healthy() && !op.is_local() {
+        return Err(GatewayError::StoreUnavailable);
+    }
+    Ok(())
+}
+
+/// Phase 2 on the head: the caller's identity. A SigV4 request that declares its payload hash
+/// has its signature checked now, before any body byte is read; its identity counts only once
+/// signature and payload verified (until then the request is recorded as anonymous).
+fn authenticate_head(
+    client: &ClientConn,
+    head: &RequestHead,
+    gw: &Gateway,
+    ex: &mut Exchange,
+) -> Result<authenticate::Authenticated, GatewayError> {
+    let mut auth = authenticate::authenticate(head, &gw.config, Some(&gw.verified_tokens))?;
+    match auth.pending_sigv4.as_mut() {
+        Some(pending) => {
+            let limit = client.limits().replay_buffer_bytes;
+            authenticate::verify_sigv4_head(head, pending, limit)?;
+        }
+        None => ex.set_identity(&auth.identity),
+    }
+    Ok(auth)
+}
+
+/// A local answer for an authenticated caller; a SigV4-signed one must carry no body, and its
+/// signature is verified over the empty payload first.
+async fn answer_locally(
+    client: &mut ClientConn,
+    head: &RequestHead,
+    op: &Operation,
+    auth: &authenticate::Authenticated,
+    gw: &Gateway,
+    ex: &mut Exchange,
+) -> Result<bool, GatewayError> {
+    if let Some(pending) = &auth.pending_sigv4 {
+        if head.framing != crate::http1::BodyFraming::Empty {
+            return Err(GatewayError::Unauthorized);
+        }
+        authenticate::verify_sigv4_body(head, &[], pending)?;
+        ex.set_identity(&auth.identity);
+    }
+    local::answer(client, head, op, &gw.config, Some(&auth.identity), ex).await
+}
+
+/// The request-rate quota the client is told about, in Anthropic's response headers.
+fn add_quota_headers(admission: &crate::limits::Admission<'_>, ex: &mut Exchange) {
+    if let Some(q) = &admission.quota {
+        ex.response_headers = vec![
+            ("anthropic-ratelimit-requests-limit", q.limit.to_string()),
+            (
+                "anthropic-ratelimit-requests-remaining",
+                q.remaining.to_string(),
+            ),
+            ("anthropic-ratelimit-requests-reset", q.reset.clone()),
+        ];
+    }
 }
 
 /// Phases 4 and 5 over the route's deployments: forward to the first; on a connect failure,
