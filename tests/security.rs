@@ -641,3 +641,35 @@ fn governed_message_batches_check_and_reserve_every_request() {
         ]
     );
 }
+
+#[test]
+fn a_cloud_model_id_cannot_smuggle_another_model_past_the_allow_list() {
+    let mock = mock(&[]);
+    let gw = gateway(&mock.url(), &haiku_key());
+    let body = r#"{"anthropic_version":"vertex-2023-10-16","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+    // Each names an allowed Haiku id as sent, with Opus after an encoded `/`: once mapped to
+    // the Anthropic id for a first-party upstream, Opus would be what ran.
+    for path in [
+        "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-haiku-4-5%2F..%2Fclaude-opus-4-8:rawPredict",
+        "/model/claude-haiku-4-5%2Fclaude-opus-4-8/invoke",
+        "/model/us.anthropic.claude-haiku-4-5-v1%3A0%2Fclaude-opus-4-8/invoke",
+    ] {
+        let resp = request(gw.addr, &post(path, body));
+        assert!(resp.status >= 400, "{path}: {}", resp.status);
+        assert!(resp.json()["error"]["type"].is_string());
+    }
+    assert_eq!(
+        mock_requests(&mock).len(),
+        0,
+        "nothing reached the upstream"
+    );
+    // A plain Haiku id in either cloud format is still served.
+    let ok = request(
+        gw.addr,
+        &post(
+            "/model/us.anthropic.claude-haiku-4-5-20251001-v1:0/invoke",
+            body,
+        ),
+    );
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+}

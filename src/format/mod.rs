@@ -89,8 +89,16 @@ fn bedrock(rest: &str) -> Option<CloudCall> {
         "invoke-with-response-stream" => true,
         _ => return None,
     };
-    let model = percent_decode(id)?;
-    (!model.is_empty()).then_some(CloudCall::BedrockInvoke { model, stream })
+    let model = model_id(id)?;
+    Some(CloudCall::BedrockInvoke { model, stream })
+}
+
+/// A model id from a path segment, percent-decoded. Only an ARN (an inference profile) holds a
+/// `/`; in anything else an encoded `/` would let one model's name ride inside another's.
+fn model_id(segment: &str) -> Option<String> {
+    let model = percent_decode(segment)?;
+    let plain = !model.is_empty() && (!model.contains('/') || model.starts_with("arn:"));
+    plain.then_some(model)
 }
 
 fn vertex(path: &str) -> Option<CloudCall> {
@@ -104,7 +112,7 @@ fn vertex(path: &str) -> Option<CloudCall> {
         return None;
     }
     let (model, action) = last.rsplit_once(':')?;
-    let model = percent_decode(model)?;
+    let model = model_id(model)?;
     match (model.as_str(), action) {
         ("count-tokens", "rawPredict") => Some(CloudCall::VertexCountTokens),
         (_, "rawPredict") => Some(CloudCall::VertexPredict {
@@ -138,9 +146,12 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// The Anthropic API's id for a Bedrock or Vertex model id: `us.anthropic.claude-sonnet-4-5-20250929-v1:0`
 /// and `claude-sonnet-4-5@20250929` are both `claude-sonnet-4-5-20250929`; an inference-profile
-/// ARN names its profile after the last `/`.
+/// ARN (and only an ARN: a `/` anywhere else is no separator) names its profile after the last `/`.
 pub fn anthropic_model_id(id: &str) -> String {
-    let id = id.rsplit('/').next().unwrap_or(id);
+    let id = match id.strip_prefix("arn:") {
+        Some(arn) => arn.rsplit('/').next().unwrap_or(arn),
+        None => id,
+    };
     let name = id.find("claude-").and_then(|i| id.get(i..)).unwrap_or(id);
     let name = strip_version_suffix(name);
     name.replace('@', "-")

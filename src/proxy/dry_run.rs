@@ -70,10 +70,8 @@ fn phases(raw: &[u8], config: &Config, outcome: &mut DryRun) -> Result<(), Gatew
         route::ModelLookup::NeedWholeBody => return Ok(()),
     };
     outcome.model = target.model.clone();
-    if let Some(model) = target.model.as_deref() {
-        if !auth.identity.allows(model) {
-            return Err(GatewayError::ModelNotAllowed(model.to_string()));
-        }
+    if let Some(model) = target.refused_model(|m| auth.identity.allows(m)) {
+        return Err(GatewayError::ModelNotAllowed(model.to_string()));
     }
     let body = RequestBody::Whole {
         bytes: body_bytes,

@@ -319,7 +319,7 @@ async fn run_phases(
         ex.set_identity(&auth.identity);
     }
     ex.record.model = target.model.clone();
-    if let Some(model) = target.model.as_deref().filter(|m| !auth.identity.allows(m)) {
+    if let Some(model) = target.refused_model(|m| auth.identity.allows(m)) {
         return Err(GatewayError::ModelNotAllowed(model.to_string()));
     }
     let admission = admit(&gw.config.limiter, &auth.identity, &op, &body)?;

@@ -17,6 +17,9 @@ pub struct Candidate {
     pub upstream: usize,
     /// The model id this deployment must see, when the request names one.
     pub upstream_model: Option<String>,
+    /// `upstream_model` is the operator's alias target (configured), not derived from the
+    /// client's model name.
+    pub aliased: bool,
 }
 
 /// Where a request goes.
@@ -26,6 +29,22 @@ pub struct Target {
     pub model: Option<String>,
     /// The deployments to try, first choice first (at least one).
     pub candidates: Vec<Candidate>,
+}
+
+impl Target {
+    /// The first model `allows` refuses: the model the client named, or a model id sluice
+    /// derived from it for a deployment (a cloud id mapped to the Anthropic id) — what the
+    /// upstream executes is governed too. An operator's alias target is the operator's choice.
+    pub fn refused_model(&self, allows: impl Fn(&str) -> bool) -> Option<&str> {
+        let named = self.model.as_deref().filter(|m| !allows(m));
+        named.or_else(|| {
+            self.candidates
+                .iter()
+                .filter(|c| !c.aliased)
+                .filter_map(|c| c.upstream_model.as_deref())
+                .find(|m| !allows(m))
+        })
+    }
 }
 
 /// What the held body tells about the model.
@@ -49,6 +68,7 @@ pub fn route(
             candidates: vec![Candidate {
                 upstream: config.default_upstream,
                 upstream_model: None,
+                aliased: false,
             }],
         }));
     }
@@ -100,6 +120,7 @@ fn target_for(
                 .upstreams
                 .get(deployment.upstream)
                 .map(|u| &u.provider);
+            let aliased = deployment.upstream_model.is_some();
             let upstream_model = match (&deployment.upstream_model, provider) {
                 (Some(alias), _) => alias.clone(),
                 // A Messages-format upstream knows Anthropic ids; a cloud client's id is mapped.
@@ -110,6 +131,7 @@ fn target_for(
             Candidate {
                 upstream: deployment.upstream,
                 upstream_model: Some(upstream_model),
+                aliased,
             }
         })
         .collect();
@@ -117,4 +139,34 @@ fn target_for(
         model: Some(model.to_string()),
         candidates,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_allow_list_covers_a_derived_upstream_model_but_not_an_alias_target() {
+        let candidate = |model: &str, aliased| Candidate {
+            upstream: 0,
+            upstream_model: Some(model.to_string()),
+            aliased,
+        };
+        let haiku_only = |m: &str| m.starts_with("claude-haiku-") || m.starts_with("arn:");
+        let derived = Target {
+            model: Some("arn:aws:bedrock:r:1:inference-profile/claude-opus-4-8".into()),
+            candidates: vec![candidate("claude-opus-4-8", false)],
+        };
+        assert_eq!(derived.refused_model(haiku_only), Some("claude-opus-4-8"));
+        let alias = Target {
+            model: Some("claude-haiku-fast".into()),
+            candidates: vec![candidate("claude-opus-4-8", true)],
+        };
+        assert_eq!(alias.refused_model(haiku_only), None);
+        let named = Target {
+            model: Some("claude-opus-4-8".into()),
+            candidates: vec![candidate("claude-opus-4-8", false)],
+        };
+        assert_eq!(named.refused_model(haiku_only), Some("claude-opus-4-8"));
+    }
 }
