@@ -82,12 +82,34 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                     "warning: {place} serves `{model}`, which has no price: requests to it are refused under any budget (add a [[pricing]] entry for it, or a fallback price with model = \"*\")"
                 );
             }
+            if let Some(tls) = &c.tls {
+                report_certificates(tls);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("{}: {e}", file.display());
             ExitCode::from(2)
         }
+    }
+}
+
+/// Each served certificate's names and expiry; a warning for one expiring within 14 days.
+fn report_certificates(tls: &sluice::tls::EdgeTls) {
+    let now = std::time::SystemTime::now();
+    for cert in &tls.certificates {
+        let days = cert.remaining(now).as_secs() / 86_400;
+        eprintln!(
+            "certificate {}: names {}, expires in {days} days",
+            cert.cert_file,
+            cert.names.join(", ")
+        );
+    }
+    for cert in config::tls::expiring_soon(tls, now) {
+        eprintln!(
+            "warning: certificate {} expires in less than 14 days: renew it (a reload picks up the new file)",
+            cert.cert_file
+        );
     }
 }
 

@@ -124,7 +124,12 @@ impl Default for AuditFile {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerFile {
+    /// Plain HTTP listener, or `off` (then `listen_tls` must be set).
     pub listen: String,
+    /// HTTPS listener (needs `[server.tls]`); empty: none.
+    pub listen_tls: String,
+    /// Certificates and client authentication of the HTTPS listener.
+    pub tls: Option<TlsFile>,
     /// 0: one worker per core.
     pub workers: usize,
     pub max_head_bytes: usize,
@@ -147,6 +152,8 @@ impl Default for ServerFile {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:4100".into(),
+            listen_tls: String::new(),
+            tls: None,
             workers: 0,
             max_head_bytes: 64 * 1024,
             max_headers: 128,
@@ -159,6 +166,53 @@ impl Default for ServerFile {
             message_batches: "refuse".into(),
         }
     }
+}
+
+/// `[server.tls]`: the HTTPS listener's certificates (PEM, leaf first then intermediates) and
+/// client certificates.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// The default certificate (served when the client's SNI names no other).
+    pub cert_file: String,
+    pub key_file: String,
+    /// More certificates, each served for the names in it (SNI).
+    #[serde(default)]
+    pub certificates: Vec<TlsCertificateFile>,
+    /// CAs that issue client certificates (PEM); needed unless `client_auth = "off"`.
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
+    /// `off` (default), `optional` or `required`.
+    #[serde(default)]
+    pub client_auth: Option<String>,
+    /// Client-certificate names → user and team.
+    #[serde(default)]
+    pub client_identities: Vec<ClientIdentityFile>,
+    /// Longest a handshake may take, from the connection's accept (default 10s).
+    #[serde(default)]
+    pub handshake_timeout: Option<String>,
+    /// Handshakes in progress on one worker at most (default 1024).
+    #[serde(default)]
+    pub max_handshakes_per_worker: Option<usize>,
+}
+
+/// One more served certificate.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCertificateFile {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+/// A client-certificate name (`*@example.com`: any ending) and who it is.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIdentityFile {
+    pub name: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub team: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -8,6 +8,7 @@ pub mod file;
 pub mod jwt;
 pub mod keys;
 pub mod live;
+pub mod tls;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -191,7 +192,11 @@ pub enum AccessLogTarget {
 /// The validated configuration snapshot every worker reads.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub listen: SocketAddr,
+    /// The plain HTTP listener, if any.
+    pub listen: Option<SocketAddr>,
+    /// The HTTPS listener, if any (with [`Config::tls`]).
+    pub listen_tls: Option<SocketAddr>,
+    pub tls: Option<Arc<crate::tls::EdgeTls>>,
     pub workers: usize,
     pub io_driver: IoDriver,
     /// How the record writer threads are scheduled.
@@ -281,7 +286,13 @@ impl Config {
     /// True when no credential is configured (no virtual or AWS keys, no JWT): every client is
     /// accepted.
     pub fn open_access(&self) -> bool {
-        self.keys.is_empty() && self.jwt.is_none() && !self.issued_keys.issued_any()
+        self.keys.is_empty()
+            && self.jwt.is_none()
+            && !self.issued_keys.issued_any()
+            && self
+                .tls
+                .as_ref()
+                .is_none_or(|t| t.client_identities.is_empty())
     }
 }
 
@@ -322,12 +333,7 @@ pub fn parse_text(text: &str) -> Result<FileConfig, ConfigError> {
 /// Applies overrides and validates: the one way a [`Config`] comes into being.
 pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, ConfigError> {
     apply_overrides(&mut file, overrides);
-    let listen: SocketAddr = file.server.listen.parse().map_err(|_| {
-        invalid(
-            "server.listen",
-            format!("`{}` is not an address:port", file.server.listen),
-        )
-    })?;
+    let (listen, listen_tls, tls) = build_listeners(&file)?;
     let workers = match file.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -369,6 +375,8 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
     };
     Ok(Config {
         listen,
+        listen_tls,
+        tls,
         workers,
         io_driver,
         writer_priority,
@@ -428,6 +436,54 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
             max_bytes: file.audit.max_bytes.max(4096),
         },
     })
+}
+
+/// The plain and HTTPS listeners (at least one), and the HTTPS settings.
+#[allow(clippy::type_complexity)]
+fn build_listeners(
+    file: &FileConfig,
+) -> Result<
+    (
+        Option<SocketAddr>,
+        Option<SocketAddr>,
+        Option<Arc<crate::tls::EdgeTls>>,
+    ),
+    ConfigError,
+> {
+    let address = |path: &str, text: &str| -> Result<Option<SocketAddr>, ConfigError> {
+        match text {
+            "off" | "" => Ok(None),
+            _ => text
+                .parse()
+                .map(Some)
+                .map_err(|_| invalid(path, format!("`{text}` is not an address:port"))),
+        }
+    };
+    let listen = address("server.listen", &file.server.listen)?;
+    let listen_tls = address("server.listen_tls", &file.server.listen_tls)?;
+    let tls = match (&file.server.tls, listen_tls) {
+        (Some(tls), Some(_)) => Some(Arc::new(tls::build(tls, std::time::SystemTime::now())?)),
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(invalid(
+                "server.listen_tls",
+                "an HTTPS listener needs [server.tls] with cert_file and key_file",
+            ))
+        }
+        (Some(_), None) => {
+            return Err(invalid(
+                "server.tls",
+                "set server.listen_tls to the HTTPS listener's address",
+            ))
+        }
+    };
+    if listen.is_none() && listen_tls.is_none() {
+        return Err(invalid(
+            "server.listen",
+            "`off` needs an HTTPS listener (server.listen_tls)",
+        ));
+    }
+    Ok((listen, listen_tls, tls))
 }
 
 fn apply_overrides(file: &mut FileConfig, o: &Overrides) {
@@ -1101,7 +1157,7 @@ mod tests {
     #[test]
     fn defaults_build() {
         let c = build_text("").unwrap();
-        assert_eq!(c.listen.to_string(), "127.0.0.1:4100");
+        assert_eq!(c.listen.unwrap().to_string(), "127.0.0.1:4100");
         assert_eq!(c.upstreams[0].host, "api.anthropic.com");
         assert!(c.routes[0].pattern.matches("claude-opus-4-8"));
     }
@@ -1142,7 +1198,7 @@ mod tests {
             io_driver: Some("epoll".into()),
         };
         let c = build(parse_text("").unwrap(), &o).unwrap();
-        assert_eq!((c.listen.port(), c.workers), (0, 3));
+        assert_eq!((c.listen.unwrap().port(), c.workers), (0, 3));
         assert_eq!(c.upstreams[0].host, "127.0.0.1");
         assert!(c.upstreams[0].credential.is_some());
     }

@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use crate::store::access_log::AccessRecord;
+use crate::tls::accept::HandshakeOutcome;
 use histogram::Histogram;
-pub use render::StoreGauges;
+pub use render::ScrapeGauges;
 
 /// How often the collector republishes the rendered counters (when they changed).
 pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(200);
@@ -45,6 +46,8 @@ pub const STORE_DROPPED_TOTAL: &str = "sluice_store_dropped_total";
 pub const LEDGER_HEALTHY: &str = "sluice_ledger_healthy";
 pub const WORKER_PANICS_TOTAL: &str = "sluice_worker_panics_total";
 pub const UPSTREAM_DISCARDED_TOTAL: &str = "sluice_upstream_connections_discarded_total";
+pub const TLS_HANDSHAKES_TOTAL: &str = "sluice_tls_handshakes_total";
+pub const TLS_CERTIFICATE_EXPIRY: &str = "sluice_tls_certificate_expiry_timestamp_seconds";
 
 /// The error labels that mean sluice refused a request by policy.
 const REJECTIONS: [&str; 10] = [
@@ -93,6 +96,8 @@ pub struct Metrics {
     /// Upstream connections closed because their response did not end exactly on its framing
     /// (bytes after it, an unsolicited 101): never pooled.
     upstream_discarded: AtomicU64,
+    /// HTTPS handshakes by [`HandshakeOutcome`].
+    tls_handshakes: [AtomicU64; HandshakeOutcome::ALL.len()],
 }
 
 impl Default for Metrics {
@@ -101,6 +106,7 @@ impl Default for Metrics {
             published: ArcSwap::from_pointee(render::counters(&Aggregate::default())),
             worker_panics: AtomicU64::new(0),
             upstream_discarded: AtomicU64::new(0),
+            tls_handshakes: Default::default(),
         }
     }
 }
@@ -108,7 +114,7 @@ impl Default for Metrics {
 impl Metrics {
     /// The Prometheus text exposition (format 0.0.4): the last published counters and
     /// histograms, then the store gauges as of now.
-    pub fn render(&self, gauges: &StoreGauges) -> String {
+    pub fn render(&self, gauges: &ScrapeGauges) -> String {
         let counters = self.published.load();
         let mut text = String::with_capacity(counters.len() + 1024);
         text.push_str(&counters);
@@ -118,7 +124,28 @@ impl Metrics {
             self.worker_panics.load(Ordering::Relaxed),
             self.upstream_discarded.load(Ordering::Relaxed),
         );
+        render::certificates(&mut text, &gauges.certificates);
+        if !gauges.certificates.is_empty() {
+            let counts: Vec<_> = HandshakeOutcome::ALL
+                .iter()
+                .map(|o| {
+                    let n = self
+                        .tls_handshakes
+                        .get(o.index())
+                        .map_or(0, |c| c.load(Ordering::Relaxed));
+                    (o.label(), n)
+                })
+                .collect();
+            render::handshakes(&mut text, &counts);
+        }
         text
+    }
+
+    /// Counts an HTTPS handshake's end.
+    pub fn count_tls_handshake(&self, outcome: HandshakeOutcome) {
+        if let Some(counter) = self.tls_handshakes.get(outcome.index()) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Counts a panic caught on a worker thread.

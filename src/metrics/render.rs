@@ -8,12 +8,14 @@ use super::*;
 
 /// Values read at scrape time from the record writers' handles.
 #[derive(Debug, Default)]
-pub struct StoreGauges {
+pub struct ScrapeGauges {
     /// `(store, records waiting for its writer thread)`
     pub queued: Vec<(&'static str, usize)>,
     /// `(store, records dropped because its queue was full)`
     pub dropped: Vec<(&'static str, u64)>,
     pub ledger_healthy: bool,
+    /// `(certificate, not-after as Unix seconds)` of the served HTTPS certificates.
+    pub certificates: Vec<(String, u64)>,
 }
 
 /// Every family computed from access records.
@@ -170,7 +172,7 @@ fn errors(out: &mut String, agg: &Aggregate) {
     }
 }
 
-pub(super) fn stores(out: &mut String, gauges: &StoreGauges) {
+pub(super) fn stores(out: &mut String, gauges: &ScrapeGauges) {
     header(
         out,
         STORE_QUEUE_DEPTH,
@@ -196,6 +198,40 @@ pub(super) fn stores(out: &mut String, gauges: &StoreGauges) {
         "1 while the spend ledger keeps up and commits, 0 after a full queue or failed commit.",
     );
     sample(out, LEDGER_HEALTHY, &[], u8::from(gauges.ledger_healthy));
+}
+
+/// When each served certificate expires.
+pub(super) fn certificates(out: &mut String, certificates: &[(String, u64)]) {
+    if certificates.is_empty() {
+        return;
+    }
+    header(
+        out,
+        TLS_CERTIFICATE_EXPIRY,
+        "gauge",
+        "When a served HTTPS certificate (or the first of its chain to expire) expires, in Unix seconds.",
+    );
+    for (name, not_after) in certificates {
+        sample(
+            out,
+            TLS_CERTIFICATE_EXPIRY,
+            &[("certificate", name)],
+            not_after,
+        );
+    }
+}
+
+/// TLS handshakes by how they ended.
+pub(super) fn handshakes(out: &mut String, counts: &[(&str, u64)]) {
+    header(
+        out,
+        TLS_HANDSHAKES_TOTAL,
+        "counter",
+        "TLS handshakes on the HTTPS listener, by outcome.",
+    );
+    for (outcome, n) in counts {
+        sample(out, TLS_HANDSHAKES_TOTAL, &[("outcome", outcome)], n);
+    }
 }
 
 /// Counters of rare events, counted where they happen.

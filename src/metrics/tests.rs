@@ -28,7 +28,7 @@ fn counts_requests_tokens_cost_and_latency() {
     let mut c = Collector::new(Arc::clone(&m));
     c.observe(&[record(200, "claude-x", true), record(200, "claude-x", true)]);
     c.publish();
-    let text = m.render(&StoreGauges::default());
+    let text = m.render(&ScrapeGauges::default());
     assert_eq!(
         line(&text, "sluice_requests_total{operation=\"messages\""),
         Some("sluice_requests_total{operation=\"messages\",format=\"anthropic\",status=\"200\",model=\"claude-x\"} 2")
@@ -56,7 +56,7 @@ fn rejections_and_upstream_errors_are_labelled() {
     failed.fallbacks = vec!["primary: connect refused".into()];
     c.observe(&[limited, failed]);
     c.publish();
-    let text = m.render(&StoreGauges::default());
+    let text = m.render(&ScrapeGauges::default());
     assert!(text.contains("sluice_rejections_total{reason=\"rate_limited\"} 1\n"));
     assert!(text.contains(
         "sluice_upstream_errors_total{upstream=\"anthropic\",type=\"upstream_connect\"} 1\n"
@@ -75,7 +75,7 @@ fn invented_label_values_cannot_grow_past_the_cap() {
         .collect();
     c.observe(&records);
     c.publish();
-    let text = m.render(&StoreGauges::default());
+    let text = m.render(&ScrapeGauges::default());
     let series = text
         .lines()
         .filter(|l| l.starts_with("sluice_requests_total{"))
@@ -90,6 +90,6 @@ fn label_values_are_escaped() {
     let mut c = Collector::new(Arc::clone(&m));
     c.observe(&[record(200, "a\"b\\c\nd", true)]);
     c.publish();
-    let text = m.render(&StoreGauges::default());
+    let text = m.render(&ScrapeGauges::default());
     assert!(text.contains("model=\"a\\\"b\\\\c\\nd\"} 1\n"), "{text}");
 }

@@ -175,20 +175,22 @@ pub fn run(args: &MockArgs) -> Result<(), MockError> {
     let workers = runtime::spawn_workers(
         "sluice-mock",
         runtime::IoDriver::Auto,
-        listeners,
+        listeners.into_iter().map(|l| vec![l]).collect(),
         &shutdown,
         Arc::new(|| {}),
-        move |worker, listener, shutdown| {
+        move |worker, listeners, shutdown| {
             let shutdown = runtime::LocalShutdown::follow(shutdown);
             let state = Arc::clone(&state);
             let tls = tls.clone();
             let settings = runtime::AcceptSettings {
                 worker,
+                active: std::rc::Rc::default(),
                 max_connections: 100_000,
                 grace: Duration::from_secs(5),
                 on_panic: Arc::new(|| {}),
             };
-            runtime::accept_loop(listener, shutdown, settings, move |stream| {
+            let listener = listeners.into_iter().next();
+            let serve_one = move |stream| {
                 let state = Arc::clone(&state);
                 let tls = tls.clone();
                 async move {
@@ -201,7 +203,12 @@ pub fn run(args: &MockArgs) -> Result<(), MockError> {
                         }
                     }
                 }
-            })
+            };
+            async move {
+                if let Some(listener) = listener {
+                    runtime::accept_loop(listener, shutdown, settings, serve_one).await;
+                }
+            }
         },
     )?;
     drop(shutdown);

@@ -30,6 +30,13 @@ pub enum Identity {
         user: Option<String>,
         team: Option<String>,
     },
+    /// A verified client certificate that `[[server.tls.client_identities]]` maps (used when
+    /// the request presents no key).
+    Certificate {
+        name: String,
+        user: Option<String>,
+        team: Option<String>,
+    },
     /// Open access with the client's own credential (passed upstream when the upstream has none).
     PassThrough { fingerprint: String },
     /// Open access, no credential presented.
@@ -42,6 +49,7 @@ impl Identity {
         match self {
             Identity::Key { name, .. } => format!("key:{name}"),
             Identity::Jwt { subject, .. } => format!("jwt:{subject}"),
+            Identity::Certificate { name, .. } => format!("cert:{name}"),
             Identity::PassThrough { fingerprint } => format!("passthrough:{fingerprint}"),
             Identity::Anonymous => "anonymous".into(),
         }
@@ -49,7 +57,9 @@ impl Identity {
 
     pub fn user(&self) -> Option<String> {
         match self {
-            Identity::Key { user, .. } | Identity::Jwt { user, .. } => user.clone(),
+            Identity::Key { user, .. }
+            | Identity::Jwt { user, .. }
+            | Identity::Certificate { user, .. } => user.clone(),
             _ => None,
         }
     }
@@ -89,7 +99,9 @@ impl Identity {
 
     pub fn team(&self) -> Option<String> {
         match self {
-            Identity::Key { team, .. } | Identity::Jwt { team, .. } => team.clone(),
+            Identity::Key { team, .. }
+            | Identity::Jwt { team, .. }
+            | Identity::Certificate { team, .. } => team.clone(),
             _ => None,
         }
     }
@@ -114,12 +126,21 @@ pub struct PendingSignature {
     pub head_verified: bool,
 }
 
+/// What the connection, rather than the request, says about the caller.
+#[derive(Clone, Copy, Default)]
+pub struct Connection<'a> {
+    /// JWTs already verified on this worker.
+    pub tokens: Option<&'a VerifiedTokens>,
+    /// The names of the client certificate verified in the TLS handshake.
+    pub certificate: Option<&'a [String]>,
+}
+
 /// Authenticates a request (a SigV4 signature is checked by [`verify_sigv4_head`] and
 /// [`verify_sigv4_body`]).
 pub fn authenticate(
     head: &RequestHead,
     config: &Config,
-    tokens: Option<&VerifiedTokens>,
+    connection: Connection<'_>,
 ) -> Result<Authenticated, GatewayError> {
     let sigv4 = head
         .header_str("authorization")
@@ -144,7 +165,7 @@ pub fn authenticate(
             }),
         });
     }
-    identify(head, config, tokens).map(|identity| Authenticated {
+    identify(head, config, connection).map(|identity| Authenticated {
         identity,
         pending_sigv4: None,
     })
@@ -221,7 +242,7 @@ fn verify(
 fn identify(
     head: &RequestHead,
     config: &Config,
-    tokens: Option<&VerifiedTokens>,
+    connection: Connection<'_>,
 ) -> Result<Identity, GatewayError> {
     let presented = presented_key(head);
     if config.open_access() {
@@ -232,7 +253,11 @@ fn identify(
             None => Identity::Anonymous,
         });
     }
-    let key = presented.ok_or(GatewayError::Unauthorized)?;
+    let Some(key) = presented else {
+        return certificate_identity(config, connection.certificate)
+            .ok_or(GatewayError::Unauthorized);
+    };
+    let tokens = connection.tokens;
     if let (Some(verifier), true) = (&config.jwt, crate::config::jwt::looks_like_jwt(key)) {
         let token = std::str::from_utf8(key).map_err(|_| GatewayError::Unauthorized)?;
         let remembered = tokens.and_then(|t| t.get(token, verifier.leeway()));
@@ -278,6 +303,17 @@ fn identify(
     })
 }
 
+/// The identity a verified client certificate maps to, if any.
+fn certificate_identity(config: &Config, names: Option<&[String]>) -> Option<Identity> {
+    let rules = &config.tls.as_ref()?.client_identities;
+    let found = rules.identify(names?)?;
+    Some(Identity::Certificate {
+        name: found.name,
+        user: found.user,
+        team: found.team,
+    })
+}
+
 /// The credential the client presented: `x-api-key` first (Claude Code's `apiKeyHelper` sends
 /// the same value in both), else a `Bearer` token.
 fn presented_key(head: &RequestHead) -> Option<&[u8]> {
@@ -313,15 +349,23 @@ mod tests {
             hash_hex("sk-alice")
         );
         let config = build(parse_text(&text).unwrap(), &Overrides::default()).unwrap();
-        let alice = authenticate(&head("x-api-key: sk-alice\r\n"), &config, None)
-            .unwrap()
-            .identity;
+        let alice = authenticate(
+            &head("x-api-key: sk-alice\r\n"),
+            &config,
+            Connection::default(),
+        )
+        .unwrap()
+        .identity;
         assert_eq!(alice.label(), "key:alice");
         assert_eq!(alice.team().as_deref(), Some("core"));
         assert_eq!(
-            authenticate(&head("Authorization: Bearer sk-alice\r\n"), &config, None)
-                .unwrap()
-                .identity,
+            authenticate(
+                &head("Authorization: Bearer sk-alice\r\n"),
+                &config,
+                Connection::default()
+            )
+            .unwrap()
+            .identity,
             alice
         );
         for bad in [
@@ -332,7 +376,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    authenticate(&head(bad), &config, None),
+                    authenticate(&head(bad), &config, Connection::default()),
                     Err(GatewayError::Unauthorized)
                 ),
                 "{bad:?}"
@@ -345,12 +389,12 @@ mod tests {
         let text = "[[aws_keys]]\nname = \"ci\"\naccess_key_id = \"AKIDSLUICE\"\nsecret_access_key = \"s\"\nteam = \"build\"\n";
         let config = build(parse_text(text).unwrap(), &Overrides::default()).unwrap();
         let signed = "Authorization: AWS4-HMAC-SHA256 Credential=AKIDSLUICE/20261122/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=00\r\n";
-        let auth = authenticate(&head(signed), &config, None).unwrap();
+        let auth = authenticate(&head(signed), &config, Connection::default()).unwrap();
         assert_eq!(auth.identity.label(), "key:ci");
         assert!(auth.pending_sigv4.is_some());
         let unknown = signed.replace("AKIDSLUICE", "AKIDOTHER");
         assert!(matches!(
-            authenticate(&head(&unknown), &config, None),
+            authenticate(&head(&unknown), &config, Connection::default()),
             Err(GatewayError::Unauthorized)
         ));
     }
@@ -358,13 +402,19 @@ mod tests {
     #[test]
     fn open_access_fingerprints_the_client_key() {
         let config = build(parse_text("").unwrap(), &Overrides::default()).unwrap();
-        let id = authenticate(&head("x-api-key: sk-test-123\r\n"), &config, None)
-            .unwrap()
-            .identity;
+        let id = authenticate(
+            &head("x-api-key: sk-test-123\r\n"),
+            &config,
+            Connection::default(),
+        )
+        .unwrap()
+        .identity;
         assert!(id.label().starts_with("passthrough:"));
         assert!(!id.label().contains("sk-test"));
         assert_eq!(
-            authenticate(&head(""), &config, None).unwrap().identity,
+            authenticate(&head(""), &config, Connection::default())
+                .unwrap()
+                .identity,
             Identity::Anonymous
         );
     }

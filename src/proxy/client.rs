@@ -1,5 +1,6 @@
-//! The client side of a connection: its socket and receive buffer, with every wait bounded by
-//! a timeout. Bytes read past the current request (pipelining) stay in the buffer for the next.
+//! The client side of a connection: its socket (plain or TLS) and receive buffer, with every
+//! wait bounded by a timeout. Bytes read past the current request (pipelining) stay in the
+//! buffer for the next.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,8 @@ use crate::config::{Limits, Timeouts};
 use crate::http1::io::read_some;
 use crate::http1::{take_request, Http1Error, RequestHead};
 use crate::runtime::LocalShutdown;
+use crate::tls::certificates::client_names;
+use crate::tls::TlsStream;
 
 /// Bytes reserved per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -21,9 +24,43 @@ const READ_CHUNK: usize = 16 * 1024;
 /// connection keeps only this much. A head that does not fit is read on with `READ_CHUNK`.
 const IDLE_CHUNK: usize = 2 * 1024;
 
+/// How the client is connected.
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl ClientStream {
+    async fn read_some(
+        &mut self,
+        buf: BytesMut,
+        reserve: usize,
+    ) -> (std::io::Result<usize>, BytesMut) {
+        match self {
+            ClientStream::Plain(tcp) => read_some(tcp, buf, reserve).await,
+            ClientStream::Tls(tls) => tls.read_some(buf, reserve).await,
+        }
+    }
+
+    async fn write_all<T: IoBuf + AsRef<[u8]> + 'static>(
+        &mut self,
+        data: T,
+    ) -> (std::io::Result<()>, T) {
+        match self {
+            ClientStream::Plain(tcp) => {
+                let (res, data) = tcp.write_all(data).await;
+                (res.map(|_| ()), data)
+            }
+            ClientStream::Tls(tls) => tls.write_all(data).await,
+        }
+    }
+}
+
 /// A client connection.
 pub struct ClientConn {
-    stream: TcpStream,
+    stream: ClientStream,
+    /// The names of the client certificate verified in the TLS handshake, if any.
+    pub certificate: Option<Vec<String>>,
     /// Received bytes not yet consumed.
     pub buf: BytesMut,
     limits: Limits,
@@ -40,9 +77,14 @@ pub enum ReadFailure {
 }
 
 impl ClientConn {
-    pub fn new(stream: TcpStream, limits: Limits, timeouts: Timeouts) -> Self {
+    pub fn new(stream: ClientStream, limits: Limits, timeouts: Timeouts) -> Self {
+        let certificate = match &stream {
+            ClientStream::Tls(tls) => tls.peer_certificate().map(client_names),
+            ClientStream::Plain(_) => None,
+        };
         Self {
             stream,
+            certificate,
             buf: BytesMut::new(),
             limits,
             timeouts,
@@ -99,7 +141,7 @@ impl ClientConn {
 
     async fn fill_up_to(&mut self, wait: Duration, chunk: usize) -> Result<usize, ReadFailure> {
         let buf = std::mem::take(&mut self.buf);
-        match monoio::time::timeout(wait, read_some(&mut self.stream, buf, chunk)).await {
+        match monoio::time::timeout(wait, self.stream.read_some(buf, chunk)).await {
             Ok((res, buf)) => {
                 self.buf = buf;
                 res.map_err(ReadFailure::Io)
@@ -128,15 +170,26 @@ impl ClientConn {
     }
 
     /// Writes all of `data` within the client-write timeout; hands the buffer back.
-    pub async fn write_all<T: IoBuf + 'static>(&mut self, data: T) -> Result<T, ClientGone> {
+    pub async fn write_all<T: IoBuf + AsRef<[u8]> + 'static>(
+        &mut self,
+        data: T,
+    ) -> Result<T, ClientGone> {
         match monoio::time::timeout(self.timeouts.client_write, self.stream.write_all(data)).await {
-            Ok((Ok(_), data)) => Ok(data),
+            Ok((Ok(()), data)) => Ok(data),
             Ok((Err(_), _)) | Err(_) => Err(ClientGone),
         }
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Ends a TLS session with close_notify (within the client-write timeout); a plain
+    /// connection just closes when dropped.
+    pub async fn close(&mut self) {
+        if let ClientStream::Tls(tls) = &mut self.stream {
+            let _ = monoio::time::timeout(self.timeouts.client_write, tls.close()).await;
+        }
     }
 }
 

@@ -51,7 +51,7 @@ fn phases(raw: &[u8], config: &Config, outcome: &mut DryRun) -> Result<(), Gatew
     let op = classify::classify(&head)?;
     ex.set_operation(&op);
     outcome.operation = Some(op.clone());
-    let mut auth = authenticate::authenticate(&head, config, None)?;
+    let mut auth = authenticate::authenticate(&head, config, authenticate::Connection::default())?;
     if let Some(pending) = auth.pending_sigv4.as_mut() {
         authenticate::verify_sigv4_head(&head, pending, config.limits.replay_buffer_bytes)?;
         authenticate::verify_sigv4_body(&head, &body_bytes, pending)?;

@@ -55,7 +55,7 @@ use crate::provider::pool::Pool;
 use crate::runtime::LocalShutdown;
 use crate::store::access_log::AccessLog;
 use classify::Operation;
-use client::ClientConn;
+use client::{ClientConn, ClientStream};
 use exchange::Exchange;
 use request_body::RequestBody;
 use route::ModelLookup;
@@ -204,8 +204,8 @@ pub struct Records {
 
 impl Records {
     /// Scrape-time gauges of the record writers.
-    pub fn gauges(&self) -> crate::metrics::StoreGauges {
-        crate::metrics::StoreGauges {
+    pub fn gauges(&self) -> crate::metrics::ScrapeGauges {
+        crate::metrics::ScrapeGauges {
             queued: vec![
                 ("access_log", self.access_log.queued()),
                 ("ledger", self.ledger.queued()),
@@ -217,6 +217,7 @@ impl Records {
                 ("audit", self.audit.dropped()),
             ],
             ledger_healthy: self.ledger.is_healthy(),
+            certificates: Vec::new(),
         }
     }
 }
@@ -245,8 +246,33 @@ impl RequestIds {
     }
 }
 
+/// Serves one plain-HTTP client connection.
+pub async fn serve_plain(stream: TcpStream, worker: Rc<WorkerGateway>) {
+    serve_connection(ClientStream::Plain(stream), worker).await;
+}
+
+/// Serves one HTTPS client connection: the handshake (bounded by [`crate::tls::accept`]), then
+/// requests as on a plain one.
+pub async fn serve_tls(
+    stream: TcpStream,
+    worker: Rc<WorkerGateway>,
+    handshakes: Rc<crate::tls::accept::HandshakeSlots>,
+) {
+    let gw = worker.current();
+    let Some(tls) = gw.config.tls.clone() else {
+        return;
+    };
+    let metrics = Arc::clone(&gw.records.metrics);
+    drop(gw);
+    let counted = |outcome| metrics.count_tls_handshake(outcome);
+    if let Some(session) = crate::tls::accept::accept(stream, &tls, &handshakes, counted).await {
+        drop(tls);
+        serve_connection(ClientStream::Tls(Box::new(session)), worker).await;
+    }
+}
+
 /// Serves one client connection until it closes, idles out, or shutdown begins.
-pub async fn serve_connection(stream: TcpStream, worker: Rc<WorkerGateway>) {
+async fn serve_connection(stream: ClientStream, worker: Rc<WorkerGateway>) {
     let gw = worker.current();
     let mut client = ClientConn::new(stream, gw.config.limits, gw.config.timeouts);
     let shutdown = Rc::clone(&gw.shutdown);
@@ -257,16 +283,20 @@ pub async fn serve_connection(stream: TcpStream, worker: Rc<WorkerGateway>) {
         let gw = worker.current();
         let head = match head {
             Ok(Some(head)) => head,
-            Ok(None) => return,
-            Err(err) => return Box::pin(refuse_unparsed(&mut client, &gw, err)).await,
+            Ok(None) => break,
+            Err(err) => {
+                Box::pin(refuse_unparsed(&mut client, &gw, err)).await;
+                break;
+            }
         };
         first = false;
         // Boxed: the request's state machine (several KiB) exists only while a request is in
         // flight, so an idle keep-alive connection holds just this loop's small state.
         if !Box::pin(handle_request(&mut client, head, &gw)).await || gw.shutdown.is_fired() {
-            return;
+            break;
         }
     }
+    client.close().await;
 }
 
 /// Handles one request, start to finish. Returns whether the connection may go on.
@@ -298,7 +328,9 @@ async fn run_phases(
     ex.set_operation(&op);
     refuse_unavailable(&op, gw)?;
     if op == Operation::Metrics {
-        let text = gw.records.metrics.render(&gw.records.gauges());
+        let mut gauges = gw.records.gauges();
+        gauges.certificates = certificate_expiry(&gw.config);
+        let text = gw.records.metrics.render(&gauges);
         return local::metrics(client, head, text, ex).await;
     }
     // Public: health, the warm-up HEAD, and Bedrock's control-plane list (an empty list, no data).
@@ -337,6 +369,23 @@ async fn run_phases(
     keep_alive
 }
 
+/// `(certificate, expiry in Unix seconds)` of each served HTTPS certificate.
+fn certificate_expiry(config: &Config) -> Vec<(String, u64)> {
+    let Some(tls) = &config.tls else {
+        return Vec::new();
+    };
+    tls.certificates
+        .iter()
+        .map(|c| {
+            let secs = c
+                .not_after
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            (c.label().to_string(), secs)
+        })
+        .collect()
+}
+
 /// Operations this gateway does not serve as configured: message batches unless governed, and
 /// anything forwarded while the ledger fails and `store.on_failure = "closed"`.
 fn refuse_unavailable(op: &Operation, gw: &Gateway) -> Result<(), GatewayError> {
@@ -362,7 +411,11 @@ fn authenticate_head(
     gw: &Gateway,
     ex: &mut Exchange,
 ) -> Result<authenticate::Authenticated, GatewayError> {
-    let mut auth = authenticate::authenticate(head, &gw.config, Some(&gw.verified_tokens))?;
+    let connection = authenticate::Connection {
+        tokens: Some(&gw.verified_tokens),
+        certificate: client.certificate.as_deref(),
+    };
+    let mut auth = authenticate::authenticate(head, &gw.config, connection)?;
     match auth.pending_sigv4.as_mut() {
         Some(pending) => {
             let limit = client.limits().replay_buffer_bytes;

@@ -86,24 +86,25 @@ impl Shutdown {
     }
 }
 
-/// Runs one worker thread per listener; `make` builds each worker's future inside its thread.
-/// A worker whose runtime panics is started again on a fresh listener (see [`panic_guard`]).
+/// Runs one worker thread per entry of `listeners` (each worker's own set: one socket per
+/// listening address); `make` builds each worker's future inside its thread. A worker whose
+/// runtime panics is started again on fresh listeners (see [`panic_guard`]).
 pub fn spawn_workers<F, Fut>(
     name: &str,
     driver: IoDriver,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<Vec<std::net::TcpListener>>,
     shutdown: &Shutdown,
     on_panic: OnPanic,
     make: F,
 ) -> std::io::Result<Vec<JoinHandle<()>>>
 where
-    F: Fn(usize, TcpListener, Shutdown) -> Fut + Send + Sync + 'static,
+    F: Fn(usize, Vec<TcpListener>, Shutdown) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + 'static,
 {
     let make = Arc::new(make);
     let pool = DefaultThreadPool::new(BLOCKING_THREADS);
     let mut handles = Vec::new();
-    for (id, std_listener) in listeners.into_iter().enumerate() {
+    for (id, std_listeners) in listeners.into_iter().enumerate() {
         let make = Arc::clone(&make);
         let shutdown = shutdown.clone();
         let pool = pool.clone();
@@ -114,7 +115,7 @@ where
                 supervise_worker(
                     id,
                     driver,
-                    std_listener,
+                    std_listeners,
                     shutdown,
                     pool,
                     &on_panic,
@@ -126,29 +127,29 @@ where
     Ok(handles)
 }
 
-/// Runs a worker; if its runtime panics, closes its listener for good (`shutdown(2)` on a
+/// Runs a worker; if its runtime panics, closes its listeners for good (`shutdown(2)` on a
 /// listening socket takes it out of the `SO_REUSEPORT` group, whoever still holds the
-/// descriptor), binds a fresh one and runs the worker again.
+/// descriptor), binds fresh ones and runs the worker again.
 fn supervise_worker<F, Fut>(
     id: usize,
     driver: IoDriver,
-    mut std_listener: std::net::TcpListener,
+    mut std_listeners: Vec<std::net::TcpListener>,
     shutdown: Shutdown,
     pool: DefaultThreadPool,
     on_panic: &OnPanic,
     make: &F,
 ) where
-    F: Fn(usize, TcpListener, Shutdown) -> Fut,
+    F: Fn(usize, Vec<TcpListener>, Shutdown) -> Fut,
     Fut: Future<Output = ()> + 'static,
 {
     loop {
-        let handle = std_listener.try_clone();
-        let addr = std_listener.local_addr();
+        let handles: Vec<_> = std_listeners.iter().map(|l| l.try_clone()).collect();
+        let addrs: Vec<_> = std_listeners.iter().map(|l| l.local_addr()).collect();
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run_worker(
                 id,
                 driver,
-                std_listener,
+                std_listeners,
                 shutdown.clone(),
                 pool.clone(),
                 make,
@@ -161,15 +162,19 @@ fn supervise_worker<F, Fut>(
             "worker panicked; replacing it"
         );
         on_panic();
-        if let Ok(handle) = &handle {
+        for handle in handles.iter().flatten() {
             let _ = socket2::SockRef::from(handle).shutdown(std::net::Shutdown::Both);
         }
-        drop(handle);
+        drop(handles);
         if shutdown.is_triggered() {
             return;
         }
-        match addr.and_then(listener::bind_one) {
-            Ok(fresh) => std_listener = fresh,
+        let fresh: std::io::Result<Vec<_>> = addrs
+            .into_iter()
+            .map(|addr| addr.and_then(listener::bind_one))
+            .collect();
+        match fresh {
+            Ok(fresh) => std_listeners = fresh,
             Err(e) => {
                 tracing::error!(worker = id, error = %e, "cannot bind a listener for the replacement worker");
                 return;
@@ -181,17 +186,21 @@ fn supervise_worker<F, Fut>(
 fn run_worker<F, Fut>(
     id: usize,
     driver: IoDriver,
-    std_listener: std::net::TcpListener,
+    std_listeners: Vec<std::net::TcpListener>,
     shutdown: Shutdown,
     pool: DefaultThreadPool,
     make: &F,
 ) where
-    F: Fn(usize, TcpListener, Shutdown) -> Fut,
+    F: Fn(usize, Vec<TcpListener>, Shutdown) -> Fut,
     Fut: Future<Output = ()> + 'static,
 {
     let work = async move {
-        match TcpListener::from_std(std_listener) {
-            Ok(listener) => make(id, listener, shutdown).await,
+        let adopted: std::io::Result<Vec<_>> = std_listeners
+            .into_iter()
+            .map(TcpListener::from_std)
+            .collect();
+        match adopted {
+            Ok(listeners) => make(id, listeners, shutdown).await,
             Err(e) => tracing::error!(worker = id, error = %e, "cannot adopt listener"),
         }
     };
@@ -231,13 +240,16 @@ fn block_on<Fut: Future<Output = ()>>(
 /// What a worker's accept loop needs besides its listener.
 pub struct AcceptSettings {
     pub worker: usize,
+    /// Open connections of the worker (shared by its listeners), and their bound.
+    pub active: Rc<Cell<usize>>,
     pub max_connections: usize,
     pub grace: Duration,
     pub on_panic: OnPanic,
 }
 
-/// Accepts connections until shutdown, runs `serve` on each (at most `max_connections` at once;
-/// beyond that a new connection is closed at once), then waits up to `grace` for them to end.
+/// Accepts connections until shutdown, runs `serve` on each (at most `max_connections` open on
+/// the worker at once; beyond that a new connection is closed at once), then waits up to
+/// `grace` for them to end.
 /// A connection whose task panics is closed; the others go on ([`panic_guard`]).
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
@@ -248,7 +260,7 @@ pub async fn accept_loop<F, Fut>(
     F: Fn(TcpStream) -> Fut,
     Fut: Future<Output = ()> + 'static,
 {
-    let active = Rc::new(Cell::new(0usize));
+    let active = Rc::clone(&settings.active);
     loop {
         let accepted = monoio::select! {
             a = listener.accept() => a,
@@ -347,6 +359,7 @@ mod tests {
     fn a_panicking_worker_is_replaced_and_its_listener_shut_down() {
         let listeners = listener::bind_listeners("127.0.0.1:0".parse().unwrap(), 1).unwrap();
         let addr = listeners[0].local_addr().unwrap();
+        let listeners = vec![listeners];
         let (mut trigger, shutdown) = shutdown_pair();
         let panics = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&panics);
@@ -360,10 +373,10 @@ mod tests {
             listeners,
             &shutdown,
             on_panic,
-            move |_, listener, _| {
+            move |_, listeners, _| {
                 let first = starts.fetch_add(1, Ordering::Relaxed) == 0;
                 async move {
-                    let accepted = listener.accept().await;
+                    let accepted = listeners[0].accept().await;
                     assert!(!first, "the first worker dies on its first connection");
                     if let Ok((mut stream, _)) = accepted {
                         use monoio::io::AsyncWriteRentExt;

@@ -15,7 +15,7 @@ pub mod reload;
 
 use crate::config::live::LiveConfig;
 use crate::config::{Config, Overrides};
-use crate::proxy::{serve_connection, Records, WorkerGateway};
+use crate::proxy::{serve_plain, serve_tls, Records, WorkerGateway};
 use crate::runtime::{self, listener::bind_listeners, shutdown_pair, LocalShutdown};
 use crate::store::{access_log, ledger};
 
@@ -57,17 +57,14 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
             tracing::warn!(route = %place, model = %model, "this route serves a model without a price: its requests are refused under any budget");
         }
     }
+    if let Some(tls) = &config.tls {
+        for cert in crate::config::tls::expiring_soon(tls, std::time::SystemTime::now()) {
+            tracing::warn!(certificate = %cert.cert_file, "this certificate expires in less than 14 days");
+        }
+    }
     let fd_limit = runtime::raise_fd_limit();
     tracing::info!(fd_limit, "open-file limit");
-    let listeners =
-        bind_listeners(config.listen, config.workers).map_err(|source| ServeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listeners
-        .first()
-        .and_then(|l| l.local_addr().ok())
-        .unwrap_or(config.listen);
+    let bound = bind_all(&config)?;
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let (log, log_thread) = access_log::start(
         &config.access_log,
@@ -160,16 +157,18 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
     tracing::info!(
         workers = workers_wanted,
         io_driver = driver.effective(),
-        listen = %addr,
+        listen = ?bound.plain,
+        listen_tls = ?bound.tls,
         "starting"
     );
+    let kinds = bound.kinds.clone();
     let workers = runtime::spawn_workers(
         "sluice-worker",
         driver,
-        listeners,
+        bound.per_worker,
         &shutdown,
         Arc::clone(&on_panic),
-        move |id, listener, shutdown| {
+        move |id, listeners, shutdown| {
             let shutdown = LocalShutdown::follow(shutdown);
             let gw = Rc::new(WorkerGateway::new(
                 id,
@@ -178,15 +177,44 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
                 Rc::clone(&shutdown),
             ));
             monoio::spawn(Rc::clone(&gw).sweep_pool());
-            let settings = runtime::AcceptSettings {
-                worker: id,
-                max_connections: limit,
-                grace,
-                on_panic: Arc::clone(&on_panic),
-            };
-            runtime::accept_loop(listener, shutdown, settings, move |stream| {
-                serve_connection(stream, Rc::clone(&gw))
-            })
+            let active = Rc::default();
+            let handshakes = Rc::new(crate::tls::accept::HandshakeSlots::default());
+            let loops: Vec<_> = listeners
+                .into_iter()
+                .zip(kinds.iter().copied())
+                .map(|(listener, kind)| {
+                    let settings = runtime::AcceptSettings {
+                        worker: id,
+                        active: Rc::clone(&active),
+                        max_connections: limit,
+                        grace,
+                        on_panic: Arc::clone(&on_panic),
+                    };
+                    let (gw, shutdown) = (Rc::clone(&gw), Rc::clone(&shutdown));
+                    let handshakes = Rc::clone(&handshakes);
+                    monoio::spawn(async move {
+                        match kind {
+                            ListenerKind::Plain => {
+                                runtime::accept_loop(listener, shutdown, settings, move |tcp| {
+                                    serve_plain(tcp, Rc::clone(&gw))
+                                })
+                                .await
+                            }
+                            ListenerKind::Tls => {
+                                runtime::accept_loop(listener, shutdown, settings, move |tcp| {
+                                    serve_tls(tcp, Rc::clone(&gw), Rc::clone(&handshakes))
+                                })
+                                .await
+                            }
+                        }
+                    })
+                })
+                .collect();
+            async move {
+                for accepting in loops {
+                    accepting.await;
+                }
+            }
         },
     )
     .map_err(ServeError::Workers)?;
@@ -196,7 +224,16 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "admin listening on {}", admin.addr);
     }
-    announce(addr);
+    if let Some(tls) = bound.tls {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "tls listening on {tls}");
+    }
+    announce(
+        bound
+            .plain
+            .or(bound.tls)
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+    );
     let signal = runtime::wait_for_termination(|| {
         let _ = reloader.reload("SIGHUP");
     })
@@ -225,6 +262,53 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What each of a worker's listeners serves.
+#[derive(Clone, Copy, Debug)]
+enum ListenerKind {
+    Plain,
+    Tls,
+}
+
+/// The bound listeners: per worker one socket per address, in the order of `kinds`.
+struct Bound {
+    per_worker: Vec<Vec<std::net::TcpListener>>,
+    kinds: Vec<ListenerKind>,
+    plain: Option<SocketAddr>,
+    tls: Option<SocketAddr>,
+}
+
+/// Binds the plain and HTTPS listeners (each refused if another process holds its address).
+fn bind_all(config: &Config) -> Result<Bound, ServeError> {
+    let mut bound = Bound {
+        per_worker: (0..config.workers.max(1)).map(|_| Vec::new()).collect(),
+        kinds: Vec::new(),
+        plain: None,
+        tls: None,
+    };
+    let wanted = [
+        (config.listen, ListenerKind::Plain),
+        (config.listen_tls, ListenerKind::Tls),
+    ];
+    for (addr, kind) in wanted {
+        let Some(addr) = addr else { continue };
+        let sockets = bind_listeners(addr, config.workers)
+            .map_err(|source| ServeError::Listen { addr, source })?;
+        let actual = sockets
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .unwrap_or(addr);
+        match kind {
+            ListenerKind::Plain => bound.plain = Some(actual),
+            ListenerKind::Tls => bound.tls = Some(actual),
+        }
+        bound.kinds.push(kind);
+        for (worker, socket) in bound.per_worker.iter_mut().zip(sockets) {
+            worker.push(socket);
+        }
+    }
+    Ok(bound)
 }
 
 /// How long the record writers get, after the grace period, to write what they hold.
@@ -268,12 +352,16 @@ pub fn announce(addr: SocketAddr) {
 }
 
 fn warn_if_exposed(config: &Config) {
+    let public = [config.listen, config.listen_tls]
+        .into_iter()
+        .flatten()
+        .find(|addr| !addr.ip().is_loopback());
     let exposed = config.open_access()
-        && !config.listen.ip().is_loopback()
+        && public.is_some()
         && config.upstreams.iter().any(|u| u.credential.is_some());
-    if exposed {
+    if let (true, Some(listen)) = (exposed, public) {
         tracing::warn!(
-            listen = %config.listen,
+            %listen,
             "no virtual keys are configured, so anyone who can reach this address uses the upstream credential; add [[keys]] or listen on loopback"
         );
     }

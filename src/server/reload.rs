@@ -161,8 +161,13 @@ pub fn start_upstream_threads(config: &Config) {
 /// Refuses a reload that changes what the process set up once: sockets, threads, files.
 fn only_restart_changes(current: &Config, next: &Config) -> Result<(), ReloadError> {
     let admin = |c: &Config| c.admin.as_ref().map(|a| (a.listen, a.key_digest));
-    let checks: [(&'static str, bool); 11] = [
+    let checks: [(&'static str, bool); 13] = [
         ("server.listen", current.listen == next.listen),
+        ("server.listen_tls", current.listen_tls == next.listen_tls),
+        (
+            "server.tls (turning HTTPS on or off)",
+            current.tls.is_some() == next.tls.is_some(),
+        ),
         ("server.workers", current.workers == next.workers),
         ("server.io_driver", current.io_driver == next.io_driver),
         (

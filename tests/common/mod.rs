@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod pki;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
 /// The gateway binary under test: this build's, or `SLUICE_TEST_GATEWAY_BIN` (to run a test
@@ -33,6 +35,8 @@ pub struct Proc {
     pub addr: SocketAddr,
     /// The admin listener, when `[admin]` is configured (its line comes before the main one).
     pub admin_addr: Option<SocketAddr>,
+    /// The HTTPS listener, when `server.listen_tls` is set (its line comes before the main one).
+    pub tls_addr: Option<SocketAddr>,
     pub stderr: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -57,6 +61,9 @@ impl Proc {
                 if let Some(addr) = line.strip_prefix("admin listening on ") {
                     let _ = tx.send(format!("admin {}", addr.trim()));
                 }
+                if let Some(addr) = line.strip_prefix("tls listening on ") {
+                    let _ = tx.send(format!("tls {}", addr.trim()));
+                }
                 if let Some(addr) = line.strip_prefix("listening on ") {
                     let _ = tx.send(addr.trim().to_string());
                     break;
@@ -64,30 +71,30 @@ impl Proc {
             }
             for _ in lines {}
         });
-        let mut admin_addr = None;
-        let addr =
-            match rx
-                .recv_timeout(Duration::from_secs(20))
-                .map(|a| match a.strip_prefix("admin ") {
-                    Some(admin) => {
-                        admin_addr = Some(admin.parse().unwrap());
-                        rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default()
-                    }
-                    None => a,
-                }) {
-                Ok(a) => a.parse().unwrap(),
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "sluice {args:?} did not start: {}",
-                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                    );
-                }
+        let (mut admin_addr, mut tls_addr) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr = loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = rx.recv_timeout(wait) else {
+                let _ = child.kill();
+                panic!(
+                    "sluice {args:?} did not start: {}",
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                );
             };
+            if let Some(admin) = line.strip_prefix("admin ") {
+                admin_addr = Some(admin.parse().unwrap());
+            } else if let Some(tls) = line.strip_prefix("tls ") {
+                tls_addr = Some(tls.parse().unwrap());
+            } else {
+                break line.parse().unwrap();
+            }
+        };
         Proc {
             child,
             addr,
             admin_addr,
+            tls_addr,
             stderr: stderr_path,
             _dir: dir,
         }
@@ -321,9 +328,10 @@ pub fn assert_error(resp: &Response, status: u16, kind: &str) {
     );
 }
 
-/// A raw client connection.
+/// A raw client connection (plain, or TLS with [`Client::connect_tls`]).
 pub struct Client {
     pub stream: TcpStream,
+    pub tls: Option<Box<rustls::ClientConnection>>,
     buf: Vec<u8>,
 }
 
@@ -336,17 +344,44 @@ impl Client {
             .unwrap();
         Client {
             stream,
+            tls: None,
             buf: Vec::new(),
         }
     }
 
+    /// Connects and completes a TLS handshake for `server_name` (SNI) under `config`.
+    pub fn connect_tls(
+        addr: SocketAddr,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        server_name: &str,
+    ) -> Result<Client, std::io::Error> {
+        let mut client = Client::connect(addr);
+        let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).unwrap();
+        let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut client.stream)?;
+        }
+        client.tls = Some(Box::new(conn));
+        Ok(client)
+    }
+
+    fn io(&mut self) -> Box<dyn ReadWrite + '_> {
+        match &mut self.tls {
+            Some(conn) => Box::new(rustls::Stream::new(conn.as_mut(), &mut self.stream)),
+            None => Box::new(&mut self.stream),
+        }
+    }
+
     pub fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
+        let mut io = self.io();
+        io.write_all(bytes).unwrap();
+        io.flush().unwrap();
     }
 
     fn fill(&mut self) -> usize {
         let mut chunk = [0u8; 65536];
-        match self.stream.read(&mut chunk) {
+        let read = self.io().read(&mut chunk);
+        match read {
             Ok(n) => {
                 self.buf.extend_from_slice(&chunk[..n]);
                 n
@@ -534,6 +569,10 @@ impl Client {
         self.fill() == 0
     }
 }
+
+/// A byte stream a test client reads and writes: a socket, or TLS over one.
+pub trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 /// One request on a fresh connection.
 pub fn request(addr: SocketAddr, raw: &str) -> Response {

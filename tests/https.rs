@@ -1,0 +1,405 @@
+//! HTTPS at the edge, over real sockets against the built binary: requests and streams over
+//! TLS 1.3 and 1.2, SNI with several certificates, session resumption, client certificates as
+//! identities, certificate checks in `check-config`, and hostile TLS clients (garbage, plain
+//! HTTP, slow handshakes, too many handshakes) — each hostile case counted at the mock, which
+//! must see nothing.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "integration test: a failure is a failed test"
+)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::pki::{tls_config, Pki};
+use common::*;
+use rustls::version::{TLS12, TLS13};
+
+const KEY: &str = "sk-edge-key";
+
+fn keyed(extra_server_tls: &str, more: &str, pki: &Pki, names: &[&str]) -> (Gateway, Proc) {
+    let mock = mock(&[]);
+    let cert = pki.server(names, 90);
+    let config = format!(
+        "{}{more}\n[[keys]]\nname = \"dev\"\nsha256 = \"{}\"\n",
+        tls_config(&cert, extra_server_tls),
+        sluice::config::keys::hash_hex(KEY)
+    );
+    (gateway(&mock.url(), &config), mock)
+}
+
+fn tls_request(client: &mut Client, raw: &str) -> Response {
+    client.send(raw.as_bytes());
+    client.read_whole_response().expect("a response over TLS")
+}
+
+#[test]
+fn requests_and_streams_over_tls13_and_tls12_with_resumption() {
+    let pki = Pki::new("edge");
+    let (gw, _mock) = keyed("", "", &pki, &["localhost"]);
+    let tls_addr = gw.tls_addr.expect("an HTTPS listener");
+    for versions in [&[&TLS13][..], &[&TLS12][..]] {
+        let config = pki.client_config(versions, None);
+        let mut client = Client::connect_tls(tls_addr, config.clone(), "localhost").unwrap();
+        let conn = client.tls.as_ref().unwrap();
+        assert_eq!(conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+        assert_eq!(conn.protocol_version(), Some(versions[0].version));
+        let resp = tls_request(
+            &mut client,
+            &messages_request(SMALL_BODY, &format!("x-api-key: {KEY}\r\n")),
+        );
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+        assert_eq!(resp.json()["content"][0]["text"], "hello");
+        // Keep-alive: a stream on the same connection.
+        let resp = tls_request(
+            &mut client,
+            &messages_request(STREAM_BODY, &format!("x-api-key: {KEY}\r\n")),
+        );
+        assert_eq!(resp.status, 200);
+        assert!(String::from_utf8(resp.body)
+            .unwrap()
+            .ends_with("data: {\"type\":\"message_stop\"}\n\n"));
+        drop(client);
+        // A new connection resumes the session (tickets; ids for TLS 1.2).
+        let resumed = Client::connect_tls(tls_addr, config, "localhost").unwrap();
+        // TLS 1.3 tickets arrive after the handshake: read them by making one request first.
+        let mut resumed = resumed;
+        let resp = tls_request(&mut resumed, "GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n");
+        assert_eq!(resp.status, 200);
+        let kind = resumed.tls.as_ref().unwrap().handshake_kind();
+        assert_eq!(
+            kind,
+            Some(rustls::HandshakeKind::Resumed),
+            "{versions:?}: the second connection resumed"
+        );
+    }
+    // Without a key, the TLS connection is still governed.
+    let mut client =
+        Client::connect_tls(tls_addr, pki.client_config(&[&TLS13], None), "localhost").unwrap();
+    let resp = tls_request(&mut client, &messages_request(SMALL_BODY, ""));
+    assert_error(&resp, 401, "authentication_error");
+    let records = gw.wait_records(7);
+    assert!(records
+        .iter()
+        .filter(|r| r["operation"] == "messages" && r["status"] == 200)
+        .all(|r| r["identity"] == "key:dev"));
+}
+
+#[test]
+fn sni_picks_the_certificate_for_the_name() {
+    let pki = Pki::new("sni");
+    let other = pki.server(&["api.example.test", "*.apps.example.test"], 90);
+    let extra = format!(
+        "[[server.tls.certificates]]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        other.cert.display(),
+        other.key.display()
+    );
+    let (gw, _mock) = keyed(&extra, "", &pki, &["localhost"]);
+    let tls_addr = gw.tls_addr.unwrap();
+    let config = pki.client_config(&[&TLS13], None);
+    let leaf_of = |name: &str| {
+        let c = Client::connect_tls(tls_addr, config.clone(), name).unwrap();
+        c.tls.unwrap().peer_certificates().unwrap()[0].clone()
+    };
+    let default_leaf = leaf_of("localhost");
+    let other_leaf = leaf_of("api.example.test");
+    assert_ne!(default_leaf, other_leaf);
+    assert_eq!(leaf_of("build.apps.example.test"), other_leaf);
+    // An unknown name gets the default certificate, which the client refuses for that name.
+    assert!(Client::connect_tls(tls_addr, config, "unknown.example.test").is_err());
+}
+
+#[test]
+fn a_plain_listener_and_an_https_listener_run_side_by_side() {
+    let pki = Pki::new("both");
+    let (gw, mock) = keyed("", "", &pki, &["localhost"]);
+    let plain = request(
+        gw.addr,
+        &messages_request(SMALL_BODY, &format!("x-api-key: {KEY}\r\n")),
+    );
+    assert_eq!(plain.status, 200);
+    let mut client = Client::connect_tls(
+        gw.tls_addr.unwrap(),
+        pki.client_config(&[&TLS13], None),
+        "localhost",
+    )
+    .unwrap();
+    let resp = tls_request(
+        &mut client,
+        &messages_request(SMALL_BODY, &format!("x-api-key: {KEY}\r\n")),
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(mock_requests(&mock).len(), 2);
+}
+
+/// The client-certificate setup: `client_auth`, the CA, and a rule mapping `*@example.com`.
+fn mtls_gateway(pki: &Pki, client_auth: &str, with_key: bool) -> (Gateway, Proc) {
+    let mock = mock(&[]);
+    let cert = pki.server(&["localhost"], 90);
+    let extra = format!(
+        "client_auth = \"{client_auth}\"\nclient_ca_file = \"{}\"\n[[server.tls.client_identities]]\nname = \"*@example.com\"\nteam = \"eng\"\n",
+        pki.ca_file.display()
+    );
+    let mut config = tls_config(&cert, &extra);
+    if with_key {
+        config.push_str(&format!(
+            "[[keys]]\nname = \"dev\"\nsha256 = \"{}\"\n",
+            sluice::config::keys::hash_hex(KEY)
+        ));
+    }
+    (gateway(&mock.url(), &config), mock)
+}
+
+#[test]
+fn a_client_certificate_is_an_identity_with_or_without_a_key() {
+    let pki = Pki::new("mtls");
+    let (gw, mock) = mtls_gateway(&pki, "optional", true);
+    let tls_addr = gw.tls_addr.unwrap();
+    let alice = pki.client("alice@example.com", "Alice");
+    let bob = pki.client("bob@other.org", "Bob");
+    let send = |cert: Option<&common::pki::Issued>, headers: &str| {
+        let config = pki.client_config(&[&TLS13], cert);
+        let mut client = Client::connect_tls(tls_addr, config, "localhost").unwrap();
+        tls_request(&mut client, &messages_request(SMALL_BODY, headers))
+    };
+    // The certificate alone.
+    assert_eq!(send(Some(&alice), "").status, 200);
+    // A key alone (optional client auth).
+    assert_eq!(send(None, &format!("x-api-key: {KEY}\r\n")).status, 200);
+    // Both: the key names the caller.
+    assert_eq!(
+        send(Some(&alice), &format!("x-api-key: {KEY}\r\n")).status,
+        200
+    );
+    // A certificate no rule maps, and nothing at all: refused.
+    assert_error(&send(Some(&bob), ""), 401, "authentication_error");
+    assert_error(&send(None, ""), 401, "authentication_error");
+    let records = gw.wait_records(5);
+    let identities: Vec<&str> = records
+        .iter()
+        .map(|r| r["identity"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        identities,
+        [
+            "cert:alice@example.com",
+            "key:dev",
+            "key:dev",
+            "anonymous",
+            "anonymous"
+        ]
+    );
+    assert_eq!(records[0]["user"], "alice@example.com");
+    assert_eq!(records[0]["team"], "eng");
+    assert_eq!(mock_requests(&mock).len(), 3);
+    // A certificate from another CA is refused in the handshake.
+    let stranger_pki = Pki::new("stranger");
+    let stranger = stranger_pki.client("alice@example.com", "Alice");
+    // Trusting the gateway, presenting the stranger's certificate.
+    let foreign = pki.client_config(&[&TLS13], Some(&stranger));
+    let refused = Client::connect_tls(tls_addr, foreign, "localhost").and_then(|mut c| {
+        // TLS 1.3: the client learns of the refusal on its first read.
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n");
+        match c.read_whole_response() {
+            Some(_) => Ok(()),
+            None => Err(std::io::Error::other("refused")),
+        }
+    });
+    assert!(
+        refused.is_err(),
+        "a certificate from an unknown CA was accepted"
+    );
+    assert_eq!(mock_requests(&mock).len(), 3);
+}
+
+#[test]
+fn required_client_certificates_refuse_a_client_without_one() {
+    let pki = Pki::new("required");
+    let (gw, mock) = mtls_gateway(&pki, "required", true);
+    let tls_addr = gw.tls_addr.unwrap();
+    let without = Client::connect_tls(tls_addr, pki.client_config(&[&TLS13], None), "localhost")
+        .and_then(|mut c| {
+            c.send(&messages_request(SMALL_BODY, &format!("x-api-key: {KEY}\r\n")).into_bytes());
+            c.read_whole_response()
+                .map(|_| ())
+                .ok_or_else(|| std::io::Error::other("refused"))
+        });
+    assert!(
+        without.is_err(),
+        "a client without a certificate was served"
+    );
+    let alice = pki.client("alice@example.com", "Alice");
+    let mut with = Client::connect_tls(
+        tls_addr,
+        pki.client_config(&[&TLS12], Some(&alice)),
+        "localhost",
+    )
+    .unwrap();
+    let resp = tls_request(&mut with, &messages_request(SMALL_BODY, ""));
+    assert_eq!(resp.status, 200);
+    assert_eq!(mock_requests(&mock).len(), 1);
+}
+
+/// Reads until the server closes or `within` passes; returns what arrived and whether it closed.
+fn read_until_closed(stream: &mut std::net::TcpStream, within: Duration) -> (Vec<u8>, bool) {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (got, true),
+            Err(_) => return (got, false),
+        }
+    }
+}
+
+fn metric(gw: &Gateway, name_and_labels: &str) -> u64 {
+    let resp = request(gw.addr, "GET /metrics HTTP/1.1\r\nHost: gw\r\n\r\n");
+    let text = String::from_utf8(resp.body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name_and_labels} not in {text}"))
+}
+
+#[test]
+fn hostile_tls_clients_are_answered_or_dropped_never_served() {
+    let pki = Pki::new("hostile");
+    let (gw, mock) = keyed(
+        "handshake_timeout = \"1s\"\nmax_handshakes_per_worker = 2\n",
+        "",
+        &pki,
+        &["localhost"],
+    );
+    let tls_addr = gw.tls_addr.unwrap();
+    // Plain HTTP to the HTTPS port: a clear 400, then close.
+    let mut plain = std::net::TcpStream::connect(tls_addr).unwrap();
+    plain
+        .write_all(messages_request(SMALL_BODY, &format!("x-api-key: {KEY}\r\n")).as_bytes())
+        .unwrap();
+    let (answer, closed) = read_until_closed(&mut plain, Duration::from_secs(5));
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(closed);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(answer.contains("https://"), "{answer}");
+    // Garbage instead of a ClientHello: closed, nothing sent back.
+    let mut garbage = std::net::TcpStream::connect(tls_addr).unwrap();
+    garbage.write_all(&[0xde; 300]).unwrap();
+    let (got, closed) = read_until_closed(&mut garbage, Duration::from_secs(5));
+    assert!(closed && got.is_empty(), "{got:?}");
+    // A TLS record header that announces a ClientHello and never delivers it.
+    let mut corrupt = std::net::TcpStream::connect(tls_addr).unwrap();
+    corrupt
+        .write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0xff, 0xff, 0xff, 0xff])
+        .unwrap();
+    let (_, closed) = read_until_closed(&mut corrupt, Duration::from_secs(5));
+    assert!(closed, "a malformed ClientHello was not refused");
+    // Slowloris: two connections trickle a ClientHello; they fill the worker's two handshake
+    // slots (one worker here? two workers: fill both), and are dropped at the timeout.
+    let started = Instant::now();
+    let mut slow: Vec<_> = (0..8)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(tls_addr).unwrap();
+            s.write_all(&[0x16, 0x03, 0x01]).unwrap();
+            s
+        })
+        .collect();
+    // Each worker has two slots: of eight, at most four wait; the rest were closed at once.
+    let mut closed_at_once = 0;
+    for s in &mut slow {
+        let (_, closed) = read_until_closed(s, Duration::from_millis(300));
+        closed_at_once += usize::from(closed);
+    }
+    assert!(closed_at_once >= 4, "{closed_at_once} closed at once");
+    for s in &mut slow {
+        let (_, closed) = read_until_closed(s, Duration::from_secs(5));
+        assert!(closed, "a slow handshake outlived the handshake timeout");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The slots are free again: a real client gets through.
+    let mut client =
+        Client::connect_tls(tls_addr, pki.client_config(&[&TLS13], None), "localhost").unwrap();
+    let resp = tls_request(
+        &mut client,
+        &messages_request(SMALL_BODY, &format!("x-api-key: {KEY}\r\n")),
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        mock_requests(&mock).len(),
+        1,
+        "only the real client reached the upstream"
+    );
+    let outcome = |o: &str| {
+        metric(
+            &gw,
+            &format!("sluice_tls_handshakes_total{{outcome=\"{o}\"}}"),
+        )
+    };
+    assert_eq!(outcome("plain_http"), 1);
+    assert!(outcome("failed") >= 1);
+    assert!(outcome("over_limit") >= 4);
+    assert!(outcome("timed_out") >= 1);
+    assert_eq!(outcome("established"), 1);
+}
+
+#[test]
+fn check_config_checks_certificates() {
+    let pki = Pki::new("check");
+    let run = |config: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, config).unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["check-config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let good = pki.server(&["gw.example.test"], 90);
+    let (code, text) = run(&tls_config(&good, ""));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("names gw.example.test, expires in 8"),
+        "{text}"
+    );
+    assert!(!text.contains("warning"), "{text}");
+    let soon = pki.server(&["gw.example.test"], 5);
+    let (code, text) = run(&tls_config(&soon, ""));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("warning: certificate") && text.contains("less than 14 days"),
+        "{text}"
+    );
+    let expired = pki.server(&["gw.example.test"], -1);
+    let (code, text) = run(&tls_config(&expired, ""));
+    assert_eq!(code, Some(2));
+    assert!(
+        text.contains("server.tls.cert_file") && text.contains("expired"),
+        "{text}"
+    );
+    let mut mismatched = good.clone();
+    mismatched.key = soon.key.clone();
+    let (code, text) = run(&tls_config(&mismatched, ""));
+    assert_eq!(code, Some(2));
+    assert!(text.contains("is not the key of"), "{text}");
+    let reversed = pki.server_chain_reversed(&["gw.example.test"]);
+    let (code, text) = run(&tls_config(&reversed, ""));
+    assert_eq!(code, Some(2));
+    assert!(text.contains("is not signed by certificate 2"), "{text}");
+    let (code, text) = run("[server]\nlisten_tls = \"127.0.0.1:0\"\n");
+    assert_eq!(code, Some(2));
+    assert!(text.contains("server.listen_tls"), "{text}");
+    let (code, text) = run(&tls_config(&good, "client_auth = \"required\"\n"));
+    assert_eq!(code, Some(2));
+    assert!(text.contains("server.tls.client_ca_file"), "{text}");
+}
