@@ -403,3 +403,144 @@ fn check_config_checks_certificates() {
     assert_eq!(code, Some(2));
     assert!(text.contains("server.tls.client_ca_file"), "{text}");
 }
+
+const ADMIN_KEY: &str = "admin-secret-rotation";
+
+/// The leaf certificate a new connection is served (a full handshake: a resumed session
+/// reports the certificate of the session it resumes).
+fn served_leaf(
+    addr: std::net::SocketAddr,
+    config: &std::sync::Arc<rustls::ClientConfig>,
+) -> rustls::pki_types::CertificateDer<'static> {
+    let mut fresh = (**config).clone();
+    fresh.resumption = rustls::client::Resumption::disabled();
+    let c = Client::connect_tls(addr, std::sync::Arc::new(fresh), "localhost").unwrap();
+    c.tls.unwrap().peer_certificates().unwrap()[0].clone()
+}
+
+fn leaf_of(issued: &common::pki::Issued) -> rustls::pki_types::CertificateDer<'static> {
+    common::pki::load(issued).0.remove(0)
+}
+
+#[test]
+fn renewed_certificates_are_served_after_a_reload_with_no_failed_request() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let pki = Pki::new("rotate");
+    let mock = mock(&[]);
+    let live = pki.server(&["localhost"], 30);
+    let config = format!(
+        "{}[[keys]]\nname = \"dev\"\nsha256 = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\nkey_sha256 = \"{}\"\n",
+        tls_config(&live, ""),
+        sluice::config::keys::hash_hex(KEY),
+        sluice::config::keys::hash_hex(ADMIN_KEY)
+    );
+    let gw = gateway(&mock.url(), &config);
+    let tls_addr = gw.tls_addr.unwrap();
+    let client_config = pki.client_config(&[&TLS13, &TLS12], None);
+    let expiry = || {
+        metric(
+            &gw,
+            "sluice_tls_certificate_expiry_timestamp_seconds{certificate=\"localhost\"}",
+        )
+    };
+    assert_eq!(expiry() as i64, live.not_after);
+    // Load: new connections (each a handshake) with two requests each, until told to stop.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let (served, failed) = (
+        std::sync::Arc::new(AtomicUsize::new(0)),
+        std::sync::Arc::new(AtomicUsize::new(0)),
+    );
+    let load: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, served, failed) = (stop.clone(), served.clone(), failed.clone());
+            let config = client_config.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut client) = Client::connect_tls(tls_addr, config.clone(), "localhost")
+                    else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    for body in [SMALL_BODY, STREAM_BODY] {
+                        client.send(
+                            messages_request(body, &format!("x-api-key: {KEY}\r\n")).as_bytes(),
+                        );
+                        match client.read_whole_response() {
+                            Some(r) if r.status == 200 => served.fetch_add(1, Ordering::Relaxed),
+                            _ => failed.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                }
+            })
+        })
+        .collect();
+    // A handshake in progress when the files change: its ClientHello is sent before the reload.
+    let mut pending = std::net::TcpStream::connect(tls_addr).unwrap();
+    let mut pending_conn = rustls::ClientConnection::new(
+        client_config.clone(),
+        rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    pending_conn.write_tls(&mut pending).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // Renewal 1 (as certbot leaves it: same paths, new files), picked up by SIGHUP.
+    let renewed = pki.server(&["localhost"], 60);
+    common::pki::renew_in_place(&renewed, &live);
+    gw.hangup();
+    let switched = wait_for(Duration::from_secs(10), || {
+        (served_leaf(tls_addr, &client_config) == leaf_of(&renewed)).then_some(())
+    });
+    assert!(
+        switched.is_some(),
+        "SIGHUP did not pick up the renewed certificate: {}",
+        gw.stderr_text()
+    );
+    while pending_conn.is_handshaking() {
+        pending_conn.complete_io(&mut pending).unwrap();
+    }
+    assert_ne!(
+        pending_conn.peer_certificates().unwrap()[0],
+        leaf_of(&renewed),
+        "the handshake in progress finished on the certificate it started with"
+    );
+    assert_eq!(expiry() as i64, renewed.not_after);
+    // Renewal 2, picked up by POST /admin/reload.
+    let again = pki.server(&["localhost"], 90);
+    common::pki::renew_in_place(&again, &live);
+    let reload = request(
+        gw.admin_addr.unwrap(),
+        &format!("POST /admin/reload HTTP/1.1\r\nhost: admin\r\nauthorization: Bearer {ADMIN_KEY}\r\ncontent-length: 0\r\n\r\n"),
+    );
+    assert_eq!(
+        reload.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reload.body)
+    );
+    assert_eq!(served_leaf(tls_addr, &client_config), leaf_of(&again));
+    assert_eq!(expiry() as i64, again.not_after);
+    // A broken renewal (key of another certificate) is refused; the running one stays.
+    let other = pki.server(&["localhost"], 90);
+    std::fs::copy(&other.key, &live.key).unwrap();
+    let reload = request(
+        gw.admin_addr.unwrap(),
+        &format!("POST /admin/reload HTTP/1.1\r\nhost: admin\r\nauthorization: Bearer {ADMIN_KEY}\r\ncontent-length: 0\r\n\r\n"),
+    );
+    assert_ne!(reload.status, 200);
+    assert!(String::from_utf8_lossy(&reload.body).contains("is not the key of"));
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    assert_eq!(served_leaf(tls_addr, &client_config), leaf_of(&again));
+    let (served, failed) = (
+        served.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+    );
+    assert_eq!(
+        failed, 0,
+        "{failed} requests failed during rotation ({served} served)"
+    );
+    assert!(served > 20, "the load ran ({served} requests)");
+}

@@ -145,6 +145,11 @@ impl Reloader {
         if next.upstreams_fingerprint != current.upstreams_fingerprint {
             start_upstream_threads(&next);
         }
+        if let Some(tls) = &next.tls {
+            for cert in config::tls::expiring_soon(tls, std::time::SystemTime::now()) {
+                tracing::warn!(certificate = %cert.cert_file, "this certificate expires in less than 14 days");
+            }
+        }
         *running_file = file;
         Ok(self.live.publish(next))
     }
