@@ -65,6 +65,17 @@ enum Mode {
 }
 
 fn run_claude_code(version: &str, mode: Mode, gw: &Gateway, extra_env: &[(&str, &str)]) -> Value {
+    run_claude_code_at(version, mode, &gw.url(), gw, extra_env)
+}
+
+/// Runs Claude Code against `url` (the gateway's plain or HTTPS address).
+fn run_claude_code_at(
+    version: &str,
+    mode: Mode,
+    url: &str,
+    gw: &Gateway,
+    extra_env: &[(&str, &str)],
+) -> Value {
     let bin = real_clients().join(format!("claude-code-{version}/node_modules/.bin/claude"));
     let home = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(&bin);
@@ -79,17 +90,17 @@ fn run_claude_code(version: &str, mode: Mode, gw: &Gateway, extra_env: &[(&str, 
         .env("DISABLE_AUTOUPDATER", "1");
     match mode {
         Mode::FirstParty => cmd
-            .env("ANTHROPIC_BASE_URL", gw.url())
+            .env("ANTHROPIC_BASE_URL", url)
             .env("ANTHROPIC_API_KEY", CLIENT_KEY),
         Mode::Bedrock => cmd
             .env("CLAUDE_CODE_USE_BEDROCK", "1")
-            .env("ANTHROPIC_BEDROCK_BASE_URL", gw.url())
+            .env("ANTHROPIC_BEDROCK_BASE_URL", url)
             .env("AWS_BEARER_TOKEN_BEDROCK", CLIENT_KEY)
             .env("AWS_REGION", "us-east-1"),
         Mode::Vertex => cmd
             .env("CLAUDE_CODE_USE_VERTEX", "1")
             .env("CLAUDE_CODE_SKIP_VERTEX_AUTH", "1")
-            .env("ANTHROPIC_VERTEX_BASE_URL", format!("{}/v1", gw.url()))
+            .env("ANTHROPIC_VERTEX_BASE_URL", format!("{url}/v1"))
             .env("ANTHROPIC_VERTEX_PROJECT_ID", "p")
             .env("CLOUD_ML_REGION", "us-east5")
             .env(
@@ -584,4 +595,185 @@ fn prometheus_parses_metrics_that_match_the_access_log() {
     assert!(samples
         .iter()
         .any(|s| s["name"] == "sluice_store_queue_depth" && s["labels"]["store"] == "access_log"));
+}
+
+/// An HTTPS gateway serving a test CA's certificate for `localhost`, with `config` (keys,
+/// upstreams) and `tls_extra` lines in `[server.tls]`; its `https://` URL.
+fn https_gateway(pki: &common::pki::Pki, tls_extra: &str, config: &str) -> (Gateway, String) {
+    let cert = pki.server(&["localhost"], 90);
+    let gw = gateway(
+        "",
+        &format!("{}{config}", common::pki::tls_config(&cert, tls_extra)),
+    );
+    let url = format!("https://localhost:{}", gw.tls_addr.unwrap().port());
+    (gw, url)
+}
+
+fn governed_config(mock: &Proc) -> String {
+    format!(
+        "[[keys]]\nname = \"dev\"\nsha256 = \"{}\"\nteam = \"platform\"\n[[upstreams]]\nname = \"anthropic\"\nurl = \"{}\"\napi_key = \"sk-upstream-secret\"\n",
+        sluice::config::keys::hash_hex(CLIENT_KEY),
+        mock.url()
+    )
+}
+
+/// Claude Code reaches sluice at `https://…` in all three formats, trusting the test CA through
+/// `NODE_EXTRA_CA_CERTS`; every call is governed by the key and reaches the upstream.
+fn check_claude_code_over_https(version: &str) {
+    let pki = common::pki::Pki::new("claude-code");
+    let mock = mock(&[]);
+    let (gw, url) = https_gateway(&pki, "", &governed_config(&mock));
+    let ca = pki.ca_file.to_str().unwrap().to_string();
+    for mode in [Mode::FirstParty, Mode::Bedrock, Mode::Vertex] {
+        let result = run_claude_code_at(version, mode, &url, &gw, &[("NODE_EXTRA_CA_CERTS", &ca)]);
+        assert_eq!(result["is_error"], false, "{mode:?}: {result}");
+        assert_eq!(result["result"], "hello", "{mode:?}");
+    }
+    let records = wait_for(Duration::from_secs(10), || {
+        let r = gw.records();
+        let formats: std::collections::HashSet<String> = r
+            .iter()
+            .filter(|r| r["operation"] == "messages" && r["status"] == 200)
+            .map(|r| r["format"].as_str().unwrap_or_default().to_string())
+            .collect();
+        (formats.len() == 3).then_some(r)
+    })
+    .unwrap_or_else(|| panic!("three formats over HTTPS: {:?}", gw.records()));
+    assert!(records
+        .iter()
+        .filter(|r| r["operation"] == "messages")
+        .all(|r| r["identity"] == "key:dev"));
+    assert_eq!(
+        gw.stderr_text().matches("TLS handshake failed").count(),
+        0,
+        "{}",
+        gw.stderr_text()
+    );
+    let upstream_saw = serde_json::to_string(&mock_requests(&mock)).unwrap();
+    assert!(!upstream_saw.contains(CLIENT_KEY));
+}
+
+#[test]
+fn claude_code_latest_over_https_in_every_format() {
+    check_claude_code_over_https("2.1.330");
+}
+
+#[test]
+fn claude_code_older_generation_over_https_in_every_format() {
+    check_claude_code_over_https("2.1.197");
+}
+
+/// Claude Code presents a client certificate (`CLAUDE_CODE_CLIENT_CERT` / `_KEY`) that sluice
+/// requires and maps to a user and team: in Vertex mode with Google auth skipped it sends no
+/// credential at all, so the certificate is the identity.
+#[test]
+fn claude_code_with_a_client_certificate_as_its_identity() {
+    let pki = common::pki::Pki::new("claude-code-mtls");
+    let mock = mock(&[]);
+    let tls_extra = format!(
+        "client_auth = \"required\"\nclient_ca_file = \"{}\"\n[[server.tls.client_identities]]\nname = \"*@example.com\"\nteam = \"eng\"\n",
+        pki.ca_file.display()
+    );
+    let (gw, url) = https_gateway(&pki, &tls_extra, &governed_config(&mock));
+    let alice = pki.client("alice@example.com", "Alice");
+    let (ca, cert, key) = (
+        pki.ca_file.to_str().unwrap().to_string(),
+        alice.cert.to_str().unwrap().to_string(),
+        alice.key.to_str().unwrap().to_string(),
+    );
+    for version in ["2.1.330", "2.1.197"] {
+        let result = run_claude_code_at(
+            version,
+            Mode::Vertex,
+            &url,
+            &gw,
+            &[
+                ("NODE_EXTRA_CA_CERTS", &ca),
+                ("CLAUDE_CODE_CLIENT_CERT", &cert),
+                ("CLAUDE_CODE_CLIENT_KEY", &key),
+                ("ANTHROPIC_CUSTOM_HEADERS", ""),
+            ],
+        );
+        assert_eq!(result["is_error"], false, "{version}: {result}");
+        assert_eq!(result["result"], "hello");
+    }
+    let records = gw.wait_records(2);
+    let turns: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["operation"] == "messages")
+        .collect();
+    assert!(!turns.is_empty());
+    for r in turns {
+        assert_eq!(r["identity"], "cert:alice@example.com", "{r}");
+        assert_eq!(r["user"], "alice@example.com");
+        assert_eq!(r["team"], "eng");
+        assert_eq!(r["status"], 200);
+    }
+}
+
+/// The anthropic SDK's three clients over `https://`, trusting the test CA via `SSL_CERT_FILE`.
+#[test]
+fn python_sdk_clients_over_https() {
+    let pki = common::pki::Pki::new("sdk");
+    let mock = mock(&[]);
+    let python = real_clients().join("venv/bin/python");
+    let ca = pki.ca_file.to_str().unwrap().to_string();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // First party, with the virtual key.
+    let (gw, url) = https_gateway(&pki, "", &governed_config(&mock));
+    let out = Command::new(&python)
+        .arg(root.join("tests/clients/sdk_first_party.py"))
+        .arg(&url)
+        .arg(CLIENT_KEY)
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "SDK over HTTPS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["create"]["text"], "hello");
+    assert_eq!(got["stream"]["text"], "hello");
+    assert_eq!(got["bad_key"], "authentication_error");
+    // Bedrock (SigV4 and bearer) and Vertex, open access with the upstream's key.
+    let open = format!(
+        "[[upstreams]]\nname = \"anthropic\"\nurl = \"{}\"\napi_key = \"sk-upstream-secret\"\n",
+        mock.url()
+    );
+    let (cloud_gw, cloud_url) = https_gateway(&pki, "", &open);
+    let out = Command::new(&python)
+        .arg(root.join("tests/clients/sdk_cloud.py"))
+        .arg(&cloud_url)
+        .arg("sk-bearer")
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "SDK cloud clients over HTTPS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for call in ["bedrock_sigv4", "bedrock_stream", "vertex", "vertex_stream"] {
+        assert_eq!(got[call]["text"], "hello", "{call}: {got}");
+    }
+    let records = cloud_gw.wait_records(6);
+    assert!(records.iter().all(|r| r["status"] == 200), "{records:?}");
+    // Without trusting the CA, the SDK refuses the certificate.
+    let out = Command::new(&python)
+        .arg(root.join("tests/clients/sdk_first_party.py"))
+        .arg(&url)
+        .arg(CLIENT_KEY)
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("CERTIFICATE_VERIFY_FAILED")
+            || String::from_utf8_lossy(&out.stderr).contains("APIConnectionError"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
