@@ -737,6 +737,11 @@ fn python_sdk_clients_over_https() {
     assert_eq!(got["create"]["text"], "hello");
     assert_eq!(got["stream"]["text"], "hello");
     assert_eq!(got["bad_key"], "authentication_error");
+    let records = gw.wait_records(7);
+    assert!(records
+        .iter()
+        .filter(|r| r["status"] == 200)
+        .all(|r| r["identity"] == "key:dev"));
     // Bedrock (SigV4 and bearer) and Vertex, open access with the upstream's key.
     let open = format!(
         "[[upstreams]]\nname = \"anthropic\"\nurl = \"{}\"\napi_key = \"sk-upstream-secret\"\n",
