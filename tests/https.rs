@@ -544,3 +544,39 @@ fn renewed_certificates_are_served_after_a_reload_with_no_failed_request() {
     );
     assert!(served > 20, "the load ran ({served} requests)");
 }
+
+/// `sluice bench --tls` runs end to end (a smoke run with tiny counts: figures are not judged
+/// here, only that each was measured over real HTTPS connections).
+#[test]
+fn the_bench_has_a_tls_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("tls.json");
+    let out = std::process::Command::new(BIN)
+        .args([
+            "bench",
+            "--tls",
+            "--requests",
+            "40",
+            "--throughput-requests",
+            "400",
+            "--concurrency",
+            "4",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let sluice = &report["sluice"];
+    for figure in ["throughput_rps", "handshakes_per_second"] {
+        assert!(sluice[figure].as_f64().unwrap() > 0.0, "{report}");
+    }
+    assert!(sluice["latency_us"]["p50"].as_f64().unwrap() > 0.0);
+}

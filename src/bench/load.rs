@@ -1,5 +1,6 @@
-//! The load generator: a minimal HTTP/1.1 client on keep-alive connections, driven by one monoio
-//! runtime, that measures each exchange (time to the first body byte, and to the last).
+//! The load generator: a minimal HTTP/1.1 client on keep-alive connections (plain, or TLS through
+//! monoio-rustls), driven by one monoio runtime, that measures each exchange (time to the first
+//! body byte, and to the last).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -14,6 +15,20 @@ use monoio::net::TcpStream;
 use crate::http1::body::BodyCursor;
 use crate::http1::io::read_some;
 use crate::http1::{take_response, HeadLimits, Method};
+
+/// Where and how the load connects.
+#[derive(Clone)]
+pub enum Dial {
+    Plain(SocketAddr),
+    /// TLS with these client settings, sending `localhost` as SNI.
+    Tls(SocketAddr, monoio_rustls::TlsConnector),
+}
+
+impl From<SocketAddr> for Dial {
+    fn from(addr: SocketAddr) -> Self {
+        Dial::Plain(addr)
+    }
+}
 
 /// Latencies of a run, in nanoseconds.
 pub struct Latencies {
@@ -72,13 +87,13 @@ impl From<Bytes> for Requests {
 
 /// Sends `count` requests one after another on one connection.
 pub async fn sequential(
-    addr: SocketAddr,
+    dial: impl Into<Dial>,
     reqs: impl Into<Requests>,
     count: usize,
     into: &mut Latencies,
 ) -> std::io::Result<()> {
     let reqs = reqs.into();
-    let mut conn = Conn::open(addr).await?;
+    let mut conn = Conn::dial(&dial.into()).await?;
     for i in 0..count {
         let (first, total) = conn.exchange(reqs.nth(i)).await?;
         let ns = |d: Duration| d.as_nanos().clamp(1, 60_000_000_000) as u64;
@@ -90,34 +105,61 @@ pub async fn sequential(
 
 /// Latency of `count` sequential requests.
 pub async fn measure(
-    addr: SocketAddr,
+    dial: impl Into<Dial>,
     reqs: impl Into<Requests>,
     count: usize,
 ) -> std::io::Result<Latencies> {
     let mut lat = Latencies::new()?;
-    sequential(addr, reqs, count, &mut lat).await?;
+    sequential(dial, reqs, count, &mut lat).await?;
     Ok(lat)
 }
 
-/// Sends `total` requests over `connections` concurrent connections; returns the elapsed time.
+/// Sends `total` requests over `connections` concurrent keep-alive connections; returns the
+/// elapsed time.
 pub async fn concurrent(
-    addr: SocketAddr,
+    dial: impl Into<Dial>,
     reqs: impl Into<Requests>,
     connections: usize,
     total: usize,
 ) -> std::io::Result<Duration> {
-    let req = reqs.into();
+    run_concurrent(dial.into(), reqs.into(), connections, total, false).await
+}
+
+/// Sends `total` requests from `connections` concurrent clients, each request on a new
+/// connection (with TLS: a full handshake each); returns the elapsed time.
+pub async fn concurrent_new_connections(
+    dial: impl Into<Dial>,
+    reqs: impl Into<Requests>,
+    connections: usize,
+    total: usize,
+) -> std::io::Result<Duration> {
+    run_concurrent(dial.into(), reqs.into(), connections, total, true).await
+}
+
+async fn run_concurrent(
+    dial: Dial,
+    req: Requests,
+    connections: usize,
+    total: usize,
+    fresh_each: bool,
+) -> std::io::Result<Duration> {
     let left = Rc::new(Cell::new(total));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let left = Rc::clone(&left);
         let req = req.clone();
+        let dial = dial.clone();
         tasks.push(monoio::spawn(async move {
-            let mut conn = Conn::open(addr).await?;
+            let mut conn = Conn::dial(&dial).await?;
+            let mut used = false;
             while left.get() > 0 {
                 let n = left.get();
                 left.set(n - 1);
+                if fresh_each && used {
+                    conn = Conn::dial(&dial).await?;
+                }
+                used = true;
                 conn.exchange(req.nth(n)).await?;
             }
             Ok::<(), std::io::Error>(())
@@ -131,8 +173,13 @@ pub async fn concurrent(
 
 /// One client connection of the load.
 pub struct Conn {
-    stream: TcpStream,
+    stream: LoadStream,
     buf: BytesMut,
+}
+
+enum LoadStream {
+    Plain(TcpStream),
+    Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
 }
 
 /// How one response arrived.
@@ -146,8 +193,28 @@ pub struct Timing {
 
 impl Conn {
     pub async fn open(addr: SocketAddr) -> std::io::Result<Conn> {
-        let stream = TcpStream::connect_addr(addr).await?;
-        stream.set_nodelay(true)?;
+        Self::dial(&Dial::Plain(addr)).await
+    }
+
+    /// Connects (and completes the TLS handshake, for a TLS dial).
+    pub async fn dial(dial: &Dial) -> std::io::Result<Conn> {
+        let addr = match dial {
+            Dial::Plain(addr) | Dial::Tls(addr, _) => *addr,
+        };
+        let tcp = TcpStream::connect_addr(addr).await?;
+        tcp.set_nodelay(true)?;
+        let stream = match dial {
+            Dial::Plain(_) => LoadStream::Plain(tcp),
+            Dial::Tls(_, connector) => {
+                let name = rustls::pki_types::ServerName::try_from("localhost")
+                    .map_err(std::io::Error::other)?;
+                let tls = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                LoadStream::Tls(Box::new(tls))
+            }
+        };
         Ok(Conn {
             stream,
             buf: BytesMut::with_capacity(64 * 1024),
@@ -166,7 +233,10 @@ impl Conn {
         let started = Instant::now();
         let mut last_piece = started;
         let mut longest_gap = Duration::ZERO;
-        let (res, _) = self.stream.write_all(req).await;
+        let (res, _) = match &mut self.stream {
+            LoadStream::Plain(tcp) => tcp.write_all(req).await,
+            LoadStream::Tls(tls) => tls.write_all(req).await,
+        };
         res?;
         let head = loop {
             if let Some(head) = take_response(&mut self.buf, Method::Post, HeadLimits::default())
@@ -208,8 +278,11 @@ impl Conn {
     }
 
     async fn fill(&mut self) -> std::io::Result<()> {
-        let (res, back) =
-            read_some(&mut self.stream, std::mem::take(&mut self.buf), 64 * 1024).await;
+        let buf = std::mem::take(&mut self.buf);
+        let (res, back) = match &mut self.stream {
+            LoadStream::Plain(tcp) => read_some(tcp, buf, 64 * 1024).await,
+            LoadStream::Tls(tls) => read_some(tls.as_mut(), buf, 64 * 1024).await,
+        };
         self.buf = back;
         match res? {
             0 => Err(std::io::ErrorKind::UnexpectedEof.into()),

@@ -8,6 +8,7 @@
 pub mod load;
 pub mod procs;
 pub mod soak;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +54,10 @@ pub struct BenchArgs {
     /// Instead of the comparison: hold this many SSE streams open at once.
     #[arg(long)]
     pub streams: Option<usize>,
+    /// Instead of the comparison: HTTPS termination, sluice against nginx (same certificate
+    /// and cipher suite).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// Percentiles of one latency distribution, in microseconds.
@@ -198,6 +203,10 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             .passed
             .then_some(())
             .ok_or(BenchError::Failed("soak"));
+    }
+    if args.tls {
+        tls::run(args)?;
+        return Ok(());
     }
     if let Some(n) = args.streams {
         let report = soak::streams(args, n)?;

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The HTTPS listener, when the child announced one (`tls listening on ADDR`).
+    pub tls_addr: Option<SocketAddr>,
 }
 
 impl Server {
@@ -30,17 +32,24 @@ impl Server {
             .take()
             .ok_or_else(|| std::io::Error::other("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
+        let mut tls_addr = None;
         let addr = loop {
             let line = lines
                 .next()
                 .ok_or_else(|| std::io::Error::other("child exited before listening"))??;
-            if let Some(addr) = line.strip_prefix("listening on ") {
+            if let Some(addr) = line.strip_prefix("tls listening on ") {
+                tls_addr = Some(addr.trim().parse().map_err(std::io::Error::other)?);
+            } else if let Some(addr) = line.strip_prefix("listening on ") {
                 break addr.trim().parse().map_err(std::io::Error::other)?;
             }
         };
         // Keep draining stdout (access records, if any) so the child never blocks on it.
         std::thread::spawn(move || for _ in lines {});
-        Ok(Server { child, addr })
+        Ok(Server {
+            child,
+            addr,
+            tls_addr,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -89,6 +98,13 @@ pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// nginx's HTTPS settings for the TLS bench: the same certificate and key as sluice's, TLS 1.3
+/// only, the cipher suite and group the load offers, session tickets on.
+pub struct NginxTls<'a> {
+    pub cert: &'a std::path::Path,
+    pub key: &'a std::path::Path,
+}
+
 /// nginx as a reverse proxy to `upstream`, when nginx is installed.
 pub struct Nginx {
     pub child: Child,
@@ -98,6 +114,11 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn start(upstream: SocketAddr) -> Option<Nginx> {
+        Self::start_with(upstream, None)
+    }
+
+    /// nginx terminating HTTPS (`tls`) or plain HTTP in front of `upstream`.
+    pub fn start_with(upstream: SocketAddr, tls: Option<NginxTls<'_>>) -> Option<Nginx> {
         let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())?;
@@ -106,10 +127,22 @@ impl Nginx {
             .local_addr()
             .ok()?
             .port();
-        let dir = std::env::temp_dir().join(format!("sluice-bench-nginx-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "sluice-bench-nginx-{}-{}",
+            std::process::id(),
+            port
+        ));
+        let listen = match &tls {
+            Some(t) => format!(
+                "listen 127.0.0.1:{port} ssl;\n  ssl_certificate {};\n  ssl_certificate_key {};\n  ssl_protocols TLSv1.3;\n  ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;\n  ssl_ecdh_curve X25519;\n  ssl_session_tickets on;",
+                t.cert.display(),
+                t.key.display()
+            ),
+            None => format!("listen 127.0.0.1:{port};"),
+        };
         std::fs::create_dir_all(dir.join("logs")).ok()?;
         let conf = format!(
-            "worker_processes 1;\nmaster_process off;\ndaemon off;\nerror_log {d}/logs/error.log;\npid {d}/nginx.pid;\nevents {{ worker_connections 4096; }}\nhttp {{\n log_format combined_times '$remote_addr - [$time_local] \"$request\" $status $body_bytes_sent $request_time $upstream_response_time';\n access_log {d}/logs/access.log combined_times;\n client_body_temp_path {d};\n proxy_temp_path {d};\n upstream mock {{ server {upstream}; keepalive 128; keepalive_requests 100000000; }}\n server {{\n  listen 127.0.0.1:{port};\n  keepalive_requests 100000000;\n  client_max_body_size 32m;\n  client_body_buffer_size 1m;\n  location / {{ proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; proxy_request_buffering on; }}\n }}\n}}\n",
+            "worker_processes 1;\nmaster_process off;\ndaemon off;\nerror_log {d}/logs/error.log;\npid {d}/nginx.pid;\nevents {{ worker_connections 4096; }}\nhttp {{\n log_format combined_times '$remote_addr - [$time_local] \"$request\" $status $body_bytes_sent $request_time $upstream_response_time';\n access_log {d}/logs/access.log combined_times;\n client_body_temp_path {d};\n proxy_temp_path {d};\n upstream mock {{ server {upstream}; keepalive 128; keepalive_requests 100000000; }}\n server {{\n  {listen}\n  keepalive_requests 100000000;\n  client_max_body_size 32m;\n  client_body_buffer_size 1m;\n  location / {{ proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; proxy_request_buffering on; }}\n }}\n}}\n",
             d = dir.display()
         );
         let conf_path = dir.join("nginx.conf");

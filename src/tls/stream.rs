@@ -18,6 +18,8 @@ use rustls::{ServerConfig, ServerConnection};
 
 /// The largest TLS record on the wire (16 KiB of payload plus header and expansion).
 const MAX_RECORD: usize = 16 * 1024 + 256 + 5;
+/// The most ciphertext one socket read takes.
+const MAX_READ: usize = 4 * MAX_RECORD;
 
 /// Why a handshake did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -84,20 +86,25 @@ impl TlsStream {
             .and_then(|chain| chain.first())
     }
 
-    /// Reads plaintext into the spare capacity of `buf` (reading at most `reserve` bytes of
-    /// ciphertext off the socket when rustls holds none); `Ok(0)` is the end of the stream.
+    /// Reads plaintext onto the end of `buf`: all that the ciphertext already received holds
+    /// (rustls takes it 4 KiB at a time), reading the socket — at most `reserve` bytes, at
+    /// most [`MAX_READ`] — only when none is left. `Ok(0)` is the end of the stream.
     pub async fn read_some(
         &mut self,
         mut buf: BytesMut,
         reserve: usize,
     ) -> (std::io::Result<usize>, BytesMut) {
+        let mut got = 0;
         loop {
             if self.plaintext_ready > 0 {
-                let taken = self.take_plaintext(&mut buf);
-                return (taken, buf);
+                match self.take_plaintext(&mut buf) {
+                    Ok(n) => got += n,
+                    Err(e) => return (Err(e), buf),
+                }
             }
-            if self.closed {
-                return (Ok(0), buf);
+            let pending = self.fed < self.received.len();
+            if (got > 0 && (!pending || got >= reserve)) || self.closed {
+                return (Ok(got), buf);
             }
             if let Err(e) = self.receive(reserve).await {
                 return (Err(e), buf);
@@ -144,7 +151,14 @@ impl TlsStream {
     /// it; an alert rustls wants to send on failure is sent.
     async fn receive(&mut self, reserve: usize) -> std::io::Result<()> {
         if self.fed >= self.received.len() {
-            let buf = Vec::with_capacity(reserve.clamp(1, MAX_RECORD));
+            // The last read's buffer is reused when it is the right size (a body read after a
+            // body read); an idle wait gets a small one.
+            let want = reserve.clamp(1, MAX_READ);
+            let mut buf = std::mem::take(&mut self.received);
+            if buf.capacity() < want || buf.capacity() > 2 * want {
+                buf = Vec::with_capacity(want);
+            }
+            buf.clear();
             let (read, buf) = self.tcp.read(buf).await;
             self.received = buf;
             self.fed = 0;
