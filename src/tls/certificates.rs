@@ -218,21 +218,10 @@ fn check_validity(
 
 /// The DNS names a server certificate is valid for: its DNS SANs, or its CN without any.
 fn dns_names(cert: &X509Certificate<'_>) -> Vec<String> {
-    let from_san: Vec<String> = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|name| match name {
-                    GeneralName::DNSName(dns) => Some(dns.to_ascii_lowercase()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let from_san = alt_names(cert, |name| match name {
+        GeneralName::DNSName(dns) => Some(dns.to_ascii_lowercase()),
+        _ => None,
+    });
     if !from_san.is_empty() {
         return from_san;
     }
@@ -255,23 +244,23 @@ pub fn client_names(der: &CertificateDer<'_>) -> Vec<String> {
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
         return Vec::new();
     };
-    let mut names: Vec<String> = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|name| match name {
-                    GeneralName::RFC822Name(s) | GeneralName::DNSName(s) | GeneralName::URI(s) => {
-                        Some((*s).to_string())
-                    }
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut names = alt_names(&cert, |name| match name {
+        GeneralName::RFC822Name(s) | GeneralName::DNSName(s) | GeneralName::URI(s) => {
+            Some((*s).to_string())
+        }
+        _ => None,
+    });
     names.extend(common_names(&cert));
     names
+}
+
+/// The subject alternative names `keep` selects (none when the extension is absent or bad).
+fn alt_names(
+    cert: &X509Certificate<'_>,
+    keep: impl Fn(&GeneralName<'_>) -> Option<String>,
+) -> Vec<String> {
+    match cert.subject_alternative_name() {
+        Ok(Some(san)) => san.value.general_names.iter().filter_map(keep).collect(),
+        _ => Vec::new(),
+    }
 }
