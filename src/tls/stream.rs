@@ -87,14 +87,17 @@ impl TlsStream {
     }
 
     /// Reads plaintext onto the end of `buf`: all that the ciphertext already received holds
-    /// (rustls takes it 4 KiB at a time), reading the socket — at most `reserve` bytes, at
-    /// most [`MAX_READ`] — only when none is left. `Ok(0)` is the end of the stream.
+    /// (rustls takes it 4 KiB at a time), reading the socket only when none is left. The first
+    /// socket read takes at most `reserve` bytes (an idle connection waits on a small buffer);
+    /// once a record has started arriving, reads take up to [`MAX_READ`]. `Ok(0)` is the end of
+    /// the stream.
     pub async fn read_some(
         &mut self,
         mut buf: BytesMut,
         reserve: usize,
     ) -> (std::io::Result<usize>, BytesMut) {
         let mut got = 0;
+        let mut read_size = reserve;
         loop {
             if self.plaintext_ready > 0 {
                 match self.take_plaintext(&mut buf) {
@@ -106,9 +109,10 @@ impl TlsStream {
             if (got > 0 && (!pending || got >= reserve)) || self.closed {
                 return (Ok(got), buf);
             }
-            if let Err(e) = self.receive(reserve).await {
+            if let Err(e) = self.receive(read_size).await {
                 return (Err(e), buf);
             }
+            read_size = MAX_READ;
         }
     }
 
