@@ -2,7 +2,8 @@
 //! Both serve the same certificate (ECDSA P-256, made with `openssl` for the run) and negotiate
 //! the same parameters (the load offers only TLS 1.3, AES-128-GCM and X25519). Measured: latency
 //! at concurrency 1 on keep-alive connections with the Claude Code-sized request (added over
-//! plain HTTP straight to the mock), keep-alive throughput, and full handshakes per second (a new
+//! plain HTTP straight to the mock, and split into what the same proxy adds over plain HTTP and
+//! what TLS adds on top), keep-alive throughput, and full handshakes per second (a new
 //! connection per request, no resumption), each with the server's CPU per request.
 //!
 //! The load's TLS client runs on one core of the same machine: when it is the bottleneck both
@@ -29,6 +30,10 @@ pub struct TlsFigures {
     pub latency_us: Percentiles,
     /// Over plain HTTP straight to the mock.
     pub latency_added_us: Percentiles,
+    /// The same proxy over plain HTTP, over plain HTTP straight to the mock (same run).
+    pub plain_latency_added_us: Percentiles,
+    /// HTTPS latency minus the same proxy's plain-HTTP latency: what TLS itself costs it.
+    pub tls_own_latency_us: Percentiles,
     /// Keep-alive connections at the bench's concurrency, small requests.
     pub throughput_rps: f64,
     pub cpu_us_per_request: f64,
@@ -77,15 +82,22 @@ pub fn run(args: &BenchArgs) -> Result<TlsReport, BenchError> {
             key: &key,
         }),
     );
+    let nginx_plain = Nginx::start(mock.addr);
     let connector = monoio_rustls::TlsConnector::from(client_config()?);
-    let servers: Vec<(Dial, u32, bool)> =
-        std::iter::once((Dial::Tls(sluice_tls, connector.clone()), sluice.pid(), true))
-            .chain(
-                nginx
-                    .as_ref()
-                    .map(|n| (Dial::Tls(n.addr, connector.clone()), n.child.id(), false)),
-            )
-            .collect();
+    let mut servers = vec![Proxy {
+        tls: Dial::Tls(sluice_tls, connector.clone()),
+        plain: sluice.addr,
+        pid: sluice.pid(),
+        jwt: true,
+    }];
+    if let (Some(tls), Some(plain)) = (&nginx, &nginx_plain) {
+        servers.push(Proxy {
+            tls: Dial::Tls(tls.addr, connector.clone()),
+            plain: plain.addr,
+            pid: tls.child.id(),
+            jwt: false,
+        });
+    }
     let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .build()?;
@@ -95,52 +107,80 @@ pub fn run(args: &BenchArgs) -> Result<TlsReport, BenchError> {
     Ok(report)
 }
 
+/// One proxy under test: its HTTPS and plain listeners (the plain one for latency only).
+struct Proxy {
+    tls: Dial,
+    plain: std::net::SocketAddr,
+    /// The process serving HTTPS (its CPU is measured).
+    pid: u32,
+    /// Every other request carries a JWT (the governed sluice).
+    jwt: bool,
+}
+
+impl Proxy {
+    fn requests(&self, addr: std::net::SocketAddr, path: &str, body: &[u8]) -> load::Requests {
+        super::Target {
+            addr,
+            pid: self.pid,
+            jwt: self.jwt,
+        }
+        .requests(path, body)
+    }
+}
+
 async fn measure(
     args: &BenchArgs,
     direct: std::net::SocketAddr,
-    servers: &[(Dial, u32, bool)],
+    servers: &[Proxy],
 ) -> std::io::Result<TlsReport> {
     let big = super::claude_code_sized_body(false);
     let path = "/v1/messages?beta=true";
-    let requests = |dial: &Dial, jwt: bool| {
-        let addr = match dial {
+    // Latency in alternating blocks: direct, then each proxy over HTTPS and over plain HTTP.
+    let dials: Vec<(Dial, load::Requests)> = std::iter::once((
+        Dial::Plain(direct),
+        load::request(direct, path, &big).into(),
+    ))
+    .chain(servers.iter().flat_map(|p| {
+        let tls_addr = match &p.tls {
             Dial::Plain(a) | Dial::Tls(a, _) => *a,
         };
-        super::Target { addr, pid: 0, jwt }.requests(path, &big)
-    };
-    // Latency in alternating blocks: direct (plain), then each HTTPS server.
-    let mut direct_lat = load::measure(direct, load::request(direct, path, &big), 200).await?;
+        [
+            (p.tls.clone(), p.requests(tls_addr, path, &big)),
+            (Dial::Plain(p.plain), p.requests(p.plain, path, &big)),
+        ]
+    }))
+    .collect();
     let mut lats = Vec::new();
-    for (dial, _, jwt) in servers {
-        lats.push(load::measure(dial.clone(), requests(dial, *jwt), 200).await?);
+    for (dial, reqs) in &dials {
+        lats.push(load::measure(dial.clone(), reqs.clone(), 200).await?);
     }
     let block = 250.min(args.requests.max(1));
     let mut done = 0;
     while done < args.requests {
         let n = block.min(args.requests - done);
-        load::sequential(
-            direct,
-            load::request(direct, path, &big),
-            n,
-            &mut direct_lat,
-        )
-        .await?;
-        for ((dial, _, jwt), lat) in servers.iter().zip(lats.iter_mut()) {
-            load::sequential(dial.clone(), requests(dial, *jwt), n, lat).await?;
+        for ((dial, reqs), lat) in dials.iter().zip(lats.iter_mut()) {
+            load::sequential(dial.clone(), reqs.clone(), n, lat).await?;
         }
         done += n;
     }
-    let direct_p = Percentiles::of(&direct_lat.total);
+    let p = |i: usize| {
+        lats.get(i)
+            .map(|l| Percentiles::of(&l.total))
+            .unwrap_or_default()
+    };
+    let direct_p = p(0);
     let mut figures = Vec::new();
-    for ((dial, pid, jwt), lat) in servers.iter().zip(&lats) {
+    for (i, proxy) in servers.iter().enumerate() {
+        let (tls, plain) = (p(1 + 2 * i), p(2 + 2 * i));
         let (throughput_rps, cpu_us_per_request) =
-            rate(args, dial, *pid, *jwt, args.throughput_requests, false).await?;
+            rate(args, proxy, args.throughput_requests, false).await?;
         let (handshakes_per_second, cpu_us_per_handshake) =
-            rate(args, dial, *pid, *jwt, args.throughput_requests / 10, true).await?;
-        let latency = Percentiles::of(&lat.total);
+            rate(args, proxy, args.throughput_requests / 10, true).await?;
         figures.push(TlsFigures {
-            latency_us: latency,
-            latency_added_us: latency.minus(&direct_p),
+            latency_us: tls,
+            latency_added_us: tls.minus(&direct_p),
+            plain_latency_added_us: plain.minus(&direct_p),
+            tls_own_latency_us: tls.minus(&plain),
             throughput_rps,
             cpu_us_per_request,
             handshakes_per_second,
@@ -167,19 +207,17 @@ async fn measure(
 /// Requests per second over `n` small requests, and the server's CPU per request.
 async fn rate(
     args: &BenchArgs,
-    dial: &Dial,
-    pid: u32,
-    jwt: bool,
+    proxy: &Proxy,
     n: usize,
     new_connections: bool,
 ) -> std::io::Result<(f64, f64)> {
     let small = br#"{"model":"claude-haiku-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
-    let addr = match dial {
+    let addr = match &proxy.tls {
         Dial::Plain(a) | Dial::Tls(a, _) => *a,
     };
-    let req = super::Target { addr, pid, jwt }.requests("/v1/messages?beta=true", small);
+    let req = proxy.requests(addr, "/v1/messages?beta=true", small);
     let run = |count: usize| {
-        let (dial, req) = (dial.clone(), req.clone());
+        let (dial, req) = (proxy.tls.clone(), req.clone());
         async move {
             if new_connections {
                 load::concurrent_new_connections(dial, req, args.concurrency, count).await
@@ -189,9 +227,9 @@ async fn rate(
         }
     };
     run(n / 10).await?;
-    let before = cpu_split(pid).unwrap_or_default();
+    let before = cpu_split(proxy.pid).unwrap_or_default();
     let elapsed = run(n).await?;
-    let after = cpu_split(pid).unwrap_or_default();
+    let after = cpu_split(proxy.pid).unwrap_or_default();
     let cpu = (after.0 + after.1).saturating_sub(before.0 + before.1);
     let per = |d: Duration| d.as_secs_f64() * 1e6 / n.max(1) as f64;
     Ok((n as f64 / elapsed.as_secs_f64(), per(cpu)))
@@ -331,6 +369,12 @@ fn print(r: &TlsReport) {
         println!("{name}");
         println!("  {:<32} {}", "latency, conc. 1", p(&f.latency_us));
         println!("  {:<32} {}", "added over direct", p(&f.latency_added_us));
+        println!(
+            "  {:<32} {}",
+            "  of which plain HTTP (same proxy)",
+            p(&f.plain_latency_added_us)
+        );
+        println!("  {:<32} {}", "  of which TLS", p(&f.tls_own_latency_us));
         println!(
             "  {:<32} {:>10.0} req/s, {:.1} µs CPU/req",
             "keep-alive throughput", f.throughput_rps, f.cpu_us_per_request

@@ -6,7 +6,7 @@
 //! its plaintext is taken, so a fast client cannot grow a buffer, and an idle connection reads
 //! with a small buffer, as the plain path does.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -139,16 +139,26 @@ impl TlsStream {
         let _ = self.flush().await;
     }
 
+    /// Appends the plaintext rustls holds to `buf` (copied once, from rustls's own buffer).
     fn take_plaintext(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
-        let start = buf.len();
-        buf.resize(start + self.plaintext_ready, 0);
-        let read = buf
-            .get_mut(start..)
-            .map_or(Ok(0), |spare| self.conn.reader().read(spare));
-        let n = *read.as_ref().unwrap_or(&0);
-        buf.truncate(start + n);
-        self.plaintext_ready = self.plaintext_ready.saturating_sub(n);
-        read
+        let mut reader = self.conn.reader();
+        let mut taken = 0;
+        loop {
+            let chunk = match reader.fill_buf() {
+                Ok(chunk) => chunk,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len();
+            buf.extend_from_slice(chunk);
+            reader.consume(n);
+            taken += n;
+        }
+        self.plaintext_ready = self.plaintext_ready.saturating_sub(taken);
+        Ok(taken)
     }
 
     /// Gives rustls the next ciphertext (reading the socket when none is left) and processes
