@@ -17,6 +17,7 @@ pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod digest;
 pub mod format;
 pub mod http1;
 pub mod limits;

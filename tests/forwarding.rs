@@ -14,7 +14,6 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 const HOP_BY_HOP: [&str; 2] = ["connection", "keep-alive"];
 
@@ -135,7 +134,7 @@ fn captured_requests_arrive_byte_for_byte() {
         assert_eq!(got["body_len"], body.len(), "{}", c.file);
         assert_eq!(
             got["body_sha256"],
-            hex::encode(Sha256::digest(&body)),
+            sluice::digest::sha256_hex(&body),
             "{}: body",
             c.file
         );
@@ -205,7 +204,7 @@ fn a_body_larger_than_the_replay_buffer_streams_through() {
         let got = mock_requests(&mock).pop().unwrap();
         assert_eq!(
             got["body_sha256"],
-            hex::encode(Sha256::digest(body.as_bytes()))
+            sluice::digest::sha256_hex(body.as_bytes())
         );
     }
 }

@@ -15,7 +15,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::runtime::writer_priority::{WriterPacing, WriterPriority};
 
@@ -313,7 +312,7 @@ impl Writer {
         if self.size + text.len() as u64 + 1 > self.max_bytes && self.size > 0 {
             self.rotate();
         }
-        self.prev = hex::encode(Sha256::digest(text.as_bytes()));
+        self.prev = crate::digest::sha256_hex(text.as_bytes());
         self.seq += 1;
         self.pending.extend_from_slice(text.as_bytes());
         self.pending.push(b'\n');
@@ -375,11 +374,7 @@ fn chain_tail(path: &Path) -> std::io::Result<(u64, String, u64)> {
     };
     let next = seq_of(&last).map_or(0, |s| s + 1);
     let first_seq = first.as_deref().and_then(seq_of).unwrap_or(next);
-    Ok((
-        next,
-        hex::encode(Sha256::digest(last.as_bytes())),
-        first_seq,
-    ))
+    Ok((next, crate::digest::sha256_hex(last.as_bytes()), first_seq))
 }
 
 /// The first break in a chain.
@@ -431,7 +426,7 @@ pub fn verify(files: &[PathBuf]) -> Result<usize, Break> {
                 }
                 _ => {}
             }
-            prev = Some(hex::encode(Sha256::digest(line.as_bytes())));
+            prev = Some(crate::digest::sha256_hex(line.as_bytes()));
             expected_seq = Some(seq + 1);
             count += 1;
         }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{file::AwsKeyFile, file::KeyFile, invalid, ConfigError};
@@ -169,7 +168,7 @@ impl KeyTable {
 
 /// SHA-256 of a presented key.
 pub fn digest(key: &[u8]) -> [u8; 32] {
-    Sha256::digest(key).into()
+    crate::digest::sha256(key)
 }
 
 /// The hex digest to put in the config for `key`.

@@ -47,7 +47,6 @@ use bytes::BytesMut;
 use monoio::io::AsyncWriteRentExt;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::cli::MockArgs;
 use crate::http1::body::BodyCursor;
@@ -113,7 +112,7 @@ impl MockState {
                 })
                 .collect(),
             body_len: body.len(),
-            body_sha256: hex::encode(Sha256::digest(body)),
+            body_sha256: crate::digest::sha256_hex(body),
             body: (body.len() <= LOGGED_BODY).then(|| String::from_utf8_lossy(body).into_owned()),
         };
         if let Ok(mut log) = self.log.lock() {

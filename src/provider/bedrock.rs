@@ -17,7 +17,7 @@ pub fn signed_fields(
     let target = String::from_utf8_lossy(wire_target);
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     let date = sigv4::amz_date(SystemTime::now());
-    let payload = sigv4::sha256_hex(body);
+    let payload = crate::digest::sha256_hex(body);
     let mut fields = vec![
         ("content-type", "application/json".to_string()),
         ("x-amz-date", date.clone()),

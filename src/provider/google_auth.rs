@@ -8,11 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
-use base64::Engine;
-use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::PrivatePkcs8KeyDer;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 const REFRESH_BEFORE: Duration = Duration::from_secs(225);
@@ -39,8 +35,18 @@ impl std::fmt::Debug for TokenSource {
 pub struct ServiceAccount {
     pub client_email: String,
     key_id: String,
-    key: RsaKeyPair,
+    key: jsonwebtoken::EncodingKey,
     pub token_uri: String,
+}
+
+/// The assertion's claims (RFC 7523 §3, Google's `scope`).
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    scope: &'a str,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
 }
 
 #[derive(Deserialize)]
@@ -57,10 +63,8 @@ impl ServiceAccount {
         let text = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
         let file: ServiceAccountFile = serde_json::from_slice(&text)
             .map_err(|e| format!("{path} is not a service-account key: {e}"))?;
-        let der = PrivatePkcs8KeyDer::from_pem_slice(file.private_key.as_bytes())
-            .map_err(|e| format!("{path}: private_key is not a PKCS#8 PEM key: {e}"))?;
-        let key = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
-            .map_err(|e| format!("{path}: private_key: {e}"))?;
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(file.private_key.as_bytes())
+            .map_err(|e| format!("{path}: private_key is not an RSA PEM key: {e}"))?;
         Ok(Self {
             client_email: file.client_email,
             key_id: file.private_key_id.unwrap_or_default(),
@@ -73,27 +77,17 @@ impl ServiceAccount {
 
     /// The signed JWT assertion for the token endpoint, issued at `now` (seconds since the epoch).
     pub fn assertion(&self, now: u64) -> Result<String, String> {
-        let b64 = |v: &serde_json::Value| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(self.key_id.clone());
+        let claims = Claims {
+            iss: &self.client_email,
+            scope: SCOPE,
+            aud: &self.token_uri,
+            iat: now,
+            exp: now + 3600,
         };
-        let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": self.key_id});
-        let claims = serde_json::json!({
-            "iss": self.client_email, "scope": SCOPE, "aud": self.token_uri, "iat": now, "exp": now + 3600,
-        });
-        let signing_input = format!("{}.{}", b64(&header), b64(&claims));
-        let mut signature = vec![0u8; self.key.public().modulus_len()];
-        self.key
-            .sign(
-                &RSA_PKCS1_SHA256,
-                &ring::rand::SystemRandom::new(),
-                signing_input.as_bytes(),
-                &mut signature,
-            )
-            .map_err(|_| "RS256 signing failed".to_string())?;
-        Ok(format!(
-            "{signing_input}.{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature)
-        ))
+        jsonwebtoken::encode(&header, &claims, &self.key)
+            .map_err(|e| format!("RS256 signing failed: {e}"))
     }
 }
 

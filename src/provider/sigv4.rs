@@ -6,11 +6,6 @@
 
 use std::time::SystemTime;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
-type HmacSha256 = Hmac<Sha256>;
-
 /// An AWS key pair, with a session token for temporary credentials. `Debug` hides the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AwsCredentials {
@@ -46,12 +41,6 @@ pub fn amz_date(time: SystemTime) -> String {
     rfc.chars().filter(|c| *c != '-' && *c != ':').collect()
 }
 
-/// Hex SHA-256 of `data` (ring's assembly implementation: the payload hash of a 77 KB body is
-/// most of a signature's cost).
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, data))
-}
-
 /// The `Authorization` value for `req`, signed at `amz_date` (`x-amz-date` must be among the
 /// signed headers, with the same value).
 pub fn authorization(
@@ -83,7 +72,7 @@ pub fn signature(
     let scope = format!("{day}/{region}/{service}/aws4_request");
     let to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        sha256_hex(canonical.as_bytes())
+        crate::digest::sha256_hex(canonical.as_bytes())
     );
     let k_date = hmac(format!("AWS4{secret}").as_bytes(), day.as_bytes());
     let k_region = hmac(&k_date, region.as_bytes());
@@ -191,7 +180,7 @@ pub fn verify<'a>(
     let computed;
     let payload_hash = match (payload, declared) {
         (Payload::Body(body), declared) => {
-            computed = sha256_hex(body);
+            computed = crate::digest::sha256_hex(body);
             if declared.is_some_and(|h| !h.eq_ignore_ascii_case(&computed)) {
                 return Err(VerifyError::PayloadMismatch);
             }
@@ -224,7 +213,7 @@ pub fn verify<'a>(
 /// After a [`Payload::Declared`] verification: whether `body` is what the signature declared.
 pub fn check_payload(declared: Option<&str>, body: &[u8]) -> Result<(), VerifyError> {
     match declared {
-        Some(declared) if declared.eq_ignore_ascii_case(&sha256_hex(body)) => Ok(()),
+        Some(declared) if declared.eq_ignore_ascii_case(&crate::digest::sha256_hex(body)) => Ok(()),
         _ => Err(VerifyError::PayloadMismatch),
     }
 }
@@ -285,13 +274,7 @@ fn parse_amz_date(b: &[u8]) -> Option<SystemTime> {
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    // HMAC accepts keys of any length; new_from_slice cannot fail for it.
-    let mut mac = match HmacSha256::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => return Vec::new(),
-    };
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
+    crate::digest::hmac_sha256(key, data).to_vec()
 }
 
 /// (canonical request, signed header list).
@@ -411,7 +394,7 @@ mod tests {
         service: &str,
         token: Option<&str>,
     ) -> String {
-        let hash = sha256_hex(body);
+        let hash = crate::digest::sha256_hex(body);
         let req = Request {
             method,
             path,
@@ -438,7 +421,7 @@ mod tests {
     #[test]
     fn the_bedrock_worked_example() {
         let body = br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":16,"messages":[{"role":"user","content":"Hi"}]}"#;
-        let hash = sha256_hex(body);
+        let hash = crate::digest::sha256_hex(body);
         assert_eq!(
             hash,
             "4ce463b5c3d9ec921b15bafe17cf28cc4d188c93bf720c68e1dee3905c9fd0f8"
@@ -472,7 +455,7 @@ mod tests {
     fn a_signature_verifies_and_a_tampered_one_does_not() {
         let now = amz_date(SystemTime::now());
         let body = br#"{"max_tokens":1}"#;
-        let hash = sha256_hex(body);
+        let hash = crate::digest::sha256_hex(body);
         let headers = [
             ("host", "gw:4100"),
             ("x-amz-date", now.as_str()),
