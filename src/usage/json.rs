@@ -31,11 +31,11 @@ impl JsonMeter {
     }
 
     /// Parses what was collected.
-    pub fn finish(mut self) -> Metered {
+    pub fn finish(self) -> Metered {
         if self.overflowed || self.body.is_empty() {
             return Metered::default();
         }
-        let Ok(parsed) = simd_json::serde::from_slice::<Body>(&mut self.body) else {
+        let Ok(parsed) = serde_json::from_slice::<Body>(&self.body) else {
             return Metered::default();
         };
         let usage = parsed.usage.map(|fields| {

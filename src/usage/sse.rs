@@ -165,7 +165,7 @@ impl SseMeter {
             self.event = event_kind(name.trim_ascii());
             self.complete |= self.event == EventKind::MessageStop;
         } else if line.starts_with(b"data:") && (mode == LineMode::Keep || self.wanted(&line)) {
-            if let Some(payload) = line.get_mut(5..) {
+            if let Some(payload) = line.get(5..) {
                 self.on_data(payload);
             }
         }
@@ -173,8 +173,8 @@ impl SseMeter {
         self.line = line;
     }
 
-    fn on_data(&mut self, payload: &mut [u8]) {
-        let Ok(event) = simd_json::serde::from_slice::<SseEvent>(payload) else {
+    fn on_data(&mut self, payload: &[u8]) {
+        let Ok(event) = serde_json::from_slice::<SseEvent>(payload) else {
             return;
         };
         match event.kind.as_str() {
