@@ -7,6 +7,14 @@
 
 use std::hint::black_box;
 
+// The bench's request body and the mock's responses, compiled in from the binary's sources
+// (they are not part of the gateway library).
+#[path = "../src/bench/bodies.rs"]
+mod bodies;
+#[path = "../src/mock/responses.rs"]
+#[allow(dead_code, reason = "the mock's other responses")]
+mod responses;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::format::json_edit::field;
 use sluice::http1::body::ChunkedDecoder;
@@ -28,7 +36,7 @@ fn claude_code_request() -> (String, Vec<u8>) {
             .find(|r| r["method"] == "POST")
     });
     let Some(r) = captured else {
-        let body = sluice::bench::claude_code_sized_body(true);
+        let body = bodies::claude_code_sized_body(true);
         let head = format!("POST /v1/messages?beta=true HTTP/1.1\r\nHost: gw\r\nx-api-key: sk-test-123\r\nContent-Length: {}\r\n\r\n", body.len());
         return (head, body);
     };
@@ -96,7 +104,7 @@ fn model_scan(c: &mut Criterion) {
         format!("check ({} KB, Claude Code)", body.len() / 1000),
         |b| b.iter(|| black_box(check_governed(black_box(&body)))),
     );
-    let synthetic = sluice::bench::claude_code_sized_body(true);
+    let synthetic = bodies::claude_code_sized_body(true);
     group.bench_function(
         format!(
             "check ({} KB, the load bench's body)",
@@ -136,8 +144,7 @@ fn model_scan(c: &mut Criterion) {
 
 fn sse_meter(c: &mut Criterion) {
     let reply: Vec<String> = (0..200).map(|i| format!("word{i}")).collect();
-    let events =
-        sluice::mock::responses::sse_events("claude-opus-4-8", &reply.join(" "), 19_000, 200);
+    let events = responses::sse_events("claude-opus-4-8", &reply.join(" "), 19_000, 200);
     let stream: Vec<u8> = events.concat();
     let mut group = c.benchmark_group("SSE usage meter");
     group.throughput(Throughput::Bytes(stream.len() as u64));
@@ -155,8 +162,7 @@ fn sse_meter(c: &mut Criterion) {
 
 fn chunked_decode(c: &mut Criterion) {
     let reply: Vec<String> = (0..200).map(|i| format!("word{i}")).collect();
-    let events =
-        sluice::mock::responses::sse_events("claude-opus-4-8", &reply.join(" "), 19_000, 200);
+    let events = responses::sse_events("claude-opus-4-8", &reply.join(" "), 19_000, 200);
     let mut wire = Vec::new();
     for e in &events {
         wire.extend_from_slice(format!("{:x}\r\n", e.len()).as_bytes());
@@ -182,11 +188,9 @@ fn chunked_decode(c: &mut Criterion) {
 fn conversion(c: &mut Criterion) {
     let reply: Vec<String> = (0..200).map(|i| format!("word{i}")).collect();
     let sse: Vec<u8> =
-        sluice::mock::responses::sse_events("claude-opus-4-8", &reply.join(" "), 19_000, 200)
-            .concat();
+        responses::sse_events("claude-opus-4-8", &reply.join(" "), 19_000, 200).concat();
     let frames: Vec<u8> =
-        sluice::mock::responses::bedrock_frames("claude-opus-4-8", &reply.join(" "), 19_000, 200)
-            .concat();
+        responses::bedrock_frames("claude-opus-4-8", &reply.join(" "), 19_000, 200).concat();
     let mut group = c.benchmark_group("conversion");
     group.throughput(Throughput::Elements(206));
     group.bench_function("SSE to event-stream, 206 events", |b| {

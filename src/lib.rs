@@ -10,19 +10,20 @@
 //! - [`usage`]: usage meters (SSE, JSON), the price table, cost.
 //! - [`store`]: the access log writer thread.
 //! - [`config`]: the TOML file → a validated [`config::Config`] snapshot.
-//! - [`mock`]: the built-in Anthropic-compatible mock upstream; [`bench`]: the bundled load bench.
+//! - [`tls`]: HTTPS at the edge (certificates, handshakes, client-certificate identities).
+//!
+//! The command line, the mock upstream and the load bench ship in the `sluice` binary
+//! (`src/main.rs`, `cli.rs`, `mock/`, `bench/`) but are not part of this library: it holds the
+//! gateway only.
 
 pub mod admin;
 pub mod audit;
-pub mod bench;
-pub mod cli;
 pub mod config;
 pub mod digest;
 pub mod format;
 pub mod http1;
 pub mod limits;
 pub mod metrics;
-pub mod mock;
 pub mod provider;
 pub mod proxy;
 pub mod runtime;

@@ -3,9 +3,13 @@
 use std::io::Read;
 use std::process::ExitCode;
 
+mod bench;
+mod cli;
+mod mock;
+
 use clap::Parser;
+use cli::{AuditCommand, Cli, Command, KeysCommand, ServeArgs};
 use mimalloc::MiMalloc;
-use sluice::cli::{AuditCommand, Cli, Command, KeysCommand, ServeArgs};
 use sluice::config::{self, Overrides};
 
 #[global_allocator]
@@ -22,11 +26,11 @@ fn main() -> ExitCode {
         Command::Spend { db, by } => spend(&db, &by),
         Command::MockUpstream(args) => {
             init_logging("info");
-            report(sluice::mock::run(&args))
+            report(mock::run(&args))
         }
         Command::Bench(args) => {
             init_logging("warn");
-            report(sluice::bench::run(&args))
+            report(bench::run(&args))
         }
     }
 }

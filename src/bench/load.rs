@@ -12,9 +12,9 @@ use hdrhistogram::Histogram;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
-use crate::http1::body::BodyCursor;
-use crate::http1::io::read_some;
-use crate::http1::{take_response, HeadLimits, Method};
+use sluice::http1::body::BodyCursor;
+use sluice::http1::io::read_some;
+use sluice::http1::{take_response, HeadLimits, Method};
 
 /// Where and how the load connects.
 #[derive(Clone)]

@@ -5,6 +5,7 @@
 //! when installed), sluice's CPU time per request and its memory. Bounded by request counts;
 //! loopback only.
 
+pub mod bodies;
 pub mod load;
 pub mod procs;
 pub mod soak;
@@ -18,6 +19,7 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+pub use bodies::claude_code_sized_body;
 use load::Latencies;
 use procs::{cpu_split, rss_kib, Nginx, Server};
 
@@ -194,7 +196,7 @@ fn bench_jwt() -> String {
 
 /// Runs the bench and prints the table.
 pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
-    crate::runtime::raise_fd_limit();
+    sluice::runtime::raise_fd_limit();
     if let Some(seconds) = args.soak_seconds {
         let report = soak::soak(args, seconds, args.soak_rate)?;
         soak::print_soak(&report);
@@ -327,7 +329,7 @@ fn start_mock() -> std::io::Result<Server> {
 fn governance_config() -> String {
     format!(
         "[[keys]]\nname = \"bench\"\nsha256 = \"{}\"\nteam = \"bench\"\nrpm = 4000000000\ntpm = 1000000000000\nmax_streams = 100000\n[[teams]]\nname = \"bench\"\nrpm = 4000000000\n[[budgets]]\nscope = \"team\"\nname = \"bench\"\nlimit_usd = 280000.0\nperiod = \"total\"\n[jwt]\nissuer = \"sluice-bench\"\naudience = \"sluice\"\nteam_claim = \"team\"\n[[jwt.keys]]\nalgorithm = \"HS256\"\nsecret = \"{BENCH_JWT_SECRET}\"\n",
-        crate::config::keys::hash_hex("sk-bench")
+        sluice::config::keys::hash_hex("sk-bench")
     )
 }
 
@@ -478,8 +480,8 @@ async fn format_figures(
 ) -> std::io::Result<FormatFigures> {
     let messages = claude_code_sized_body(true);
     let bedrock_path = format!("/model/{BENCH_BEDROCK_MODEL}/invoke-with-response-stream");
-    let bedrock_body = crate::format::to_bedrock(
-        crate::format::Source::Messages,
+    let bedrock_body = sluice::format::to_bedrock(
+        sluice::format::Source::Messages,
         &messages,
         BENCH_BEDROCK_MODEL,
         &[],
@@ -557,42 +559,6 @@ async fn interleaved(
         done += n;
     }
     Ok(out)
-}
-
-/// A request shaped like Claude Code's main request: `model` first, ~77 KB of messages, system
-/// blocks and tool schemas.
-pub fn claude_code_sized_body(stream: bool) -> Vec<u8> {
-    let filler = |n: usize| "lorem ipsum dolor sit amet ".repeat(n / 27 + 1)[..n].to_string();
-    let tools: Vec<serde_json::Value> = (0..24)
-        .map(|i| {
-            serde_json::json!({
-                "name": format!("Tool{i}"),
-                "description": filler(1500),
-                "input_schema": {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
-                    "properties": {"command": {"type": "string", "description": filler(200)}}, "required": ["command"]},
-            })
-        })
-        .collect();
-    let body = serde_json::json!({
-        "model": "claude-opus-4-8",
-        "messages": [
-            {"role": "user", "content": [
-                {"type": "text", "text": format!("<system-reminder>\n{}</system-reminder>\n", filler(6000))},
-                {"type": "text", "text": "echo hello", "cache_control": {"type": "ephemeral"}}]},
-            {"role": "system", "content": filler(6000)},
-        ],
-        "system": [
-            {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.330.476; cc_entrypoint=sdk-cli;"},
-            {"type": "text", "text": "You are a Claude agent, built on Anthropic's Claude Agent SDK.", "cache_control": {"type": "ephemeral"}},
-            {"type": "text", "text": filler(12000), "cache_control": {"type": "ephemeral"}},
-        ],
-        "tools": tools,
-        "metadata": {"user_id": "{\"device_id\":\"077e\",\"account_uuid\":\"\",\"session_id\":\"01430f9c\"}"},
-        "max_tokens": 64000,
-        "thinking": {"type": "adaptive"},
-        "stream": stream,
-    });
-    body.to_string().into_bytes()
 }
 
 #[allow(clippy::print_stdout)]

@@ -64,11 +64,6 @@ impl Drop for Server {
     }
 }
 
-/// CPU time (user + system) a process has used.
-pub fn cpu_time(pid: u32) -> Option<Duration> {
-    cpu_split(pid).map(|(user, system)| user + system)
-}
-
 /// CPU time a process has used, as (user, system).
 pub fn cpu_split(pid: u32) -> Option<(Duration, Duration)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -49,10 +49,10 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use serde::Serialize;
 
 use crate::cli::MockArgs;
-use crate::http1::body::BodyCursor;
-use crate::http1::io::read_some;
-use crate::http1::{take_request, HeadLimits, Method, RequestHead};
-use crate::runtime::{self, listener::bind_listeners, shutdown_pair};
+use sluice::http1::body::BodyCursor;
+use sluice::http1::io::read_some;
+use sluice::http1::{take_request, HeadLimits, Method, RequestHead};
+use sluice::runtime::{self, listener::bind_listeners, shutdown_pair};
 
 /// Requests kept in the log.
 const LOG_CAPACITY: usize = 2000;
@@ -112,7 +112,7 @@ impl MockState {
                 })
                 .collect(),
             body_len: body.len(),
-            body_sha256: crate::digest::sha256_hex(body),
+            body_sha256: sluice::digest::sha256_hex(body),
             body: (body.len() <= LOGGED_BODY).then(|| String::from_utf8_lossy(body).into_owned()),
         };
         if let Ok(mut log) = self.log.lock() {
@@ -155,7 +155,7 @@ pub enum MockError {
 
 /// Runs the mock until SIGTERM or SIGINT.
 pub fn run(args: &MockArgs) -> Result<(), MockError> {
-    crate::runtime::raise_fd_limit();
+    sluice::runtime::raise_fd_limit();
     let addr = args.listen.parse().map_err(|_| {
         MockError::Listen(args.listen.clone(), std::io::ErrorKind::InvalidInput.into())
     })?;
@@ -211,7 +211,7 @@ pub fn run(args: &MockArgs) -> Result<(), MockError> {
         },
     )?;
     drop(shutdown);
-    crate::server::announce(bound);
+    sluice::server::announce(bound);
     runtime::wait_for_termination(|| {})?;
     trigger.trigger();
     for w in workers {
@@ -477,8 +477,8 @@ async fn respond<S: AsyncWriteRent>(
         };
         return write_json(stream, status, json.to_string().as_bytes(), b.close, 0).await;
     }
-    match crate::format::CloudCall::from_path(path) {
-        Some(crate::format::CloudCall::BedrockInvoke {
+    match sluice::format::CloudCall::from_path(path) {
+        Some(sluice::format::CloudCall::BedrockInvoke {
             model,
             stream: streaming,
         }) => {
@@ -610,21 +610,21 @@ fn bedrock_auth(head: &RequestHead, body: &[u8], args: &MockArgs) -> Result<(), 
         };
     };
     let target = String::from_utf8_lossy(head.target()).into_owned();
-    let scope = crate::provider::sigv4::Scope {
+    let scope = sluice::provider::sigv4::Scope {
         service: "bedrock",
         regions: &[],
     };
-    crate::provider::sigv4::verify(
+    sluice::provider::sigv4::verify(
         "POST",
         &target,
         |n| head.header_str(n),
-        crate::provider::sigv4::Payload::Body(body),
+        sluice::provider::sigv4::Payload::Body(body),
         scope,
         |id| (id == access).then(|| secret.clone()),
     )
     .map(|_| ())
     .map_err(|e| match e {
-        crate::provider::sigv4::VerifyError::Mismatch => {
+        sluice::provider::sigv4::VerifyError::Mismatch => {
             "The request signature we calculated does not match the signature you provided."
                 .to_string()
         }
@@ -639,9 +639,9 @@ async fn respond_vertex<S: AsyncWriteRent>(
     body: &[u8],
     b: &Behavior,
     state: &MockState,
-    call: crate::format::CloudCall,
+    call: sluice::format::CloudCall,
 ) -> bool {
-    use crate::format::CloudCall;
+    use sluice::format::CloudCall;
     if !vertex_authorized(head, state) {
         let json = r#"{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}"#;
         return write_json(stream, 401, json.as_bytes(), b.close, 0).await;
@@ -789,7 +789,7 @@ async fn write_json<S: AsyncWriteRent>(
     };
     let mut out = format!(
         "HTTP/1.1 {status} {}\r\n{length}request-id: req_mock_{status}\r\n",
-        crate::proxy::error::reason_phrase(status),
+        sluice::proxy::error::reason_phrase(status),
     );
     if status == 429 || status == 529 {
         out.push_str(&format!("retry-after: {}\r\n", retry_after.max(1)));

@@ -60,7 +60,7 @@ pub fn bedrock_frames(model: &str, reply: &str, input: u64, output: u64) -> Vec<
     }
     events
         .iter()
-        .map(|e| crate::format::eventstream::chunk_frame(e.to_string().as_bytes()))
+        .map(|e| sluice::format::eventstream::chunk_frame(e.to_string().as_bytes()))
         .collect()
 }
 
