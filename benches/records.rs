@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::audit::AuditEvent;
+use sluice::record::AccessRecord;
 use sluice::runtime::writer_priority::WriterPriority;
-use sluice::store::access_log::AccessRecord;
 use sluice::store::ledger::{self, Durability};
 
 /// Records per iteration: one commit-interval's worth at a high request rate, several times.

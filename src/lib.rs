@@ -26,6 +26,7 @@ pub mod limits;
 pub mod metrics;
 pub mod provider;
 pub mod proxy;
+pub mod record;
 pub mod runtime;
 pub mod server;
 pub mod store;

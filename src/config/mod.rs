@@ -232,6 +232,15 @@ pub struct Config {
     pub upstreams_fingerprint: u64,
 }
 
+/// When a committed record is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Committed every commit interval; a crash loses at most that window.
+    Interval,
+    /// Committed and fsynced before the response's last byte is released.
+    Sync,
+}
+
 /// The spend ledger's settings.
 #[derive(Clone, Debug)]
 pub struct StoreSettings {
@@ -239,7 +248,7 @@ pub struct StoreSettings {
     pub commit_interval: Duration,
     /// Refuse new requests while the ledger is failing or behind.
     pub fail_closed: bool,
-    pub durability: crate::store::ledger::Durability,
+    pub durability: Durability,
 }
 
 /// The admin API's listener and key (only its digest).
@@ -412,8 +421,8 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
                 }
             },
             durability: match file.store.durability.as_str() {
-                "interval" => crate::store::ledger::Durability::Interval,
-                "sync" => crate::store::ledger::Durability::Sync,
+                "interval" => Durability::Interval,
+                "sync" => Durability::Sync,
                 other => {
                     return Err(invalid(
                         "store.durability",

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use crate::store::access_log::AccessRecord;
+use crate::record::AccessRecord;
 use crate::tls::accept::HandshakeOutcome;
 use histogram::Histogram;
 pub use render::ScrapeGauges;

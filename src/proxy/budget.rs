@@ -107,7 +107,7 @@ pub fn settle(gw: &Gateway, ex: &mut Exchange) {
 
 /// The model id the upstream was sent: the deployment's (an alias's target, a provider id),
 /// else the model the client named.
-pub fn served_model(record: &crate::store::access_log::AccessRecord) -> Option<&str> {
+pub fn served_model(record: &crate::record::AccessRecord) -> Option<&str> {
     record.upstream_model.as_deref().or(record.model.as_deref())
 }
 

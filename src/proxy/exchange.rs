@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::authenticate::Identity;
 use super::classify::Operation;
 use crate::http1::RequestHead;
-use crate::store::access_log::AccessRecord;
+use crate::record::AccessRecord;
 use crate::usage::Metered;
 
 /// The request in flight.

@@ -19,7 +19,7 @@ pub fn finish(gw: &Gateway, mut ex: Exchange) {
 }
 
 /// The audit log's line for a request decision.
-fn request_event(r: &crate::store::access_log::AccessRecord) -> crate::audit::AuditEvent {
+fn request_event(r: &crate::record::AccessRecord) -> crate::audit::AuditEvent {
     crate::audit::AuditEvent {
         kind: "request",
         time: r.time,

@@ -64,14 +64,7 @@ struct Entry {
     ack: Option<flume::Sender<()>>,
 }
 
-/// When a committed record is durable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Durability {
-    /// Committed every commit interval; a crash loses at most that window.
-    Interval,
-    /// Committed and fsynced before the response's last byte is released.
-    Sync,
-}
+pub use crate::config::Durability;
 
 /// The workers' handle on the ledger.
 #[derive(Clone)]

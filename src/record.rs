@@ -1,0 +1,72 @@
+//! The access record: what one request was — who, which model and upstream, tokens, cost,
+//! timings, outcome. `proxy::finish` writes one per request; the access log, the ledger and the
+//! metrics collector each read it. Its own module so none of those depends on another for it.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// One request, as the access log records it.
+#[derive(Clone, Debug, Serialize)]
+pub struct AccessRecord {
+    /// When the request head was complete (written as RFC 3339, by the writer thread).
+    #[serde(serialize_with = "rfc3339")]
+    pub time: SystemTime,
+    pub request_id: String,
+    pub upstream_request_id: Option<String>,
+    pub method: &'static str,
+    pub path: String,
+    /// What the request was (messages, count_tokens, models, health, passthrough, …).
+    pub operation: &'static str,
+    /// `key:<name>`, `passthrough:<hash prefix>` or `anonymous`.
+    pub identity: String,
+    pub user: Option<String>,
+    pub team: Option<String>,
+    pub session_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub parent_agent_id: Option<String>,
+    /// The client's API format: `anthropic`, `bedrock` or `vertex`.
+    pub format: &'static str,
+    /// The model as the client named it.
+    pub model: Option<String>,
+    /// The model id sent upstream, when different.
+    pub upstream_model: Option<String>,
+    pub upstream: Option<String>,
+    pub stream: bool,
+    pub status: u16,
+    /// sluice's own error label, when sluice answered with an error.
+    pub error: Option<&'static str>,
+    /// `error.type` from an upstream error body or SSE error event.
+    pub upstream_error: Option<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub cache_creation_5m_input_tokens: u64,
+    pub cache_creation_1h_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
+    pub web_search_requests: u64,
+    pub cost_usd: f64,
+    /// The same cost in picodollars, exact (the ledger adds these up).
+    #[serde(skip)]
+    pub cost_pico: u64,
+    /// The response's usage was seen and priced.
+    pub metered: bool,
+    pub stream_complete: bool,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    pub total_us: u64,
+    pub ttfb_us: Option<u64>,
+    /// Time sluice itself spent: before the upstream request was on the wire (excluding the
+    /// client's own body upload) plus from the upstream's first byte to the client's.
+    pub added_us: u64,
+    pub upstream_connect_us: Option<u64>,
+    pub pooled_connection: bool,
+    /// Upstream attempts made (fallbacks and stale-connection retries included).
+    pub attempts: u32,
+    /// Each attempt that failed over to the next deployment: `upstream: reason`.
+    pub fallbacks: Vec<String>,
+}
+
+fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_micros(*time))
+}
