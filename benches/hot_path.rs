@@ -16,11 +16,11 @@ mod bodies;
 mod responses;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sluice::format::json_edit::field;
 use sluice::http1::body::ChunkedDecoder;
 use sluice::http1::rewrite::{rewrite_request, RequestRewrite};
 use sluice::http1::{parse_request, HeadLimits};
-use sluice::proxy::model_field::{check_governed, scan_model, top_level_members};
+use sluice::json::edit::field;
+use sluice::json::members::{check_governed, scan_model, top_level_members};
 use sluice::usage::sse::SseMeter;
 
 /// The Claude Code main request from the shared captures (head, body), or a synthetic one of

@@ -22,6 +22,7 @@ pub mod config;
 pub mod digest;
 pub mod format;
 pub mod http1;
+pub mod json;
 pub mod limits;
 pub mod metrics;
 pub mod provider;

@@ -14,12 +14,12 @@
 
 use proptest::prelude::*;
 use sluice::format::eventstream::{self, Decoder};
-use sluice::format::json_edit;
-use sluice::format::json_tail::{last_member, Tail};
 use sluice::http1::body::{BodyCursor, ChunkedDecoder};
 use sluice::http1::rewrite::{rewrite_request, RequestRewrite};
 use sluice::http1::{parse_request, parse_response, BodyFraming, HeadLimits, Method};
-use sluice::proxy::model_field::{scan_model, top_level_members, ModelScan};
+use sluice::json::edit;
+use sluice::json::members::{scan_model, top_level_members, ModelScan};
+use sluice::json::tail::{last_member, Tail};
 use sluice::usage::json::JsonMeter;
 use sluice::usage::sse::SseMeter;
 
@@ -214,7 +214,7 @@ proptest! {
                 Tail::Unreadable => panic!("a whole object is readable from the end"),
             };
             prop_assert_eq!(back, front);
-            prop_assert_eq!(json_edit::field(&body, key), front);
+            prop_assert_eq!(edit::field(&body, key), front);
         }
     }
 
@@ -531,7 +531,7 @@ proptest! {
     /// members sit and whatever the values hold.
     #[test]
     fn governed_members_are_refused_exactly_when_ambiguous((body, keys) in raw_object()) {
-        use sluice::proxy::model_field::{check_governed, GOVERNED};
+        use sluice::json::members::{check_governed, GOVERNED};
         let decoded: Vec<(String, bool)> = keys
             .iter()
             .map(|k| {

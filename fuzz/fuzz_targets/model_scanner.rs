@@ -4,8 +4,8 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = sluice::proxy::model_field::scan_model(data);
-    let _ = sluice::proxy::model_field::top_level_members(data);
-    let _ = sluice::format::json_tail::last_member(data, b"max_tokens");
-    let _ = sluice::format::json_edit::field(data, "max_tokens");
+    let _ = sluice::json::members::scan_model(data);
+    let _ = sluice::json::members::top_level_members(data);
+    let _ = sluice::json::tail::last_member(data, b"max_tokens");
+    let _ = sluice::json::edit::field(data, "max_tokens");
 });

@@ -10,9 +10,9 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 
 pub mod eventstream;
-pub mod json_edit;
-pub mod json_tail;
 pub mod sse_split;
+
+use crate::json;
 
 /// The `anthropic-version` sent upstream when a Bedrock or Vertex client gave it in the body.
 pub const MESSAGES_API_VERSION: &str = "2023-06-01";
@@ -205,17 +205,17 @@ pub fn to_messages(
     body: &[u8],
     upstream_model: &str,
 ) -> Result<Translated, TranslateError> {
-    let betas = match json_edit::field(body, "anthropic_beta") {
+    let betas = match json::edit::field(body, "anthropic_beta") {
         Some(raw) => {
             serde_json::from_slice::<Vec<String>>(raw).map_err(|_| TranslateError::BadBetas)?
         }
         None => Vec::new(),
     };
-    let version = json_edit::field(body, "anthropic_version")
+    let version = json::edit::field(body, "anthropic_version")
         .and_then(|raw| serde_json::from_slice::<String>(raw).ok())
         .filter(|v| is_version_date(v))
         .unwrap_or_else(|| MESSAGES_API_VERSION.to_string());
-    let model = json_edit::json_string(upstream_model);
+    let model = json::edit::json_string(upstream_model);
     let mut prepend: Vec<(&str, &[u8])> = vec![("model", &model)];
     let mut remove = vec!["model", "anthropic_version", "anthropic_beta"];
     if let CloudCall::BedrockInvoke { stream, .. } = call {
@@ -224,7 +224,7 @@ pub fn to_messages(
             prepend.push(("stream", b"true"));
         }
     }
-    let body = json_edit::edit(body, &prepend, &remove).ok_or(TranslateError::NotAnObject)?;
+    let body = json::edit::edit(body, &prepend, &remove).ok_or(TranslateError::NotAnObject)?;
     let path = match call {
         CloudCall::VertexCountTokens => "/v1/messages/count_tokens",
         _ => "/v1/messages",
@@ -292,7 +292,7 @@ pub fn to_bedrock(
             })
         }
         Source::Messages => (
-            json_edit::field(body, "stream") == Some(&b"true"[..]),
+            json::edit::field(body, "stream") == Some(&b"true"[..]),
             &["model", "stream"],
         ),
         Source::Cloud(CloudCall::VertexPredict { stream, .. }) => {
@@ -302,15 +302,15 @@ pub fn to_bedrock(
             return Err(TranslateError::CountTokensOnBedrock)
         }
     };
-    let version = json_edit::json_string(BEDROCK_VERSION);
+    let version = json::edit::json_string(BEDROCK_VERSION);
     let betas = serde_json::to_vec(header_betas).unwrap_or_else(|_| b"[]".to_vec());
     let mut prepend: Vec<(&str, &[u8])> = vec![("anthropic_version", &version)];
     let betas_moved =
-        !header_betas.is_empty() && json_edit::field(body, "anthropic_beta").is_none();
+        !header_betas.is_empty() && json::edit::field(body, "anthropic_beta").is_none();
     if betas_moved {
         prepend.push(("anthropic_beta", &betas));
     }
-    let body = json_edit::edit(body, &prepend, remove).ok_or(TranslateError::NotAnObject)?;
+    let body = json::edit::edit(body, &prepend, remove).ok_or(TranslateError::NotAnObject)?;
     Ok(BedrockRequest {
         path: bedrock_path(upstream_model, stream),
         body: Some(body),
@@ -351,10 +351,10 @@ pub fn to_vertex(
     region: &str,
 ) -> Result<VertexRequest, TranslateError> {
     let base = format!("/v1/projects/{project}/locations/{region}/publishers/anthropic/models");
-    let version = json_edit::json_string(VERTEX_VERSION);
-    let model = json_edit::json_string(upstream_model);
+    let version = json::edit::json_string(VERTEX_VERSION);
+    let model = json::edit::json_string(upstream_model);
     let edit = |prepend: &[(&str, &[u8])], remove: &[&str]| {
-        json_edit::edit(body, prepend, remove).ok_or(TranslateError::NotAnObject)
+        json::edit::edit(body, prepend, remove).ok_or(TranslateError::NotAnObject)
     };
     let predict = |stream: bool| {
         format!(
@@ -386,7 +386,7 @@ pub fn to_vertex(
             betas: Vec::new(),
         },
         Source::Messages => {
-            let stream = json_edit::field(body, "stream") == Some(&b"true"[..]);
+            let stream = json::edit::field(body, "stream") == Some(&b"true"[..]);
             VertexRequest {
                 path: predict(stream),
                 body: Some(edit(
@@ -397,7 +397,7 @@ pub fn to_vertex(
             }
         }
         Source::Cloud(CloudCall::BedrockInvoke { stream, .. }) => {
-            let betas = match json_edit::field(body, "anthropic_beta") {
+            let betas = match json::edit::field(body, "anthropic_beta") {
                 Some(raw) => serde_json::from_slice::<Vec<String>>(raw)
                     .map_err(|_| TranslateError::BadBetas)?,
                 None => Vec::new(),
@@ -456,8 +456,8 @@ pub fn sse_from_message(message: &eventstream::Message, out: &mut Vec<u8>) {
 
 /// Replaces the body's `model` (an alias routed to another upstream model).
 pub fn with_model(body: &[u8], upstream_model: &str) -> Option<Vec<u8>> {
-    let model = json_edit::json_string(upstream_model);
-    json_edit::edit(body, &[("model", &model)], &["model"])
+    let model = json::edit::json_string(upstream_model);
+    json::edit::edit(body, &[("model", &model)], &["model"])
 }
 
 #[cfg(test)]

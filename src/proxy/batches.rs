@@ -4,7 +4,7 @@
 //!
 //! - the body parses as `{"requests": [{"custom_id", "params": {…}}, …]}` with no member twice
 //!   (serde refuses a duplicated `requests`, `custom_id` or `params`), and each `params` has
-//!   its governed members once and plainly spelled ([`super::model_field::check_governed`]);
+//!   its governed members once and plainly spelled ([`crate::json::members::check_governed`]);
 //! - each model is one the key may use and that routes **unaliased** (a batch goes to the
 //!   default upstream as it is: an alias would be executed as the name the client wrote);
 //! - the maximum cost of every request is reserved together and kept: the results arrive later,
@@ -17,9 +17,9 @@ use serde_json::value::RawValue;
 
 use super::authenticate::Identity;
 use super::exchange::Exchange;
-use super::model_field::{check_governed, scan_model, ModelScan};
 use super::{body_problem, budget, Gateway, GatewayError};
-use crate::format::json_edit;
+use crate::json;
+use crate::json::members::{check_governed, scan_model, ModelScan};
 
 /// At most this many requests in one batch (the Anthropic API's own limit).
 const MAX_REQUESTS: usize = 100_000;
@@ -68,7 +68,7 @@ pub fn govern(
             }
         };
         check_model(gw, identity, &model)?;
-        let max_tokens = json_edit::field(params, "max_tokens");
+        let max_tokens = json::edit::field(params, "max_tokens");
         match budget::request_cost_pico(gw, &model, max_tokens, params.len() as u64) {
             Ok(cost) => total = total.saturating_add(cost),
             Err(model) => unpriced = unpriced.or(Some(model)),

@@ -127,7 +127,7 @@ fn maximum_cost_pico(
     if counting || target.model.is_none() {
         return Ok(0);
     }
-    let max_tokens = crate::format::json_edit::field(body.held(), "max_tokens");
+    let max_tokens = crate::json::edit::field(body.held(), "max_tokens");
     let mut dearest = 0u64;
     for candidate in &target.candidates {
         let Some(model) = candidate

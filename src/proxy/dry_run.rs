@@ -10,9 +10,10 @@ use bytes::BytesMut;
 use super::classify::{self, Operation};
 use super::exchange::Exchange;
 use super::request_body::RequestBody;
-use super::{authenticate, forward, model_field, route, GatewayError};
+use super::{authenticate, forward, route, GatewayError};
 use crate::config::Config;
 use crate::http1::{self, rewrite};
+use crate::json::members;
 
 /// How far a request got, and what it was decided to be.
 #[derive(Debug)]
@@ -62,7 +63,7 @@ fn phases(raw: &[u8], config: &Config, outcome: &mut DryRun) -> Result<(), Gatew
         return Ok(());
     }
     if op.routes_by_model() {
-        model_field::check_governed(&body_bytes).map_err(super::body_problem)?;
+        members::check_governed(&body_bytes).map_err(super::body_problem)?;
     }
     let balancer = super::new_balancer(0, config);
     let target = match route::route(&op, &body_bytes, true, config, &balancer)? {

@@ -34,7 +34,6 @@ pub mod exchange;
 pub mod finish;
 pub mod forward;
 pub mod local;
-pub mod model_field;
 pub mod relay;
 pub mod request_body;
 pub mod route;
@@ -50,6 +49,7 @@ pub use error::GatewayError;
 
 use crate::config::Config;
 use crate::http1::RequestHead;
+use crate::json;
 use crate::provider::connect::Connector;
 use crate::provider::pool::Pool;
 use crate::runtime::LocalShutdown;
@@ -556,7 +556,7 @@ fn admit<'a>(
         Operation::Cloud(call) => call.is_stream(),
         // Anything but an absent or `false` stream counts (a lenient upstream may read
         // `"true"` or `1` as true).
-        _ => crate::format::json_edit::field(body.held(), "stream")
+        _ => crate::json::edit::field(body.held(), "stream")
             .is_some_and(|v| v != b"false" && v != b"null"),
     };
     let (user, team) = (identity.user(), identity.team());
@@ -603,7 +603,7 @@ async fn read_and_route(
         body = request_body::complete(client, body).await?;
         ex.body_consumed = true;
         if !batch_create {
-            model_field::check_governed(body.held()).map_err(body_problem)?;
+            json::members::check_governed(body.held()).map_err(body_problem)?;
         }
     }
     ex.body_consumed = !matches!(body, RequestBody::Partial { .. });
@@ -650,8 +650,8 @@ fn debug_panic() {
 }
 
 /// The refusal for a body whose governed members could be read more than one way.
-pub(crate) fn body_problem(problem: model_field::BodyProblem) -> GatewayError {
-    use model_field::BodyProblem;
+pub(crate) fn body_problem(problem: json::members::BodyProblem) -> GatewayError {
+    use json::members::BodyProblem;
     match problem {
         BodyProblem::Duplicate(member) => GatewayError::AmbiguousBody {
             member,

@@ -4,10 +4,10 @@
 
 use super::balance::Balancer;
 use super::classify::Operation;
-use super::model_field::{scan_model, ModelScan};
 use super::GatewayError;
 use crate::config::Config;
 use crate::format::anthropic_model_id;
+use crate::json::members::{scan_model, ModelScan};
 use crate::provider::upstream::Provider;
 
 /// One deployment to try.

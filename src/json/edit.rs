@@ -2,13 +2,13 @@
 //! is copied byte for byte (re-serialising would reorder keys and re-escape strings, and the
 //! provider's prompt cache keys on the exact bytes). Only whole members are dropped or added.
 
-use super::json_tail::{last_member, Tail};
-use crate::proxy::model_field::{first_member, top_level_members, Member};
+use super::tail::{last_member, Tail};
+use crate::json::members::{first_member, top_level_members, Member};
 
 /// The raw value of top-level field `key`, if present: the first member when it has that name
 /// (the SDKs send `max_tokens` first), else the last member of that name, read from the end of
 /// the body (Claude Code sends it after `messages`, `system` and `tools`; see
-/// [`super::json_tail`]). Either way only the members between that end and the field are read.
+/// [`super::tail`]). Either way only the members between that end and the field are read.
 pub fn field<'a>(body: &'a [u8], key: &str) -> Option<&'a [u8]> {
     if let Some(first) =
         first_member(body).filter(|m| body.get(m.key.clone()) == Some(key.as_bytes()))
