@@ -96,7 +96,7 @@ fn bedrock(rest: &str) -> Option<CloudCall> {
 /// A model id from a path segment, percent-decoded. Only an ARN (an inference profile) holds a
 /// `/`; in anything else an encoded `/` would let one model's name ride inside another's.
 fn model_id(segment: &str) -> Option<String> {
-    let model = percent_decode(segment)?;
+    let model = crate::http1::path::percent_decode(segment)?;
     let plain = !model.is_empty() && (!model.contains('/') || model.starts_with("arn:"));
     plain.then_some(model)
 }
@@ -127,32 +127,18 @@ fn vertex(path: &str) -> Option<CloudCall> {
     }
 }
 
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&byte) = bytes.get(i) {
-        if byte == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(byte);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// The Anthropic API's id for a Bedrock or Vertex model id: `us.anthropic.claude-sonnet-4-5-20250929-v1:0`
-/// and `claude-sonnet-4-5@20250929` are both `claude-sonnet-4-5-20250929`; an inference-profile
-/// ARN (and only an ARN: a `/` anywhere else is no separator) names its profile after the last `/`.
+/// The Anthropic API's id for a provider's model id — the one rule routing, allow-lists and
+/// pricing all use: `us.anthropic.claude-sonnet-4-5-20250929-v1:0` and
+/// `claude-sonnet-4-5@20250929` are both `claude-sonnet-4-5-20250929`; a context-size variant
+/// (`claude-opus-4-8[1m]`) is its model; an inference-profile ARN (and only an ARN: a `/`
+/// anywhere else is no separator) names its profile after the last `/`.
 pub fn anthropic_model_id(id: &str) -> String {
     let id = match id.strip_prefix("arn:") {
         Some(arn) => arn.rsplit('/').next().unwrap_or(arn),
         None => id,
     };
     let name = id.find("claude-").and_then(|i| id.get(i..)).unwrap_or(id);
+    let name = name.split('[').next().unwrap_or(name);
     let name = strip_version_suffix(name);
     name.replace('@', "-")
 }

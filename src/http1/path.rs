@@ -101,6 +101,26 @@ fn is_path_byte(b: u8) -> bool {
     is_unreserved(b) || (is_sub_delim(b) && b != b';') || matches!(b, b':' | b'@' | b'/')
 }
 
+/// `s` with its `%XX` escapes decoded — the one percent-decoder (paths, model ids in paths,
+/// SigV4's canonical query); `None` for a malformed escape or a result that is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        if byte == b'%' {
+            let high = hex_value(*bytes.get(i + 1)?)?;
+            let low = hex_value(*bytes.get(i + 2)?)?;
+            out.push(high << 4 | low);
+            i += 3;
+        } else {
+            out.push(byte);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -112,6 +132,16 @@ fn hex_value(b: u8) -> Option<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn percent_decoding_is_strict() {
+        use super::percent_decode;
+        assert_eq!(percent_decode("a%3Ab%2fc").as_deref(), Some("a:b/c"));
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        for bad in ["%", "%4", "%zz", "a%+1", "%ff"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -317,10 +317,7 @@ fn canonical_query(query: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (
-                uri_encode(&percent_decode(k), true),
-                uri_encode(&percent_decode(v), true),
-            )
+            (uri_encode(&decoded(k), true), uri_encode(&decoded(v), true))
         })
         .collect();
     pairs.sort();
@@ -347,28 +344,10 @@ fn uri_encode(s: &str, encode_slash: bool) -> String {
     out
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&at) = b.get(i) {
-        match (
-            at,
-            b.get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok()),
-        ) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// A query name or value as SigV4 canonicalises it: decoded, or as sent when its escapes are
+/// malformed (then the client's signature, computed over other bytes, does not verify).
+fn decoded(s: &str) -> String {
+    crate::http1::path::percent_decode(s).unwrap_or_else(|| s.to_string())
 }
 
 #[cfg(test)]

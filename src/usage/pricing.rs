@@ -120,10 +120,10 @@ impl PriceTable {
         self.entries.push(entry);
     }
 
-    /// The entry for `model`, matched on its canonical name (see [`canonical_model`]), else
-    /// the fallback price if one was declared.
+    /// The entry for `model`, matched on its Anthropic id (see
+    /// [`crate::format::anthropic_model_id`]), else the fallback price if one was declared.
     pub fn lookup(&self, model: &str) -> Option<&PriceEntry> {
-        let name = canonical_model(model);
+        let name = crate::format::anthropic_model_id(model);
         self.entries
             .iter()
             .filter(|e| name.starts_with(e.prefix.as_str()))
@@ -172,15 +172,6 @@ impl PriceTable {
     }
 }
 
-/// The Anthropic model name inside a provider's id: `us.anthropic.claude-sonnet-4-5-…-v1:0`,
-/// `claude-sonnet-4-5@20250929` and `claude-opus-4-8[1m]` all price as their `claude-…` name.
-pub fn canonical_model(model: &str) -> &str {
-    let from = model.find("claude-").unwrap_or(0);
-    let name = model.get(from..).unwrap_or(model);
-    let end = name.find(['@', '[', ':']).unwrap_or(name.len());
-    name.get(..end).unwrap_or(name)
-}
-
 /// Picodollars to USD.
 pub fn pico_to_usd(pico: u64) -> f64 {
     pico as f64 / 1e12
@@ -189,6 +180,23 @@ pub fn pico_to_usd(pico: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every spelling of a model prices as its Anthropic id (the rule routing uses too).
+    #[test]
+    fn provider_spellings_price_as_their_anthropic_model() {
+        let t = PriceTable::default();
+        let sonnet = t.lookup("claude-sonnet-4-5-20250929").map(|e| e.price);
+        assert!(sonnet.is_some());
+        for id in [
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "claude-sonnet-4-5@20250929",
+            "claude-sonnet-4-5[1m]",
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        ] {
+            assert_eq!(t.lookup(id).map(|e| e.price), sonnet, "{id}");
+        }
+    }
 
     #[test]
     fn worked_example_of_protocols_7_3() {
