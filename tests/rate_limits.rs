@@ -24,6 +24,28 @@ fn minute() -> u64 {
         / 60
 }
 
+/// Rate limits count per calendar minute, so a test that must see one window waits, if needed,
+/// until at least 20 s of the current minute remain (at most 20 s), and returns the minute.
+fn minute_with_room() -> u64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let left = 60 - now.as_secs() % 60;
+    if left < 20 {
+        std::thread::sleep(
+            std::time::Duration::from_secs(left) + std::time::Duration::from_millis(50),
+        );
+    }
+    minute()
+}
+
+/// Fails (never passes silently) if the minute turned during the test after all.
+fn assert_same_minute(start: u64) {
+    assert_eq!(
+        minute(),
+        start,
+        "the minute turned during the test despite 20 s of room: the machine is too slow for it"
+    );
+}
+
 fn config(mock: &Proc, key_limits: &str, extra: &str) -> String {
     let h = |k: &str| sluice::config::keys::hash_hex(k);
     format!(
@@ -38,7 +60,7 @@ fn config(mock: &Proc, key_limits: &str, extra: &str) -> String {
 fn requests_per_minute_count_down_then_429_with_retry_after() {
     let mock = mock(&["--no-request-log"]);
     let gw = gateway("", &config(&mock, "rpm = 3", ""));
-    let start = minute();
+    let start = minute_with_room();
     let mut remaining = Vec::new();
     for _ in 0..3 {
         let resp = request(
@@ -58,9 +80,7 @@ fn requests_per_minute_count_down_then_429_with_retry_after() {
         gw.addr,
         &messages_request(SMALL_BODY, "x-api-key: sk-1\r\n"),
     );
-    if minute() != start {
-        return; // the minute turned mid-test: the window legitimately reset
-    }
+    assert_same_minute(start);
     assert_eq!(remaining, ["2", "1", "0"]);
     assert_eq!(refused.status, 429);
     assert_eq!(refused.json()["error"]["type"], "rate_limit_error");
@@ -88,7 +108,7 @@ fn a_team_limit_is_exact_across_workers() {
         "",
         &config(&mock, "", "[[teams]]\nname = \"t1\"\nrpm = 20\n"),
     );
-    let start = minute();
+    let start = minute_with_room();
     let addr = gw.addr;
     let threads: Vec<_> = (0..4)
         .map(|i| {
@@ -108,14 +128,11 @@ fn a_team_limit_is_exact_across_workers() {
         })
         .collect();
     let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
-    if minute() == start {
-        assert_eq!(
-            admitted, 20,
-            "40 requests from two keys of one team, over connections on both workers"
-        );
-    } else {
-        assert!((20..=40).contains(&admitted));
-    }
+    assert_same_minute(start);
+    assert_eq!(
+        admitted, 20,
+        "40 requests from two keys of one team, over connections on both workers"
+    );
 }
 
 #[test]
@@ -168,7 +185,7 @@ fn tokens_per_minute_refuse_once_spent() {
     let mock = mock(&["--no-request-log"]);
     // Each small request uses about 23 tokens (mock: body length / 4, plus 1 output token).
     let gw = gateway("", &config(&mock, "tpm = 30", ""));
-    let start = minute();
+    let start = minute_with_room();
     // Tokens are counted when the response has gone out, so a request sent right after may still
     // be admitted: the refusal comes on the third or, at the latest, the fourth request.
     let mut admitted = 0;
@@ -185,13 +202,12 @@ fn tokens_per_minute_refuse_once_spent() {
             break;
         }
     }
-    if minute() == start {
-        assert!((2..=3).contains(&admitted), "{admitted} admitted");
-        let refusal = refusal.expect("a 429 once the minute's tokens were spent");
-        assert_eq!(refusal.status, 429);
-        assert!(refusal.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("tokens per minute"));
-    }
+    assert_same_minute(start);
+    assert!((2..=3).contains(&admitted), "{admitted} admitted");
+    let refusal = refusal.expect("a 429 once the minute's tokens were spent");
+    assert_eq!(refusal.status, 429);
+    assert!(refusal.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("tokens per minute"));
 }

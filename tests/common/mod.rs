@@ -220,6 +220,11 @@ pub fn gateway_env(upstream: &str, config: &str, extra: &[&str], env: &[(&str, &
     if !extra.contains(&"--listen") {
         args.extend_from_slice(&["--listen", "127.0.0.1:0"]);
     }
+    // `scripts/test` runs the integration suite a second time with SLUICE_TEST_IO_DRIVER=epoll.
+    let driver = std::env::var("SLUICE_TEST_IO_DRIVER").unwrap_or_default();
+    if !driver.is_empty() && !extra.contains(&"--io-driver") && !config.contains("io_driver") {
+        args.extend_from_slice(&["--io-driver", &driver]);
+    }
     if !upstream.is_empty() {
         args.extend_from_slice(&["--upstream", upstream]);
     }
