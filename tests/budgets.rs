@@ -180,16 +180,8 @@ fn a_restart_starts_from_the_spend_in_the_ledger() {
     let budget = "scope = \"team\"\nname = \"tb\"\nlimit_usd = 0.0002\nperiod = \"weekly\"";
     let mut gw = gateway(&mock.url(), &config(dir.path(), budget));
     // Spend until refused with nothing in flight (a refusal can also come from a reservation
-    // not yet settled, so confirm after a pause).
-    for sent in 0.. {
-        assert!(sent < 60, "the budget never refused");
-        if one_request(&gw).status != 200 {
-            std::thread::sleep(Duration::from_millis(100));
-            if one_request(&gw).status != 200 {
-                break;
-            }
-        }
-    }
+    // not yet settled, so it is confirmed once every request is recorded).
+    gw.spend_until_refused(|| (one_request(&gw).status, ()));
     gw.terminate();
     assert_eq!(gw.wait_exit(Duration::from_secs(15)), Some(0));
     let again = gateway(&mock.url(), &config(dir.path(), budget));
@@ -208,17 +200,10 @@ fn session_request(gw: &Gateway, session: &str) -> Response {
 
 /// Sends requests of one session until it is refused with nothing in flight.
 fn spend_session(gw: &Gateway, session: &str) -> Response {
-    for sent in 0.. {
-        assert!(sent < 60, "the session budget never refused");
-        if session_request(gw, session).status != 200 {
-            std::thread::sleep(Duration::from_millis(100));
-            let resp = session_request(gw, session);
-            if resp.status != 200 {
-                return resp;
-            }
-        }
-    }
-    unreachable!()
+    gw.spend_until_refused(|| {
+        let resp = session_request(gw, session);
+        (resp.status, resp)
+    })
 }
 
 #[test]

@@ -150,15 +150,7 @@ fn the_admin_reload_answers_why_and_budget_spend_survives_it() {
     let gw = gateway(&mock.url(), &config);
     let api = gw.admin_addr.unwrap();
     // Spend the team's budget (confirming the refusal with nothing in flight).
-    for sent in 0.. {
-        assert!(sent < 60, "the budget never refused");
-        if status_with(&gw, "sk-a") != 200 {
-            std::thread::sleep(Duration::from_millis(100));
-            if status_with(&gw, "sk-a") != 200 {
-                break;
-            }
-        }
-    }
+    gw.spend_until_refused(|| (status_with(&gw, "sk-a"), ()));
     // Reload with another change (a rate limit): the budget's spend is carried over.
     edit(
         &gw,

@@ -255,6 +255,30 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Sends with `send` (which returns the status and what the caller wants back) until a
+    /// refusal holds with nothing in flight: after a refusal, waits until every request sent so
+    /// far is in the access log (its reservation settled), then sends once more; returns that
+    /// confirming refusal. Fails after 60 requests.
+    pub fn spend_until_refused<R>(&self, mut send: impl FnMut() -> (u16, R)) -> R {
+        let mut sent = self.records().len();
+        for _ in 0..60 {
+            let (status, _) = send();
+            sent += 1;
+            if status == 200 {
+                continue;
+            }
+            self.wait_records(sent);
+            let (status, confirmed) = send();
+            sent += 1;
+            if status != 200 {
+                return confirmed;
+            }
+        }
+        panic!("never refused in 60 requests");
+    }
+}
+
 /// Polls `check` until it gives a value or `within` passes.
 pub fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + within;
