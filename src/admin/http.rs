@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::error::AdminError;
+
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = 64 * 1024;
 /// The whole request (head and body) must arrive within this.
@@ -59,31 +61,25 @@ fn read_by(
     chunk: &mut [u8],
     deadline: Instant,
     what: &str,
-) -> Result<usize, Reply> {
-    let late = || {
-        Reply::error(
-            408,
-            "timeout_error",
-            "the admin request took too long to arrive",
-        )
-    };
+) -> Result<usize, AdminError> {
+    let late = || AdminError::TooSlow;
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(late());
     }
     stream
         .set_read_timeout(Some(left))
-        .map_err(|_| Reply::error(400, "invalid_request_error", what))?;
+        .map_err(|_| AdminError::invalid(what))?;
     match stream.read(chunk) {
         Ok(n) => Ok(n),
         Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Err(late()),
-        Err(_) => Err(Reply::error(400, "invalid_request_error", what)),
+        Err(_) => Err(AdminError::invalid(what)),
     }
 }
 
 /// Reads one request, or the error reply to send instead.
-pub fn read_request(stream: &mut TcpStream) -> Result<AdminRequest, Reply> {
-    let bad = |m: &str| Reply::error(400, "invalid_request_error", m);
+pub fn read_request(stream: &mut TcpStream) -> Result<AdminRequest, AdminError> {
+    let bad = |m: &str| AdminError::invalid(m);
     let deadline = Instant::now() + TIMEOUT;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
@@ -97,11 +93,7 @@ pub fn read_request(stream: &mut TcpStream) -> Result<AdminRequest, Reply> {
             break end + 4;
         }
         if buf.len() > MAX_HEAD {
-            return Err(Reply::error(
-                431,
-                "invalid_request_error",
-                "request head too large",
-            ));
+            return Err(AdminError::HeadTooLarge);
         }
     };
     let mut headers = [httparse::EMPTY_HEADER; 32];
@@ -123,11 +115,7 @@ pub fn read_request(stream: &mut TcpStream) -> Result<AdminRequest, Reply> {
         None => 0,
     };
     if length > MAX_BODY {
-        return Err(Reply::error(
-            413,
-            "request_too_large",
-            "admin request body too large",
-        ));
+        return Err(AdminError::BodyTooLarge);
     }
     let credential = header("authorization")
         .and_then(|v| v.strip_prefix("Bearer "))

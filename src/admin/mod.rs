@@ -21,6 +21,7 @@
 // Input is parsed here: byte offsets into it must never panic (use `get`, or validate first).
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 
+mod error;
 mod http;
 mod policies;
 
@@ -37,6 +38,7 @@ use subtle::ConstantTimeEq;
 use crate::audit::{AuditEvent, AuditLog};
 use crate::store::keys::{KeyStore, KeyStoreError, NewKey};
 use crate::store::policies::EntityScope;
+pub use error::AdminError;
 use http::{AdminRequest, Reply};
 
 /// How often the accept loop checks for shutdown.
@@ -101,8 +103,7 @@ fn accept_loop(listener: &TcpListener, ctx: &Arc<AdminContext>, stop: &AtomicBoo
 fn dispatch(mut stream: TcpStream, ctx: &Arc<AdminContext>, active: &Arc<AtomicUsize>) {
     if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONCURRENT {
         active.fetch_sub(1, Ordering::AcqRel);
-        let busy = Reply::error(503, "overloaded_error", "too many admin requests at once");
-        http::write_reply(&mut stream, &busy);
+        http::write_reply(&mut stream, &AdminError::Busy.reply());
         return;
     }
     let (ctx, count) = (Arc::clone(ctx), Arc::clone(active));
@@ -125,7 +126,7 @@ fn serve(mut stream: TcpStream, ctx: &AdminContext) {
             audit(ctx, &request, &reply);
             reply
         }
-        Err(reply) => reply,
+        Err(e) => e.reply(),
     };
     http::write_reply(&mut stream, &reply);
 }
@@ -134,17 +135,13 @@ fn answer(request: &AdminRequest, ctx: &AdminContext) -> Reply {
     let presented = request.credential.as_deref().unwrap_or_default();
     let digest = crate::config::keys::digest(presented.as_bytes());
     if presented.is_empty() || !bool::from(digest.ct_eq(&ctx.key_digest)) {
-        return Reply::error(401, "authentication_error", "a valid admin key is required");
+        return AdminError::Unauthorized.reply();
     }
     if (request.method.as_str(), request.path.as_str()) == ("POST", "/admin/reload") {
         return reload(ctx);
     }
     let Some(store) = &ctx.store else {
-        return Reply::error(
-            409,
-            "invalid_request_error",
-            "the store is off (store.path = \"off\"): no keys or spend to administer",
-        );
+        return AdminError::StoreOff.reply();
     };
     let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
     let result = match (request.method.as_str(), segments.as_slice()) {
@@ -177,56 +174,51 @@ fn answer(request: &AdminRequest, ctx: &AdminContext) -> Reply {
                 policies::delete_entity(ctx, store, scope, name)
             })
         }
-        _ => Err(Reply::error(
-            404,
-            "not_found_error",
-            &format!("no admin route for {} {}", request.method, request.path),
-        )),
+        _ => Err(AdminError::NoRoute(format!(
+            "{} {}",
+            request.method, request.path
+        ))),
     };
-    result.unwrap_or_else(|reply| reply)
+    result.unwrap_or_else(|e| e.reply())
 }
 
 fn entity(
     kind: &str,
-    then: impl FnOnce(EntityScope) -> Result<Reply, Reply>,
-) -> Result<Reply, Reply> {
+    then: impl FnOnce(EntityScope) -> Result<Reply, AdminError>,
+) -> Result<Reply, AdminError> {
     match EntityScope::parse(kind) {
         Some(scope) => then(scope),
-        None => Err(Reply::error(404, "not_found_error", "no such admin route")),
+        None => Err(AdminError::NoRoute(kind.to_string())),
     }
 }
 
-fn open(store: &Path) -> Result<KeyStore, Reply> {
+fn open(store: &Path) -> Result<KeyStore, AdminError> {
     KeyStore::open(store).map_err(|e| store_error(&e))
 }
 
-fn store_error(e: &KeyStoreError) -> Reply {
+fn store_error(e: &KeyStoreError) -> AdminError {
     match e {
-        KeyStoreError::NoSuchKey(_) => Reply::error(404, "not_found_error", &e.to_string()),
-        KeyStoreError::BadTime(_) => Reply::error(400, "invalid_request_error", &e.to_string()),
+        KeyStoreError::NoSuchKey(_) => AdminError::NotFound(e.to_string()),
+        KeyStoreError::BadTime(_) => AdminError::invalid(e.to_string()),
         _ => {
             tracing::error!(error = %e, "admin: key store failed");
-            Reply::error(
-                500,
-                "api_error",
-                "the key store failed; see the gateway log",
-            )
+            AdminError::StoreFailed
         }
     }
 }
 
-fn list_keys(store: &Path) -> Result<Reply, Reply> {
+fn list_keys(store: &Path) -> Result<Reply, AdminError> {
     let rows = open(store)?.list().map_err(|e| store_error(&e))?;
     Ok(Reply::json(200, &json!({ "data": rows })))
 }
 
-fn create_key(ctx: &AdminContext, store: &Path, body: &[u8]) -> Result<Reply, Reply> {
-    let fields: Value = serde_json::from_slice(body)
-        .map_err(|e| Reply::error(400, "invalid_request_error", &format!("body: {e}")))?;
+fn create_key(ctx: &AdminContext, store: &Path, body: &[u8]) -> Result<Reply, AdminError> {
+    let fields: Value =
+        serde_json::from_slice(body).map_err(|e| AdminError::invalid(format!("body: {e}")))?;
     let text = |k: &str| fields.get(k).and_then(Value::as_str).map(str::to_string);
     let name = text("name")
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| Reply::error(400, "invalid_request_error", "`name` is required"))?;
+        .ok_or_else(|| AdminError::invalid("`name` is required"))?;
     let models = match fields.get("models") {
         None | Some(Value::Null) => None,
         Some(Value::Array(items)) => Some(
@@ -234,17 +226,9 @@ fn create_key(ctx: &AdminContext, store: &Path, body: &[u8]) -> Result<Reply, Re
                 .iter()
                 .map(|m| m.as_str().map(str::to_string))
                 .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| {
-                    Reply::error(400, "invalid_request_error", "`models` must be strings")
-                })?,
+                .ok_or_else(|| AdminError::invalid("`models` must be strings"))?,
         ),
-        Some(_) => {
-            return Err(Reply::error(
-                400,
-                "invalid_request_error",
-                "`models` must be an array",
-            ))
-        }
+        Some(_) => return Err(AdminError::invalid("`models` must be an array")),
     };
     let key = NewKey {
         name: name.clone(),
@@ -259,30 +243,28 @@ fn create_key(ctx: &AdminContext, store: &Path, body: &[u8]) -> Result<Reply, Re
     Ok(Reply::json(201, &json!({ "name": name, "key": created })))
 }
 
-fn revoke_key(store: &Path, name: &str) -> Result<Reply, Reply> {
+fn revoke_key(store: &Path, name: &str) -> Result<Reply, AdminError> {
     let n = open(store)?.revoke(name).map_err(|e| store_error(&e))?;
     Ok(Reply::json(200, &json!({ "name": name, "revoked": n })))
 }
 
-fn rotate_key(store: &Path, name: &str, body: &[u8]) -> Result<Reply, Reply> {
+fn rotate_key(store: &Path, name: &str, body: &[u8]) -> Result<Reply, AdminError> {
     let fields: Value = if body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(body)
-            .map_err(|e| Reply::error(400, "invalid_request_error", &format!("body: {e}")))?
+        serde_json::from_slice(body).map_err(|e| AdminError::invalid(format!("body: {e}")))?
     };
     let grace = fields.get("grace").and_then(Value::as_str).unwrap_or("1h");
     let grace = humantime::parse_duration(grace)
-        .map_err(|e| Reply::error(400, "invalid_request_error", &format!("`grace`: {e}")))?;
+        .map_err(|e| AdminError::invalid(format!("`grace`: {e}")))?;
     let key = open(store)?
         .rotate(name, grace)
         .map_err(|e| store_error(&e))?;
     Ok(Reply::json(200, &json!({ "name": name, "key": key })))
 }
 
-fn spend(store: &Path, by: &str) -> Result<Reply, Reply> {
-    let rows = crate::store::ledger::spend(store, by)
-        .map_err(|e| Reply::error(400, "invalid_request_error", &e))?;
+fn spend(store: &Path, by: &str) -> Result<Reply, AdminError> {
+    let rows = crate::store::ledger::spend(store, by).map_err(AdminError::Invalid)?;
     Ok(Reply::json(200, &json!({ "by": by, "data": rows })))
 }
 
@@ -290,11 +272,7 @@ fn spend(store: &Path, by: &str) -> Result<Reply, Reply> {
 fn reload(ctx: &AdminContext) -> Reply {
     match ctx.reloader.reload("admin API") {
         Ok(generation) => Reply::json(200, &json!({ "reloaded": true, "generation": generation })),
-        Err(e) => Reply::error(
-            400,
-            "invalid_request_error",
-            &format!("config not reloaded: {e}"),
-        ),
+        Err(e) => AdminError::NotReloaded(e.to_string()).reply(),
     }
 }
 

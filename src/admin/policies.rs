@@ -15,6 +15,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use super::error::AdminError;
 use super::http::Reply;
 use super::AdminContext;
 use crate::audit::AuditEvent;
@@ -22,7 +23,7 @@ use crate::config::file::{BudgetFile, LimitedFile};
 use crate::limits::Scope;
 use crate::store::policies::{EntityScope, PolicyStore};
 
-pub fn list_budgets(ctx: &AdminContext, store: &Path) -> Result<Reply, Reply> {
+pub fn list_budgets(ctx: &AdminContext, store: &Path) -> Result<Reply, AdminError> {
     let stored = open(store)?.budgets().map_err(|e| failed(&e))?;
     let config = ctx.reloader.current();
     let source = |scope: &str, name: &str, period: &str| {
@@ -56,7 +57,7 @@ pub fn list_budgets(ctx: &AdminContext, store: &Path) -> Result<Reply, Reply> {
     Ok(Reply::json(200, &json!({ "data": data })))
 }
 
-pub fn put_budget(ctx: &AdminContext, store: &Path, body: &[u8]) -> Result<Reply, Reply> {
+pub fn put_budget(ctx: &AdminContext, store: &Path, body: &[u8]) -> Result<Reply, AdminError> {
     let fields = parse(body)?;
     let text = |k: &str| fields.get(k).and_then(Value::as_str).map(str::to_string);
     let scope = text("scope").ok_or_else(|| bad("`scope` is required"))?;
@@ -91,18 +92,14 @@ pub fn delete_budget(
     scope: &str,
     name: &str,
     period: &str,
-) -> Result<Reply, Reply> {
+) -> Result<Reply, AdminError> {
     let found = open(store)?
         .delete_budget(scope, name, period)
         .map_err(|e| failed(&e))?;
     if !found {
-        return Err(Reply::error(
-            404,
-            "not_found_error",
-            &format!(
-                "no {period} budget for {scope} {name} was set over the admin API (budgets from the config file are changed there)"
-            ),
-        ));
+        return Err(AdminError::NotFound(format!(
+            "no {period} budget for {scope} {name} was set over the admin API (budgets from the config file are changed there)"
+        )));
     }
     applied(
         ctx,
@@ -112,7 +109,11 @@ pub fn delete_budget(
     )
 }
 
-pub fn list_entities(ctx: &AdminContext, store: &Path, scope: EntityScope) -> Result<Reply, Reply> {
+pub fn list_entities(
+    ctx: &AdminContext,
+    store: &Path,
+    scope: EntityScope,
+) -> Result<Reply, AdminError> {
     let stored = open(store)?.limits(scope).map_err(|e| failed(&e))?;
     let config = ctx.reloader.current();
     let limit_scope = match scope {
@@ -167,7 +168,7 @@ pub fn put_entity(
     scope: EntityScope,
     name: &str,
     body: &[u8],
-) -> Result<Reply, Reply> {
+) -> Result<Reply, AdminError> {
     let limits = limits_from(name, &parse(body)?)?;
     open(store)?
         .put_limits(scope, &limits)
@@ -183,8 +184,8 @@ pub fn put_entity(
 }
 
 /// `rpm`, `tpm` and `max_streams` from a JSON object (each optional).
-pub fn limits_from(name: &str, fields: &Value) -> Result<LimitedFile, Reply> {
-    let number = |k: &str| -> Result<Option<u64>, Reply> {
+pub fn limits_from(name: &str, fields: &Value) -> Result<LimitedFile, AdminError> {
+    let number = |k: &str| -> Result<Option<u64>, AdminError> {
         match fields.get(k) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => v
@@ -193,7 +194,7 @@ pub fn limits_from(name: &str, fields: &Value) -> Result<LimitedFile, Reply> {
                 .ok_or_else(|| bad(&format!("`{k}` must be a whole number"))),
         }
     };
-    let small = |k: &str| -> Result<Option<u32>, Reply> {
+    let small = |k: &str| -> Result<Option<u32>, AdminError> {
         number(k)?
             .map(|n| u32::try_from(n).map_err(|_| bad(&format!("`{k}` is too large"))))
             .transpose()
@@ -214,7 +215,11 @@ pub struct KeyPolicies {
 
 /// Reads and validates a new key's `rpm`, `tpm`, `max_streams` and `budget: {"limit_usd",
 /// "period"?, "soft_usd"?}` (before the key is created, so a bad value creates nothing).
-pub fn key_policies(ctx: &AdminContext, name: &str, fields: &Value) -> Result<KeyPolicies, Reply> {
+pub fn key_policies(
+    ctx: &AdminContext,
+    name: &str,
+    fields: &Value,
+) -> Result<KeyPolicies, AdminError> {
     let limits = limits_from(name, fields)?;
     let budget = match fields.get("budget") {
         None | Some(Value::Null) => None,
@@ -244,7 +249,7 @@ pub fn key_policies(ctx: &AdminContext, name: &str, fields: &Value) -> Result<Ke
 
 impl KeyPolicies {
     /// Stores the key's limits and budget (if any) and applies them.
-    pub fn store(&self, ctx: &AdminContext, store: &Path) -> Result<(), Reply> {
+    pub fn store(&self, ctx: &AdminContext, store: &Path) -> Result<(), AdminError> {
         let l = &self.limits;
         let has_limits = l.rpm.is_some() || l.tpm.is_some() || l.max_streams.is_some();
         if !has_limits && self.budget.is_none() {
@@ -276,19 +281,15 @@ pub fn delete_entity(
     store: &Path,
     scope: EntityScope,
     name: &str,
-) -> Result<Reply, Reply> {
+) -> Result<Reply, AdminError> {
     let found = open(store)?
         .delete_limits(scope, name)
         .map_err(|e| failed(&e))?;
     if !found {
-        return Err(Reply::error(
-            404,
-            "not_found_error",
-            &format!(
-                "no limits for {} {name} were set over the admin API",
-                scope.label()
-            ),
-        ));
+        return Err(AdminError::NotFound(format!(
+            "no limits for {} {name} were set over the admin API",
+            scope.label()
+        )));
     }
     applied(
         ctx,
@@ -304,7 +305,7 @@ fn applied(
     action: &'static str,
     subject: &str,
     detail: String,
-) -> Result<Reply, Reply> {
+) -> Result<Reply, AdminError> {
     let mut event = AuditEvent::admin(action, subject);
     event.identity = "admin".into();
     event.detail = Some(detail);
@@ -314,30 +315,26 @@ fn applied(
             200,
             &json!({ "applied": true, "generation": generation }),
         )),
-        Err(e) => Err(Reply::error(
-            500,
-            "api_error",
-            &format!("stored, but not applied: {e}"),
-        )),
+        Err(e) => Err(AdminError::NotApplied(e.to_string())),
     }
 }
 
-fn open(store: &Path) -> Result<PolicyStore, Reply> {
+fn open(store: &Path) -> Result<PolicyStore, AdminError> {
     PolicyStore::open(store).map_err(|e| failed(&e))
 }
 
-fn failed(e: &crate::store::policies::PolicyStoreError) -> Reply {
+fn failed(e: &crate::store::policies::PolicyStoreError) -> AdminError {
     tracing::error!(error = %e, "admin: policy store failed");
-    Reply::error(500, "api_error", "the store failed; see the gateway log")
+    AdminError::StoreFailed
 }
 
-fn parse(body: &[u8]) -> Result<Value, Reply> {
+fn parse(body: &[u8]) -> Result<Value, AdminError> {
     serde_json::from_slice::<Value>(body)
         .ok()
         .filter(Value::is_object)
         .ok_or_else(|| bad("the body must be a JSON object"))
 }
 
-fn bad(message: &str) -> Reply {
-    Reply::error(400, "invalid_request_error", message)
+fn bad(message: &str) -> AdminError {
+    AdminError::invalid(message)
 }
