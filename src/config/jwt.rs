@@ -151,13 +151,13 @@ impl JwtVerifier {
     }
 
     /// Verifies `token`; the reason it failed otherwise (for the log, never for the client).
-    pub fn verify(&self, token: &str) -> Result<JwtIdentity, String> {
-        let header = decode_header(token).map_err(|e| e.to_string())?;
+    pub fn verify(&self, token: &str) -> Result<JwtIdentity, JwtRefusal> {
+        let header = decode_header(token).map_err(JwtRefusal::Header)?;
         let candidates = self.keys.iter().filter(|k| {
             k.algorithm == header.alg
                 && (header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
         });
-        let mut last = "no key for this token's algorithm or kid".to_string();
+        let mut last = JwtRefusal::NoKey;
         for key in candidates {
             let mut v = Validation::new(key.algorithm);
             v.leeway = self.leeway;
@@ -179,7 +179,7 @@ impl JwtVerifier {
             }
             match decode::<serde_json::Value>(token, &key.key, &v) {
                 Ok(data) => return Ok(self.identity(&data.claims)),
-                Err(e) => last = e.to_string(),
+                Err(e) => last = JwtRefusal::Invalid(e),
             }
         }
         Err(last)
@@ -206,6 +206,17 @@ impl JwtVerifier {
     pub fn leeway(&self) -> u64 {
         self.leeway
     }
+}
+
+/// Why a JWT was refused (logged; the client only gets a 401).
+#[derive(Debug, thiserror::Error)]
+pub enum JwtRefusal {
+    #[error("unreadable header: {0}")]
+    Header(jsonwebtoken::errors::Error),
+    #[error("no key for this token's algorithm or kid")]
+    NoKey,
+    #[error("{0}")]
+    Invalid(jsonwebtoken::errors::Error),
 }
 
 /// Whether a presented credential looks like a JWT (three base64url parts, a JSON header).

@@ -603,7 +603,7 @@ fn build_upstreams(file: &FileConfig) -> Result<Vec<Upstream>, ConfigError> {
             }
         };
         let mut upstream = Upstream::from_url(&u.name, &url, credential)
-            .map_err(|m| invalid(format!("{path}.url"), m))?;
+            .map_err(|m| invalid(format!("{path}.url"), m.to_string()))?;
         upstream.provider = provider;
         upstream.health_probe = match &u.health_check_path {
             Some(p) if !p.starts_with('/') => {
@@ -693,9 +693,9 @@ fn build_provider(
                 "a bedrock upstream needs its AWS region",
             )?;
             let aws = match aws_source(u, path, has_api_key)? {
-                Some(source) => {
-                    Some(AwsCredentialCell::load(source).map_err(|e| invalid(path, e))?)
-                }
+                Some(source) => Some(
+                    AwsCredentialCell::load(source).map_err(|e| invalid(path, e.to_string()))?,
+                ),
                 None => None,
             };
             Ok(Provider::Bedrock { region, aws })
@@ -713,7 +713,7 @@ fn build_provider(
             )?;
             let source = match (&u.gcp_service_account_file, &u.gcp_token_command) {
                 (Some(file), None) => Some(TokenSource::ServiceAccount(Arc::new(
-                    ServiceAccount::from_file(file).map_err(|e| invalid(format!("{path}.gcp_service_account_file"), e))?,
+                    ServiceAccount::from_file(file).map_err(|e| invalid(format!("{path}.gcp_service_account_file"), e.to_string()))?,
                 ))),
                 (None, Some(command)) => Some(TokenSource::Command(command.clone())),
                 (None, None) if has_api_key => None,

@@ -5,6 +5,7 @@
 //! Workers read the current credentials with one atomic load ([`arc_swap`]); temporary
 //! credentials from a process are refreshed on a side thread five minutes before they expire.
 
+use super::error::CredentialError;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -52,7 +53,7 @@ pub struct AwsCredentialCell {
 
 impl AwsCredentialCell {
     /// Loads the credentials once (at start-up or config load).
-    pub fn load(source: CredentialSource) -> Result<Arc<Self>, String> {
+    pub fn load(source: CredentialSource) -> Result<Arc<Self>, CredentialError> {
         let creds = fetch(&source)?;
         Ok(Arc::new(Self {
             source,
@@ -100,7 +101,7 @@ impl AwsCredentialCell {
     }
 }
 
-fn fetch(source: &CredentialSource) -> Result<AwsCredentials, String> {
+fn fetch(source: &CredentialSource) -> Result<AwsCredentials, CredentialError> {
     match source {
         CredentialSource::Static(c) => Ok(AwsCredentials {
             access_key_id: c.access_key_id.clone(),
@@ -117,7 +118,7 @@ fn fetch(source: &CredentialSource) -> Result<AwsCredentials, String> {
                     session_token: var("AWS_SESSION_TOKEN"),
                     expires: None,
                 }),
-                _ => Err("no AWS credentials: set aws_access_key_id/aws_secret_access_key, aws_profile, aws_credential_process, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY".into()),
+                _ => Err(CredentialError::NoAwsCredentials),
             }
         }
         CredentialSource::Profile(profile) => from_profile(profile),
@@ -125,7 +126,7 @@ fn fetch(source: &CredentialSource) -> Result<AwsCredentials, String> {
     }
 }
 
-fn from_profile(profile: &str) -> Result<AwsCredentials, String> {
+fn from_profile(profile: &str) -> Result<AwsCredentials, CredentialError> {
     let path = std::env::var("AWS_SHARED_CREDENTIALS_FILE")
         .ok()
         .unwrap_or_else(|| {
@@ -137,8 +138,11 @@ fn from_profile(profile: &str) -> Result<AwsCredentials, String> {
     from_profile_file(&path, profile)
 }
 
-fn from_profile_file(path: &str, profile: &str) -> Result<AwsCredentials, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+fn from_profile_file(path: &str, profile: &str) -> Result<AwsCredentials, CredentialError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CredentialError::Read {
+        path: path.to_string(),
+        source,
+    })?;
     let mut in_profile = false;
     let (mut id, mut secret, mut token) = (None, None, None);
     for line in text.lines().map(str::trim) {
@@ -167,9 +171,10 @@ fn from_profile_file(path: &str, profile: &str) -> Result<AwsCredentials, String
             session_token: token,
             expires: None,
         }),
-        _ => Err(format!(
-            "profile `{profile}` in {path} has no aws_access_key_id/aws_secret_access_key"
-        )),
+        _ => Err(CredentialError::ProfileIncomplete {
+            profile: profile.to_string(),
+            path: path.to_string(),
+        }),
     }
 }
 
@@ -183,22 +188,28 @@ struct ProcessOutput {
     expiration: Option<String>,
 }
 
-fn from_process(command: &str) -> Result<AwsCredentials, String> {
+fn from_process(command: &str) -> Result<AwsCredentials, CredentialError> {
     let out = std::process::Command::new("sh")
         .arg("-c")
         .arg(command)
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run credential_process: {e}"))?;
+        .map_err(|source| CredentialError::Spawn {
+            what: "credential_process",
+            source,
+        })?;
     if !out.status.success() {
-        return Err(format!("credential_process exited with {}", out.status));
+        return Err(CredentialError::CommandFailed {
+            what: "credential_process",
+            status: out.status,
+        });
     }
     let parsed: ProcessOutput = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("credential_process printed no credentials JSON: {e}"))?;
+        .map_err(|e| CredentialError::ProcessOutput(e.to_string()))?;
     let expires = match parsed.expiration {
         Some(text) => Some(
             humantime::parse_rfc3339_weak(&text)
-                .map_err(|e| format!("credential_process Expiration: {e}"))?,
+                .map_err(|e| CredentialError::Expiration(e.to_string()))?,
         ),
         None => None,
     };

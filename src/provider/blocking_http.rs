@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, ServerName};
 
+use super::error::SideRequestError;
 use super::upstream::Upstream;
 use crate::http1::body::BodyCursor;
 use crate::http1::{parse_response, HeadLimits, Method};
@@ -22,7 +23,7 @@ pub fn post(
     content_type: &str,
     body: &[u8],
     extra_roots: &[CertificateDer<'static>],
-) -> Result<(u16, Vec<u8>), String> {
+) -> Result<(u16, Vec<u8>), SideRequestError> {
     send(
         "POST",
         url,
@@ -37,7 +38,7 @@ pub fn get(
     url: &str,
     headers: &[(&str, &str)],
     extra_roots: &[CertificateDer<'static>],
-) -> Result<(u16, Vec<u8>), String> {
+) -> Result<(u16, Vec<u8>), SideRequestError> {
     send("GET", url, headers, b"", extra_roots)
 }
 
@@ -47,7 +48,7 @@ fn send(
     headers: &[(&str, &str)],
     body: &[u8],
     extra_roots: &[CertificateDer<'static>],
-) -> Result<(u16, Vec<u8>), String> {
+) -> Result<(u16, Vec<u8>), SideRequestError> {
     let target = Upstream::from_url("side", url, None)?;
     let path = if target.base_path.is_empty() {
         "/".to_string()
@@ -70,45 +71,48 @@ fn send(
     #[expect(clippy::disallowed_methods, reason = "a side thread's blocking lookup")]
     let addrs: Vec<_> = (target.host.as_str(), target.port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", target.host))?
+        .map_err(|source| SideRequestError::Resolve {
+            host: target.host.clone(),
+            source,
+        })?
         .collect();
     let addr = addrs
         .first()
-        .ok_or_else(|| format!("no address for {}", target.host))?;
+        .ok_or_else(|| SideRequestError::NoAddress(target.host.clone()))?;
     let tcp =
-        TcpStream::connect_timeout(addr, TIMEOUT).map_err(|e| format!("connect {addr}: {e}"))?;
+        TcpStream::connect_timeout(addr, TIMEOUT).map_err(|source| SideRequestError::Connect {
+            addr: *addr,
+            source,
+        })?;
     tcp.set_read_timeout(Some(TIMEOUT))
-        .map_err(|e| e.to_string())?;
+        .map_err(SideRequestError::Socket)?;
     tcp.set_write_timeout(Some(TIMEOUT))
-        .map_err(|e| e.to_string())?;
+        .map_err(SideRequestError::Socket)?;
     if target.tls {
-        let config = super::connect::client_config(extra_roots).map_err(|e| e.to_string())?;
-        let name = ServerName::try_from(target.host.clone()).map_err(|e| e.to_string())?;
-        let conn =
-            rustls::ClientConnection::new(Arc::clone(&config), name).map_err(|e| e.to_string())?;
+        let config = super::connect::client_config(extra_roots)?;
+        let name = ServerName::try_from(target.host.clone())
+            .map_err(|_| SideRequestError::ServerName(target.host.clone()))?;
+        let conn = rustls::ClientConnection::new(Arc::clone(&config), name)?;
         exchange(rustls::StreamOwned::new(conn, tcp), &request)
     } else {
         exchange(tcp, &request)
     }
 }
 
-fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Result<(u16, Vec<u8>), String> {
-    stream
-        .write_all(request)
-        .map_err(|e| format!("send: {e}"))?;
+fn exchange(
+    mut stream: impl Read + Write,
+    request: &[u8],
+) -> Result<(u16, Vec<u8>), SideRequestError> {
+    stream.write_all(request).map_err(SideRequestError::Send)?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     let (head, used) = loop {
-        if let Some(parsed) =
-            parse_response(&buf, Method::Post, HeadLimits::default()).map_err(|e| e.to_string())?
-        {
+        if let Some(parsed) = parse_response(&buf, Method::Post, HeadLimits::default())? {
             break parsed;
         }
-        let n = stream
-            .read(&mut chunk)
-            .map_err(|e| format!("receive: {e}"))?;
+        let n = stream.read(&mut chunk).map_err(SideRequestError::Receive)?;
         if n == 0 {
-            return Err("connection closed before a response".into());
+            return Err(SideRequestError::Closed);
         }
         buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
     };
@@ -117,19 +121,15 @@ fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Result<(u16, Vec<u
     let mut body = Vec::new();
     loop {
         let input = std::mem::take(&mut rest);
-        cursor
-            .advance(&input, |r| {
-                body.extend_from_slice(input.get(r).unwrap_or_default())
-            })
-            .map_err(|e| e.to_string())?;
+        cursor.advance(&input, |r| {
+            body.extend_from_slice(input.get(r).unwrap_or_default())
+        })?;
         if cursor.is_done() || body.len() > MAX_BODY {
             return Ok((head.status, body));
         }
-        let n = stream
-            .read(&mut chunk)
-            .map_err(|e| format!("receive: {e}"))?;
+        let n = stream.read(&mut chunk).map_err(SideRequestError::Receive)?;
         if n == 0 {
-            cursor.on_eof().map_err(|e| e.to_string())?;
+            cursor.on_eof()?;
             return Ok((head.status, body));
         }
         rest.extend_from_slice(chunk.get(..n).unwrap_or_default());

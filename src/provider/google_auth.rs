@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 use serde::{Deserialize, Serialize};
 
+use super::error::CredentialError;
+
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 const REFRESH_BEFORE: Duration = Duration::from_secs(225);
 /// Lifetime assumed for a token printed by a command.
@@ -59,12 +61,23 @@ struct ServiceAccountFile {
 
 impl ServiceAccount {
     /// Reads and checks a service-account JSON file.
-    pub fn from_file(path: &str) -> Result<Self, String> {
-        let text = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-        let file: ServiceAccountFile = serde_json::from_slice(&text)
-            .map_err(|e| format!("{path} is not a service-account key: {e}"))?;
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(file.private_key.as_bytes())
-            .map_err(|e| format!("{path}: private_key is not an RSA PEM key: {e}"))?;
+    pub fn from_file(path: &str) -> Result<Self, CredentialError> {
+        let text = std::fs::read(path).map_err(|source| CredentialError::Read {
+            path: path.to_string(),
+            source,
+        })?;
+        let file: ServiceAccountFile =
+            serde_json::from_slice(&text).map_err(|e| CredentialError::NotServiceAccount {
+                path: path.to_string(),
+                why: e.to_string(),
+            })?;
+        let key =
+            jsonwebtoken::EncodingKey::from_rsa_pem(file.private_key.as_bytes()).map_err(|e| {
+                CredentialError::PrivateKey {
+                    path: path.to_string(),
+                    why: e.to_string(),
+                }
+            })?;
         Ok(Self {
             client_email: file.client_email,
             key_id: file.private_key_id.unwrap_or_default(),
@@ -76,7 +89,7 @@ impl ServiceAccount {
     }
 
     /// The signed JWT assertion for the token endpoint, issued at `now` (seconds since the epoch).
-    pub fn assertion(&self, now: u64) -> Result<String, String> {
+    pub fn assertion(&self, now: u64) -> Result<String, CredentialError> {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         header.kid = Some(self.key_id.clone());
         let claims = Claims {
@@ -87,7 +100,7 @@ impl ServiceAccount {
             exp: now + 3600,
         };
         jsonwebtoken::encode(&header, &claims, &self.key)
-            .map_err(|e| format!("RS256 signing failed: {e}"))
+            .map_err(|e| CredentialError::Signing(e.to_string()))
     }
 }
 
@@ -152,7 +165,7 @@ impl GoogleTokenCell {
         }
     }
 
-    fn refresh(&self) -> Result<(), String> {
+    fn refresh(&self) -> Result<(), CredentialError> {
         let token = fetch(&self.source)?;
         self.current.store(Some(Arc::new(token)));
         Ok(())
@@ -165,7 +178,7 @@ struct TokenResponse {
     expires_in: serde_json::Value,
 }
 
-fn fetch(source: &TokenSource) -> Result<Token, String> {
+fn fetch(source: &TokenSource) -> Result<Token, CredentialError> {
     let now = SystemTime::now();
     match source {
         TokenSource::Command(command) => {
@@ -174,10 +187,19 @@ fn fetch(source: &TokenSource) -> Result<Token, String> {
                 .arg(command)
                 .stdin(std::process::Stdio::null())
                 .output()
-                .map_err(|e| format!("cannot run the token command: {e}"))?;
+                .map_err(|source| CredentialError::Spawn {
+                    what: "the token command",
+                    source,
+                })?;
+            if !out.status.success() {
+                return Err(CredentialError::CommandFailed {
+                    what: "the token command",
+                    status: out.status,
+                });
+            }
             let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if !out.status.success() || value.is_empty() {
-                return Err(format!("the token command failed ({})", out.status));
+            if value.is_empty() {
+                return Err(CredentialError::EmptyToken);
             }
             Ok(Token {
                 value,
@@ -197,13 +219,13 @@ fn fetch(source: &TokenSource) -> Result<Token, String> {
                 &[],
             )?;
             if status != 200 {
-                return Err(format!(
-                    "token endpoint answered {status}: {}",
-                    String::from_utf8_lossy(&body)
-                ));
+                return Err(CredentialError::TokenStatus {
+                    status,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                });
             }
-            let parsed: TokenResponse =
-                serde_json::from_slice(&body).map_err(|e| format!("token endpoint: {e}"))?;
+            let parsed: TokenResponse = serde_json::from_slice(&body)
+                .map_err(|e| CredentialError::TokenResponse(e.to_string()))?;
             // google-auth tolerates expires_in as a number or a string.
             let lifetime = match &parsed.expires_in {
                 serde_json::Value::Number(n) => n.as_u64(),

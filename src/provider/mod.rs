@@ -5,6 +5,7 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 
 pub mod connect;
+pub mod error;
 pub mod pool;
 pub mod upstream;
 

@@ -125,26 +125,28 @@ pub struct Upstream {
 
 impl Upstream {
     /// Builds an upstream from its URL (`http[s]://host[:port][/base]`).
-    pub fn from_url(name: &str, url: &str, credential: Option<Credential>) -> Result<Self, String> {
+    pub fn from_url(
+        name: &str,
+        url: &str,
+        credential: Option<Credential>,
+    ) -> Result<Self, super::error::UrlError> {
         let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
             (true, r)
         } else if let Some(r) = url.strip_prefix("http://") {
             (false, r)
         } else {
-            return Err(format!("`{url}` must start with http:// or https://"));
+            return Err(super::error::UrlError::Scheme(url.to_string()));
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => rest.split_at_checked(i).unwrap_or((rest, "")),
             None => (rest, ""),
         };
         if authority.is_empty() || authority.contains('@') || path.contains(['?', '#']) {
-            return Err(format!(
-                "`{url}` is not a base URL (host, optional port and path)"
-            ));
+            return Err(super::error::UrlError::NotBase(url.to_string()));
         }
         let default_port = if tls { 443 } else { 80 };
         let (host, port) = split_host_port(authority, default_port)
-            .ok_or_else(|| format!("`{url}` has an invalid host or port"))?;
+            .ok_or_else(|| super::error::UrlError::HostPort(url.to_string()))?;
         let host_header = if port == default_port {
             authority_host(&host)
         } else {

@@ -44,12 +44,16 @@ pub fn reserve(
     reserve_cost(gw, identity, maximum_cost_pico(gw, op, body, target), ex)
 }
 
+/// A served model without a price (it cannot spend a budget).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpriced(pub String);
+
 /// Reserves `cost` into `ex`, or refuses: over a budget, or `Err(model)` — a served model
 /// without a price, which cannot spend a budget — when any budget applies.
 pub fn reserve_cost(
     gw: &Gateway,
     identity: &Identity,
-    cost: Result<u64, String>,
+    cost: Result<u64, Unpriced>,
     ex: &mut Exchange,
 ) -> Result<(), GatewayError> {
     let budgets = &gw.config.budgets;
@@ -69,7 +73,7 @@ pub fn reserve_cost(
             retry_after: r.retry_after,
         })?;
     if let Some(model) = unpriced.filter(|_| reservation.applies()) {
-        return Err(GatewayError::ModelUnpriced(model));
+        return Err(GatewayError::ModelUnpriced(model.0));
     }
     for warning in &reservation.warnings {
         ex.response_headers.push((
@@ -118,7 +122,7 @@ fn maximum_cost_pico(
     op: &Operation,
     body: &RequestBody,
     target: &Target,
-) -> Result<u64, String> {
+) -> Result<u64, Unpriced> {
     let counting = matches!(op, Operation::CountTokens)
         || matches!(
             op,
@@ -150,7 +154,7 @@ pub fn request_cost_pico(
     model: &str,
     max_tokens: Option<&[u8]>,
     body_len: u64,
-) -> Result<u64, String> {
+) -> Result<u64, Unpriced> {
     let max_tokens = max_tokens
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -159,7 +163,7 @@ pub fn request_cost_pico(
         .config
         .pricing
         .lookup(model)
-        .ok_or_else(|| model.to_string())?;
+        .ok_or_else(|| Unpriced(model.to_string()))?;
     let price = entry.long_prompt.map_or(entry.price, |(_, long)| long);
     let input_price = price.input.max(price.cache_write_1h);
     Ok(max_tokens
