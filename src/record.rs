@@ -36,6 +36,9 @@ pub struct AccessRecord {
     pub status: u16,
     /// sluice's own error label, when sluice answered with an error.
     pub error: Option<&'static str>,
+    /// The error was a governance refusal ([`crate::proxy::error::Fault::Policy`]).
+    #[serde(skip)]
+    pub rejected: bool,
     /// `error.type` from an upstream error body or SSE error event.
     pub upstream_error: Option<String>,
     pub input_tokens: u64,
@@ -69,4 +72,52 @@ pub struct AccessRecord {
 
 fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_rfc3339_micros(*time))
+}
+
+impl Default for AccessRecord {
+    fn default() -> Self {
+        Self {
+            time: SystemTime::UNIX_EPOCH,
+            request_id: String::new(),
+            upstream_request_id: None,
+            method: "-",
+            path: String::new(),
+            operation: "unknown",
+            identity: String::new(),
+            user: None,
+            team: None,
+            session_id: None,
+            agent_id: None,
+            parent_agent_id: None,
+            format: "anthropic",
+            model: None,
+            upstream_model: None,
+            upstream: None,
+            stream: false,
+            status: 0,
+            error: None,
+            rejected: false,
+            upstream_error: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            cache_creation_input_tokens: 0,
+            cache_creation_5m_input_tokens: 0,
+            cache_creation_1h_input_tokens: 0,
+            cache_read_input_tokens: 0,
+            web_search_requests: 0,
+            cost_usd: 0.0,
+            cost_pico: 0,
+            metered: false,
+            stream_complete: false,
+            request_bytes: 0,
+            response_bytes: 0,
+            total_us: 0,
+            ttfb_us: None,
+            added_us: 0,
+            upstream_connect_us: None,
+            pooled_connection: false,
+            attempts: 0,
+            fallbacks: Vec::new(),
+        }
+    }
 }

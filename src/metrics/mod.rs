@@ -49,20 +49,6 @@ pub const UPSTREAM_DISCARDED_TOTAL: &str = "sluice_upstream_connections_discarde
 pub const TLS_HANDSHAKES_TOTAL: &str = "sluice_tls_handshakes_total";
 pub const TLS_CERTIFICATE_EXPIRY: &str = "sluice_tls_certificate_expiry_timestamp_seconds";
 
-/// The error labels that mean sluice refused a request by policy.
-const REJECTIONS: [&str; 10] = [
-    "budget_exceeded",
-    "ambiguous_path",
-    "ambiguous_body",
-    "operation_not_allowed",
-    "model_unpriced",
-    "unauthorized",
-    "key_expired",
-    "model_not_allowed",
-    "rate_limited",
-    "store_unavailable",
-];
-
 /// The label used for a series past [`MAX_SERIES`].
 const OTHER: &str = "other";
 
@@ -244,7 +230,7 @@ impl Aggregate {
     }
 
     fn observe_errors(&mut self, r: &AccessRecord) {
-        if let Some(reason) = r.error.filter(|e| REJECTIONS.contains(e)) {
+        if let Some(reason) = r.error.filter(|_| r.rejected) {
             *self.rejections.entry(reason).or_default() += 1;
         }
         let upstream = r.upstream.clone().unwrap_or_default();

@@ -51,6 +51,7 @@ fn rejections_and_upstream_errors_are_labelled() {
     let mut c = Collector::new(Arc::clone(&m));
     let mut limited = record(429, "claude-x", false);
     limited.error = Some("rate_limited");
+    limited.rejected = true;
     let mut failed = record(502, "claude-x", true);
     failed.error = Some("upstream_connect");
     failed.fallbacks = vec!["primary: connect refused".into()];

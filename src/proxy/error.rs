@@ -12,6 +12,9 @@ use crate::provider::connect::ConnectError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     Client,
+    /// Governance refused it: the operator's policy (credentials, allow-lists, limits, budgets,
+    /// the one rule). Counted in `sluice_rejections_total`.
+    Policy,
     Upstream,
     Internal,
 }
@@ -120,23 +123,23 @@ impl GatewayError {
                 r(400, "invalid_request_error", Client, "invalid_request")
             }
             GatewayError::AmbiguousPath(_) => {
-                r(400, "invalid_request_error", Client, "ambiguous_path")
+                r(400, "invalid_request_error", Policy, "ambiguous_path")
             }
             GatewayError::AmbiguousBody { .. } => {
-                r(400, "invalid_request_error", Client, "ambiguous_body")
+                r(400, "invalid_request_error", Policy, "ambiguous_body")
             }
             GatewayError::OperationNotAllowed(_) => {
-                r(403, "permission_error", Client, "operation_not_allowed")
+                r(403, "permission_error", Policy, "operation_not_allowed")
             }
-            GatewayError::ModelUnpriced(_) => r(403, "permission_error", Client, "model_unpriced"),
-            GatewayError::Unauthorized => r(401, "authentication_error", Client, "unauthorized"),
-            GatewayError::KeyExpired => r(401, "authentication_error", Client, "key_expired"),
+            GatewayError::ModelUnpriced(_) => r(403, "permission_error", Policy, "model_unpriced"),
+            GatewayError::Unauthorized => r(401, "authentication_error", Policy, "unauthorized"),
+            GatewayError::KeyExpired => r(401, "authentication_error", Policy, "key_expired"),
             GatewayError::ModelNotAllowed(_) => {
-                r(403, "permission_error", Client, "model_not_allowed")
+                r(403, "permission_error", Policy, "model_not_allowed")
             }
-            GatewayError::RateLimited { .. } => r(429, "rate_limit_error", Client, "rate_limited"),
+            GatewayError::RateLimited { .. } => r(429, "rate_limit_error", Policy, "rate_limited"),
             GatewayError::BudgetExceeded { .. } => {
-                r(429, "rate_limit_error", Client, "budget_exceeded")
+                r(429, "rate_limit_error", Policy, "budget_exceeded")
             }
             GatewayError::NotFound(_) => r(404, "not_found_error", Client, "not_found"),
             GatewayError::ModelNotRouted(_) => {
@@ -151,7 +154,7 @@ impl GatewayError {
                 r(502, "api_error", Upstream, "upstream_credentials")
             }
             GatewayError::Overloaded => r(529, "overloaded_error", Internal, "overloaded"),
-            GatewayError::StoreUnavailable => r(503, "api_error", Internal, "store_unavailable"),
+            GatewayError::StoreUnavailable => r(503, "api_error", Policy, "store_unavailable"),
         }
     }
 }

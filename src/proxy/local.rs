@@ -99,6 +99,7 @@ pub async fn reply_error(
     let r = err.response();
     ex.record.status = r.status;
     ex.record.error = Some(r.label);
+    ex.record.rejected = r.fault == super::error::Fault::Policy;
     let body = error_body(r.kind, &err.to_string(), &ex.record.request_id);
     ex.record.response_bytes = body.len() as u64;
     let retry_after = err.retry_after().map(|s| s.to_string());

@@ -9,7 +9,7 @@ use std::io::{BufWriter, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crate::config::AccessLogTarget;
 use crate::metrics::{Collector, Metrics};
@@ -18,53 +18,6 @@ use crate::runtime::writer_priority::{WriterPacing, WriterPriority};
 
 /// Records queued at most before new ones are dropped.
 const QUEUE: usize = 65_536;
-
-impl Default for AccessRecord {
-    fn default() -> Self {
-        Self {
-            time: SystemTime::UNIX_EPOCH,
-            request_id: String::new(),
-            upstream_request_id: None,
-            method: "-",
-            path: String::new(),
-            operation: "unknown",
-            identity: String::new(),
-            user: None,
-            team: None,
-            session_id: None,
-            agent_id: None,
-            parent_agent_id: None,
-            format: "anthropic",
-            model: None,
-            upstream_model: None,
-            upstream: None,
-            stream: false,
-            status: 0,
-            error: None,
-            upstream_error: None,
-            input_tokens: 0,
-            output_tokens: 0,
-            cache_creation_input_tokens: 0,
-            cache_creation_5m_input_tokens: 0,
-            cache_creation_1h_input_tokens: 0,
-            cache_read_input_tokens: 0,
-            web_search_requests: 0,
-            cost_usd: 0.0,
-            cost_pico: 0,
-            metered: false,
-            stream_complete: false,
-            request_bytes: 0,
-            response_bytes: 0,
-            total_us: 0,
-            ttfb_us: None,
-            added_us: 0,
-            upstream_connect_us: None,
-            pooled_connection: false,
-            attempts: 0,
-            fallbacks: Vec::new(),
-        }
-    }
-}
 
 /// The workers' handle on the access log.
 #[derive(Clone)]
