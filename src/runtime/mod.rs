@@ -391,14 +391,27 @@ mod tests {
         let mut buf = Vec::new();
         let _ = first.read_to_end(&mut buf);
         assert!(buf.is_empty());
-        // The replacement answers on the same port.
-        let answered = (0..200).find_map(|_| {
-            let mut s = std::net::TcpStream::connect(addr).ok()?;
-            s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-            let mut buf = Vec::new();
-            s.read_to_end(&mut buf).ok()?;
-            (buf == b"ok").then_some(())
-        });
+        // The replacement answers on the same port (polled until a deadline: starting a runtime
+        // and binding again takes a while on a loaded machine).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let answered = std::iter::from_fn(|| {
+            (Instant::now() < deadline).then(|| {
+                let attempt = (|| {
+                    let mut s = std::net::TcpStream::connect(addr).ok()?;
+                    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+                    let mut buf = Vec::new();
+                    s.read_to_end(&mut buf).ok()?;
+                    (buf == b"ok").then_some(())
+                })();
+                if attempt.is_none() {
+                    #[expect(clippy::disallowed_methods, reason = "the poll's interval")]
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                attempt
+            })
+        })
+        .flatten()
+        .next();
         assert!(answered.is_some(), "the replacement worker answered");
         assert_eq!(panics.load(Ordering::Relaxed), 1);
         trigger.trigger();
