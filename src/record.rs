@@ -25,8 +25,8 @@ pub struct AccessRecord {
     pub session_id: Option<String>,
     pub agent_id: Option<String>,
     pub parent_agent_id: Option<String>,
-    /// The client's API format: `anthropic`, `bedrock` or `vertex`.
-    pub format: &'static str,
+    /// The client's API format (`anthropic`, `bedrock` or `vertex` in the log).
+    pub format: crate::format::ClientFormat,
     /// The model as the client named it.
     pub model: Option<String>,
     /// The model id sent upstream, when different.
@@ -89,7 +89,7 @@ impl Default for AccessRecord {
             session_id: None,
             agent_id: None,
             parent_agent_id: None,
-            format: "anthropic",
+            format: crate::format::ClientFormat::Anthropic,
             model: None,
             upstream_model: None,
             upstream: None,

@@ -12,6 +12,28 @@
 pub mod eventstream;
 pub mod sse_split;
 
+/// The API format a client speaks (the access log's `format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientFormat {
+    /// The Messages API (`/v1/messages`): Anthropic, LiteLLM, the SDKs.
+    Anthropic,
+    /// Bedrock InvokeModel.
+    Bedrock,
+    /// Vertex rawPredict.
+    Vertex,
+}
+
+impl ClientFormat {
+    pub fn label(self) -> &'static str {
+        match self {
+            ClientFormat::Anthropic => "anthropic",
+            ClientFormat::Bedrock => "bedrock",
+            ClientFormat::Vertex => "vertex",
+        }
+    }
+}
+
 use crate::json;
 
 /// The `anthropic-version` sent upstream when a Bedrock or Vertex client gave it in the body.
@@ -53,11 +75,11 @@ impl CloudCall {
         }
     }
 
-    /// The client format's name, for the access log.
-    pub fn format(&self) -> &'static str {
+    /// The client's API format.
+    pub fn format(&self) -> ClientFormat {
         match self {
-            CloudCall::BedrockInvoke { .. } => "bedrock",
-            CloudCall::VertexPredict { .. } | CloudCall::VertexCountTokens => "vertex",
+            CloudCall::BedrockInvoke { .. } => ClientFormat::Bedrock,
+            CloudCall::VertexPredict { .. } | CloudCall::VertexCountTokens => ClientFormat::Vertex,
         }
     }
 

@@ -187,11 +187,11 @@ impl Aggregate {
     fn observe(&mut self, r: &AccessRecord) {
         let model = routed_model(r);
         let team = r.team.clone().unwrap_or_default();
-        let key = (r.operation, r.format, r.status, model.clone());
+        let key = (r.operation, r.format.label(), r.status, model.clone());
         bump(
             &mut self.requests,
             key,
-            (r.operation, r.format, r.status, OTHER.into()),
+            (r.operation, r.format.label(), r.status, OTHER.into()),
         );
         self.duration
             .entry(r.operation)

@@ -3,7 +3,7 @@ use super::*;
 fn record(status: u16, model: &str, routed: bool) -> AccessRecord {
     AccessRecord {
         operation: "messages",
-        format: "anthropic",
+        format: crate::format::ClientFormat::Anthropic,
         status,
         model: Some(model.into()),
         upstream: routed.then(|| "anthropic".into()),

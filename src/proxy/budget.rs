@@ -181,7 +181,7 @@ fn audit_crossing(gw: &Gateway, ex: &Exchange, which: &str) {
         decision: "warning",
         status: 0,
         reason: Some("budget_soft_threshold"),
-        format: r.format,
+        format: r.format.label(),
         model: r.model.clone(),
         upstream: None,
         fallbacks: Vec::new(),

@@ -10,7 +10,7 @@
 //! Anything else is 404.
 
 use super::GatewayError;
-use crate::format::CloudCall;
+use crate::format::{ClientFormat, CloudCall};
 use crate::http1::{path, Method, RequestHead};
 
 /// A Message Batches API call.
@@ -81,12 +81,12 @@ impl Operation {
         )
     }
 
-    /// The client API format, for the access log.
-    pub fn format(&self) -> &'static str {
+    /// The client's API format.
+    pub fn format(&self) -> ClientFormat {
         match self {
             Operation::Cloud(call) => call.format(),
-            Operation::InferenceProfiles => "bedrock",
-            _ => "anthropic",
+            Operation::InferenceProfiles => ClientFormat::Bedrock,
+            _ => ClientFormat::Anthropic,
         }
     }
 

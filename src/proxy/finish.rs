@@ -32,7 +32,7 @@ fn request_event(r: &crate::record::AccessRecord) -> crate::audit::AuditEvent {
         },
         status: r.status,
         reason: r.error,
-        format: r.format,
+        format: r.format.label(),
         model: r.model.clone(),
         upstream: r.upstream.clone(),
         fallbacks: r.fallbacks.clone(),

@@ -473,7 +473,7 @@ async fn forward_with_fallback(
     ex: &mut Exchange,
 ) -> Result<bool, GatewayError> {
     let replayable = !matches!(body, RequestBody::Partial { .. });
-    let bedrock_client = matches!(op, Operation::Cloud(call) if call.format() == "bedrock");
+    let bedrock_client = op.format() == crate::format::ClientFormat::Bedrock;
     let mut last_error = GatewayError::ModelNotRouted(target.model.clone().unwrap_or_default());
     for (attempt, candidate) in target.candidates.iter().enumerate() {
         if attempt > 0 && !(replayable && gw.balancer.allow_retry()) {

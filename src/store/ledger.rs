@@ -285,7 +285,7 @@ fn commit(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
                 r.session_id,
                 r.agent_id,
                 r.parent_agent_id,
-                r.format,
+                r.format.label(),
                 r.operation,
                 r.model,
                 r.upstream_model,
