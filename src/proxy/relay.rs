@@ -191,13 +191,13 @@ pub async fn relay(
     let mut tail = Vec::new();
     if first.is_err() {
         ex.metered = meter.finish();
-        ex.record.error = Some("upstream_protocol");
+        ex.record.error = Some(Broken::UpstreamProtocol.label());
         return false;
     } else if hold_last && cursor.is_done() {
         tail = out;
     } else if client.write_all(out).await.is_err() {
         ex.metered = meter.finish();
-        ex.record.error = Some("client_gone");
+        ex.record.error = Some(Broken::Client.label());
         return false;
     } else {
         ex.client_head_sent = Some(Instant::now());
@@ -222,11 +222,11 @@ pub async fn relay(
             }
             super::budget::settle(gw, ex);
             if sync && !super::finish::commit_before_last_byte(gw, ex).await {
-                ex.record.error = Some("ledger_sync_failed");
+                ex.record.error = Some(Broken::LedgerSync.label());
                 return false;
             }
             if !tail.is_empty() && client.write_all(tail).await.is_err() {
-                ex.record.error = Some("client_gone");
+                ex.record.error = Some(Broken::Client.label());
                 return false;
             }
             ex.client_head_sent.get_or_insert_with(Instant::now);
@@ -246,11 +246,11 @@ pub async fn relay(
             !close
         }
         Err(Broken::Client) => {
-            ex.record.error = Some("client_gone");
+            ex.record.error = Some(Broken::Client.label());
             false
         }
-        Err(Broken::Upstream(label)) => {
-            ex.record.error = Some(label);
+        Err(broken) => {
+            ex.record.error = Some(broken.label());
             let kind = match (sse, events) {
                 (true, _) => BodyKind::Sse,
                 (_, true) => BodyKind::Events,
@@ -310,10 +310,35 @@ fn bedrock_header_usage(head: &ResponseHead) -> Option<crate::usage::Usage> {
     })
 }
 
-/// Who broke the relay.
-enum Broken {
+/// Why a response ended before its framing said it would: each a distinct access-log label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Broken {
+    /// The client stopped reading or closed.
     Client,
-    Upstream(&'static str),
+    /// The upstream's body was not what its framing or format said.
+    UpstreamProtocol,
+    /// The upstream closed before the body's end.
+    UpstreamTruncated,
+    /// The upstream connection failed mid-body.
+    UpstreamReset,
+    /// The upstream stayed silent past `timeouts.stream_idle`.
+    UpstreamIdle,
+    /// `durability = "sync"`: the record could not be committed before the last byte.
+    LedgerSync,
+}
+
+impl Broken {
+    /// The access record's `error`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Broken::Client => "client_gone",
+            Broken::UpstreamProtocol => "upstream_protocol",
+            Broken::UpstreamTruncated => "upstream_truncated",
+            Broken::UpstreamReset => "upstream_reset",
+            Broken::UpstreamIdle => "upstream_stream_idle",
+            Broken::LedgerSync => "ledger_sync_failed",
+        }
+    }
 }
 
 /// The state of a body being relayed.
@@ -356,19 +381,18 @@ async fn pump(
                 return cursor
                     .on_eof()
                     .map(|()| None)
-                    .map_err(|_| Broken::Upstream("upstream_truncated"))
+                    .map_err(|_| Broken::UpstreamTruncated)
             }
             Ok(_) => {}
-            Err(_) => return Err(Broken::Upstream("upstream_reset")),
+            Err(_) => return Err(Broken::UpstreamReset),
         }
         let piece = if let Output::Raw = output {
-            let n =
-                advance(cursor, buf, meter).map_err(|_| Broken::Upstream("upstream_protocol"))?;
+            let n = advance(cursor, buf, meter).map_err(|_| Broken::UpstreamProtocol)?;
             buf.split_to(n).freeze()
         } else {
             let mut out = Vec::new();
             take_body(cursor, buf, meter, output, &mut out)
-                .map_err(|_| Broken::Upstream("upstream_protocol"))?;
+                .map_err(|_| Broken::UpstreamProtocol)?;
             bytes::Bytes::from(out)
         };
         ex.record.response_bytes += piece.len() as u64;
@@ -400,9 +424,7 @@ async fn read_or_ping(
         let wait = pings.map_or(left, |(every, _)| every.min(left));
         match monoio::time::timeout(wait, read.as_mut()).await {
             Ok(done) => return Ok(done),
-            Err(_) if started.elapsed() >= idle => {
-                return Err(Broken::Upstream("upstream_stream_idle"))
-            }
+            Err(_) if started.elapsed() >= idle => return Err(Broken::UpstreamIdle),
             Err(_) => {
                 let Some((_, chunked)) = pings else { continue };
                 let mut piece = Vec::new();
