@@ -37,6 +37,23 @@ fn open_fds(pid: u32) -> usize {
         .count()
 }
 
+/// The gateway's descriptor count once it has served a request and the count has stopped
+/// moving (the ledger, audit and key-store files are opened on first use).
+fn settled_fds(gw: &Gateway) -> usize {
+    assert!(served(gw));
+    let pid = gw.child.id();
+    let mut last = open_fds(pid);
+    let mut same = 0;
+    let stable = wait_for(Duration::from_secs(10), || {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = open_fds(pid);
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+        (same >= 5).then_some(now)
+    });
+    stable.expect("the descriptor count settled")
+}
+
 fn served(gw: &Gateway) -> bool {
     request(gw.addr, &messages_request(SMALL_BODY, "")).status == 200
 }
@@ -130,7 +147,7 @@ fn ten_thousand_idle_keep_alive_connections_stay_bounded_and_time_out() {
         &TIMEOUTS.replace("idle_keep_alive = \"3s\"", "idle_keep_alive = \"12s\""),
     );
     let pid = gw.child.id();
-    let fds_before = open_fds(pid);
+    let fds_before = settled_fds(&gw);
     let before = rss_kib(pid);
     let mut idle = Vec::with_capacity(10_000);
     for _ in 0..10_000 {
