@@ -273,6 +273,17 @@ fn upstream_errors_pass_through_unmodified() {
     assert_eq!(overloaded["upstream_error"], "overloaded_error");
 }
 
+/// Whether a loopback TCP connection to `port` is in CLOSE_WAIT (its peer closed it), from
+/// `/proc/net/tcp`.
+fn close_wait_towards(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let remote = format!(":{port:04X}");
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(2).is_some_and(|r| r.ends_with(&remote)) && fields.get(3) == Some(&"08")
+    })
+}
+
 /// The upstream closed the pooled connection while it idled: sluice sees that before reusing it
 /// (a peek at checkout) and opens a new one, so the request is not even retried. (A close that
 /// races the request itself is retried once on a new connection.)
@@ -284,6 +295,15 @@ fn a_pooled_connection_the_upstream_closed_is_not_reused() {
     // The upstream answers, then silently closes the connection sluice pooled.
     client.send(messages_request(SMALL_BODY, "x-mock-fail: close-after-response\r\n").as_bytes());
     assert_eq!(client.read_response().unwrap().status, 200);
+    // Only once the upstream's FIN has reached sluice's socket (CLOSE_WAIT) is there anything
+    // for the peek to see; before that, the close races the next request (which is retried).
+    let closed = wait_for(std::time::Duration::from_secs(5), || {
+        close_wait_towards(mock.addr.port()).then_some(())
+    });
+    assert!(
+        closed.is_some(),
+        "the upstream's close never reached sluice"
+    );
     client.send(messages_request(SMALL_BODY, "").as_bytes());
     assert_eq!(client.read_response().unwrap().status, 200);
     let records = gw.wait_records(2);
