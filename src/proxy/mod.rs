@@ -1,24 +1,30 @@
-//! The request path. [`serve_connection`] reads requests off one client connection (keep-alive
-//! and pipelining: answered in order, one at a time); [`handle_request`] tells each request's
-//! story, phase by phase, each phase a plain function in its own file:
+//! The request path. [`serve_plain`] and [`serve_tls`] (after the handshake, [`crate::tls`])
+//! read requests off one client connection (keep-alive and pipelining: answered in order, one at
+//! a time); [`handle_request`] tells each request's story, phase by phase, each phase a plain
+//! function in its own file:
 //!
 //! 1. [`classify`]: method + canonical path → operation (local answer or forwarded call);
 //!    a path an upstream could normalize into something else is refused.
-//! 2. [`authenticate`]: credential → identity (virtual key, JWT, pass-through, anonymous; a
-//!    SigV4 identity only once its signature and payload verified).
-//! 3. [`route`]: the body's `model` → upstream (reading the whole governed body via
-//!    [`request_body`], refusing a governed member written twice or escaped); the key's
-//!    allow-list; rate limits; the [`budget`] reservation at the served model's price
-//!    ([`batches`] for governed message batches).
-//! 4. [`forward`]: rewrite auth and routing fields, pooled connection, send, response head.
-//! 5. [`relay`]: stream the response back as it arrives, metering usage in place; the
+//! 2. [`authenticate`]: credential → identity (virtual or issued key, JWT, a verified client
+//!    certificate, pass-through, anonymous); a SigV4 signature is checked over the head here.
+//! 3. [`request_body`] + [`route`]: the body (held whole when governed: a governed member
+//!    written twice or escaped is refused) and its `model` → deployments; a SigV4 signature is
+//!    then checked over the body, and only then does its identity count.
+//! 4. The key's allow-list (over the model asked for and every model served).
+//! 5. Admission under the rate limits of key, user and team ([`crate::limits`]).
+//! 6. [`budget`]: the reservation at the served model's price ([`batches`] for governed
+//!    message batches).
+//! 7. [`forward`]: rewrite auth and routing fields, pooled connection, send, response head;
+//!    fallback to the next deployment before any response byte reached the client.
+//! 8. [`relay`]: stream the response back as it arrives, metering usage in place; the
 //!    connection is pooled again only if the response ended exactly on its framing.
-//! 6. [`finish`]: usage → cost → one access record.
+//! 9. Settle: rate-limit tokens and the budget reservation to the metered cost.
+//! 10. [`finish`]: usage → cost → one access record (and the ledger and audit lines).
 //!
 //! The one rule: sluice governs exactly the request the upstream executes. [`dry_run`] runs the
 //! same phases without I/O, for fuzzing. Errors before the response starts become one
 //! Anthropic-format error response each ([`error::GatewayError`]); after it starts, the relay
-//! can only end the stream.
+//! can only end the stream ([`relay::Broken`]).
 // Input is parsed here: byte offsets into it must never panic (use `get`, or validate first).
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 

@@ -89,7 +89,7 @@ impl TlsStream {
     /// Reads plaintext onto the end of `buf`: all that the ciphertext already received holds
     /// (rustls takes it 4 KiB at a time), reading the socket only when none is left. The first
     /// socket read takes at most `reserve` bytes (an idle connection waits on a small buffer);
-    /// once a record has started arriving, reads take up to [`MAX_READ`]. `Ok(0)` is the end of
+    /// once a record has started arriving, reads take up to `MAX_READ` (64 KiB). `Ok(0)` is the end of
     /// the stream.
     pub async fn read_some(
         &mut self,
