@@ -246,7 +246,8 @@ fn jwt_verify(c: &mut Criterion) {
     )
     .expect("config");
     let config = sluice::config::build(file, &sluice::config::Overrides::default()).expect("build");
-    let verifier = config.jwt.expect("jwt");
+    let state = sluice::state::State::build(&config, sluice::state::Commands::Skip).expect("state");
+    let verifier = state.jwt.expect("jwt");
     let claims = serde_json::json!({
         "sub": "u-1", "team": "t", "iss": "idp", "aud": "sluice", "exp": 4_000_000_000u64,
     });

@@ -9,7 +9,9 @@
 //! - [`provider`]: upstreams, their credentials, connections and the per-worker pool.
 //! - [`usage`]: usage meters (SSE, JSON), the price table, cost.
 //! - [`store`]: the access log writer thread.
-//! - [`config`]: the TOML file → a validated [`config::Config`] snapshot.
+//! - [`config`]: the TOML file → a validated [`config::Config`]: plain data, built without I/O.
+//! - [`state`]: what lives while sluice serves (credentials, key tables, counters, health),
+//!   built from a config and carried across reloads part by part.
 //! - [`tls`]: HTTPS at the edge (certificates, handshakes, client-certificate identities).
 //!
 //! The command line, the mock upstream and the load bench ship in the `sluice` binary
@@ -30,6 +32,7 @@ pub mod proxy;
 pub mod record;
 pub mod runtime;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod tls;
 pub mod usage;

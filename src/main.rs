@@ -61,18 +61,35 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let state = match sluice::state::State::build(&config, sluice::state::Commands::Run) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sluice: config error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     init_logging(&config.log_level);
     let source = sluice::server::ConfigSource {
         path: args.config.clone(),
         overrides,
         file,
     };
-    report(sluice::server::serve(config, source))
+    report(sluice::server::serve(config, state, source))
 }
 
+/// Builds the config and loads every file it names (certificates, CA and key files, JWT keys;
+/// no credential command runs), then reports what it found.
 fn check_config(file: &std::path::Path) -> ExitCode {
-    match config::load_file(file).and_then(|f| config::build(f, &Overrides::default())) {
-        Ok(c) => {
+    use sluice::state::{Commands, State};
+    let built = config::load_file(file)
+        .and_then(|f| config::build(f, &Overrides::default()))
+        .map_err(|e| e.to_string())
+        .and_then(|c| match State::build(&c, Commands::Skip) {
+            Ok(state) => Ok((c, state)),
+            Err(e) => Err(e.to_string()),
+        });
+    match built {
+        Ok((c, state)) => {
             eprintln!(
                 "{}: ok ({} upstreams, {} routes, {} keys, {} models)",
                 file.display(),
@@ -86,7 +103,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                     "warning: {place} serves `{model}`, which has no price: requests to it are refused under any budget (add a [[pricing]] entry for it, or a fallback price with model = \"*\")"
                 );
             }
-            if let Some(tls) = &c.tls {
+            if let Some(tls) = &state.edge_tls {
                 report_certificates(tls);
             }
             ExitCode::SUCCESS
@@ -109,7 +126,7 @@ fn report_certificates(tls: &sluice::tls::EdgeTls) {
             cert.names.join(", ")
         );
     }
-    for cert in config::tls::expiring_soon(tls, now) {
+    for cert in sluice::state::edge_tls::expiring_soon(tls, now) {
         eprintln!(
             "warning: certificate {} expires in less than 14 days: renew it (a reload picks up the new file)",
             cert.cert_file

@@ -339,15 +339,17 @@ fn raw_object() -> impl Strategy<Value = (Vec<u8>, Vec<String>)> {
 
 /// The gateway the whole-request-path property drives requests through (also the fuzz
 /// target's): keys, a SigV4 key, JWTs, two upstreams, an alias, a budget.
-fn dry_run_config() -> &'static sluice::config::Config {
-    static CONFIG: std::sync::OnceLock<sluice::config::Config> = std::sync::OnceLock::new();
-    CONFIG.get_or_init(|| {
+fn dry_run_config() -> &'static sluice::state::live::Snapshot {
+    static GATEWAY: std::sync::OnceLock<sluice::state::live::Snapshot> = std::sync::OnceLock::new();
+    GATEWAY.get_or_init(|| {
         let text = include_str!("../fuzz/request_path.toml");
-        sluice::config::build(
+        let config = sluice::config::build(
             sluice::config::parse_text(text).unwrap(),
             &sluice::config::Overrides::default(),
         )
-        .unwrap()
+        .unwrap();
+        let state = sluice::state::State::build(&config, sluice::state::Commands::Skip).unwrap();
+        sluice::state::live::Snapshot::new(config, state)
     })
 }
 

@@ -208,3 +208,74 @@ fn a_reload_moves_traffic_to_a_changed_upstream() {
         "the old upstream still gets traffic"
     );
 }
+
+/// Lines the credential command has appended to `runs` (one per run).
+fn credential_runs(runs: &std::path::Path) -> usize {
+    std::fs::read_to_string(runs).map_or(0, |t| t.lines().count())
+}
+
+#[test]
+fn a_credential_command_runs_again_only_when_its_upstream_changes() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let script = dir.path().join("credentials.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "echo run >> '{}'\nprintf '{{\"Version\":1,\"AccessKeyId\":\"AKIDTEST\",\"SecretAccessKey\":\"s\"}}'\n",
+            runs.display()
+        ),
+    )
+    .unwrap();
+    let config = format!(
+        "{}[[upstreams]]\nname = \"messages\"\nurl = \"{url}\"\n[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nurl = \"{url}\"\nregion = \"us-east-1\"\naws_credential_process = \"sh {}\"\n[[routes]]\nmodel = \"*\"\nupstream = \"messages\"\n",
+        key_block("ka", "sk-a"),
+        script.display(),
+        url = mock.url(),
+    );
+    let gw = gateway("", &config);
+    assert_eq!(credential_runs(&runs), 1, "run once at start");
+
+    // `check-config` reads every file the config names but runs no credential command.
+    let out = std::process::Command::new(gateway_bin())
+        .args(["check-config", config_file(&gw).to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(credential_runs(&runs), 1, "check-config ran the command");
+
+    // A reload that changes the keys (and another upstream) keeps the Bedrock credentials.
+    edit(&gw, &key_block("ka", "sk-a"), &key_block("kb", "sk-b"));
+    edit(
+        &gw,
+        "name = \"messages\"\n",
+        "name = \"messages\"\nhealth_check_interval = \"30s\"\n",
+    );
+    gw.hangup();
+    let applied = wait_for(Duration::from_secs(5), || {
+        (0..4)
+            .all(|_| status_with(&gw, "sk-b") == 200)
+            .then_some(())
+    });
+    assert!(applied.is_some(), "the reload was not applied");
+    assert_eq!(
+        credential_runs(&runs),
+        1,
+        "an unchanged upstream's command ran again"
+    );
+
+    // Changing the Bedrock upstream itself fetches its credentials afresh.
+    edit(&gw, "region = \"us-east-1\"", "region = \"us-west-2\"");
+    gw.hangup();
+    let refetched = wait_for(Duration::from_secs(5), || {
+        (credential_runs(&runs) == 2).then_some(())
+    });
+    assert!(refetched.is_some(), "{}", gw.stderr_text());
+    assert_eq!(status_with(&gw, "sk-b"), 200);
+}

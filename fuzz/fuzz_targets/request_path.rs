@@ -5,15 +5,19 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use sluice::config::{build, parse_text, Config, Overrides};
+use sluice::config::{build, parse_text, Overrides};
+use sluice::state::live::Snapshot;
+use sluice::state::{Commands, State};
 
-static CONFIG: OnceLock<Config> = OnceLock::new();
+static GATEWAY: OnceLock<Snapshot> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
-    let config = CONFIG.get_or_init(|| {
-        parse_text(include_str!("../request_path.toml"))
+    let gateway = GATEWAY.get_or_init(|| {
+        let config = parse_text(include_str!("../request_path.toml"))
             .and_then(|file| build(file, &Overrides::default()))
-            .expect("fuzz/request_path.toml is a valid config")
+            .expect("fuzz/request_path.toml is a valid config");
+        let state = State::build(&config, Commands::Skip).expect("its files load");
+        Snapshot::new(config, state)
     });
-    let _ = sluice::proxy::dry_run::run(data, config);
+    let _ = sluice::proxy::dry_run::run(data, gateway);
 });

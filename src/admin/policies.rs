@@ -37,6 +37,7 @@ pub fn list_budgets(ctx: &AdminContext, store: &Path) -> Result<Reply, AdminErro
         }
     };
     let mut data: Vec<Value> = config
+        .state
         .budgets
         .usage()
         .map(|(scope, name, spec, used)| {
@@ -47,7 +48,7 @@ pub fn list_budgets(ctx: &AdminContext, store: &Path) -> Result<Reply, AdminErro
             })
         })
         .collect();
-    data.extend(config.budgets.session_specs().map(|spec| {
+    data.extend(config.config.policies.session_budgets.iter().map(|spec| {
         json!({
             "scope": "session", "name": "*", "period": spec.period.label(),
             "limit_usd": spec.limit_usd, "soft_usd": spec.soft_usd,
@@ -122,12 +123,14 @@ pub fn list_entities(
         EntityScope::Key => Scope::Key,
     };
     let mut names: Vec<String> = config
-        .limiter
+        .config
+        .policies
         .limits_of(limit_scope)
         .iter()
         .map(|(n, _)| n.to_string())
         .chain(
             config
+                .state
                 .budgets
                 .usage()
                 .filter(|(s, ..)| *s == limit_scope)
@@ -136,12 +139,13 @@ pub fn list_entities(
         .collect();
     names.sort();
     names.dedup();
-    let limits = config.limiter.limits_of(limit_scope);
+    let limits = config.config.policies.limits_of(limit_scope);
     let data: Vec<Value> = names
         .iter()
         .map(|name| {
             let spec = limits.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
             let budgets: Vec<Value> = config
+                .state
                 .budgets
                 .usage()
                 .filter(|(s, n, ..)| *s == limit_scope && n == name)

@@ -4,6 +4,13 @@
 
 use serde::Deserialize;
 
+use super::routes::Balance;
+use super::server::{Durability, MessageBatches};
+use crate::provider::upstream::AuthHeader;
+use crate::runtime::writer_priority::WriterPriority;
+use crate::runtime::IoDriver;
+use crate::tls::ClientAuth;
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
@@ -58,12 +65,20 @@ pub struct JwtFile {
     pub jwks_file: Option<String>,
 }
 
+/// The signature algorithms sluice verifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum JwtAlgorithm {
+    HS256,
+    RS256,
+    ES256,
+}
+
 /// One verification key.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtKeyFile {
     /// `HS256`, `RS256` or `ES256`.
-    pub algorithm: String,
+    pub algorithm: JwtAlgorithm,
     #[serde(default)]
     pub kid: Option<String>,
     /// HS256: the shared secret, or the variable holding it.
@@ -85,10 +100,20 @@ pub struct StoreFile {
     /// Group-commit interval: the durability window against a crash.
     pub commit_interval: String,
     /// `open`: keep serving when the ledger falls behind or fails; `closed`: refuse new requests.
-    pub on_failure: String,
+    pub on_failure: OnFailure,
     /// `interval` (committed every `commit_interval`) or `sync` (each forwarded response's
     /// record is committed and fsynced before its last byte is released).
-    pub durability: String,
+    pub durability: Durability,
+}
+
+/// What sluice does when the ledger falls behind or fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Keep serving.
+    Open,
+    /// Refuse new requests.
+    Closed,
 }
 
 impl Default for StoreFile {
@@ -96,8 +121,8 @@ impl Default for StoreFile {
         Self {
             path: "sluice.db".into(),
             commit_interval: "10ms".into(),
-            on_failure: "open".into(),
-            durability: "interval".into(),
+            on_failure: OnFailure::Open,
+            durability: Durability::Interval,
         }
     }
 }
@@ -140,12 +165,12 @@ pub struct ServerFile {
     pub max_connections_per_worker: usize,
     pub grace_period: String,
     /// `auto` (io_uring, falling back to epoll), `io_uring` or `epoll`.
-    pub io_driver: String,
+    pub io_driver: IoDriver,
     /// `idle`: the record writers run under SCHED_IDLE while they keep up; `normal`: never.
-    pub writer_priority: String,
+    pub writer_priority: WriterPriority,
     /// The Message Batches API: `refuse` (default) or `governed` (each request in a batch is
     /// checked against the key's models, and its maximum cost reserved and kept).
-    pub message_batches: String,
+    pub message_batches: MessageBatches,
 }
 
 impl Default for ServerFile {
@@ -161,9 +186,9 @@ impl Default for ServerFile {
             replay_buffer_bytes: 1024 * 1024,
             max_connections_per_worker: 16_384,
             grace_period: "30s".into(),
-            io_driver: "auto".into(),
-            writer_priority: "idle".into(),
-            message_batches: "refuse".into(),
+            io_driver: IoDriver::Auto,
+            writer_priority: WriterPriority::Idle,
+            message_batches: MessageBatches::Refuse,
         }
     }
 }
@@ -184,7 +209,7 @@ pub struct TlsFile {
     pub client_ca_file: Option<String>,
     /// `off` (default), `optional` or `required`.
     #[serde(default)]
-    pub client_auth: Option<String>,
+    pub client_auth: Option<ClientAuth>,
     /// Client-certificate names → user and team.
     #[serde(default)]
     pub client_identities: Vec<ClientIdentityFile>,
@@ -258,7 +283,7 @@ pub struct UpstreamFile {
     /// `bedrock` (AWS Bedrock InvokeModel, SigV4-signed) or `vertex` (Google Vertex AI
     /// rawPredict, OAuth2).
     #[serde(default)]
-    pub provider: Option<String>,
+    pub provider: Option<ProviderKind>,
     /// Base URL; for `bedrock` it defaults to `https://bedrock-runtime.{region}.amazonaws.com`.
     #[serde(default)]
     pub url: Option<String>,
@@ -297,7 +322,7 @@ pub struct UpstreamFile {
     pub api_key_env: Option<String>,
     /// `x-api-key` (default) or `authorization` (sent as `Bearer <key>`).
     #[serde(default)]
-    pub auth_header: Option<String>,
+    pub auth_header: Option<AuthHeader>,
     /// Probe this path (GET) on a side thread; a 5xx or no answer takes the upstream out of
     /// rotation until a probe succeeds.
     #[serde(default)]
@@ -309,6 +334,15 @@ pub struct UpstreamFile {
     /// webpki roots.
     #[serde(default)]
     pub ca_file: Option<String>,
+}
+
+/// What an upstream speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Anthropic,
+    Bedrock,
+    Vertex,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -331,7 +365,7 @@ pub struct RouteFile {
     /// How the first deployment is chosen: `weighted` (default), `least_in_flight`, `p2c`
     /// (power of two choices) or `ordered` (always the first healthy one).
     #[serde(default)]
-    pub balance: Option<String>,
+    pub balance: Option<Balance>,
     /// Deployments tried at most per request (default: all of them, up to 3).
     #[serde(default)]
     pub max_attempts: Option<usize>,

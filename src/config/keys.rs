@@ -1,10 +1,10 @@
-//! Virtual keys: stored only as SHA-256 digests, looked up by digest and compared in constant
-//! time. A key's text never enters the config, a log or a record.
-
-use std::collections::HashMap;
+//! `[[keys]]` and `[[aws_keys]]` → [`KeySettings`]: virtual keys by their SHA-256 digest (a
+//! key's text never enters the config, a log or a record) and the AWS key pairs sluice issues,
+//! whose secrets may be named by a variable ([`crate::state::keys`] builds the lookup table).
 
 use subtle::ConstantTimeEq;
 
+use super::upstreams::SecretSource;
 use super::{file::AwsKeyFile, file::KeyFile, invalid, ConfigError};
 
 /// Who a virtual key belongs to.
@@ -16,7 +16,7 @@ pub struct VirtualKey {
     /// The models the key may use; `None`: all.
     pub models: Option<std::sync::Arc<Vec<super::ModelPattern>>>,
     pub expires: Option<std::time::SystemTime>,
-    digest: [u8; 32],
+    pub(crate) digest: [u8; 32],
 }
 
 impl VirtualKey {
@@ -45,125 +45,105 @@ impl VirtualKey {
     }
 }
 
-/// A gateway-issued AWS key pair and whom it identifies. `Debug` hides the secret.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AwsKey {
+/// A gateway-issued AWS key pair, its secret still a source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AwsKeySpec {
+    pub access_key_id: String,
     pub name: String,
     pub user: Option<String>,
     pub team: Option<String>,
-    pub secret: String,
+    pub secret: SecretSource,
     /// The regions a signature may name (empty: any).
     pub regions: Vec<String>,
 }
 
-impl std::fmt::Debug for AwsKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AwsKey({}, <redacted>)", self.name)
-    }
+/// Every configured key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeySettings {
+    pub virtual_keys: Vec<VirtualKey>,
+    pub aws_keys: Vec<AwsKeySpec>,
 }
 
-/// Digest → key, and access key id → AWS key.
-#[derive(Clone, Debug, Default)]
-pub struct KeyTable {
-    by_digest: HashMap<[u8; 32], VirtualKey>,
-    aws: HashMap<String, AwsKey>,
-}
-
-impl KeyTable {
-    pub(super) fn build(
-        files: &[KeyFile],
-        aws_files: &[AwsKeyFile],
-    ) -> Result<KeyTable, ConfigError> {
-        let mut by_digest = HashMap::new();
-        for (i, k) in files.iter().enumerate() {
-            let mut digest = [0u8; 32];
-            hex::decode_to_slice(k.sha256.trim(), &mut digest).map_err(|_| {
-                invalid(
-                    format!("keys[{i}].sha256"),
-                    "must be 64 hex digits (see `sluice keys hash`)",
-                )
-            })?;
-            let expires = match &k.expires {
-                Some(t) => Some(humantime::parse_rfc3339_weak(t).map_err(|e| {
-                    invalid(
-                        format!("keys[{i}].expires"),
-                        format!("`{t}` is not an RFC 3339 time: {e}"),
-                    )
-                })?),
-                None => None,
-            };
-            let key = VirtualKey {
-                name: k.name.clone(),
-                user: k.user.clone(),
-                team: k.team.clone(),
-                models: k.models.as_ref().map(|m| {
-                    std::sync::Arc::new(m.iter().map(|p| super::ModelPattern::parse(p)).collect())
-                }),
-                expires,
-                digest,
-            };
-            if by_digest.insert(digest, key).is_some() {
-                return Err(invalid(
-                    format!("keys[{i}].sha256"),
-                    "the same key is listed twice",
-                ));
-            }
-        }
-        let mut aws = HashMap::new();
-        for (i, k) in aws_files.iter().enumerate() {
-            let secret = match (&k.secret_access_key, &k.secret_access_key_env) {
-                (Some(s), None) => s.clone(),
-                (None, Some(var)) => std::env::var(var).map_err(|_| {
-                    invalid(
-                        format!("aws_keys[{i}].secret_access_key_env"),
-                        format!("${var} is not set"),
-                    )
-                })?,
-                _ => {
-                    return Err(invalid(
-                        format!("aws_keys[{i}]"),
-                        "give secret_access_key or secret_access_key_env",
-                    ))
-                }
-            };
-            let key = AwsKey {
-                name: k.name.clone(),
-                user: k.user.clone(),
-                team: k.team.clone(),
-                secret,
-                regions: k.regions.clone(),
-            };
-            if aws.insert(k.access_key_id.clone(), key).is_some() {
-                return Err(invalid(
-                    format!("aws_keys[{i}].access_key_id"),
-                    "listed twice",
-                ));
-            }
-        }
-        Ok(KeyTable { by_digest, aws })
-    }
-
-    /// No credential of any kind is configured: every client is accepted.
+impl KeySettings {
+    /// No credential of any kind is configured.
     pub fn is_empty(&self) -> bool {
-        self.by_digest.is_empty() && self.aws.is_empty()
+        self.virtual_keys.is_empty() && self.aws_keys.is_empty()
     }
 
     /// Number of virtual keys and AWS key pairs.
     pub fn len(&self) -> usize {
-        self.by_digest.len() + self.aws.len()
+        self.virtual_keys.len() + self.aws_keys.len()
     }
+}
 
-    /// The gateway-issued AWS key with this access key id.
-    pub fn aws_key(&self, access_key_id: &str) -> Option<&AwsKey> {
-        self.aws.get(access_key_id)
+/// Checks `[[keys]]` and `[[aws_keys]]`: digests in hex, times in RFC 3339, nothing twice.
+pub fn build(files: &[KeyFile], aws_files: &[AwsKeyFile]) -> Result<KeySettings, ConfigError> {
+    let mut virtual_keys: Vec<VirtualKey> = Vec::new();
+    for (i, k) in files.iter().enumerate() {
+        let mut digest = [0u8; 32];
+        hex::decode_to_slice(k.sha256.trim(), &mut digest).map_err(|_| {
+            invalid(
+                format!("keys[{i}].sha256"),
+                "must be 64 hex digits (see `sluice keys hash`)",
+            )
+        })?;
+        let expires = match &k.expires {
+            Some(t) => Some(humantime::parse_rfc3339_weak(t).map_err(|e| {
+                invalid(
+                    format!("keys[{i}].expires"),
+                    format!("`{t}` is not an RFC 3339 time: {e}"),
+                )
+            })?),
+            None => None,
+        };
+        if virtual_keys.iter().any(|v| v.digest == digest) {
+            return Err(invalid(
+                format!("keys[{i}].sha256"),
+                "the same key is listed twice",
+            ));
+        }
+        virtual_keys.push(VirtualKey {
+            name: k.name.clone(),
+            user: k.user.clone(),
+            team: k.team.clone(),
+            models: k.models.as_ref().map(|m| {
+                std::sync::Arc::new(m.iter().map(|p| super::ModelPattern::parse(p)).collect())
+            }),
+            expires,
+            digest,
+        });
     }
-
-    /// The virtual key whose digest is `digest`, if any.
-    pub fn find(&self, digest: &[u8; 32]) -> Option<&VirtualKey> {
-        self.by_digest
-            .get(digest)
-            .filter(|k| bool::from(k.digest.ct_eq(digest)))
+    let mut aws_keys: Vec<AwsKeySpec> = Vec::new();
+    for (i, k) in aws_files.iter().enumerate() {
+        let secret = match (&k.secret_access_key, &k.secret_access_key_env) {
+            (Some(s), None) => SecretSource::Inline(s.clone()),
+            (None, Some(var)) => SecretSource::Environment(var.clone()),
+            _ => {
+                return Err(invalid(
+                    format!("aws_keys[{i}]"),
+                    "give secret_access_key or secret_access_key_env",
+                ))
+            }
+        };
+        if aws_keys.iter().any(|a| a.access_key_id == k.access_key_id) {
+            return Err(invalid(
+                format!("aws_keys[{i}].access_key_id"),
+                "listed twice",
+            ));
+        }
+        aws_keys.push(AwsKeySpec {
+            access_key_id: k.access_key_id.clone(),
+            name: k.name.clone(),
+            user: k.user.clone(),
+            team: k.team.clone(),
+            secret,
+            regions: k.regions.clone(),
+        });
     }
+    Ok(KeySettings {
+        virtual_keys,
+        aws_keys,
+    })
 }
 
 /// SHA-256 of a presented key.

@@ -1,86 +1,86 @@
-//! `[server.tls]` → [`EdgeTls`]: every certificate loaded and checked (key, chain order,
-//! validity), the client CA read, the identities parsed. An error names the field at fault.
+//! `[server.tls]` → [`TlsSettings`]: which certificate files to serve, whether clients are
+//! asked for certificates and who a certificate's name is. The files are read and checked
+//! when [`crate::state`] loads them (at start, on every reload, and by `check-config`).
 
-use std::time::{Duration, SystemTime};
-
-use rustls::RootCertStore;
+use std::time::Duration;
 
 use super::file::TlsFile;
-use super::{duration, invalid, ConfigError};
-use crate::tls::certificates::{self, ServedCertificate};
+use super::server::duration;
+use super::{invalid, ConfigError};
 use crate::tls::client_identity::{ClientIdentities, ClientIdentityRule, NamePattern};
-use crate::tls::{server_config, ClientAuth, EdgeTls};
+use crate::tls::ClientAuth;
 
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_HANDSHAKES: usize = 1024;
 
-/// Builds the HTTPS settings, checking the certificates at `now`.
-pub fn build(file: &TlsFile, now: SystemTime) -> Result<EdgeTls, ConfigError> {
-    let provider = server_config::provider();
-    let mut served = vec![
-        certificates::load(&file.cert_file, &file.key_file, &provider, now)
-            .map_err(|e| invalid("server.tls.cert_file", e.to_string()))?,
-    ];
+/// The HTTPS listener's settings.
+#[derive(Clone, Debug)]
+pub struct TlsSettings {
+    /// (certificate chain file, key file), the default first; each has its config path.
+    pub certificates: Vec<CertificateFiles>,
+    pub client_auth: ClientAuth,
+    /// The CAs that issue client certificates (set unless `client_auth` is off).
+    pub client_ca_file: Option<String>,
+    pub client_identities: ClientIdentities,
+    pub handshake_timeout: Duration,
+    pub max_handshakes_per_worker: usize,
+}
+
+/// One served certificate's files, and where the config names them (for errors).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub path: String,
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+/// Checks `[server.tls]`: a client CA exactly when client certificates are asked for,
+/// identity rules that name something.
+pub fn build(file: &TlsFile) -> Result<TlsSettings, ConfigError> {
+    let mut certificates = vec![CertificateFiles {
+        path: "server.tls.cert_file".into(),
+        cert_file: file.cert_file.clone(),
+        key_file: file.key_file.clone(),
+    }];
     for (i, extra) in file.certificates.iter().enumerate() {
-        let loaded = certificates::load(&extra.cert_file, &extra.key_file, &provider, now)
-            .map_err(|e| invalid(format!("server.tls.certificates[{i}]"), e.to_string()))?;
-        served.push(loaded);
+        certificates.push(CertificateFiles {
+            path: format!("server.tls.certificates[{i}]"),
+            cert_file: extra.cert_file.clone(),
+            key_file: extra.key_file.clone(),
+        });
     }
-    let client_auth = match file.client_auth.as_deref().unwrap_or("off") {
-        "off" => ClientAuth::Off,
-        "optional" => ClientAuth::Optional,
-        "required" => ClientAuth::Required,
-        other => {
+    let client_auth = file.client_auth.unwrap_or(ClientAuth::Off);
+    let ca_path = "server.tls.client_ca_file";
+    match (&file.client_ca_file, client_auth) {
+        (None, ClientAuth::Optional | ClientAuth::Required) => {
             return Err(invalid(
-                "server.tls.client_auth",
-                format!("`{other}`: expected `off`, `optional` or `required`"),
+                ca_path,
+                "client_auth asks for client certificates: name the CA that issues them",
             ))
         }
-    };
-    let client_roots = client_roots(file, client_auth)?;
-    let client_identities = identities(file, client_auth)?;
-    let server_config = server_config::build(&served, client_auth, client_roots)
-        .map_err(|e| invalid("server.tls", e.to_string()))?;
+        (Some(_), ClientAuth::Off) => {
+            return Err(invalid(
+                ca_path,
+                "set client_auth = \"optional\" or \"required\" to use a client CA",
+            ))
+        }
+        _ => {}
+    }
     let handshake_timeout = match &file.handshake_timeout {
         Some(text) => duration("server.tls.handshake_timeout", text)?,
         None => DEFAULT_HANDSHAKE_TIMEOUT,
     };
-    Ok(EdgeTls {
-        server_config,
-        certificates: served,
+    Ok(TlsSettings {
+        certificates,
         client_auth,
-        client_identities,
+        client_ca_file: file.client_ca_file.clone(),
+        client_identities: identities(file, client_auth)?,
         handshake_timeout,
         max_handshakes_per_worker: file
             .max_handshakes_per_worker
             .unwrap_or(DEFAULT_MAX_HANDSHAKES)
             .max(1),
     })
-}
-
-fn client_roots(file: &TlsFile, auth: ClientAuth) -> Result<Option<RootCertStore>, ConfigError> {
-    let path = "server.tls.client_ca_file";
-    match (&file.client_ca_file, auth) {
-        (None, ClientAuth::Off) => Ok(None),
-        (None, _) => Err(invalid(
-            path,
-            "client_auth asks for client certificates: name the CA that issues them",
-        )),
-        (Some(_), ClientAuth::Off) => Err(invalid(
-            path,
-            "set client_auth = \"optional\" or \"required\" to use a client CA",
-        )),
-        (Some(ca), _) => {
-            let chain = certificates::read_chain(ca).map_err(|e| invalid(path, e.to_string()))?;
-            let mut roots = RootCertStore::empty();
-            for cert in chain {
-                roots
-                    .add(cert)
-                    .map_err(|e| invalid(path, format!("{ca}: {e}")))?;
-            }
-            Ok(Some(roots))
-        }
-    }
 }
 
 fn identities(file: &TlsFile, auth: ClientAuth) -> Result<ClientIdentities, ConfigError> {
@@ -106,12 +106,4 @@ fn identities(file: &TlsFile, auth: ClientAuth) -> Result<ClientIdentities, Conf
         });
     }
     Ok(ClientIdentities { rules })
-}
-
-/// The certificates that expire within [`certificates::EXPIRY_WARNING`] of `now`.
-pub fn expiring_soon(tls: &EdgeTls, now: SystemTime) -> Vec<&ServedCertificate> {
-    tls.certificates
-        .iter()
-        .filter(|c| c.remaining(now) < certificates::EXPIRY_WARNING)
-        .collect()
 }

@@ -201,13 +201,6 @@ impl Budgets {
         self.sessions.iter().map(|s| s.spec.period)
     }
 
-    /// Every budget as `(scope, name, spec)`, for the admin API.
-    pub fn specs(&self) -> impl Iterator<Item = (Scope, &str, BudgetSpec)> + '_ {
-        self.slots
-            .iter()
-            .map(|s| (s.scope, s.name.as_str(), s.spec))
-    }
-
     /// Every key, user and team budget with what is spent or reserved in its current window,
     /// in USD, for the admin API.
     pub fn usage(&self) -> impl Iterator<Item = (Scope, &str, BudgetSpec, f64)> + '_ {
@@ -221,11 +214,6 @@ impl Budgets {
             };
             (s.scope, s.name.as_str(), s.spec, used as f64 / 1e9)
         })
-    }
-
-    /// The per-session budgets' specs, for the admin API.
-    pub fn session_specs(&self) -> impl Iterator<Item = BudgetSpec> + '_ {
-        self.sessions.iter().map(|s| s.spec)
     }
 
     /// Takes over the counters of the same budgets (scope, name, period) in `old`, so a reload

@@ -118,18 +118,6 @@ impl RateLimiter {
         self.specs.is_empty()
     }
 
-    /// The limits of every entity of `scope`, for the admin API.
-    pub fn limits_of(&self, scope: Scope) -> Vec<(&str, LimitSpec)> {
-        let mut list: Vec<(&str, LimitSpec)> = self
-            .index
-            .iter()
-            .filter(|((s, _), _)| *s == scope)
-            .filter_map(|((_, name), &i)| self.specs.get(i).map(|spec| (name.as_str(), *spec)))
-            .collect();
-        list.sort_by(|a, b| a.0.cmp(b.0));
-        list
-    }
-
     /// Admits a request from the named entities (any may be absent or unlimited).
     pub fn admit(
         &self,

@@ -41,7 +41,7 @@ impl HealthBoard {
 }
 
 /// What to probe for one upstream.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Probe {
     pub path: String,
     pub interval: Duration,

@@ -1,14 +1,16 @@
-//! An upstream: where requests go (scheme, host, port, base path) and the credential sluice
-//! presents there. Parsed once from the config; immutable afterwards.
-
+//! An upstream: where requests go ([`Endpoint`]: scheme, host, port, base path, parsed from the
+//! config) and, once [`crate::state`] has built it, the credential and TLS client sluice uses
+//! there ([`Upstream`]); immutable afterwards.
 use std::fmt;
 
-/// Which header carries the upstream credential.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which header carries the upstream credential (`auth_header` in the config).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 pub enum AuthHeader {
     /// `x-api-key: <key>` (the Anthropic API).
+    #[serde(rename = "x-api-key")]
     XApiKey,
     /// `authorization: Bearer <key>` (LiteLLM and most gateways).
+    #[serde(rename = "authorization", alias = "bearer")]
     Bearer,
 }
 
@@ -77,10 +79,6 @@ impl Provider {
         matches!(self, Provider::Bedrock { .. })
     }
 
-    pub fn is_vertex(&self) -> bool {
-        matches!(self, Provider::Vertex { .. })
-    }
-
     /// Starts the side threads that keep this provider's credentials fresh.
     pub fn start_refreshers(&self) {
         match self {
@@ -104,10 +102,9 @@ pub fn vertex_url(region: &str) -> String {
     }
 }
 
-/// One configured upstream.
-#[derive(Clone, Debug)]
-pub struct Upstream {
-    pub name: String,
+/// Where an upstream is: scheme, host, port and base path, parsed from its URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
     pub tls: bool,
     pub host: String,
     pub port: u16,
@@ -115,21 +112,11 @@ pub struct Upstream {
     pub host_header: String,
     /// Prefix put before every request path (`/anthropic` for a LiteLLM pass-through route).
     pub base_path: String,
-    pub credential: Option<Credential>,
-    /// For https upstreams: the verified TLS client (webpki roots plus any `ca_file`).
-    pub tls_client: Option<TlsClient>,
-    pub provider: Provider,
-    /// Active health checking, when configured.
-    pub health_probe: Option<super::health::Probe>,
 }
 
-impl Upstream {
-    /// Builds an upstream from its URL (`http[s]://host[:port][/base]`).
-    pub fn from_url(
-        name: &str,
-        url: &str,
-        credential: Option<Credential>,
-    ) -> Result<Self, super::error::UrlError> {
+impl Endpoint {
+    /// Parses a base URL (`http[s]://host[:port][/base]`).
+    pub fn parse(url: &str) -> Result<Self, super::error::UrlError> {
         let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
             (true, r)
         } else if let Some(r) = url.strip_prefix("http://") {
@@ -152,18 +139,60 @@ impl Upstream {
         } else {
             format!("{}:{port}", authority_host(&host))
         };
-        Ok(Upstream {
-            name: name.to_string(),
+        Ok(Endpoint {
             tls,
             host,
             port,
             host_header,
             base_path: path.trim_end_matches('/').to_string(),
+        })
+    }
+}
+
+/// One upstream as the request path uses it: its endpoint with the credentials and TLS client
+/// loaded ([`crate::state`] builds it from the config's spec).
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// The Host header value (`host` or `host:port` when the port is not the scheme's default).
+    pub host_header: String,
+    /// Prefix put before every request path (`/anthropic` for a LiteLLM pass-through route).
+    pub base_path: String,
+    pub credential: Option<Credential>,
+    /// For https upstreams: the verified TLS client (webpki roots plus any `ca_file`).
+    pub tls_client: Option<TlsClient>,
+    pub provider: Provider,
+    /// Active health checking, when configured.
+    pub health_probe: Option<super::health::Probe>,
+}
+
+impl Upstream {
+    /// An upstream at `endpoint`, speaking the Messages API, with no probe.
+    pub fn new(name: &str, endpoint: Endpoint, credential: Option<Credential>) -> Self {
+        Upstream {
+            name: name.to_string(),
+            tls: endpoint.tls,
+            host: endpoint.host,
+            port: endpoint.port,
+            host_header: endpoint.host_header,
+            base_path: endpoint.base_path,
             credential,
             tls_client: None,
             provider: Provider::Anthropic,
             health_probe: None,
-        })
+        }
+    }
+
+    /// Builds an upstream from its URL (`http[s]://host[:port][/base]`).
+    pub fn from_url(
+        name: &str,
+        url: &str,
+        credential: Option<Credential>,
+    ) -> Result<Self, super::error::UrlError> {
+        Ok(Self::new(name, Endpoint::parse(url)?, credential))
     }
 
     /// The URL, for logs (no credential in it).

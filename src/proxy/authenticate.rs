@@ -12,6 +12,8 @@ use std::sync::Arc;
 use crate::config::{Config, ModelPattern};
 use crate::http1::RequestHead;
 use crate::provider::sigv4;
+use crate::state::jwt::looks_like_jwt;
+use crate::state::State;
 
 /// Who is calling.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,14 +142,15 @@ pub struct Connection<'a> {
 pub fn authenticate(
     head: &RequestHead,
     config: &Config,
+    state: &State,
     connection: Connection<'_>,
 ) -> Result<Authenticated, GatewayError> {
     let sigv4 = head
         .header_str("authorization")
         .and_then(sigv4::parse_authorization)
-        .filter(|_| !config.open_access());
+        .filter(|_| !state.open_access(config));
     if let Some(presented) = sigv4 {
-        let key = config
+        let key = state
             .keys
             .aws_key(presented.access_key_id)
             .ok_or(GatewayError::Unauthorized)?;
@@ -165,7 +168,7 @@ pub fn authenticate(
             }),
         });
     }
-    identify(head, config, connection).map(|identity| Authenticated {
+    identify(head, config, state, connection).map(|identity| Authenticated {
         identity,
         pending_sigv4: None,
     })
@@ -242,10 +245,11 @@ fn verify(
 fn identify(
     head: &RequestHead,
     config: &Config,
+    state: &State,
     connection: Connection<'_>,
 ) -> Result<Identity, GatewayError> {
     let presented = presented_key(head);
-    if config.open_access() {
+    if state.open_access(config) {
         return Ok(match presented {
             Some(key) => Identity::PassThrough {
                 fingerprint: hex::encode(&digest(key)[..6]),
@@ -258,7 +262,7 @@ fn identify(
             .ok_or(GatewayError::Unauthorized);
     };
     let tokens = connection.tokens;
-    if let (Some(verifier), true) = (&config.jwt, crate::config::jwt::looks_like_jwt(key)) {
+    if let (Some(verifier), true) = (&state.jwt, looks_like_jwt(key)) {
         let token = std::str::from_utf8(key).map_err(|_| GatewayError::Unauthorized)?;
         let remembered = tokens.and_then(|t| t.get(token, verifier.leeway()));
         let id = match remembered {
@@ -282,10 +286,10 @@ fn identify(
     }
     let digest = digest(key);
     let issued;
-    let found = match config.keys.find(&digest) {
+    let found = match state.keys.find(&digest) {
         Some(found) => found,
         None => {
-            issued = config.issued_keys.find(&digest);
+            issued = state.issued_keys.find(&digest);
             issued.as_ref().ok_or(GatewayError::Unauthorized)?
         }
     };
@@ -333,6 +337,7 @@ mod tests {
     use super::*;
     use crate::config::{build, keys::hash_hex, parse_text, Overrides};
     use crate::http1::{parse_request, HeadLimits};
+    use crate::state::Commands;
 
     fn head(auth: &str) -> RequestHead {
         let raw = format!("POST /v1/messages HTTP/1.1\r\nHost: h\r\n{auth}\r\n");
@@ -349,9 +354,11 @@ mod tests {
             hash_hex("sk-alice")
         );
         let config = build(parse_text(&text).unwrap(), &Overrides::default()).unwrap();
+        let state = State::build(&config, Commands::Skip).unwrap();
         let alice = authenticate(
             &head("x-api-key: sk-alice\r\n"),
             &config,
+            &state,
             Connection::default(),
         )
         .unwrap()
@@ -362,6 +369,7 @@ mod tests {
             authenticate(
                 &head("Authorization: Bearer sk-alice\r\n"),
                 &config,
+                &state,
                 Connection::default()
             )
             .unwrap()
@@ -376,7 +384,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    authenticate(&head(bad), &config, Connection::default()),
+                    authenticate(&head(bad), &config, &state, Connection::default()),
                     Err(GatewayError::Unauthorized)
                 ),
                 "{bad:?}"
@@ -388,13 +396,14 @@ mod tests {
     fn aws_key_pairs_identify_and_leave_the_signature_to_check() {
         let text = "[[aws_keys]]\nname = \"ci\"\naccess_key_id = \"AKIDSLUICE\"\nsecret_access_key = \"s\"\nteam = \"build\"\n";
         let config = build(parse_text(text).unwrap(), &Overrides::default()).unwrap();
+        let state = State::build(&config, Commands::Skip).unwrap();
         let signed = "Authorization: AWS4-HMAC-SHA256 Credential=AKIDSLUICE/20261122/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=00\r\n";
-        let auth = authenticate(&head(signed), &config, Connection::default()).unwrap();
+        let auth = authenticate(&head(signed), &config, &state, Connection::default()).unwrap();
         assert_eq!(auth.identity.label(), "key:ci");
         assert!(auth.pending_sigv4.is_some());
         let unknown = signed.replace("AKIDSLUICE", "AKIDOTHER");
         assert!(matches!(
-            authenticate(&head(&unknown), &config, Connection::default()),
+            authenticate(&head(&unknown), &config, &state, Connection::default()),
             Err(GatewayError::Unauthorized)
         ));
     }
@@ -402,9 +411,11 @@ mod tests {
     #[test]
     fn open_access_fingerprints_the_client_key() {
         let config = build(parse_text("").unwrap(), &Overrides::default()).unwrap();
+        let state = State::build(&config, Commands::Skip).unwrap();
         let id = authenticate(
             &head("x-api-key: sk-test-123\r\n"),
             &config,
+            &state,
             Connection::default(),
         )
         .unwrap()
@@ -412,7 +423,7 @@ mod tests {
         assert!(id.label().starts_with("passthrough:"));
         assert!(!id.label().contains("sk-test"));
         assert_eq!(
-            authenticate(&head(""), &config, Connection::default())
+            authenticate(&head(""), &config, &state, Connection::default())
                 .unwrap()
                 .identity,
             Identity::Anonymous

@@ -38,7 +38,7 @@ pub fn reserve(
     target: &Target,
     ex: &mut Exchange,
 ) -> Result<(), GatewayError> {
-    if gw.config.budgets.is_empty() {
+    if gw.state.budgets.is_empty() {
         return Ok(());
     }
     reserve_cost(gw, identity, maximum_cost_pico(gw, op, body, target), ex)
@@ -56,7 +56,7 @@ pub fn reserve_cost(
     cost: Result<u64, Unpriced>,
     ex: &mut Exchange,
 ) -> Result<(), GatewayError> {
-    let budgets = &gw.config.budgets;
+    let budgets = &gw.state.budgets;
     if budgets.is_empty() {
         return Ok(());
     }

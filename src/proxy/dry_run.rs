@@ -14,6 +14,8 @@ use super::{authenticate, forward, route, GatewayError};
 use crate::config::Config;
 use crate::http1::{self, rewrite};
 use crate::json::members;
+use crate::state::live::Snapshot;
+use crate::state::State;
 
 /// How far a request got, and what it was decided to be.
 #[derive(Debug)]
@@ -28,7 +30,8 @@ pub struct DryRun {
 }
 
 /// Runs `raw` (a request head, then its body) through every phase that needs no I/O.
-pub fn run(raw: &[u8], config: &Config) -> DryRun {
+pub fn run(raw: &[u8], snapshot: &Snapshot) -> DryRun {
+    let (config, state) = (&*snapshot.config, &*snapshot.state);
     let mut outcome = DryRun {
         operation: None,
         identity: None,
@@ -36,13 +39,18 @@ pub fn run(raw: &[u8], config: &Config) -> DryRun {
         upstream_heads: 0,
         refused: None,
     };
-    if let Err(e) = phases(raw, config, &mut outcome) {
+    if let Err(e) = phases(raw, config, state, &mut outcome) {
         outcome.refused = Some(e.response().label);
     }
     outcome
 }
 
-fn phases(raw: &[u8], config: &Config, outcome: &mut DryRun) -> Result<(), GatewayError> {
+fn phases(
+    raw: &[u8],
+    config: &Config,
+    state: &State,
+    outcome: &mut DryRun,
+) -> Result<(), GatewayError> {
     let mut buf = BytesMut::from(raw);
     let Some(head) = http1::take_request(&mut buf, config.limits.head)? else {
         return Ok(()); // an incomplete head: sluice would read on
@@ -52,7 +60,8 @@ fn phases(raw: &[u8], config: &Config, outcome: &mut DryRun) -> Result<(), Gatew
     let op = classify::classify(&head)?;
     ex.set_operation(&op);
     outcome.operation = Some(op.clone());
-    let mut auth = authenticate::authenticate(&head, config, authenticate::Connection::default())?;
+    let mut auth =
+        authenticate::authenticate(&head, config, state, authenticate::Connection::default())?;
     if let Some(pending) = auth.pending_sigv4.as_mut() {
         authenticate::verify_sigv4_head(&head, pending, config.limits.replay_buffer_bytes)?;
         authenticate::verify_sigv4_body(&head, &body_bytes, pending)?;
@@ -65,7 +74,7 @@ fn phases(raw: &[u8], config: &Config, outcome: &mut DryRun) -> Result<(), Gatew
     if op.routes_by_model() {
         members::check_governed(&body_bytes).map_err(super::body_problem)?;
     }
-    let balancer = super::new_balancer(0, config);
+    let balancer = super::new_balancer(0, config, state);
     let target = match route::route(&op, &body_bytes, true, config, &balancer)? {
         route::ModelLookup::Known(target) => target,
         route::ModelLookup::NeedWholeBody => return Ok(()),
@@ -79,7 +88,7 @@ fn phases(raw: &[u8], config: &Config, outcome: &mut DryRun) -> Result<(), Gatew
         reframed: false,
     };
     for candidate in &target.candidates {
-        let Some(upstream) = config.upstreams.get(candidate.upstream) else {
+        let Some(upstream) = state.upstreams.get(candidate.upstream) else {
             continue;
         };
         let translation = forward::plan(

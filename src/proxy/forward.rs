@@ -301,7 +301,7 @@ fn upstream_head(
     let plan = RequestRewrite {
         target: target.as_deref(),
         host: upstream.host_header.as_bytes(),
-        drop_client_credentials: !gw.config.open_access()
+        drop_client_credentials: !gw.state.open_access(&gw.config)
             || credential.is_some()
             || t.drop_aws_signing,
         credential: if signing.is_some() {

@@ -59,6 +59,8 @@ use crate::json;
 use crate::provider::connect::Connector;
 use crate::provider::pool::Pool;
 use crate::runtime::LocalShutdown;
+use crate::state::live::{Live, Snapshot};
+use crate::state::State;
 use crate::store::access_log::AccessLog;
 use classify::Operation;
 use client::{ClientConn, ClientStream};
@@ -66,9 +68,11 @@ use exchange::Exchange;
 use request_body::RequestBody;
 use route::ModelLookup;
 
-/// One worker's gateway state under one config: nothing in it is shared with another worker.
+/// One worker's gateway under one config: the config, the state built for it, and what only
+/// this worker holds (connections, balancer, caches).
 pub struct Gateway {
     pub config: Arc<Config>,
+    pub state: Arc<State>,
     pub connector: Rc<Connector>,
     pub pool: Rc<Pool>,
     pub access_log: AccessLog,
@@ -87,15 +91,17 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(
         worker: usize,
-        config: Arc<Config>,
+        snapshot: &Snapshot,
         connector: Connector,
         records: Records,
         shutdown: Rc<LocalShutdown>,
     ) -> Self {
+        let (config, state) = (Arc::clone(&snapshot.config), Arc::clone(&snapshot.state));
         Self {
             pool: Rc::new(Pool::new(config.timeouts.pool_idle)),
-            balancer: Rc::new(new_balancer(worker, &config)),
+            balancer: Rc::new(new_balancer(worker, &config, &state)),
             config,
+            state,
             connector: Rc::new(connector),
             access_log: records.access_log.clone(),
             records,
@@ -109,20 +115,24 @@ impl Gateway {
     }
 
     /// This worker's gateway under a reloaded config. The DNS cache and request ids carry on;
-    /// pooled connections and balancer state too, unless the upstream or routing settings
+    /// pooled connections and balancer state too, unless the upstreams or the routing settings
     /// changed (then the upstream indices may mean something else).
-    fn successor(&self, config: Arc<Config>) -> Self {
-        let same_upstreams = config.upstreams_fingerprint == self.config.upstreams_fingerprint;
+    fn successor(&self, snapshot: &Snapshot) -> Self {
+        let (config, state) = (Arc::clone(&snapshot.config), Arc::clone(&snapshot.state));
+        let same_upstreams = Arc::ptr_eq(&state.health, &self.state.health)
+            && config.routing == self.config.routing
+            && config.timeouts.pool_idle == self.config.timeouts.pool_idle;
         let (pool, balancer) = if same_upstreams {
             (Rc::clone(&self.pool), Rc::clone(&self.balancer))
         } else {
             (
                 Rc::new(Pool::new(config.timeouts.pool_idle)),
-                Rc::new(new_balancer(self.worker, &config)),
+                Rc::new(new_balancer(self.worker, &config, &state)),
             )
         };
         Self {
             config,
+            state,
             connector: Rc::clone(&self.connector),
             pool,
             access_log: self.access_log.clone(),
@@ -138,15 +148,15 @@ impl Gateway {
     }
 }
 
-pub(crate) fn new_balancer(worker: usize, config: &Config) -> balance::Balancer {
+pub(crate) fn new_balancer(worker: usize, config: &Config, state: &State) -> balance::Balancer {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(7, |d| d.as_nanos() as u64)
         ^ (worker as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     balance::Balancer::new(
-        config.upstreams.len(),
+        state.upstreams.len(),
         config.routing,
-        Arc::clone(&config.health),
+        Arc::clone(&state.health),
         seed,
     )
 }
@@ -154,7 +164,7 @@ pub(crate) fn new_balancer(worker: usize, config: &Config) -> balance::Balancer 
 /// A worker's current [`Gateway`], rebuilt from the live config when a reload has moved its
 /// generation on (checked once per request: one atomic load).
 pub struct WorkerGateway {
-    live: Arc<crate::config::live::LiveConfig>,
+    live: Arc<Live>,
     seen: Cell<u64>,
     current: std::cell::RefCell<Rc<Gateway>>,
 }
@@ -162,12 +172,12 @@ pub struct WorkerGateway {
 impl WorkerGateway {
     pub fn new(
         worker: usize,
-        live: Arc<crate::config::live::LiveConfig>,
+        live: Arc<Live>,
         records: Records,
         shutdown: Rc<LocalShutdown>,
     ) -> Self {
         let seen = live.generation();
-        let gateway = Gateway::new(worker, live.load(), Connector::new(), records, shutdown);
+        let gateway = Gateway::new(worker, &live.load(), Connector::new(), records, shutdown);
         Self {
             live,
             seen: Cell::new(seen),
@@ -191,7 +201,7 @@ impl WorkerGateway {
     pub fn current(&self) -> Rc<Gateway> {
         let generation = self.live.generation();
         if generation != self.seen.get() {
-            let next = Rc::new(self.current.borrow().successor(self.live.load()));
+            let next = Rc::new(self.current.borrow().successor(&self.live.load()));
             *self.current.borrow_mut() = next;
             self.seen.set(generation);
         }
@@ -265,7 +275,7 @@ pub async fn serve_tls(
     handshakes: Rc<crate::tls::accept::HandshakeSlots>,
 ) {
     let gw = worker.current();
-    let Some(tls) = gw.config.tls.clone() else {
+    let Some(tls) = gw.state.edge_tls.clone() else {
         return;
     };
     let metrics = Arc::clone(&gw.records.metrics);
@@ -335,7 +345,7 @@ async fn run_phases(
     refuse_unavailable(&op, gw)?;
     if op == Operation::Metrics {
         let mut gauges = gw.records.gauges();
-        gauges.certificates = certificate_expiry(&gw.config);
+        gauges.certificates = certificate_expiry(&gw.state);
         let text = gw.records.metrics.render(&gauges);
         return local::metrics(client, head, text, ex).await;
     }
@@ -360,7 +370,7 @@ async fn run_phases(
     if let Some(model) = target.refused_model(|m| auth.identity.allows(m)) {
         return Err(GatewayError::ModelNotAllowed(model.to_string()));
     }
-    let admission = admit(&gw.config.limiter, &auth.identity, &op, &body)?;
+    let admission = admit(&gw.state.limiter, &auth.identity, &op, &body)?;
     add_quota_headers(&admission, ex);
     if op == Operation::MessageBatches(classify::BatchCall::Create) {
         batches::govern(gw, &auth.identity, body.held(), ex)?;
@@ -376,8 +386,8 @@ async fn run_phases(
 }
 
 /// `(certificate, expiry in Unix seconds)` of each served HTTPS certificate.
-fn certificate_expiry(config: &Config) -> Vec<(String, u64)> {
-    let Some(tls) = &config.tls else {
+fn certificate_expiry(state: &State) -> Vec<(String, u64)> {
+    let Some(tls) = &state.edge_tls else {
         return Vec::new();
     };
     tls.certificates
@@ -421,7 +431,7 @@ fn authenticate_head(
         tokens: Some(&gw.verified_tokens),
         certificate: client.certificate.as_deref(),
     };
-    let mut auth = authenticate::authenticate(head, &gw.config, connection)?;
+    let mut auth = authenticate::authenticate(head, &gw.config, &gw.state, connection)?;
     match auth.pending_sigv4.as_mut() {
         Some(pending) => {
             let limit = client.limits().replay_buffer_bytes;
@@ -486,7 +496,7 @@ async fn forward_with_fallback(
             break;
         }
         let more = replayable && attempt + 1 < target.candidates.len();
-        let upstream = gw.config.upstreams.get(candidate.upstream).ok_or_else(|| {
+        let upstream = gw.state.upstreams.get(candidate.upstream).ok_or_else(|| {
             GatewayError::ModelNotRouted(target.model.clone().unwrap_or_default())
         })?;
         ex.record.upstream_model = candidate
@@ -638,7 +648,7 @@ async fn read_and_route(
         gw.config
             .upstreams
             .get(c.upstream)
-            .is_some_and(|u| u.provider.is_bedrock())
+            .is_some_and(|u| matches!(u.provider, crate::config::ProviderSpec::Bedrock { .. }))
     });
     if (aliased || bedrock) && matches!(body, RequestBody::Partial { .. }) {
         body = request_body::complete(client, body).await?;

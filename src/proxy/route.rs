@@ -6,9 +6,9 @@ use super::balance::Balancer;
 use super::classify::Operation;
 use super::GatewayError;
 use crate::config::Config;
+use crate::config::ProviderSpec;
 use crate::format::anthropic_model_id;
 use crate::json::members::{scan_model, ModelScan};
-use crate::provider::upstream::Provider;
 
 /// One deployment to try.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,7 +124,7 @@ fn target_for(
             let upstream_model = match (&deployment.upstream_model, provider) {
                 (Some(alias), _) => alias.clone(),
                 // A Messages-format upstream knows Anthropic ids; a cloud client's id is mapped.
-                (None, Some(Provider::Anthropic)) if cloud => anthropic_id.clone(),
+                (None, Some(ProviderSpec::Anthropic)) if cloud => anthropic_id.clone(),
                 // Same-format clients already use the provider's id; otherwise configure one.
                 _ => model.to_string(),
             };

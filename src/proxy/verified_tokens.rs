@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::jwt::JwtIdentity;
+use crate::state::jwt::JwtIdentity;
 
 /// Tokens remembered per worker before the memory is cleared.
 const CAPACITY: usize = 4096;

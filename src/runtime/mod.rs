@@ -29,7 +29,8 @@ use monoio::net::{TcpListener, TcpStream};
 const BLOCKING_THREADS: usize = 2;
 
 /// Which kernel interface the workers drive their sockets with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum IoDriver {
     /// io_uring where the kernel allows it, epoll otherwise.
     Auto,

@@ -31,7 +31,8 @@ use thread_priority::{
 };
 
 /// How the writer threads are scheduled (`server.writer_priority`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WriterPriority {
     /// `SCHED_IDLE` while the writer keeps up, the normal policy while it is behind.
     Idle,

@@ -10,13 +10,13 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-pub mod budget_spend;
 pub mod reload;
 
-use crate::config::live::LiveConfig;
 use crate::config::{Config, Overrides};
 use crate::proxy::{serve_plain, serve_tls, Records, WorkerGateway};
 use crate::runtime::{self, listener::bind_listeners, shutdown_pair, LocalShutdown};
+use crate::state::live::{Live, Snapshot};
+use crate::state::State;
 use crate::store::{access_log, ledger};
 
 #[derive(Debug, Error)]
@@ -50,17 +50,15 @@ pub struct ConfigSource {
 }
 
 /// Runs the gateway until SIGTERM or SIGINT; SIGHUP reloads the config.
-pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
-    warn_if_exposed(&config);
-    if !config.budgets.is_empty() {
+pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), ServeError> {
+    warn_if_exposed(&config, &state);
+    if !state.budgets.is_empty() {
         for (place, model) in config.unpriced_routes() {
             tracing::warn!(route = %place, model = %model, "this route serves a model without a price: its requests are refused under any budget");
         }
     }
-    if let Some(tls) = &config.tls {
-        for cert in crate::config::tls::expiring_soon(tls, std::time::SystemTime::now()) {
-            tracing::warn!(certificate = %cert.cert_file, "this certificate expires in less than 14 days");
-        }
+    if let Some(tls) = &state.edge_tls {
+        reload::warn_expiring(tls);
     }
     let fd_limit = runtime::raise_fd_limit();
     tracing::info!(fd_limit, "open-file limit");
@@ -86,7 +84,7 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
         None => (ledger::Ledger::off(), None),
     };
     if let Some(path) = &config.store.path {
-        budget_spend::load_all(&config.budgets, path).map_err(ServeError::Ledger)?;
+        crate::state::budget_spend::load_all(&state.budgets, path).map_err(ServeError::Ledger)?;
     }
     let (audit, audit_thread) = match &config.audit.path {
         Some(path) => {
@@ -104,7 +102,7 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
     let key_refresher = match &config.store.path {
         Some(path) => {
             let audit = audit.clone();
-            let issued = Arc::clone(&config.issued_keys);
+            let issued = Arc::clone(&state.issued_keys);
             let refresher = crate::store::keys::start(path, issued, move |action, name| {
                 audit.record(crate::audit::AuditEvent::admin(action, name));
             })
@@ -120,8 +118,8 @@ pub fn serve(config: Config, source: ConfigSource) -> Result<(), ServeError> {
         config.grace_period,
     );
     let (workers_wanted, driver) = (config.workers, config.io_driver);
-    reload::start_upstream_threads(&config);
-    let live = LiveConfig::new(config);
+    state.start();
+    let live = Live::new(Snapshot::new(config, state));
     let reloader = Arc::new(reload::Reloader::new(
         Arc::clone(&live),
         source,
@@ -351,14 +349,14 @@ pub fn announce(addr: SocketAddr) {
     let _ = out.flush();
 }
 
-fn warn_if_exposed(config: &Config) {
+fn warn_if_exposed(config: &Config, state: &State) {
     let public = [config.listen, config.listen_tls]
         .into_iter()
         .flatten()
         .find(|addr| !addr.ip().is_loopback());
-    let exposed = config.open_access()
+    let exposed = state.open_access(config)
         && public.is_some()
-        && config.upstreams.iter().any(|u| u.credential.is_some());
+        && state.upstreams.iter().any(|u| u.credential.is_some());
     if let (true, Some(listen)) = (exposed, public) {
         tracing::warn!(
             %listen,

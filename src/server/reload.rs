@@ -1,14 +1,8 @@
 //! Config reload, on SIGHUP or `POST /admin/reload`. The new config is read and built on the
-//! caller's thread (never a worker), checked against what only a restart can change, given the
-//! running state it must not lose, and only then published: a bad file changes nothing, and the
-//! error says why.
-//!
-//! Carried over: issued keys (the key refresher owns that table), budget counters (spend and
-//! reservations in flight; budgets the reload adds start from the ledger), rate-limit counters
-//! of entities still limited, and — when the upstream and routing settings are unchanged — the
-//! upstreams themselves (credentials, health) and each worker's pooled connections. Changed
-//! upstreams start fresh credential refreshers and health probers; the old ones stop once the
-//! last request on the old config has finished.
+//! caller's thread (never a worker), checked against what only a restart can change, handed to
+//! the running [`crate::state::State`] to apply (each part kept when unchanged, rebuilt when changed — see
+//! [`crate::state`]), and only then published: a bad file changes nothing, and the error says
+//! why.
 
 #![expect(
     clippy::disallowed_types,
@@ -21,9 +15,9 @@ use thiserror::Error;
 
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::file::FileConfig;
-use crate::config::live::LiveConfig;
 use crate::config::{self, Config, ConfigError, Overrides};
-use crate::store::ledger::LedgerError;
+use crate::state::live::{Live, Snapshot};
+use crate::state::StateError;
 use crate::store::policies::{self, PolicyStoreError};
 
 #[derive(Debug, Error)]
@@ -34,8 +28,8 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
     #[error("{0} changed: only a restart applies it")]
     NeedsRestart(&'static str),
-    #[error("cannot load budget spend: {0}")]
-    Ledger(#[from] LedgerError),
+    #[error("{0}")]
+    State(#[from] StateError),
     #[error("{0}")]
     Policies(#[from] PolicyStoreError),
 }
@@ -48,7 +42,7 @@ pub fn build_config(mut file: FileConfig, overrides: &Overrides) -> Result<Confi
 
 /// Reloads the running config from its file.
 pub struct Reloader {
-    live: Arc<LiveConfig>,
+    live: Arc<Live>,
     source: Option<PathBuf>,
     overrides: Overrides,
     audit: AuditLog,
@@ -58,7 +52,7 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn new(live: Arc<LiveConfig>, source: super::ConfigSource, audit: AuditLog) -> Self {
+    pub fn new(live: Arc<Live>, source: super::ConfigSource, audit: AuditLog) -> Self {
         Self {
             live,
             source: source.path,
@@ -68,8 +62,8 @@ impl Reloader {
         }
     }
 
-    /// The running config.
-    pub fn current(&self) -> Arc<Config> {
+    /// The running config and state.
+    pub fn current(&self) -> Arc<Snapshot> {
         self.live.load()
     }
 
@@ -90,7 +84,7 @@ impl Reloader {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         change(&mut file);
-        config::build_budgets(&file)?;
+        config::policies::build(&file)?;
         Ok(())
     }
 
@@ -107,11 +101,15 @@ impl Reloader {
         let mut file = running_file.clone();
         policies::merge_into(&mut file)?;
         let current = self.live.load();
-        let mut next = (*current).clone();
-        next.budgets = Arc::new(config::build_budgets(&file)?);
-        next.limiter = Arc::new(config::build_limiter(&file));
-        carry_over(&current, &mut next)?;
-        Ok(self.live.publish(next))
+        let mut next = (*current.config).clone();
+        next.policies = config::policies::build(&file)?;
+        self.publish(&current, next)
+    }
+
+    /// Applies `next` to the running state and publishes both.
+    fn publish(&self, current: &Snapshot, next: Config) -> Result<u64, ReloadError> {
+        let state = current.state.apply(&current.config, &next)?;
+        Ok(self.live.publish(Snapshot::new(next, state)))
     }
 
     fn report(&self, origin: &str, outcome: &Result<u64, ReloadError>) {
@@ -138,29 +136,23 @@ impl Reloader {
     fn rebuild(&self, running_file: &mut FileConfig) -> Result<u64, ReloadError> {
         let path = self.source.as_ref().ok_or(ReloadError::NoConfigFile)?;
         let file = config::load_file(path)?;
-        let mut next = build_config(file.clone(), &self.overrides)?;
+        let next = build_config(file.clone(), &self.overrides)?;
         let current = self.live.load();
-        only_restart_changes(&current, &next)?;
-        carry_over(&current, &mut next)?;
-        if next.upstreams_fingerprint != current.upstreams_fingerprint {
-            start_upstream_threads(&next);
-        }
-        if let Some(tls) = &next.tls {
-            for cert in config::tls::expiring_soon(tls, std::time::SystemTime::now()) {
-                tracing::warn!(certificate = %cert.cert_file, "this certificate expires in less than 14 days");
-            }
+        only_restart_changes(&current.config, &next)?;
+        let generation = self.publish(&current, next)?;
+        if let Some(tls) = &self.live.load().state.edge_tls {
+            warn_expiring(tls);
         }
         *running_file = file;
-        Ok(self.live.publish(next))
+        Ok(generation)
     }
 }
 
-/// Starts the credential refreshers and health probers of a config's upstreams.
-pub fn start_upstream_threads(config: &Config) {
-    for upstream in &config.upstreams {
-        upstream.provider.start_refreshers();
+/// Warns about each served certificate that expires in less than 14 days.
+pub fn warn_expiring(tls: &crate::tls::EdgeTls) {
+    for cert in crate::state::edge_tls::expiring_soon(tls, std::time::SystemTime::now()) {
+        tracing::warn!(certificate = %cert.cert_file, "this certificate expires in less than 14 days");
     }
-    crate::provider::health::start(&config.health, &config.upstreams);
 }
 
 /// Refuses a reload that changes what the process set up once: sockets, threads, files.
@@ -212,23 +204,4 @@ fn only_restart_changes(current: &Config, next: &Config) -> Result<(), ReloadErr
         Some((what, _)) => Err(ReloadError::NeedsRestart(what)),
         None => Ok(()),
     }
-}
-
-/// Gives the new config the running state it must not lose.
-fn carry_over(current: &Config, next: &mut Config) -> Result<(), ReloadError> {
-    next.issued_keys = Arc::clone(&current.issued_keys);
-    let mut budgets = (*next.budgets).clone();
-    let (fresh, fresh_sessions) = budgets.adopt(&current.budgets);
-    if let Some(path) = &next.store.path {
-        super::budget_spend::load(&budgets, path, &fresh, &fresh_sessions)?;
-    }
-    next.budgets = Arc::new(budgets);
-    let mut limiter = (*next.limiter).clone();
-    limiter.adopt(&current.limiter);
-    next.limiter = Arc::new(limiter);
-    if next.upstreams_fingerprint == current.upstreams_fingerprint {
-        next.upstreams = current.upstreams.clone();
-        next.health = Arc::clone(&current.health);
-    }
-    Ok(())
 }

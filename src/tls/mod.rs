@@ -23,7 +23,8 @@ use std::time::Duration;
 pub use stream::TlsStream;
 
 /// Whether clients are asked for a certificate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ClientAuth {
     /// Not asked.
     Off,
@@ -41,7 +42,6 @@ pub struct EdgeTls {
     /// The served certificates; the first is the default.
     pub certificates: Vec<certificates::ServedCertificate>,
     pub client_auth: ClientAuth,
-    pub client_identities: client_identity::ClientIdentities,
     pub handshake_timeout: Duration,
     pub max_handshakes_per_worker: usize,
 }

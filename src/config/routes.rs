@@ -1,0 +1,242 @@
+//! `[[routes]]`, `[routing]` and `[[models]]`: which model goes to which upstreams, how the
+//! first is picked, when a failing one is ejected, and what `/v1/models` lists.
+
+use std::time::Duration;
+
+use super::file::FileConfig;
+use super::server::duration;
+use super::upstreams::UpstreamSpec;
+use super::{file, invalid, ConfigError};
+
+/// Which models go where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelPattern {
+    Any,
+    Exact(String),
+    Prefix(String),
+}
+
+impl ModelPattern {
+    pub(crate) fn parse(text: &str) -> ModelPattern {
+        match text.strip_suffix('*') {
+            Some("") => ModelPattern::Any,
+            Some(prefix) => ModelPattern::Prefix(prefix.to_string()),
+            None => ModelPattern::Exact(text.to_string()),
+        }
+    }
+
+    /// Whether `model` matches.
+    pub fn matches(&self, model: &str) -> bool {
+        match self {
+            ModelPattern::Any => true,
+            ModelPattern::Exact(m) => m == model,
+            ModelPattern::Prefix(p) => model.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// One deployment of a route: an upstream, the model id it serves, its share of first picks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deployment {
+    /// Index into `config.upstreams`.
+    pub upstream: usize,
+    /// Send this model id upstream instead of the client's.
+    pub upstream_model: Option<String>,
+    pub weight: u32,
+}
+
+/// How a route picks its first deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+pub enum Balance {
+    /// By weight, at random.
+    #[serde(rename = "weighted")]
+    Weighted,
+    /// The one with the fewest requests in flight on this worker.
+    #[serde(rename = "least_in_flight")]
+    LeastInFlight,
+    /// The less loaded of two picked at random.
+    #[serde(rename = "p2c")]
+    PowerOfTwo,
+    /// Always the first healthy one.
+    #[serde(rename = "ordered")]
+    Ordered,
+}
+
+/// A model route: models matching `pattern` go to one of `deployments`, the others being the
+/// fallbacks, in order.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub pattern: ModelPattern,
+    pub deployments: Vec<Deployment>,
+    pub balance: Balance,
+    pub max_attempts: usize,
+}
+
+/// Ejection and retry-budget settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Routing {
+    pub eject_after_failures: u32,
+    pub eject_base: Duration,
+    pub eject_max: Duration,
+    pub retry_budget_ratio: f64,
+    pub retry_budget_min_per_second: u32,
+}
+
+/// A model `/v1/models` lists.
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    pub id: String,
+    pub display_name: String,
+    pub created_at: String,
+}
+
+/// Every route, each naming upstreams that exist.
+pub fn build(file: &FileConfig, upstreams: &[UpstreamSpec]) -> Result<Vec<Route>, ConfigError> {
+    file.routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| build_route(i, r, upstreams))
+        .collect()
+}
+
+fn build_route(
+    i: usize,
+    r: &file::RouteFile,
+    upstreams: &[UpstreamSpec],
+) -> Result<Route, ConfigError> {
+    let path = format!("routes[{i}]");
+    if r.model.is_empty() {
+        return Err(invalid(format!("{path}.model"), "must not be empty"));
+    }
+    let find = |name: &str, at: String| {
+        upstreams
+            .iter()
+            .position(|u| u.name == name)
+            .ok_or_else(|| invalid(at, format!("no upstream is named `{name}`")))
+    };
+    let deployments = match (&r.upstream, r.deployments.is_empty()) {
+        (Some(name), true) => vec![Deployment {
+            upstream: find(name, format!("{path}.upstream"))?,
+            upstream_model: r.upstream_model.clone(),
+            weight: 1,
+        }],
+        (None, false) if r.upstream_model.is_none() => r
+            .deployments
+            .iter()
+            .enumerate()
+            .map(|(j, d)| {
+                let weight = d.weight.unwrap_or(1);
+                if weight == 0 {
+                    return Err(invalid(
+                        format!("{path}.deployments[{j}].weight"),
+                        "must be at least 1",
+                    ));
+                }
+                Ok(Deployment {
+                    upstream: find(&d.upstream, format!("{path}.deployments[{j}].upstream"))?,
+                    upstream_model: d.upstream_model.clone(),
+                    weight,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => {
+            return Err(invalid(
+                path,
+                "give either `upstream` (and optionally `upstream_model`) or `deployments`",
+            ))
+        }
+    };
+    let balance = r.balance.unwrap_or(Balance::Weighted);
+    let max_attempts = r.max_attempts.unwrap_or(deployments.len().min(3));
+    if max_attempts == 0 {
+        return Err(invalid(
+            format!("{path}.max_attempts"),
+            "must be at least 1",
+        ));
+    }
+    Ok(Route {
+        pattern: ModelPattern::parse(&r.model),
+        deployments,
+        balance,
+        max_attempts,
+    })
+}
+
+pub fn build_routing(file: &FileConfig) -> Result<Routing, ConfigError> {
+    let r = &file.routing;
+    if !(0.0..=1.0).contains(&r.retry_budget_ratio) {
+        return Err(invalid(
+            "routing.retry_budget_ratio",
+            "must be between 0 and 1",
+        ));
+    }
+    if r.eject_after_failures == 0 {
+        return Err(invalid(
+            "routing.eject_after_failures",
+            "must be at least 1",
+        ));
+    }
+    Ok(Routing {
+        eject_after_failures: r.eject_after_failures,
+        eject_base: duration("routing.eject_base", &r.eject_base)?,
+        eject_max: duration("routing.eject_max", &r.eject_max)?,
+        retry_budget_ratio: r.retry_budget_ratio,
+        retry_budget_min_per_second: r.retry_budget_min_per_second,
+    })
+}
+
+pub fn build_models(file: &FileConfig) -> Vec<ModelInfo> {
+    if file.models.is_empty() {
+        return default_models();
+    }
+    file.models
+        .iter()
+        .map(|m| ModelInfo {
+            id: m.id.clone(),
+            display_name: m.display_name.clone().unwrap_or_else(|| m.id.clone()),
+            created_at: m
+                .created_at
+                .clone()
+                .unwrap_or_else(|| "2025-01-01T00:00:00Z".into()),
+        })
+        .collect()
+}
+
+fn default_models() -> Vec<ModelInfo> {
+    [
+        ("claude-opus-5-5", "Claude Opus 5.5", "2026-10-01T00:00:00Z"),
+        (
+            "claude-sonnet-5-5",
+            "Claude Sonnet 5.5",
+            "2026-10-01T00:00:00Z",
+        ),
+        (
+            "claude-haiku-5-5",
+            "Claude Haiku 5.5",
+            "2026-10-01T00:00:00Z",
+        ),
+        ("claude-opus-4-8", "Claude Opus 4.8", "2026-06-01T00:00:00Z"),
+        (
+            "claude-sonnet-4-6",
+            "Claude Sonnet 4.6",
+            "2026-02-01T00:00:00Z",
+        ),
+        (
+            "claude-sonnet-4-5",
+            "Claude Sonnet 4.5",
+            "2025-09-29T00:00:00Z",
+        ),
+        (
+            "claude-haiku-4-5",
+            "Claude Haiku 4.5",
+            "2025-10-01T00:00:00Z",
+        ),
+    ]
+    .into_iter()
+    .map(|(id, name, at)| ModelInfo {
+        id: id.into(),
+        display_name: name.into(),
+        created_at: at.into(),
+    })
+    .collect()
+}

@@ -1,0 +1,275 @@
+//! `[[upstreams]]` → [`UpstreamSpec`]: where each upstream is, what it speaks and where its
+//! credentials come from — described, never fetched. Reading a CA file or a service-account
+//! key, running `credential_process` or a token command and reading the environment happen
+//! when [`crate::state`] builds the upstream, and again only when its spec changes.
+
+use std::collections::HashSet;
+
+use super::file::{FileConfig, UpstreamFile};
+use super::server::duration;
+use super::{invalid, ConfigError};
+use crate::provider::aws_credentials::{AwsCredentialsConfig, CredentialSource};
+use crate::provider::health::Probe;
+use crate::provider::upstream::{vertex_url, AuthHeader, Endpoint};
+
+/// One configured upstream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpstreamSpec {
+    pub name: String,
+    pub endpoint: Endpoint,
+    /// The credential sluice presents there (`api_key` / `api_key_env`), if any.
+    pub key: Option<SecretSource>,
+    pub auth_header: AuthHeader,
+    pub provider: ProviderSpec,
+    pub health_probe: Option<Probe>,
+    /// Extra PEM roots to trust (https only).
+    pub ca_file: Option<String>,
+}
+
+/// What an upstream speaks, and (for the clouds) where its signing credentials come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProviderSpec {
+    /// The Messages API: the Anthropic API, LiteLLM, any compatible gateway.
+    Anthropic,
+    /// AWS Bedrock: SigV4 with credentials from `aws`, or the upstream's key (a Bedrock API
+    /// key) when `aws` is `None`.
+    Bedrock {
+        region: String,
+        aws: Option<CredentialSource>,
+    },
+    /// Google Vertex AI: OAuth2 tokens from `token`, or the upstream's key (a static access
+    /// token) when `token` is `None`.
+    Vertex {
+        project: String,
+        region: String,
+        token: Option<TokenSourceSpec>,
+    },
+}
+
+/// Where a Vertex upstream's OAuth2 tokens come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenSourceSpec {
+    /// A service-account key file (tokens by the JWT-bearer grant).
+    ServiceAccountFile(String),
+    /// A command printing an access token.
+    Command(String),
+}
+
+/// A secret written in the config or named by an environment variable. `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Inline(String),
+    Environment(String),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Inline(_) => f.write_str("Inline(<redacted>)"),
+            SecretSource::Environment(var) => write!(f, "Environment({var})"),
+        }
+    }
+}
+
+impl SecretSource {
+    /// The secret, if it is written or its variable is set (and not empty).
+    pub fn lookup(&self) -> Option<String> {
+        match self {
+            SecretSource::Inline(secret) => Some(secret.clone()),
+            SecretSource::Environment(var) => std::env::var(var).ok().filter(|v| !v.is_empty()),
+        }
+    }
+
+    /// The secret; `path` names the field in the error when the variable is unset or empty.
+    pub fn resolve(&self, path: &str) -> Result<String, ConfigError> {
+        match self {
+            SecretSource::Inline(secret) => Ok(secret.clone()),
+            SecretSource::Environment(var) => std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| invalid(path, format!("${var} is not set"))),
+        }
+    }
+}
+
+/// Every upstream, checked: unique names, one credential source each, fields that belong to
+/// the provider named.
+pub fn build(file: &FileConfig) -> Result<Vec<UpstreamSpec>, ConfigError> {
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (i, u) in file.upstreams.iter().enumerate() {
+        let path = format!("upstreams[{i}]");
+        if u.name.is_empty() || !names.insert(u.name.clone()) {
+            return Err(invalid(
+                format!("{path}.name"),
+                "must be a unique, non-empty name",
+            ));
+        }
+        out.push(build_one(u, &path)?);
+    }
+    Ok(out)
+}
+
+fn build_one(u: &UpstreamFile, path: &str) -> Result<UpstreamSpec, ConfigError> {
+    let key = match (&u.api_key, &u.api_key_env) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                format!("{path}.api_key"),
+                "set api_key or api_key_env, not both",
+            ))
+        }
+        (Some(key), None) => Some(SecretSource::Inline(key.clone())),
+        (None, Some(var)) => Some(SecretSource::Environment(var.clone())),
+        (None, None) => None,
+    };
+    let provider = provider(u, path, key.is_some())?;
+    let auth_header = match provider {
+        ProviderSpec::Bedrock { .. } | ProviderSpec::Vertex { .. } => AuthHeader::Bearer,
+        ProviderSpec::Anthropic => u.auth_header.unwrap_or(AuthHeader::XApiKey),
+    };
+    let url = match (&u.url, &provider) {
+        (Some(url), _) => url.clone(),
+        (None, ProviderSpec::Bedrock { region, .. }) => {
+            format!("https://bedrock-runtime.{region}.amazonaws.com")
+        }
+        (None, ProviderSpec::Vertex { region, .. }) => vertex_url(region),
+        (None, ProviderSpec::Anthropic) => {
+            return Err(invalid(format!("{path}.url"), "missing field `url`"))
+        }
+    };
+    let endpoint =
+        Endpoint::parse(&url).map_err(|m| invalid(format!("{path}.url"), m.to_string()))?;
+    if u.ca_file.is_some() && !endpoint.tls {
+        return Err(invalid(
+            format!("{path}.ca_file"),
+            "only an https upstream uses a ca_file",
+        ));
+    }
+    Ok(UpstreamSpec {
+        name: u.name.clone(),
+        endpoint,
+        key,
+        auth_header,
+        provider,
+        health_probe: health_probe(u, path)?,
+        ca_file: u.ca_file.clone(),
+    })
+}
+
+fn health_probe(u: &UpstreamFile, path: &str) -> Result<Option<Probe>, ConfigError> {
+    match &u.health_check_path {
+        Some(p) if !p.starts_with('/') => Err(invalid(
+            format!("{path}.health_check_path"),
+            "must start with /",
+        )),
+        Some(p) => Ok(Some(Probe {
+            path: p.clone(),
+            interval: duration(
+                &format!("{path}.health_check_interval"),
+                u.health_check_interval.as_deref().unwrap_or("10s"),
+            )?,
+        })),
+        None => Ok(None),
+    }
+}
+
+/// The provider of upstream `u` and where its credentials come from.
+fn provider(u: &UpstreamFile, path: &str, has_key: bool) -> Result<ProviderSpec, ConfigError> {
+    use super::file::ProviderKind;
+    let aws_fields = [
+        &u.aws_access_key_id,
+        &u.aws_secret_access_key,
+        &u.aws_session_token,
+        &u.aws_profile,
+        &u.aws_credential_process,
+    ];
+    let gcp_fields = [
+        &u.project,
+        &u.gcp_service_account_file,
+        &u.gcp_token_command,
+    ];
+    let kind = u.provider.unwrap_or(ProviderKind::Anthropic);
+    if kind != ProviderKind::Bedrock && aws_fields.iter().any(|f| f.is_some()) {
+        return Err(invalid(path, "aws_* fields are for provider = \"bedrock\""));
+    }
+    if kind != ProviderKind::Vertex && gcp_fields.iter().any(|f| f.is_some()) {
+        return Err(invalid(
+            path,
+            "project and gcp_* fields are for provider = \"vertex\"",
+        ));
+    }
+    let required = |v: &Option<String>, name: &str, why: &str| {
+        v.clone()
+            .ok_or_else(|| invalid(format!("{path}.{name}"), why.to_string()))
+    };
+    match kind {
+        ProviderKind::Anthropic if u.region.is_some() => Err(invalid(
+            format!("{path}.region"),
+            "region is for bedrock and vertex upstreams",
+        )),
+        ProviderKind::Anthropic => Ok(ProviderSpec::Anthropic),
+        ProviderKind::Bedrock => Ok(ProviderSpec::Bedrock {
+            region: required(
+                &u.region,
+                "region",
+                "a bedrock upstream needs its AWS region",
+            )?,
+            aws: aws_source(u, path, has_key)?,
+        }),
+        ProviderKind::Vertex => Ok(ProviderSpec::Vertex {
+            project: required(
+                &u.project,
+                "project",
+                "a vertex upstream needs its Google Cloud project",
+            )?,
+            region: required(
+                &u.region,
+                "region",
+                "a vertex upstream needs its location (global, us, eu, or a region)",
+            )?,
+            token: token_source(u, path, has_key)?,
+        }),
+    }
+}
+
+/// A Vertex upstream's token source, or `None` when its key is a static access token.
+fn token_source(
+    u: &UpstreamFile,
+    path: &str,
+    has_key: bool,
+) -> Result<Option<TokenSourceSpec>, ConfigError> {
+    match (&u.gcp_service_account_file, &u.gcp_token_command) {
+        (Some(file), None) => Ok(Some(TokenSourceSpec::ServiceAccountFile(file.clone()))),
+        (None, Some(command)) => Ok(Some(TokenSourceSpec::Command(command.clone()))),
+        (None, None) if has_key => Ok(None),
+        _ => Err(invalid(
+            path,
+            "give one token source: gcp_service_account_file, gcp_token_command, or api_key (a static access token)",
+        )),
+    }
+}
+
+/// A Bedrock upstream's credential source, or `None` when it uses a Bedrock API key.
+fn aws_source(
+    u: &UpstreamFile,
+    path: &str,
+    has_key: bool,
+) -> Result<Option<CredentialSource>, ConfigError> {
+    Ok(match (&u.aws_access_key_id, &u.aws_secret_access_key, &u.aws_profile, &u.aws_credential_process) {
+        (Some(id), Some(secret), None, None) => Some(CredentialSource::Static(AwsCredentialsConfig {
+            access_key_id: id.clone(),
+            secret_access_key: secret.clone(),
+            session_token: u.aws_session_token.clone(),
+        })),
+        (None, None, Some(profile), None) => Some(CredentialSource::Profile(profile.clone())),
+        (None, None, None, Some(command)) => Some(CredentialSource::Process(command.clone())),
+        (None, None, None, None) if has_key => None,
+        (None, None, None, None) => Some(CredentialSource::Environment),
+        _ => {
+            return Err(invalid(
+                path,
+                "give one credential source: aws_access_key_id + aws_secret_access_key, aws_profile, aws_credential_process, or api_key (a Bedrock API key)",
+            ))
+        }
+    })
+}

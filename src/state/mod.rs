@@ -1,0 +1,294 @@
+//! What the running gateway holds that lives, built from a [`Config`]: the upstreams with
+//! their credentials and TLS clients, the health board, the key tables, the JWT verifier, the
+//! HTTPS listener's certificates, and the rate-limit and budget counters.
+//!
+//! [`State::build`] loads everything a config describes (files, variables, credential
+//! commands) and starts nothing; [`State::start`] starts the side threads (credential
+//! refreshers, health probers). A reload builds the next [`Config`] and asks the running state
+//! to [`State::apply`] it: each part is kept as it is when its part of the config is unchanged,
+//! rebuilt (taking over the counters of entities that remain) when it changed. Certificate and
+//! JWT key files are read again on every reload, since renewing them in place is what a reload
+//! is for; credential commands run again only for an upstream whose spec changed.
+//!
+//! - [`upstreams`]: an upstream's spec → its credentials and TLS client.
+//! - [`keys`]: the virtual-key and AWS-key lookup table.
+//! - [`jwt`]: the JWT verifier.
+//! - [`edge_tls`]: the HTTPS listener's certificates, loaded and checked.
+//! - [`budget_spend`]: budgets start from the spend the ledger holds.
+//! - [`live`]: the running (config, state) pair the workers read.
+
+pub mod budget_spend;
+pub mod edge_tls;
+pub mod jwt;
+pub mod keys;
+pub mod live;
+pub mod upstreams;
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::config::policies::Policies;
+use crate::config::{Config, ConfigError};
+use crate::limits::budget::Budgets;
+use crate::limits::RateLimiter;
+use crate::provider::health::{self, HealthBoard};
+use crate::provider::upstream::Upstream;
+use crate::store::keys::IssuedKeys;
+use crate::store::ledger::LedgerError;
+use crate::tls::EdgeTls;
+pub use upstreams::Commands;
+
+/// Why a state could not be built or applied.
+#[derive(Debug, Error)]
+pub enum StateError {
+    /// Something the config names could not be loaded (the error names the field).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot load budget spend: {0}")]
+    Ledger(#[from] LedgerError),
+}
+
+/// Everything that lives while sluice serves.
+#[derive(Debug)]
+pub struct State {
+    /// The upstreams, in the config's order (routes name them by index).
+    pub upstreams: Vec<Upstream>,
+    pub health: Arc<HealthBoard>,
+    pub keys: Arc<keys::KeyTable>,
+    /// Keys issued over the admin API (the key refresher keeps this table current).
+    pub issued_keys: Arc<IssuedKeys>,
+    pub jwt: Option<Arc<jwt::JwtVerifier>>,
+    /// The HTTPS listener's certificates and settings.
+    pub edge_tls: Option<Arc<EdgeTls>>,
+    pub limiter: Arc<RateLimiter>,
+    pub budgets: Arc<Budgets>,
+}
+
+impl State {
+    /// Loads what `config` describes; starts no thread. With [`Commands::Skip`] (a check) no
+    /// credential command runs.
+    pub fn build(config: &Config, commands: Commands) -> Result<State, StateError> {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| upstreams::build(spec, &format!("upstreams[{i}]"), commands))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(State {
+            health: HealthBoard::new(upstreams.len()),
+            upstreams,
+            keys: Arc::new(keys::KeyTable::build(&config.keys)?),
+            issued_keys: Arc::default(),
+            jwt: build_jwt(config)?,
+            edge_tls: load_edge_tls(config)?,
+            limiter: Arc::new(limiter(&config.policies)),
+            budgets: Arc::new(budgets(&config.policies)),
+        })
+    }
+
+    /// Starts the side threads: credential refreshers and health probers.
+    pub fn start(&self) {
+        for upstream in &self.upstreams {
+            upstream.provider.start_refreshers();
+        }
+        health::start(&self.health, &self.upstreams);
+    }
+
+    /// The state for `next`, the running config being `running`: unchanged parts are shared,
+    /// changed ones rebuilt and started. Budgets the change adds start from the ledger's spend.
+    pub fn apply(&self, running: &Config, next: &Config) -> Result<State, StateError> {
+        let mut fresh = Vec::new();
+        let mut upstreams = Vec::with_capacity(next.upstreams.len());
+        for (i, spec) in next.upstreams.iter().enumerate() {
+            match running.upstreams.iter().position(|r| r == spec) {
+                Some(j) if j < self.upstreams.len() => upstreams.push(self.upstreams[j].clone()),
+                _ => {
+                    let path = format!("upstreams[{i}]");
+                    upstreams.push(upstreams::build(spec, &path, Commands::Run)?);
+                    fresh.push(i);
+                }
+            }
+        }
+        let same_upstreams = running.upstreams == next.upstreams;
+        let state = State {
+            health: if same_upstreams {
+                Arc::clone(&self.health)
+            } else {
+                HealthBoard::new(upstreams.len())
+            },
+            upstreams,
+            keys: if running.keys == next.keys {
+                Arc::clone(&self.keys)
+            } else {
+                Arc::new(keys::KeyTable::build(&next.keys)?)
+            },
+            issued_keys: Arc::clone(&self.issued_keys),
+            jwt: build_jwt(next)?,
+            edge_tls: load_edge_tls(next)?,
+            limiter: self.next_limiter(&running.policies, &next.policies),
+            budgets: self.next_budgets(&running.policies, next)?,
+        };
+        for i in fresh {
+            if let Some(upstream) = state.upstreams.get(i) {
+                upstream.provider.start_refreshers();
+            }
+        }
+        if !same_upstreams {
+            health::start(&state.health, &state.upstreams);
+        }
+        Ok(state)
+    }
+
+    /// True when no credential is configured (no virtual, AWS or issued keys, no JWT, no
+    /// client-certificate identities): every client is accepted.
+    pub fn open_access(&self, config: &Config) -> bool {
+        self.keys.is_empty()
+            && self.jwt.is_none()
+            && !self.issued_keys.issued_any()
+            && config
+                .tls
+                .as_ref()
+                .is_none_or(|t| t.client_identities.is_empty())
+    }
+
+    fn next_limiter(&self, running: &Policies, next: &Policies) -> Arc<RateLimiter> {
+        if running.limits == next.limits {
+            return Arc::clone(&self.limiter);
+        }
+        let mut fresh = limiter(next);
+        fresh.adopt(&self.limiter);
+        Arc::new(fresh)
+    }
+
+    fn next_budgets(&self, running: &Policies, next: &Config) -> Result<Arc<Budgets>, StateError> {
+        let policies = &next.policies;
+        if running.budgets == policies.budgets
+            && running.session_budgets == policies.session_budgets
+        {
+            return Ok(Arc::clone(&self.budgets));
+        }
+        let mut fresh = budgets(policies);
+        let (entities, sessions) = fresh.adopt(&self.budgets);
+        if let Some(path) = &next.store.path {
+            budget_spend::load(&fresh, path, &entities, &sessions)?;
+        }
+        Ok(Arc::new(fresh))
+    }
+}
+
+/// The rate limiter `policies` describe, with fresh counters.
+fn limiter(policies: &Policies) -> RateLimiter {
+    let mut limiter = RateLimiter::default();
+    for limit in &policies.limits {
+        limiter.add(limit.scope, &limit.name, limit.spec);
+    }
+    limiter
+}
+
+/// The budgets `policies` describe, with nothing spent.
+fn budgets(policies: &Policies) -> Budgets {
+    let mut budgets = Budgets::default();
+    for budget in &policies.budgets {
+        budgets.add(budget.scope, &budget.name, budget.spec);
+    }
+    for spec in &policies.session_budgets {
+        budgets.add_session(*spec);
+    }
+    budgets
+}
+
+fn build_jwt(config: &Config) -> Result<Option<Arc<jwt::JwtVerifier>>, ConfigError> {
+    config
+        .jwt
+        .as_ref()
+        .map(|settings| jwt::JwtVerifier::build(settings).map(Arc::new))
+        .transpose()
+}
+
+fn load_edge_tls(config: &Config) -> Result<Option<Arc<EdgeTls>>, ConfigError> {
+    config
+        .tls
+        .as_ref()
+        .map(|settings| edge_tls::load(settings, std::time::SystemTime::now()).map(Arc::new))
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{build, parse_text, Overrides};
+
+    fn config(text: &str) -> Config {
+        build(parse_text(text).unwrap(), &Overrides::default()).unwrap()
+    }
+
+    #[test]
+    fn a_config_builds_without_its_files_and_the_state_names_the_missing_one() {
+        let cases = [
+            (
+                "[[upstreams]]\nname = \"a\"\nurl = \"https://x.test\"\nca_file = \"/nonexistent/ca.pem\"\n",
+                "upstreams[0].ca_file",
+            ),
+            (
+                "[[upstreams]]\nname = \"v\"\nprovider = \"vertex\"\nproject = \"p\"\nregion = \"us\"\ngcp_service_account_file = \"/nonexistent/sa.json\"\n",
+                "upstreams[0].gcp_service_account_file",
+            ),
+            (
+                "[server]\nlisten_tls = \"127.0.0.1:0\"\n[server.tls]\ncert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/k.pem\"\n",
+                "server.tls.cert_file",
+            ),
+            (
+                "[jwt]\n[[jwt.keys]]\nalgorithm = \"RS256\"\npublic_key_file = \"/nonexistent/k.pem\"\n",
+                "jwt.keys[0].public_key_file",
+            ),
+            (
+                "[[aws_keys]]\nname = \"a\"\naccess_key_id = \"AK\"\nsecret_access_key_env = \"SLUICE_TEST_SURELY_UNSET\"\n",
+                "aws_keys[0].secret_access_key_env",
+            ),
+            (
+                "[[upstreams]]\nname = \"b\"\nprovider = \"bedrock\"\nregion = \"us-east-1\"\napi_key_env = \"SLUICE_TEST_SURELY_UNSET\"\n",
+                "upstreams[0].api_key_env",
+            ),
+        ];
+        for (text, path) in cases {
+            let built = config(text);
+            let err = State::build(&built, Commands::Skip)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(path), "{text:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn apply_keeps_unchanged_parts_and_rebuilds_changed_ones_with_their_counters() {
+        let before = config(
+            "[[teams]]\nname = \"t\"\nrpm = 10\n[[users]]\nname = \"u\"\nmax_streams = 2\n[[budgets]]\nscope = \"team\"\nname = \"t\"\nlimit_usd = 1.0\n[store]\npath = \"off\"\n",
+        );
+        let running = State::build(&before, Commands::Skip).unwrap();
+        let same = running.apply(&before, &before).unwrap();
+        assert!(Arc::ptr_eq(&same.limiter, &running.limiter));
+        assert!(Arc::ptr_eq(&same.budgets, &running.budgets));
+        assert!(Arc::ptr_eq(&same.keys, &running.keys));
+        assert!(Arc::ptr_eq(&same.health, &running.health));
+        assert!(Arc::ptr_eq(&same.issued_keys, &running.issued_keys));
+
+        // The team's limit changes: a new limiter, which keeps the user's streams in flight.
+        let user = [(crate::limits::Scope::User, Some("u"))];
+        let streams: Vec<_> = (0..2)
+            .map(|_| running.limiter.admit(&user, true).unwrap())
+            .collect();
+        let mut after = before.clone();
+        after.policies.limits[0].spec.rpm = Some(20);
+        let next = running.apply(&before, &after).unwrap();
+        assert!(!Arc::ptr_eq(&next.limiter, &running.limiter));
+        assert!(Arc::ptr_eq(&next.budgets, &running.budgets));
+        assert!(Arc::ptr_eq(&next.health, &running.health));
+        assert!(
+            next.limiter.admit(&user, true).is_err(),
+            "the user's streams were not carried over"
+        );
+        drop(streams);
+        assert!(next.limiter.admit(&user, true).is_ok());
+    }
+}
