@@ -3,7 +3,7 @@
 //! file, no environment variable, no command — so `check-config` and a reload can build one
 //! freely; [`crate::state`] loads and runs what the config describes.
 //!
-//! - [`file`]: the TOML as serde structs (`deny_unknown_fields`); fixed choices are enums.
+//! - [`file`](mod@file): the TOML as serde structs (`deny_unknown_fields`); fixed choices are enums.
 //! - [`server`]: listeners, size limits, timeouts, ledger, audit, admin and log settings.
 //! - [`tls`]: the HTTPS listener's certificate files and client-certificate rules.
 //! - [`upstreams`]: each upstream, by provider, and where its credentials come from.

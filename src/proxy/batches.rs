@@ -20,6 +20,7 @@ use super::exchange::Exchange;
 use super::{body_problem, budget, Gateway, GatewayError};
 use crate::json;
 use crate::json::members::{check_governed, scan_model, ModelScan};
+use crate::limits::budget::Reservation;
 
 /// At most this many requests in one batch (the Anthropic API's own limit).
 const MAX_REQUESTS: usize = 100_000;
@@ -39,13 +40,13 @@ struct BatchedRequest<'a> {
 }
 
 /// Checks a batch-creation body for `identity` and reserves the maximum cost of all its
-/// requests into `ex`.
+/// requests (`None` when no budget is configured).
 pub fn govern(
     gw: &Gateway,
     identity: &Identity,
     body: &[u8],
-    ex: &mut Exchange,
-) -> Result<(), GatewayError> {
+    ex: &Exchange,
+) -> Result<Option<Reservation>, GatewayError> {
     let batch: Batch<'_> = serde_json::from_slice(body).map_err(|e| {
         GatewayError::InvalidRequest(format!("the message batch is not valid: {e}"))
     })?;

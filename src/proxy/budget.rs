@@ -1,8 +1,8 @@
 //! Budget phase: reserve the request's maximum cost against the caller's key, user, team and
 //! Claude Code session budgets before forwarding, then settle to the real cost (or release on
-//! failure). The reservation rides in the exchange so the relay can settle it *before* the
-//! response's last byte goes out: a client that sends its next request on receiving that byte
-//! already sees the real spend.
+//! failure). The request path holds the reservation and settles it once the relay hands back
+//! the response's last bytes, *before* they go out: a client that sends its next request on
+//! receiving that byte already sees the real spend.
 //!
 //! The maximum cost is `max_tokens` at the model's output price plus the body's length / 4 as
 //! input tokens at the model's highest input price (the 1-hour cache write). Output is a strict
@@ -21,6 +21,7 @@ use super::exchange::Exchange;
 use super::request_body::RequestBody;
 use super::route::Target;
 use super::{Gateway, GatewayError};
+use crate::limits::budget::Reservation;
 
 /// Output tokens assumed when the request's `max_tokens` is not in the held part of the body.
 pub const UNKNOWN_MAX_TOKENS: u64 = 64_000;
@@ -28,18 +29,16 @@ pub const UNKNOWN_MAX_TOKENS: u64 = 64_000;
 /// The response header that carries soft-threshold warnings.
 pub const WARNING_HEADER: &str = "sluice-budget-warning";
 
-/// Reserves the request's maximum cost into `ex`, or refuses it with the budget that is
-/// exhausted.
+/// Reserves the request's maximum cost (`None` when no budget is configured), or refuses it
+/// with the budget that is exhausted. `ex` names the request in the audit log's warnings.
 pub fn reserve(
     gw: &Gateway,
     identity: &Identity,
-    op: &Operation,
-    body: &RequestBody,
-    target: &Target,
-    ex: &mut Exchange,
-) -> Result<(), GatewayError> {
+    (op, body, target): (&Operation, &RequestBody, &Target),
+    ex: &Exchange,
+) -> Result<Option<Reservation>, GatewayError> {
     if gw.state.budgets.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     reserve_cost(gw, identity, maximum_cost_pico(gw, op, body, target), ex)
 }
@@ -48,17 +47,17 @@ pub fn reserve(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unpriced(pub String);
 
-/// Reserves `cost` into `ex`, or refuses: over a budget, or `Err(model)` — a served model
-/// without a price, which cannot spend a budget — when any budget applies.
+/// Reserves `cost`, or refuses: over a budget, or `Err(model)` — a served model without a
+/// price, which cannot spend a budget — when any budget applies.
 pub fn reserve_cost(
     gw: &Gateway,
     identity: &Identity,
     cost: Result<u64, Unpriced>,
-    ex: &mut Exchange,
-) -> Result<(), GatewayError> {
+    ex: &Exchange,
+) -> Result<Option<Reservation>, GatewayError> {
     let budgets = &gw.state.budgets;
     if budgets.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let (user, team) = (identity.user(), identity.team());
     let entities = identity.scopes(&user, &team);
@@ -67,7 +66,7 @@ pub fn reserve_cost(
         Err(model) => (0, Some(model)),
     };
     let reservation = budgets
-        .reserve(&entities, ex.record.session_id.as_deref(), cost)
+        .reserve(&entities, ex.request.session_id.as_deref(), cost)
         .map_err(|r| GatewayError::BudgetExceeded {
             which: r.which,
             retry_after: r.retry_after,
@@ -75,44 +74,41 @@ pub fn reserve_cost(
     if let Some(model) = unpriced.filter(|_| reservation.applies()) {
         return Err(GatewayError::ModelUnpriced(model.0));
     }
-    for warning in &reservation.warnings {
-        ex.response_headers.push((
-            WARNING_HEADER,
-            format!("soft threshold passed: {}", warning.which),
-        ));
-        if warning.crossed {
-            audit_crossing(gw, ex, &warning.which);
-        }
+    for warning in reservation.warnings.iter().filter(|w| w.crossed) {
+        audit_crossing(gw, ex, &warning.which);
     }
-    ex.reservation = Some(reservation);
-    Ok(())
+    Ok(Some(reservation))
 }
 
-/// Settles the exchange's reservation (if it still holds one) to the metered cost; keeps it
-/// when the upstream answered but no usage was seen (the cost is unknown, not zero); releases
-/// it when nothing was served.
-pub fn settle(gw: &Gateway, ex: &mut Exchange) {
-    let Some(reservation) = ex.reservation.take() else {
-        return;
-    };
-    let cost = ex.metered.usage.as_ref().and_then(|usage| {
-        gw.config.pricing.served_cost_pico(
-            served_model(&ex.record),
-            ex.metered.model.as_deref(),
-            usage,
-        )
+/// The response header fields that tell the client a soft threshold is passed.
+pub fn warning_headers(reservation: &Reservation) -> Vec<(&'static str, String)> {
+    reservation
+        .warnings
+        .iter()
+        .map(|w| {
+            (
+                WARNING_HEADER,
+                format!("soft threshold passed: {}", w.which),
+            )
+        })
+        .collect()
+}
+
+/// Settles `reservation` to the cost metered in `ex`'s response; keeps it when an upstream was
+/// tried but no usage was seen (the cost is unknown, not zero); releases it when nothing was
+/// served.
+pub fn settle(gw: &Gateway, reservation: Reservation, ex: &Exchange) {
+    let metered = &ex.response.metered;
+    let cost = metered.usage.as_ref().and_then(|usage| {
+        gw.config
+            .pricing
+            .served_cost_pico(ex.served_model(), metered.model.as_deref(), usage)
     });
     match cost {
         Some(cost) => reservation.settle(cost),
-        None if ex.record.upstream.is_some() && ex.record.status < 400 => reservation.keep(),
+        None if ex.attempts.upstream.is_some() && ex.response.status < 400 => reservation.keep(),
         None => drop(reservation),
     }
-}
-
-/// The model id the upstream was sent: the deployment's (an alias's target, a provider id),
-/// else the model the client named.
-pub fn served_model(record: &crate::record::AccessRecord) -> Option<&str> {
-    record.upstream_model.as_deref().or(record.model.as_deref())
 }
 
 /// The request's maximum cost on the dearest model it may be served by; `Err(model)` names a
@@ -172,17 +168,16 @@ pub fn request_cost_pico(
 }
 
 fn audit_crossing(gw: &Gateway, ex: &Exchange, which: &str) {
-    let r = &ex.record;
     gw.records.audit.record(crate::audit::AuditEvent {
         kind: "budget",
         time: std::time::SystemTime::now(),
-        request_id: r.request_id.clone(),
-        identity: r.identity.clone(),
+        request_id: ex.request.id.clone(),
+        identity: ex.identity.label.clone(),
         decision: "warning",
         status: 0,
         reason: Some("budget_soft_threshold"),
-        format: r.format.label(),
-        model: r.model.clone(),
+        format: ex.format.label(),
+        model: ex.model.clone(),
         upstream: None,
         fallbacks: Vec::new(),
         detail: Some(which.to_string()),

@@ -67,6 +67,9 @@ pub struct ClientConn {
     timeouts: Timeouts,
     /// When the current request's body must have arrived (`timeouts.body_total`).
     body_deadline: Option<Instant>,
+    /// Part of the current request's body is still unread: after answering it, the
+    /// connection cannot carry another request.
+    pub(super) body_unread: bool,
 }
 
 /// Why a read gave nothing.
@@ -89,7 +92,13 @@ impl ClientConn {
             limits,
             timeouts,
             body_deadline: None,
+            body_unread: false,
         }
+    }
+
+    /// The current request's body has been read to its end (or it has none).
+    pub fn body_read(&self) -> bool {
+        !self.body_unread
     }
 
     /// Reads the next request head. `Ok(None)`: the connection should just close (the client
@@ -104,6 +113,7 @@ impl ClientConn {
             if !self.buf.is_empty() {
                 if let Some(head) = take_request(&mut self.buf, self.limits.head)? {
                     self.body_deadline = None;
+                    self.body_unread = head.framing != crate::http1::BodyFraming::Empty;
                     return Ok(Some(head));
                 }
             }

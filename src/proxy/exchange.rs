@@ -1,95 +1,151 @@
-//! One request's bookkeeping as it travels the phases: the access record being filled in, and
-//! the instants that give total time, time to first byte and sluice's own added time.
+//! One request's trail: what its head said, what each phase decided — set by
+//! [`super::handle_request`] from the values the phases return, never by the phases
+//! themselves — and the instants that give total time, time to first byte and sluice's own
+//! added time. [`super::finish`] is the one place that turns a trail into an access record.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use super::authenticate::Identity;
 use super::classify::Operation;
+use super::forward::AttemptLog;
+use crate::format::ClientFormat;
 use crate::http1::RequestHead;
-use crate::record::AccessRecord;
 use crate::usage::Metered;
 
 /// The request in flight.
 pub struct Exchange {
-    pub record: AccessRecord,
+    pub request: RequestFacts,
     pub started: Instant,
+    /// What the request is (`messages`, `count_tokens`, `models`, …) and its client format.
+    pub operation: &'static str,
+    pub format: ClientFormat,
+    /// Who it counts for (anonymous until verified).
+    pub identity: IdentityFacts,
+    /// The model as the client named it.
+    pub model: Option<String>,
+    pub request_bytes: u64,
     /// The held part of the request body was in memory.
     pub body_ready: Option<Instant>,
-    /// The upstream request (held part) was written.
-    pub upstream_sent: Option<Instant>,
-    /// Time spent forwarding a streamed body remainder (the client's upload pace, not sluice's).
-    pub upload_time: Duration,
-    pub upstream_head: Option<Instant>,
-    pub client_head_sent: Option<Instant>,
-    pub metered: Metered,
-    /// The request body was read completely (the connection can carry another request).
-    pub body_consumed: bool,
-    /// Fields sluice adds to the response head (rate-limit quota).
+    /// Fields sluice adds to the response head (rate-limit quota, budget warnings).
     pub response_headers: Vec<(&'static str, String)>,
-    /// Usage, cost and outcome are filled into the record (see [`super::finish::complete`]).
-    pub completed: bool,
-    /// The ledger already has this record (committed before the last byte).
+    /// The forward phase's attempts upstream.
+    pub attempts: AttemptLog,
+    /// What the client was answered.
+    pub response: Response,
+    /// The ledger already has this request's record (committed before the last byte).
     pub ledger_synced: bool,
-    /// Budget held for this request until it is settled (before the last byte, or at the end).
-    pub reservation: Option<crate::limits::budget::Reservation>,
+}
+
+/// What the request head says about the request, taken when it arrived.
+pub struct RequestFacts {
+    /// When the head was complete.
+    pub time: SystemTime,
+    pub id: String,
+    pub method: &'static str,
+    pub path: String,
+    pub session_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub parent_agent_id: Option<String>,
+}
+
+/// An identity as records name it.
+pub struct IdentityFacts {
+    /// `key:<name>`, `jwt:<sub>`, `passthrough:<hash prefix>`, `anonymous`, …
+    pub label: String,
+    pub user: Option<String>,
+    pub team: Option<String>,
+}
+
+/// The answer the client got: from sluice (a local answer or a refusal) or relayed from the
+/// upstream.
+#[derive(Default)]
+pub struct Response {
+    pub status: u16,
+    /// Body bytes written to the client.
+    pub bytes: u64,
+    /// sluice's own error label (a refusal, or how a relayed response ended early).
+    pub error: Option<&'static str>,
+    /// The error was a governance refusal ([`super::error::Fault::Policy`]).
+    pub rejected: bool,
+    pub stream: bool,
+    pub upstream_request_id: Option<String>,
+    /// The usage the relay metered in the response.
+    pub metered: Metered,
+    /// When the upstream's response head arrived.
+    pub upstream_head: Option<Instant>,
+    /// When the response head reached the client.
+    pub client_head_sent: Option<Instant>,
 }
 
 impl Exchange {
     pub fn new(head: &RequestHead, request_id: String) -> Self {
-        let mut ex = Self::with_record(AccessRecord {
+        Self::with_request(RequestFacts {
             time: SystemTime::now(),
-            request_id,
+            id: request_id,
             method: head.method.as_str(),
             path: String::from_utf8_lossy(head.path()).into_owned(),
             session_id: header(head, "x-claude-code-session-id"),
             agent_id: header(head, "x-claude-code-agent-id"),
             parent_agent_id: header(head, "x-claude-code-parent-agent-id"),
-            identity: "anonymous".into(),
-            ..AccessRecord::default()
-        });
-        ex.body_consumed = matches!(head.framing, crate::http1::BodyFraming::Empty);
-        ex
+        })
     }
 
     /// For a request whose head could not be parsed.
     pub fn unparsed(request_id: String) -> Self {
-        Self::with_record(AccessRecord {
+        let mut ex = Self::with_request(RequestFacts {
             time: SystemTime::now(),
-            request_id,
+            id: request_id,
             method: "-",
-            operation: "malformed",
-            identity: "anonymous".into(),
-            ..AccessRecord::default()
-        })
+            path: String::new(),
+            session_id: None,
+            agent_id: None,
+            parent_agent_id: None,
+        });
+        ex.operation = "malformed";
+        ex
     }
 
-    fn with_record(record: AccessRecord) -> Self {
+    fn with_request(request: RequestFacts) -> Self {
         Self {
-            record,
+            request,
             started: Instant::now(),
+            operation: "unknown",
+            format: ClientFormat::Anthropic,
+            identity: IdentityFacts {
+                label: "anonymous".into(),
+                user: None,
+                team: None,
+            },
+            model: None,
+            request_bytes: 0,
             body_ready: None,
-            upstream_sent: None,
-            upload_time: Duration::ZERO,
-            upstream_head: None,
-            client_head_sent: None,
-            metered: Metered::default(),
-            completed: false,
-            ledger_synced: false,
-            reservation: None,
-            body_consumed: false,
             response_headers: Vec::new(),
+            attempts: AttemptLog::default(),
+            response: Response::default(),
+            ledger_synced: false,
         }
     }
 
     pub fn set_operation(&mut self, op: &Operation) {
-        self.record.operation = op.label();
-        self.record.format = op.format();
+        self.operation = op.label();
+        self.format = op.format();
     }
 
     pub fn set_identity(&mut self, identity: &Identity) {
-        self.record.identity = identity.label();
-        self.record.user = identity.user();
-        self.record.team = identity.team();
+        self.identity = IdentityFacts {
+            label: identity.label(),
+            user: identity.user(),
+            team: identity.team(),
+        };
+    }
+
+    /// The model id the upstream was sent: the deployment's (an alias's target, a provider
+    /// id), else the model the client named.
+    pub fn served_model(&self) -> Option<&str> {
+        self.attempts
+            .upstream_model
+            .as_deref()
+            .or(self.model.as_deref())
     }
 }
 

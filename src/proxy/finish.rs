@@ -1,25 +1,92 @@
-//! Phase 7, finish: usage → cost, timings, and the request's access record handed to the
-//! writer thread. Runs for every request, answered locally, refused or forwarded.
+//! The last phase, finish: the request's trail → its one access record (usage → cost,
+//! timings, outcome), handed to the writer threads. Runs for every request, answered locally,
+//! refused or forwarded; [`record`] is the only place an access record is written.
 
 use std::time::Instant;
 
 use super::exchange::Exchange;
 use super::Gateway;
+use crate::record::AccessRecord;
 use crate::usage::pricing::pico_to_usd;
 
-/// Completes the record of `ex` and queues it.
-pub fn finish(gw: &Gateway, mut ex: Exchange) {
-    complete(gw, &mut ex);
-    let r = &ex.record;
+/// Writes the record of `ex` and queues it (to the ledger and audit log too, unless they
+/// already have it).
+pub fn finish(gw: &Gateway, ex: Exchange) {
+    let r = record(gw, &ex);
     if !ex.ledger_synced {
-        gw.records.ledger.record(r);
-        gw.records.audit.record(request_event(r));
+        gw.records.ledger.record(&r);
+        gw.records.audit.record(request_event(&r));
     }
-    gw.access_log.record(ex.record);
+    gw.access_log.record(r);
+}
+
+/// The access record of `ex` as it stands now.
+pub fn record(gw: &Gateway, ex: &Exchange) -> AccessRecord {
+    let request = &ex.request;
+    let attempts = &ex.attempts;
+    let response = &ex.response;
+    let mut r = AccessRecord {
+        time: request.time,
+        request_id: request.id.clone(),
+        upstream_request_id: response.upstream_request_id.clone(),
+        method: request.method,
+        path: request.path.clone(),
+        operation: ex.operation,
+        identity: ex.identity.label.clone(),
+        user: ex.identity.user.clone(),
+        team: ex.identity.team.clone(),
+        session_id: request.session_id.clone(),
+        agent_id: request.agent_id.clone(),
+        parent_agent_id: request.parent_agent_id.clone(),
+        format: ex.format,
+        model: ex.model.clone(),
+        upstream_model: attempts
+            .upstream_model
+            .clone()
+            .filter(|m| Some(m) != ex.model.as_ref()),
+        upstream: attempts.upstream.clone(),
+        stream: response.stream,
+        status: response.status,
+        error: response.error,
+        rejected: response.rejected,
+        upstream_error: response.metered.error_type.clone(),
+        stream_complete: response.metered.complete,
+        request_bytes: ex.request_bytes,
+        response_bytes: response.bytes,
+        total_us: micros(Instant::now() - ex.started),
+        ttfb_us: response.upstream_head.map(|at| micros(at - ex.started)),
+        added_us: added_us(ex),
+        upstream_connect_us: attempts.connect_us,
+        pooled_connection: attempts.pooled_connection,
+        attempts: attempts.count,
+        fallbacks: attempts.fallbacks.clone(),
+        ..AccessRecord::default()
+    };
+    if let Some(usage) = &response.metered.usage {
+        r.input_tokens = usage.input_tokens;
+        r.output_tokens = usage.output_tokens;
+        r.cache_creation_input_tokens = usage.cache_creation_input_tokens;
+        let (w5, w1) = usage.cache_writes();
+        r.cache_creation_5m_input_tokens = w5;
+        r.cache_creation_1h_input_tokens = w1;
+        r.cache_read_input_tokens = usage.cache_read_input_tokens;
+        r.web_search_requests = usage.web_search_requests;
+        let cost = gw.config.pricing.served_cost_pico(
+            ex.served_model(),
+            response.metered.model.as_deref(),
+            usage,
+        );
+        if let Some(cost) = cost {
+            r.cost_usd = pico_to_usd(cost);
+            r.cost_pico = cost;
+            r.metered = true;
+        }
+    }
+    r
 }
 
 /// The audit log's line for a request decision.
-fn request_event(r: &crate::record::AccessRecord) -> crate::audit::AuditEvent {
+fn request_event(r: &AccessRecord) -> crate::audit::AuditEvent {
     crate::audit::AuditEvent {
         kind: "request",
         time: r.time,
@@ -40,57 +107,16 @@ fn request_event(r: &crate::record::AccessRecord) -> crate::audit::AuditEvent {
     }
 }
 
-/// Fills timings, usage and cost into the record. Usage and cost are taken once (the relay may
-/// complete a record early, to commit it before the last byte); timings are brought up to date
-/// on every call.
-pub fn complete(gw: &Gateway, ex: &mut Exchange) {
-    let now = Instant::now();
-    let added = added_us(ex);
-    let r = &mut ex.record;
-    r.total_us = micros(now - ex.started);
-    if let Some(head) = ex.upstream_head {
-        r.ttfb_us = Some(micros(head - ex.started));
-    }
-    r.added_us = added;
-    if std::mem::replace(&mut ex.completed, true) {
-        return;
-    }
-    let metered = std::mem::take(&mut ex.metered);
-    let r = &mut ex.record;
-    r.stream_complete = metered.complete;
-    r.upstream_error = metered.error_type;
-    if let Some(usage) = metered.usage {
-        r.input_tokens = usage.input_tokens;
-        r.output_tokens = usage.output_tokens;
-        r.cache_creation_input_tokens = usage.cache_creation_input_tokens;
-        let (w5, w1) = usage.cache_writes();
-        r.cache_creation_5m_input_tokens = w5;
-        r.cache_creation_1h_input_tokens = w1;
-        r.cache_read_input_tokens = usage.cache_read_input_tokens;
-        r.web_search_requests = usage.web_search_requests;
-        let served = super::budget::served_model(r);
-        let cost = gw
-            .config
-            .pricing
-            .served_cost_pico(served, metered.model.as_deref(), &usage);
-        if let Some(cost) = cost {
-            r.cost_usd = pico_to_usd(cost);
-            r.cost_pico = cost;
-            r.metered = true;
-        }
-    }
-}
-
 /// `store.durability = "sync"`: completes the record and waits (without blocking the worker)
 /// until the ledger has committed it and the audit log has synced its line. Returns whether
 /// the response's last byte may go out: always once both are durable; if they are not within
 /// [`SYNC_TIMEOUT`], only when `store.on_failure = "open"`.
 pub async fn commit_before_last_byte(gw: &Gateway, ex: &mut Exchange) -> bool {
-    complete(gw, ex);
-    let ledger = gw.records.ledger.record_and_wait(&ex.record);
+    let r = record(gw, ex);
+    let ledger = gw.records.ledger.record_and_wait(&r);
     let audit_on = gw.records.audit.is_on();
     let audit = audit_on
-        .then(|| gw.records.audit.record_and_wait(request_event(&ex.record)))
+        .then(|| gw.records.audit.record_and_wait(request_event(&r)))
         .flatten();
     ex.ledger_synced = true;
     let (Some(ledger), true) = (ledger, audit.is_some() || !audit_on) else {
@@ -107,7 +133,7 @@ pub async fn commit_before_last_byte(gw: &Gateway, ex: &mut Exchange) -> bool {
         Ok(true) => true,
         _ => {
             tracing::error!(
-                request_id = %ex.record.request_id,
+                request_id = %ex.request.id,
                 "spend ledger did not commit the record in time"
             );
             !gw.config.store.fail_closed
@@ -121,12 +147,12 @@ pub const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// sluice's own time: up to the upstream request being on the wire (minus the client's body
 /// upload), plus from the upstream's response head to the client's.
 fn added_us(ex: &Exchange) -> u64 {
-    let before = match (ex.upstream_sent, ex.body_ready) {
+    let before = match (ex.attempts.sent, ex.body_ready) {
         (Some(sent), Some(ready)) => micros(sent.saturating_duration_since(ready)),
         _ => 0,
     };
-    let before = before.saturating_sub(micros(ex.upload_time));
-    let after = match (ex.upstream_head, ex.client_head_sent) {
+    let before = before.saturating_sub(micros(ex.attempts.upload_time));
+    let after = match (ex.response.upstream_head, ex.response.client_head_sent) {
         (Some(up), Some(down)) => micros(down.saturating_duration_since(up)),
         _ => 0,
     };

@@ -1,17 +1,16 @@
-//! Phase 4, forward: rewrite the head (credentials, Host, hop-by-hop fields, the base path),
+//! Phase 7, forward: rewrite the head (credentials, Host, hop-by-hop fields, the base path),
 //! take a pooled connection or open one, send head and body, and wait for the response head.
 //! A pooled connection the upstream had already closed fails before any response byte; when the
 //! whole body is still held, the request is sent once more on a fresh connection. Nothing is
 //! retried once the upstream may have seen the complete request on a live connection.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 
 use super::classify::Operation;
 use super::client::ClientConn;
-use super::exchange::Exchange;
 use super::request_body::RequestBody;
 use super::route::Candidate;
 use super::{Gateway, GatewayError};
@@ -31,6 +30,28 @@ pub struct UpstreamResponse {
     pub conn: UpstreamConn,
     pub head: ResponseHead,
     pub buf: BytesMut,
+}
+
+/// What the forward phase did upstream, across fallbacks and stale-connection retries: the
+/// request's trail keeps it, [`super::finish`] records it.
+#[derive(Debug, Default)]
+pub struct AttemptLog {
+    /// The upstream last tried.
+    pub upstream: Option<String>,
+    /// The model id sent to it.
+    pub upstream_model: Option<String>,
+    /// Connections the request was sent on.
+    pub count: u32,
+    /// The last attempt used a pooled connection.
+    pub pooled_connection: bool,
+    /// How long opening the last new connection took.
+    pub connect_us: Option<u64>,
+    /// Each deployment that failed over to the next: `upstream: reason`.
+    pub fallbacks: Vec<String>,
+    /// When the request's held part was last written upstream.
+    pub sent: Option<Instant>,
+    /// Time spent forwarding a streamed body remainder (the client's upload pace).
+    pub upload_time: Duration,
 }
 
 /// How one attempt failed.
@@ -55,7 +76,7 @@ pub async fn forward(
     client: &mut ClientConn,
     out: &Outbound<'_>,
     gw: &Gateway,
-    ex: &mut Exchange,
+    log: &mut AttemptLog,
 ) -> Result<UpstreamResponse, GatewayError> {
     let Outbound {
         head,
@@ -64,7 +85,7 @@ pub async fn forward(
         index,
         upstream,
     } = *out;
-    ex.record.upstream = Some(upstream.name.clone());
+    log.upstream = Some(upstream.name.clone());
     let translated = match &translation.body {
         Some(bytes) => RequestBody::Whole {
             bytes: bytes.clone(),
@@ -78,14 +99,14 @@ pub async fn forward(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        ex.record.attempts += 1;
+        log.count += 1;
         let pooled = if attempt == 1 {
             gw.pool
                 .checkout(index, || gw.records.metrics.count_upstream_discarded())
         } else {
             None
         };
-        ex.record.pooled_connection = pooled.is_some();
+        log.pooled_connection = pooled.is_some();
         let mut conn = match pooled {
             Some(conn) => conn,
             None => {
@@ -95,13 +116,13 @@ pub async fn forward(
                     .connect(upstream, gw.config.timeouts.upstream_connect)
                     .await
                     .map_err(GatewayError::UpstreamConnect)?;
-                ex.record.upstream_connect_us = Some(t.elapsed().as_micros() as u64);
+                log.connect_us = Some(t.elapsed().as_micros() as u64);
                 conn
             }
         };
-        match send_and_wait(&mut conn, client, &wire_head, body, head.method, gw, ex).await {
+        match send_and_wait(&mut conn, client, &wire_head, body, head.method, gw, log).await {
             Ok((head, buf)) => return Ok(UpstreamResponse { conn, head, buf }),
-            Err(AttemptError::Stale) if ex.record.pooled_connection && replayable => {
+            Err(AttemptError::Stale) if log.pooled_connection && replayable => {
                 tracing::debug!(upstream = %upstream.name, "stale pooled connection; retrying on a new one");
             }
             Err(AttemptError::Stale) => return Err(GatewayError::UpstreamClosed),
@@ -350,7 +371,7 @@ async fn send_and_wait(
     body: &RequestBody,
     method: Method,
     gw: &Gateway,
-    ex: &mut Exchange,
+    log: &mut AttemptLog,
 ) -> Result<(ResponseHead, BytesMut), AttemptError> {
     let held = match body {
         RequestBody::Empty => Bytes::new(),
@@ -371,13 +392,12 @@ async fn send_and_wait(
         res.map_err(|_| AttemptError::Stale)?;
     }
     conn.flush().await.map_err(|_| AttemptError::Stale)?;
-    ex.upstream_sent = Some(Instant::now());
+    log.sent = Some(Instant::now());
     if let RequestBody::Partial { remaining, .. } = body {
         let t = Instant::now();
         stream_rest(conn, client, *remaining).await?;
-        ex.upload_time = t.elapsed();
+        log.upload_time = t.elapsed();
     }
-    ex.body_consumed = true;
     read_response_head(conn, method, gw).await
 }
 
@@ -397,6 +417,7 @@ async fn stream_rest(
         res.map_err(|e| AttemptError::Failed(GatewayError::UpstreamIo(e)))?;
         left -= take as u64;
     }
+    client.body_unread = false;
     conn.flush()
         .await
         .map_err(|e| AttemptError::Failed(GatewayError::UpstreamIo(e)))

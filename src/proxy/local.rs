@@ -6,20 +6,39 @@ use super::authenticate::Identity;
 use super::classify::Operation;
 use super::client::{ClientConn, ClientGone};
 use super::error::{error_body, reason_phrase};
-use super::exchange::Exchange;
+use super::exchange::Response;
 use super::GatewayError;
 use crate::config::{Config, ModelInfo};
 use crate::http1::{Method, RequestHead};
 
-/// Answers a local operation. Returns whether the connection may carry another request.
+/// A response sluice wrote itself, and whether the connection may carry another request.
+pub struct Answered {
+    pub response: Response,
+    pub keep_alive: bool,
+}
+
+impl Answered {
+    fn new(status: u16, bytes: usize, keep_alive: bool) -> Self {
+        Self {
+            response: Response {
+                status,
+                bytes: bytes as u64,
+                ..Response::default()
+            },
+            keep_alive,
+        }
+    }
+}
+
+/// Answers a local operation; `keep_alive`: the request allows another on its connection.
 pub async fn answer(
     client: &mut ClientConn,
     head: &RequestHead,
     op: &Operation,
     config: &Config,
     identity: Option<&Identity>,
-    ex: &mut Exchange,
-) -> Result<bool, GatewayError> {
+    (request_id, keep_alive): (&str, bool),
+) -> Result<Answered, GatewayError> {
     // Discovery lists only what this identity may use.
     let visible: Vec<ModelInfo> = config
         .models
@@ -44,9 +63,6 @@ pub async fn answer(
             )))
         }
     };
-    let keep_alive = head.keep_alive && ex.body_consumed;
-    ex.record.status = status;
-    ex.record.response_bytes = body.len() as u64;
     let head_only = head.method == Method::Head;
     write_response(
         client,
@@ -55,11 +71,11 @@ pub async fn answer(
         &body,
         !keep_alive,
         head_only,
-        &ex.record.request_id,
+        request_id,
     )
     .await
     .map_err(|_| GatewayError::ClientHttp(crate::http1::Http1Error::UnexpectedEof))?;
-    Ok(keep_alive)
+    Ok(Answered::new(status, body.len(), keep_alive))
 }
 
 /// Answers `GET /metrics` with the Prometheus text rendered by the caller.
@@ -67,11 +83,8 @@ pub async fn metrics(
     client: &mut ClientConn,
     head: &RequestHead,
     text: String,
-    ex: &mut Exchange,
-) -> Result<bool, GatewayError> {
-    let keep_alive = head.keep_alive && ex.body_consumed;
-    ex.record.status = 200;
-    ex.record.response_bytes = text.len() as u64;
+    (request_id, keep_alive): (&str, bool),
+) -> Result<Answered, GatewayError> {
     write_response(
         client,
         200,
@@ -79,29 +92,26 @@ pub async fn metrics(
         text.as_bytes(),
         !keep_alive,
         head.method == Method::Head,
-        &ex.record.request_id,
+        request_id,
     )
     .await
     .map_err(|_| GatewayError::ClientHttp(crate::http1::Http1Error::UnexpectedEof))?;
-    Ok(keep_alive)
+    Ok(Answered::new(200, text.len(), keep_alive))
 }
 
 /// The Prometheus text exposition format's content type.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Writes sluice's error response for `err`. Returns whether the client took it.
+/// Writes sluice's error response for `err`; the connection goes on only when the client took
+/// the answer and `close` is false.
 pub async fn reply_error(
     client: &mut ClientConn,
     err: &GatewayError,
     close: bool,
-    ex: &mut Exchange,
-) -> bool {
+    request_id: &str,
+) -> Answered {
     let r = err.response();
-    ex.record.status = r.status;
-    ex.record.error = Some(r.label);
-    ex.record.rejected = r.fault == super::error::Fault::Policy;
-    let body = error_body(r.kind, &err.to_string(), &ex.record.request_id);
-    ex.record.response_bytes = body.len() as u64;
+    let body = error_body(r.kind, &err.to_string(), request_id);
     let retry_after = err.retry_after().map(|s| s.to_string());
     let mut extra: Vec<(&str, &str)> = Vec::new();
     if let Some(seconds) = &retry_after {
@@ -110,17 +120,13 @@ pub async fn reply_error(
     if r.status == 401 {
         extra.push(("www-authenticate", "Bearer"));
     }
-    write_response(
-        client,
-        r.status,
-        &extra,
-        &body,
-        close,
-        false,
-        &ex.record.request_id,
-    )
-    .await
-    .is_ok()
+    let delivered = write_response(client, r.status, &extra, &body, close, false, request_id)
+        .await
+        .is_ok();
+    let mut answered = Answered::new(r.status, body.len(), delivered && !close);
+    answered.response.error = Some(r.label);
+    answered.response.rejected = r.fault == super::error::Fault::Policy;
+    answered
 }
 
 /// Writes a complete JSON response.

@@ -1,25 +1,32 @@
 //! The request path. [`serve_plain`] and [`serve_tls`] (after the handshake, [`crate::tls`])
 //! read requests off one client connection (keep-alive and pipelining: answered in order, one at
 //! a time); [`handle_request`] tells each request's story, phase by phase, each phase a plain
-//! function in its own file:
+//! function in its own file that returns what it decided. The story function alone records the
+//! decisions in the request's trail ([`exchange::Exchange`]); [`finish`] alone writes the
+//! access record from it.
 //!
-//! 1. [`classify`]: method + canonical path → operation (local answer or forwarded call);
-//!    a path an upstream could normalize into something else is refused.
-//! 2. [`authenticate`]: credential → identity (virtual or issued key, JWT, a verified client
-//!    certificate, pass-through, anonymous); a SigV4 signature is checked over the head here.
+//! 1. [`classify`]: method + canonical path → [`classify::Operation`] (local answer or
+//!    forwarded call); a path an upstream could normalize into something else is refused.
+//! 2. [`authenticate`]: credential → [`authenticate::Identity`] (virtual or issued key, JWT, a
+//!    verified client certificate, pass-through, anonymous); a SigV4 signature is checked over
+//!    the head here. Local operations are answered now ([`local`]).
 //! 3. [`request_body`] + [`route`]: the body (held whole when governed: a governed member
-//!    written twice or escaped is refused) and its `model` → deployments; a SigV4 signature is
-//!    then checked over the body, and only then does its identity count.
+//!    written twice or escaped is refused) and its `model` → [`route::Target`]; a SigV4
+//!    signature is then checked over the body, and only then does its identity count.
 //! 4. The key's allow-list (over the model asked for and every model served).
-//! 5. Admission under the rate limits of key, user and team ([`crate::limits`]).
-//! 6. [`budget`]: the reservation at the served model's price ([`batches`] for governed
-//!    message batches).
+//! 5. Admission under the rate limits of key, user and team → [`crate::limits::Admission`].
+//! 6. [`budget`]: the [`crate::limits::budget::Reservation`] at the served model's price
+//!    ([`batches`] for governed message batches).
 //! 7. [`forward`]: rewrite auth and routing fields, pooled connection, send, response head;
 //!    fallback to the next deployment before any response byte reached the client.
-//! 8. [`relay`]: stream the response back as it arrives, metering usage in place; the
-//!    connection is pooled again only if the response ended exactly on its framing.
+//! 8. [`relay`]: stream the response back as it arrives, metering usage in place; the bytes
+//!    that end it are held back and handed back ([`relay::Held`]) when what follows must come
+//!    first.
 //! 9. Settle: rate-limit tokens and the budget reservation to the metered cost.
-//! 10. [`finish`]: usage → cost → one access record (and the ledger and audit lines).
+//! 10. Commit (`store.durability = "sync"`): the record committed and fsynced.
+//! 11. Write the held tail; the upstream connection goes back to the pool only if its response
+//!     ended exactly on its framing.
+//! 12. [`finish`]: usage → cost → one access record (and the ledger and audit lines).
 //!
 //! The one rule: sluice governs exactly the request the upstream executes. [`dry_run`] runs the
 //! same phases without I/O, for fuzzing. Errors before the response starts become one
@@ -53,7 +60,7 @@ use monoio::net::TcpStream;
 
 pub use error::GatewayError;
 
-use crate::config::Config;
+use crate::config::{Config, Durability};
 use crate::http1::RequestHead;
 use crate::json;
 use crate::provider::connect::Connector;
@@ -321,15 +328,19 @@ pub async fn handle_request(client: &mut ClientConn, head: RequestHead, gw: &Gat
     let keep_alive = match run_phases(client, &head, gw, &mut ex).await {
         Ok(keep_alive) => keep_alive,
         Err(err) => {
-            let close = !head.keep_alive || !ex.body_consumed || gw.shutdown.is_fired();
-            tracing::debug!(request_id = %ex.record.request_id, error = %err, "request refused");
-            local::reply_error(client, &err, close, &mut ex).await && !close
+            let close = !head.keep_alive || !client.body_read() || gw.shutdown.is_fired();
+            tracing::debug!(request_id = %ex.request.id, error = %err, "request refused");
+            let answered = local::reply_error(client, &err, close, &ex.request.id).await;
+            ex.response = answered.response;
+            answered.keep_alive
         }
     };
     finish::finish(gw, ex);
     keep_alive
 }
 
+/// The phases in order; each returns what it decided, and this function alone records it in
+/// the request's trail.
 async fn run_phases(
     client: &mut ClientConn,
     head: &RequestHead,
@@ -343,46 +354,150 @@ async fn run_phases(
     let op = classify::classify(head)?;
     ex.set_operation(&op);
     refuse_unavailable(&op, gw)?;
-    if op == Operation::Metrics {
-        let mut gauges = gw.records.gauges();
-        gauges.certificates = certificate_expiry(&gw.state);
-        let text = gw.records.metrics.render(&gauges);
-        return local::metrics(client, head, text, ex).await;
+    if let Some(answered) = answer_publicly(client, head, &op, gw, ex).await? {
+        ex.response = answered.response;
+        return Ok(answered.keep_alive);
     }
-    // Public: health, the warm-up HEAD, and Bedrock's control-plane list (an empty list, no data).
-    if matches!(
-        op,
-        Operation::Health | Operation::WarmUp | Operation::InferenceProfiles
-    ) {
-        return local::answer(client, head, &op, &gw.config, None, ex).await;
+    let auth = authenticate_head(client, head, gw)?;
+    if auth.pending_sigv4.is_none() {
+        ex.set_identity(&auth.identity);
     }
-    let auth = authenticate_head(client, head, gw, ex)?;
     if op.is_local() {
-        return answer_locally(client, head, &op, &auth, gw, ex).await;
+        let answered = answer_locally(client, head, &op, &auth, gw, ex).await?;
+        ex.response = answered.response;
+        return Ok(answered.keep_alive);
     }
     let hold_whole = auth.pending_sigv4.is_some();
-    let (body, target) = read_and_route(client, head, &op, hold_whole, gw, ex).await?;
+    let read = read_and_route(client, head, &op, hold_whole, gw).await?;
+    let (body, target) = (read.body, read.target);
+    ex.body_ready = Some(read.ready);
+    ex.request_bytes = body.len();
     if let Some(pending) = &auth.pending_sigv4 {
         authenticate::verify_sigv4_body(head, body.held(), pending)?;
         ex.set_identity(&auth.identity);
     }
-    ex.record.model = target.model.clone();
+    ex.model = target.model.clone();
     if let Some(model) = target.refused_model(|m| auth.identity.allows(m)) {
         return Err(GatewayError::ModelNotAllowed(model.to_string()));
     }
     let admission = admit(&gw.state.limiter, &auth.identity, &op, &body)?;
-    add_quota_headers(&admission, ex);
-    if op == Operation::MessageBatches(classify::BatchCall::Create) {
-        batches::govern(gw, &auth.identity, body.held(), ex)?;
+    ex.response_headers = quota_headers(&admission);
+    let reservation = if op == Operation::MessageBatches(classify::BatchCall::Create) {
+        batches::govern(gw, &auth.identity, body.held(), ex)?
     } else {
-        budget::reserve(gw, &auth.identity, &op, &body, &target, ex)?;
+        budget::reserve(gw, &auth.identity, (&op, &body, &target), ex)?
+    };
+    if let Some(reservation) = &reservation {
+        ex.response_headers
+            .extend(budget::warning_headers(reservation));
     }
-    let keep_alive = forward_with_fallback(client, head, &op, &body, &target, gw, ex).await;
-    if let Some(usage) = &ex.metered.usage {
-        admission.settle(usage.input_tokens.saturating_add(usage.output_tokens));
+    let governed = Governed {
+        admission,
+        reservation,
+    };
+    let out = Outgoing {
+        head,
+        op: &op,
+        body: &body,
+        target: &target,
+    };
+    deliver(client, &out, governed, gw, ex).await
+}
+
+/// What admission decided for a request: its rate-limit admission and budget reservation.
+struct Governed<'a> {
+    admission: crate::limits::Admission<'a>,
+    reservation: Option<crate::limits::budget::Reservation>,
+}
+
+/// Phases 7 to 11: forward (with fallback) and relay, settle, commit, write the held tail,
+/// pool the upstream connection. Returns whether the client connection may go on.
+async fn deliver(
+    client: &mut ClientConn,
+    out: &Outgoing<'_>,
+    governed: Governed<'_>,
+    gw: &Gateway,
+    ex: &mut Exchange,
+) -> Result<bool, GatewayError> {
+    let sync = gw.config.store.durability == Durability::Sync && gw.records.ledger.is_on();
+    let hold_last = sync || governed.reservation.is_some();
+    let forwarded = forward_with_fallback(client, out, hold_last, gw, ex).await;
+    let ended = match forwarded {
+        Ok((relayed, upstream)) => {
+            ex.response = relayed.response;
+            relayed.ended.map(|held| (held, upstream))
+        }
+        Err(err) => {
+            settle(gw, governed, ex);
+            return Err(err);
+        }
+    };
+    settle(gw, governed, ex);
+    let (held, upstream) = match ended {
+        Ok(ended) => ended,
+        Err(broken) => {
+            ex.response.error = Some(broken.label());
+            return Ok(false);
+        }
+    };
+    if sync && !finish::commit_before_last_byte(gw, ex).await {
+        ex.response.error = Some(relay::Broken::LedgerSync.label());
+        return Ok(false);
     }
-    budget::settle(gw, ex); // if the relay has not already
-    keep_alive
+    if !held.tail.is_empty() && client.write_all(held.tail).await.is_err() {
+        ex.response.error = Some(relay::Broken::Client.label());
+        return Ok(false);
+    }
+    ex.response
+        .client_head_sent
+        .get_or_insert_with(std::time::Instant::now);
+    if let Some(conn) = held.reusable {
+        gw.pool.checkin(upstream, conn);
+    }
+    Ok(held.keep_alive)
+}
+
+/// Phase 9: settles the rate-limit tokens and the budget reservation to what the response
+/// metered.
+fn settle(gw: &Gateway, governed: Governed<'_>, ex: &Exchange) {
+    if let Some(usage) = &ex.response.metered.usage {
+        governed
+            .admission
+            .settle(usage.input_tokens.saturating_add(usage.output_tokens));
+    }
+    if let Some(reservation) = governed.reservation {
+        budget::settle(gw, reservation, ex);
+    }
+}
+
+/// Answers what needs no identity: `/metrics`, health, the warm-up HEAD, and Bedrock's
+/// control-plane list (an empty list, no data). `None`: the request goes on.
+async fn answer_publicly(
+    client: &mut ClientConn,
+    head: &RequestHead,
+    op: &Operation,
+    gw: &Gateway,
+    ex: &Exchange,
+) -> Result<Option<local::Answered>, GatewayError> {
+    let reply = (
+        ex.request.id.as_str(),
+        head.keep_alive && client.body_read(),
+    );
+    if *op == Operation::Metrics {
+        let mut gauges = gw.records.gauges();
+        gauges.certificates = certificate_expiry(&gw.state);
+        let text = gw.records.metrics.render(&gauges);
+        return local::metrics(client, head, text, reply).await.map(Some);
+    }
+    if matches!(
+        op,
+        Operation::Health | Operation::WarmUp | Operation::InferenceProfiles
+    ) {
+        return local::answer(client, head, op, &gw.config, None, reply)
+            .await
+            .map(Some);
+    }
+    Ok(None)
 }
 
 /// `(certificate, expiry in Unix seconds)` of each served HTTPS certificate.
@@ -425,19 +540,15 @@ fn authenticate_head(
     client: &ClientConn,
     head: &RequestHead,
     gw: &Gateway,
-    ex: &mut Exchange,
 ) -> Result<authenticate::Authenticated, GatewayError> {
     let connection = authenticate::Connection {
         tokens: Some(&gw.verified_tokens),
         certificate: client.certificate.as_deref(),
     };
     let mut auth = authenticate::authenticate(head, &gw.config, &gw.state, connection)?;
-    match auth.pending_sigv4.as_mut() {
-        Some(pending) => {
-            let limit = client.limits().replay_buffer_bytes;
-            authenticate::verify_sigv4_head(head, pending, limit)?;
-        }
-        None => ex.set_identity(&auth.identity),
+    if let Some(pending) = auth.pending_sigv4.as_mut() {
+        let limit = client.limits().replay_buffer_bytes;
+        authenticate::verify_sigv4_head(head, pending, limit)?;
     }
     Ok(auth)
 }
@@ -451,7 +562,7 @@ async fn answer_locally(
     auth: &authenticate::Authenticated,
     gw: &Gateway,
     ex: &mut Exchange,
-) -> Result<bool, GatewayError> {
+) -> Result<local::Answered, GatewayError> {
     if let Some(pending) = &auth.pending_sigv4 {
         if head.framing != crate::http1::BodyFraming::Empty {
             return Err(GatewayError::Unauthorized);
@@ -459,38 +570,52 @@ async fn answer_locally(
         authenticate::verify_sigv4_body(head, &[], pending)?;
         ex.set_identity(&auth.identity);
     }
-    local::answer(client, head, op, &gw.config, Some(&auth.identity), ex).await
+    let reply = (
+        ex.request.id.as_str(),
+        head.keep_alive && client.body_read(),
+    );
+    local::answer(client, head, op, &gw.config, Some(&auth.identity), reply).await
 }
 
 /// The request-rate quota the client is told about, in Anthropic's response headers.
-fn add_quota_headers(admission: &crate::limits::Admission<'_>, ex: &mut Exchange) {
-    if let Some(q) = &admission.quota {
-        ex.response_headers = vec![
-            ("anthropic-ratelimit-requests-limit", q.limit.to_string()),
-            (
-                "anthropic-ratelimit-requests-remaining",
-                q.remaining.to_string(),
-            ),
-            ("anthropic-ratelimit-requests-reset", q.reset.clone()),
-        ];
-    }
+fn quota_headers(admission: &crate::limits::Admission<'_>) -> Vec<(&'static str, String)> {
+    let Some(q) = &admission.quota else {
+        return Vec::new();
+    };
+    vec![
+        ("anthropic-ratelimit-requests-limit", q.limit.to_string()),
+        (
+            "anthropic-ratelimit-requests-remaining",
+            q.remaining.to_string(),
+        ),
+        ("anthropic-ratelimit-requests-reset", q.reset.clone()),
+    ]
 }
 
-/// Phases 4 and 5 over the route's deployments: forward to the first; on a connect failure,
+/// A request ready to go upstream: its head, what it is, its body and where it may go.
+struct Outgoing<'a> {
+    head: &'a RequestHead,
+    op: &'a Operation,
+    body: &'a RequestBody,
+    target: &'a route::Target,
+}
+
+/// Phases 7 and 8 over the route's deployments: forward to the first; on a connect failure,
 /// timeout, 429, 5xx or 529 — before any response byte reached the client — fall back to the
-/// next while the body can be replayed and the retry budget allows; relay the answer.
+/// next while the body can be replayed and the retry budget allows; relay the answer. Returns
+/// the relay's result and the upstream (index) that answered; the attempts are in `ex`.
 async fn forward_with_fallback(
     client: &mut ClientConn,
-    head: &RequestHead,
-    op: &Operation,
-    body: &RequestBody,
-    target: &route::Target,
+    out: &Outgoing<'_>,
+    hold_last: bool,
     gw: &Gateway,
     ex: &mut Exchange,
-) -> Result<bool, GatewayError> {
+) -> Result<(relay::Relayed, usize), GatewayError> {
+    let (head, op, body, target) = (out.head, out.op, out.body, out.target);
     let replayable = !matches!(body, RequestBody::Partial { .. });
     let bedrock_client = op.format() == crate::format::ClientFormat::Bedrock;
     let mut last_error = GatewayError::ModelNotRouted(target.model.clone().unwrap_or_default());
+    let log = &mut ex.attempts;
     for (attempt, candidate) in target.candidates.iter().enumerate() {
         if attempt > 0 && !(replayable && gw.balancer.allow_retry()) {
             break;
@@ -499,10 +624,7 @@ async fn forward_with_fallback(
         let upstream = gw.state.upstreams.get(candidate.upstream).ok_or_else(|| {
             GatewayError::ModelNotRouted(target.model.clone().unwrap_or_default())
         })?;
-        ex.record.upstream_model = candidate
-            .upstream_model
-            .clone()
-            .filter(|m| Some(m) != target.model.as_ref());
+        log.upstream_model = candidate.upstream_model.clone();
         let translation =
             forward::plan(op, head, body, target.model.as_deref(), candidate, upstream)?;
         let outbound = forward::Outbound {
@@ -513,15 +635,14 @@ async fn forward_with_fallback(
             upstream,
         };
         let _in_flight = gw.balancer.enter(candidate.upstream);
-        match forward::forward(client, &outbound, gw, ex).await {
+        match forward::forward(client, &outbound, gw, log).await {
             Ok(response) => {
                 let status = response.head.status;
                 if retryable_status(status) {
                     gw.balancer
                         .failure(candidate.upstream, retry_after(&response.head));
                     if more {
-                        ex.record
-                            .fallbacks
+                        log.fallbacks
                             .push(format!("{}: status {status}", upstream.name));
                         continue; // the response is dropped unread: its connection closes
                     }
@@ -533,25 +654,21 @@ async fn forward_with_fallback(
                     (false, true) => relay::Conversion::EventStreamToSse,
                     _ => relay::Conversion::None,
                 };
-                return Ok(relay::relay(
-                    client,
-                    head,
-                    response,
-                    candidate.upstream,
+                let plan = relay::RelayPlan {
+                    req: head,
+                    added_headers: &ex.response_headers,
+                    body_read: client.body_read(),
+                    hold_last,
                     conversion,
-                    gw,
-                    ex,
-                )
-                .await);
+                };
+                let relayed = relay::relay(client, response, &plan, gw).await;
+                return Ok((relayed, candidate.upstream));
             }
             Err(err) if err.response().fault == error::Fault::Upstream => {
                 gw.balancer.failure(candidate.upstream, None);
                 if more {
-                    ex.record.fallbacks.push(format!(
-                        "{}: {}",
-                        upstream.name,
-                        err.response().label
-                    ));
+                    log.fallbacks
+                        .push(format!("{}: {}", upstream.name, err.response().label));
                 }
                 last_error = err;
             }
@@ -602,6 +719,14 @@ fn retry_after(head: &crate::http1::ResponseHead) -> Option<std::time::Duration>
     Some(std::time::Duration::from_millis(ms.min(300_000)))
 }
 
+/// The request body as read, and where it goes.
+struct Routed {
+    body: RequestBody,
+    target: route::Target,
+    /// When the held part of the body was in memory.
+    ready: std::time::Instant,
+}
+
 /// Reads the body (all of it when routing or translation needs it) and routes the request.
 async fn read_and_route(
     client: &mut ClientConn,
@@ -609,27 +734,23 @@ async fn read_and_route(
     op: &Operation,
     hold_whole: bool,
     gw: &Gateway,
-    ex: &mut Exchange,
-) -> Result<(RequestBody, route::Target), GatewayError> {
+) -> Result<Routed, GatewayError> {
     let mut body = request_body::read(client, head).await?;
     let batch_create = *op == Operation::MessageBatches(classify::BatchCall::Create);
     if hold_whole || op.routes_by_model() || batch_create {
         // A governed body is held whole (bounded by max_body_bytes): its governed members are
         // checked over all of it, translation edits it as a whole, a signature covers it.
         body = request_body::complete(client, body).await?;
-        ex.body_consumed = true;
         if !batch_create {
             json::members::check_governed(body.held()).map_err(body_problem)?;
         }
     }
-    ex.body_consumed = !matches!(body, RequestBody::Partial { .. });
-    ex.body_ready = Some(std::time::Instant::now());
-    ex.record.request_bytes = body.len();
-    let target = match route::route(op, body.held(), ex.body_consumed, &gw.config, &gw.balancer)? {
+    let ready = std::time::Instant::now();
+    let whole = !matches!(body, RequestBody::Partial { .. });
+    let target = match route::route(op, body.held(), whole, &gw.config, &gw.balancer)? {
         ModelLookup::Known(target) => target,
         ModelLookup::NeedWholeBody => {
             body = request_body::complete(client, body).await?;
-            ex.body_consumed = true;
             match route::route(op, body.held(), true, &gw.config, &gw.balancer)? {
                 ModelLookup::Known(target) => target,
                 ModelLookup::NeedWholeBody => {
@@ -652,9 +773,12 @@ async fn read_and_route(
     });
     if (aliased || bedrock) && matches!(body, RequestBody::Partial { .. }) {
         body = request_body::complete(client, body).await?;
-        ex.body_consumed = true;
     }
-    Ok((body, target))
+    Ok(Routed {
+        body,
+        target,
+        ready,
+    })
 }
 
 /// A test hook, in debug builds only, started with `SLUICE_DEBUG_PANIC=1`: a request carrying
@@ -688,6 +812,8 @@ async fn refuse_unparsed(client: &mut ClientConn, gw: &Gateway, err: GatewayErro
     let request_id = gw.request_ids.next();
     tracing::info!(request_id = %request_id, error = %err, "malformed request refused");
     let mut ex = Exchange::unparsed(request_id);
-    local::reply_error(client, &err, true, &mut ex).await;
+    ex.response = local::reply_error(client, &err, true, &ex.request.id)
+        .await
+        .response;
     finish::finish(gw, ex);
 }

@@ -1,4 +1,4 @@
-//! Phase 5, relay: the upstream's response goes to the client as it arrives. Each read from the
+//! The relay: the upstream's response goes to the client as it arrives. Each read from the
 //! upstream is written to the client before the next read (so a slow client slows the upstream
 //! read, and memory per stream stays at one buffer) and the meter sees the payload in place.
 //! Three output modes: the upstream's bytes as they are (chunked framing passed through byte for
@@ -6,14 +6,16 @@
 //! upstream — each SSE event re-framed as an AWS event-stream message. If the upstream fails after
 //! the response started, the stream ends the way the client's format ends a failed stream (an SSE
 //! `error` event, or an event-stream `exception` frame) when the failure falls between chunks, and
-//! the connection is closed.
+//! the connection is closed. When told to, the relay holds back the bytes that end the response
+//! and hands them back ([`Held`]): the request path settles the budget and commits the record
+//! before it writes them.
 
 use std::time::Instant;
 
 use bytes::BytesMut;
 
 use super::client::ClientConn;
-use super::exchange::Exchange;
+use super::exchange::Response;
 use super::forward::UpstreamResponse;
 use super::Gateway;
 use crate::format::sse_split::SseSplitter;
@@ -23,7 +25,6 @@ use crate::http1::io::read_some;
 use crate::http1::rewrite::{rewrite_response, ResponseRewrite};
 use crate::http1::{BodyFraming, Http1Error, RequestHead, ResponseHead};
 use crate::provider::UpstreamConn;
-use crate::store::ledger::Durability;
 use crate::usage::json::JsonMeter;
 use crate::usage::sse::SseMeter;
 use crate::usage::Metered;
@@ -131,35 +132,68 @@ impl Output {
     }
 }
 
-/// Relays the response; returns whether the client connection may carry another request.
+/// What the relay needs besides the response.
+pub struct RelayPlan<'a> {
+    /// The client's request head (its HTTP version and keep-alive).
+    pub req: &'a RequestHead,
+    /// Fields sluice adds to the response head.
+    pub added_headers: &'a [(&'static str, String)],
+    /// The request body was read to its end (otherwise the connection closes after this
+    /// response).
+    pub body_read: bool,
+    /// Hold back the bytes that end the response (a budget to settle or a ledger commit must
+    /// come first): they are handed back in [`Held::tail`].
+    pub hold_last: bool,
+    pub conversion: Conversion,
+}
+
+/// The relay's result: the response as the client has it so far, and how it ended.
+pub struct Relayed {
+    pub response: Response,
+    pub ended: Result<Held, Broken>,
+}
+
+/// A response relayed up to its held-back end.
+pub struct Held {
+    /// The bytes that end the response (empty when nothing was held back).
+    pub tail: Vec<u8>,
+    /// The client connection may carry another request.
+    pub keep_alive: bool,
+    /// The upstream connection, when its response ended exactly on its framing with nothing
+    /// after it: it may go back to the pool once the tail is written.
+    pub reusable: Option<UpstreamConn>,
+}
+
+/// Relays the response, all but the held-back end.
 pub async fn relay(
     client: &mut ClientConn,
-    req: &RequestHead,
     resp: UpstreamResponse,
-    upstream: usize,
-    conversion: Conversion,
+    plan: &RelayPlan<'_>,
     gw: &Gateway,
-    ex: &mut Exchange,
-) -> bool {
+) -> Relayed {
     let UpstreamResponse {
         mut conn,
         head,
         mut buf,
     } = resp;
-    ex.upstream_head = Some(Instant::now());
-    ex.record.status = head.status;
-    ex.record.upstream_request_id = head.header_str("request-id").map(str::to_string);
+    let req = plan.req;
     let content_type = head.header("content-type").unwrap_or(b"");
     let sse = content_type.starts_with(b"text/event-stream");
     let events = content_type.starts_with(EVENT_STREAM_TYPE);
-    ex.record.stream = sse || events;
-    let mut output = Output::choose(req, &head, sse, events, conversion);
+    let mut response = Response {
+        status: head.status,
+        upstream_request_id: head.header_str("request-id").map(str::to_string),
+        stream: sse || events,
+        upstream_head: Some(Instant::now()),
+        ..Response::default()
+    };
+    let mut output = Output::choose(req, &head, sse, events, plan.conversion);
     let own_chunks = matches!(
         output,
         Output::EventStream { chunked: true, .. } | Output::SseFromEvents { chunked: true, .. }
     );
     let close = !req.keep_alive
-        || !ex.body_consumed
+        || !plan.body_read
         || head.framing == BodyFraming::UntilClose
         || (output.reframes() && !own_chunks)
         || gw.shutdown.is_fired();
@@ -174,8 +208,8 @@ pub async fn relay(
     };
     let mut cursor = BodyCursor::new(head.framing);
     let mut out = Vec::with_capacity(head.bytes.len() + 64 + buf.len());
-    let added: Vec<(&str, &[u8])> = ex
-        .response_headers
+    let added: Vec<(&str, &[u8])> = plan
+        .added_headers
         .iter()
         .map(|(n, v)| (*n, v.as_bytes()))
         .collect();
@@ -183,83 +217,86 @@ pub async fn relay(
     let head_len = out.len();
     // The first body bytes that came with the head go out in the same write.
     let first = take_body(&mut cursor, &mut buf, &mut meter, &mut output, &mut out);
-    ex.record.response_bytes = (out.len() - head_len) as u64;
-    // The bytes that end the response wait for the budget settle and, with sync durability,
-    // for the ledger commit.
-    let sync = gw.config.store.durability == Durability::Sync && gw.records.ledger.is_on();
-    let hold_last = sync || ex.reservation.is_some();
+    response.bytes = (out.len() - head_len) as u64;
     let mut tail = Vec::new();
     if first.is_err() {
-        ex.metered = meter.finish();
-        ex.record.error = Some(Broken::UpstreamProtocol.label());
-        return false;
-    } else if hold_last && cursor.is_done() {
+        response.metered = meter.finish();
+        return Relayed {
+            response,
+            ended: Err(Broken::UpstreamProtocol),
+        };
+    } else if plan.hold_last && cursor.is_done() {
         tail = out;
     } else if client.write_all(out).await.is_err() {
-        ex.metered = meter.finish();
-        ex.record.error = Some(Broken::Client.label());
-        return false;
+        response.metered = meter.finish();
+        return Relayed {
+            response,
+            ended: Err(Broken::Client),
+        };
     } else {
-        ex.client_head_sent = Some(Instant::now());
+        response.client_head_sent = Some(Instant::now());
     }
     let mut streamed = Streamed {
         cursor: &mut cursor,
         buf: &mut buf,
         meter: &mut meter,
         output: &mut output,
-        hold_last,
+        hold_last: plan.hold_last,
+        bytes: 0,
     };
-    let ended = pump(client, &mut conn, &mut streamed, gw, ex).await;
-    ex.metered = meter.finish();
-    if ex.metered.usage.is_none() {
-        ex.metered.usage = bedrock_header_usage(&head);
+    let ended = pump(client, &mut conn, &mut streamed, gw).await;
+    response.bytes += streamed.bytes;
+    response.metered = meter.finish();
+    if response.metered.usage.is_none() {
+        response.metered.usage = bedrock_header_usage(&head);
     }
-    match ended {
+    let ended = match ended {
         Ok(last) => {
             tail.extend_from_slice(&last.unwrap_or_default());
             if own_chunks {
                 tail.extend_from_slice(b"0\r\n\r\n");
             }
-            super::budget::settle(gw, ex);
-            if sync && !super::finish::commit_before_last_byte(gw, ex).await {
-                ex.record.error = Some(Broken::LedgerSync.label());
-                return false;
-            }
-            if !tail.is_empty() && client.write_all(tail).await.is_err() {
-                ex.record.error = Some(Broken::Client.label());
-                return false;
-            }
-            ex.client_head_sent.get_or_insert_with(Instant::now);
-            // Back to the pool only when the response ended exactly on its framing: bytes
-            // after it belong to no request and must never reach the next client (bytes that
-            // arrive later are seen when the pool hands the connection out again).
-            if head.framed_twice {
-                gw.records.metrics.count_upstream_discarded();
-            }
-            if head.keep_alive && cursor.is_done() {
-                if buf.is_empty() {
-                    gw.pool.checkin(upstream, conn);
-                } else {
-                    gw.records.metrics.count_upstream_discarded();
-                }
-            }
-            !close
+            Ok(Held {
+                tail,
+                keep_alive: !close,
+                reusable: reusable(conn, &head, &cursor, &buf, gw),
+            })
         }
-        Err(Broken::Client) => {
-            ex.record.error = Some(Broken::Client.label());
-            false
-        }
+        Err(Broken::Client) => Err(Broken::Client),
         Err(broken) => {
-            ex.record.error = Some(broken.label());
             let kind = match (sse, events) {
                 (true, _) => BodyKind::Sse,
                 (_, true) => BodyKind::Events,
                 _ => BodyKind::Other,
             };
             end_broken_stream(client, &cursor, &output, kind, head.framing).await;
-            false
+            Err(broken)
         }
+    };
+    Relayed { response, ended }
+}
+
+/// The upstream connection, if it may be pooled again: only when the response ended exactly on
+/// its framing with nothing buffered after it (bytes after it belong to no request and must
+/// never reach the next client; bytes that arrive later are seen at the next checkout).
+fn reusable(
+    conn: UpstreamConn,
+    head: &ResponseHead,
+    cursor: &BodyCursor,
+    buf: &BytesMut,
+    gw: &Gateway,
+) -> Option<UpstreamConn> {
+    if head.framed_twice {
+        gw.records.metrics.count_upstream_discarded();
     }
+    if !(head.keep_alive && cursor.is_done()) {
+        return None;
+    }
+    if !buf.is_empty() {
+        gw.records.metrics.count_upstream_discarded();
+        return None;
+    }
+    Some(conn)
 }
 
 fn write_head(
@@ -349,6 +386,8 @@ struct Streamed<'a> {
     output: &'a mut Output,
     /// Return the piece that ends the body instead of writing it.
     hold_last: bool,
+    /// Body bytes relayed (or held back) so far.
+    bytes: u64,
 }
 
 /// Relays the rest of the body; returns the piece that ends it when told to hold it back.
@@ -357,7 +396,6 @@ async fn pump(
     conn: &mut UpstreamConn,
     streamed: &mut Streamed<'_>,
     gw: &Gateway,
-    ex: &mut Exchange,
 ) -> Result<Option<bytes::Bytes>, Broken> {
     let hold_last = streamed.hold_last;
     let cursor = &mut *streamed.cursor;
@@ -395,7 +433,7 @@ async fn pump(
                 .map_err(|_| Broken::UpstreamProtocol)?;
             bytes::Bytes::from(out)
         };
-        ex.record.response_bytes += piece.len() as u64;
+        streamed.bytes += piece.len() as u64;
         if hold_last && cursor.is_done() {
             return Ok(Some(piece));
         }

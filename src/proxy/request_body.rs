@@ -57,6 +57,15 @@ pub async fn read(
     client: &mut ClientConn,
     head: &RequestHead,
 ) -> Result<RequestBody, GatewayError> {
+    let body = read_framed(client, head).await?;
+    client.body_unread = matches!(body, RequestBody::Partial { .. });
+    Ok(body)
+}
+
+async fn read_framed(
+    client: &mut ClientConn,
+    head: &RequestHead,
+) -> Result<RequestBody, GatewayError> {
     let limits = *client.limits();
     match head.framing {
         BodyFraming::Empty | BodyFraming::UntilClose => Ok(RequestBody::Empty),
@@ -111,6 +120,7 @@ pub async fn complete(
         whole.extend_from_slice(&client.buf.split_to(take));
         left -= take;
     }
+    client.body_unread = false;
     Ok(RequestBody::Whole {
         bytes: whole.into(),
         reframed: false,
