@@ -179,9 +179,11 @@ fn sync_durability_loses_no_answered_request_to_kill_9_under_load() {
     let mut gw = gateway(&mock.url(), &config);
     let addr = gw.addr;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let stop = std::sync::Arc::clone(&stop);
+            let progress = std::sync::Arc::clone(&progress);
             std::thread::spawn(move || {
                 let mut answered = 0u64;
                 let mut client = Client::connect(addr);
@@ -200,12 +202,17 @@ fn sync_durability_loses_no_answered_request_to_kill_9_under_load() {
                         Some(resp) if resp.status == 200 => answered += 1,
                         _ => break,
                     }
+                    progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 answered
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(400));
+    // Kill it mid-load, once the load is well under way.
+    let under_way = wait_for(Duration::from_secs(30), || {
+        (progress.load(std::sync::atomic::Ordering::Relaxed) >= 80).then_some(())
+    });
+    assert!(under_way.is_some(), "the load did not start");
     gw.child.kill().unwrap();
     let _ = gw.child.wait();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -473,7 +480,14 @@ fn a_full_disk_is_refused_when_closed_and_nothing_is_lost_once_space_returns() {
     let mut gw = fail_closed_gateway(&mock, dir.path());
     let mut seen: Vec<u16> = (0..5).map(|_| status_of_one_request(&gw)).collect();
     assert!(seen.iter().all(|s| *s == 200));
-    std::thread::sleep(Duration::from_millis(200));
+    // Those five are committed before the disk fills.
+    let committed = wait_for(Duration::from_secs(10), || {
+        spend(&db, "identity")
+            .first()
+            .is_some_and(|row| row["requests"] == 5)
+            .then_some(())
+    });
+    assert!(committed.is_some(), "the first requests were not committed");
     // "The disk is full": no file of the process may grow (RLIMIT_FSIZE of 1 byte); writes fail
     // with EFBIG, and SIGXFSZ must not kill the gateway.
     let pid = gw.child.id().to_string();

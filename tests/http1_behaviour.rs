@@ -273,15 +273,11 @@ fn upstream_errors_pass_through_unmodified() {
     assert_eq!(overloaded["upstream_error"], "overloaded_error");
 }
 
-/// Whether a loopback TCP connection to `port` is in CLOSE_WAIT (its peer closed it), from
-/// `/proc/net/tcp`.
+/// Whether a loopback TCP connection to `port` is in CLOSE_WAIT (its peer closed it).
 fn close_wait_towards(port: u16) -> bool {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let remote = format!(":{port:04X}");
-    table.lines().skip(1).any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        fields.get(2).is_some_and(|r| r.ends_with(&remote)) && fields.get(3) == Some(&"08")
-    })
+    sockets_towards(port)
+        .iter()
+        .any(|s| s.state == TCP_CLOSE_WAIT)
 }
 
 /// The upstream closed the pooled connection while it idled: sluice sees that before reusing it

@@ -482,7 +482,15 @@ fn renewed_certificates_are_served_after_a_reload_with_no_failed_request() {
     )
     .unwrap();
     pending_conn.write_tls(&mut pending).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    // Readiness: sluice has answered the ClientHello (its ServerHello is readable), so the
+    // handshake is under way on the certificate loaded now.
+    pending
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(
+        pending.peek(&mut [0u8; 1]).unwrap() > 0,
+        "no ServerHello for the pending handshake"
+    );
     // Renewal 1 (as certbot leaves it: same paths, new files), picked up by SIGHUP.
     let renewed = pki.server(&["localhost"], 60);
     common::pki::renew_in_place(&renewed, &live);
@@ -528,7 +536,15 @@ fn renewed_certificates_are_served_after_a_reload_with_no_failed_request() {
     );
     assert_ne!(reload.status, 200);
     assert!(String::from_utf8_lossy(&reload.body).contains("is not the key of"));
-    std::thread::sleep(Duration::from_millis(300));
+    // The load goes on after the refused renewal: a few more handshakes and requests each.
+    let before = served.load(Ordering::Relaxed);
+    let went_on = wait_for(Duration::from_secs(10), || {
+        (served.load(Ordering::Relaxed) >= before + 12).then_some(())
+    });
+    assert!(
+        went_on.is_some(),
+        "the load stopped after the refused renewal"
+    );
     stop.store(true, Ordering::Relaxed);
     for t in load {
         t.join().unwrap();

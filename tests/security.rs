@@ -463,7 +463,7 @@ fn sigv4_is_as_strict_as_aws() {
 
 /// Sends one request with `fail` on a connection of its own, then a plain one on another: the
 /// plain one must get its own answer, never the leftover bytes.
-fn leftover_case(gw: &Gateway, fail: &str) -> (Response, Response) {
+fn leftover_case(gw: &Gateway, upstream_port: u16, fail: &str) -> (Response, Response) {
     let mut c = Client::connect(gw.addr);
     c.send(messages_request(SMALL_BODY, &format!("x-mock-fail: {fail}\r\n")).as_bytes());
     let first = c
@@ -471,8 +471,14 @@ fn leftover_case(gw: &Gateway, fail: &str) -> (Response, Response) {
         .expect("an answer for the misframed request");
     let late = fail == "late-extra-bytes";
     if late {
-        // Give the late bytes time to arrive while the connection idles in the pool.
-        std::thread::sleep(Duration::from_millis(400));
+        // The late bytes have reached sluice's idle pooled connection (unread in its socket).
+        let arrived = wait_for(Duration::from_secs(5), || {
+            sockets_towards(upstream_port)
+                .iter()
+                .any(|s| s.rx_queue > 0)
+                .then_some(())
+        });
+        assert!(arrived.is_some(), "the late bytes never reached sluice");
     }
     let mut c2 = Client::connect(gw.addr);
     c2.send(messages_request(SMALL_BODY, "").as_bytes());
@@ -493,7 +499,7 @@ fn a_pooled_connection_never_carries_leftover_bytes_to_the_next_client() {
         "unsolicited-101",
         "interim-103",
     ] {
-        let (first, second) = leftover_case(&gw, fail);
+        let (first, second) = leftover_case(&gw, mock.addr.port(), fail);
         assert!(
             !String::from_utf8_lossy(&first.body).contains("LEAKED"),
             "{fail}: first"

@@ -209,7 +209,16 @@ fn a_connection_flood_past_the_limit_is_shed_and_service_resumes() {
             s
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Readiness: at most 100 are kept, so sluice has shed at least 300 (closed them: their
+    // client ends are in CLOSE_WAIT).
+    let shed = wait_for(Duration::from_secs(10), || {
+        let closed = sockets_towards(gw.addr.port())
+            .iter()
+            .filter(|s| s.state == TCP_CLOSE_WAIT)
+            .count();
+        (closed >= 300).then_some(())
+    });
+    assert!(shed.is_some(), "the flood was not shed");
     let mut kept = 0;
     for s in &mut flood {
         if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")

@@ -1,9 +1,8 @@
 //! Finds a top-level member of a JSON object by walking it from its closing brace.
 //!
-//! Claude Code puts `max_tokens` after `messages`, `system` and `tools`, some 75 KB into the
-//! body, so finding it from the front — for every budget reservation — walked the whole body
-//! (7 µs per request on the bench machine, the largest part of governance's cost per request).
-//! From the back it is a few members away. JSON reads backwards as well as forwards: a string
+//! Claude Code puts `max_tokens` after `messages`, `system` and `tools`, tens of kilobytes into
+//! the body, so finding it from the front — for every budget reservation — walks the whole body,
+//! the largest part of governance's cost per request. From the back it is a few members away. JSON reads backwards as well as forwards: a string
 //! runs between the nearest unescaped quotes (a quote is escaped when an odd number of
 //! backslashes precede it, and no unescaped quote can occur inside a string), and brackets nest
 //! the same way in either direction.

@@ -3,19 +3,19 @@
 //!
 //! Why: where the writers share cores with the workers, a writer's burst each tick (a SQLite
 //! commit, a batch of hashed audit lines) now and then holds the very core a worker is about to
-//! be woken on, and the worker waits for the burst to end. On the 2-core bench machine that wait
-//! was the whole of governance's p99 cost (+70–110 µs). Under `SCHED_IDLE` a waking worker
-//! preempts the writer at once, and the scheduler counts a core that runs only idle-policy
-//! threads as free when it places a wake-up.
+//! be woken on, and the worker waits for the burst to end: on a small machine that wait is most
+//! of governance's tail latency (the README's bench section has the figures). Under
+//! `SCHED_IDLE` a waking worker preempts the writer at once, and the scheduler counts a core
+//! that runs only idle-policy threads as free when it places a wake-up.
 //!
 //! The price: an idle-policy thread gets little CPU while every core is busy. So a writer whose
 //! tick ran more than 50 ms behind its schedule (its work and its wake-up together: a starved
 //! writer is slow at both) returns to the normal policy at once, and goes back to idle only
-//! after its ticks have been on time for a second. 50 ms, not less: on the 2-core bench machine
-//! a wake-up at concurrency 1 was now and then 10 ms late, and a writer promoted for a second
-//! each time brought back the tail latency this is for; under saturation idle writers were
-//! measured 10–57 ms behind. Being behind by up to that much stretches the ledger's durability
-//! window by as much, and queues at most a few thousand records (the queue holds 65,536).
+//! after its ticks have been on time for a second. 50 ms, not less: an ordinary wake-up can be
+//! late by several milliseconds on a busy small machine, and a writer promoted for a second
+//! each time would bring back the tail latency this is for; idle writers under saturation stay
+//! within that bound. Being behind by up to that much stretches the ledger's durability window
+//! by as much, and queues at most a few thousand records (the queue holds 65,536).
 //! `server.writer_priority = "normal"` keeps the writers at the normal policy throughout; writers
 //! in `store.durability = "sync"` always are (a response's last byte waits for them).
 //!

@@ -627,3 +627,37 @@ pub const STREAM_BODY: &str = r#"{"model":"claude-opus-4-8","max_tokens":16,"str
 pub fn captures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/captures")
 }
+
+/// `/proc/net/tcp`'s state code for CLOSE_WAIT (the peer closed its side).
+pub const TCP_CLOSE_WAIT: u8 = 0x08;
+
+/// One socket as `/proc/net/tcp` lists it.
+#[derive(Clone, Copy, Debug)]
+pub struct SocketState {
+    pub state: u8,
+    /// Bytes received and not yet read by the process.
+    pub rx_queue: u64,
+}
+
+/// The IPv4 TCP sockets on this machine connected to `port` (their remote end), from
+/// `/proc/net/tcp`: a readiness probe for what happened on a connection inside another process.
+pub fn sockets_towards(port: u16) -> Vec<SocketState> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let remote = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if !fields.get(2)?.ends_with(&remote) {
+                return None;
+            }
+            let state = u8::from_str_radix(fields.get(3)?, 16).ok()?;
+            let (_, rx) = fields.get(4)?.split_once(':')?;
+            Some(SocketState {
+                state,
+                rx_queue: u64::from_str_radix(rx, 16).ok()?,
+            })
+        })
+        .collect()
+}
