@@ -98,13 +98,7 @@ pub fn warning_headers(reservation: &Reservation) -> Vec<(&'static str, String)>
 /// tried but no usage was seen (the cost is unknown, not zero); releases it when nothing was
 /// served.
 pub fn settle(gw: &Gateway, reservation: Reservation, ex: &Exchange) {
-    let metered = &ex.response.metered;
-    let cost = metered.usage.as_ref().and_then(|usage| {
-        gw.config
-            .pricing
-            .served_cost_pico(ex.served_model(), metered.model.as_deref(), usage)
-    });
-    match cost {
+    match ex.metered_cost_pico(&gw.config.pricing) {
         Some(cost) => reservation.settle(cost),
         None if ex.attempts.upstream.is_some() && ex.response.status < 400 => reservation.keep(),
         None => drop(reservation),

@@ -10,9 +10,11 @@ use super::classify::Operation;
 use super::forward::AttemptLog;
 use crate::format::ClientFormat;
 use crate::http1::RequestHead;
+use crate::usage::pricing::PriceTable;
 use crate::usage::Metered;
 
 /// The request in flight.
+#[derive(Clone)]
 pub struct Exchange {
     pub request: RequestFacts,
     pub started: Instant,
@@ -37,6 +39,7 @@ pub struct Exchange {
 }
 
 /// What the request head says about the request, taken when it arrived.
+#[derive(Clone)]
 pub struct RequestFacts {
     /// When the head was complete.
     pub time: SystemTime,
@@ -49,6 +52,7 @@ pub struct RequestFacts {
 }
 
 /// An identity as records name it.
+#[derive(Clone)]
 pub struct IdentityFacts {
     /// `key:<name>`, `jwt:<sub>`, `passthrough:<hash prefix>`, `anonymous`, …
     pub label: String,
@@ -58,7 +62,7 @@ pub struct IdentityFacts {
 
 /// The answer the client got: from sluice (a local answer or a refusal) or relayed from the
 /// upstream.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Response {
     pub status: u16,
     /// Body bytes written to the client.
@@ -146,6 +150,17 @@ impl Exchange {
             .upstream_model
             .as_deref()
             .or(self.model.as_deref())
+    }
+
+    /// What the metered usage cost, at the served model's price (or the model the response
+    /// names, when dearer); `None` without usage or a price.
+    pub fn metered_cost_pico(&self, pricing: &PriceTable) -> Option<u64> {
+        let metered = &self.response.metered;
+        pricing.served_cost_pico(
+            self.served_model(),
+            metered.model.as_deref(),
+            metered.usage.as_ref()?,
+        )
     }
 }
 

@@ -12,57 +12,69 @@ use crate::usage::pricing::pico_to_usd;
 /// Writes the record of `ex` and queues it (to the ledger and audit log too, unless they
 /// already have it).
 pub fn finish(gw: &Gateway, ex: Exchange) {
-    let r = record(gw, &ex);
-    if !ex.ledger_synced {
+    let synced = ex.ledger_synced;
+    let r = record(gw, ex);
+    if !synced {
         gw.records.ledger.record(&r);
         gw.records.audit.record(request_event(&r));
     }
     gw.access_log.record(r);
 }
 
-/// The access record of `ex` as it stands now.
-pub fn record(gw: &Gateway, ex: &Exchange) -> AccessRecord {
-    let request = &ex.request;
-    let attempts = &ex.attempts;
-    let response = &ex.response;
+/// The access record of `ex` as it stands now (the trail's text moves into it).
+pub fn record(gw: &Gateway, ex: Exchange) -> AccessRecord {
+    let cost = ex.metered_cost_pico(&gw.config.pricing);
+    let (added, now) = (added_us(&ex), Instant::now());
+    let Exchange {
+        request,
+        started,
+        operation,
+        format,
+        identity,
+        model,
+        request_bytes,
+        attempts,
+        response,
+        ..
+    } = ex;
+    let usage = response.metered.usage;
     let mut r = AccessRecord {
         time: request.time,
-        request_id: request.id.clone(),
-        upstream_request_id: response.upstream_request_id.clone(),
+        request_id: request.id,
+        upstream_request_id: response.upstream_request_id,
         method: request.method,
-        path: request.path.clone(),
-        operation: ex.operation,
-        identity: ex.identity.label.clone(),
-        user: ex.identity.user.clone(),
-        team: ex.identity.team.clone(),
-        session_id: request.session_id.clone(),
-        agent_id: request.agent_id.clone(),
-        parent_agent_id: request.parent_agent_id.clone(),
-        format: ex.format,
-        model: ex.model.clone(),
+        path: request.path,
+        operation,
+        identity: identity.label,
+        user: identity.user,
+        team: identity.team,
+        session_id: request.session_id,
+        agent_id: request.agent_id,
+        parent_agent_id: request.parent_agent_id,
+        format,
         upstream_model: attempts
             .upstream_model
-            .clone()
-            .filter(|m| Some(m) != ex.model.as_ref()),
-        upstream: attempts.upstream.clone(),
+            .filter(|m| Some(m) != model.as_ref()),
+        model,
+        upstream: attempts.upstream,
         stream: response.stream,
         status: response.status,
         error: response.error,
         rejected: response.rejected,
-        upstream_error: response.metered.error_type.clone(),
+        upstream_error: response.metered.error_type,
         stream_complete: response.metered.complete,
-        request_bytes: ex.request_bytes,
+        request_bytes,
         response_bytes: response.bytes,
-        total_us: micros(Instant::now() - ex.started),
-        ttfb_us: response.upstream_head.map(|at| micros(at - ex.started)),
-        added_us: added_us(ex),
+        total_us: micros(now - started),
+        ttfb_us: response.upstream_head.map(|at| micros(at - started)),
+        added_us: added,
         upstream_connect_us: attempts.connect_us,
         pooled_connection: attempts.pooled_connection,
         attempts: attempts.count,
-        fallbacks: attempts.fallbacks.clone(),
+        fallbacks: attempts.fallbacks,
         ..AccessRecord::default()
     };
-    if let Some(usage) = &response.metered.usage {
+    if let Some(usage) = usage {
         r.input_tokens = usage.input_tokens;
         r.output_tokens = usage.output_tokens;
         r.cache_creation_input_tokens = usage.cache_creation_input_tokens;
@@ -71,16 +83,11 @@ pub fn record(gw: &Gateway, ex: &Exchange) -> AccessRecord {
         r.cache_creation_1h_input_tokens = w1;
         r.cache_read_input_tokens = usage.cache_read_input_tokens;
         r.web_search_requests = usage.web_search_requests;
-        let cost = gw.config.pricing.served_cost_pico(
-            ex.served_model(),
-            response.metered.model.as_deref(),
-            usage,
-        );
-        if let Some(cost) = cost {
-            r.cost_usd = pico_to_usd(cost);
-            r.cost_pico = cost;
-            r.metered = true;
-        }
+    }
+    if let Some(cost) = cost {
+        r.cost_usd = pico_to_usd(cost);
+        r.cost_pico = cost;
+        r.metered = true;
     }
     r
 }
@@ -112,7 +119,7 @@ fn request_event(r: &AccessRecord) -> crate::audit::AuditEvent {
 /// the response's last byte may go out: always once both are durable; if they are not within
 /// [`SYNC_TIMEOUT`], only when `store.on_failure = "open"`.
 pub async fn commit_before_last_byte(gw: &Gateway, ex: &mut Exchange) -> bool {
-    let r = record(gw, ex);
+    let r = record(gw, ex.clone());
     let ledger = gw.records.ledger.record_and_wait(&r);
     let audit_on = gw.records.audit.is_on();
     let audit = audit_on

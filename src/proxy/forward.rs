@@ -34,7 +34,7 @@ pub struct UpstreamResponse {
 
 /// What the forward phase did upstream, across fallbacks and stale-connection retries: the
 /// request's trail keeps it, [`super::finish`] records it.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct AttemptLog {
     /// The upstream last tried.
     pub upstream: Option<String>,
