@@ -187,6 +187,20 @@ fn budgets_teams_and_users_are_administered_and_applied_at_once() {
     });
     assert!(closed.is_some());
 
+    // A scope or period that is not one of the choices is refused, naming the field.
+    for (field, budget) in [
+        ("scope", r#"{"scope":"org","name":"t9","limit_usd":1}"#),
+        (
+            "period",
+            r#"{"scope":"team","name":"t9","period":"hourly","limit_usd":1}"#,
+        ),
+    ] {
+        let (status, body) = admin(api, "PUT", "/admin/budgets", ADMIN_KEY, budget);
+        assert_eq!(status, 400, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(&format!("{field}: ")), "{message}");
+    }
+
     // A budget set over the API applies to the next request.
     let (status, body) = admin(
         api,

@@ -19,7 +19,8 @@ use super::error::AdminError;
 use super::http::Reply;
 use super::AdminContext;
 use crate::audit::AuditEvent;
-use crate::config::file::{BudgetFile, LimitedFile};
+use crate::config::file::{BudgetFile, BudgetScope, LimitedFile};
+use crate::limits::budget::Period;
 use crate::limits::Scope;
 use crate::store::policies::{EntityScope, PolicyStore};
 
@@ -29,7 +30,7 @@ pub fn list_budgets(ctx: &AdminContext, store: &Path) -> Result<Reply, AdminErro
     let source = |scope: &str, name: &str, period: &str| {
         let from_api = stored
             .iter()
-            .any(|b| b.scope == scope && b.name == name && b.period == period);
+            .any(|b| b.scope.label() == scope && b.name == name && b.period.label() == period);
         if from_api {
             "admin"
         } else {
@@ -62,9 +63,14 @@ pub fn put_budget(ctx: &AdminContext, store: &Path, body: &[u8]) -> Result<Reply
     let fields = parse(body)?;
     let text = |k: &str| fields.get(k).and_then(Value::as_str).map(str::to_string);
     let scope = text("scope").ok_or_else(|| bad("`scope` is required"))?;
+    let scope = BudgetScope::parse(&scope).ok_or_else(|| {
+        bad(&format!(
+            "scope: `{scope}`: expected key, user, team or session"
+        ))
+    })?;
     let mut budget = BudgetFile {
         name: text("name").unwrap_or_default(),
-        period: text("period").unwrap_or_else(|| "monthly".into()),
+        period: period_of(text("period").as_deref(), "period")?,
         limit_usd: fields
             .get("limit_usd")
             .and_then(Value::as_f64)
@@ -72,7 +78,7 @@ pub fn put_budget(ctx: &AdminContext, store: &Path, body: &[u8]) -> Result<Reply
         soft_usd: fields.get("soft_usd").and_then(Value::as_f64),
         scope,
     };
-    if budget.scope == "session" {
+    if budget.scope == BudgetScope::Session {
         budget.name = "*".into();
     }
     let candidate = budget.clone();
@@ -82,7 +88,11 @@ pub fn put_budget(ctx: &AdminContext, store: &Path, body: &[u8]) -> Result<Reply
     open(store)?.put_budget(&budget).map_err(|e| failed(&e))?;
     let detail = format!(
         "{} {} {} limit_usd={} soft_usd={:?}",
-        budget.period, budget.scope, budget.name, budget.limit_usd, budget.soft_usd
+        budget.period.label(),
+        budget.scope.label(),
+        budget.name,
+        budget.limit_usd,
+        budget.soft_usd
     );
     applied(ctx, "budget_changed", &budget.name, detail)
 }
@@ -228,13 +238,9 @@ pub fn key_policies(
     let budget = match fields.get("budget") {
         None | Some(Value::Null) => None,
         Some(b) => Some(BudgetFile {
-            scope: "key".into(),
+            scope: BudgetScope::Key,
             name: name.to_string(),
-            period: b
-                .get("period")
-                .and_then(Value::as_str)
-                .unwrap_or("monthly")
-                .to_string(),
+            period: period_of(b.get("period").and_then(Value::as_str), "budget.period")?,
             limit_usd: b
                 .get("limit_usd")
                 .and_then(Value::as_f64)
@@ -274,7 +280,7 @@ impl KeyPolicies {
             l.max_streams,
             self.budget
                 .as_ref()
-                .map(|b| (b.limit_usd, b.period.clone()))
+                .map(|b| (b.limit_usd, b.period.label()))
         );
         applied(ctx, "key_policies_set", &l.name, detail).map(|_| ())
     }
@@ -341,4 +347,14 @@ fn parse(body: &[u8]) -> Result<Value, AdminError> {
 
 fn bad(message: &str) -> AdminError {
     AdminError::invalid(message)
+}
+
+/// A budget period as the admin API takes it (`monthly` when left out).
+fn period_of(text: Option<&str>, field: &str) -> Result<Period, AdminError> {
+    let text = text.unwrap_or("monthly");
+    Period::parse(text).ok_or_else(|| {
+        bad(&format!(
+            "{field}: `{text}`: expected daily, weekly, monthly or total"
+        ))
+    })
 }

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::routes::Balance;
 use super::server::{Durability, MessageBatches};
+use crate::limits::budget::Period;
 use crate::provider::upstream::AuthHeader;
 use crate::runtime::writer_priority::WriterPriority;
 use crate::runtime::IoDriver;
@@ -464,21 +465,54 @@ pub struct LimitedFile {
 #[serde(deny_unknown_fields)]
 pub struct BudgetFile {
     /// `key`, `user`, `team` or `session` (every Claude Code session separately).
-    pub scope: String,
+    pub scope: BudgetScope,
     /// The key's, user's or team's name; `*` (or nothing) for a session budget.
     #[serde(default)]
     pub name: String,
     pub limit_usd: f64,
     /// `daily`, `weekly` (from Monday), `monthly` or `total`; UTC.
     #[serde(default = "default_period")]
-    pub period: String,
+    pub period: Period,
     /// Past this, responses carry `sluice-budget-warning` and the audit log records the crossing.
     #[serde(default)]
     pub soft_usd: Option<f64>,
 }
 
-fn default_period() -> String {
-    "monthly".into()
+fn default_period() -> Period {
+    Period::Monthly
+}
+
+/// Whom a budget applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetScope {
+    Key,
+    User,
+    Team,
+    /// Every Claude Code session separately.
+    Session,
+}
+
+impl BudgetScope {
+    pub fn label(self) -> &'static str {
+        match self {
+            BudgetScope::Key => "key",
+            BudgetScope::User => "user",
+            BudgetScope::Team => "team",
+            BudgetScope::Session => "session",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<BudgetScope> {
+        [
+            BudgetScope::Key,
+            BudgetScope::User,
+            BudgetScope::Team,
+            BudgetScope::Session,
+        ]
+        .into_iter()
+        .find(|s| s.label() == text)
+    }
 }
 
 /// An AWS access key pair sluice issues, so unmodified AWS SDK clients (SigV4-signing Bedrock

@@ -2,7 +2,7 @@
 //! budgets (`[[budgets]]`) and the prices spend is measured in (`[[pricing]]`): what each
 //! entity may do, as data. The counters that enforce them live in [`crate::state`].
 
-use super::file::{self, FileConfig};
+use super::file::{self, BudgetScope, FileConfig};
 use super::{invalid, ConfigError};
 use crate::limits::budget::BudgetSpec;
 use crate::limits::{LimitSpec, Scope};
@@ -95,19 +95,13 @@ fn build_budgets(file: &FileConfig) -> Result<(Vec<Budget>, Vec<BudgetSpec>), Co
     let mut sessions = Vec::new();
     for (i, b) in file.budgets.iter().enumerate() {
         let at = |field: &str| format!("budgets[{i}].{field}");
-        let scope = match b.scope.as_str() {
-            "key" => Scope::Key,
-            "user" => Scope::User,
-            "team" => Scope::Team,
-            "session" => {
+        let scope = match b.scope {
+            BudgetScope::Key => Scope::Key,
+            BudgetScope::User => Scope::User,
+            BudgetScope::Team => Scope::Team,
+            BudgetScope::Session => {
                 sessions.push(session_budget_spec(b, i)?);
                 continue;
-            }
-            other => {
-                return Err(invalid(
-                    at("scope"),
-                    format!("`{other}`: expected key, user, team or session"),
-                ))
             }
         };
         // A key budget names a key from the file or, with the store on, an issued one.
@@ -140,14 +134,8 @@ fn session_budget_spec(b: &file::BudgetFile, i: usize) -> Result<BudgetSpec, Con
 }
 
 fn budget_spec(b: &file::BudgetFile, i: usize, max_usd: f64) -> Result<BudgetSpec, ConfigError> {
-    use crate::limits::budget::Period;
     let at = |field: &str| format!("budgets[{i}].{field}");
-    let period = Period::parse(&b.period).ok_or_else(|| {
-        invalid(
-            at("period"),
-            format!("`{}`: expected daily, weekly, monthly or total", b.period),
-        )
-    })?;
+    let period = b.period;
     if !(b.limit_usd > 0.0 && b.limit_usd <= max_usd) {
         return Err(invalid(
             at("limit_usd"),

@@ -24,7 +24,8 @@ const AMOUNT_BITS: u32 = 48;
 const AMOUNT_MASK: u64 = (1 << AMOUNT_BITS) - 1;
 
 /// How often a budget starts again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Period {
     Daily,
     Weekly,

@@ -9,7 +9,8 @@ use std::path::Path;
 
 use rusqlite::{params, Connection};
 
-use crate::config::file::{BudgetFile, FileConfig, LimitedFile};
+use crate::config::file::{BudgetFile, BudgetScope, FileConfig, LimitedFile};
+use crate::limits::budget::Period;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS budgets (
@@ -93,10 +94,12 @@ impl PolicyStore {
             .map_err(|e| self.fail(e))?;
         let rows = stmt
             .query_map([], |row| {
+                let scope: String = row.get(0)?;
+                let period: String = row.get(2)?;
                 Ok(BudgetFile {
-                    scope: row.get(0)?,
+                    scope: BudgetScope::parse(&scope).ok_or_else(|| unreadable(0, &scope))?,
                     name: row.get(1)?,
-                    period: row.get(2)?,
+                    period: Period::parse(&period).ok_or_else(|| unreadable(2, &period))?,
                     limit_usd: row.get(3)?,
                     soft_usd: row.get(4)?,
                 })
@@ -111,7 +114,14 @@ impl PolicyStore {
             .execute(
                 "INSERT INTO budgets (scope, name, period, limit_usd, soft_usd, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
                  ON CONFLICT (scope, name, period) DO UPDATE SET limit_usd = ?4, soft_usd = ?5, updated_at = ?6",
-                params![b.scope, b.name, b.period, b.limit_usd, b.soft_usd, now()],
+                params![
+                    b.scope.label(),
+                    b.name,
+                    b.period.label(),
+                    b.limit_usd,
+                    b.soft_usd,
+                    now()
+                ],
             )
             .map(|_| ())
             .map_err(|e| self.fail(e))
@@ -178,6 +188,15 @@ impl PolicyStore {
     }
 }
 
+/// A stored value sluice did not write (the row cannot be read as a budget).
+fn unreadable(column: usize, text: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Text,
+        format!("`{text}` is not a budget scope or period").into(),
+    )
+}
+
 /// Adds the stored budgets and limits to `file` (replacing the file's entries they name).
 /// Nothing to add while the store is off or its file does not exist yet.
 pub fn merge_into(file: &mut FileConfig) -> Result<(), PolicyStoreError> {
@@ -232,10 +251,10 @@ mod tests {
         let store = PolicyStore::open(&db).unwrap();
         store
             .put_budget(&BudgetFile {
-                scope: "team".into(),
+                scope: BudgetScope::Team,
                 name: "a".into(),
                 limit_usd: 2.0,
-                period: "daily".into(),
+                period: Period::Daily,
                 soft_usd: None,
             })
             .unwrap();
