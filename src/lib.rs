@@ -12,6 +12,7 @@
 //! - [`config`]: the TOML file → a validated [`config::Config`]: plain data, built without I/O.
 //! - [`state`]: what lives while sluice serves (credentials, key tables, counters, health),
 //!   built from a config and carried across reloads part by part.
+//! - [`signin`]: sign-in at the company's identity provider (Claude Code's `/login`).
 //! - [`tls`]: HTTPS at the edge (certificates, handshakes, client-certificate identities).
 //!
 //! The command line, the mock upstream and the load bench ship in the `sluice` binary
@@ -32,6 +33,7 @@ pub mod proxy;
 pub mod record;
 pub mod runtime;
 pub mod server;
+pub mod signin;
 pub mod state;
 pub mod store;
 pub mod tls;

@@ -31,6 +31,8 @@ pub struct FileConfig {
     pub store: StoreFile,
     pub audit: AuditFile,
     pub jwt: Option<JwtFile>,
+    /// Sign-in with the company's identity provider (Claude Code's gateway `/login`).
+    pub signin: Option<SigninFile>,
     pub admin: Option<AdminFile>,
     /// Limits of issued keys, set over the admin API (never read from the file).
     #[serde(skip)]
@@ -45,6 +47,47 @@ pub struct AdminFile {
     pub listen: String,
     /// Hex SHA-256 of the admin key (`sluice keys hash`).
     pub key_sha256: String,
+}
+
+/// Sign-in: Claude Code's `/login` runs the OAuth device flow against sluice, and sluice signs
+/// the developer in at the company's OpenID Connect provider.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigninFile {
+    /// The OpenID Connect issuer (its discovery document is `{issuer}/.well-known/openid-configuration`).
+    pub issuer: String,
+    pub client_id: String,
+    /// The client secret, or the variable holding it (neither: a public client, PKCE only).
+    pub client_secret: Option<String>,
+    pub client_secret_env: Option<String>,
+    /// Scopes asked of the provider (default `openid email profile`).
+    pub scopes: Option<Vec<String>>,
+    /// Only these email domains may sign in (empty: any).
+    pub allowed_email_domains: Vec<String>,
+    /// The ID-token claim holding the user's groups (default `groups`).
+    pub groups_claim: Option<String>,
+    /// Group → sluice team, first match wins.
+    pub teams: Vec<SigninTeamFile>,
+    /// The URL clients reach sluice at (`https://gw.example.com`); default: from each request.
+    pub public_url: Option<String>,
+    /// Shown next to the code in Claude Code (at most 500 characters).
+    pub login_notice: Option<String>,
+    /// Lifetime of an access token (default `1h`), a refresh token (`30d`) and a device code
+    /// (`10m`); how often the client may poll (`5s`).
+    pub access_token_ttl: Option<String>,
+    pub refresh_token_ttl: Option<String>,
+    pub device_code_ttl: Option<String>,
+    pub poll_interval: Option<String>,
+    /// Extra PEM roots to trust for the provider (a private CA).
+    pub ca_file: Option<String>,
+}
+
+/// Members of `group` count under `team`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigninTeamFile {
+    pub group: String,
+    pub team: String,
 }
 
 /// JWT identity (the `apiKeyHelper` flow: a helper mints a short-lived token per user).

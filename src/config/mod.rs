@@ -11,6 +11,7 @@
 //! - [`keys`]: virtual keys (digests) and issued AWS key pairs.
 //! - [`jwt`]: JWT verification keys and claims.
 //! - [`policies`]: rate limits, budgets and prices.
+//! - [`signin`]: sign-in at the company's OpenID Connect provider.
 //!
 //! Every error names the path of the field at fault (`routes[2].model`).
 
@@ -20,6 +21,7 @@ pub mod keys;
 pub mod policies;
 pub mod routes;
 pub mod server;
+pub mod signin;
 pub mod tls;
 pub mod upstreams;
 
@@ -102,6 +104,7 @@ pub struct Config {
     pub audit: AuditSettings,
     pub admin: Option<AdminSettings>,
     pub jwt: Option<jwt::JwtSettings>,
+    pub signin: Option<signin::SigninSettings>,
     pub policies: Policies,
 }
 
@@ -212,6 +215,11 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
         },
         admin: server::build_admin(&file)?,
         jwt: file.jwt.as_ref().map(jwt::build).transpose()?,
+        signin: file
+            .signin
+            .as_ref()
+            .map(|s| signin::build(s, file.store.path != "off"))
+            .transpose()?,
         policies: policies::build(&file)?,
         audit: AuditSettings {
             path: (file.audit.path != "off").then(|| file.audit.path.clone().into()),

@@ -39,6 +39,8 @@ pub enum Identity {
         user: Option<String>,
         team: Option<String>,
     },
+    /// A developer signed in at the company's identity provider (a sluice access token).
+    SignedIn { email: String, team: Option<String> },
     /// Open access with the client's own credential (passed upstream when the upstream has none).
     PassThrough { fingerprint: String },
     /// Open access, no credential presented.
@@ -52,6 +54,7 @@ impl Identity {
             Identity::Key { name, .. } => format!("key:{name}"),
             Identity::Jwt { subject, .. } => format!("jwt:{subject}"),
             Identity::Certificate { name, .. } => format!("cert:{name}"),
+            Identity::SignedIn { email, .. } => format!("user:{email}"),
             Identity::PassThrough { fingerprint } => format!("passthrough:{fingerprint}"),
             Identity::Anonymous => "anonymous".into(),
         }
@@ -62,6 +65,7 @@ impl Identity {
             Identity::Key { user, .. }
             | Identity::Jwt { user, .. }
             | Identity::Certificate { user, .. } => user.clone(),
+            Identity::SignedIn { email, .. } => Some(email.clone()),
             _ => None,
         }
     }
@@ -103,7 +107,8 @@ impl Identity {
         match self {
             Identity::Key { team, .. }
             | Identity::Jwt { team, .. }
-            | Identity::Certificate { team, .. } => team.clone(),
+            | Identity::Certificate { team, .. }
+            | Identity::SignedIn { team, .. } => team.clone(),
             _ => None,
         }
     }
@@ -135,6 +140,8 @@ pub struct Connection<'a> {
     pub tokens: Option<&'a VerifiedTokens>,
     /// The names of the client certificate verified in the TLS handshake.
     pub certificate: Option<&'a [String]>,
+    /// Sign-in tokens already verified on this worker.
+    pub signin_tokens: Option<&'a super::verified_tokens::SignedInTokens>,
 }
 
 /// Authenticates a request (a SigV4 signature is checked by [`verify_sigv4_head`] and
@@ -262,6 +269,9 @@ fn identify(
             .ok_or(GatewayError::Unauthorized);
     };
     let tokens = connection.tokens;
+    if let Some(identity) = signed_in(state, key, connection.signin_tokens)? {
+        return Ok(identity);
+    }
     if let (Some(verifier), true) = (&state.jwt, looks_like_jwt(key)) {
         let token = std::str::from_utf8(key).map_err(|_| GatewayError::Unauthorized)?;
         let remembered = tokens.and_then(|t| t.get(token, verifier.leeway()));
@@ -305,6 +315,52 @@ fn identify(
         team: found.team.clone(),
         models: found.models.clone(),
     })
+}
+
+/// The developer a sluice access token names, if the credential is one: `Ok(None)` when it is
+/// not sluice's (another verifier may know it); refused when it expired or its session ended.
+fn signed_in(
+    state: &State,
+    key: &[u8],
+    cache: Option<&super::verified_tokens::SignedInTokens>,
+) -> Result<Option<Identity>, GatewayError> {
+    let Some(signin) = &state.signin else {
+        return Ok(None);
+    };
+    if !looks_like_jwt(key) {
+        return Ok(None);
+    }
+    let token = std::str::from_utf8(key).map_err(|_| GatewayError::Unauthorized)?;
+    let now = crate::signin::tokens::now_secs();
+    let claims = match cache.and_then(|c| c.get(token)) {
+        Some(claims) => {
+            signin.verifier.check(&claims, now).map_err(refused)?;
+            claims
+        }
+        None => {
+            if !signin.verifier.knows(token) {
+                return Ok(None);
+            }
+            let claims = signin.verifier.verify(token, now).map_err(refused)?;
+            if let Some(c) = cache {
+                c.remember(token, &claims);
+            }
+            claims
+        }
+    };
+    Ok(Some(Identity::SignedIn {
+        email: claims.email,
+        team: claims.team,
+    }))
+}
+
+fn refused(why: crate::signin::tokens::TokenError) -> GatewayError {
+    use crate::signin::tokens::TokenError;
+    tracing::info!(reason = %why, "sign-in token refused");
+    match why {
+        TokenError::Expired | TokenError::Revoked => GatewayError::SignInEnded,
+        _ => GatewayError::Unauthorized,
+    }
 }
 
 /// The identity a verified client certificate maps to, if any.

@@ -12,6 +12,7 @@
 use super::GatewayError;
 use crate::format::{ClientFormat, CloudCall};
 use crate::http1::{path, Method, RequestHead};
+use crate::signin::SigninCall;
 
 /// A Message Batches API call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +50,8 @@ pub enum Operation {
     /// The Message Batches API (`/v1/messages/batches…`): refused, or governed per batched
     /// request ([`super::batches`]).
     MessageBatches(BatchCall),
+    /// A sign-in endpoint (Claude Code's `/login`), answered by the sign-in threads.
+    SignIn(SigninCall),
     /// Anything else.
     Unknown,
 }
@@ -69,6 +72,7 @@ impl Operation {
             Operation::InferenceProfiles => "inference_profiles",
             Operation::Passthrough => "passthrough",
             Operation::MessageBatches(_) => "message_batches",
+            Operation::SignIn(_) => "signin",
             Operation::Unknown => "unknown",
         }
     }
@@ -115,6 +119,10 @@ pub fn classify(head: &RequestHead) -> Result<Operation, GatewayError> {
         (_, b"/healthz") if get_or_head => Operation::Health,
         (_, b"/metrics") if get_or_head => Operation::Metrics,
         (Method::Head, b"/") | (Method::Head, b"/api/hello") => Operation::WarmUp,
+        (m, p) if SigninCall::from_request(m == Method::Post, m == Method::Get, p).is_some() => {
+            SigninCall::from_request(m == Method::Post, m == Method::Get, p)
+                .map_or(Operation::Unknown, Operation::SignIn)
+        }
         (_, p) if get_or_head && crate::format::is_inference_profiles(p) => {
             Operation::InferenceProfiles
         }

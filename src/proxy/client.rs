@@ -96,6 +96,11 @@ impl ClientConn {
         }
     }
 
+    /// Whether the client reached sluice over HTTPS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, ClientStream::Tls(_))
+    }
+
     /// The current request's body has been read to its end (or it has none).
     pub fn body_read(&self) -> bool {
         !self.body_unread

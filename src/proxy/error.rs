@@ -54,6 +54,10 @@ pub enum GatewayError {
     Unauthorized,
     #[error("this key has expired")]
     KeyExpired,
+    /// A sign-in token whose session was ended or that expired: sign in again (the client is
+    /// told not to retry).
+    #[error("your sign-in has ended: run /login again")]
+    SignInEnded,
     #[error("model `{0}` is not allowed for this key")]
     ModelNotAllowed(String),
     #[error("rate limit reached: {which}; retry in {retry_after} s")]
@@ -134,6 +138,7 @@ impl GatewayError {
             GatewayError::ModelUnpriced(_) => r(403, "permission_error", Policy, "model_unpriced"),
             GatewayError::Unauthorized => r(401, "authentication_error", Policy, "unauthorized"),
             GatewayError::KeyExpired => r(401, "authentication_error", Policy, "key_expired"),
+            GatewayError::SignInEnded => r(401, "authentication_error", Policy, "signin_ended"),
             GatewayError::ModelNotAllowed(_) => {
                 r(403, "permission_error", Policy, "model_not_allowed")
             }
@@ -161,6 +166,12 @@ impl GatewayError {
 
 impl GatewayError {
     /// The `retry-after` (whole seconds) this answer carries, if any.
+    /// Whether the client is told not to retry (`x-should-retry: false`): only a new sign-in
+    /// helps.
+    pub fn final_refusal(&self) -> bool {
+        matches!(self, GatewayError::SignInEnded)
+    }
+
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             GatewayError::RateLimited { retry_after, .. } => Some(*retry_after),

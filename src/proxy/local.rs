@@ -120,6 +120,9 @@ pub async fn reply_error(
     if r.status == 401 {
         extra.push(("www-authenticate", "Bearer"));
     }
+    if err.final_refusal() {
+        extra.push(("x-should-retry", "false"));
+    }
     let delivered = write_response(client, r.status, &extra, &body, close, false, request_id)
         .await
         .is_ok();

@@ -50,6 +50,7 @@ pub mod local;
 pub mod relay;
 pub mod request_body;
 pub mod route;
+pub mod signin;
 pub mod verified_tokens;
 
 use std::cell::Cell;
@@ -89,6 +90,9 @@ pub struct Gateway {
     request_ids: Rc<RequestIds>,
     /// JWTs this worker verified under this config.
     pub verified_tokens: verified_tokens::VerifiedTokens,
+    /// Sign-in tokens this worker verified (kept across reloads: sluice's keys do not change
+    /// with the config).
+    pub signin_tokens: Rc<verified_tokens::SignedInTokens>,
     worker: usize,
     /// Debug builds: `SLUICE_DEBUG_PANIC=1` arms the panic hook (see [`debug_panic`]).
     #[cfg(debug_assertions)]
@@ -115,6 +119,7 @@ impl Gateway {
             shutdown,
             request_ids: Rc::new(RequestIds::new(worker)),
             verified_tokens: verified_tokens::VerifiedTokens::default(),
+            signin_tokens: Rc::default(),
             worker,
             #[cfg(debug_assertions)]
             debug_panic: std::env::var_os("SLUICE_DEBUG_PANIC").is_some(),
@@ -148,6 +153,7 @@ impl Gateway {
             balancer,
             request_ids: Rc::clone(&self.request_ids),
             verified_tokens: verified_tokens::VerifiedTokens::default(),
+            signin_tokens: Rc::clone(&self.signin_tokens),
             worker: self.worker,
             #[cfg(debug_assertions)]
             debug_panic: self.debug_panic,
@@ -470,8 +476,9 @@ fn settle(gw: &Gateway, governed: Governed<'_>, ex: &Exchange) {
     }
 }
 
-/// Answers what needs no identity: `/metrics`, health, the warm-up HEAD, and Bedrock's
-/// control-plane list (an empty list, no data). `None`: the request goes on.
+/// Answers what needs no identity: `/metrics`, health, the warm-up HEAD, Bedrock's
+/// control-plane list (an empty list, no data) and the sign-in endpoints. `None`: the request
+/// goes on.
 async fn answer_publicly(
     client: &mut ClientConn,
     head: &RequestHead,
@@ -494,6 +501,11 @@ async fn answer_publicly(
         Operation::Health | Operation::WarmUp | Operation::InferenceProfiles
     ) {
         return local::answer(client, head, op, &gw.config, None, reply)
+            .await
+            .map(Some);
+    }
+    if let Operation::SignIn(call) = op {
+        return signin::answer(client, head, *call, gw, reply.0)
             .await
             .map(Some);
     }
@@ -544,6 +556,7 @@ fn authenticate_head(
     let connection = authenticate::Connection {
         tokens: Some(&gw.verified_tokens),
         certificate: client.certificate.as_deref(),
+        signin_tokens: Some(&gw.signin_tokens),
     };
     let mut auth = authenticate::authenticate(head, &gw.config, &gw.state, connection)?;
     if let Some(pending) = auth.pending_sigv4.as_mut() {

@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::signin::tokens::AccessClaims;
 use crate::state::jwt::JwtIdentity;
 
 /// Tokens remembered per worker before the memory is cleared.
@@ -34,6 +35,27 @@ impl VerifiedTokens {
             tokens.clear();
         }
         tokens.insert(token.into(), identity.clone());
+    }
+}
+
+/// Per-worker memory of verified sign-in tokens (their claims). Expiry and the session's
+/// revocation are checked again on every use; only the signature check is remembered.
+#[derive(Default)]
+pub struct SignedInTokens {
+    tokens: RefCell<HashMap<Box<str>, AccessClaims>>,
+}
+
+impl SignedInTokens {
+    pub fn get(&self, token: &str) -> Option<AccessClaims> {
+        self.tokens.borrow().get(token).cloned()
+    }
+
+    pub fn remember(&self, token: &str, claims: &AccessClaims) {
+        let mut tokens = self.tokens.borrow_mut();
+        if tokens.len() >= CAPACITY {
+            tokens.clear();
+        }
+        tokens.insert(token.into(), claims.clone());
     }
 }
 

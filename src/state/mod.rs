@@ -34,6 +34,7 @@ use crate::limits::budget::Budgets;
 use crate::limits::RateLimiter;
 use crate::provider::health::{self, HealthBoard};
 use crate::provider::upstream::Upstream;
+use crate::signin::Signin;
 use crate::store::keys::IssuedKeys;
 use crate::store::ledger::LedgerError;
 use crate::tls::EdgeTls;
@@ -47,6 +48,8 @@ pub enum StateError {
     Config(#[from] ConfigError),
     #[error("cannot load budget spend: {0}")]
     Ledger(#[from] LedgerError),
+    #[error("sign-in: {0}")]
+    Signin(#[from] crate::signin::SigninError),
 }
 
 /// Everything that lives while sluice serves.
@@ -63,6 +66,8 @@ pub struct State {
     pub edge_tls: Option<Arc<EdgeTls>>,
     pub limiter: Arc<RateLimiter>,
     pub budgets: Arc<Budgets>,
+    /// Sign-in at the company's identity provider, when configured (and the store is on).
+    pub signin: Option<Arc<Signin>>,
 }
 
 impl State {
@@ -84,6 +89,7 @@ impl State {
             edge_tls: load_edge_tls(config)?,
             limiter: Arc::new(limiter(&config.policies)),
             budgets: Arc::new(budgets(&config.policies)),
+            signin: open_signin(config, commands)?,
         })
     }
 
@@ -93,6 +99,9 @@ impl State {
             upstream.provider.start_refreshers();
         }
         health::start(&self.health, &self.upstreams);
+        if let Some(signin) = &self.signin {
+            signin.start();
+        }
     }
 
     /// The state for `next`, the running config being `running`: unchanged parts are shared,
@@ -128,6 +137,16 @@ impl State {
             edge_tls: load_edge_tls(next)?,
             limiter: self.next_limiter(&running.policies, &next.policies),
             budgets: self.next_budgets(&running.policies, next)?,
+            signin: match &self.signin {
+                Some(signin) if running.signin == next.signin => Some(Arc::clone(signin)),
+                _ => {
+                    let fresh = open_signin(next, Commands::Run)?;
+                    if let Some(signin) = &fresh {
+                        signin.start();
+                    }
+                    fresh
+                }
+            },
         };
         for i in fresh {
             if let Some(upstream) = state.upstreams.get(i) {
@@ -196,6 +215,16 @@ fn budgets(policies: &Policies) -> Budgets {
         budgets.add_session(*spec);
     }
     budgets
+}
+
+/// Sign-in, opened on the store (not under a check, which reads the store nowhere).
+fn open_signin(config: &Config, commands: Commands) -> Result<Option<Arc<Signin>>, StateError> {
+    match (&config.signin, &config.store.path, commands) {
+        (Some(settings), Some(path), Commands::Run) => {
+            Ok(Some(Arc::new(Signin::open(settings.clone(), path)?)))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn build_jwt(config: &Config) -> Result<Option<Arc<jwt::JwtVerifier>>, ConfigError> {

@@ -1,0 +1,126 @@
+//! `[signin]` → [`SigninSettings`]: the company's OpenID Connect provider, who may sign in and
+//! which team a group maps to, and the lifetimes of what sluice issues. The provider is reached
+//! (discovery, code exchange) only by [`crate::signin`]'s own threads.
+
+use std::time::Duration;
+
+use super::file::SigninFile;
+use super::server::duration;
+use super::upstreams::SecretSource;
+use super::{invalid, ConfigError};
+
+/// Sign-in settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigninSettings {
+    /// The issuer URL, without a trailing slash.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<SecretSource>,
+    pub scopes: Vec<String>,
+    /// Lower-case domains; empty: any.
+    pub allowed_email_domains: Vec<String>,
+    pub groups_claim: String,
+    /// (group, team), first match wins.
+    pub teams: Vec<(String, String)>,
+    /// Without a trailing slash.
+    pub public_url: Option<String>,
+    pub login_notice: Option<String>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub device_code_ttl: Duration,
+    pub poll_interval: Duration,
+    pub ca_file: Option<String>,
+}
+
+impl SigninSettings {
+    /// The team a member of `groups` counts under.
+    pub fn team_of(&self, groups: &[String]) -> Option<String> {
+        self.teams
+            .iter()
+            .find(|(group, _)| groups.contains(group))
+            .map(|(_, team)| team.clone())
+    }
+
+    /// Whether `email` may sign in.
+    pub fn allows_email(&self, email: &str) -> bool {
+        let domain = email.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+        self.allowed_email_domains.is_empty()
+            || domain.is_some_and(|d| self.allowed_email_domains.contains(&d))
+    }
+}
+
+/// Checks `[signin]`.
+pub fn build(file: &SigninFile, store_on: bool) -> Result<SigninSettings, ConfigError> {
+    let url = |path: &str, text: &str| -> Result<String, ConfigError> {
+        if !(text.starts_with("https://") || text.starts_with("http://"))
+            || text.contains(['?', '#'])
+        {
+            return Err(invalid(path, format!("`{text}` is not an http(s) URL")));
+        }
+        Ok(text.trim_end_matches('/').to_string())
+    };
+    if !store_on {
+        return Err(invalid(
+            "signin",
+            "sign-in keeps its sessions in the store: set [store] path",
+        ));
+    }
+    if file.client_id.is_empty() {
+        return Err(invalid("signin.client_id", "must not be empty"));
+    }
+    let client_secret = match (&file.client_secret, &file.client_secret_env) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "signin.client_secret",
+                "set client_secret or client_secret_env, not both",
+            ))
+        }
+        (Some(s), None) => Some(SecretSource::Inline(s.clone())),
+        (None, Some(v)) => Some(SecretSource::Environment(v.clone())),
+        (None, None) => None,
+    };
+    if file
+        .login_notice
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > 500)
+    {
+        return Err(invalid("signin.login_notice", "at most 500 characters"));
+    }
+    let ttl = |name: &str, text: &Option<String>, default: &str| {
+        duration(
+            &format!("signin.{name}"),
+            text.as_deref().unwrap_or(default),
+        )
+    };
+    Ok(SigninSettings {
+        issuer: url("signin.issuer", &file.issuer)?,
+        client_id: file.client_id.clone(),
+        client_secret,
+        scopes: file
+            .scopes
+            .clone()
+            .unwrap_or_else(|| ["openid", "email", "profile"].map(String::from).to_vec()),
+        allowed_email_domains: file
+            .allowed_email_domains
+            .iter()
+            .map(|d| d.trim_start_matches('@').to_ascii_lowercase())
+            .collect(),
+        groups_claim: file.groups_claim.clone().unwrap_or_else(|| "groups".into()),
+        teams: file
+            .teams
+            .iter()
+            .map(|t| (t.group.clone(), t.team.clone()))
+            .collect(),
+        public_url: file
+            .public_url
+            .as_deref()
+            .map(|u| url("signin.public_url", u))
+            .transpose()?,
+        login_notice: file.login_notice.clone(),
+        access_token_ttl: ttl("access_token_ttl", &file.access_token_ttl, "1h")?,
+        refresh_token_ttl: ttl("refresh_token_ttl", &file.refresh_token_ttl, "30d")?,
+        device_code_ttl: ttl("device_code_ttl", &file.device_code_ttl, "10m")?,
+        poll_interval: ttl("poll_interval", &file.poll_interval, "5s")?,
+        ca_file: file.ca_file.clone(),
+    })
+}
