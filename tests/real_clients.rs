@@ -15,33 +15,12 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
 
 const CLIENT_KEY: &str = "sk-test-123";
-
-/// Where the real clients live, installing them first if needed (once per test binary).
-fn real_clients() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let dest = std::env::var_os("SLUICE_REAL_CLIENTS")
-            .map_or_else(|| root.join(".real-clients"), PathBuf::from);
-        let status = Command::new("bash")
-            .arg(root.join("scripts/install-real-clients"))
-            .env("SLUICE_REAL_CLIENTS", &dest)
-            .status()
-            .expect("run scripts/install-real-clients");
-        assert!(
-            status.success(),
-            "REAL CLIENTS UNAVAILABLE: scripts/install-real-clients failed; see its output above"
-        );
-        dest
-    })
-}
 
 /// A gateway with a virtual key for the client and its own key for the upstream.
 fn governed_gateway(mock: &Proc) -> Gateway {

@@ -156,6 +156,8 @@ fn answer(request: &AdminRequest, ctx: &AdminContext) -> Reply {
         ("POST", ["admin", "keys", name, "revoke"]) => revoke_key(store, name),
         ("POST", ["admin", "keys", name, "rotate"]) => rotate_key(store, name, &request.body),
         ("GET", ["admin", "spend"]) => spend(store, request.query("by").unwrap_or("identity")),
+        ("GET", ["admin", "signin", "sessions"]) => signin_sessions(ctx),
+        ("DELETE", ["admin", "signin", "users", email]) => sign_out(ctx, email),
         ("GET", ["admin", "budgets"]) => policies::list_budgets(ctx, store),
         ("PUT", ["admin", "budgets"]) => policies::put_budget(ctx, store, &request.body),
         ("DELETE", ["admin", "budgets", scope, name, period]) => {
@@ -261,6 +263,49 @@ fn rotate_key(store: &Path, name: &str, body: &[u8]) -> Result<Reply, AdminError
         .rotate(name, grace)
         .map_err(|e| store_error(&e))?;
     Ok(Reply::json(200, &json!({ "name": name, "key": key })))
+}
+
+/// Live sign-in sessions: who, since when, which team.
+fn signin_sessions(ctx: &AdminContext) -> Result<Reply, AdminError> {
+    let signin = signin_of(ctx)?;
+    let sessions = signin.sessions().map_err(|e| {
+        tracing::error!(error = %e, "cannot list sign-in sessions");
+        AdminError::StoreFailed
+    })?;
+    let data: Vec<Value> = sessions
+        .iter()
+        .map(|s| {
+            json!({
+                "email": s.email, "team": s.team, "groups": s.groups,
+                "signed_in_at": humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.created_at)
+                ).to_string(),
+            })
+        })
+        .collect();
+    Ok(Reply::json(200, &json!({ "data": data })))
+}
+
+/// Ends every sign-in session of a user: their refresh tokens stop working and their access
+/// tokens are refused at once (401, `x-should-retry: false`).
+fn sign_out(ctx: &AdminContext, email: &str) -> Result<Reply, AdminError> {
+    let ended = signin_of(ctx)?.sign_out(email).map_err(|e| {
+        tracing::error!(error = %e, "cannot end sign-in sessions");
+        AdminError::StoreFailed
+    })?;
+    Ok(Reply::json(
+        200,
+        &json!({ "email": email, "sessions_ended": ended }),
+    ))
+}
+
+fn signin_of(ctx: &AdminContext) -> Result<std::sync::Arc<crate::signin::Signin>, AdminError> {
+    ctx.reloader
+        .current()
+        .state
+        .signin
+        .clone()
+        .ok_or_else(|| AdminError::NotFound("sign-in is not configured ([signin])".into()))
 }
 
 fn spend(store: &Path, by: &str) -> Result<Reply, AdminError> {

@@ -160,10 +160,11 @@ impl State {
     }
 
     /// True when no credential is configured (no virtual, AWS or issued keys, no JWT, no
-    /// client-certificate identities): every client is accepted.
+    /// sign-in, no client-certificate identities): every client is accepted.
     pub fn open_access(&self, config: &Config) -> bool {
         self.keys.is_empty()
             && self.jwt.is_none()
+            && config.signin.is_none()
             && !self.issued_keys.issued_any()
             && config
                 .tls

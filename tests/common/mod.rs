@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod browser;
 pub mod pki;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
@@ -660,4 +661,25 @@ pub fn sockets_towards(port: u16) -> Vec<SocketState> {
             })
         })
         .collect()
+}
+
+/// Where the real clients live (the Claude Code CLI, the anthropic SDK, oidc-provider),
+/// installing them first if needed (once per test binary); fails loudly when they cannot be.
+pub fn real_clients() -> &'static PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let dest = std::env::var_os("SLUICE_REAL_CLIENTS")
+            .map_or_else(|| root.join(".real-clients"), PathBuf::from);
+        let status = Command::new("bash")
+            .arg(root.join("scripts/install-real-clients"))
+            .env("SLUICE_REAL_CLIENTS", &dest)
+            .status()
+            .expect("run scripts/install-real-clients");
+        assert!(
+            status.success(),
+            "REAL CLIENTS UNAVAILABLE: scripts/install-real-clients failed; see its output above"
+        );
+        dest
+    })
 }

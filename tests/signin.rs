@@ -1,0 +1,394 @@
+//! Sign-in at the company's identity provider, end to end through the built binary: a real
+//! OpenID Connect provider (oidc-provider from npm), a real browser (headless Chromium through
+//! chromedriver) on sluice's verification page, the OAuth device flow run exactly as Claude
+//! Code runs it, and the issued token used by the real Claude Code CLI in gateway mode.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "integration test: a failure is a failed test"
+)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::browser::{Browser, IdentityProvider};
+use common::pki::Pki;
+use common::*;
+use serde_json::{json, Value};
+
+const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+const ADMIN_KEY: &str = "admin-secret-signin";
+
+/// sluice over HTTPS with sign-in at `idp`, and its base URL.
+struct SignedGateway {
+    gw: Gateway,
+    base: String,
+    pki: Pki,
+}
+
+impl SignedGateway {
+    fn start(idp: &mut IdentityProvider, mock: &Proc, extra: &str) -> SignedGateway {
+        let pki = Pki::new("signin");
+        let cert = pki.server(&["localhost"], 90);
+        let config = format!(
+            "{}[[upstreams]]\nname = \"anthropic\"\nurl = \"{}\"\napi_key = \"sk-upstream-secret\"\n\
+             [signin]\nissuer = \"{}\"\nclient_id = \"sluice\"\nclient_secret = \"sluice-secret\"\n\
+             scopes = [\"openid\", \"email\", \"groups\", \"offline_access\"]\n\
+             allowed_email_domains = [\"example.com\"]\npoll_interval = \"1s\"\n{extra}\n\
+             [[signin.teams]]\ngroup = \"eng-platform\"\nteam = \"platform\"\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\nkey_sha256 = \"{}\"\n",
+            common::pki::tls_config(&cert, ""),
+            mock.url(),
+            idp.issuer,
+            sluice::config::keys::hash_hex(ADMIN_KEY)
+        );
+        let gw = gateway("", &config);
+        let base = format!("https://localhost:{}", gw.tls_addr.unwrap().port());
+        idp.register(&format!("{base}/oauth/callback"));
+        SignedGateway { gw, base, pki }
+    }
+
+    /// One request over HTTPS.
+    fn https(&self, raw: &str) -> Response {
+        let config = self
+            .pki
+            .client_config(&[&rustls::version::TLS13, &rustls::version::TLS12], None);
+        let mut client =
+            Client::connect_tls(self.gw.tls_addr.unwrap(), config, "localhost").unwrap();
+        client.send(raw.as_bytes());
+        client.read_response().expect("an answer")
+    }
+
+    fn host(&self) -> String {
+        self.base.trim_start_matches("https://").to_string()
+    }
+
+    fn post_form(&self, path: &str, form: &str) -> (u16, Value) {
+        let resp = self.https(&format!(
+            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{form}",
+            self.host(),
+            form.len()
+        ));
+        (
+            resp.status,
+            serde_json::from_slice(&resp.body).unwrap_or(Value::Null),
+        )
+    }
+
+    fn messages_with(&self, token: &str) -> Response {
+        let request = messages_request(SMALL_BODY, &format!("authorization: Bearer {token}\r\n"));
+        self.https(&request.replacen("Host: gw", &format!("Host: {}", self.host()), 1))
+    }
+}
+
+/// Approves `user_code` in the browser as `login` at the provider; returns the final page.
+fn approve_in_browser(browser: &Browser, verification_uri_complete: &str, login: &str) -> String {
+    sign_in_at_provider(browser, verification_uri_complete, login);
+    browser.find("#done");
+    browser.source()
+}
+
+/// Takes the browser through the code page and the provider's login and consent.
+fn sign_in_at_provider(browser: &Browser, verification_uri_complete: &str, login: &str) {
+    browser.open(verification_uri_complete);
+    // The code is filled in from the link but not submitted by itself.
+    let typed = browser.value_of("#user_code");
+    assert!(!typed.is_empty(), "the code was not pre-filled");
+    browser.click("#continue");
+    // oidc-provider's login and consent pages.
+    browser.type_into("input[name=login]", login);
+    browser.type_into("input[name=password]", "any");
+    browser.click("button[type=submit]");
+    browser.click("button[type=submit]");
+}
+
+/// Polls the token endpoint as Claude Code does, at the interval it is given, until the sign-in
+/// ends one way or the other.
+fn poll_for_tokens(gw: &SignedGateway, device_code: &str, mut interval: u64) -> (u16, Value) {
+    let form = format!("grant_type={DEVICE_GRANT}&device_code={device_code}");
+    let answer = wait_for(Duration::from_secs(60), || {
+        std::thread::sleep(Duration::from_secs(interval));
+        let (status, body) = gw.post_form("/oauth/token", &form);
+        match body["error"].as_str() {
+            Some("authorization_pending") => None,
+            Some("slow_down") => {
+                interval += 5;
+                None
+            }
+            _ => Some((status, body)),
+        }
+    });
+    answer.expect("the sign-in ended")
+}
+
+fn start_device_flow(gw: &SignedGateway) -> Value {
+    let (status, metadata) = gw.https_json("/.well-known/oauth-authorization-server");
+    assert_eq!(status, 200);
+    assert_eq!(
+        metadata["device_authorization_endpoint"],
+        format!("{}/oauth/device_authorization", gw.base)
+    );
+    assert_eq!(
+        metadata["token_endpoint"],
+        format!("{}/oauth/token", gw.base)
+    );
+    let (status, device) = gw.post_form("/oauth/device_authorization", "surface=claude_code");
+    assert_eq!(status, 200, "{device}");
+    device
+}
+
+impl SignedGateway {
+    /// The first `/v1/messages` record in the access log (waiting for it).
+    fn first_messages_record(&self) -> Value {
+        wait_for(Duration::from_secs(10), || {
+            self.gw
+                .records()
+                .into_iter()
+                .find(|r| r["operation"] == "messages")
+        })
+        .expect("a messages record")
+    }
+
+    fn https_json(&self, path: &str) -> (u16, Value) {
+        let resp = self.https(&format!(
+            "GET {path} HTTP/1.1\r\nhost: {}\r\n\r\n",
+            self.host()
+        ));
+        (
+            resp.status,
+            serde_json::from_slice(&resp.body).unwrap_or(Value::Null),
+        )
+    }
+}
+
+#[test]
+fn a_developer_signs_in_by_device_flow_and_the_token_is_governed_refreshed_and_revoked() {
+    let clients = real_clients();
+    let mut idp = IdentityProvider::start(
+        &clients.join("oidc-provider/node_modules/oidc-provider"),
+        &json!({"alice": ["eng-platform"]}),
+    );
+    let mock = mock(&[]);
+    let gw = SignedGateway::start(&mut idp, &mock, "");
+    let device = start_device_flow(&gw);
+    let user_code = device["user_code"].as_str().unwrap();
+    assert_eq!(user_code.len(), 9);
+    assert!(
+        device["device_code"].as_str().unwrap().len() >= 43,
+        "256 bits"
+    );
+    assert_eq!(device["verification_uri"], format!("{}/device", gw.base));
+    let device_code = device["device_code"].as_str().unwrap();
+
+    // Before the browser: pending, and polling again at once is slowed down.
+    let form = format!("grant_type={DEVICE_GRANT}&device_code={device_code}");
+    let (status, pending) = gw.post_form("/oauth/token", &form);
+    assert_eq!(
+        (status, pending["error"].as_str()),
+        (400, Some("authorization_pending"))
+    );
+    let (_, early) = gw.post_form("/oauth/token", &form);
+    assert_eq!(early["error"], "slow_down");
+
+    let browser = Browser::start();
+    let page = approve_in_browser(
+        &browser,
+        device["verification_uri_complete"].as_str().unwrap(),
+        "alice",
+    );
+    assert!(page.contains("alice@example.com"), "{page}");
+    browser.screenshot(&gw.gw.dir().join("signed-in.png"));
+
+    let (status, tokens) = poll_for_tokens(&gw, device_code, 6);
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["email"], "alice@example.com");
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    // The device code was single use.
+    let (_, again) = gw.post_form("/oauth/token", &form);
+    assert_eq!(again["error"], "expired_token");
+
+    // The token is an identity like a key's: user, team, the access log and the ledger.
+    assert_eq!(gw.messages_with(&access).status, 200);
+    let record = gw.first_messages_record();
+    assert_eq!(record["identity"], "user:alice@example.com", "{record}");
+    assert_eq!(record["user"], "alice@example.com");
+    assert_eq!(record["team"], "platform");
+    let upstream_saw = serde_json::to_string(&mock_requests(&mock)).unwrap();
+    assert!(
+        !upstream_saw.contains(&access),
+        "the token reached the upstream"
+    );
+
+    // Refresh: a new pair; the used refresh token cannot be used again.
+    let (status, renewed) = gw.post_form(
+        "/oauth/token",
+        &format!("grant_type=refresh_token&refresh_token={refresh}"),
+    );
+    assert_eq!(status, 200, "{renewed}");
+    let access2 = renewed["access_token"].as_str().unwrap().to_string();
+    let refresh2 = renewed["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(refresh2, refresh);
+    assert_eq!(gw.messages_with(&access2).status, 200);
+
+    // Revocation: the session ends; its access tokens are refused with x-should-retry: false.
+    let (status, _) = gw.post_form(
+        "/oauth/revoke",
+        &format!("token={refresh2}&token_type_hint=refresh_token"),
+    );
+    assert_eq!(status, 200);
+    let refused = gw.messages_with(&access2);
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.header("x-should-retry"), Some("false"));
+    assert_eq!(gw.messages_with(&access).status, 401);
+    let (status, ended) = gw.post_form(
+        "/oauth/token",
+        &format!("grant_type=refresh_token&refresh_token={refresh2}"),
+    );
+    assert_eq!(
+        (status, ended["error"].as_str()),
+        (401, Some("invalid_grant"))
+    );
+}
+
+#[test]
+fn a_user_removed_at_the_provider_cannot_refresh_and_a_foreign_domain_cannot_sign_in() {
+    let clients = real_clients();
+    let mut idp = IdentityProvider::start(
+        &clients.join("oidc-provider/node_modules/oidc-provider"),
+        &json!({"bob": ["eng-platform"]}),
+    );
+    let mock = mock(&[]);
+    let gw = SignedGateway::start(&mut idp, &mock, "");
+    let browser = Browser::start();
+    let device = start_device_flow(&gw);
+    approve_in_browser(
+        &browser,
+        device["verification_uri_complete"].as_str().unwrap(),
+        "bob",
+    );
+    let (status, tokens) = poll_for_tokens(&gw, device["device_code"].as_str().unwrap(), 1);
+    assert_eq!(status, 200, "{tokens}");
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    idp.remove("bob");
+    let (status, refused) = gw.post_form(
+        "/oauth/token",
+        &format!("grant_type=refresh_token&refresh_token={refresh}"),
+    );
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (401, Some("invalid_grant"))
+    );
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(
+        gw.messages_with(access).status,
+        401,
+        "the session ended with the refusal"
+    );
+
+    // An address outside allowed_email_domains is refused in the browser and at the poll (a
+    // fresh browser: the provider remembers bob in the first).
+    drop(browser);
+    let browser = Browser::start();
+    let device = start_device_flow(&gw);
+    sign_in_at_provider(
+        &browser,
+        device["verification_uri_complete"].as_str().unwrap(),
+        "eve@elsewhere.test",
+    );
+    browser.find("#failed");
+    assert!(browser.source().contains("not in a domain allowed"));
+    let (status, denied) = poll_for_tokens(&gw, device["device_code"].as_str().unwrap(), 1);
+    assert_eq!(
+        (status, denied["error"].as_str()),
+        (400, Some("access_denied"))
+    );
+}
+
+/// The real Claude Code CLI in gateway mode, with a token from a sign-in, over HTTPS.
+#[test]
+fn claude_code_in_gateway_mode_uses_a_signed_in_token() {
+    let clients = real_clients();
+    let mut idp = IdentityProvider::start(
+        &clients.join("oidc-provider/node_modules/oidc-provider"),
+        &json!({"carol": ["eng-platform"]}),
+    );
+    let mock = mock(&[]);
+    let gw = SignedGateway::start(&mut idp, &mock, "");
+    let browser = Browser::start();
+    let device = start_device_flow(&gw);
+    approve_in_browser(
+        &browser,
+        device["verification_uri_complete"].as_str().unwrap(),
+        "carol",
+    );
+    let (_, tokens) = poll_for_tokens(&gw, device["device_code"].as_str().unwrap(), 1);
+    let access = tokens["access_token"].as_str().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(clients.join("claude-code-2.1.330/node_modules/.bin/claude"))
+        .args(["-p", "echo hello", "--output-format", "json"])
+        .current_dir(home.path())
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", home.path())
+        .env("CLAUDE_CODE_USE_GATEWAY", "1")
+        .env("ANTHROPIC_BASE_URL", &gw.base)
+        .env("ANTHROPIC_AUTH_TOKEN", access)
+        .env("NODE_EXTRA_CA_CERTS", &gw.pki.ca_file)
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .output()
+        .expect("run claude");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "claude exited {:?}\nstdout: {stdout}\nstderr: {}\nsluice: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr),
+        gw.gw.stderr_text()
+    );
+    let result: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(result["is_error"], false, "{result}");
+    gw.first_messages_record();
+    let turns: Vec<Value> = gw
+        .gw
+        .records()
+        .into_iter()
+        .filter(|r| r["operation"] == "messages")
+        .collect();
+    for r in &turns {
+        assert_eq!(r["identity"], "user:carol@example.com", "{r}");
+        assert_eq!(r["team"], "platform");
+        assert_eq!(r["status"], 200);
+    }
+
+    // The operator sees the session and ends it: the CLI's token is refused at once.
+    let admin = |method: &str, path: &str| {
+        let resp = request(
+            gw.gw.admin_addr.unwrap(),
+            &format!("{method} {path} HTTP/1.1\r\nhost: admin\r\nauthorization: Bearer {ADMIN_KEY}\r\ncontent-length: 0\r\n\r\n"),
+        );
+        (
+            resp.status,
+            serde_json::from_slice::<Value>(&resp.body).unwrap(),
+        )
+    };
+    let (status, sessions) = admin("GET", "/admin/signin/sessions");
+    assert_eq!(status, 200);
+    assert_eq!(
+        sessions["data"][0]["email"], "carol@example.com",
+        "{sessions}"
+    );
+    assert_eq!(sessions["data"][0]["team"], "platform");
+    let (status, ended) = admin("DELETE", "/admin/signin/users/carol@example.com");
+    assert_eq!((status, ended["sessions_ended"].as_u64()), (200, Some(1)));
+    let refused = gw.messages_with(access);
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.header("x-should-retry"), Some("false"));
+}
