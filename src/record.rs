@@ -25,6 +25,9 @@ pub struct AccessRecord {
     pub session_id: Option<String>,
     pub agent_id: Option<String>,
     pub parent_agent_id: Option<String>,
+    /// The managed-settings checksum the client says it runs (Claude Code's hint header, when
+    /// the settings ask for it): finds machines on a stale policy. Operator-only, like the log.
+    pub managed_settings_checksum: Option<String>,
     /// The client's API format (`anthropic`, `bedrock` or `vertex` in the log).
     pub format: crate::format::ClientFormat,
     /// The model as the client named it.
@@ -89,6 +92,7 @@ impl Default for AccessRecord {
             session_id: None,
             agent_id: None,
             parent_agent_id: None,
+            managed_settings_checksum: None,
             format: crate::format::ClientFormat::Anthropic,
             model: None,
             upstream_model: None,

@@ -320,7 +320,10 @@ fn claude_code_in_gateway_mode_uses_a_signed_in_token() {
         &json!({"carol": ["eng-platform"]}),
     );
     let mock = mock(&[]);
-    let gw = SignedGateway::start(&mut idp, &mock, "");
+    // A policy for carol's group: served to her token (the CLI in env-token mode does not poll
+    // it; it does after an interactive /login, which stores the gateway credentials).
+    let policy = "[[managed_settings]]\ngroup = \"eng-platform\"\n[managed_settings.settings.env]\nANTHROPIC_CUSTOM_HEADERS = \"x-policy-pushed: yes\"\n";
+    let gw = SignedGateway::start(&mut idp, &mock, policy);
     let browser = Browser::start();
     let device = start_device_flow(&gw);
     approve_in_browser(
@@ -367,6 +370,16 @@ fn claude_code_in_gateway_mode_uses_a_signed_in_token() {
         assert_eq!(r["team"], "platform");
         assert_eq!(r["status"], 200);
     }
+    let policy = gw.https(&format!(
+        "GET /managed/settings HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {access}\r\n\r\n",
+        gw.host()
+    ));
+    assert_eq!(policy.status, 200);
+    let policy: Value = serde_json::from_slice(&policy.body).unwrap();
+    assert_eq!(
+        policy["settings"]["env"]["ANTHROPIC_CUSTOM_HEADERS"],
+        "x-policy-pushed: yes"
+    );
 
     // The operator sees the session and ends it: the CLI's token is refused at once.
     let admin = |method: &str, path: &str| {

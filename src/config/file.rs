@@ -33,6 +33,8 @@ pub struct FileConfig {
     pub jwt: Option<JwtFile>,
     /// Sign-in with the company's identity provider (Claude Code's gateway `/login`).
     pub signin: Option<SigninFile>,
+    /// Policy documents Claude Code takes from `/managed/settings`.
+    pub managed_settings: Vec<ManagedSettingsFile>,
     pub admin: Option<AdminFile>,
     /// Limits of issued keys, set over the admin API (never read from the file).
     #[serde(skip)]
@@ -80,6 +82,21 @@ pub struct SigninFile {
     pub poll_interval: Option<String>,
     /// Extra PEM roots to trust for the provider (a private CA).
     pub ca_file: Option<String>,
+}
+
+/// One managed-settings document (Claude Code's `managed-settings.json`), for the members of a
+/// sign-in group, for a team, or (neither) for everyone else.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedSettingsFile {
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub team: Option<String>,
+    /// A stable id for the document (default: derived from its content).
+    #[serde(default)]
+    pub uuid: Option<String>,
+    pub settings: toml::Table,
 }
 
 /// Members of `group` count under `team`.

@@ -12,12 +12,14 @@
 //! - [`jwt`]: JWT verification keys and claims.
 //! - [`policies`]: rate limits, budgets and prices.
 //! - [`signin`]: sign-in at the company's OpenID Connect provider.
+//! - [`managed`]: the policy documents Claude Code takes from `/managed/settings`.
 //!
 //! Every error names the path of the field at fault (`routes[2].model`).
 
 pub mod file;
 pub mod jwt;
 pub mod keys;
+pub mod managed;
 pub mod policies;
 pub mod routes;
 pub mod server;
@@ -105,6 +107,7 @@ pub struct Config {
     pub admin: Option<AdminSettings>,
     pub jwt: Option<jwt::JwtSettings>,
     pub signin: Option<signin::SigninSettings>,
+    pub managed_settings: managed::ManagedSettings,
     pub policies: Policies,
 }
 
@@ -220,6 +223,7 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
             .as_ref()
             .map(|s| signin::build(s, file.store.path != "off"))
             .transpose()?,
+        managed_settings: managed::build(&file.managed_settings)?,
         policies: policies::build(&file)?,
         audit: AuditSettings {
             path: (file.audit.path != "off").then(|| file.audit.path.clone().into()),

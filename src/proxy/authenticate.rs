@@ -40,7 +40,12 @@ pub enum Identity {
         team: Option<String>,
     },
     /// A developer signed in at the company's identity provider (a sluice access token).
-    SignedIn { email: String, team: Option<String> },
+    SignedIn {
+        email: String,
+        team: Option<String>,
+        /// The groups the identity provider listed at sign-in.
+        groups: Vec<String>,
+    },
     /// Open access with the client's own credential (passed upstream when the upstream has none).
     PassThrough { fingerprint: String },
     /// Open access, no credential presented.
@@ -101,6 +106,14 @@ impl Identity {
             (Scope::User, user.as_deref()),
             (Scope::Team, team.as_deref()),
         ]
+    }
+
+    /// The sign-in groups (none for other identities).
+    pub fn groups(&self) -> &[String] {
+        match self {
+            Identity::SignedIn { groups, .. } => groups,
+            _ => &[],
+        }
     }
 
     pub fn team(&self) -> Option<String> {
@@ -351,6 +364,7 @@ fn signed_in(
     Ok(Some(Identity::SignedIn {
         email: claims.email,
         team: claims.team,
+        groups: claims.groups,
     }))
 }
 

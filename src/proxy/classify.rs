@@ -50,6 +50,8 @@ pub enum Operation {
     /// The Message Batches API (`/v1/messages/batches…`): refused, or governed per batched
     /// request ([`super::batches`]).
     MessageBatches(BatchCall),
+    /// `GET /managed/settings`: the caller's policy document, answered by sluice.
+    ManagedSettings,
     /// A sign-in endpoint (Claude Code's `/login`), answered by the sign-in threads.
     SignIn(SigninCall),
     /// Anything else.
@@ -73,6 +75,7 @@ impl Operation {
             Operation::Passthrough => "passthrough",
             Operation::MessageBatches(_) => "message_batches",
             Operation::SignIn(_) => "signin",
+            Operation::ManagedSettings => "managed_settings",
             Operation::Unknown => "unknown",
         }
     }
@@ -117,6 +120,7 @@ pub fn classify(head: &RequestHead) -> Result<Operation, GatewayError> {
         (Method::Post, b"/v1/messages/count_tokens") => Operation::CountTokens,
         (_, b"/v1/models") if get_or_head => Operation::ListModels,
         (_, b"/healthz") if get_or_head => Operation::Health,
+        (_, b"/managed/settings") if get_or_head => Operation::ManagedSettings,
         (_, b"/metrics") if get_or_head => Operation::Metrics,
         (Method::Head, b"/") | (Method::Head, b"/api/hello") => Operation::WarmUp,
         (m, p) if SigninCall::from_request(m == Method::Post, m == Method::Get, p).is_some() => {

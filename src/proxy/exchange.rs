@@ -49,6 +49,7 @@ pub struct RequestFacts {
     pub session_id: Option<String>,
     pub agent_id: Option<String>,
     pub parent_agent_id: Option<String>,
+    pub managed_settings_checksum: Option<String>,
 }
 
 /// An identity as records name it.
@@ -91,6 +92,7 @@ impl Exchange {
             session_id: header(head, "x-claude-code-session-id"),
             agent_id: header(head, "x-claude-code-agent-id"),
             parent_agent_id: header(head, "x-claude-code-parent-agent-id"),
+            managed_settings_checksum: header(head, "x-claude-code-managed-settings-checksum"),
         })
     }
 
@@ -104,6 +106,7 @@ impl Exchange {
             session_id: None,
             agent_id: None,
             parent_agent_id: None,
+            managed_settings_checksum: None,
         });
         ex.operation = "malformed";
         ex

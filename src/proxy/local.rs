@@ -99,6 +99,61 @@ pub async fn metrics(
     Ok(Answered::new(200, text.len(), keep_alive))
 }
 
+/// Answers `GET /managed/settings` for `identity`: its document (200, `ETag`: the quoted
+/// checksum), 304 when `If-None-Match` names that checksum (or is `*`: a presence probe), 404
+/// when no document applies.
+pub async fn managed_settings(
+    client: &mut ClientConn,
+    head: &RequestHead,
+    config: &Config,
+    identity: &Identity,
+    (request_id, keep_alive): (&str, bool),
+) -> Result<Answered, GatewayError> {
+    let team = identity.team();
+    let Some(policy) = config
+        .managed_settings
+        .for_caller(identity.groups(), team.as_deref())
+    else {
+        return Err(GatewayError::NotFound(
+            "no managed settings for this caller".into(),
+        ));
+    };
+    let etag = format!("\"{}\"", policy.checksum);
+    let matches = head.header_str("if-none-match").is_some_and(|v| {
+        v.split(',')
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag == etag || tag.strip_prefix("W/") == Some(&etag))
+    });
+    let extra = [
+        ("etag", etag.as_str()),
+        ("cache-control", "private, no-cache"),
+    ];
+    let (status, body) = if matches {
+        (304, String::new())
+    } else {
+        let body = format!(
+            "{{\"uuid\":{},\"checksum\":{},\"settings\":{}}}",
+            serde_json::Value::from(policy.uuid.as_str()),
+            serde_json::Value::from(policy.checksum.as_str()),
+            policy.settings_json
+        );
+        (200, body)
+    };
+    let head_only = head.method == Method::Head;
+    write_response(
+        client,
+        status,
+        &extra,
+        body.as_bytes(),
+        !keep_alive,
+        head_only,
+        request_id,
+    )
+    .await
+    .map_err(|_| GatewayError::ClientHttp(crate::http1::Http1Error::UnexpectedEof))?;
+    Ok(Answered::new(status, body.len(), keep_alive))
+}
+
 /// The Prometheus text exposition format's content type.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 

@@ -587,6 +587,9 @@ async fn answer_locally(
         ex.request.id.as_str(),
         head.keep_alive && client.body_read(),
     );
+    if *op == Operation::ManagedSettings {
+        return local::managed_settings(client, head, &gw.config, &auth.identity, reply).await;
+    }
     local::answer(client, head, op, &gw.config, Some(&auth.identity), reply).await
 }
 

@@ -1,0 +1,93 @@
+//! `GET /managed/settings`: the caller's policy document with the contract's checksum (keys
+//! sorted at every level, no whitespace — checked against Python's `json.dumps(sort_keys=True)`),
+//! the checksum as `ETag`, 304 on a match or a `*` probe, 404 when no document applies; and the
+//! client's checksum hint recorded in the access log.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "integration test: a failure is a failed test"
+)]
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const PLATFORM_KEY: &str = "sk-platform";
+const LONER_KEY: &str = "sk-loner";
+
+fn get(gw: &Gateway, key: &str, extra: &str) -> Response {
+    request(
+        gw.addr,
+        &format!("GET /managed/settings HTTP/1.1\r\nhost: gw\r\nx-api-key: {key}\r\n{extra}\r\n"),
+    )
+}
+
+#[test]
+fn the_policy_document_its_checksum_etag_304_and_404() {
+    let mock = mock(&["--no-request-log"]);
+    let config = format!(
+        "[[keys]]\nname = \"p\"\nsha256 = \"{}\"\nteam = \"platform\"\n[[keys]]\nname = \"l\"\nsha256 = \"{}\"\n\
+         [[managed_settings]]\nteam = \"platform\"\n[managed_settings.settings]\nzeta = \"last\"\n\
+         permissions = {{ deny = [\"Bash(rm:*)\"], allow = [\"Read\"] }}\n\
+         env = {{ ZED = \"1\", ALPHA = \"é\" }}\n",
+        sluice::config::keys::hash_hex(PLATFORM_KEY),
+        sluice::config::keys::hash_hex(LONER_KEY),
+    );
+    let gw = gateway(&mock.url(), &config);
+    let resp = get(&gw, PLATFORM_KEY, "");
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let doc: Value = serde_json::from_slice(&resp.body).unwrap();
+    let checksum = doc["checksum"].as_str().unwrap().to_string();
+    assert_eq!(
+        resp.header("etag"),
+        Some(format!("\"{checksum}\"").as_str())
+    );
+    assert_eq!(doc["settings"]["env"]["ALPHA"], "é");
+
+    // The checksum as an independent implementation computes it.
+    let python = real_clients().join("venv/bin/python");
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import json,hashlib,sys; s=json.loads(sys.argv[1]); \
+             print('sha256:'+hashlib.sha256(json.dumps(s,sort_keys=True,separators=(',',':'),ensure_ascii=False).encode()).hexdigest())",
+            &doc["settings"].to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), checksum);
+
+    let same = get(
+        &gw,
+        PLATFORM_KEY,
+        &format!("if-none-match: \"{checksum}\"\r\n"),
+    );
+    assert_eq!((same.status, same.body.len()), (304, 0));
+    let probe = get(&gw, PLATFORM_KEY, "if-none-match: *\r\n");
+    assert_eq!(probe.status, 304);
+    let stale = get(&gw, PLATFORM_KEY, "if-none-match: \"sha256:00\"\r\n");
+    assert_eq!(stale.status, 200);
+    assert_eq!(get(&gw, LONER_KEY, "").status, 404);
+    assert_eq!(get(&gw, "sk-nobody", "").status, 401);
+
+    // The client's hint (when the settings ask for it) is recorded with its requests.
+    let hinted = request(
+        gw.addr,
+        &messages_request(
+            SMALL_BODY,
+            &format!("x-api-key: {PLATFORM_KEY}\r\nx-claude-code-managed-settings-checksum: sha256:old\r\n"),
+        ),
+    );
+    assert_eq!(hinted.status, 200);
+    let record = wait_for(std::time::Duration::from_secs(5), || {
+        gw.records()
+            .into_iter()
+            .find(|r| r["operation"] == "messages")
+    })
+    .unwrap();
+    assert_eq!(record["managed_settings_checksum"], "sha256:old");
+}
