@@ -163,3 +163,20 @@ fn keys_hash_prints_the_digest_only() {
         sluice::config::keys::hash_hex("sk-virtual-alice")
     );
 }
+
+/// A SIGTERM sent the moment sluice announces `listening on` still shuts it down gracefully
+/// (exit 0), never kills it: the signals are caught before the announcement.
+#[test]
+fn sigterm_right_after_the_announcement_is_a_graceful_shutdown() {
+    let mock = mock(&["--no-request-log"]);
+    for _ in 0..10 {
+        let mut gw = gateway(&mock.url(), "");
+        gw.terminate();
+        assert_eq!(
+            gw.wait_exit(Duration::from_secs(10)),
+            Some(0),
+            "{}",
+            gw.stderr_text()
+        );
+    }
+}

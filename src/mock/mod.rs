@@ -211,8 +211,9 @@ pub fn run(args: &MockArgs) -> Result<(), MockError> {
         },
     )?;
     drop(shutdown);
+    let signals = runtime::catch_termination_signals()?;
     sluice::server::announce(bound);
-    runtime::wait_for_termination(|| {})?;
+    runtime::wait_for_termination(signals, || {})?;
     trigger.trigger();
     for w in workers {
         let _ = w.join();

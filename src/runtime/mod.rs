@@ -327,12 +327,25 @@ pub fn raise_fd_limit() -> u64 {
     }
 }
 
+/// The signals sluice handles (SIGTERM, SIGINT, SIGHUP, SIGXFSZ), caught from the moment this
+/// exists: made before the process announces it is listening, so a SIGTERM sent as soon as the
+/// announcement is seen still shuts down gracefully instead of killing the process.
+pub type TerminationSignals = signal_hook::iterator::Signals;
+
+/// Starts catching the signals [`wait_for_termination`] handles.
+pub fn catch_termination_signals() -> std::io::Result<TerminationSignals> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGXFSZ};
+    signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGXFSZ])
+}
+
 /// Blocks the calling thread until SIGTERM or SIGINT, calling `on_hangup` for each SIGHUP.
 /// SIGXFSZ (a file reached the size limit) is caught so it does not kill the process: the
 /// write fails instead, and the ledger and audit log keep their records and retry.
-pub fn wait_for_termination(mut on_hangup: impl FnMut()) -> std::io::Result<i32> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGXFSZ};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGXFSZ])?;
+pub fn wait_for_termination(
+    mut signals: TerminationSignals,
+    mut on_hangup: impl FnMut(),
+) -> std::io::Result<i32> {
+    use signal_hook::consts::{SIGHUP, SIGTERM, SIGXFSZ};
     let mut file_limit_reported = false;
     for signal in signals.forever() {
         match signal {

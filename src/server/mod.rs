@@ -60,6 +60,7 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
     if let Some(tls) = &state.edge_tls {
         reload::warn_expiring(tls);
     }
+    let signals = runtime::catch_termination_signals().map_err(ServeError::Signals)?;
     let fd_limit = runtime::raise_fd_limit();
     tracing::info!(fd_limit, "open-file limit");
     let bound = bind_all(&config)?;
@@ -232,7 +233,7 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
             .or(bound.tls)
             .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
     );
-    let signal = runtime::wait_for_termination(|| {
+    let signal = runtime::wait_for_termination(signals, || {
         let _ = reloader.reload("SIGHUP");
     })
     .map_err(ServeError::Signals)?;
