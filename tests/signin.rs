@@ -405,3 +405,40 @@ fn claude_code_in_gateway_mode_uses_a_signed_in_token() {
     assert_eq!(refused.status, 401);
     assert_eq!(refused.header("x-should-retry"), Some("false"));
 }
+
+/// Starting sign-ins and trying codes are limited per client address: 25 of each in a row
+/// (at most 10 per minute are allowed, so at most 20 across a minute boundary) meet refusals.
+#[test]
+fn sign_ins_started_and_codes_tried_are_limited_per_address() {
+    let clients = real_clients();
+    let mut idp = IdentityProvider::start(
+        &clients.join("oidc-provider/node_modules/oidc-provider"),
+        &json!({}),
+    );
+    let mock = mock(&["--no-request-log"]);
+    let gw = SignedGateway::start(&mut idp, &mock, "");
+    let started: Vec<(u16, Value)> = (0..25)
+        .map(|_| gw.post_form("/oauth/device_authorization", "surface=claude_code"))
+        .collect();
+    let refused: Vec<&(u16, Value)> = started.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(refused.len() >= 5, "{started:?}");
+    assert!(refused
+        .iter()
+        .all(|(s, body)| *s == 429 && body["error"] == "slow_down"));
+    let tried: Vec<u16> = (0..25)
+        .map(|n| {
+            let form = format!("user_code=BCDF-{:04}", n);
+            gw.https(&format!(
+                "POST /device HTTP/1.1\r\nhost: {}\r\nsec-fetch-site: same-origin\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{form}",
+                gw.host(),
+                form.len()
+            ))
+            .status
+        })
+        .collect();
+    assert!(
+        tried.iter().filter(|s| **s == 429).count() >= 5,
+        "{tried:?}"
+    );
+    assert!(tried.iter().all(|s| *s == 400 || *s == 429), "{tried:?}");
+}

@@ -70,6 +70,8 @@ pub struct ClientConn {
     /// Part of the current request's body is still unread: after answering it, the
     /// connection cannot carry another request.
     pub(super) body_unread: bool,
+    /// The client's address (sign-in rate limits are per address).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// Why a read gave nothing.
@@ -85,6 +87,11 @@ impl ClientConn {
             ClientStream::Tls(tls) => tls.peer_certificate().map(client_names),
             ClientStream::Plain(_) => None,
         };
+        let peer = match &stream {
+            ClientStream::Tls(tls) => tls.peer_addr(),
+            ClientStream::Plain(tcp) => tcp.peer_addr().ok(),
+        }
+        .map(|a| a.ip());
         Self {
             stream,
             certificate,
@@ -93,6 +100,7 @@ impl ClientConn {
             timeouts,
             body_deadline: None,
             body_unread: false,
+            peer,
         }
     }
 

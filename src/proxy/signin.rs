@@ -40,6 +40,7 @@ pub async fn answer(
         origin: text("origin"),
         sec_fetch_site: text("sec-fetch-site"),
         cookie: text("cookie"),
+        client_ip: client.peer,
     };
     let reply = signin.call(request).await;
     let keep_alive = head.keep_alive && client.body_read();

@@ -39,6 +39,40 @@ pub struct Endpoints {
     pub provider: Provider,
     pub settings: Arc<SigninSettings>,
     pub verifier: Arc<TokenVerifier>,
+    pub attempts: Arc<Attempts>,
+}
+
+/// Sign-ins started (device authorizations) and codes tried (verification-page posts) per
+/// client address and minute, shared by the sign-in threads: a user code has 20⁸ values, and
+/// guessing one takes more tries than an address gets.
+#[derive(Default)]
+pub struct Attempts {
+    #[expect(
+        clippy::disallowed_types,
+        reason = "shared by the sign-in side threads only; workers never take it"
+    )]
+    counts: std::sync::Mutex<std::collections::HashMap<(bool, std::net::IpAddr), (u64, u32)>>,
+}
+
+/// Attempts an address may make per minute, of each kind.
+pub const ATTEMPTS_PER_MINUTE: u32 = 10;
+
+impl Attempts {
+    /// Counts one attempt; false when the address is over its limit this minute.
+    fn allow(&self, verifying: bool, ip: Option<std::net::IpAddr>, now: u64) -> bool {
+        let Some(ip) = ip else { return true };
+        let minute = now / 60;
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if counts.len() > 100_000 {
+            counts.clear();
+        }
+        let entry = counts.entry((verifying, ip)).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= ATTEMPTS_PER_MINUTE
+    }
 }
 
 impl Endpoints {
@@ -82,6 +116,13 @@ impl Endpoints {
         request: &SigninRequest,
     ) -> Result<SigninReply, SigninStoreError> {
         let now = now_secs();
+        if !self.attempts.allow(false, request.client_ip, now) {
+            return Ok(oauth_error(
+                429,
+                "slow_down",
+                "too many sign-ins were started from your network: wait a minute",
+            ));
+        }
         let device_code = random_token();
         let user_code = user_code();
         let ttl = self.settings.device_code_ttl.as_secs();
@@ -140,8 +181,18 @@ impl Endpoints {
                 "This request came from another site and was blocked. Open the verification link directly.",
             ));
         }
-        let typed = field(&request.body, "user_code").unwrap_or_default();
         let now = now_secs();
+        if !self.attempts.allow(true, request.client_ip, now) {
+            return Ok(SigninReply::html(
+                429,
+                pages::code_form(
+                    None,
+                    notice.as_deref(),
+                    Some("Too many attempts came from your network. Wait a minute and try again."),
+                ),
+            ));
+        }
+        let typed = field(&request.body, "user_code").unwrap_or_default();
         let device = match self.store.device_by_user_code(&normalize_user_code(&typed))? {
             Some(d) if d.status == DeviceStatus::Pending && d.expires_at > now => d,
             _ => {

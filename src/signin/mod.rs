@@ -85,6 +85,8 @@ pub struct SigninRequest {
     pub origin: Option<String>,
     pub sec_fetch_site: Option<String>,
     pub cookie: Option<String>,
+    /// The client's address, for the per-address limits on starting and approving sign-ins.
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 impl SigninRequest {
@@ -173,6 +175,7 @@ type Job = (SigninRequest, flume::Sender<SigninReply>);
 pub struct Signin {
     pub settings: Arc<SigninSettings>,
     pub verifier: Arc<TokenVerifier>,
+    attempts: Arc<endpoints::Attempts>,
     store_path: PathBuf,
     jobs: flume::Sender<Job>,
     queue: flume::Receiver<Job>,
@@ -201,6 +204,7 @@ impl Signin {
         let (jobs, queue) = flume::bounded(QUEUE);
         let signin = Self {
             verifier: Arc::default(),
+            attempts: Arc::default(),
             store_path: store_path.to_path_buf(),
             settings,
             jobs,
@@ -261,6 +265,7 @@ impl Signin {
             provider: oidc::Provider::new(Arc::clone(&self.settings))?,
             settings: Arc::clone(&self.settings),
             verifier: Arc::clone(&self.verifier),
+            attempts: Arc::clone(&self.attempts),
         })
     }
 }

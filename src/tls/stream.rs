@@ -48,6 +48,11 @@ pub struct TlsStream {
 }
 
 impl TlsStream {
+    /// The client's address.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.tcp.peer_addr().ok()
+    }
+
     /// Runs the server side of the handshake; `received` holds the bytes already read off the
     /// socket (the start of the ClientHello).
     pub async fn accept(
