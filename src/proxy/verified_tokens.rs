@@ -8,9 +8,8 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::signin::tokens::AccessClaims;
+use crate::signin::tokens::{now_secs, AccessClaims};
 use crate::state::jwt::JwtIdentity;
 
 /// Tokens remembered per worker before the memory is cleared.
@@ -57,12 +56,6 @@ impl SignedInTokens {
         }
         tokens.insert(token.into(), claims.clone());
     }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

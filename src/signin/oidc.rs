@@ -162,13 +162,7 @@ impl Provider {
             &self.roots,
         )
         .map_err(|e| OidcError::Unreachable(e.to_string()))?;
-        if status != 200 {
-            return Err(OidcError::Refused {
-                status,
-                body: String::from_utf8_lossy(&body).chars().take(300).collect(),
-            });
-        }
-        serde_json::from_slice(&body).map_err(|e| OidcError::Malformed(e.to_string()))
+        json_answer(status, &body)
     }
 
     fn check_id_token(
@@ -272,14 +266,19 @@ impl Provider {
         let (status, body) =
             blocking_http::get(url, &[("Accept", "application/json")], &self.roots)
                 .map_err(|e| OidcError::Unreachable(e.to_string()))?;
-        if status != 200 {
-            return Err(OidcError::Refused {
-                status,
-                body: String::from_utf8_lossy(&body).chars().take(300).collect(),
-            });
-        }
-        serde_json::from_slice(&body).map_err(|e| OidcError::Malformed(e.to_string()))
+        json_answer(status, &body)
     }
+}
+
+/// A provider's JSON answer: parsed when 200, else refused with the start of its body.
+fn json_answer<T: for<'de> Deserialize<'de>>(status: u16, body: &[u8]) -> Result<T, OidcError> {
+    if status != 200 {
+        return Err(OidcError::Refused {
+            status,
+            body: String::from_utf8_lossy(body).chars().take(300).collect(),
+        });
+    }
+    serde_json::from_slice(body).map_err(|e| OidcError::Malformed(e.to_string()))
 }
 
 /// RFC 7636 S256: base64url(SHA-256(verifier)).
