@@ -30,6 +30,10 @@ pub async fn answer(
     }
     let body = request_body::read(client, head).await?;
     let body = request_body::complete(client, body).await?;
+    if body.len() > MAX_FORM_BYTES {
+        // A chunked form has no length up front: it is bounded once read.
+        return Err(Http1Error::BodyTooLarge(MAX_FORM_BYTES).into());
+    }
     let text = |name: &str| head.header_str(name).map(str::to_string);
     let request = SigninRequest {
         call,

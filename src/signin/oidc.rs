@@ -100,6 +100,11 @@ impl Provider {
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256")
             .finish();
+        if endpoint.chars().any(char::is_control) {
+            return Err(OidcError::Malformed(
+                "the authorization endpoint holds control characters".into(),
+            ));
+        }
         let joiner = if endpoint.contains('?') { '&' } else { '?' };
         Ok(format!("{endpoint}{joiner}{query}"))
     }
