@@ -104,7 +104,9 @@ fn sign_in_at_provider(browser: &Browser, verification_uri_complete: &str, login
     browser.type_into("input[name=login]", login);
     browser.type_into("input[name=password]", "any");
     browser.click("button[type=submit]");
-    browser.click("button[type=submit]");
+    // The consent page is told apart by its hidden `prompt` field: clicking "the" submit button
+    // right away could hit the login page's again while it is still being replaced.
+    browser.click("input[name=prompt][value=consent] ~ button[type=submit]");
 }
 
 /// Polls the token endpoint as Claude Code does, at the interval it is given, until the sign-in
