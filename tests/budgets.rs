@@ -79,7 +79,8 @@ fn the_hard_limit_refuses_with_the_budget_and_its_reset() {
     assert_eq!(served, 14, "served {served} before refusing");
     assert_eq!(refused.status, 429);
     let body: Value = serde_json::from_slice(&refused.body).unwrap();
-    assert_eq!(body["error"]["type"], "rate_limit_error");
+    // Claude Code's billing error: not retried, with the usage notice's fields.
+    assert_eq!(body["error"]["type"], "billing_error");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("daily budget of $0.0005 for key kb (resets ")
@@ -88,6 +89,144 @@ fn the_hard_limit_refuses_with_the_budget_and_its_reset() {
     );
     let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=86_400).contains(&retry));
+    assert_eq!(refused.header("x-should-retry"), Some("false"));
+    let unified = |name: &str| refused.header(&format!("anthropic-ratelimit-unified-{name}"));
+    assert_eq!(unified("status"), Some("rejected"));
+    assert_eq!(unified("overage-utilization"), Some("1"));
+    assert_eq!(unified("overage-surpassed-threshold"), Some("1"));
+    assert_eq!(unified("overage-period"), Some("daily"));
+    assert_eq!(
+        unified("overage-disabled-reason"),
+        Some("org_spend_cap_reached")
+    );
+    assert_eq!(
+        unified("overage-scope"),
+        None,
+        "a key's budget is not a group pool"
+    );
+    assert_eq!(unified("representative-claim"), None);
+    let reset: u64 = unified("reset").unwrap().parse().unwrap();
+    assert_eq!(reset % 86_400, 0, "a daily budget resets at midnight UTC");
+}
+
+/// Claude Code's usage notice: every Messages answer under a budget says where the budget
+/// stands (the upstream's own limit fields removed), a warning past 75 %, a group pool's 429 at
+/// the cap; `/api/oauth/usage` gives the same figures, and a caller under no budget its spend.
+#[test]
+fn a_caller_under_a_budget_is_told_where_it_stands() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    // $0.001: a request fits while the spend is at most $0.000876 (its reservation is
+    // $0.000124), so 33 are served, and from the 29th the spend is past 75 %.
+    let budget = "scope = \"team\"\nname = \"tb\"\nlimit_usd = 0.001\nperiod = \"weekly\"";
+    let free = sluice::config::keys::hash_hex("sk-free");
+    let text = format!(
+        "{}[[keys]]\nname = \"kf\"\nsha256 = \"{free}\"\nuser = \"free@example.com\"\n",
+        config(dir.path(), budget)
+    );
+    let gw = gateway(&mock.url(), &text);
+    let mut answers = Vec::new();
+    let refused = loop {
+        let resp = one_request(&gw);
+        if resp.status != 200 {
+            break resp;
+        }
+        answers.push(resp);
+        assert!(answers.len() < 60, "the budget never refused");
+    };
+    assert_eq!(answers.len(), 33);
+    let unified = |resp: &Response, name: &str| {
+        resp.header(&format!("anthropic-ratelimit-unified-{name}"))
+            .map(str::to_string)
+    };
+    let first = &answers[0];
+    assert_eq!(unified(first, "status").as_deref(), Some("allowed"));
+    assert_eq!(unified(first, "overage-status").as_deref(), Some("allowed"));
+    assert_eq!(
+        unified(first, "representative-claim").as_deref(),
+        Some("overage")
+    );
+    assert_eq!(unified(first, "overage-utilization").as_deref(), Some("0"));
+    assert_eq!(
+        first.header("anthropic-ratelimit-requests-limit"),
+        None,
+        "the upstream's own limits are removed"
+    );
+    assert_eq!(
+        answers[27].header("anthropic-ratelimit-unified-overage-surpassed-threshold"),
+        None
+    );
+    let warned = &answers[28];
+    assert_eq!(
+        unified(warned, "status").as_deref(),
+        Some("allowed_warning")
+    );
+    assert_eq!(
+        unified(warned, "overage-surpassed-threshold").as_deref(),
+        Some("0.75")
+    );
+    assert_eq!(
+        unified(warned, "overage-utilization").as_deref(),
+        Some("0.76")
+    );
+    assert_eq!(refused.status, 429);
+    assert_eq!(
+        unified(&refused, "overage-scope").as_deref(),
+        Some("group_pool")
+    );
+    assert_eq!(
+        unified(&refused, "overage-period").as_deref(),
+        Some("weekly")
+    );
+
+    let usage = |key: &str| {
+        let resp = request(
+            gw.addr,
+            &format!("GET /api/oauth/usage HTTP/1.1\r\nHost: gw\r\nx-api-key: {key}\r\n\r\n"),
+        );
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+        resp.json()
+    };
+    let capped = usage("sk-b");
+    assert_eq!(capped["extra_usage"]["monthly_limit"], 0.1, "{capped}");
+    assert_eq!(capped["extra_usage"]["utilization"], 89, "{capped}");
+    assert_eq!(capped["limits"][0]["group"], "weekly");
+    assert_eq!(capped["limits"][0]["severity"], "warning");
+    assert_eq!(capped["limits"][0]["is_active"], true);
+
+    for _ in 0..2 {
+        let resp = request(
+            gw.addr,
+            &messages_request(SMALL_BODY, "x-api-key: sk-free\r\n"),
+        );
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            resp.header("anthropic-ratelimit-unified-status"),
+            None,
+            "no budget, no notice"
+        );
+        assert_eq!(
+            resp.header("anthropic-ratelimit-requests-limit"),
+            Some("4000")
+        );
+    }
+    let spent = wait_for(Duration::from_secs(5), || {
+        let uncapped = usage("sk-free");
+        let cents = uncapped["extra_usage"]["used_credits"].as_f64().unwrap();
+        (cents > 0.0).then_some(uncapped)
+    })
+    .expect("the ledger shows the spend");
+    assert_eq!(spent["limits"], serde_json::json!([]));
+    assert_eq!(spent["extra_usage"]["monthly_limit"], Value::Null);
+    let cents = ACTUAL_COST * 2.0 * 100.0;
+    for window in ["", "daily", "weekly"] {
+        let used = if window.is_empty() {
+            &spent["extra_usage"]["used_credits"]
+        } else {
+            &spent["extra_usage"][window]["used_credits"]
+        };
+        assert!((used.as_f64().unwrap() - cents).abs() < 1e-9, "{spent}");
+    }
 }
 
 #[test]

@@ -243,12 +243,12 @@ fn an_alias_and_an_unpriced_model_cannot_spend_a_budget_for_free() {
         gw.addr,
         &post("/v1/messages", &body_for("team-default", 1000)),
     );
-    assert_error(&alias, 429, "rate_limit_error");
+    assert_error(&alias, 429, "billing_error");
     let direct = request(
         gw.addr,
         &post("/v1/messages", &body_for("claude-opus-4-8", 1000)),
     );
-    assert_error(&direct, 429, "rate_limit_error");
+    assert_error(&direct, 429, "billing_error");
     // An unpriced model cannot be reserved against a budget at all.
     let unpriced = request(gw.addr, &post("/v1/messages", &body_for("in-house-7b", 16)));
     assert_error(&unpriced, 403, "permission_error");
@@ -611,7 +611,7 @@ fn governed_message_batches_check_and_reserve_every_request() {
         (
             batch(&[item("a", haiku), item("b", dear)]),
             429,
-            "rate_limit_error",
+            "billing_error",
         ),
     ];
     for (body, status, kind) in &refused {

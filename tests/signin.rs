@@ -335,21 +335,49 @@ fn claude_code_in_gateway_mode_uses_a_signed_in_token() {
     );
     let (_, tokens) = poll_for_tokens(&gw, device["device_code"].as_str().unwrap(), 1);
     let access = tokens["access_token"].as_str().unwrap();
+    let admin = |method: &str, path: &str, body: &str| {
+        let resp = request(
+            gw.gw.admin_addr.unwrap(),
+            &format!("{method} {path} HTTP/1.1\r\nhost: admin\r\nauthorization: Bearer {ADMIN_KEY}\r\ncontent-length: {}\r\n\r\n{body}", body.len()),
+        );
+        (
+            resp.status,
+            serde_json::from_slice::<Value>(&resp.body).unwrap(),
+        )
+    };
+    // Carol is under a budget of her own: every answer carries where it stands.
+    let budget = |limit: &str| {
+        let body = format!(
+            r#"{{"scope":"user","name":"carol@example.com","period":"monthly","limit_usd":{limit}}}"#
+        );
+        let (status, answer) = admin("PUT", "/admin/budgets", &body);
+        assert_eq!(status, 200, "{answer}");
+    };
+    budget("50");
     let home = tempfile::tempdir().unwrap();
-    let out = Command::new(clients.join("claude-code-2.1.330/node_modules/.bin/claude"))
-        .args(["-p", "echo hello", "--output-format", "json"])
-        .current_dir(home.path())
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("HOME", home.path())
-        .env("CLAUDE_CODE_USE_GATEWAY", "1")
-        .env("ANTHROPIC_BASE_URL", &gw.base)
-        .env("ANTHROPIC_AUTH_TOKEN", access)
-        .env("NODE_EXTRA_CA_CERTS", &gw.pki.ca_file)
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .output()
-        .expect("run claude");
+    let claude = || {
+        Command::new(clients.join("claude-code-2.1.330/node_modules/.bin/claude"))
+            .args([
+                "-p",
+                "echo hello",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+            ])
+            .current_dir(home.path())
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", home.path())
+            .env("CLAUDE_CODE_USE_GATEWAY", "1")
+            .env("ANTHROPIC_BASE_URL", &gw.base)
+            .env("ANTHROPIC_AUTH_TOKEN", access)
+            .env("NODE_EXTRA_CA_CERTS", &gw.pki.ca_file)
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("DISABLE_AUTOUPDATER", "1")
+            .output()
+            .expect("run claude")
+    };
+    let out = claude();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -358,8 +386,25 @@ fn claude_code_in_gateway_mode_uses_a_signed_in_token() {
         String::from_utf8_lossy(&out.stderr),
         gw.gw.stderr_text()
     );
-    let result: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let events: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let result = events
+        .iter()
+        .find(|e| e["type"] == "result")
+        .expect("a result");
     assert_eq!(result["is_error"], false, "{result}");
+    // The CLI read the usage notice: its rate-limit event says the budget allows the request.
+    let notice = events
+        .iter()
+        .find(|e| e["type"] == "rate_limit_event")
+        .unwrap_or_else(|| panic!("no rate_limit_event in {stdout}"));
+    assert_eq!(notice["rate_limit_info"]["status"], "allowed", "{notice}");
+    assert_eq!(
+        notice["rate_limit_info"]["rateLimitType"], "overage",
+        "{notice}"
+    );
     gw.first_messages_record();
     let turns: Vec<Value> = gw
         .gw
@@ -383,25 +428,33 @@ fn claude_code_in_gateway_mode_uses_a_signed_in_token() {
         "x-policy-pushed: yes"
     );
 
+    // At the cap the CLI gets the billing error and says so, without retrying.
+    budget("0.000001");
+    let out = claude();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["type"] == "result")
+        .unwrap_or_else(|| panic!("no result in {stdout}"));
+    assert_eq!(result["is_error"], true, "{result}");
+    assert_eq!(result["api_error_status"], 429, "{result}");
+    assert_eq!(result["api_error_type"], "billing_error", "{result}");
+    let said = result["result"].as_str().unwrap_or_default();
+    assert!(
+        said.starts_with("spend limit reached: the monthly budget"),
+        "{said}"
+    );
+
     // The operator sees the session and ends it: the CLI's token is refused at once.
-    let admin = |method: &str, path: &str| {
-        let resp = request(
-            gw.gw.admin_addr.unwrap(),
-            &format!("{method} {path} HTTP/1.1\r\nhost: admin\r\nauthorization: Bearer {ADMIN_KEY}\r\ncontent-length: 0\r\n\r\n"),
-        );
-        (
-            resp.status,
-            serde_json::from_slice::<Value>(&resp.body).unwrap(),
-        )
-    };
-    let (status, sessions) = admin("GET", "/admin/signin/sessions");
+    let (status, sessions) = admin("GET", "/admin/signin/sessions", "");
     assert_eq!(status, 200);
     assert_eq!(
         sessions["data"][0]["email"], "carol@example.com",
         "{sessions}"
     );
     assert_eq!(sessions["data"][0]["team"], "platform");
-    let (status, ended) = admin("DELETE", "/admin/signin/users/carol@example.com");
+    let (status, ended) = admin("DELETE", "/admin/signin/users/carol@example.com", "");
     assert_eq!((status, ended["sessions_ended"].as_u64()), (200, Some(1)));
     let refused = gw.messages_with(access);
     assert_eq!(refused.status, 401);

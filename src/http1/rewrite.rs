@@ -102,6 +102,8 @@ pub struct ResponseRewrite<'a> {
     pub close: bool,
     /// Upstream fields to leave out (sluice re-frames or re-types the body).
     pub drop: &'a [&'a str],
+    /// Upstream fields to leave out by prefix (sluice writes its own of that family).
+    pub drop_prefix: Option<&'a str>,
 }
 
 /// Writes the client response head for `head` into `out`; `extra` fields are appended.
@@ -124,7 +126,10 @@ pub fn rewrite_response(
                 .any(|d| name.eq_ignore_ascii_case(d.as_bytes()))
             || connection_tokens
                 .iter()
-                .any(|t| name.eq_ignore_ascii_case(t));
+                .any(|t| name.eq_ignore_ascii_case(t))
+            || plan
+                .drop_prefix
+                .is_some_and(|prefix| starts_with_ignore_case(name, prefix));
         if !drop {
             out.extend_from_slice(h.line.of(bytes));
         }
@@ -143,6 +148,11 @@ fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+fn starts_with_ignore_case(name: &[u8], prefix: &str) -> bool {
+    name.get(..prefix.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 fn is_hop_by_hop(name: &[u8]) -> bool {
@@ -215,7 +225,7 @@ mod tests {
 
     #[test]
     fn response_loses_hop_by_hop_fields() {
-        let raw = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let raw = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nAnthropic-RateLimit-Requests-Limit: 50\r\nTransfer-Encoding: chunked\r\n\r\n";
         let (h, _) = parse_response(raw.as_bytes(), Method::Post, HeadLimits::default())
             .unwrap()
             .unwrap();
@@ -225,6 +235,7 @@ mod tests {
             ResponseRewrite {
                 close: true,
                 drop: &[],
+                drop_prefix: Some("anthropic-ratelimit-"),
             },
             &[("x-sluice-request-id", b"r1")],
             &mut out,

@@ -137,12 +137,79 @@ pub struct Budgets {
 }
 
 /// Why a request was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BudgetRefusal {
     /// e.g. `daily budget of $5.00 for team platform (resets 2026-11-24T00:00:00Z)`.
     pub which: String,
     /// Whole seconds until the budget resets; `None` for a total budget.
     pub retry_after: Option<u64>,
+    /// The budget that refused, as the caller's usage notice shows it.
+    pub standing: Standing,
+}
+
+/// Where one budget stands for a caller: what Claude Code's usage notice and `/usage` show.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Standing {
+    pub period: Period,
+    /// A team's budget, shared by everyone in the team (a group pool).
+    pub shared: bool,
+    pub limit_nano: u64,
+    /// Spent or reserved by other requests.
+    pub used_nano: u64,
+    /// No request fits any more.
+    pub exceeded: bool,
+    /// Unix seconds at which the window ends; `None` for a total budget.
+    pub resets_at: Option<u64>,
+}
+
+impl Standing {
+    /// Used over limit (1 for a zero limit).
+    pub fn utilization(&self) -> f64 {
+        if self.limit_nano == 0 {
+            1.0
+        } else {
+            self.used_nano as f64 / self.limit_nano as f64
+        }
+    }
+
+    /// Of two budgets, the one the caller runs into: an exhausted one before one that is not;
+    /// of two exhausted, the one that resets later; else the more used.
+    pub fn binding(self, other: Standing) -> Standing {
+        if self.exceeded != other.exceeded {
+            return if self.exceeded { self } else { other };
+        }
+        if self.exceeded {
+            let later = |s: &Standing| s.resets_at.unwrap_or(u64::MAX);
+            return if later(&self) >= later(&other) {
+                self
+            } else {
+                other
+            };
+        }
+        if self.utilization() >= other.utilization() {
+            self
+        } else {
+            other
+        }
+    }
+
+    fn of(slot: &Slot, used_nano: u64, exceeded: bool, day: i64) -> Standing {
+        Standing {
+            period: slot.spec.period,
+            shared: slot.scope == Scope::Team,
+            limit_nano: slot.limit_nano,
+            used_nano,
+            exceeded,
+            resets_at: reset_secs(slot.spec.period, day),
+        }
+    }
+}
+
+/// Unix seconds at which the window holding `day` ends.
+fn reset_secs(period: Period, day: i64) -> Option<u64> {
+    period
+        .next_reset_day(day)
+        .map(|reset| reset.max(0) as u64 * 86_400)
 }
 
 /// A soft threshold this request may take the spend past (spent + reserved + its own reservation).
@@ -162,6 +229,8 @@ pub struct Reservation {
     /// (session budget, hold)
     session_held: Vec<(usize, SessionHold)>,
     pub warnings: Vec<BudgetWarning>,
+    /// The key, user or team budget that binds the caller, before this request.
+    pub standing: Option<Standing>,
 }
 
 impl Budgets {
@@ -215,6 +284,25 @@ impl Budgets {
             };
             (s.scope, s.name.as_str(), s.spec, used as f64 / 1e9)
         })
+    }
+
+    /// Where each key, user and team budget of the named entities stands now.
+    pub fn standings(&self, entities: &[(Scope, Option<&str>)]) -> Vec<Standing> {
+        let day = today();
+        entities
+            .iter()
+            .filter_map(|(scope, name)| name.map(|n| self.slots_of(*scope, n)))
+            .flatten()
+            .map(|slot| {
+                let (w, used) = unpack(slot.cell.state.load(Ordering::Acquire));
+                let used = if w == slot.spec.period.window(day) {
+                    used
+                } else {
+                    0
+                };
+                Standing::of(slot, used, used >= slot.limit_nano, day)
+            })
+            .collect()
     }
 
     /// Takes over the counters of the same budgets (scope, name, period) in `old`, so a reload
@@ -287,6 +375,7 @@ impl Budgets {
             held: Vec::new(),
             session_held: Vec::new(),
             warnings: Vec::new(),
+            standing: None,
         };
         if let Some(session) = session {
             self.reserve_session(&mut reservation, session, day, amount)?;
@@ -301,6 +390,11 @@ impl Budgets {
             let window = slot.spec.period.window(day);
             let used = reserve_in(slot, window, amount).map_err(|()| refusal(slot, day))?;
             reservation.held.push((i, window, amount));
+            let standing = Standing::of(slot, used, false, day);
+            reservation.standing = Some(match reservation.standing {
+                Some(other) => other.binding(standing),
+                None => standing,
+            });
             if slot
                 .soft_nano
                 .is_some_and(|soft| used.saturating_add(amount) >= soft)
@@ -419,19 +513,31 @@ fn adjust(slot: &Slot, window: u64, held: u64, actual: u64) {
 }
 
 fn refusal(slot: &Slot, day: i64) -> BudgetRefusal {
-    refusal_of(&slot.spec, slot.scope.label(), &slot.name, day)
+    let mut refusal = refusal_of(&slot.spec, slot.scope.label(), &slot.name, day);
+    refusal.standing.shared = slot.scope == Scope::Team;
+    refusal
 }
 
 fn refusal_of(spec: &BudgetSpec, scope: &str, name: &str, day: i64) -> BudgetRefusal {
-    let retry_after = spec.period.next_reset_day(day).map(|reset| {
+    let resets_at = reset_secs(spec.period, day);
+    let retry_after = resets_at.map(|reset| {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        (reset.max(0) as u64 * 86_400).saturating_sub(now).max(1)
+        reset.saturating_sub(now).max(1)
     });
+    let limit_nano = usd_to_nano(spec.limit_usd);
     BudgetRefusal {
         which: describe_spec(spec, scope, name, day),
         retry_after,
+        standing: Standing {
+            period: spec.period,
+            shared: false,
+            limit_nano,
+            used_nano: limit_nano,
+            exceeded: true,
+            resets_at,
+        },
     }
 }
 

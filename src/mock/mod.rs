@@ -795,6 +795,9 @@ async fn write_json<S: AsyncWriteRent>(
     if status == 429 || status == 529 {
         out.push_str(&format!("retry-after: {}\r\n", retry_after.max(1)));
     }
+    if status == 200 {
+        out.push_str(API_RATE_LIMITS);
+    }
     if close {
         out.push_str("connection: close\r\n");
     }
@@ -804,6 +807,10 @@ async fn write_json<S: AsyncWriteRent>(
     let (res, _) = stream.write_all(bytes).await;
     res.is_ok() && !close
 }
+
+/// The limits the Anthropic API reports on its answers (of the upstream credential).
+const API_RATE_LIMITS: &str =
+    "anthropic-ratelimit-requests-limit: 4000\r\nanthropic-ratelimit-requests-remaining: 3999\r\n";
 
 async fn write_sse<S: AsyncWriteRent>(
     stream: &mut S,
@@ -815,6 +822,7 @@ async fn write_sse<S: AsyncWriteRent>(
     let mut head = String::from(
         "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nrequest-id: req_mock_stream\r\nanthropic-organization-id: org-mock\r\n",
     );
+    head.push_str(API_RATE_LIMITS);
     if b.close {
         head.push_str("connection: close\r\n");
     }

@@ -67,10 +67,7 @@ pub fn reserve_cost(
     };
     let reservation = budgets
         .reserve(&entities, ex.request.session_id.as_deref(), cost)
-        .map_err(|r| GatewayError::BudgetExceeded {
-            which: r.which,
-            retry_after: r.retry_after,
-        })?;
+        .map_err(GatewayError::BudgetExceeded)?;
     if let Some(model) = unpriced.filter(|_| reservation.applies()) {
         return Err(GatewayError::ModelUnpriced(model.0));
     }

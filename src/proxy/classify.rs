@@ -52,6 +52,8 @@ pub enum Operation {
     MessageBatches(BatchCall),
     /// `GET /managed/settings`: the caller's policy document, answered by sluice.
     ManagedSettings,
+    /// `GET /api/oauth/usage`: the caller's spend against their budgets (Claude Code's `/usage`).
+    Usage,
     /// A sign-in endpoint (Claude Code's `/login`), answered by the sign-in threads.
     SignIn(SigninCall),
     /// Anything else.
@@ -76,6 +78,7 @@ impl Operation {
             Operation::MessageBatches(_) => "message_batches",
             Operation::SignIn(_) => "signin",
             Operation::ManagedSettings => "managed_settings",
+            Operation::Usage => "usage",
             Operation::Unknown => "unknown",
         }
     }
@@ -121,6 +124,7 @@ pub fn classify(head: &RequestHead) -> Result<Operation, GatewayError> {
         (_, b"/v1/models") if get_or_head => Operation::ListModels,
         (_, b"/healthz") if get_or_head => Operation::Health,
         (_, b"/managed/settings") if get_or_head => Operation::ManagedSettings,
+        (_, b"/api/oauth/usage") if get_or_head => Operation::Usage,
         (_, b"/metrics") if get_or_head => Operation::Metrics,
         (Method::Head, b"/") | (Method::Head, b"/api/hello") => Operation::WarmUp,
         (m, p) if SigninCall::from_request(m == Method::Post, m == Method::Get, p).is_some() => {

@@ -62,11 +62,10 @@ pub enum GatewayError {
     ModelNotAllowed(String),
     #[error("rate limit reached: {which}; retry in {retry_after} s")]
     RateLimited { which: String, retry_after: u64 },
-    #[error("budget exhausted: {which}")]
-    BudgetExceeded {
-        which: String,
-        retry_after: Option<u64>,
-    },
+    /// A budget has no room for the request: Claude Code's billing error, with the usage
+    /// notice's fields ([`super::usage_notice`]).
+    #[error("spend limit reached: the {} is used up; ask your platform team if you need more before then", .0.which)]
+    BudgetExceeded(crate::limits::budget::BudgetRefusal),
     #[error("{0}")]
     NotFound(String),
     #[error("model `{0}` is not available on this gateway")]
@@ -143,9 +142,7 @@ impl GatewayError {
                 r(403, "permission_error", Policy, "model_not_allowed")
             }
             GatewayError::RateLimited { .. } => r(429, "rate_limit_error", Policy, "rate_limited"),
-            GatewayError::BudgetExceeded { .. } => {
-                r(429, "rate_limit_error", Policy, "budget_exceeded")
-            }
+            GatewayError::BudgetExceeded(_) => r(429, "billing_error", Policy, "budget_exceeded"),
             GatewayError::NotFound(_) => r(404, "not_found_error", Client, "not_found"),
             GatewayError::ModelNotRouted(_) => {
                 r(404, "not_found_error", Client, "model_not_routed")
@@ -165,20 +162,32 @@ impl GatewayError {
 }
 
 impl GatewayError {
-    /// The `retry-after` (whole seconds) this answer carries, if any.
-    /// Whether the client is told not to retry (`x-should-retry: false`): only a new sign-in
-    /// helps.
-    pub fn final_refusal(&self) -> bool {
-        matches!(self, GatewayError::SignInEnded)
-    }
-
-    pub fn retry_after(&self) -> Option<u64> {
+    /// The fields this answer carries besides its body: `retry-after`, the authentication
+    /// challenge, `x-should-retry: false` where retrying cannot help (a sign-in that ended, a
+    /// budget used up) and a budget's usage notice.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut fields = Vec::new();
         match self {
-            GatewayError::RateLimited { retry_after, .. } => Some(*retry_after),
-            GatewayError::BudgetExceeded { retry_after, .. } => *retry_after,
-            GatewayError::Overloaded | GatewayError::StoreUnavailable => Some(1),
-            _ => None,
+            GatewayError::RateLimited { retry_after, .. } => {
+                fields.push(("retry-after", retry_after.to_string()));
+            }
+            GatewayError::BudgetExceeded(refusal) => {
+                fields = super::usage_notice::headers(
+                    &refusal.standing,
+                    crate::signin::tokens::now_secs(),
+                );
+                fields.push(("x-should-retry", "false".into()));
+            }
+            GatewayError::Overloaded | GatewayError::StoreUnavailable => {
+                fields.push(("retry-after", "1".into()));
+            }
+            GatewayError::SignInEnded => fields.push(("x-should-retry", "false".into())),
+            _ => {}
         }
+        if self.response().status == 401 {
+            fields.push(("www-authenticate", "Bearer".into()));
+        }
+        fields
     }
 }
 

@@ -7,6 +7,7 @@ use super::classify::Operation;
 use super::client::{ClientConn, ClientGone};
 use super::error::{error_body, reason_phrase};
 use super::exchange::Response;
+use super::usage_notice;
 use super::GatewayError;
 use crate::config::{Config, ModelInfo};
 use crate::http1::{Method, RequestHead};
@@ -154,6 +155,79 @@ pub async fn managed_settings(
     Ok(Answered::new(status, body.len(), keep_alive))
 }
 
+/// Answers `GET /api/oauth/usage` for `identity`: where its key, user and team budgets stand,
+/// or, under none, what it spent today, this week and this month (read from the ledger on the
+/// blocking pool).
+pub async fn usage(
+    client: &mut ClientConn,
+    head: &RequestHead,
+    gw: &super::Gateway,
+    identity: &Identity,
+    (request_id, keep_alive): (&str, bool),
+) -> Result<Answered, GatewayError> {
+    let (user, team) = (identity.user(), identity.team());
+    let standings = gw.state.budgets.standings(&identity.scopes(&user, &team));
+    let document = if standings.is_empty() {
+        let spent = spent_in_ledger(gw, identity).await?;
+        usage_notice::uncapped_usage(spent)
+    } else {
+        usage_notice::capped_usage(&standings)
+    };
+    let body = document.to_string();
+    let extra = [("cache-control", "no-store")];
+    let head_only = head.method == Method::Head;
+    write_response(
+        client,
+        200,
+        &extra,
+        body.as_bytes(),
+        !keep_alive,
+        head_only,
+        request_id,
+    )
+    .await
+    .map_err(|_| GatewayError::ClientHttp(crate::http1::Http1Error::UnexpectedEof))?;
+    Ok(Answered::new(200, body.len(), keep_alive))
+}
+
+/// What `identity` (its user, else its key) spent in the current day, week and month, in cents.
+async fn spent_in_ledger(
+    gw: &super::Gateway,
+    identity: &Identity,
+) -> Result<usage_notice::Spent, GatewayError> {
+    use crate::limits::budget::{day_string, today, Period};
+    let entity = match (identity.user(), identity) {
+        (Some(user), _) => ("user", user),
+        (None, Identity::Key { name, .. }) => ("key", format!("key:{name}")),
+        _ => return Ok(usage_notice::Spent::default()),
+    };
+    let Some(path) = gw.config.store.path.clone() else {
+        return Ok(usage_notice::Spent::default());
+    };
+    let day = today();
+    let since = |period: Period| day_string(period.first_day(day));
+    let firsts = [
+        since(Period::Daily),
+        since(Period::Weekly),
+        since(Period::Monthly),
+    ];
+    let read = monoio::spawn_blocking(move || {
+        firsts.map(|first| {
+            crate::store::ledger::spent_since(&path, entity.0, &entity.1, &first)
+                .map(|pico| pico as f64 / 1e10)
+        })
+    })
+    .await;
+    match read {
+        Ok([Ok(daily), Ok(weekly), Ok(monthly)]) => Ok(usage_notice::Spent {
+            daily,
+            weekly,
+            monthly,
+        }),
+        _ => Err(GatewayError::StoreUnavailable),
+    }
+}
+
 /// The Prometheus text exposition format's content type.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -167,17 +241,8 @@ pub async fn reply_error(
 ) -> Answered {
     let r = err.response();
     let body = error_body(r.kind, &err.to_string(), request_id);
-    let retry_after = err.retry_after().map(|s| s.to_string());
-    let mut extra: Vec<(&str, &str)> = Vec::new();
-    if let Some(seconds) = &retry_after {
-        extra.push(("retry-after", seconds));
-    }
-    if r.status == 401 {
-        extra.push(("www-authenticate", "Bearer"));
-    }
-    if err.final_refusal() {
-        extra.push(("x-should-retry", "false"));
-    }
+    let fields = err.headers();
+    let extra: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let delivered = write_response(client, r.status, &extra, &body, close, false, request_id)
         .await
         .is_ok();

@@ -51,6 +51,7 @@ pub mod relay;
 pub mod request_body;
 pub mod route;
 pub mod signin;
+pub mod usage_notice;
 pub mod verified_tokens;
 
 use std::cell::Cell;
@@ -396,6 +397,11 @@ async fn run_phases(
     if let Some(reservation) = &reservation {
         ex.response_headers
             .extend(budget::warning_headers(reservation));
+        if let (Operation::Messages, Some(standing)) = (&op, &reservation.standing) {
+            let now = crate::signin::tokens::now_secs();
+            ex.response_headers
+                .extend(usage_notice::headers(standing, now));
+        }
     }
     let governed = Governed {
         admission,
@@ -589,6 +595,9 @@ async fn answer_locally(
     );
     if *op == Operation::ManagedSettings {
         return local::managed_settings(client, head, &gw.config, &auth.identity, reply).await;
+    }
+    if *op == Operation::Usage {
+        return local::usage(client, head, gw, &auth.identity, reply).await;
     }
     local::answer(client, head, op, &gw.config, Some(&auth.identity), reply).await
 }

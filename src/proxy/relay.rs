@@ -324,7 +324,18 @@ fn write_head(
         extra.push(("transfer-encoding", b"chunked"));
     }
     extra.extend_from_slice(added);
-    rewrite_response(head, ResponseRewrite { close, drop }, &extra, out);
+    // Limits sluice reports replace the upstream's (which describe sluice's own credential).
+    let prefix = super::usage_notice::RATE_LIMIT_PREFIX;
+    let drop_prefix = added
+        .iter()
+        .any(|(name, _)| name.starts_with(prefix))
+        .then_some(prefix);
+    let rewrite = ResponseRewrite {
+        close,
+        drop,
+        drop_prefix,
+    };
+    rewrite_response(head, rewrite, &extra, out);
 }
 
 /// The upstream's framing fields, replaced when sluice re-frames a body in another type.
