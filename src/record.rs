@@ -28,6 +28,8 @@ pub struct AccessRecord {
     /// The managed-settings checksum the client says it runs (Claude Code's hint header, when
     /// the settings ask for it): finds machines on a stale policy. Operator-only, like the log.
     pub managed_settings_checksum: Option<String>,
+    /// The billing group a signed-in caller named for the request (one of their groups).
+    pub billing_group: Option<String>,
     /// The client's API format (`anthropic`, `bedrock` or `vertex` in the log).
     pub format: crate::format::ClientFormat,
     /// The model as the client named it.
@@ -93,6 +95,7 @@ impl Default for AccessRecord {
             agent_id: None,
             parent_agent_id: None,
             managed_settings_checksum: None,
+            billing_group: None,
             format: crate::format::ClientFormat::Anthropic,
             model: None,
             upstream_model: None,

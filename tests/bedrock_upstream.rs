@@ -14,6 +14,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use sluice::format::eventstream::Decoder;
 
@@ -203,7 +205,7 @@ fn a_bedrock_api_key_is_sent_as_a_bearer_token() {
 }
 
 #[test]
-fn a_wrong_secret_is_refused_by_bedrock_and_passed_on() {
+fn a_wrong_secret_is_refused_by_bedrock_and_the_operator_is_told_why() {
     let mock = bedrock_mock();
     let gw = gateway(
         "",
@@ -214,10 +216,12 @@ fn a_wrong_secret_is_refused_by_bedrock_and_passed_on() {
     );
     let resp = request(gw.addr, &messages_request(SMALL_BODY, ""));
     assert_eq!(resp.status, 403);
-    assert!(resp.json()["message"]
-        .as_str()
-        .unwrap()
-        .contains("signature"));
+    // The Messages client gets the Anthropic envelope; the log says what Bedrock said.
+    assert_eq!(resp.json()["error"]["type"], "permission_error");
+    let logged = wait_for(Duration::from_secs(5), || {
+        gw.stderr_text().contains("signature").then_some(())
+    });
+    assert!(logged.is_some(), "{}", gw.stderr_text());
 }
 
 #[test]
@@ -237,7 +241,7 @@ fn a_broken_bedrock_stream_ends_with_an_sse_error_for_messages_clients() {
 }
 
 #[test]
-fn count_tokens_on_bedrock_is_a_clear_404() {
+fn count_tokens_on_bedrock_is_501_not_supported_and_not_retried() {
     let mock = bedrock_mock();
     let gw = gateway("", &config(&mock, &keys()));
     let body = r#"{"model":"claude-sonnet-4-5","messages":[]}"#;
@@ -246,8 +250,10 @@ fn count_tokens_on_bedrock_is_a_clear_404() {
         body.len()
     );
     let resp = request(gw.addr, &raw);
-    assert_eq!(resp.status, 404);
-    assert_eq!(resp.json()["error"]["type"], "not_found_error");
+    // Claude Code's contract: 501 `not_supported`, not retried (it was a 404 before).
+    assert_eq!(resp.status, 501);
+    assert_eq!(resp.json()["error"]["type"], "not_supported");
+    assert_eq!(resp.header("x-should-retry"), Some("false"));
 }
 
 #[test]
@@ -354,4 +360,47 @@ fn bedrock_token_headers_meter_a_body_without_usage() {
         (Some(41), Some(7))
     );
     assert_eq!(r["metered"], true);
+}
+
+/// Claude Code's contract: a cloud upstream's refusal reaches a Messages client with its type and
+/// a generic message (cloud messages can name the operator's account), except the messages the
+/// client's context-overflow recovery matches; a Bedrock client still gets Bedrock's own answer.
+#[test]
+fn cloud_refusals_keep_their_type_but_not_the_cloud_account() {
+    let mock = bedrock_mock();
+    let gw = gateway("", &config(&mock, &keys()));
+    let leaky = r#"{"message":"User: arn:aws:sts::123456789012:assumed-role/gw is not authorized to perform: bedrock:InvokeModel"}"#;
+    let messages = |status: u16, error_body: &str| {
+        let headers = format!(
+            "x-api-key: sk-client\r\nx-mock-status: {status}\r\nx-mock-error-body: {error_body}\r\n"
+        );
+        request(gw.addr, &messages_request(SMALL_BODY, &headers))
+    };
+    let denied = messages(403, leaky);
+    assert_eq!(denied.status, 403);
+    let body = denied.json();
+    assert_eq!(body["error"]["type"], "permission_error");
+    assert!(!String::from_utf8_lossy(&denied.body).contains("123456789012"));
+    assert_eq!(
+        body["error"]["message"],
+        "upstream denied the request: check the gateway operator"
+    );
+    let too_long = messages(400, r#"{"message":"Input is too long."}"#);
+    assert_eq!(too_long.status, 400);
+    assert_eq!(too_long.json()["error"]["message"], "Input is too long.");
+    assert_eq!(too_long.json()["error"]["type"], "invalid_request_error");
+    // The operator's log keeps what the cloud said.
+    let logged = wait_for(Duration::from_secs(5), || {
+        gw.stderr_text().contains("123456789012").then_some(())
+    });
+    assert!(logged.is_some(), "{}", gw.stderr_text());
+
+    let body = r#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":9,"messages":[{"role":"user","content":"hi"}]}"#;
+    let raw = format!(
+        "POST /model/{BEDROCK_MODEL}/invoke HTTP/1.1\r\nHost: gw\r\nx-mock-status: 403\r\nx-mock-error-body: {leaky}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let bedrock_client = request(gw.addr, &raw);
+    assert_eq!(bedrock_client.status, 403);
+    assert!(String::from_utf8_lossy(&bedrock_client.body).contains("not authorized"));
 }

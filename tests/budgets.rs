@@ -210,15 +210,15 @@ fn a_caller_under_a_budget_is_told_where_it_stands() {
             Some("4000")
         );
     }
+    let cents = ACTUAL_COST * 2.0 * 100.0;
     let spent = wait_for(Duration::from_secs(5), || {
         let uncapped = usage("sk-free");
-        let cents = uncapped["extra_usage"]["used_credits"].as_f64().unwrap();
-        (cents > 0.0).then_some(uncapped)
+        let monthly = uncapped["extra_usage"]["used_credits"].as_f64().unwrap();
+        ((monthly - cents).abs() < 1e-9).then_some(uncapped)
     })
-    .expect("the ledger shows the spend");
+    .expect("the ledger shows both requests");
     assert_eq!(spent["limits"], serde_json::json!([]));
     assert_eq!(spent["extra_usage"]["monthly_limit"], Value::Null);
-    let cents = ACTUAL_COST * 2.0 * 100.0;
     for window in ["", "daily", "weekly"] {
         let used = if window.is_empty() {
             &spent["extra_usage"]["used_credits"]

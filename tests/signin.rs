@@ -109,6 +109,16 @@ fn sign_in_at_provider(browser: &Browser, verification_uri_complete: &str, login
     browser.click("input[name=prompt][value=consent] ~ button[type=submit]");
 }
 
+/// The claims of a JWT, read without verifying it (as Claude Code reads them).
+fn token_claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 /// Polls the token endpoint as Claude Code does, at the interval it is given, until the sign-in
 /// ends one way or the other.
 fn poll_for_tokens(gw: &SignedGateway, device_code: &str, mut interval: u64) -> (u16, Value) {
@@ -176,7 +186,7 @@ fn a_developer_signs_in_by_device_flow_and_the_token_is_governed_refreshed_and_r
         &json!({"alice": ["eng-platform"]}),
     );
     let mock = mock(&[]);
-    let gw = SignedGateway::start(&mut idp, &mock, "");
+    let gw = SignedGateway::start(&mut idp, &mock, "billing_group_tag = \"billing_group\"\n");
     let device = start_device_flow(&gw);
     let user_code = device["user_code"].as_str().unwrap();
     assert_eq!(user_code.len(), 9);
@@ -227,6 +237,56 @@ fn a_developer_signs_in_by_device_flow_and_the_token_is_governed_refreshed_and_r
         !upstream_saw.contains(&access),
         "the token reached the upstream"
     );
+
+    // Billing groups: the token names the tag; a request naming one of alice's groups is
+    // recorded under it, one naming another group is not; `tags` and its beta never go upstream.
+    assert_eq!(token_claims(&access)["billing_group_tag"], "billing_group");
+    for (group, recorded) in [
+        ("eng-platform", json!("eng-platform")),
+        ("finance", Value::Null),
+    ] {
+        let body = format!(
+            r#"{{"model":"claude-haiku-4-5","max_tokens":16,"tags":{{"billing_group":"{group}"}},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        let headers = format!(
+            "authorization: Bearer {access}\r\nanthropic-beta: fine-grained-tool-streaming-2025-05-14, request-tags-2026-08-21\r\n"
+        );
+        let raw = messages_request(&body, &headers).replacen(
+            "Host: gw",
+            &format!("Host: {}", gw.host()),
+            1,
+        );
+        assert_eq!(gw.https(&raw).status, 200);
+        let received = mock_requests(&mock).pop().unwrap();
+        let sent_body = received["body"].as_str().unwrap();
+        assert!(!sent_body.contains("tags"), "{sent_body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(sent_body).unwrap()["max_tokens"],
+            16
+        );
+        let beta = received["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| {
+                h[0].as_str()
+                    .unwrap()
+                    .eq_ignore_ascii_case("anthropic-beta")
+            })
+            .map(|h| h[1].clone());
+        assert_eq!(beta, Some(json!("fine-grained-tool-streaming-2025-05-14")));
+        let record = wait_for(Duration::from_secs(10), || {
+            let records = gw.gw.records();
+            let messages: Vec<&Value> = records
+                .iter()
+                .filter(|r| r["operation"] == "messages")
+                .collect();
+            let latest = messages.last().copied()?;
+            (latest["request_bytes"] == body.len()).then(|| latest.clone())
+        })
+        .expect("the record");
+        assert_eq!(record["billing_group"], recorded, "{record}");
+    }
 
     // Refresh: a new pair; the used refresh token cannot be used again.
     let (status, renewed) = gw.post_form(

@@ -82,6 +82,9 @@ pub struct SigninFile {
     pub poll_interval: Option<String>,
     /// Extra PEM roots to trust for the provider (a private CA).
     pub ca_file: Option<String>,
+    /// The `tags` key under which Claude Code names a request's billing group (carried in the
+    /// access tokens); unset: billing groups are not used.
+    pub billing_group_tag: Option<String>,
 }
 
 /// One managed-settings document (Claude Code's `managed-settings.json`), for the members of a

@@ -30,6 +30,8 @@ pub struct SigninSettings {
     pub device_code_ttl: Duration,
     pub poll_interval: Duration,
     pub ca_file: Option<String>,
+    /// The `tags` key naming a request's billing group (in every access token).
+    pub billing_group_tag: Option<String>,
 }
 
 impl SigninSettings {
@@ -122,5 +124,26 @@ pub fn build(file: &SigninFile, store_on: bool) -> Result<SigninSettings, Config
         device_code_ttl: ttl("device_code_ttl", &file.device_code_ttl, "10m")?,
         poll_interval: ttl("poll_interval", &file.poll_interval, "5s")?,
         ca_file: file.ca_file.clone(),
+        billing_group_tag: file
+            .billing_group_tag
+            .as_deref()
+            .map(billing_group_tag)
+            .transpose()?,
     })
+}
+
+/// A billing-group tag as Claude Code's contract allows it: 1 to 64 ASCII letters, digits or
+/// `_ . : / = + - @`, not starting with `anthropic` in any case.
+fn billing_group_tag(tag: &str) -> Result<String, ConfigError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_.:/=+-@".contains(c);
+    let reserved = tag
+        .get(..9)
+        .is_some_and(|start| start.eq_ignore_ascii_case("anthropic"));
+    if tag.is_empty() || tag.len() > 64 || !tag.chars().all(allowed) || reserved {
+        return Err(invalid(
+            "signin.billing_group_tag",
+            "1 to 64 ASCII letters, digits or `_ . : / = + - @`, not starting with `anthropic`",
+        ));
+    }
+    Ok(tag.to_string())
 }

@@ -2,7 +2,7 @@
 //! change (credentials, Host, hop-by-hop fields, framing), append what sluice adds. A head that
 //! needs no change comes out byte for byte as it came in.
 
-use super::{RequestHead, ResponseHead};
+use super::{parse_request, HeadLimits, Http1Error, RequestHead, ResponseHead};
 
 /// Hop-by-hop fields (RFC 9110 7.6.1) that never cross a proxy.
 const HOP_BY_HOP: [&str; 7] = [
@@ -141,6 +141,36 @@ pub fn rewrite_response(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// `head` with field `name` left out and, when `value` is given, written again with it: the
+/// request as sluice normalized it, read back by the same parser.
+pub fn with_field(
+    head: &RequestHead,
+    name: &str,
+    value: Option<&[u8]>,
+) -> Result<RequestHead, Http1Error> {
+    let bytes = &head.bytes[..];
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(head.request_line.of(bytes));
+    out.extend_from_slice(b"\r\n");
+    for h in &head.headers {
+        if !h.name.of(bytes).eq_ignore_ascii_case(name.as_bytes()) {
+            out.extend_from_slice(h.line.of(bytes));
+        }
+    }
+    if let Some(value) = value {
+        write_field(&mut out, name.as_bytes(), value);
+    }
+    out.extend_from_slice(b"\r\n");
+    let limits = HeadLimits {
+        max_head_bytes: out.len(),
+        max_headers: head.headers.len() + 1,
+    };
+    match parse_request(&out, limits)? {
+        Some((parsed, _)) => Ok(parsed),
+        None => Err(Http1Error::UnexpectedEof),
+    }
 }
 
 fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

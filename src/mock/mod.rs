@@ -8,6 +8,7 @@
 //! | header | effect |
 //! | --- | --- |
 //! | `x-mock-status: 529` | answer that status with an Anthropic error body |
+//! | `x-mock-error-body: {…}` | with `x-mock-status`: this error body instead (a cloud's own) |
 //! | `x-mock-delay-ms: N` | wait before the response head |
 //! | `x-mock-event-delay-ms: N` | wait between SSE events |
 //! | `x-mock-reply: text` | answer with this text |
@@ -250,6 +251,7 @@ struct Behavior {
     reply: String,
     fail: Option<String>,
     close: bool,
+    error_body: Option<String>,
 }
 
 impl Behavior {
@@ -278,6 +280,7 @@ impl Behavior {
                 .map(str::to_string)
                 .or_else(|| args.always_fail.clone()),
             close: head.header("x-mock-close").is_some() || !head.keep_alive,
+            error_body: head.header_str("x-mock-error-body").map(str::to_string),
         }
     }
 }
@@ -549,14 +552,11 @@ async fn write_status<S: AsyncWriteRent>(
     b: &Behavior,
     state: &MockState,
 ) -> bool {
-    write_json(
-        stream,
-        status,
-        &responses::error_json(status),
-        b.close,
-        state.args.retry_after,
-    )
-    .await
+    let body = match &b.error_body {
+        Some(body) => body.clone().into_bytes(),
+        None => responses::error_json(status),
+    };
+    write_json(stream, status, &body, b.close, state.args.retry_after).await
 }
 
 async fn respond_bedrock<S: AsyncWriteRent>(

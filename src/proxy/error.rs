@@ -68,6 +68,10 @@ pub enum GatewayError {
     BudgetExceeded(crate::limits::budget::BudgetRefusal),
     #[error("{0}")]
     NotFound(String),
+    /// The operation exists but the upstream it is routed to cannot do it (count_tokens on
+    /// Bedrock): Claude Code's `not_supported`, not retried.
+    #[error("{0}")]
+    NotSupported(String),
     #[error("model `{0}` is not available on this gateway")]
     ModelNotRouted(String),
     #[error("upstream unreachable: {0}")]
@@ -76,6 +80,10 @@ pub enum GatewayError {
     UpstreamTimeout,
     #[error("upstream sent an invalid response: {0}")]
     UpstreamProtocol(Http1Error),
+    /// A cloud upstream refused a Messages request: its type, a generic message (see
+    /// [`super::cloud_error`]).
+    #[error("{}", .0.message)]
+    CloudRefused(super::cloud_error::CloudRefusal),
     #[error("upstream closed the connection before answering")]
     UpstreamClosed,
     #[error("upstream I/O error: {0}")]
@@ -144,6 +152,7 @@ impl GatewayError {
             GatewayError::RateLimited { .. } => r(429, "rate_limit_error", Policy, "rate_limited"),
             GatewayError::BudgetExceeded(_) => r(429, "billing_error", Policy, "budget_exceeded"),
             GatewayError::NotFound(_) => r(404, "not_found_error", Client, "not_found"),
+            GatewayError::NotSupported(_) => r(501, "not_supported", Client, "not_supported"),
             GatewayError::ModelNotRouted(_) => {
                 r(404, "not_found_error", Client, "model_not_routed")
             }
@@ -151,6 +160,9 @@ impl GatewayError {
             GatewayError::UpstreamTimeout => r(504, "timeout_error", Upstream, "upstream_timeout"),
             GatewayError::UpstreamProtocol(_) => r(502, "api_error", Upstream, "upstream_protocol"),
             GatewayError::UpstreamClosed => r(502, "api_error", Upstream, "upstream_closed"),
+            GatewayError::CloudRefused(refusal) => {
+                r(refusal.status, refusal.kind, Upstream, "upstream_refused")
+            }
             GatewayError::UpstreamIo(_) => r(502, "api_error", Upstream, "upstream_io"),
             GatewayError::UpstreamCredentials(_) => {
                 r(502, "api_error", Upstream, "upstream_credentials")
@@ -171,6 +183,11 @@ impl GatewayError {
             GatewayError::RateLimited { retry_after, .. } => {
                 fields.push(("retry-after", retry_after.to_string()));
             }
+            GatewayError::CloudRefused(refusal) => {
+                if let Some(seconds) = refusal.retry_after {
+                    fields.push(("retry-after", seconds.to_string()));
+                }
+            }
             GatewayError::BudgetExceeded(refusal) => {
                 fields = super::usage_notice::headers(
                     &refusal.standing,
@@ -181,7 +198,9 @@ impl GatewayError {
             GatewayError::Overloaded | GatewayError::StoreUnavailable => {
                 fields.push(("retry-after", "1".into()));
             }
-            GatewayError::SignInEnded => fields.push(("x-should-retry", "false".into())),
+            GatewayError::SignInEnded | GatewayError::NotSupported(_) => {
+                fields.push(("x-should-retry", "false".into()));
+            }
             _ => {}
         }
         if self.response().status == 401 {

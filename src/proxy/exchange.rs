@@ -25,6 +25,8 @@ pub struct Exchange {
     pub identity: IdentityFacts,
     /// The model as the client named it.
     pub model: Option<String>,
+    /// The billing group the request named (see [`super::billing_group`]).
+    pub billing_group: Option<String>,
     pub request_bytes: u64,
     /// The held part of the request body was in memory.
     pub body_ready: Option<Instant>,
@@ -124,6 +126,7 @@ impl Exchange {
                 team: None,
             },
             model: None,
+            billing_group: None,
             request_bytes: 0,
             body_ready: None,
             response_headers: Vec::new(),

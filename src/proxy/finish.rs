@@ -32,6 +32,7 @@ pub fn record(gw: &Gateway, ex: Exchange) -> AccessRecord {
         format,
         identity,
         model,
+        billing_group,
         request_bytes,
         attempts,
         response,
@@ -52,6 +53,7 @@ pub fn record(gw: &Gateway, ex: Exchange) -> AccessRecord {
         agent_id: request.agent_id,
         parent_agent_id: request.parent_agent_id,
         managed_settings_checksum: request.managed_settings_checksum,
+        billing_group,
         format,
         upstream_model: attempts
             .upstream_model

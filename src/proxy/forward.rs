@@ -169,7 +169,7 @@ pub fn plan(
             let t = format::to_bedrock(source, body.held(), upstream_model, &client_betas(head))
                 .map_err(|e| match e {
                     format::TranslateError::CountTokensOnBedrock => {
-                        GatewayError::NotFound(e.to_string())
+                        GatewayError::NotSupported(e.to_string())
                     }
                     other => invalid(other),
                 })?;

@@ -212,17 +212,15 @@ async fn spent_in_ledger(
         since(Period::Monthly),
     ];
     let read = monoio::spawn_blocking(move || {
-        firsts.map(|first| {
-            crate::store::ledger::spent_since(&path, entity.0, &entity.1, &first)
-                .map(|pico| pico as f64 / 1e10)
-        })
+        crate::store::ledger::spent_since_each(&path, entity.0, &entity.1, &firsts)
     })
     .await;
+    let cents = |pico: u64| pico as f64 / 1e10;
     match read {
-        Ok([Ok(daily), Ok(weekly), Ok(monthly)]) => Ok(usage_notice::Spent {
-            daily,
-            weekly,
-            monthly,
+        Ok(Ok([daily, weekly, monthly])) => Ok(usage_notice::Spent {
+            daily: cents(daily),
+            weekly: cents(weekly),
+            monthly: cents(monthly),
         }),
         _ => Err(GatewayError::StoreUnavailable),
     }

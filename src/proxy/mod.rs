@@ -38,9 +38,11 @@
 pub mod authenticate;
 pub mod balance;
 pub mod batches;
+pub mod billing_group;
 pub mod budget;
 pub mod classify;
 pub mod client;
+pub mod cloud_error;
 pub mod dry_run;
 pub mod error;
 pub mod exchange;
@@ -376,9 +378,19 @@ async fn run_phases(
     }
     let hold_whole = auth.pending_sigv4.is_some();
     let read = read_and_route(client, head, &op, hold_whole, gw).await?;
-    let (body, target) = (read.body, read.target);
+    let target = read.target;
     ex.body_ready = Some(read.ready);
-    ex.request_bytes = body.len();
+    ex.request_bytes = read.body.len();
+    let tag = gw
+        .config
+        .signin
+        .as_ref()
+        .and_then(|s| s.billing_group_tag.as_deref());
+    let untagged =
+        billing_group::untag(client, (head, read.body, &op), &auth.identity, tag).await?;
+    ex.billing_group = untagged.group;
+    let body = untagged.body;
+    let head = untagged.head.as_ref().unwrap_or(head);
     if let Some(pending) = &auth.pending_sigv4 {
         authenticate::verify_sigv4_body(head, body.held(), pending)?;
         ex.set_identity(&auth.identity);
@@ -674,6 +686,18 @@ async fn forward_with_fallback(
                 } else {
                     gw.balancer.success(candidate.upstream);
                 }
+                if status >= 400 && told_generically(out.op, &upstream.provider) {
+                    let idle = gw.config.timeouts.stream_idle;
+                    let (refusal, said) = cloud_error::read(response, idle).await;
+                    tracing::warn!(
+                        request_id = %ex.request.id,
+                        upstream = %upstream.name,
+                        status,
+                        upstream_said = %said,
+                        "cloud upstream refused the request"
+                    );
+                    return Err(GatewayError::CloudRefused(refusal));
+                }
                 let conversion = match (bedrock_client, upstream.provider.is_bedrock()) {
                     (true, false) => relay::Conversion::SseToEventStream,
                     (false, true) => relay::Conversion::EventStreamToSse,
@@ -701,6 +725,13 @@ async fn forward_with_fallback(
         }
     }
     Err(last_error)
+}
+
+/// A cloud upstream's refusal of a Messages-format request is told in generic words (its
+/// messages may name the operator's cloud account); a cloud-format client gets it as is.
+fn told_generically(op: &Operation, provider: &crate::provider::upstream::Provider) -> bool {
+    matches!(op, Operation::Messages | Operation::CountTokens)
+        && !matches!(provider, crate::provider::upstream::Provider::Anthropic)
 }
 
 /// Admission under the rate limits of the caller's key, user and team.

@@ -518,6 +518,7 @@ impl Endpoints {
             email: session.email.clone(),
             groups: session.groups.clone(),
             team: session.team.clone(),
+            billing_group_tag: self.settings.billing_group_tag.clone(),
             sid: session.id.clone(),
             iat: now,
             exp: now + ttl,

@@ -65,6 +65,9 @@ pub struct AccessClaims {
     pub groups: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
+    /// The body `tags` key naming a billing group (Claude Code reads it from the token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_group_tag: Option<String>,
     /// The sign-in session.
     pub sid: String,
     pub iat: u64,
@@ -220,6 +223,7 @@ mod tests {
             email: "a@example.com".into(),
             groups: vec!["eng".into()],
             team: Some("core".into()),
+            billing_group_tag: None,
             sid: sid.into(),
             iat: 1,
             exp,

@@ -363,6 +363,40 @@ pub fn spent_since(
     Ok(spent.max(0) as u64)
 }
 
+/// Picodollars recorded for `scope`/`key` since each of `first_days` (`YYYY-MM-DD`), read in one
+/// query so the figures agree with each other.
+pub fn spent_since_each<const N: usize>(
+    path: &Path,
+    scope: &str,
+    key: &str,
+    first_days: &[String; N],
+) -> Result<[u64; N], LedgerError> {
+    let fail = |source| LedgerError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(fail)?;
+    let rows: Vec<(String, i64)> = {
+        let mut statement = conn
+            .prepare("SELECT day, SUM(cost_pico) FROM totals WHERE scope = ?1 AND key = ?2 AND day >= ?3 GROUP BY day")
+            .map_err(fail)?;
+        let earliest = first_days.iter().min().cloned().unwrap_or_default();
+        let rows = statement
+            .query_map(params![scope, key, earliest], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .map_err(fail)?;
+        rows.collect::<Result<_, _>>().map_err(fail)?
+    };
+    Ok(first_days.each_ref().map(|first| {
+        rows.iter()
+            .filter(|(day, _)| day >= first)
+            .map(|(_, pico)| (*pico).max(0) as u64)
+            .sum()
+    }))
+}
+
 /// Spend per key of one scope since `first_day` (most recent activity first, at most `limit`),
 /// for the session budgets at start-up.
 pub fn spent_per_key_since(
