@@ -324,10 +324,11 @@ fn a_user_removed_at_the_provider_cannot_refresh_and_a_foreign_domain_cannot_sig
     let clients = real_clients();
     let mut idp = IdentityProvider::start(
         &clients.join("oidc-provider/node_modules/oidc-provider"),
-        &json!({"bob": ["eng-platform"]}),
+        &json!({"bob": ["contractors"]}),
     );
     let mock = mock(&[]);
-    let gw = SignedGateway::start(&mut idp, &mock, "");
+    let contractors = "[[signin.teams]]\ngroup = \"contractors\"\nteam = \"contractors\"\nmodels = [\"claude-haiku-*\"]\n";
+    let gw = SignedGateway::start(&mut idp, &mock, contractors);
     let browser = Browser::start();
     let device = start_device_flow(&gw);
     approve_in_browser(
@@ -337,6 +338,36 @@ fn a_user_removed_at_the_provider_cannot_refresh_and_a_foreign_domain_cannot_sig
     );
     let (status, tokens) = poll_for_tokens(&gw, device["device_code"].as_str().unwrap(), 1);
     assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+
+    // Bob's team may use Haiku only: another model is the contract's 400, and the model list
+    // shows what he may use.
+    assert_eq!(gw.messages_with(access).status, 200);
+    let opus = SMALL_BODY.replace("claude-haiku-4-5", "claude-opus-4-8");
+    let raw = messages_request(&opus, &format!("authorization: Bearer {access}\r\n")).replacen(
+        "Host: gw",
+        &format!("Host: {}", gw.host()),
+        1,
+    );
+    let denied = gw.https(&raw);
+    assert_eq!(denied.status, 400);
+    assert_eq!(denied.json()["error"]["type"], "invalid_request_error");
+    let models = gw.https(&format!(
+        "GET /v1/models HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {access}\r\n\r\n",
+        gw.host()
+    ));
+    let listed = models.json();
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        !ids.is_empty() && ids.iter().all(|id| id.starts_with("claude-haiku-")),
+        "{ids:?}"
+    );
+
     let refresh = tokens["refresh_token"].as_str().unwrap();
     idp.remove("bob");
     let (status, refused) = gw.post_form(
@@ -347,7 +378,6 @@ fn a_user_removed_at_the_provider_cannot_refresh_and_a_foreign_domain_cannot_sig
         (status, refused["error"].as_str()),
         (401, Some("invalid_grant"))
     );
-    let access = tokens["access_token"].as_str().unwrap();
     assert_eq!(
         gw.messages_with(access).status,
         401,

@@ -108,6 +108,9 @@ pub struct ManagedSettingsFile {
 pub struct SigninTeamFile {
     pub group: String,
     pub team: String,
+    /// The models members may use (patterns like a key's `models`); unset: every model.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
 }
 
 /// JWT identity (the `apiKeyHelper` flow: a helper mints a short-lived token per user).

@@ -2,9 +2,11 @@
 //! which team a group maps to, and the lifetimes of what sluice issues. The provider is reached
 //! (discovery, code exchange) only by [`crate::signin`]'s own threads.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::file::SigninFile;
+use super::routes::ModelPattern;
 use super::server::duration;
 use super::upstreams::SecretSource;
 use super::{invalid, ConfigError};
@@ -20,8 +22,8 @@ pub struct SigninSettings {
     /// Lower-case domains; empty: any.
     pub allowed_email_domains: Vec<String>,
     pub groups_claim: String,
-    /// (group, team), first match wins.
-    pub teams: Vec<(String, String)>,
+    /// Group → team, first match wins.
+    pub teams: Vec<SigninTeam>,
     /// Without a trailing slash.
     pub public_url: Option<String>,
     pub login_notice: Option<String>,
@@ -34,13 +36,31 @@ pub struct SigninSettings {
     pub billing_group_tag: Option<String>,
 }
 
+/// Members of `group` count under `team` and may use `models`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigninTeam {
+    pub group: String,
+    pub team: String,
+    /// `None`: every model.
+    pub models: Option<Arc<Vec<ModelPattern>>>,
+}
+
 impl SigninSettings {
     /// The team a member of `groups` counts under.
     pub fn team_of(&self, groups: &[String]) -> Option<String> {
         self.teams
             .iter()
-            .find(|(group, _)| groups.contains(group))
-            .map(|(_, team)| team.clone())
+            .find(|t| groups.contains(&t.group))
+            .map(|t| t.team.clone())
+    }
+
+    /// The models a member of `team` may use (`None`: every model).
+    pub fn models_of(&self, team: Option<&str>) -> Option<Arc<Vec<ModelPattern>>> {
+        let team = team?;
+        self.teams
+            .iter()
+            .find(|t| t.team == team)
+            .and_then(|t| t.models.clone())
     }
 
     /// Whether `email` may sign in.
@@ -111,7 +131,14 @@ pub fn build(file: &SigninFile, store_on: bool) -> Result<SigninSettings, Config
         teams: file
             .teams
             .iter()
-            .map(|t| (t.group.clone(), t.team.clone()))
+            .map(|t| SigninTeam {
+                group: t.group.clone(),
+                team: t.team.clone(),
+                models: t
+                    .models
+                    .as_ref()
+                    .map(|m| Arc::new(m.iter().map(|p| ModelPattern::parse(p)).collect())),
+            })
             .collect(),
         public_url: file
             .public_url

@@ -45,6 +45,8 @@ pub enum Identity {
         team: Option<String>,
         /// The groups the identity provider listed at sign-in.
         groups: Vec<String>,
+        /// The models the team may use (`[[signin.teams]] models`); `None`: all.
+        models: Option<Arc<Vec<ModelPattern>>>,
     },
     /// Open access with the client's own credential (passed upstream when the upstream has none).
     PassThrough { fingerprint: String },
@@ -81,11 +83,24 @@ impl Identity {
             Identity::Key {
                 models: Some(allowed),
                 ..
+            }
+            | Identity::SignedIn {
+                models: Some(allowed),
+                ..
             } => {
                 let id = crate::format::anthropic_model_id(model);
                 allowed.iter().any(|p| p.matches(model) || p.matches(&id))
             }
             _ => true,
+        }
+    }
+
+    /// The refusal of a model this identity may not use: 400 for a signed-in developer (Claude
+    /// Code's gateway contract), 403 for everyone else.
+    pub fn deny_model(&self, model: &str) -> GatewayError {
+        match self {
+            Identity::SignedIn { .. } => GatewayError::ModelDenied(model.to_string()),
+            _ => GatewayError::ModelNotAllowed(model.to_string()),
         }
     }
 
@@ -361,10 +376,12 @@ fn signed_in(
             claims
         }
     };
+    let models = signin.settings.models_of(claims.team.as_deref());
     Ok(Some(Identity::SignedIn {
         email: claims.email,
         team: claims.team,
         groups: claims.groups,
+        models,
     }))
 }
 

@@ -82,7 +82,7 @@ pub fn govern(
 /// The key may use `model`, and a route serves it under that same name.
 fn check_model(gw: &Gateway, identity: &Identity, model: &str) -> Result<(), GatewayError> {
     if !identity.allows(model) {
-        return Err(GatewayError::ModelNotAllowed(model.to_string()));
+        return Err(identity.deny_model(model));
     }
     let route = gw
         .config

@@ -81,7 +81,7 @@ fn phases(
     };
     outcome.model = target.model.clone();
     if let Some(model) = target.refused_model(|m| auth.identity.allows(m)) {
-        return Err(GatewayError::ModelNotAllowed(model.to_string()));
+        return Err(auth.identity.deny_model(model));
     }
     let body = RequestBody::Whole {
         bytes: body_bytes,

@@ -60,6 +60,10 @@ pub enum GatewayError {
     SignInEnded,
     #[error("model `{0}` is not allowed for this key")]
     ModelNotAllowed(String),
+    /// A signed-in developer's team may not use the model: Claude Code's gateway contract
+    /// asks for a 400 (the CLI then offers another model).
+    #[error("model `{0}` is not available to your team on this gateway")]
+    ModelDenied(String),
     #[error("rate limit reached: {which}; retry in {retry_after} s")]
     RateLimited { which: String, retry_after: u64 },
     /// A budget has no room for the request: Claude Code's billing error, with the usage
@@ -148,6 +152,9 @@ impl GatewayError {
             GatewayError::SignInEnded => r(401, "authentication_error", Policy, "signin_ended"),
             GatewayError::ModelNotAllowed(_) => {
                 r(403, "permission_error", Policy, "model_not_allowed")
+            }
+            GatewayError::ModelDenied(_) => {
+                r(400, "invalid_request_error", Policy, "model_not_allowed")
             }
             GatewayError::RateLimited { .. } => r(429, "rate_limit_error", Policy, "rate_limited"),
             GatewayError::BudgetExceeded(_) => r(429, "billing_error", Policy, "budget_exceeded"),

@@ -397,7 +397,7 @@ async fn run_phases(
     }
     ex.model = target.model.clone();
     if let Some(model) = target.refused_model(|m| auth.identity.allows(m)) {
-        return Err(GatewayError::ModelNotAllowed(model.to_string()));
+        return Err(auth.identity.deny_model(model));
     }
     let admission = admit(&gw.state.limiter, &auth.identity, &op, &body)?;
     ex.response_headers = quota_headers(&admission);
