@@ -13,6 +13,7 @@
 //! - [`state`]: what lives while sluice serves (credentials, key tables, counters, health),
 //!   built from a config and carried across reloads part by part.
 //! - [`signin`]: sign-in at the company's identity provider (Claude Code's `/login`).
+//! - [`telemetry`]: the relay of Claude Code's OpenTelemetry exports to the operator's collectors.
 //! - [`tls`]: HTTPS at the edge (certificates, handshakes, client-certificate identities).
 //!
 //! The command line, the mock upstream and the load bench ship in the `sluice` binary
@@ -36,5 +37,6 @@ pub mod server;
 pub mod signin;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 pub mod usage;

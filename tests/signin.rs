@@ -415,7 +415,9 @@ fn claude_code_in_gateway_mode_uses_a_signed_in_token() {
     // A policy for carol's group: served to her token (the CLI in env-token mode does not poll
     // it; it does after an interactive /login, which stores the gateway credentials).
     let policy = "[[managed_settings]]\ngroup = \"eng-platform\"\n[managed_settings.settings.env]\nANTHROPIC_CUSTOM_HEADERS = \"x-policy-pushed: yes\"\n";
-    let gw = SignedGateway::start(&mut idp, &mock, policy);
+    // Telemetry goes to a collector (the mock records what it receives).
+    let telemetry = format!("[[telemetry.forward_to]]\nurl = \"{}\"\n", mock.url());
+    let gw = SignedGateway::start(&mut idp, &mock, &format!("{policy}{telemetry}"));
     let browser = Browser::start();
     let device = start_device_flow(&gw);
     approve_in_browser(
@@ -464,6 +466,17 @@ fn claude_code_in_gateway_mode_uses_a_signed_in_token() {
             .env("NODE_EXTRA_CA_CERTS", &gw.pki.ca_file)
             .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
             .env("DISABLE_AUTOUPDATER", "1")
+            .env("CLAUDE_CODE_ENABLE_TELEMETRY", "1")
+            .env("OTEL_METRICS_EXPORTER", "otlp")
+            .env("OTEL_LOGS_EXPORTER", "otlp")
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &gw.base)
+            .env(
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                format!("Authorization=Bearer {access}"),
+            )
+            .env("OTEL_METRIC_EXPORT_INTERVAL", "500")
+            .env("OTEL_LOGS_EXPORT_INTERVAL", "500")
             .output()
             .expect("run claude")
     };
@@ -495,6 +508,31 @@ fn claude_code_in_gateway_mode_uses_a_signed_in_token() {
         notice["rate_limit_info"]["rateLimitType"], "overage",
         "{notice}"
     );
+    // Its OpenTelemetry exports reached sluice under carol's token and went on to the
+    // collector, without the token.
+    let relayed = wait_for(Duration::from_secs(10), || {
+        let seen: Vec<Value> = mock_requests(&mock)
+            .into_iter()
+            .filter(|r| r["target"] == "/v1/logs" || r["target"] == "/v1/metrics")
+            .collect();
+        (!seen.is_empty()).then_some(seen)
+    })
+    .expect("the collector received Claude Code's telemetry");
+    assert!(!serde_json::to_string(&relayed).unwrap().contains(access));
+    let exports: Vec<Value> = gw
+        .gw
+        .records()
+        .into_iter()
+        .filter(|r| r["operation"] == "telemetry")
+        .collect();
+    assert!(!exports.is_empty());
+    for r in &exports {
+        assert_eq!(
+            (r["status"].as_u64(), r["identity"].as_str()),
+            (Some(200), Some("user:carol@example.com")),
+            "{r}"
+        );
+    }
     gw.first_messages_record();
     let turns: Vec<Value> = gw
         .gw

@@ -35,6 +35,8 @@ pub struct FileConfig {
     pub signin: Option<SigninFile>,
     /// Policy documents Claude Code takes from `/managed/settings`.
     pub managed_settings: Vec<ManagedSettingsFile>,
+    /// Where Claude Code's OpenTelemetry exports go.
+    pub telemetry: TelemetryFile,
     pub admin: Option<AdminFile>,
     /// Limits of issued keys, set over the admin API (never read from the file).
     #[serde(skip)]
@@ -100,6 +102,52 @@ pub struct ManagedSettingsFile {
     #[serde(default)]
     pub uuid: Option<String>,
     pub settings: toml::Table,
+}
+
+/// `[telemetry]`: OTLP/HTTP collectors the exports sent to sluice are relayed to.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryFile {
+    pub forward_to: Vec<CollectorFile>,
+}
+
+/// One collector: its base URL, the signals it takes (default: all) and its header fields.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorFile {
+    pub url: String,
+    #[serde(default)]
+    pub signals: Option<Vec<Signal>>,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// An OpenTelemetry signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+    Metrics,
+    Logs,
+    Traces,
+}
+
+impl Signal {
+    pub fn label(self) -> &'static str {
+        match self {
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+            Signal::Traces => "traces",
+        }
+    }
+
+    /// The OTLP/HTTP path.
+    pub fn path(self) -> &'static str {
+        match self {
+            Signal::Metrics => "/v1/metrics",
+            Signal::Logs => "/v1/logs",
+            Signal::Traces => "/v1/traces",
+        }
+    }
 }
 
 /// Members of `group` count under `team`.

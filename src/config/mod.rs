@@ -13,6 +13,7 @@
 //! - [`policies`]: rate limits, budgets and prices.
 //! - [`signin`]: sign-in at the company's OpenID Connect provider.
 //! - [`managed`]: the policy documents Claude Code takes from `/managed/settings`.
+//! - [`telemetry`]: the collectors Claude Code's OpenTelemetry exports are relayed to.
 //!
 //! Every error names the path of the field at fault (`routes[2].model`).
 
@@ -24,6 +25,7 @@ pub mod policies;
 pub mod routes;
 pub mod server;
 pub mod signin;
+pub mod telemetry;
 pub mod tls;
 pub mod upstreams;
 
@@ -108,6 +110,7 @@ pub struct Config {
     pub jwt: Option<jwt::JwtSettings>,
     pub signin: Option<signin::SigninSettings>,
     pub managed_settings: managed::ManagedSettings,
+    pub telemetry: telemetry::TelemetrySettings,
     pub policies: Policies,
 }
 
@@ -224,6 +227,7 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
             .map(|s| signin::build(s, file.store.path != "off"))
             .transpose()?,
         managed_settings: managed::build(&file.managed_settings)?,
+        telemetry: telemetry::build(&file.telemetry)?,
         policies: policies::build(&file)?,
         audit: AuditSettings {
             path: (file.audit.path != "off").then(|| file.audit.path.clone().into()),

@@ -48,6 +48,7 @@ pub const WORKER_PANICS_TOTAL: &str = "sluice_worker_panics_total";
 pub const UPSTREAM_DISCARDED_TOTAL: &str = "sluice_upstream_connections_discarded_total";
 pub const TLS_HANDSHAKES_TOTAL: &str = "sluice_tls_handshakes_total";
 pub const TLS_CERTIFICATE_EXPIRY: &str = "sluice_tls_certificate_expiry_timestamp_seconds";
+pub const TELEMETRY_EXPORTS_TOTAL: &str = "sluice_telemetry_exports_total";
 
 /// The label used for a series past [`MAX_SERIES`].
 const OTHER: &str = "other";
@@ -111,6 +112,7 @@ impl Metrics {
             self.upstream_discarded.load(Ordering::Relaxed),
         );
         render::certificates(&mut text, &gauges.certificates);
+        render::telemetry(&mut text, &gauges.telemetry);
         if !gauges.certificates.is_empty() {
             let counts: Vec<_> = HandshakeOutcome::ALL
                 .iter()

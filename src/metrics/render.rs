@@ -16,6 +16,8 @@ pub struct ScrapeGauges {
     pub ledger_healthy: bool,
     /// `(certificate, not-after as Unix seconds)` of the served HTTPS certificates.
     pub certificates: Vec<(String, u64)>,
+    /// `(outcome, exports)` of the telemetry relay, when one runs.
+    pub telemetry: Vec<(&'static str, u64)>,
 }
 
 /// Every family computed from access records.
@@ -218,6 +220,22 @@ pub(super) fn certificates(out: &mut String, certificates: &[(String, u64)]) {
             &[("certificate", name)],
             not_after,
         );
+    }
+}
+
+/// Telemetry exports relayed to collectors, dropped (queue full) or refused by a collector.
+pub(super) fn telemetry(out: &mut String, counts: &[(&str, u64)]) {
+    if counts.is_empty() {
+        return;
+    }
+    header(
+        out,
+        TELEMETRY_EXPORTS_TOTAL,
+        "counter",
+        "OpenTelemetry exports by outcome: forwarded (per collector), dropped, failed (per collector).",
+    );
+    for (outcome, n) in counts {
+        sample(out, TELEMETRY_EXPORTS_TOTAL, &[("outcome", outcome)], n);
     }
 }
 

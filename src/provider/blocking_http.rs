@@ -33,6 +33,16 @@ pub fn post(
     )
 }
 
+/// POSTs `body` to `url` with the given header fields; returns (status, response body).
+pub fn post_with(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<(u16, Vec<u8>), SideRequestError> {
+    send("POST", url, headers, body, extra_roots)
+}
+
 /// GETs `url` with extra header fields; returns (status, response body).
 pub fn get(
     url: &str,

@@ -10,6 +10,7 @@
 //! Anything else is 404.
 
 use super::GatewayError;
+use crate::config::file::Signal;
 use crate::format::{ClientFormat, CloudCall};
 use crate::http1::{path, Method, RequestHead};
 use crate::signin::SigninCall;
@@ -54,6 +55,8 @@ pub enum Operation {
     ManagedSettings,
     /// `GET /api/oauth/usage`: the caller's spend against their budgets (Claude Code's `/usage`).
     Usage,
+    /// `POST /v1/metrics|logs|traces`: an OpenTelemetry export, relayed or dropped.
+    Telemetry(Signal),
     /// A sign-in endpoint (Claude Code's `/login`), answered by the sign-in threads.
     SignIn(SigninCall),
     /// Anything else.
@@ -79,6 +82,7 @@ impl Operation {
             Operation::SignIn(_) => "signin",
             Operation::ManagedSettings => "managed_settings",
             Operation::Usage => "usage",
+            Operation::Telemetry(_) => "telemetry",
             Operation::Unknown => "unknown",
         }
     }
@@ -125,6 +129,9 @@ pub fn classify(head: &RequestHead) -> Result<Operation, GatewayError> {
         (_, b"/healthz") if get_or_head => Operation::Health,
         (_, b"/managed/settings") if get_or_head => Operation::ManagedSettings,
         (_, b"/api/oauth/usage") if get_or_head => Operation::Usage,
+        (Method::Post, b"/v1/metrics") => Operation::Telemetry(Signal::Metrics),
+        (Method::Post, b"/v1/logs") => Operation::Telemetry(Signal::Logs),
+        (Method::Post, b"/v1/traces") => Operation::Telemetry(Signal::Traces),
         (_, b"/metrics") if get_or_head => Operation::Metrics,
         (Method::Head, b"/") | (Method::Head, b"/api/hello") => Operation::WarmUp,
         (m, p) if SigninCall::from_request(m == Method::Post, m == Method::Get, p).is_some() => {

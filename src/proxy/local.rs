@@ -10,7 +10,7 @@ use super::exchange::Response;
 use super::usage_notice;
 use super::GatewayError;
 use crate::config::{Config, ModelInfo};
-use crate::http1::{Method, RequestHead};
+use crate::http1::{Http1Error, Method, RequestHead};
 
 /// A response sluice wrote itself, and whether the connection may carry another request.
 pub struct Answered {
@@ -75,7 +75,7 @@ pub async fn answer(
         request_id,
     )
     .await
-    .map_err(|_| GatewayError::ClientHttp(crate::http1::Http1Error::UnexpectedEof))?;
+    .map_err(|_| GatewayError::ClientHttp(Http1Error::UnexpectedEof))?;
     Ok(Answered::new(status, body.len(), keep_alive))
 }
 
@@ -96,7 +96,7 @@ pub async fn metrics(
         request_id,
     )
     .await
-    .map_err(|_| GatewayError::ClientHttp(crate::http1::Http1Error::UnexpectedEof))?;
+    .map_err(|_| GatewayError::ClientHttp(Http1Error::UnexpectedEof))?;
     Ok(Answered::new(200, text.len(), keep_alive))
 }
 
@@ -151,7 +151,7 @@ pub async fn managed_settings(
         request_id,
     )
     .await
-    .map_err(|_| GatewayError::ClientHttp(crate::http1::Http1Error::UnexpectedEof))?;
+    .map_err(|_| GatewayError::ClientHttp(Http1Error::UnexpectedEof))?;
     Ok(Answered::new(status, body.len(), keep_alive))
 }
 
@@ -186,8 +186,59 @@ pub async fn usage(
         request_id,
     )
     .await
-    .map_err(|_| GatewayError::ClientHttp(crate::http1::Http1Error::UnexpectedEof))?;
+    .map_err(|_| GatewayError::ClientHttp(Http1Error::UnexpectedEof))?;
     Ok(Answered::new(200, body.len(), keep_alive))
+}
+
+/// Takes an OpenTelemetry export: hands it to the relay (when a collector takes its signal)
+/// and answers 200 whatever becomes of it, as the contract asks (an error makes the client log
+/// errors, and telemetry is never worth a retry). The answer is OTLP's empty success, in the
+/// export's encoding.
+pub async fn telemetry(
+    client: &mut ClientConn,
+    head: &RequestHead,
+    signal: crate::config::file::Signal,
+    gw: &super::Gateway,
+    request_id: &str,
+) -> Result<Answered, GatewayError> {
+    if let crate::http1::BodyFraming::Length(n) = head.framing {
+        if n > crate::telemetry::MAX_EXPORT_BYTES {
+            return Err(Http1Error::BodyTooLarge(crate::telemetry::MAX_EXPORT_BYTES).into());
+        }
+    }
+    let body = super::request_body::read(client, head).await?;
+    let body = super::request_body::complete(client, body).await?;
+    let content_type = head
+        .header_str("content-type")
+        .unwrap_or("application/x-protobuf");
+    if let (Some(relay), super::request_body::RequestBody::Whole { bytes, .. }) =
+        (&gw.state.telemetry, &body)
+    {
+        relay.submit(crate::telemetry::Export {
+            signal,
+            body: bytes.clone(),
+            content_type: content_type.to_string(),
+            content_encoding: head.header_str("content-encoding").map(str::to_string),
+        });
+    }
+    let keep_alive = head.keep_alive && client.body_read();
+    let (answer_type, answer): (&str, &[u8]) = if content_type.starts_with("application/json") {
+        ("application/json", b"{}")
+    } else {
+        ("application/x-protobuf", b"")
+    };
+    write_response(
+        client,
+        200,
+        &[("content-type", answer_type)],
+        answer,
+        !keep_alive,
+        false,
+        request_id,
+    )
+    .await
+    .map_err(|_| GatewayError::ClientHttp(Http1Error::UnexpectedEof))?;
+    Ok(Answered::new(200, answer.len(), keep_alive))
 }
 
 /// What `identity` (its user, else its key) spent in the current day, week and month, in cents.

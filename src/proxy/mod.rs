@@ -250,6 +250,7 @@ impl Records {
             ],
             ledger_healthy: self.ledger.is_healthy(),
             certificates: Vec::new(),
+            telemetry: Vec::new(),
         }
     }
 }
@@ -511,6 +512,9 @@ async fn answer_publicly(
     if *op == Operation::Metrics {
         let mut gauges = gw.records.gauges();
         gauges.certificates = certificate_expiry(&gw.state);
+        if let Some(relay) = &gw.state.telemetry {
+            gauges.telemetry = relay.counts.outcomes();
+        }
         let text = gw.records.metrics.render(&gauges);
         return local::metrics(client, head, text, reply).await.map(Some);
     }
@@ -610,6 +614,12 @@ async fn answer_locally(
     }
     if *op == Operation::Usage {
         return local::usage(client, head, gw, &auth.identity, reply).await;
+    }
+    if let Operation::Telemetry(signal) = op {
+        if let crate::http1::BodyFraming::Length(n) = head.framing {
+            ex.request_bytes = n;
+        }
+        return local::telemetry(client, head, *signal, gw, reply.0).await;
     }
     local::answer(client, head, op, &gw.config, Some(&auth.identity), reply).await
 }

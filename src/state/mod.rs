@@ -1,6 +1,7 @@
 //! What the running gateway holds that lives, built from a [`Config`]: the upstreams with
 //! their credentials and TLS clients, the health board, the key tables, the JWT verifier, the
-//! HTTPS listener's certificates, and the rate-limit and budget counters.
+//! HTTPS listener's certificates, the rate-limit and budget counters, sign-in and the
+//! telemetry relay.
 //!
 //! [`State::build`] loads everything a config describes (files, variables, credential
 //! commands) and starts nothing; [`State::start`] starts the side threads (credential
@@ -37,6 +38,7 @@ use crate::provider::upstream::Upstream;
 use crate::signin::Signin;
 use crate::store::keys::IssuedKeys;
 use crate::store::ledger::LedgerError;
+use crate::telemetry::TelemetryRelay;
 use crate::tls::EdgeTls;
 pub use upstreams::Commands;
 
@@ -68,6 +70,8 @@ pub struct State {
     pub budgets: Arc<Budgets>,
     /// Sign-in at the company's identity provider, when configured (and the store is on).
     pub signin: Option<Arc<Signin>>,
+    /// The relay of OpenTelemetry exports, when a collector is configured.
+    pub telemetry: Option<Arc<TelemetryRelay>>,
 }
 
 impl State {
@@ -90,6 +94,7 @@ impl State {
             limiter: Arc::new(limiter(&config.policies)),
             budgets: Arc::new(budgets(&config.policies)),
             signin: open_signin(config, commands)?,
+            telemetry: TelemetryRelay::open(&config.telemetry).map(Arc::new),
         })
     }
 
@@ -101,6 +106,9 @@ impl State {
         health::start(&self.health, &self.upstreams);
         if let Some(signin) = &self.signin {
             signin.start();
+        }
+        if let Some(relay) = &self.telemetry {
+            relay.start();
         }
     }
 
@@ -143,6 +151,16 @@ impl State {
                     let fresh = open_signin(next, Commands::Run)?;
                     if let Some(signin) = &fresh {
                         signin.start();
+                    }
+                    fresh
+                }
+            },
+            telemetry: match &self.telemetry {
+                Some(relay) if running.telemetry == next.telemetry => Some(Arc::clone(relay)),
+                _ => {
+                    let fresh = TelemetryRelay::open(&next.telemetry).map(Arc::new);
+                    if let Some(relay) = &fresh {
+                        relay.start();
                     }
                     fresh
                 }
