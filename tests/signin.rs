@@ -166,6 +166,21 @@ impl SignedGateway {
         .expect("a messages record")
     }
 
+    /// The first sign-in audit event with `decision` about `identity`, waiting for it.
+    fn signin_audit(&self, decision: &str, identity: &str) -> Value {
+        let path = self.gw.dir().join("audit.jsonl");
+        wait_for(Duration::from_secs(10), || {
+            std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|e| {
+                    e["kind"] == "signin" && e["decision"] == decision && e["identity"] == identity
+                })
+        })
+        .unwrap_or_else(|| panic!("no `{decision}` sign-in event for {identity}"))
+    }
+
     fn https_json(&self, path: &str) -> (u16, Value) {
         let resp = self.https(&format!(
             "GET {path} HTTP/1.1\r\nhost: {}\r\n\r\n",
@@ -230,6 +245,8 @@ fn a_developer_signs_in_by_device_flow_and_the_token_is_governed_refreshed_and_r
     assert_eq!(gw.messages_with(&access).status, 200);
     let record = gw.first_messages_record();
     assert_eq!(record["identity"], "user:alice@example.com", "{record}");
+    let signed_in = gw.signin_audit("signed_in", "user:alice@example.com");
+    assert_eq!(signed_in["detail"], "team platform");
     assert_eq!(record["user"], "alice@example.com");
     assert_eq!(record["team"], "platform");
     let upstream_saw = serde_json::to_string(&mock_requests(&mock)).unwrap();
@@ -383,6 +400,8 @@ fn a_user_removed_at_the_provider_cannot_refresh_and_a_foreign_domain_cannot_sig
         401,
         "the session ended with the refusal"
     );
+    let ended = gw.signin_audit("signed_out", "user:bob@example.com");
+    assert_eq!(ended["reason"], "provider_refused_refresh");
 
     // An address outside allowed_email_domains is refused in the browser and at the poll (a
     // fresh browser: the provider remembers bob in the first).
@@ -401,6 +420,21 @@ fn a_user_removed_at_the_provider_cannot_refresh_and_a_foreign_domain_cannot_sig
         (status, denied["error"].as_str()),
         (400, Some("access_denied"))
     );
+    let refused = gw.signin_audit("refused", "user:eve@elsewhere.test");
+    assert_eq!(refused["reason"], "domain_not_allowed");
+
+    // A code someone else started is refused on the page: its terminal stops waiting.
+    let device = start_device_flow(&gw);
+    browser.open(device["verification_uri_complete"].as_str().unwrap());
+    browser.click("#deny");
+    browser.find("#denied");
+    let (status, denied) = poll_for_tokens(&gw, device["device_code"].as_str().unwrap(), 1);
+    assert_eq!(
+        (status, denied["error"].as_str()),
+        (400, Some("access_denied"))
+    );
+    let refused = gw.signin_audit("refused", "anonymous");
+    assert_eq!(refused["reason"], "denied_by_user");
 }
 
 /// The real Claude Code CLI in gateway mode, with a token from a sign-in, over HTTPS.
@@ -584,6 +618,8 @@ fn claude_code_in_gateway_mode_uses_a_signed_in_token() {
     assert_eq!(sessions["data"][0]["team"], "platform");
     let (status, ended) = admin("DELETE", "/admin/signin/users/carol@example.com", "");
     assert_eq!((status, ended["sessions_ended"].as_u64()), (200, Some(1)));
+    let audited = gw.signin_audit("signed_out", "user:carol@example.com");
+    assert_eq!(audited["reason"], "admin");
     let refused = gw.messages_with(access);
     assert_eq!(refused.status, 401);
     assert_eq!(refused.header("x-should-retry"), Some("false"));

@@ -293,6 +293,12 @@ fn sign_out(ctx: &AdminContext, email: &str) -> Result<Reply, AdminError> {
         tracing::error!(error = %e, "cannot end sign-in sessions");
         AdminError::StoreFailed
     })?;
+    ctx.audit.record(crate::audit::AuditEvent::signin(
+        "signed_out",
+        email,
+        Some("admin"),
+        Some(format!("{ended} sessions ended")),
+    ));
     Ok(Reply::json(
         200,
         &json!({ "email": email, "sessions_ended": ended }),

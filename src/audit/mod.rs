@@ -47,6 +47,34 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// A sign-in decision about `email` (empty when not known): `signed_in`, `refused`,
+    /// `denied_by_user`, `signed_out`.
+    pub fn signin(
+        decision: &'static str,
+        email: &str,
+        reason: Option<&'static str>,
+        detail: Option<String>,
+    ) -> Self {
+        Self {
+            kind: "signin",
+            time: SystemTime::now(),
+            request_id: String::new(),
+            identity: if email.is_empty() {
+                "anonymous".into()
+            } else {
+                format!("user:{email}")
+            },
+            decision,
+            status: 0,
+            reason,
+            format: "",
+            model: None,
+            upstream: None,
+            fallbacks: Vec::new(),
+            detail,
+        }
+    }
+
     /// An administrative action on `subject` (e.g. `key_created` on a key name).
     pub fn admin(action: &'static str, subject: &str) -> Self {
         Self {

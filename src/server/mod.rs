@@ -119,7 +119,7 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
         config.grace_period,
     );
     let (workers_wanted, driver) = (config.workers, config.io_driver);
-    state.start();
+    state.start(&audit);
     let live = Live::new(Snapshot::new(config, state));
     let reloader = Arc::new(reload::Reloader::new(
         Arc::clone(&live),

@@ -108,7 +108,7 @@ impl Reloader {
 
     /// Applies `next` to the running state and publishes both.
     fn publish(&self, current: &Snapshot, next: Config) -> Result<u64, ReloadError> {
-        let state = current.state.apply(&current.config, &next)?;
+        let state = current.state.apply(&current.config, &next, &self.audit)?;
         Ok(self.live.publish(Snapshot::new(next, state)))
     }
 

@@ -23,6 +23,7 @@ use super::oidc::{OidcError, Provider};
 use super::store::{Device, DeviceStatus, Session, SigninStore, SigninStoreError};
 use super::tokens::{now_secs, random_token, AccessClaims, TokenVerifier};
 use super::{pages, SigninCall, SigninReply, SigninRequest};
+use crate::audit::{AuditEvent, AuditLog};
 use crate::config::signin::SigninSettings;
 use crate::digest::sha256;
 
@@ -40,6 +41,8 @@ pub struct Endpoints {
     pub settings: Arc<SigninSettings>,
     pub verifier: Arc<TokenVerifier>,
     pub attempts: Arc<Attempts>,
+    /// Where sign-ins, refusals and ended sessions are audited.
+    pub audit: AuditLog,
 }
 
 /// Sign-ins started (device authorizations) and codes tried (verification-page posts) per
@@ -77,6 +80,12 @@ impl Attempts {
 
 impl Endpoints {
     /// Answers one sign-in request.
+    /// These endpoints, auditing in `audit`.
+    pub fn audited_in(mut self, audit: AuditLog) -> Self {
+        self.audit = audit;
+        self
+    }
+
     pub fn handle(&mut self, request: &SigninRequest) -> SigninReply {
         let outcome = match request.call {
             SigninCall::Discovery => Ok(self.discovery(request)),
@@ -201,6 +210,17 @@ impl Endpoints {
                 ))
             }
         };
+        if field(&request.body, "action").as_deref() == Some("deny") {
+            self.store
+                .settle_device(&device.code_sha256, &DeviceStatus::Denied)?;
+            self.audit.record(AuditEvent::signin(
+                "refused",
+                "",
+                Some("denied_by_user"),
+                None,
+            ));
+            return Ok(SigninReply::html(200, pages::denied()));
+        }
         let (state, nonce, verifier, browser) = (
             random_token(),
             random_token(),
@@ -275,6 +295,12 @@ impl Endpoints {
         if let Some(error) = field(query, "error") {
             self.store
                 .settle_device(&device.code_sha256, &DeviceStatus::Denied)?;
+            self.audit.record(AuditEvent::signin(
+                "refused",
+                "",
+                Some("provider_refused"),
+                Some(error.clone()),
+            ));
             return Ok(failed(
                 403,
                 &format!("The identity provider answered: {error}"),
@@ -295,6 +321,16 @@ impl Endpoints {
             Ok(user) => user,
             Err(why) => {
                 tracing::info!(reason = %why, "sign-in refused");
+                let email = match &why {
+                    SignInRefused::Domain(email) => email.as_str(),
+                    _ => "",
+                };
+                self.audit.record(AuditEvent::signin(
+                    "refused",
+                    email,
+                    Some(why.label()),
+                    None,
+                ));
                 self.store
                     .settle_device(&device.code_sha256, &DeviceStatus::Denied)?;
                 return Ok(failed(403, &why.to_string()));
@@ -321,6 +357,12 @@ impl Endpoints {
             ));
         }
         tracing::info!(email = %user.email, "signed in");
+        self.audit.record(AuditEvent::signin(
+            "signed_in",
+            &user.email,
+            None,
+            session.team.as_ref().map(|t| format!("team {t}")),
+        ));
         Ok(
             SigninReply::html(200, pages::outcome(Some(&user.email), None)).with_header(
                 "set-cookie",
@@ -454,6 +496,12 @@ impl Endpoints {
                 Ok(None) => {}
                 Err(OidcError::Refused { status, .. }) if (400..500).contains(&status) => {
                     tracing::info!(email = %session.email, "the identity provider no longer signs this user in: session ended");
+                    self.audit.record(AuditEvent::signin(
+                        "signed_out",
+                        &session.email,
+                        Some("provider_refused_refresh"),
+                        None,
+                    ));
                     self.end_sessions(std::slice::from_ref(&session.id))?;
                     return Ok(invalid());
                 }
@@ -559,6 +607,17 @@ enum SignInRefused {
     Unverified,
     #[error("{0} is not in a domain allowed to sign in here")]
     Domain(String),
+}
+
+impl SignInRefused {
+    /// The audit log's reason.
+    fn label(&self) -> &'static str {
+        match self {
+            SignInRefused::Provider(_) => "provider_error",
+            SignInRefused::Unverified => "email_unverified",
+            SignInRefused::Domain(_) => "domain_not_allowed",
+        }
+    }
 }
 
 /// An OAuth error body (`{"error", "error_description"}`).

@@ -215,10 +215,10 @@ impl Signin {
     }
 
     /// Starts the sign-in threads; they stop once this `Signin` is dropped.
-    pub fn start(&self) {
+    pub fn start(&self, audit: &crate::audit::AuditLog) {
         for n in 0..THREADS {
             let endpoints = match self.endpoints() {
-                Ok(e) => e,
+                Ok(e) => e.audited_in(audit.clone()),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start a sign-in thread");
                     continue;
@@ -266,6 +266,7 @@ impl Signin {
             settings: Arc::clone(&self.settings),
             verifier: Arc::clone(&self.verifier),
             attempts: Arc::clone(&self.attempts),
+            audit: crate::audit::AuditLog::off(),
         })
     }
 }

@@ -20,7 +20,8 @@ pub fn code_form(prefill: Option<&str>, notice: Option<&str>, error: Option<&str
              <label for=\"user_code\">Code</label> \
              <input id=\"user_code\" name=\"user_code\" value=\"{value}\" autocomplete=\"off\" \
              autocapitalize=\"characters\" spellcheck=\"false\" required> \
-             <button id=\"continue\" type=\"submit\">Continue</button></form>"
+             <button id=\"continue\" type=\"submit\">Continue</button> \
+             <button id=\"deny\" type=\"submit\" name=\"action\" value=\"deny\">I did not ask for this code</button></form>"
         ),
     )
 }
@@ -44,6 +45,15 @@ pub fn outcome(signed_in_as: Option<&str>, error: Option<&str>) -> String {
             ),
         ),
     }
+}
+
+/// The code was refused by the person it was shown to.
+pub fn denied() -> String {
+    page(
+        "Sign-in refused",
+        "<h1 id=\"denied\">Sign-in refused</h1><p>Nobody can sign in with that code now. \
+         If you did not start this sign-in, tell your platform team.</p>",
+    )
 }
 
 fn page(title: &str, body: &str) -> String {

@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::audit::AuditLog;
 use crate::config::policies::Policies;
 use crate::config::{Config, ConfigError};
 use crate::limits::budget::Budgets;
@@ -98,14 +99,15 @@ impl State {
         })
     }
 
-    /// Starts the side threads: credential refreshers and health probers.
-    pub fn start(&self) {
+    /// Starts the side threads: credential refreshers, health probers, sign-in (which audits
+    /// sign-ins in `audit`) and the telemetry relay.
+    pub fn start(&self, audit: &AuditLog) {
         for upstream in &self.upstreams {
             upstream.provider.start_refreshers();
         }
         health::start(&self.health, &self.upstreams);
         if let Some(signin) = &self.signin {
-            signin.start();
+            signin.start(audit);
         }
         if let Some(relay) = &self.telemetry {
             relay.start();
@@ -114,7 +116,12 @@ impl State {
 
     /// The state for `next`, the running config being `running`: unchanged parts are shared,
     /// changed ones rebuilt and started. Budgets the change adds start from the ledger's spend.
-    pub fn apply(&self, running: &Config, next: &Config) -> Result<State, StateError> {
+    pub fn apply(
+        &self,
+        running: &Config,
+        next: &Config,
+        audit: &AuditLog,
+    ) -> Result<State, StateError> {
         let mut fresh = Vec::new();
         let mut upstreams = Vec::with_capacity(next.upstreams.len());
         for (i, spec) in next.upstreams.iter().enumerate() {
@@ -150,7 +157,7 @@ impl State {
                 _ => {
                     let fresh = open_signin(next, Commands::Run)?;
                     if let Some(signin) = &fresh {
-                        signin.start();
+                        signin.start(audit);
                     }
                     fresh
                 }
@@ -314,7 +321,7 @@ mod tests {
             "[[teams]]\nname = \"t\"\nrpm = 10\n[[users]]\nname = \"u\"\nmax_streams = 2\n[[budgets]]\nscope = \"team\"\nname = \"t\"\nlimit_usd = 1.0\n[store]\npath = \"off\"\n",
         );
         let running = State::build(&before, Commands::Skip).unwrap();
-        let same = running.apply(&before, &before).unwrap();
+        let same = running.apply(&before, &before, &AuditLog::off()).unwrap();
         assert!(Arc::ptr_eq(&same.limiter, &running.limiter));
         assert!(Arc::ptr_eq(&same.budgets, &running.budgets));
         assert!(Arc::ptr_eq(&same.keys, &running.keys));
@@ -328,7 +335,7 @@ mod tests {
             .collect();
         let mut after = before.clone();
         after.policies.limits[0].spec.rpm = Some(20);
-        let next = running.apply(&before, &after).unwrap();
+        let next = running.apply(&before, &after, &AuditLog::off()).unwrap();
         assert!(!Arc::ptr_eq(&next.limiter, &running.limiter));
         assert!(Arc::ptr_eq(&next.budgets, &running.budgets));
         assert!(Arc::ptr_eq(&next.health, &running.health));
