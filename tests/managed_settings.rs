@@ -91,3 +91,76 @@ fn the_policy_document_its_checksum_etag_304_and_404() {
     .unwrap();
     assert_eq!(record["managed_settings_checksum"], "sha256:old");
 }
+
+/// The admin API sets a team's document (JSON, as Claude Code's managed-settings.json), which is
+/// served at once with the contract's checksum, kept across a reload and a restart, listed with
+/// its source, and removed again; a document that names a group and a team is refused.
+#[test]
+fn documents_set_over_the_admin_api_are_served_kept_and_removed() {
+    let mock = mock(&["--no-request-log"]);
+    let dir = tempfile::tempdir().unwrap();
+    let admin_key = "admin-managed";
+    let config = format!(
+        "[[keys]]\nname = \"p\"\nsha256 = \"{}\"\nteam = \"platform\"\n\
+         [store]\npath = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\nkey_sha256 = \"{}\"\n",
+        sluice::config::keys::hash_hex(PLATFORM_KEY),
+        dir.path().join("sluice.db").display(),
+        sluice::config::keys::hash_hex(admin_key),
+    );
+    let gw = gateway(&mock.url(), &config);
+    let admin = |gw: &Gateway, method: &str, path: &str, body: &str| {
+        let resp = request(
+            gw.admin_addr.unwrap(),
+            &format!(
+                "{method} {path} HTTP/1.1\r\nhost: admin\r\nauthorization: Bearer {admin_key}\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        (
+            resp.status,
+            serde_json::from_slice::<Value>(&resp.body).unwrap_or(Value::Null),
+        )
+    };
+    assert_eq!(get(&gw, PLATFORM_KEY, "").status, 404);
+    let document = r#"{"team":"platform","settings":{"zeta":null,"env":{"ZED":"1","CLAUDE_CODE_GATEWAY_HINT_HEADERS":"1"},"permissions":{"deny":["Bash(rm:*)"]}}}"#;
+    let (status, answer) = admin(&gw, "PUT", "/admin/managed-settings", document);
+    assert_eq!(status, 200, "{answer}");
+    let served = get(&gw, PLATFORM_KEY, "");
+    assert_eq!(served.status, 200);
+    let doc: Value = serde_json::from_slice(&served.body).unwrap();
+    let canonical = r#"{"env":{"CLAUDE_CODE_GATEWAY_HINT_HEADERS":"1","ZED":"1"},"permissions":{"deny":["Bash(rm:*)"]},"zeta":null}"#;
+    assert_eq!(
+        doc["checksum"],
+        format!(
+            "sha256:{}",
+            sluice::digest::sha256_hex(canonical.as_bytes())
+        )
+    );
+    assert_eq!(doc["settings"]["zeta"], Value::Null);
+    let (_, listed) = admin(&gw, "GET", "/admin/managed-settings", "");
+    assert_eq!(listed["data"][0]["team"], "platform");
+    assert_eq!(listed["data"][0]["source"], "admin");
+    assert_eq!(listed["data"][0]["checksum"], doc["checksum"]);
+
+    let (status, refused) = admin(
+        &gw,
+        "PUT",
+        "/admin/managed-settings",
+        r#"{"team":"a","group":"b","settings":{}}"#,
+    );
+    assert_eq!(status, 400, "{refused}");
+
+    // Kept across a reload and a restart (the store holds it).
+    let (status, _) = admin(&gw, "POST", "/admin/reload", "");
+    assert_eq!(status, 200);
+    assert_eq!(get(&gw, PLATFORM_KEY, "").status, 200);
+    drop(gw);
+    let gw = gateway(&mock.url(), &config);
+    assert_eq!(get(&gw, PLATFORM_KEY, "").body, served.body);
+
+    let (status, _) = admin(&gw, "DELETE", "/admin/managed-settings/team/platform", "");
+    assert_eq!(status, 200);
+    assert_eq!(get(&gw, PLATFORM_KEY, "").status, 404);
+    let (status, _) = admin(&gw, "DELETE", "/admin/managed-settings/team/platform", "");
+    assert_eq!(status, 404);
+}

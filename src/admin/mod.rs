@@ -11,7 +11,8 @@
 //! - `POST /admin/keys/{name}/rotate` — `{"grace": "1h"}`? → `{"name", "key"}`
 //! - `POST /admin/keys/{name}/revoke` → `{"revoked": n}`
 //! - `GET  /admin/spend?by=identity|user|team|model|day|session_id|agent_id` → rows
-//! - budgets, teams and users: see [`policies`]
+//! - budgets, teams, users and managed settings: see [`policies`]
+//! - `GET /admin/signin/sessions`, `DELETE /admin/signin/users/{email}` — sign-in sessions
 //! - `POST /admin/reload` — reads the config file again (like SIGHUP) → `{"generation"}`, or
 //!   400 with the reason the running config was kept
 //!
@@ -158,6 +159,16 @@ fn answer(request: &AdminRequest, ctx: &AdminContext) -> Reply {
         ("GET", ["admin", "spend"]) => spend(store, request.query("by").unwrap_or("identity")),
         ("GET", ["admin", "signin", "sessions"]) => signin_sessions(ctx),
         ("DELETE", ["admin", "signin", "users", email]) => sign_out(ctx, email),
+        ("GET", ["admin", "managed-settings"]) => policies::list_managed_settings(ctx, store),
+        ("PUT", ["admin", "managed-settings"]) => {
+            policies::put_managed_settings(ctx, store, &request.body)
+        }
+        ("DELETE", ["admin", "managed-settings", "everyone"]) => {
+            policies::delete_managed_settings(ctx, store, "everyone")
+        }
+        ("DELETE", ["admin", "managed-settings", kind @ ("group" | "team"), name]) => {
+            policies::delete_managed_settings(ctx, store, &format!("{kind}:{name}"))
+        }
         ("GET", ["admin", "budgets"]) => policies::list_budgets(ctx, store),
         ("PUT", ["admin", "budgets"]) => policies::put_budget(ctx, store, &request.body),
         ("DELETE", ["admin", "budgets", scope, name, period]) => {

@@ -10,6 +10,9 @@
 //! - `GET    /admin/teams`, `/admin/users` — rate limits and budgets per team or user
 //! - `PUT    /admin/teams/{name}`, `/admin/users/{name}` — `{"rpm"?, "tpm"?, "max_streams"?}`
 //! - `DELETE /admin/teams/{name}`, `/admin/users/{name}`
+//! - `GET    /admin/managed-settings` — every document served at `/managed/settings`
+//! - `PUT    /admin/managed-settings` — `{"group"? | "team"?, "uuid"?, "settings": {…}}`
+//! - `DELETE /admin/managed-settings/group/{name}`, `…/team/{name}`, `…/everyone`
 
 use std::path::Path;
 
@@ -19,7 +22,8 @@ use super::error::AdminError;
 use super::http::Reply;
 use super::AdminContext;
 use crate::audit::AuditEvent;
-use crate::config::file::{BudgetFile, BudgetScope, LimitedFile};
+use crate::config::file::{BudgetFile, BudgetScope, LimitedFile, ManagedSettingsFile};
+use crate::config::managed::Audience;
 use crate::limits::budget::Period;
 use crate::limits::Scope;
 use crate::store::policies::{EntityScope, PolicyStore};
@@ -306,6 +310,94 @@ pub fn delete_entity(
         "limits_deleted",
         name,
         format!("{} {name}", scope.label()),
+    )
+}
+
+pub fn list_managed_settings(ctx: &AdminContext, store: &Path) -> Result<Reply, AdminError> {
+    let stored: Vec<String> = open(store)?
+        .managed_settings()
+        .map_err(|e| failed(&e))?
+        .iter()
+        .map(crate::store::policies::audience_key)
+        .collect();
+    let config = ctx.reloader.current();
+    let data: Vec<Value> = config
+        .config
+        .managed_settings
+        .policies
+        .iter()
+        .map(|p| {
+            let (group, team, key) = match &p.audience {
+                Audience::Group(g) => (Some(g.as_str()), None, format!("group:{g}")),
+                Audience::Team(t) => (None, Some(t.as_str()), format!("team:{t}")),
+                Audience::Everyone => (None, None, "everyone".to_string()),
+            };
+            let settings: Value = serde_json::from_str(&p.settings_json).unwrap_or(Value::Null);
+            json!({
+                "group": group, "team": team, "uuid": p.uuid, "checksum": p.checksum,
+                "settings": settings,
+                "source": if stored.contains(&key) { "admin" } else { "file" },
+            })
+        })
+        .collect();
+    Ok(Reply::json(200, &json!({ "data": data })))
+}
+
+pub fn put_managed_settings(
+    ctx: &AdminContext,
+    store: &Path,
+    body: &[u8],
+) -> Result<Reply, AdminError> {
+    let fields = parse(body)?;
+    let text = |k: &str| fields.get(k).and_then(Value::as_str).map(str::to_string);
+    let settings = match fields.get("settings") {
+        Some(Value::Object(map)) => map.clone(),
+        _ => {
+            return Err(bad(
+                "`settings` (a JSON object: managed-settings.json) is required",
+            ))
+        }
+    };
+    let doc = ManagedSettingsFile {
+        group: text("group"),
+        team: text("team"),
+        uuid: text("uuid"),
+        settings,
+    };
+    let key = crate::store::policies::audience_key(&doc);
+    let candidate = doc.clone();
+    ctx.reloader
+        .check_policies(move |file| file.managed_settings = vec![candidate])
+        .map_err(|e| {
+            bad(&e
+                .to_string()
+                .replace("managed_settings[0]", "managed settings"))
+        })?;
+    open(store)?
+        .put_managed_settings(&doc)
+        .map_err(|e| failed(&e))?;
+    applied(ctx, "managed_settings_changed", &key, key.clone())
+}
+
+/// Deletes the stored document for `audience` (`group:<name>`, `team:<name>`, `everyone`).
+pub fn delete_managed_settings(
+    ctx: &AdminContext,
+    store: &Path,
+    audience: &str,
+) -> Result<Reply, AdminError> {
+    let found = open(store)?
+        .delete_managed_settings(audience)
+        .map_err(|e| failed(&e))?;
+    if !found {
+        return Err(AdminError::NotFound(format!(
+            "no managed settings for {audience} were set over the admin API (documents from the config file are changed there)"
+        )));
+    }
+    applied(
+        ctx,
+        "managed_settings_deleted",
+        audience,
+        audience.to_string(),
     )
 }
 

@@ -101,7 +101,8 @@ pub struct ManagedSettingsFile {
     /// A stable id for the document (default: derived from its content).
     #[serde(default)]
     pub uuid: Option<String>,
-    pub settings: toml::Table,
+    /// The document (`managed-settings.json`), as TOML in the file or JSON over the admin API.
+    pub settings: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `[telemetry]`: OTLP/HTTP collectors the exports sent to sluice are relayed to.

@@ -68,11 +68,11 @@ pub fn build(files: &[ManagedSettingsFile]) -> Result<ManagedSettings, ConfigErr
         if policies.iter().any(|p| p.audience == audience) {
             return Err(invalid(path, "a second document for the same audience"));
         }
-        let value = serde_json::to_value(&file.settings)
-            .map_err(|e| invalid(format!("{path}.settings"), e.to_string()))?;
-        // serde_json's map keeps keys sorted (no `preserve_order`), and `to_string` writes no
-        // whitespace: the canonical form the client hashes.
-        let settings_json = value.to_string();
+        let mut settings_json = String::new();
+        canonical(
+            &serde_json::Value::Object(file.settings.clone()),
+            &mut settings_json,
+        );
         let digest = crate::digest::sha256_hex(settings_json.as_bytes());
         policies.push(ManagedPolicy {
             audience,
@@ -82,6 +82,41 @@ pub fn build(files: &[ManagedSettingsFile]) -> Result<ManagedSettings, ConfigErr
         });
     }
     Ok(ManagedSettings { policies })
+}
+
+/// `value` as the client hashes it: keys sorted at every level, no whitespace. Written here
+/// rather than left to serde_json's map order, which a crate feature can change.
+fn canonical(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::from(key.as_str()).to_string());
+                out.push(':');
+                if let Some(v) = map.get(key) {
+                    canonical(v, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
 }
 
 /// A UUID-shaped id from a digest (version 8: custom).

@@ -75,8 +75,9 @@ impl Reloader {
         outcome
     }
 
-    /// Checks that the running file changed by `change` builds valid budgets; the admin API
-    /// calls this before storing a change.
+    /// Checks that the running file changed by `change` builds valid budgets, limits and
+    /// managed settings (what the admin API changes); the admin API calls this before storing a
+    /// change.
     pub fn check_policies(&self, change: impl FnOnce(&mut FileConfig)) -> Result<(), ReloadError> {
         let mut file = self
             .running_file
@@ -85,11 +86,12 @@ impl Reloader {
             .clone();
         change(&mut file);
         config::policies::build(&file)?;
+        config::managed::build(&file.managed_settings)?;
         Ok(())
     }
 
-    /// Rebuilds budgets and rate limits from the running file and the store (after an admin
-    /// change), keeping the rest of the running config.
+    /// Rebuilds budgets, rate limits and managed settings from the running file and the store
+    /// (after an admin change), keeping the rest of the running config.
     pub fn apply_policies(&self, origin: &str) -> Result<u64, ReloadError> {
         let running_file = self.running_file.lock().unwrap_or_else(|e| e.into_inner());
         let outcome = self.rebuild_policies(&running_file);
@@ -103,6 +105,7 @@ impl Reloader {
         let current = self.live.load();
         let mut next = (*current.config).clone();
         next.policies = config::policies::build(&file)?;
+        next.managed_settings = config::managed::build(&file.managed_settings)?;
         self.publish(&current, next)
     }
 

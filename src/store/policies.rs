@@ -1,15 +1,16 @@
-//! Budgets and team/user rate limits set over the admin API, kept in the store file next to the
-//! issued keys. Whenever the config is built — at start-up, on reload, and right after an admin
-//! change — they join the file's `[[budgets]]`, `[[teams]]` and `[[users]]`; a stored entry
-//! replaces the file's entry for the same budget (scope, name, period) or entity (scope, name),
-//! and goes through the same validation. The file stays the base; the store holds what the
+//! Budgets, team/user rate limits and managed-settings documents set over the admin API, kept in
+//! the store file next to the issued keys. Whenever the config is built — at start-up, on
+//! reload, and right after an admin change — they join the file's `[[budgets]]`, `[[teams]]`,
+//! `[[users]]` and `[[managed_settings]]`; a stored entry replaces the file's entry for the same
+//! budget (scope, name, period), entity (scope, name) or audience (group, team or everyone), and
+//! goes through the same validation. The file stays the base; the store holds what the
 //! admin API changed on top of it.
 
 use std::path::Path;
 
 use rusqlite::{params, Connection};
 
-use crate::config::file::{BudgetFile, BudgetScope, FileConfig, LimitedFile};
+use crate::config::file::{BudgetFile, BudgetScope, FileConfig, LimitedFile, ManagedSettingsFile};
 use crate::limits::budget::Period;
 
 const SCHEMA: &str = "
@@ -17,6 +18,9 @@ CREATE TABLE IF NOT EXISTS budgets (
     scope TEXT NOT NULL, name TEXT NOT NULL, period TEXT NOT NULL,
     limit_usd REAL NOT NULL, soft_usd REAL, updated_at TEXT NOT NULL,
     PRIMARY KEY (scope, name, period)
+);
+CREATE TABLE IF NOT EXISTS managed_settings (
+    audience TEXT PRIMARY KEY, uuid TEXT, settings TEXT NOT NULL, updated_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS entity_limits (
     scope TEXT NOT NULL, name TEXT NOT NULL,
@@ -143,6 +147,55 @@ impl PolicyStore {
             .map_err(|e| self.fail(e))
     }
 
+    /// The stored managed-settings documents.
+    pub fn managed_settings(&self) -> Result<Vec<ManagedSettingsFile>, PolicyStoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT audience, uuid, settings FROM managed_settings ORDER BY audience")
+            .map_err(|e| self.fail(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                let audience: String = row.get(0)?;
+                let settings: String = row.get(2)?;
+                let (group, team) =
+                    audience_of(&audience).ok_or_else(|| unreadable(0, &audience))?;
+                Ok(ManagedSettingsFile {
+                    group,
+                    team,
+                    uuid: row.get(1)?,
+                    settings: serde_json::from_str(&settings)
+                        .map_err(|_| unreadable(2, &settings))?,
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(|e| self.fail(e))?;
+        Ok(rows)
+    }
+
+    pub fn put_managed_settings(&self, doc: &ManagedSettingsFile) -> Result<(), PolicyStoreError> {
+        let settings = serde_json::Value::Object(doc.settings.clone()).to_string();
+        self.conn
+            .execute(
+                "INSERT INTO managed_settings (audience, uuid, settings, updated_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (audience) DO UPDATE SET uuid = ?2, settings = ?3, updated_at = ?4",
+                params![audience_key(doc), doc.uuid, settings, now()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Removes a stored document (`audience`: `group:<name>`, `team:<name>` or `everyone`);
+    /// returns whether there was one.
+    pub fn delete_managed_settings(&self, audience: &str) -> Result<bool, PolicyStoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM managed_settings WHERE audience = ?1",
+                params![audience],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.fail(e))
+    }
+
     pub fn limits(&self, scope: EntityScope) -> Result<Vec<LimitedFile>, PolicyStoreError> {
         let mut stmt = self
             .conn
@@ -188,6 +241,25 @@ impl PolicyStore {
     }
 }
 
+/// A document's audience as stored: `group:<name>`, `team:<name>` or `everyone`.
+pub fn audience_key(doc: &ManagedSettingsFile) -> String {
+    match (&doc.group, &doc.team) {
+        (Some(group), _) => format!("group:{group}"),
+        (None, Some(team)) => format!("team:{team}"),
+        (None, None) => "everyone".into(),
+    }
+}
+
+/// (group, team) of a stored audience.
+fn audience_of(key: &str) -> Option<(Option<String>, Option<String>)> {
+    match key.split_once(':') {
+        Some(("group", name)) => Some((Some(name.to_string()), None)),
+        Some(("team", name)) => Some((None, Some(name.to_string()))),
+        None if key == "everyone" => Some((None, None)),
+        _ => None,
+    }
+}
+
 /// A stored value sluice did not write (the row cannot be read as a budget).
 fn unreadable(column: usize, text: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -220,6 +292,11 @@ pub fn merge_into(file: &mut FileConfig) -> Result<(), PolicyStoreError> {
             list.retain(|f| f.name != e.name);
             list.push(e);
         }
+    }
+    for doc in store.managed_settings()? {
+        let key = audience_key(&doc);
+        file.managed_settings.retain(|f| audience_key(f) != key);
+        file.managed_settings.push(doc);
     }
     Ok(())
 }
