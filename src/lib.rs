@@ -13,6 +13,7 @@
 //! - [`state`]: what lives while sluice serves (credentials, key tables, counters, health),
 //!   built from a config and carried across reloads part by part.
 //! - [`signin`]: sign-in at the company's identity provider (Claude Code's `/login`).
+//! - [`cri`]: customer-routed inference (Anthropic-minted tokens, verified offline).
 //! - [`telemetry`]: the relay of Claude Code's OpenTelemetry exports to the operator's collectors.
 //! - [`tls`]: HTTPS at the edge (certificates, handshakes, client-certificate identities).
 //!
@@ -23,6 +24,7 @@
 pub mod admin;
 pub mod audit;
 pub mod config;
+pub mod cri;
 pub mod digest;
 pub mod format;
 pub mod http1;

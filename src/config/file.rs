@@ -37,6 +37,8 @@ pub struct FileConfig {
     pub managed_settings: Vec<ManagedSettingsFile>,
     /// Where Claude Code's OpenTelemetry exports go.
     pub telemetry: TelemetryFile,
+    /// Customer-routed inference (Claude Enterprise callers with Anthropic-minted tokens).
+    pub cri: Option<CriFile>,
     pub admin: Option<AdminFile>,
     /// Limits of issued keys, set over the admin API (never read from the file).
     #[serde(skip)]
@@ -103,6 +105,22 @@ pub struct ManagedSettingsFile {
     pub uuid: Option<String>,
     /// The document (`managed-settings.json`), as TOML in the file or JSON over the admin API.
     pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `[cri]`: customer-routed inference.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CriFile {
+    /// The token issuer (default: Anthropic's).
+    pub issuer: Option<String>,
+    /// The key set (default: `{issuer}/jwks.json`).
+    pub jwks_url: Option<String>,
+    /// The audiences registered for this gateway.
+    pub audience: Vec<String>,
+    /// The organizations allowed to route inference here.
+    pub org_allowlist: Vec<String>,
+    /// Extra PEM roots to trust for the key set.
+    pub ca_file: Option<String>,
 }
 
 /// `[telemetry]`: OTLP/HTTP collectors the exports sent to sluice are relayed to.

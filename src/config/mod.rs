@@ -13,10 +13,12 @@
 //! - [`policies`]: rate limits, budgets and prices.
 //! - [`signin`]: sign-in at the company's OpenID Connect provider.
 //! - [`managed`]: the policy documents Claude Code takes from `/managed/settings`.
+//! - [`cri`]: customer-routed inference (Anthropic-minted tokens for Claude Enterprise callers).
 //! - [`telemetry`]: the collectors Claude Code's OpenTelemetry exports are relayed to.
 //!
 //! Every error names the path of the field at fault (`routes[2].model`).
 
+pub mod cri;
 pub mod file;
 pub mod jwt;
 pub mod keys;
@@ -111,6 +113,7 @@ pub struct Config {
     pub signin: Option<signin::SigninSettings>,
     pub managed_settings: managed::ManagedSettings,
     pub telemetry: telemetry::TelemetrySettings,
+    pub cri: Option<cri::CriSettings>,
     pub policies: Policies,
 }
 
@@ -228,6 +231,7 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
             .transpose()?,
         managed_settings: managed::build(&file.managed_settings)?,
         telemetry: telemetry::build(&file.telemetry)?,
+        cri: file.cri.as_ref().map(cri::build).transpose()?,
         policies: policies::build(&file)?,
         audit: AuditSettings {
             path: (file.audit.path != "off").then(|| file.audit.path.clone().into()),

@@ -31,6 +31,7 @@ pub fn post(
         body,
         extra_roots,
     )
+    .map(|r| (r.status, r.body))
 }
 
 /// POSTs `body` to `url` with the given header fields; returns (status, response body).
@@ -40,7 +41,7 @@ pub fn post_with(
     body: &[u8],
     extra_roots: &[CertificateDer<'static>],
 ) -> Result<(u16, Vec<u8>), SideRequestError> {
-    send("POST", url, headers, body, extra_roots)
+    send("POST", url, headers, body, extra_roots).map(|r| (r.status, r.body))
 }
 
 /// GETs `url` with extra header fields; returns (status, response body).
@@ -49,7 +50,23 @@ pub fn get(
     headers: &[(&str, &str)],
     extra_roots: &[CertificateDer<'static>],
 ) -> Result<(u16, Vec<u8>), SideRequestError> {
-    send("GET", url, headers, b"", extra_roots)
+    send("GET", url, headers, b"", extra_roots).map(|r| (r.status, r.body))
+}
+
+/// An answer with how long it may be cached.
+pub struct Fetched {
+    pub status: u16,
+    /// `Cache-Control: max-age`, in seconds.
+    pub max_age: Option<u64>,
+    pub body: Vec<u8>,
+}
+
+/// GETs `url`; the answer says how long it may be cached.
+pub fn fetch(
+    url: &str,
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<Fetched, SideRequestError> {
+    send("GET", url, &[], b"", extra_roots)
 }
 
 fn send(
@@ -58,7 +75,7 @@ fn send(
     headers: &[(&str, &str)],
     body: &[u8],
     extra_roots: &[CertificateDer<'static>],
-) -> Result<(u16, Vec<u8>), SideRequestError> {
+) -> Result<Fetched, SideRequestError> {
     let target = Upstream::from_url("side", url, None)?;
     let path = if target.base_path.is_empty() {
         "/".to_string()
@@ -109,10 +126,7 @@ fn send(
     }
 }
 
-fn exchange(
-    mut stream: impl Read + Write,
-    request: &[u8],
-) -> Result<(u16, Vec<u8>), SideRequestError> {
+fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Result<Fetched, SideRequestError> {
     stream.write_all(request).map_err(SideRequestError::Send)?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
@@ -129,19 +143,35 @@ fn exchange(
     let mut rest = buf.split_off(used);
     let mut cursor = BodyCursor::new(head.framing);
     let mut body = Vec::new();
+    let max_age = head.header_str("cache-control").and_then(max_age);
+    let done = |body| Fetched {
+        status: head.status,
+        max_age,
+        body,
+    };
     loop {
         let input = std::mem::take(&mut rest);
         cursor.advance(&input, |r| {
             body.extend_from_slice(input.get(r).unwrap_or_default())
         })?;
         if cursor.is_done() || body.len() > MAX_BODY {
-            return Ok((head.status, body));
+            return Ok(done(body));
         }
         let n = stream.read(&mut chunk).map_err(SideRequestError::Receive)?;
         if n == 0 {
             cursor.on_eof()?;
-            return Ok((head.status, body));
+            return Ok(done(body));
         }
         rest.extend_from_slice(chunk.get(..n).unwrap_or_default());
     }
+}
+
+/// The `max-age` of a `Cache-Control` value.
+fn max_age(value: &str) -> Option<u64> {
+    value.split(',').find_map(|d| {
+        let (name, seconds) = d.trim().split_once('=')?;
+        name.eq_ignore_ascii_case("max-age")
+            .then(|| seconds.trim().parse().ok())
+            .flatten()
+    })
 }

@@ -48,6 +48,8 @@ pub enum Identity {
         /// The models the team may use (`[[signin.teams]] models`); `None`: all.
         models: Option<Arc<Vec<ModelPattern>>>,
     },
+    /// A Claude Enterprise caller with an Anthropic-minted CRI token.
+    CustomerRouted { org: String, user: String },
     /// Open access with the client's own credential (passed upstream when the upstream has none).
     PassThrough { fingerprint: String },
     /// Open access, no credential presented.
@@ -62,6 +64,7 @@ impl Identity {
             Identity::Jwt { subject, .. } => format!("jwt:{subject}"),
             Identity::Certificate { name, .. } => format!("cert:{name}"),
             Identity::SignedIn { email, .. } => format!("user:{email}"),
+            Identity::CustomerRouted { org, .. } => format!("cri:{org}"),
             Identity::PassThrough { fingerprint } => format!("passthrough:{fingerprint}"),
             Identity::Anonymous => "anonymous".into(),
         }
@@ -73,6 +76,7 @@ impl Identity {
             | Identity::Jwt { user, .. }
             | Identity::Certificate { user, .. } => user.clone(),
             Identity::SignedIn { email, .. } => Some(email.clone()),
+            Identity::CustomerRouted { user, .. } => Some(user.clone()),
             _ => None,
         }
     }
@@ -297,6 +301,9 @@ fn identify(
             .ok_or(GatewayError::Unauthorized);
     };
     let tokens = connection.tokens;
+    if let Some(identity) = customer_routed(state, key)? {
+        return Ok(identity);
+    }
     if let Some(identity) = signed_in(state, key, connection.signin_tokens)? {
         return Ok(identity);
     }
@@ -343,6 +350,32 @@ fn identify(
         team: found.team.clone(),
         models: found.models.clone(),
     })
+}
+
+/// The Claude Enterprise caller a CRI token names, if the credential is one (and CRI is on):
+/// refused when it does not verify, 503 while no fresh key set is held.
+fn customer_routed(state: &State, key: &[u8]) -> Result<Option<Identity>, GatewayError> {
+    let Some(cri) = &state.cri else {
+        return Ok(None);
+    };
+    if !looks_like_jwt(key) {
+        return Ok(None);
+    }
+    let token = std::str::from_utf8(key).map_err(|_| GatewayError::Unauthorized)?;
+    if !crate::cri::CriVerifier::is_cri_token(token) {
+        return Ok(None);
+    }
+    match cri.verify(token, crate::signin::tokens::now_secs()) {
+        Ok(p) => Ok(Some(Identity::CustomerRouted {
+            org: p.org,
+            user: p.actor.unwrap_or(p.subject),
+        })),
+        Err(crate::cri::CriRefusal::KeysUnavailable) => Err(GatewayError::CriKeysUnavailable),
+        Err(why) => {
+            tracing::info!(reason = why.label(), detail = %why, "CRI token refused");
+            Err(GatewayError::Unauthorized)
+        }
+    }
 }
 
 /// The developer a sluice access token names, if the credential is one: `Ok(None)` when it is

@@ -85,9 +85,9 @@ pub enum GatewayError {
     #[error("upstream sent an invalid response: {0}")]
     UpstreamProtocol(Http1Error),
     /// A cloud upstream refused a Messages request: its type, a generic message (see
-    /// [`super::cloud_error`]).
+    /// [`super::upstream_refusal`]).
     #[error("{}", .0.message)]
-    CloudRefused(super::cloud_error::CloudRefusal),
+    UpstreamRefused(super::upstream_refusal::UpstreamRefusal),
     #[error("upstream closed the connection before answering")]
     UpstreamClosed,
     #[error("upstream I/O error: {0}")]
@@ -98,6 +98,9 @@ pub enum GatewayError {
     Overloaded,
     #[error("the spend ledger is unavailable and store.on_failure is closed")]
     StoreUnavailable,
+    /// A CRI token arrived while no fresh key set is held (fail closed).
+    #[error("customer-routed inference is unavailable: the issuer's keys could not be fetched; retry shortly")]
+    CriKeysUnavailable,
 }
 
 impl GatewayError {
@@ -167,7 +170,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout => r(504, "timeout_error", Upstream, "upstream_timeout"),
             GatewayError::UpstreamProtocol(_) => r(502, "api_error", Upstream, "upstream_protocol"),
             GatewayError::UpstreamClosed => r(502, "api_error", Upstream, "upstream_closed"),
-            GatewayError::CloudRefused(refusal) => {
+            GatewayError::UpstreamRefused(refusal) => {
                 r(refusal.status, refusal.kind, Upstream, "upstream_refused")
             }
             GatewayError::UpstreamIo(_) => r(502, "api_error", Upstream, "upstream_io"),
@@ -176,6 +179,7 @@ impl GatewayError {
             }
             GatewayError::Overloaded => r(529, "overloaded_error", Internal, "overloaded"),
             GatewayError::StoreUnavailable => r(503, "api_error", Policy, "store_unavailable"),
+            GatewayError::CriKeysUnavailable => r(503, "api_error", Policy, "cri_jwks_unavailable"),
         }
     }
 }
@@ -190,7 +194,7 @@ impl GatewayError {
             GatewayError::RateLimited { retry_after, .. } => {
                 fields.push(("retry-after", retry_after.to_string()));
             }
-            GatewayError::CloudRefused(refusal) => {
+            GatewayError::UpstreamRefused(refusal) => {
                 if let Some(seconds) = refusal.retry_after {
                     fields.push(("retry-after", seconds.to_string()));
                 }
@@ -202,7 +206,9 @@ impl GatewayError {
                 );
                 fields.push(("x-should-retry", "false".into()));
             }
-            GatewayError::Overloaded | GatewayError::StoreUnavailable => {
+            GatewayError::Overloaded
+            | GatewayError::StoreUnavailable
+            | GatewayError::CriKeysUnavailable => {
                 fields.push(("retry-after", "1".into()));
             }
             GatewayError::SignInEnded | GatewayError::NotSupported(_) => {

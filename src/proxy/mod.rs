@@ -40,9 +40,9 @@ pub mod balance;
 pub mod batches;
 pub mod billing_group;
 pub mod budget;
+pub mod capability;
 pub mod classify;
 pub mod client;
-pub mod cloud_error;
 pub mod dry_run;
 pub mod error;
 pub mod exchange;
@@ -53,6 +53,7 @@ pub mod relay;
 pub mod request_body;
 pub mod route;
 pub mod signin;
+pub mod upstream_refusal;
 pub mod usage_notice;
 pub mod verified_tokens;
 
@@ -372,6 +373,12 @@ async fn run_phases(
     if auth.pending_sigv4.is_none() {
         ex.set_identity(&auth.identity);
     }
+    let messages_only = matches!(op, Operation::Messages | Operation::CountTokens);
+    if matches!(auth.identity, authenticate::Identity::CustomerRouted { .. }) && !messages_only {
+        return Err(GatewayError::OperationNotAllowed(
+            "customer-routed inference may use only /v1/messages and /v1/messages/count_tokens",
+        ));
+    }
     if op.is_local() {
         let answered = answer_locally(client, head, &op, &auth, gw, ex).await?;
         ex.response = answered.response;
@@ -425,6 +432,7 @@ async fn run_phases(
         op: &op,
         body: &body,
         target: &target,
+        customer_routed: matches!(auth.identity, authenticate::Identity::CustomerRouted { .. }),
     };
     deliver(client, &out, governed, gw, ex).await
 }
@@ -645,6 +653,9 @@ struct Outgoing<'a> {
     op: &'a Operation,
     body: &'a RequestBody,
     target: &'a route::Target,
+    /// The caller is customer-routed: the upstream's identity and quota fields and error words
+    /// never reach it.
+    customer_routed: bool,
 }
 
 /// Phases 7 and 8 over the route's deployments: forward to the first; on a connect failure,
@@ -696,9 +707,16 @@ async fn forward_with_fallback(
                 } else {
                     gw.balancer.success(candidate.upstream);
                 }
-                if status >= 400 && told_generically(out.op, &upstream.provider) {
+                let betas = client_betas(out.head);
+                let audience = if out.customer_routed {
+                    Some(upstream_refusal::Audience::CustomerRouted { betas: &betas })
+                } else {
+                    told_generically(out.op, &upstream.provider)
+                        .then_some(upstream_refusal::Audience::CloudClient)
+                };
+                if let (true, Some(audience)) = (status >= 400, audience) {
                     let idle = gw.config.timeouts.stream_idle;
-                    let (refusal, said) = cloud_error::read(response, idle).await;
+                    let (refusal, said) = upstream_refusal::read(response, idle, audience).await;
                     tracing::warn!(
                         request_id = %ex.request.id,
                         upstream = %upstream.name,
@@ -706,7 +724,7 @@ async fn forward_with_fallback(
                         upstream_said = %said,
                         "cloud upstream refused the request"
                     );
-                    return Err(GatewayError::CloudRefused(refusal));
+                    return Err(GatewayError::UpstreamRefused(refusal));
                 }
                 let conversion = match (bedrock_client, upstream.provider.is_bedrock()) {
                     (true, false) => relay::Conversion::SseToEventStream,
@@ -715,6 +733,7 @@ async fn forward_with_fallback(
                 };
                 let plan = relay::RelayPlan {
                     req: head,
+                    strip_upstream_identity: out.customer_routed,
                     added_headers: &ex.response_headers,
                     body_read: client.body_read(),
                     hold_last,
@@ -735,6 +754,18 @@ async fn forward_with_fallback(
         }
     }
     Err(last_error)
+}
+
+/// The request's `anthropic-beta` values.
+fn client_betas(head: &RequestHead) -> Vec<&str> {
+    head.header_str("anthropic-beta")
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|b| !b.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A cloud upstream's refusal of a Messages-format request is told in generic words (its

@@ -138,6 +138,8 @@ pub struct RelayPlan<'a> {
     pub req: &'a RequestHead,
     /// Fields sluice adds to the response head.
     pub added_headers: &'a [(&'static str, String)],
+    /// Leave out the upstream's identity and quota fields (a customer-routed caller).
+    pub strip_upstream_identity: bool,
     /// The request body was read to its end (otherwise the connection closes after this
     /// response).
     pub body_read: bool,
@@ -213,7 +215,13 @@ pub async fn relay(
         .iter()
         .map(|(n, v)| (*n, v.as_bytes()))
         .collect();
-    write_head(&head, &output, close, &added, &mut out);
+    write_head(
+        &head,
+        (&output, plan.strip_upstream_identity),
+        close,
+        &added,
+        &mut out,
+    );
     let head_len = out.len();
     // The first body bytes that came with the head go out in the same write.
     let first = take_body(&mut cursor, &mut buf, &mut meter, &mut output, &mut out);
@@ -301,12 +309,12 @@ fn reusable(
 
 fn write_head(
     head: &ResponseHead,
-    output: &Output,
+    (output, strip_identity): (&Output, bool),
     close: bool,
     added: &[(&str, &[u8])],
     out: &mut Vec<u8>,
 ) {
-    let (drop, content_type, chunked): (&[&str], Option<&[u8]>, bool) = match output {
+    let (reframed, content_type, chunked): (&[&str], Option<&[u8]>, bool) = match output {
         Output::Raw => (&[], None, false),
         Output::Dechunked => (&["transfer-encoding", "content-length"], None, false),
         Output::EventStream { chunked, .. } => (REFRAMED, Some(EVENT_STREAM_TYPE), *chunked),
@@ -326,17 +334,23 @@ fn write_head(
     extra.extend_from_slice(added);
     // Limits sluice reports replace the upstream's (which describe sluice's own credential).
     let prefix = super::usage_notice::RATE_LIMIT_PREFIX;
-    let drop_prefix = added
-        .iter()
-        .any(|(name, _)| name.starts_with(prefix))
+    let drop_prefix = (strip_identity || added.iter().any(|(name, _)| name.starts_with(prefix)))
         .then_some(prefix);
+    let mut drop: Vec<&str> = reframed.to_vec();
+    if strip_identity {
+        drop.extend(UPSTREAM_IDENTITY);
+    }
     let rewrite = ResponseRewrite {
         close,
-        drop,
+        drop: &drop,
         drop_prefix,
     };
     rewrite_response(head, rewrite, &extra, out);
 }
+
+/// What names the operator's upstream account and route, kept from customer-routed callers
+/// (with `anthropic-ratelimit-*`).
+const UPSTREAM_IDENTITY: [&str; 4] = ["request-id", "anthropic-organization-id", "cf-ray", "via"];
 
 /// The upstream's framing fields, replaced when sluice re-frames a body in another type.
 const REFRAMED: &[&str] = &["content-type", "content-length", "transfer-encoding"];

@@ -45,6 +45,7 @@ pub async fn answer(
         sec_fetch_site: text("sec-fetch-site"),
         cookie: text("cookie"),
         client_ip: client.peer,
+        cri_enabled: gw.state.cri.is_some(),
     };
     let reply = signin.call(request).await;
     let keep_alive = head.keep_alive && client.body_read();

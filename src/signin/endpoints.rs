@@ -104,9 +104,7 @@ impl Endpoints {
 
     fn discovery(&self, request: &SigninRequest) -> SigninReply {
         let base = &request.base_url;
-        SigninReply::json(
-            200,
-            &json!({
+        let mut document = json!({
                 "issuer": base,
                 "device_authorization_endpoint": format!("{base}/oauth/device_authorization"),
                 "token_endpoint": format!("{base}/oauth/token"),
@@ -116,8 +114,11 @@ impl Endpoints {
                 "token_endpoint_auth_methods_supported": ["none"],
                 "scopes_supported": ["openid", "profile", "email"],
                 "gateway_protocol_version": 1,
-            }),
-        )
+        });
+        if request.cri_enabled {
+            document["cri_enabled"] = json!(true);
+        }
+        SigninReply::json(200, &document)
     }
 
     fn device_authorization(

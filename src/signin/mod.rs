@@ -87,6 +87,8 @@ pub struct SigninRequest {
     pub cookie: Option<String>,
     /// The client's address, for the per-address limits on starting and approving sign-ins.
     pub client_ip: Option<std::net::IpAddr>,
+    /// Customer-routed inference is on (the discovery document says so).
+    pub cri_enabled: bool,
 }
 
 impl SigninRequest {

@@ -32,6 +32,7 @@ use thiserror::Error;
 use crate::audit::AuditLog;
 use crate::config::policies::Policies;
 use crate::config::{Config, ConfigError};
+use crate::cri::CriVerifier;
 use crate::limits::budget::Budgets;
 use crate::limits::RateLimiter;
 use crate::provider::health::{self, HealthBoard};
@@ -53,6 +54,8 @@ pub enum StateError {
     Ledger(#[from] LedgerError),
     #[error("sign-in: {0}")]
     Signin(#[from] crate::signin::SigninError),
+    #[error("{0}")]
+    Cri(#[from] crate::cri::CriError),
 }
 
 /// Everything that lives while sluice serves.
@@ -73,6 +76,8 @@ pub struct State {
     pub signin: Option<Arc<Signin>>,
     /// The relay of OpenTelemetry exports, when a collector is configured.
     pub telemetry: Option<Arc<TelemetryRelay>>,
+    /// The verifier of customer-routed inference tokens, when `[cri]` is configured.
+    pub cri: Option<Arc<CriVerifier>>,
 }
 
 impl State {
@@ -96,6 +101,7 @@ impl State {
             budgets: Arc::new(budgets(&config.policies)),
             signin: open_signin(config, commands)?,
             telemetry: TelemetryRelay::open(&config.telemetry).map(Arc::new),
+            cri: open_cri(config)?,
         })
     }
 
@@ -111,6 +117,9 @@ impl State {
         }
         if let Some(relay) = &self.telemetry {
             relay.start();
+        }
+        if let Some(cri) = &self.cri {
+            cri.start();
         }
     }
 
@@ -172,6 +181,16 @@ impl State {
                     fresh
                 }
             },
+            cri: match &self.cri {
+                Some(cri) if running.cri == next.cri => Some(Arc::clone(cri)),
+                _ => {
+                    let fresh = open_cri(next)?;
+                    if let Some(cri) = &fresh {
+                        cri.start();
+                    }
+                    fresh
+                }
+            },
         };
         for i in fresh {
             if let Some(upstream) = state.upstreams.get(i) {
@@ -190,6 +209,7 @@ impl State {
         self.keys.is_empty()
             && self.jwt.is_none()
             && config.signin.is_none()
+            && config.cri.is_none()
             && !self.issued_keys.issued_any()
             && config
                 .tls
@@ -241,6 +261,16 @@ fn budgets(policies: &Policies) -> Budgets {
         budgets.add_session(*spec);
     }
     budgets
+}
+
+/// The CRI verifier (its CA file read now; no key fetched until it starts).
+fn open_cri(config: &Config) -> Result<Option<Arc<CriVerifier>>, StateError> {
+    Ok(config
+        .cri
+        .as_ref()
+        .map(CriVerifier::open)
+        .transpose()?
+        .map(Arc::new))
 }
 
 /// Sign-in, opened on the store (not under a check, which reads the store nowhere).

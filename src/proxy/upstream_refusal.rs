@@ -1,10 +1,15 @@
-//! A cloud upstream's refusal (Bedrock, Vertex), told to a Messages client. Cloud error
-//! messages can name the operator's account, role or project, so the client gets the Anthropic
-//! envelope with the refusal's type and a generic message, and the operator's log gets the
-//! upstream's own words. Two kinds of message pass, because Claude Code's recovery matches
-//! them: a 400 or 413 that is already an Anthropic envelope (the model's own "prompt is too
-//! long…"), and a request too large for the model, told as Bedrock's exact `Input is too
-//! long.` (Vertex's size error too).
+//! An upstream's refusal, told in sluice's words where the upstream's own could leak what the
+//! caller must not see; the operator's log gets the upstream's words.
+//!
+//! - A cloud upstream (Bedrock, Vertex) refusing a Messages client: cloud messages name the
+//!   operator's account, role or project, so the client gets the Anthropic envelope with the
+//!   refusal's type and a generic message. Two kinds of message pass, because Claude Code's
+//!   recovery matches them: a 400 or 413 that is already an Anthropic envelope (the model's own
+//!   "prompt is too long…"), and a request too large for the model, told as Bedrock's exact
+//!   `Input is too long.` (Vertex's size error too).
+//! - Any upstream refusing a customer-routed caller ([`crate::cri`]): a generic message, or
+//!   `capability_rejected: <class>` when the refusal is over something the caller can change
+//!   ([`super::capability`]).
 
 use super::forward::UpstreamResponse;
 use crate::http1::body::BodyCursor;
@@ -30,7 +35,7 @@ const KNOWN_TYPES: [&str; 11] = [
 
 /// What a Messages client is told about a cloud upstream's refusal.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CloudRefusal {
+pub struct UpstreamRefusal {
     pub status: u16,
     pub kind: &'static str,
     pub message: String,
@@ -38,42 +43,86 @@ pub struct CloudRefusal {
     pub retry_after: Option<u64>,
 }
 
-/// Reads the refusal's body (at most 64 KiB, within `idle`) and says what the client is told,
+/// Who the refusal is told to.
+#[derive(Clone, Copy, Debug)]
+pub enum Audience<'a> {
+    /// A Messages client of a cloud upstream.
+    CloudClient,
+    /// A customer-routed caller, with its request's `anthropic-beta` values.
+    CustomerRouted { betas: &'a [&'a str] },
+}
+
+/// Reads the refusal's body (at most 64 KiB, within `idle`) and says what `audience` is told,
 /// and what the upstream said (for the log).
-pub async fn read(mut resp: UpstreamResponse, idle: std::time::Duration) -> (CloudRefusal, String) {
+pub async fn read(
+    mut resp: UpstreamResponse,
+    idle: std::time::Duration,
+    audience: Audience<'_>,
+) -> (UpstreamRefusal, String) {
     let body = read_body(&mut resp, idle).await;
     let retry_after = resp
         .head
         .header_str("retry-after")
         .and_then(|v| v.trim().parse().ok());
     let said = String::from_utf8_lossy(&body).into_owned();
-    let mut refusal = told(resp.head.status, &body);
+    let mut refusal = match audience {
+        Audience::CloudClient => told(resp.head.status, &body),
+        Audience::CustomerRouted { betas } => {
+            told_to_customer_routed(resp.head.status, &body, betas)
+        }
+    };
     refusal.retry_after = retry_after;
     (refusal, said)
 }
 
-/// The refusal as told to the client, from the upstream's status and body.
-pub fn told(status: u16, body: &[u8]) -> CloudRefusal {
+/// The refusal as told to a customer-routed caller: the type, and the capability class or a
+/// generic message.
+pub fn told_to_customer_routed(status: u16, body: &[u8], betas: &[&str]) -> UpstreamRefusal {
     let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-    let envelope = parsed.as_ref().and_then(anthropic_envelope);
-    let kind = envelope
+    let kind = parsed
+        .as_ref()
+        .and_then(anthropic_envelope)
         .map(|(kind, _)| kind)
         .unwrap_or_else(|| kind_of(status));
-    let upstream_message = parsed
-        .as_ref()
+    let message = upstream_message(parsed.as_ref());
+    let message = match super::capability::class_of(status, message, betas) {
+        Some(class) => format!("capability_rejected: {class}"),
+        None => generic(status).to_string(),
+    };
+    UpstreamRefusal {
+        status,
+        kind,
+        message,
+        retry_after: None,
+    }
+}
+
+/// The message inside an upstream's error body, whatever its shape.
+fn upstream_message(parsed: Option<&serde_json::Value>) -> &str {
+    parsed
         .and_then(|v| {
             v.get("message")
                 .or_else(|| v.get("error")?.get("message"))
                 .or_else(|| v.get("Message"))
         })
         .and_then(|m| m.as_str())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The refusal as told to the client, from the upstream's status and body.
+pub fn told(status: u16, body: &[u8]) -> UpstreamRefusal {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let envelope = parsed.as_ref().and_then(anthropic_envelope);
+    let kind = envelope
+        .map(|(kind, _)| kind)
+        .unwrap_or_else(|| kind_of(status));
+    let upstream_message = upstream_message(parsed.as_ref());
     let message = match envelope {
         Some((_, message)) if status == 400 || status == 413 => truncated(message, 1000),
         _ if status == 400 && too_long(upstream_message) => "Input is too long.".to_string(),
         _ => generic(status).to_string(),
     };
-    CloudRefusal {
+    UpstreamRefusal {
         status,
         kind,
         message,
