@@ -661,3 +661,116 @@ fn sign_ins_started_and_codes_tried_are_limited_per_address() {
     );
     assert!(tried.iter().all(|s| *s == 400 || *s == 429), "{tried:?}");
 }
+
+/// Claude Code's own sign-in (`claude auth login --gateway-json`: the `/login` dialog's
+/// questions as JSON lines) against sluice, a real browser approving the code; then the CLI
+/// runs on the stored sign-in, takes its managed settings from sluice and applies the `env`
+/// they push (a header every model request then carries).
+#[test]
+fn claude_codes_own_login_signs_in_and_applies_the_pushed_settings() {
+    use std::io::{BufRead, BufReader, Write};
+    let clients = real_clients();
+    let mut idp = IdentityProvider::start(
+        &clients.join("oidc-provider/node_modules/oidc-provider"),
+        &json!({"dana": ["eng-platform"]}),
+    );
+    let mock = mock(&[]);
+    let policy = "[[managed_settings]]\ngroup = \"eng-platform\"\n[managed_settings.settings.env]\nANTHROPIC_CUSTOM_HEADERS = \"x-policy-pushed: yes\"\n";
+    let gw = SignedGateway::start(&mut idp, &mock, policy);
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".claude")).unwrap();
+    std::fs::write(
+        home.path().join(".claude/settings.json"),
+        json!({"forceLoginMethod": "gateway", "forceLoginGatewayUrl": gw.base}).to_string(),
+    )
+    .unwrap();
+    let claude = |args: &[&str]| {
+        let mut command =
+            Command::new(clients.join("claude-code-2.1.330/node_modules/.bin/claude"));
+        command
+            .args(args)
+            .current_dir(home.path())
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", home.path())
+            .env("NODE_EXTRA_CA_CERTS", &gw.pki.ca_file)
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("DISABLE_AUTOUPDATER", "1");
+        command
+    };
+    let mut login = claude(&["auth", "login", "--gateway-json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run claude auth login");
+    let mut answers = login.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = login.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let browser = Browser::start();
+    let mut seen = Vec::new();
+    let done = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the sign-in stalled after {seen:?}"));
+        let question: Value = serde_json::from_str(&line).unwrap();
+        let state = question["state"].as_str().unwrap_or_default().to_string();
+        seen.push(state.clone());
+        match state.as_str() {
+            // The URL, trusting the gateway's certificate, the account: accepted as a person would.
+            "url_input" | "trust_prompt" | "confirm_account" => {
+                let answer = json!({"state": state, "shown": question["shown"], "accept": true});
+                writeln!(answers, "{answer}").unwrap();
+            }
+            "polling" => {
+                let link = question["browserUrl"].as_str().unwrap();
+                approve_in_browser(&browser, link, "dana");
+            }
+            "done" => break question,
+            "error" => panic!("the sign-in failed: {question}"),
+            _ => {}
+        }
+    };
+    assert!(seen.contains(&"polling".to_string()), "{seen:?}");
+    drop(answers);
+    let _ = login.wait();
+    assert_eq!(done["state"], "done");
+
+    // The stored sign-in: the CLI's requests are dana's, and the settings sluice pushes apply.
+    let out = claude(&["-p", "echo hello", "--output-format", "json"])
+        .output()
+        .expect("run claude -p");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "claude exited {:?}\nstdout: {stdout}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let polled = gw
+        .gw
+        .records()
+        .into_iter()
+        .find(|r| r["operation"] == "managed_settings" && r["status"] == 200);
+    assert!(polled.is_some(), "the CLI read its managed settings");
+    let record = gw.first_messages_record();
+    assert_eq!(record["identity"], "user:dana@example.com", "{record}");
+    let pushed = mock_requests(&mock).into_iter().any(|r| {
+        r["headers"].as_array().unwrap().iter().any(|h| {
+            h[0].as_str()
+                .unwrap()
+                .eq_ignore_ascii_case("x-policy-pushed")
+                && h[1] == "yes"
+        })
+    });
+    assert!(
+        pushed,
+        "the env pushed by the managed settings reached the model requests"
+    );
+}
