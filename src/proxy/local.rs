@@ -65,18 +65,13 @@ pub async fn answer(
         }
     };
     let head_only = head.method == Method::Head;
-    write_response(
+    write_answer(
         client,
-        status,
-        &[],
-        &body,
-        !keep_alive,
+        (status, &[], &body),
         head_only,
-        request_id,
+        (request_id, keep_alive),
     )
     .await
-    .map_err(|_| GatewayError::ClientHttp(Http1Error::UnexpectedEof))?;
-    Ok(Answered::new(status, body.len(), keep_alive))
 }
 
 /// Answers `GET /metrics` with the Prometheus text rendered by the caller.
@@ -86,18 +81,13 @@ pub async fn metrics(
     text: String,
     (request_id, keep_alive): (&str, bool),
 ) -> Result<Answered, GatewayError> {
-    write_response(
+    write_answer(
         client,
-        200,
-        &[("content-type", PROMETHEUS_TEXT)],
-        text.as_bytes(),
-        !keep_alive,
+        (200, &[("content-type", PROMETHEUS_TEXT)], text.as_bytes()),
         head.method == Method::Head,
-        request_id,
+        (request_id, keep_alive),
     )
     .await
-    .map_err(|_| GatewayError::ClientHttp(Http1Error::UnexpectedEof))?;
-    Ok(Answered::new(200, text.len(), keep_alive))
 }
 
 /// Answers `GET /managed/settings` for `identity`: its document (200, `ETag`: the quoted
@@ -141,18 +131,13 @@ pub async fn managed_settings(
         (200, body)
     };
     let head_only = head.method == Method::Head;
-    write_response(
+    write_answer(
         client,
-        status,
-        &extra,
-        body.as_bytes(),
-        !keep_alive,
+        (status, &extra, body.as_bytes()),
         head_only,
-        request_id,
+        (request_id, keep_alive),
     )
     .await
-    .map_err(|_| GatewayError::ClientHttp(Http1Error::UnexpectedEof))?;
-    Ok(Answered::new(status, body.len(), keep_alive))
 }
 
 /// Answers `GET /api/oauth/usage` for `identity`: where its key, user and team budgets stand,
@@ -176,18 +161,13 @@ pub async fn usage(
     let body = document.to_string();
     let extra = [("cache-control", "no-store")];
     let head_only = head.method == Method::Head;
-    write_response(
+    write_answer(
         client,
-        200,
-        &extra,
-        body.as_bytes(),
-        !keep_alive,
+        (200, &extra, body.as_bytes()),
         head_only,
-        request_id,
+        (request_id, keep_alive),
     )
     .await
-    .map_err(|_| GatewayError::ClientHttp(Http1Error::UnexpectedEof))?;
-    Ok(Answered::new(200, body.len(), keep_alive))
 }
 
 /// Takes an OpenTelemetry export: hands it to the relay (when a collector takes its signal)
@@ -227,18 +207,13 @@ pub async fn telemetry(
     } else {
         ("application/x-protobuf", b"")
     };
-    write_response(
+    write_answer(
         client,
-        200,
-        &[("content-type", answer_type)],
-        answer,
-        !keep_alive,
+        (200, &[("content-type", answer_type)], answer),
         false,
-        request_id,
+        (request_id, keep_alive),
     )
     .await
-    .map_err(|_| GatewayError::ClientHttp(Http1Error::UnexpectedEof))?;
-    Ok(Answered::new(200, answer.len(), keep_alive))
 }
 
 /// What `identity` (its user, else its key) spent in the current day, week and month, in cents.
@@ -299,6 +274,28 @@ pub async fn reply_error(
     answered.response.error = Some(r.label);
     answered.response.rejected = r.fault == super::error::Fault::Policy;
     answered
+}
+
+/// Writes a complete local answer — `(status, extra fields, body)`, the head alone for a HEAD
+/// request — and says what was answered.
+async fn write_answer(
+    client: &mut ClientConn,
+    (status, extra, body): (u16, &[(&str, &str)], &[u8]),
+    head_only: bool,
+    (request_id, keep_alive): (&str, bool),
+) -> Result<Answered, GatewayError> {
+    write_response(
+        client,
+        status,
+        extra,
+        body,
+        !keep_alive,
+        head_only,
+        request_id,
+    )
+    .await
+    .map_err(|_| GatewayError::ClientHttp(Http1Error::UnexpectedEof))?;
+    Ok(Answered::new(status, body.len(), keep_alive))
 }
 
 /// Writes a complete JSON response.
