@@ -115,7 +115,17 @@ fn canonical(value: &serde_json::Value, out: &mut String) {
             }
             out.push(']');
         }
+        Value::Number(n) => out.push_str(&js_number(n)),
         scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// A number as JavaScript's `JSON.stringify` writes it (the client hashes that): a whole
+/// float without its `.0` (`1.0` → `1`).
+fn js_number(n: &serde_json::Number) -> String {
+    match n.as_f64() {
+        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e21 => format!("{f:.0}"),
+        _ => n.to_string(),
     }
 }
 
@@ -140,6 +150,17 @@ mod tests {
     fn build_text(text: &str) -> ManagedSettings {
         let file = crate::config::parse_text(text).unwrap();
         build(&file.managed_settings).unwrap()
+    }
+
+    #[test]
+    fn whole_floats_are_written_as_javascript_writes_them() {
+        let m = build_text(
+            "[[managed_settings]]\n[managed_settings.settings]\nratio = 1.0\nhalf = 0.5\ncount = 3\n",
+        );
+        assert_eq!(
+            m.policies[0].settings_json,
+            r#"{"count":3,"half":0.5,"ratio":1}"#
+        );
     }
 
     #[test]
