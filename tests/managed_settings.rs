@@ -137,6 +137,28 @@ fn documents_set_over_the_admin_api_are_served_kept_and_removed() {
         )
     );
     assert_eq!(doc["settings"]["zeta"], Value::Null);
+    // Machines on a stale policy: the checksum each caller's requests last reported.
+    let reported = |checksum: &str| {
+        let hint = format!(
+            "x-claude-code-managed-settings-checksum: {checksum}\r\nx-api-key: {PLATFORM_KEY}\r\n"
+        );
+        assert_eq!(
+            request(gw.addr, &messages_request(SMALL_BODY, &hint)).status,
+            200
+        );
+        wait_for(std::time::Duration::from_secs(5), || {
+            let (_, clients) = admin(&gw, "GET", "/admin/managed-settings/clients", "");
+            (clients["data"][0]["checksum"] == checksum).then_some(clients)
+        })
+        .expect("the reported checksum is listed")
+    };
+    let stale = reported("sha256:0000");
+    assert_eq!(stale["data"][0]["identity"], "key:p");
+    assert_eq!(stale["data"][0]["current"], false);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let current = reported(doc["checksum"].as_str().unwrap());
+    assert_eq!(current["data"][0]["current"], true, "{current}");
+
     let (_, listed) = admin(&gw, "GET", "/admin/managed-settings", "");
     assert_eq!(listed["data"][0]["team"], "platform");
     assert_eq!(listed["data"][0]["source"], "admin");

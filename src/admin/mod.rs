@@ -160,6 +160,9 @@ fn answer(request: &AdminRequest, ctx: &AdminContext) -> Reply {
         ("GET", ["admin", "signin", "sessions"]) => signin_sessions(ctx),
         ("DELETE", ["admin", "signin", "users", email]) => sign_out(ctx, email),
         ("GET", ["admin", "managed-settings"]) => policies::list_managed_settings(ctx, store),
+        ("GET", ["admin", "managed-settings", "clients"]) => {
+            policies::managed_settings_clients(ctx, store)
+        }
         ("PUT", ["admin", "managed-settings"]) => {
             policies::put_managed_settings(ctx, store, &request.body)
         }

@@ -13,6 +13,9 @@
 //! - `GET    /admin/managed-settings` — every document served at `/managed/settings`
 //! - `PUT    /admin/managed-settings` — `{"group"? | "team"?, "uuid"?, "settings": {…}}`
 //! - `DELETE /admin/managed-settings/group/{name}`, `…/team/{name}`, `…/everyone`
+//! - `GET    /admin/managed-settings/clients` — the checksum each caller last reported
+//!   (Claude Code's hint header), and whether it is one sluice serves now: machines on a stale
+//!   policy
 
 use std::path::Path;
 
@@ -377,6 +380,31 @@ pub fn put_managed_settings(
         .put_managed_settings(&doc)
         .map_err(|e| failed(&e))?;
     applied(ctx, "managed_settings_changed", &key, key.clone())
+}
+
+pub fn managed_settings_clients(ctx: &AdminContext, store: &Path) -> Result<Reply, AdminError> {
+    let seen = crate::store::ledger::settings_seen(store).map_err(|e| {
+        tracing::error!(error = %e, "admin: cannot read the ledger");
+        AdminError::StoreFailed
+    })?;
+    let config = ctx.reloader.current();
+    let served: Vec<&str> = config
+        .config
+        .managed_settings
+        .policies
+        .iter()
+        .map(|p| p.checksum.as_str())
+        .collect();
+    let data: Vec<Value> = seen
+        .iter()
+        .map(|s| {
+            json!({
+                "identity": s.identity, "user": s.user, "checksum": s.checksum,
+                "last_seen": s.last_seen, "current": served.contains(&s.checksum.as_str()),
+            })
+        })
+        .collect();
+    Ok(Reply::json(200, &json!({ "data": data })))
 }
 
 /// Deletes the stored document for `audience` (`group:<name>`, `team:<name>`, `everyone`).

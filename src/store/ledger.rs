@@ -50,6 +50,10 @@ CREATE TABLE IF NOT EXISTS requests (
     cost_pico INTEGER NOT NULL,
     total_us INTEGER NOT NULL, ttfb_us INTEGER, attempts INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS managed_settings_seen (
+    identity TEXT NOT NULL, user TEXT, checksum TEXT NOT NULL, last_seen TEXT NOT NULL,
+    PRIMARY KEY (identity, checksum)
+);
 CREATE TABLE IF NOT EXISTS totals (
     scope TEXT NOT NULL, key TEXT NOT NULL, day TEXT NOT NULL,
     requests INTEGER NOT NULL, cost_pico INTEGER NOT NULL,
@@ -330,8 +334,50 @@ fn commit(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
         for ((scope, key, day), [requests, cost, input, output]) in &totals {
             upsert.execute(params![scope, key, day, requests, cost, input, output])?;
         }
+        let mut seen = tx.prepare_cached(
+            "INSERT INTO managed_settings_seen VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (identity, checksum) DO UPDATE SET last_seen = MAX(last_seen, ?4)",
+        )?;
+        for (r, time) in batch.iter().map(|e| &e.record).zip(&times) {
+            if let Some(checksum) = &r.managed_settings_checksum {
+                seen.execute(params![r.identity, r.user, checksum, time])?;
+            }
+        }
     }
     tx.commit()
+}
+
+/// One caller's managed-settings checksum as its requests last reported it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SettingsSeen {
+    pub identity: String,
+    pub user: Option<String>,
+    pub checksum: String,
+    pub last_seen: String,
+}
+
+/// The managed-settings checksum each caller reported last (Claude Code's hint header).
+pub fn settings_seen(path: &Path) -> Result<Vec<SettingsSeen>, String> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT identity, user, checksum, MAX(last_seen) FROM managed_settings_seen \
+             GROUP BY identity ORDER BY identity",
+        )
+        .map_err(|e| e.to_string())?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok(SettingsSeen {
+                identity: row.get(0)?,
+                user: row.get(1)?,
+                checksum: row.get(2)?,
+                last_seen: row.get(3)?,
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| e.to_string())?;
+    Ok(rows)
 }
 
 /// A count as SQLite's integer, saturating at `i64::MAX`.
