@@ -109,6 +109,19 @@ fn sign_in_at_provider(browser: &Browser, verification_uri_complete: &str, login
     browser.click("input[name=prompt][value=consent] ~ button[type=submit]");
 }
 
+/// Records `usd` of spend today for `user` in the gateway's ledger (as earlier requests would
+/// have).
+fn spent_already(gw: &SignedGateway, user: &str, usd: f64) {
+    let conn = rusqlite::Connection::open(gw.gw.dir().join("sluice.db")).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let day = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    conn.execute(
+        "INSERT INTO totals VALUES ('user', ?1, ?2, 1, ?3, 0, 0)",
+        rusqlite::params![user, &day[..10], (usd * 1e12) as i64],
+    )
+    .unwrap();
+}
+
 /// The claims of a JWT, read without verifying it (as Claude Code reads them).
 fn token_claims(token: &str) -> Value {
     use base64::Engine;
@@ -479,7 +492,9 @@ fn claude_code_in_gateway_mode_uses_a_signed_in_token() {
         let (status, answer) = admin("PUT", "/admin/budgets", &body);
         assert_eq!(status, 200, "{answer}");
     };
-    budget("50");
+    // She has spent $80 of a $100 monthly budget (the ledger says so; a budget starts from it).
+    spent_already(&gw, "carol@example.com", 80.0);
+    budget("100");
     let home = tempfile::tempdir().unwrap();
     let claude = || {
         Command::new(clients.join("claude-code-2.1.330/node_modules/.bin/claude"))
@@ -532,12 +547,20 @@ fn claude_code_in_gateway_mode_uses_a_signed_in_token() {
         .find(|e| e["type"] == "result")
         .expect("a result");
     assert_eq!(result["is_error"], false, "{result}");
-    // The CLI read the usage notice: its rate-limit event says the budget allows the request.
+    // The CLI read the usage notice: 80 % used, past the 75 % threshold ("You've used 80% …").
     let notice = events
         .iter()
         .find(|e| e["type"] == "rate_limit_event")
         .unwrap_or_else(|| panic!("no rate_limit_event in {stdout}"));
-    assert_eq!(notice["rate_limit_info"]["status"], "allowed", "{notice}");
+    assert_eq!(
+        notice["rate_limit_info"]["status"], "allowed_warning",
+        "{notice}"
+    );
+    assert_eq!(notice["rate_limit_info"]["utilization"], 0.8, "{notice}");
+    assert_eq!(
+        notice["rate_limit_info"]["surpassedThreshold"], 0.75,
+        "{notice}"
+    );
     assert_eq!(
         notice["rate_limit_info"]["rateLimitType"], "overage",
         "{notice}"
@@ -635,7 +658,11 @@ fn sign_ins_started_and_codes_tried_are_limited_per_address() {
         &json!({}),
     );
     let mock = mock(&["--no-request-log"]);
-    let gw = SignedGateway::start(&mut idp, &mock, "");
+    // With customer-routed inference on, discovery says so.
+    let cri = "[cri]\njwks_url = \"http://127.0.0.1:9/jwks.json\"\naudience = [\"https://gw.test\"]\norg_allowlist = [\"org-1\"]\n";
+    let gw = SignedGateway::start(&mut idp, &mock, cri);
+    let (_, discovery) = gw.https_json("/.well-known/oauth-authorization-server");
+    assert_eq!(discovery["cri_enabled"], true, "{discovery}");
     let started: Vec<(u16, Value)> = (0..25)
         .map(|_| gw.post_form("/oauth/device_authorization", "surface=claude_code"))
         .collect();
