@@ -175,4 +175,9 @@ pub struct MockArgs {
     /// Keep no log of received requests (the bench: no copying of bodies).
     #[arg(long)]
     pub no_request_log: bool,
+    /// Model a prompt cache of this many tokens per conversation: a Messages request whose
+    /// first message this mock has seen before reports them as `cache_read_input_tokens`, else
+    /// as `cache_creation_input_tokens` (a deployment's cache, for session-affinity tests).
+    #[arg(long)]
+    pub prompt_cache_tokens: Option<u64>,
 }

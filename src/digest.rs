@@ -1,5 +1,5 @@
-//! SHA-256, the one hash sluice uses (key digests, the audit chain, SigV4), from ring — the
-//! same implementation rustls uses, so the tree carries one.
+//! SHA-256, the one hash sluice uses (key digests, the audit chain, SigV4, session affinity),
+//! from ring — the same implementation rustls uses, so the tree carries one.
 
 /// The SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
@@ -7,6 +7,14 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());
     out
+}
+
+/// The first 64 bits of the SHA-256 of `data`: a hash every process and build agrees on.
+pub fn hash64(data: &[u8]) -> u64 {
+    let digest = sha256(data);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// The SHA-256 of `data` in lowercase hex.

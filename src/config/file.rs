@@ -503,6 +503,18 @@ pub struct RouteFile {
     /// Deployments tried at most per request (default: all of them, up to 3).
     #[serde(default)]
     pub max_attempts: Option<usize>,
+    /// `session` (default with several deployments): every request of one Claude Code session
+    /// goes to the same deployment, where its prompt cache lives; `none`: each request balanced.
+    #[serde(default)]
+    pub affinity: Option<Affinity>,
+}
+
+/// Whether a route keeps a session on one deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Affinity {
+    Session,
+    None,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -296,6 +296,7 @@ fn apply_overrides(file: &mut FileConfig, o: &Overrides) -> Result<(), ConfigErr
             deployments: Vec::new(),
             balance: None,
             max_attempts: None,
+            affinity: None,
         });
     }
     Ok(())

@@ -43,6 +43,17 @@ pub struct Deployment {
     /// Send this model id upstream instead of the client's.
     pub upstream_model: Option<String>,
     pub weight: u32,
+    /// What session affinity hashes: the upstream's name and model, so every node with the
+    /// same deployments agrees whatever their order.
+    pub affinity_id: u64,
+}
+
+/// A deployment's [`Deployment::affinity_id`].
+pub fn affinity_id(upstream_name: &str, upstream_model: Option<&str>) -> u64 {
+    let mut bytes = upstream_name.as_bytes().to_vec();
+    bytes.push(0);
+    bytes.extend_from_slice(upstream_model.unwrap_or_default().as_bytes());
+    crate::digest::hash64(&bytes)
 }
 
 /// How a route picks its first deployment.
@@ -70,6 +81,8 @@ pub struct Route {
     pub deployments: Vec<Deployment>,
     pub balance: Balance,
     pub max_attempts: usize,
+    /// Requests of one Claude Code session go to one deployment (rendezvous hashing).
+    pub session_affinity: bool,
 }
 
 /// Ejection and retry-budget settings.
@@ -119,6 +132,7 @@ fn build_route(
             upstream: find(name, format!("{path}.upstream"))?,
             upstream_model: r.upstream_model.clone(),
             weight: 1,
+            affinity_id: affinity_id(name, r.upstream_model.as_deref()),
         }],
         (None, false) if r.upstream_model.is_none() => r
             .deployments
@@ -136,6 +150,7 @@ fn build_route(
                     upstream: find(&d.upstream, format!("{path}.deployments[{j}].upstream"))?,
                     upstream_model: d.upstream_model.clone(),
                     weight,
+                    affinity_id: affinity_id(&d.upstream, d.upstream_model.as_deref()),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?,
@@ -154,11 +169,17 @@ fn build_route(
             "must be at least 1",
         ));
     }
+    let session_affinity = match r.affinity {
+        Some(super::file::Affinity::Session) => true,
+        Some(super::file::Affinity::None) => false,
+        None => deployments.len() > 1,
+    };
     Ok(Route {
         pattern: ModelPattern::parse(&r.model),
         deployments,
         balance,
         max_attempts,
+        session_affinity,
     })
 }
 

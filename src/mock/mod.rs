@@ -82,15 +82,42 @@ pub struct MockState {
     served: AtomicU64,
     /// Vertex access tokens issued by the token endpoint.
     issued: Mutex<Vec<String>>,
+    /// Conversations whose prefix this mock has cached (`--prompt-cache-tokens`).
+    cached: Mutex<std::collections::HashSet<String>>,
 }
 
 impl MockState {
+    /// `answer` with its prompt-cache usage: `tokens` read when this conversation (its first
+    /// message) was seen here before, else written.
+    fn with_prompt_cache(
+        &self,
+        request: &serde_json::Value,
+        answer: &[u8],
+        tokens: u64,
+    ) -> Vec<u8> {
+        let conversation = request["messages"][0].to_string();
+        let seen = self
+            .cached
+            .lock()
+            .map(|mut c| !c.insert(conversation))
+            .unwrap_or(false);
+        let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(answer) else {
+            return answer.to_vec();
+        };
+        let (read, written) = if seen { (tokens, 0) } else { (0, tokens) };
+        value["usage"]["cache_read_input_tokens"] = read.into();
+        value["usage"]["cache_creation_input_tokens"] = written.into();
+        value["usage"]["cache_creation"]["ephemeral_1h_input_tokens"] = written.into();
+        value.to_string().into_bytes()
+    }
+
     pub fn new(args: MockArgs) -> Self {
         Self {
             args,
             log: Mutex::new(VecDeque::new()),
             served: AtomicU64::new(0),
             issued: Mutex::new(Vec::new()),
+            cached: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -533,14 +560,11 @@ async fn respond<S: AsyncWriteRent>(
     if parsed["stream"].as_bool() == Some(true) {
         return write_sse(stream, &model, b, input, output).await;
     }
-    write_json(
-        stream,
-        200,
-        &responses::message_json(&model, &b.reply, input, output),
-        b.close,
-        0,
-    )
-    .await
+    let mut answer = responses::message_json(&model, &b.reply, input, output);
+    if let Some(tokens) = state.args.prompt_cache_tokens {
+        answer = state.with_prompt_cache(&parsed, &answer, tokens);
+    }
+    write_json(stream, 200, &answer, b.close, 0).await
 }
 
 /// Bedrock InvokeModel: authenticated by SigV4 (or a Bedrock API key) when the mock was given

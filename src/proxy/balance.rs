@@ -4,6 +4,11 @@
 //! - **Order**: a route's first deployment is picked among the healthy ones by its strategy
 //!   (weighted random, least in flight, power of two choices, or the first healthy one); the
 //!   others follow in configured order as fallbacks, healthy before ejected.
+//! - **Session affinity**: a request of a Claude Code session (on a route with affinity) takes
+//!   the deployments in the session's own rendezvous-hash order (weighted), healthy before
+//!   ejected — every worker and every node computes the same order with no shared state, so a
+//!   session stays where its prompt cache is, moves to its next deployment while that one is
+//!   down, and comes back once it recovers.
 //! - **Health**: `eject_after_failures` consecutive failures (connect errors, timeouts, 429, 5xx,
 //!   529) eject a deployment for `eject_base`, doubling per further ejection up to `eject_max`;
 //!   a `retry-after` cools it for that long. After the pause it is tried again; one success
@@ -18,7 +23,19 @@
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
+use crate::config::routes::Deployment;
 use crate::config::{Balance, Route, Routing};
+
+/// Weighted rendezvous score of `deployment` for a session: `-weight / ln(u)`, `u` uniform in
+/// (0, 1) from the pair's hash — the highest score wins, each deployment with its weight's share.
+fn rendezvous_score(session: u64, deployment: &Deployment) -> f64 {
+    let mut pair = [0u8; 16];
+    pair[..8].copy_from_slice(&session.to_le_bytes());
+    pair[8..].copy_from_slice(&deployment.affinity_id.to_le_bytes());
+    let mixed = crate::digest::hash64(&pair);
+    let u = ((mixed >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    -f64::from(deployment.weight) / u.ln()
+}
 
 /// The budget's window.
 const WINDOW: Duration = Duration::from_secs(10);
@@ -68,8 +85,9 @@ impl Balancer {
         }
     }
 
-    /// The deployments of `route` to try, in order (indexes into `route.deployments`).
-    pub fn order(&self, route: &Route) -> Vec<usize> {
+    /// The deployments of `route` to try, in order (indexes into `route.deployments`);
+    /// `session`: the caller's session key, for a route with session affinity.
+    pub fn order(&self, route: &Route, session: Option<&[u8]>) -> Vec<usize> {
         self.count_request();
         let now = Instant::now();
         let health = self.health.borrow();
@@ -81,7 +99,16 @@ impl Balancer {
                     .and_then(|h| h.unavailable_until)
                     .is_none_or(|until| until <= now)
         };
-        let all: Vec<usize> = (0..route.deployments.len()).collect();
+        let mut all: Vec<usize> = (0..route.deployments.len()).collect();
+        if let (true, Some(session)) = (route.session_affinity, session) {
+            let session = crate::digest::hash64(session);
+            let score = |d: usize| rendezvous_score(session, &route.deployments[d]);
+            all.sort_by(|a, b| score(*b).total_cmp(&score(*a)));
+            let mut order: Vec<usize> = all.iter().copied().filter(|d| up(*d)).collect();
+            order.extend(all.iter().copied().filter(|d| !up(*d)));
+            order.truncate(route.max_attempts);
+            return order;
+        }
         let healthy: Vec<usize> = all.iter().copied().filter(|d| up(*d)).collect();
         let pool = if healthy.is_empty() { &all } else { &healthy };
         let first = self.pick(route, pool, &health);
@@ -279,10 +306,12 @@ mod tests {
                     upstream: i,
                     upstream_model: None,
                     weight: *w,
+                    affinity_id: i as u64 + 1,
                 })
                 .collect(),
             balance,
             max_attempts: 3,
+            session_affinity: true,
         }
     }
 
@@ -295,9 +324,9 @@ mod tests {
             42,
         );
         let r = route(Balance::Weighted, &[3, 1]);
-        let firsts = (0..4000).filter(|_| b.order(&r)[0] == 0).count();
+        let firsts = (0..4000).filter(|_| b.order(&r, None)[0] == 0).count();
         assert!((2800..3200).contains(&firsts), "{firsts}");
-        assert_eq!(b.order(&r).len(), 2);
+        assert_eq!(b.order(&r, None).len(), 2);
     }
 
     #[test]
@@ -313,9 +342,55 @@ mod tests {
             b.failure(0, None);
         }
         assert!(!b.is_available(0));
-        assert_eq!(b.order(&r), vec![1, 0], "the ejected deployment goes last");
+        assert_eq!(
+            b.order(&r, None),
+            vec![1, 0],
+            "the ejected deployment goes last"
+        );
         b.success(0);
-        assert_eq!(b.order(&r), vec![0, 1]);
+        assert_eq!(b.order(&r, None), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_session_keeps_its_deployment_moves_while_it_is_down_and_sessions_spread_by_weight() {
+        let board = crate::provider::health::HealthBoard::new(3);
+        let b = Balancer::new(3, settings(), board, 7);
+        let r = route(Balance::Weighted, &[1, 1, 2]);
+        let key = |n: u32| format!("key:k\0session-{n}").into_bytes();
+        let home = b.order(&r, Some(&key(1)));
+        for _ in 0..20 {
+            assert_eq!(
+                b.order(&r, Some(&key(1))),
+                home,
+                "every request of the session"
+            );
+        }
+        // Another balancer (another worker, another node) computes the same order.
+        let other = Balancer::new(
+            3,
+            settings(),
+            crate::provider::health::HealthBoard::new(3),
+            99,
+        );
+        assert_eq!(other.order(&r, Some(&key(1))), home);
+        for _ in 0..3 {
+            b.failure(r.deployments[home[0]].upstream, None);
+        }
+        let moved = b.order(&r, Some(&key(1)));
+        assert_eq!(moved[0], home[1], "to the next in its own order");
+        assert_eq!(*moved.last().unwrap(), home[0]);
+        b.success(r.deployments[home[0]].upstream);
+        assert_eq!(b.order(&r, Some(&key(1))), home, "back once it recovers");
+        let mut firsts = [0u32; 3];
+        for n in 0..4000 {
+            firsts[b.order(&r, Some(&key(n)))[0]] += 1;
+        }
+        // Weights 1:1:2 → about 1000, 1000, 2000 sessions.
+        assert!(
+            firsts.iter().take(2).all(|f| (800..1200).contains(f)),
+            "{firsts:?}"
+        );
+        assert!((1800..2200).contains(&firsts[2]), "{firsts:?}");
     }
 
     #[test]
@@ -327,7 +402,7 @@ mod tests {
             7,
         );
         b.failure(0, Some(Duration::from_secs(30)));
-        assert_eq!(b.order(&route(Balance::Ordered, &[1, 1]))[0], 1);
+        assert_eq!(b.order(&route(Balance::Ordered, &[1, 1]), None)[0], 1);
     }
 
     #[test]
@@ -340,9 +415,9 @@ mod tests {
         );
         let r = route(Balance::LeastInFlight, &[1, 1]);
         let _busy = b.enter(0);
-        assert_eq!(b.order(&r)[0], 1);
+        assert_eq!(b.order(&r, None)[0], 1);
         drop(_busy);
-        assert_eq!(b.order(&r)[0], 0);
+        assert_eq!(b.order(&r, None)[0], 0);
     }
 
     #[test]
@@ -355,7 +430,7 @@ mod tests {
         );
         let r = route(Balance::Ordered, &[1]);
         for _ in 0..10 {
-            b.order(&r);
+            b.order(&r, None);
         }
         // 10 s × 1/s floor = 10 retries, more than 20 % of 10 requests.
         let allowed = (0..20).filter(|_| b.allow_retry()).count();

@@ -75,7 +75,7 @@ fn phases(
         members::check_governed(&body_bytes).map_err(super::body_problem)?;
     }
     let balancer = super::new_balancer(0, config, state);
-    let target = match route::route(&op, &body_bytes, true, config, &balancer)? {
+    let target = match route::route(&op, (&body_bytes, true), None, config, &balancer)? {
         route::ModelLookup::Known(target) => target,
         route::ModelLookup::NeedWholeBody => return Ok(()),
     };

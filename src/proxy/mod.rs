@@ -385,7 +385,8 @@ async fn run_phases(
         return Ok(answered.keep_alive);
     }
     let hold_whole = auth.pending_sigv4.is_some();
-    let read = read_and_route(client, head, &op, hold_whole, gw).await?;
+    let session = session_key(head, &auth.identity);
+    let read = read_and_route(client, (head, &op), hold_whole, session.as_deref(), gw).await?;
     let target = read.target;
     ex.body_ready = Some(read.ready);
     ex.request_bytes = read.body.len();
@@ -756,6 +757,16 @@ async fn forward_with_fallback(
     Err(last_error)
 }
 
+/// What session affinity keeps together: the caller's Claude Code session, scoped by who the
+/// caller is (two callers' session ids never share a key).
+fn session_key(head: &RequestHead, identity: &authenticate::Identity) -> Option<Vec<u8>> {
+    let session = head.header("x-claude-code-session-id")?;
+    let mut key = identity.label().into_bytes();
+    key.push(0);
+    key.extend_from_slice(session);
+    Some(key)
+}
+
 /// The request's `anthropic-beta` values.
 fn client_betas(head: &RequestHead) -> Vec<&str> {
     head.header_str("anthropic-beta")
@@ -827,9 +838,9 @@ struct Routed {
 /// Reads the body (all of it when routing or translation needs it) and routes the request.
 async fn read_and_route(
     client: &mut ClientConn,
-    head: &RequestHead,
-    op: &Operation,
+    (head, op): (&RequestHead, &Operation),
     hold_whole: bool,
+    session: Option<&[u8]>,
     gw: &Gateway,
 ) -> Result<Routed, GatewayError> {
     let mut body = request_body::read(client, head).await?;
@@ -844,11 +855,11 @@ async fn read_and_route(
     }
     let ready = std::time::Instant::now();
     let whole = !matches!(body, RequestBody::Partial { .. });
-    let target = match route::route(op, body.held(), whole, &gw.config, &gw.balancer)? {
+    let target = match route::route(op, (body.held(), whole), session, &gw.config, &gw.balancer)? {
         ModelLookup::Known(target) => target,
         ModelLookup::NeedWholeBody => {
             body = request_body::complete(client, body).await?;
-            match route::route(op, body.held(), true, &gw.config, &gw.balancer)? {
+            match route::route(op, (body.held(), true), session, &gw.config, &gw.balancer)? {
                 ModelLookup::Known(target) => target,
                 ModelLookup::NeedWholeBody => {
                     return Err(GatewayError::InvalidRequest("incomplete body".into()))

@@ -57,8 +57,8 @@ pub enum ModelLookup {
 /// Routes a request, given the body bytes held so far (`whole`: they are the entire body).
 pub fn route(
     op: &Operation,
-    body: &[u8],
-    whole: bool,
+    (body, whole): (&[u8], bool),
+    session: Option<&[u8]>,
     config: &Config,
     balancer: &Balancer,
 ) -> Result<ModelLookup, GatewayError> {
@@ -78,7 +78,7 @@ pub fn route(
         _ => None,
     } {
         return Ok(ModelLookup::Known(target_for(
-            model, cloud, config, balancer,
+            model, cloud, session, config, balancer,
         )?));
     }
     let model = match scan_model(body) {
@@ -94,7 +94,7 @@ pub fn route(
         }
     };
     Ok(ModelLookup::Known(target_for(
-        &model, cloud, config, balancer,
+        &model, cloud, session, config, balancer,
     )?))
 }
 
@@ -102,6 +102,7 @@ pub fn route(
 fn target_for(
     model: &str,
     cloud: bool,
+    session: Option<&[u8]>,
     config: &Config,
     balancer: &Balancer,
 ) -> Result<Target, GatewayError> {
@@ -112,7 +113,7 @@ fn target_for(
         .find(|r| r.pattern.matches(model) || r.pattern.matches(&anthropic_id))
         .ok_or_else(|| GatewayError::ModelNotRouted(model.to_string()))?;
     let candidates = balancer
-        .order(route)
+        .order(route, session)
         .into_iter()
         .filter_map(|d| route.deployments.get(d))
         .map(|deployment| {
