@@ -57,6 +57,11 @@ pub struct AccessRecord {
     /// The same cost in picodollars, exact (the ledger adds these up).
     #[serde(skip)]
     pub cost_pico: u64,
+    /// What the prompt cache saved against the same tokens billed as plain input (negative
+    /// when the writes cost more than the reads saved).
+    pub cache_savings_usd: f64,
+    #[serde(skip)]
+    pub cache_savings_pico: i64,
     /// The response's usage was seen and priced.
     pub metered: bool,
     pub stream_complete: bool,
@@ -114,6 +119,8 @@ impl Default for AccessRecord {
             web_search_requests: 0,
             cost_usd: 0.0,
             cost_pico: 0,
+            cache_savings_usd: 0.0,
+            cache_savings_pico: 0,
             metered: false,
             stream_complete: false,
             request_bytes: 0,

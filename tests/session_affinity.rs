@@ -36,9 +36,9 @@ fn config(mocks: &[Proc], affinity: &str) -> String {
 }
 
 /// The share of input tokens read from the cache over every session's turns, sent to the
-/// gateways in turn.
-fn cache_hit_rate(gateways: &[&Gateway], run: &str) -> f64 {
-    let (mut read, mut all) = (0u64, 0u64);
+/// gateways in turn; and the tokens the first gateway's responses read from the cache.
+fn cache_hit_rate(gateways: &[&Gateway], run: &str) -> (f64, u64) {
+    let (mut read, mut all, mut first_read) = (0u64, 0u64, 0u64);
     for turn in 0..TURNS {
         for session in 0..SESSIONS {
             let body = format!(
@@ -53,9 +53,12 @@ fn cache_hit_rate(gateways: &[&Gateway], run: &str) -> f64 {
             read += n("cache_read_input_tokens");
             all +=
                 n("input_tokens") + n("cache_creation_input_tokens") + n("cache_read_input_tokens");
+            if (turn + session) % gateways.len() == 0 {
+                first_read += n("cache_read_input_tokens");
+            }
         }
     }
-    read as f64 / all as f64
+    (read as f64 / all as f64, first_read)
 }
 
 #[test]
@@ -65,15 +68,52 @@ fn a_session_stays_where_its_prompt_cache_is_across_processes() {
         .collect();
     let text = config(&mocks, "session");
     let (a, b) = (gateway("", &text), gateway("", &text));
-    let with = cache_hit_rate(&[&a, &b], "affine");
+    let (with, read_through_a) = cache_hit_rate(&[&a, &b], "affine");
     assert!(with >= 0.95, "cache hit rate with affinity: {with:.3}");
+    cache_is_reported(&a, read_through_a);
 
     let text = config(&mocks, "none");
     let (c, d) = (gateway("", &text), gateway("", &text));
-    let without = cache_hit_rate(&[&c, &d], "balanced");
+    let (without, _) = cache_hit_rate(&[&c, &d], "balanced");
     assert!(
         without < with - 0.03,
         "without affinity the cache is lost: {without:.3} against {with:.3}"
     );
     eprintln!("cache hit rate: {with:.3} with session affinity, {without:.3} without");
+}
+
+/// What the cache did is in the spend report (tokens read and written, hit rate, savings) and in
+/// `/metrics` (token counters by class, savings).
+fn cache_is_reported(gw: &Gateway, read: u64) {
+    let db = gw.dir().join("sluice.db");
+    let row = wait_for(std::time::Duration::from_secs(10), || {
+        let out = std::process::Command::new(BIN)
+            .args(["spend", "--by", "model", "--db"])
+            .arg(&db)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let row: Value = serde_json::from_str(text.lines().next()?).ok()?;
+        (row["cache_read_input_tokens"].as_u64() == Some(read)).then_some(row)
+    })
+    .expect("the ledger has every request's cache reads");
+    let prompt = row["input_tokens"].as_f64().unwrap()
+        + row["cache_creation_input_tokens"].as_f64().unwrap()
+        + row["cache_read_input_tokens"].as_f64().unwrap();
+    let rate = row["cache_hit_rate"].as_f64().unwrap();
+    assert!((rate - read as f64 / prompt).abs() < 1e-9, "{row}");
+    assert!(rate > 0.9, "{row}");
+    assert_eq!(
+        row["cache_creation_1h_input_tokens"], row["cache_creation_input_tokens"],
+        "the mock writes 1-hour entries: {row}"
+    );
+    // Reads at a tenth of the input price saved far more than 1-hour writes at twice it cost.
+    assert!(row["cache_savings_usd"].as_f64().unwrap() > 0.0, "{row}");
+    let scraped = request(gw.addr, "GET /metrics HTTP/1.1\r\nHost: gw\r\n\r\n");
+    let text = String::from_utf8_lossy(&scraped.body);
+    assert!(text.contains("kind=\"cache_creation_1h\""), "{text}");
+    assert!(
+        text.contains("sluice_cache_savings_usd_total{model="),
+        "{text}"
+    );
 }

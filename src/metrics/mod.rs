@@ -38,6 +38,7 @@ pub const ADDED_LATENCY: &str = "sluice_added_latency_seconds";
 pub const UPSTREAM_TTFB: &str = "sluice_upstream_ttfb_seconds";
 pub const TOKENS_TOTAL: &str = "sluice_tokens_total";
 pub const COST_TOTAL: &str = "sluice_cost_usd_total";
+pub const CACHE_SAVINGS_TOTAL: &str = "sluice_cache_savings_usd_total";
 pub const REJECTIONS_TOTAL: &str = "sluice_rejections_total";
 pub const UPSTREAM_ERRORS_TOTAL: &str = "sluice_upstream_errors_total";
 pub const FALLBACKS_TOTAL: &str = "sluice_fallbacks_total";
@@ -68,6 +69,8 @@ struct Aggregate {
     tokens: HashMap<TokenLabels, u64>,
     /// Picodollars by `(model, team)`.
     cost: HashMap<(String, String), u64>,
+    /// Picodollars the prompt cache saved by `(model, team)` (negative: it cost more).
+    cache_savings: HashMap<(String, String), i64>,
     rejections: HashMap<&'static str, u64>,
     /// By `(upstream, error type)`.
     upstream_errors: HashMap<(String, String), u64>,
@@ -214,6 +217,8 @@ impl Aggregate {
             ("input", r.input_tokens),
             ("output", r.output_tokens),
             ("cache_creation", r.cache_creation_input_tokens),
+            ("cache_creation_5m", r.cache_creation_5m_input_tokens),
+            ("cache_creation_1h", r.cache_creation_1h_input_tokens),
             ("cache_read", r.cache_read_input_tokens),
         ];
         for (kind, n) in kinds {
@@ -228,6 +233,11 @@ impl Aggregate {
             let key = (model.to_owned(), team.to_owned());
             let total = entry(&mut self.cost, key, (OTHER.into(), OTHER.into()));
             *total = total.saturating_add(r.cost_pico);
+        }
+        if r.cache_savings_pico != 0 {
+            let key = (model.to_owned(), team.to_owned());
+            let total = entry(&mut self.cache_savings, key, (OTHER.into(), OTHER.into()));
+            *total = total.saturating_add(r.cache_savings_pico);
         }
     }
 
@@ -266,7 +276,7 @@ fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u64>, key: K, other: K) {
 }
 
 /// The counter for `key`, or for `other` when the family is full.
-fn entry<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u64>, key: K, other: K) -> &mut u64 {
+fn entry<K: std::hash::Hash + Eq, V: Default>(map: &mut HashMap<K, V>, key: K, other: K) -> &mut V {
     let key = if map.len() >= MAX_SERIES && !map.contains_key(&key) {
         other
     } else {

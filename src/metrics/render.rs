@@ -141,6 +141,16 @@ fn usage(out: &mut String, agg: &Aggregate) {
         let labels = [("model", model.as_str()), ("team", team.as_str())];
         sample(out, COST_TOTAL, &labels, *pico as f64 / 1e12);
     }
+    header(
+        out,
+        CACHE_SAVINGS_TOTAL,
+        "counter",
+        "What the prompt cache saved against the same tokens billed as plain input, in US dollars, by routed model and team (negative where writes cost more than reads saved).",
+    );
+    for ((model, team), pico) in sorted(&agg.cache_savings) {
+        let labels = [("model", model.as_str()), ("team", team.as_str())];
+        sample(out, CACHE_SAVINGS_TOTAL, &labels, *pico as f64 / 1e12);
+    }
 }
 
 fn errors(out: &mut String, agg: &Aggregate) {

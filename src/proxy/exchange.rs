@@ -158,6 +158,13 @@ impl Exchange {
             .or(self.model.as_deref())
     }
 
+    /// What the prompt cache saved on the metered usage, at the served model's price.
+    pub fn metered_cache_savings_pico(&self, pricing: &PriceTable) -> Option<i64> {
+        let metered = &self.response.metered;
+        let model = self.served_model().or(metered.model.as_deref())?;
+        pricing.cache_savings_pico(model, metered.usage.as_ref()?)
+    }
+
     /// What the metered usage cost, at the served model's price (or the model the response
     /// names, when dearer); `None` without usage or a price.
     pub fn metered_cost_pico(&self, pricing: &PriceTable) -> Option<u64> {

@@ -24,6 +24,7 @@ pub fn finish(gw: &Gateway, ex: Exchange) {
 /// The access record of `ex` as it stands now (the trail's text moves into it).
 pub fn record(gw: &Gateway, ex: Exchange) -> AccessRecord {
     let cost = ex.metered_cost_pico(&gw.config.pricing);
+    let savings = ex.metered_cache_savings_pico(&gw.config.pricing);
     let (added, now) = (added_us(&ex), Instant::now());
     let Exchange {
         request,
@@ -91,6 +92,10 @@ pub fn record(gw: &Gateway, ex: Exchange) -> AccessRecord {
         r.cost_usd = pico_to_usd(cost);
         r.cost_pico = cost;
         r.metered = true;
+    }
+    if let Some(saved) = savings {
+        r.cache_savings_usd = saved as f64 / 1e12;
+        r.cache_savings_pico = saved;
     }
     r
 }

@@ -199,7 +199,31 @@ fn open(path: &Path, durability: Durability) -> Result<Connection, LedgerError> 
         .map_err(fail)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
     conn.execute_batch(SCHEMA).map_err(fail)?;
+    add_columns(&conn).map_err(fail)?;
     Ok(conn)
+}
+
+/// Columns added to `requests` after its first version, in order (a ledger written by an older
+/// sluice gets them, zero for its rows).
+const ADDED_COLUMNS: [(&str, &str); 2] = [
+    (
+        "cache_creation_1h_input_tokens",
+        "INTEGER NOT NULL DEFAULT 0",
+    ),
+    ("cache_savings_pico", "INTEGER NOT NULL DEFAULT 0"),
+];
+
+fn add_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('requests')")?;
+    let present: Vec<String> = stmt
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (name, decl) in ADDED_COLUMNS {
+        if !present.iter().any(|p| p == name) {
+            conn.execute_batch(&format!("ALTER TABLE requests ADD COLUMN {name} {decl}"))?;
+        }
+    }
+    Ok(())
 }
 
 fn write_loop(
@@ -275,7 +299,7 @@ fn commit(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
     let mut totals: BTreeMap<(&'static str, &str, &str), [i64; 4]> = BTreeMap::new();
     {
         let mut insert = tx.prepare_cached(
-            "INSERT OR IGNORE INTO requests VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+            "INSERT OR IGNORE INTO requests VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
         )?;
         for (r, time) in batch.iter().map(|e| &e.record).zip(&times) {
             let day = time.get(..10).unwrap_or_default();
@@ -304,6 +328,8 @@ fn commit(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
                 sql_int(r.total_us),
                 r.ttfb_us.map(sql_int),
                 r.attempts,
+                sql_int(r.cache_creation_1h_input_tokens),
+                r.cache_savings_pico,
             ])?;
             if added == 0 {
                 continue; // already stored (only a ledger with the old primary key can say so)
@@ -482,6 +508,15 @@ pub struct SpendRow {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cost_usd: f64,
+    /// Prompt tokens read from the cache, and written to it (all writes, and the 1-hour ones).
+    pub cache_read_input_tokens: i64,
+    pub cache_creation_input_tokens: i64,
+    pub cache_creation_1h_input_tokens: i64,
+    /// `cache_read / (input + cache_creation + cache_read)`: the share of prompt tokens the
+    /// cache served (Anthropic counts cache reads outside `input_tokens`).
+    pub cache_hit_rate: f64,
+    /// What the cache saved against the same tokens billed as plain input.
+    pub cache_savings_usd: f64,
     /// By Claude Code session: the same figures per agent (`agent_id`; none: the main agent).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub agents: Vec<SpendRow>,
@@ -542,21 +577,82 @@ fn grouped(conn: &Connection, column: &str, outer: Option<&str>) -> Result<Vec<S
         None => (column.to_string(), column.to_string()),
     };
     let sql = format!(
-        "SELECT {key}, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_pico) FROM requests GROUP BY {group_by} ORDER BY SUM(cost_pico) DESC"
+        "SELECT {key}, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_pico), \
+         SUM(cache_read_input_tokens), SUM(cache_creation_input_tokens), \
+         SUM(cache_creation_1h_input_tokens), SUM(cache_savings_pico) \
+         FROM requests GROUP BY {group_by} ORDER BY SUM(cost_pico) DESC"
     );
     let mut stmt = conn.prepare(&sql).map_err(|e| e.to_string())?;
     let rows = stmt
         .query_map([], |row| {
+            let input: i64 = row.get(2)?;
+            let (read, written): (i64, i64) = (row.get(5)?, row.get(6)?);
+            let prompt = input.saturating_add(read).saturating_add(written);
             Ok(SpendRow {
                 group: row.get(0)?,
                 requests: row.get(1)?,
-                input_tokens: row.get(2)?,
+                input_tokens: input,
                 output_tokens: row.get(3)?,
                 cost_usd: row.get::<_, i64>(4)? as f64 / 1e12,
+                cache_read_input_tokens: read,
+                cache_creation_input_tokens: written,
+                cache_creation_1h_input_tokens: row.get(7)?,
+                cache_hit_rate: if prompt > 0 {
+                    read as f64 / prompt as f64
+                } else {
+                    0.0
+                },
+                cache_savings_usd: row.get::<_, i64>(8)? as f64 / 1e12,
                 agents: Vec::new(),
             })
         })
         .map_err(|e| e.to_string())?;
     rows.collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test")]
+    use super::*;
+
+    /// A ledger written before the cache columns existed gets them (zero for its rows) and takes
+    /// new records.
+    #[test]
+    fn an_older_ledger_gains_the_cache_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old_schema = SCHEMA.replace(
+            "CREATE TABLE IF NOT EXISTS managed_settings_seen",
+            "CREATE TABLE IF NOT EXISTS unused_seen",
+        );
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&old_schema)
+            .unwrap();
+        let conn = open(&path, Durability::Interval).unwrap();
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('requests')")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(columns.len(), 26);
+        assert!(columns.ends_with(&[
+            "cache_creation_1h_input_tokens".into(),
+            "cache_savings_pico".into()
+        ]));
+        drop(conn);
+        let mut conn = open(&path, Durability::Interval).unwrap();
+        let record = crate::record::AccessRecord {
+            request_id: "r1".into(),
+            cache_read_input_tokens: 900,
+            cache_savings_pico: 5,
+            ..crate::record::AccessRecord::default()
+        };
+        commit(&mut conn, &[Entry { record, ack: None }]).unwrap();
+        let rows = spend(&path, "identity").unwrap();
+        assert_eq!(rows[0].cache_read_input_tokens, 900);
+    }
 }

@@ -149,6 +149,24 @@ impl PriceTable {
         }
     }
 
+    /// What the prompt cache saved on `usage` served by `model`, in picodollars: the cost of the
+    /// same tokens with every cache read and write billed as plain input, less the real cost
+    /// (negative when writes cost more than the reads saved). `None` without a price.
+    pub fn cache_savings_pico(&self, model: &str, usage: &Usage) -> Option<i64> {
+        let actual = self.cost_pico(model, usage)?;
+        let uncached = Usage {
+            input_tokens: usage.prompt_tokens(),
+            cache_creation_input_tokens: 0,
+            cache_5m: None,
+            cache_1h: None,
+            cache_read_input_tokens: 0,
+            ..*usage
+        };
+        let uncached = self.cost_pico(model, &uncached)?;
+        let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        Some(signed(uncached).saturating_sub(signed(actual)))
+    }
+
     /// Cost of `usage` on `model` in picodollars; `None` when the model has no price.
     pub fn cost_pico(&self, model: &str, usage: &Usage) -> Option<u64> {
         let entry = self.lookup(model)?;
@@ -214,6 +232,25 @@ mod tests {
             .unwrap();
         assert_eq!(cost, 142_500_000_000);
         assert!((pico_to_usd(cost) - 0.1425).abs() < 1e-12);
+        // Uncached, the same 62,000 prompt tokens are plain input.
+        let uncached = Usage {
+            input_tokens: 62_000,
+            output_tokens: 1500,
+            ..Usage::default()
+        };
+        let t = PriceTable::default();
+        let full = t.cost_pico("claude-opus-4-8", &uncached).unwrap();
+        let saved = t.cache_savings_pico("claude-opus-4-8", &usage).unwrap();
+        assert_eq!(saved, full as i64 - 142_500_000_000);
+        assert!(saved > 0);
+        // Writes alone cost more than plain input: the saving is negative.
+        let writes = Usage {
+            input_tokens: 10,
+            cache_creation_input_tokens: 10_000,
+            cache_1h: Some(10_000),
+            ..Usage::default()
+        };
+        assert!(t.cache_savings_pico("claude-opus-4-8", &writes).unwrap() < 0);
     }
 
     #[test]
