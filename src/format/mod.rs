@@ -289,7 +289,7 @@ pub fn to_bedrock(
     source: Source<'_>,
     body: &[u8],
     upstream_model: &str,
-    header_betas: &[String],
+    header_betas: &[&str],
 ) -> Result<BedrockRequest, TranslateError> {
     let (stream, remove): (bool, &[&str]) = match source {
         Source::Cloud(CloudCall::BedrockInvoke { stream, .. }) => {
@@ -582,7 +582,7 @@ mod tests {
     #[test]
     fn messages_bodies_become_bedrock_bodies() {
         let body = br#"{"model":"claude-sonnet-4-5","max_tokens":5,"stream":true,"messages":[]}"#;
-        let betas = vec!["context-1m-2025-08-07".to_string()];
+        let betas = ["context-1m-2025-08-07"];
         let r = to_bedrock(
             Source::Messages,
             body,

@@ -225,11 +225,12 @@ pub fn plan(
     }
 }
 
-fn client_betas(head: &RequestHead) -> Vec<String> {
+/// The request's `anthropic-beta` values.
+pub fn client_betas(head: &RequestHead) -> Vec<&str> {
     head.header_str("anthropic-beta")
         .map(|v| {
             v.split(',')
-                .map(|b| b.trim().to_string())
+                .map(str::trim)
                 .filter(|b| !b.is_empty())
                 .collect()
         })

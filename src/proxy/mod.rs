@@ -708,7 +708,11 @@ async fn forward_with_fallback(
                 } else {
                     gw.balancer.success(candidate.upstream);
                 }
-                let betas = client_betas(out.head);
+                let betas = if status >= 400 && out.customer_routed {
+                    forward::client_betas(out.head)
+                } else {
+                    Vec::new()
+                };
                 let audience = if out.customer_routed {
                     Some(upstream_refusal::Audience::CustomerRouted { betas: &betas })
                 } else {
@@ -765,18 +769,6 @@ fn session_key(head: &RequestHead, identity: &authenticate::Identity) -> Option<
     key.push(0);
     key.extend_from_slice(session);
     Some(key)
-}
-
-/// The request's `anthropic-beta` values.
-fn client_betas(head: &RequestHead) -> Vec<&str> {
-    head.header_str("anthropic-beta")
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|b| !b.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A cloud upstream's refusal of a Messages-format request is told in generic words (its

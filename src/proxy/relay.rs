@@ -336,13 +336,16 @@ fn write_head(
     let prefix = super::usage_notice::RATE_LIMIT_PREFIX;
     let drop_prefix = (strip_identity || added.iter().any(|(name, _)| name.starts_with(prefix)))
         .then_some(prefix);
-    let mut drop: Vec<&str> = reframed.to_vec();
-    if strip_identity {
-        drop.extend(UPSTREAM_IDENTITY);
-    }
+    let stripped: Vec<&str>;
+    let drop = if strip_identity {
+        stripped = reframed.iter().chain(&UPSTREAM_IDENTITY).copied().collect();
+        &stripped[..]
+    } else {
+        reframed
+    };
     let rewrite = ResponseRewrite {
         close,
-        drop: &drop,
+        drop,
         drop_prefix,
     };
     rewrite_response(head, rewrite, &extra, out);
