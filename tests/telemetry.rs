@@ -169,5 +169,17 @@ fn without_a_collector_exports_are_answered_and_dropped() {
         .as_bytes(),
     );
     assert_eq!(client.read_response().expect("an answer").status, 413);
+    // A chunked export has no length up front: it is bounded once read.
+    let mut client = Client::connect(gw.addr);
+    let chunk = vec![b'x'; 1024 * 1024];
+    let mut raw = b"POST /v1/logs HTTP/1.1\r\nHost: gw\r\nx-api-key: sk-dev\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..5 {
+        raw.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        raw.extend_from_slice(&chunk);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    client.send(&raw);
+    assert_eq!(client.read_response().expect("an answer").status, 413);
     assert!(received(&upstream, "/v1/metrics").is_empty());
 }

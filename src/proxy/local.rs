@@ -188,6 +188,10 @@ pub async fn telemetry(
     }
     let body = super::request_body::read(client, head).await?;
     let body = super::request_body::complete(client, body).await?;
+    if body.len() > crate::telemetry::MAX_EXPORT_BYTES {
+        // A chunked export has no length up front: it is bounded once read.
+        return Err(Http1Error::BodyTooLarge(crate::telemetry::MAX_EXPORT_BYTES).into());
+    }
     let content_type = head
         .header_str("content-type")
         .unwrap_or("application/x-protobuf");
