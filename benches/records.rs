@@ -102,6 +102,7 @@ fn ledger_commit(c: &mut Criterion) {
                     u64::MAX,
                     false,
                     WriterPriority::Normal,
+                    None,
                 )
                 .unwrap();
                 let started = Instant::now();

@@ -32,6 +32,10 @@ pub enum Command {
         /// The ledger file (store.path).
         #[arg(long, default_value = "sluice.db")]
         db: PathBuf,
+        /// A config file: in a cluster every node's spend is read from its PostgreSQL, else
+        /// its `store.path` (instead of --db).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// What to group by.
         #[arg(long, default_value = "identity")]
         by: String,
@@ -83,6 +87,10 @@ pub enum KeysCommand {
         /// The store file (store.path).
         #[arg(long, default_value = "sluice.db")]
         db: PathBuf,
+        /// A config file: in a cluster (`[cluster]`) keys live in its PostgreSQL, else in
+        /// its `store.path` (instead of --db).
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long)]
         name: String,
         #[arg(long)]
@@ -100,11 +108,19 @@ pub enum KeysCommand {
     List {
         #[arg(long, default_value = "sluice.db")]
         db: PathBuf,
+        /// A config file: in a cluster (`[cluster]`) keys live in its PostgreSQL, else in
+        /// its `store.path` (instead of --db).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Revoke every key with this name; running gateways refuse it within a second.
     Revoke {
         #[arg(long, default_value = "sluice.db")]
         db: PathBuf,
+        /// A config file: in a cluster (`[cluster]`) keys live in its PostgreSQL, else in
+        /// its `store.path` (instead of --db).
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long)]
         name: String,
     },
@@ -113,6 +129,10 @@ pub enum KeysCommand {
     Rotate {
         #[arg(long, default_value = "sluice.db")]
         db: PathBuf,
+        /// A config file: in a cluster (`[cluster]`) keys live in its PostgreSQL, else in
+        /// its `store.path` (instead of --db).
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long)]
         name: String,
         /// How long the old key keeps working (e.g. `1h`, `30m`, `0s`).

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         Command::Keys(KeysCommand::Hash) => hash_key(),
         Command::Keys(command) => manage_keys(command),
         Command::Audit(AuditCommand::Verify { files }) => verify_audit(&files),
-        Command::Spend { db, by } => spend(&db, &by),
+        Command::Spend { db, config, by } => spend(db, config, &by),
         Command::MockUpstream(args) => {
             init_logging("info");
             report(mock::run(&args))
@@ -106,12 +106,48 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             if let Some(tls) = &state.edge_tls {
                 report_certificates(tls);
             }
+            if let Some(cluster) = &c.cluster {
+                report_overshoot(cluster, &c.policies);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("{}: {e}", file.display());
             ExitCode::from(2)
         }
+    }
+}
+
+/// How far each budget can be overspent across the cluster (`limits::lease::overshoot_bound`).
+fn report_overshoot(
+    cluster: &sluice::config::cluster::ClusterSettings,
+    policies: &sluice::config::Policies,
+) {
+    let nodes = cluster.nodes;
+    eprintln!(
+        "cluster node {} of {nodes}: budgets are spent from leases on Redis (a slice covers {} of burn)",
+        cluster.node_id,
+        humantime::format_duration(cluster.lease_window)
+    );
+    for budget in &policies.budgets {
+        let cap = budget.spec.limit_usd;
+        let (per_crash, per_cut_off) = sluice::limits::lease::overshoot_bound(cap, nodes);
+        let cut_off = match cluster.on_redis_failure {
+            sluice::config::cluster::RedisFailure::StaticShare => format!(
+                "each node cut off from Redis may add ${per_cut_off:.2} (all {nodes}: ${:.2})",
+                per_cut_off * f64::from(nodes)
+            ),
+            sluice::config::cluster::RedisFailure::Refuse => {
+                "a node cut off from Redis refuses once its leases expire".to_string()
+            }
+        };
+        eprintln!(
+            "budget {} {} (${cap:.2} {}): spend stays within the cap while Redis answers, \
+             beyond it by at most ${per_crash:.2} per crashed node; {cut_off}",
+            budget.scope.label(),
+            budget.name,
+            budget.spec.period.label(),
+        );
     }
 }
 
@@ -153,19 +189,40 @@ fn hash_key() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Where the key and spend commands read: `--config`'s store (its cluster's PostgreSQL, or its
+/// `store.path`), else `--db`.
+fn store_location(
+    db: std::path::PathBuf,
+    config: Option<&std::path::Path>,
+) -> Result<sluice::store::keys::KeysLocation, String> {
+    use sluice::store::keys::KeysLocation;
+    let Some(file) = config else {
+        return Ok(KeysLocation::Sqlite(db));
+    };
+    let built = config::load_file(file)
+        .and_then(|f| config::build(f, &Overrides::default()))
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    KeysLocation::of(&built).ok_or_else(|| format!("{}: store.path is off", file.display()))
+}
+
 /// `sluice keys create|list|revoke|rotate`.
 fn manage_keys(command: KeysCommand) -> ExitCode {
-    use sluice::store::keys::{KeyStore, NewKey};
+    use sluice::store::keys::NewKey;
+    let open = |db, config: Option<std::path::PathBuf>| {
+        store_location(db, config.as_deref())
+            .and_then(|location| location.open().map_err(|e| e.to_string()))
+    };
     let result = match command {
         KeysCommand::Hash => return hash_key(),
         KeysCommand::Create {
             db,
+            config,
             name,
             user,
             team,
             models,
             expires,
-        } => KeyStore::open(&db).and_then(|store| {
+        } => open(db, config).and_then(|mut store| {
             let key = NewKey {
                 name,
                 user,
@@ -173,24 +230,39 @@ fn manage_keys(command: KeysCommand) -> ExitCode {
                 models,
                 expires,
             };
-            store.create(&key).map(|text| format!("{text}\n"))
+            store
+                .create(&key)
+                .map(|text| format!("{text}\n"))
+                .map_err(|e| e.to_string())
         }),
-        KeysCommand::List { db } => {
-            KeyStore::open(&db)
-                .and_then(|store| store.list())
+        KeysCommand::List { db, config } => open(db, config).and_then(|mut store| {
+            store
+                .list()
                 .map(|rows| {
                     rows.iter()
                         .map(|r| format!("{}\n", serde_json::to_string(r).unwrap_or_default()))
                         .collect()
                 })
-        }
-        KeysCommand::Revoke { db, name } => KeyStore::open(&db)
-            .and_then(|store| store.revoke(&name))
-            .map(|n| format!("revoked {n} key(s) named {name}\n")),
-        KeysCommand::Rotate { db, name, grace } => match humantime::parse_duration(&grace) {
-            Ok(grace) => KeyStore::open(&db)
-                .and_then(|store| store.rotate(&name, grace))
-                .map(|text| format!("{text}\n")),
+                .map_err(|e| e.to_string())
+        }),
+        KeysCommand::Revoke { db, config, name } => open(db, config).and_then(|mut store| {
+            store
+                .revoke(&name)
+                .map(|n| format!("revoked {n} key(s) named {name}\n"))
+                .map_err(|e| e.to_string())
+        }),
+        KeysCommand::Rotate {
+            db,
+            config,
+            name,
+            grace,
+        } => match humantime::parse_duration(&grace) {
+            Ok(grace) => open(db, config).and_then(|mut store| {
+                store
+                    .rotate(&name, grace)
+                    .map(|text| format!("{text}\n"))
+                    .map_err(|e| e.to_string())
+            }),
             Err(e) => {
                 eprintln!("sluice: --grace `{grace}`: {e}");
                 return ExitCode::from(2);
@@ -225,8 +297,16 @@ fn verify_audit(files: &[std::path::PathBuf]) -> ExitCode {
     }
 }
 
-fn spend(db: &std::path::Path, by: &str) -> ExitCode {
-    match sluice::store::ledger::spend(db, by) {
+/// `sluice spend`: this node's ledger, or every node's spend in a cluster's PostgreSQL.
+fn spend(db: std::path::PathBuf, config: Option<std::path::PathBuf>, by: &str) -> ExitCode {
+    use sluice::store::keys::KeysLocation;
+    let rows = store_location(db, config.as_deref()).and_then(|location| match location {
+        KeysLocation::Sqlite(path) => sluice::store::ledger::spend(&path, by),
+        KeysLocation::Postgres(conninfo) => sluice::store::postgres::connect(&conninfo)
+            .map_err(|e| e.to_string())
+            .and_then(|mut client| sluice::store::postgres::spend(&mut client, by)),
+    });
+    match rows {
         Ok(rows) => {
             let mut out = std::io::stdout().lock();
             for row in rows {

@@ -37,7 +37,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use crate::audit::{AuditEvent, AuditLog};
-use crate::store::keys::{KeyStore, KeyStoreError, NewKey};
+use crate::store::keys::{KeyBackend, KeyStoreError, KeysLocation, NewKey};
 use crate::store::policies::EntityScope;
 pub use error::AdminError;
 use http::{AdminRequest, Reply};
@@ -53,6 +53,10 @@ pub struct AdminContext {
     pub key_digest: [u8; 32],
     /// The store file (keys and the ledger); `None` when `store.path = "off"`.
     pub store: Option<PathBuf>,
+    /// Where issued keys live (the store file, or the cluster's PostgreSQL).
+    pub keys: Option<KeysLocation>,
+    /// In a cluster, the PostgreSQL that spend reports read (every node's records).
+    pub cluster_postgres: Option<String>,
     pub audit: AuditLog,
     /// Reloads the config (`POST /admin/reload`) and reads the running one.
     pub reloader: Arc<crate::server::reload::Reloader>,
@@ -146,7 +150,7 @@ fn answer(request: &AdminRequest, ctx: &AdminContext) -> Reply {
     };
     let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
     let result = match (request.method.as_str(), segments.as_slice()) {
-        ("GET", ["admin", "keys"]) => list_keys(store),
+        ("GET", ["admin", "keys"]) => list_keys(ctx),
         ("POST", ["admin", "keys"]) => create_key(ctx, store, &request.body),
         ("PUT", ["admin", "keys", name, "limits"]) => {
             policies::put_entity(ctx, store, EntityScope::Key, name, &request.body)
@@ -154,9 +158,9 @@ fn answer(request: &AdminRequest, ctx: &AdminContext) -> Reply {
         ("DELETE", ["admin", "keys", name, "limits"]) => {
             policies::delete_entity(ctx, store, EntityScope::Key, name)
         }
-        ("POST", ["admin", "keys", name, "revoke"]) => revoke_key(store, name),
-        ("POST", ["admin", "keys", name, "rotate"]) => rotate_key(store, name, &request.body),
-        ("GET", ["admin", "spend"]) => spend(store, request.query("by").unwrap_or("identity")),
+        ("POST", ["admin", "keys", name, "revoke"]) => revoke_key(ctx, name),
+        ("POST", ["admin", "keys", name, "rotate"]) => rotate_key(ctx, name, &request.body),
+        ("GET", ["admin", "spend"]) => spend(ctx, store, request.query("by").unwrap_or("identity")),
         ("GET", ["admin", "signin", "sessions"]) => signin_sessions(ctx),
         ("DELETE", ["admin", "signin", "users", email]) => sign_out(ctx, email),
         ("GET", ["admin", "managed-settings"]) => policies::list_managed_settings(ctx, store),
@@ -208,8 +212,12 @@ fn entity(
     }
 }
 
-fn open(store: &Path) -> Result<KeyStore, AdminError> {
-    KeyStore::open(store).map_err(|e| store_error(&e))
+fn open(ctx: &AdminContext) -> Result<Box<dyn KeyBackend>, AdminError> {
+    ctx.keys
+        .as_ref()
+        .ok_or(AdminError::StoreOff)?
+        .open()
+        .map_err(|e| store_error(&e))
 }
 
 fn store_error(e: &KeyStoreError) -> AdminError {
@@ -223,8 +231,8 @@ fn store_error(e: &KeyStoreError) -> AdminError {
     }
 }
 
-fn list_keys(store: &Path) -> Result<Reply, AdminError> {
-    let rows = open(store)?.list().map_err(|e| store_error(&e))?;
+fn list_keys(ctx: &AdminContext) -> Result<Reply, AdminError> {
+    let rows = open(ctx)?.list().map_err(|e| store_error(&e))?;
     Ok(Reply::json(200, &json!({ "data": rows })))
 }
 
@@ -254,17 +262,17 @@ fn create_key(ctx: &AdminContext, store: &Path, body: &[u8]) -> Result<Reply, Ad
         expires: text("expires"),
     };
     let key_policies = policies::key_policies(ctx, &name, &fields)?;
-    let created = open(store)?.create(&key).map_err(|e| store_error(&e))?;
+    let created = open(ctx)?.create(&key).map_err(|e| store_error(&e))?;
     key_policies.store(ctx, store)?;
     Ok(Reply::json(201, &json!({ "name": name, "key": created })))
 }
 
-fn revoke_key(store: &Path, name: &str) -> Result<Reply, AdminError> {
-    let n = open(store)?.revoke(name).map_err(|e| store_error(&e))?;
+fn revoke_key(ctx: &AdminContext, name: &str) -> Result<Reply, AdminError> {
+    let n = open(ctx)?.revoke(name).map_err(|e| store_error(&e))?;
     Ok(Reply::json(200, &json!({ "name": name, "revoked": n })))
 }
 
-fn rotate_key(store: &Path, name: &str, body: &[u8]) -> Result<Reply, AdminError> {
+fn rotate_key(ctx: &AdminContext, name: &str, body: &[u8]) -> Result<Reply, AdminError> {
     let fields: Value = if body.is_empty() {
         json!({})
     } else {
@@ -273,7 +281,7 @@ fn rotate_key(store: &Path, name: &str, body: &[u8]) -> Result<Reply, AdminError
     let grace = fields.get("grace").and_then(Value::as_str).unwrap_or("1h");
     let grace = humantime::parse_duration(grace)
         .map_err(|e| AdminError::invalid(format!("`grace`: {e}")))?;
-    let key = open(store)?
+    let key = open(ctx)?
         .rotate(name, grace)
         .map_err(|e| store_error(&e))?;
     Ok(Reply::json(200, &json!({ "name": name, "key": key })))
@@ -328,8 +336,18 @@ fn signin_of(ctx: &AdminContext) -> Result<std::sync::Arc<crate::signin::Signin>
         .ok_or_else(|| AdminError::NotFound("sign-in is not configured ([signin])".into()))
 }
 
-fn spend(store: &Path, by: &str) -> Result<Reply, AdminError> {
-    let rows = crate::store::ledger::spend(store, by).map_err(AdminError::Invalid)?;
+/// Spend grouped by `by`: every node's in a cluster (PostgreSQL), else this node's ledger.
+fn spend(ctx: &AdminContext, store: &Path, by: &str) -> Result<Reply, AdminError> {
+    let rows = match &ctx.cluster_postgres {
+        Some(conninfo) => {
+            let mut client = crate::store::postgres::connect(conninfo).map_err(|e| {
+                tracing::error!(error = %e, "admin: cannot read the cluster's spend");
+                AdminError::StoreFailed
+            })?;
+            crate::store::postgres::spend(&mut client, by).map_err(AdminError::Invalid)?
+        }
+        None => crate::store::ledger::spend(store, by).map_err(AdminError::Invalid)?,
+    };
     Ok(Reply::json(200, &json!({ "by": by, "data": rows })))
 }
 

@@ -113,6 +113,9 @@ fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Er
 struct Line<'a> {
     seq: u64,
     prev: &'a str,
+    /// The cluster node that wrote the line (each node keeps its own chain).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<&'a str>,
     #[serde(flatten)]
     event: &'a AuditEvent,
 }
@@ -186,6 +189,7 @@ pub fn start(
     max_bytes: u64,
     sync: bool,
     priority: WriterPriority,
+    node: Option<String>,
 ) -> std::io::Result<(AuditLog, JoinHandle<()>)> {
     let (seq, prev, first_seq) = chain_tail(path)?;
     let file = OpenOptions::new().create(true).append(true).open(path)?;
@@ -201,6 +205,7 @@ pub fn start(
         prev,
         first_seq,
         sync,
+        node,
         pending: Vec::new(),
         waiting: Vec::new(),
     };
@@ -239,6 +244,8 @@ struct Writer {
     first_seq: u64,
     /// Sync after each write and acknowledge waiters (`store.durability = "sync"`).
     sync: bool,
+    /// The cluster node id written in every line.
+    node: Option<String>,
     /// Chained lines not yet written: kept across failed writes (a full disk) and retried, so
     /// the chain on disk never has a gap or half a line.
     pending: Vec<u8>,
@@ -332,6 +339,7 @@ impl Writer {
         let line = Line {
             seq: self.seq,
             prev: &self.prev,
+            node: self.node.as_deref(),
             event,
         };
         let Ok(text) = serde_json::to_string(&line) else {

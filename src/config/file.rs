@@ -39,6 +39,8 @@ pub struct FileConfig {
     pub telemetry: TelemetryFile,
     /// Customer-routed inference (Claude Enterprise callers with Anthropic-minted tokens).
     pub cri: Option<CriFile>,
+    /// Several nodes sharing keys, budgets and spend through PostgreSQL and Redis.
+    pub cluster: Option<super::cluster::ClusterFile>,
     pub admin: Option<AdminFile>,
     /// Limits of issued keys, set over the admin API (never read from the file).
     #[serde(skip)]
@@ -229,6 +231,9 @@ pub struct JwtKeyFile {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreFile {
+    /// Where keys and spend live: `sqlite` (the file below) or `postgres` (a [cluster]'s
+    /// database, the file below then being the node's outbox).
+    pub backend: StoreBackend,
     /// SQLite file, or `off`.
     pub path: String,
     /// Group-commit interval: the durability window against a crash.
@@ -238,6 +243,17 @@ pub struct StoreFile {
     /// `interval` (committed every `commit_interval`) or `sync` (each forwarded response's
     /// record is committed and fsynced before its last byte is released).
     pub durability: Durability,
+}
+
+/// Where issued keys and the spend of record live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// The `store.path` SQLite file: one node.
+    #[default]
+    Sqlite,
+    /// The `[cluster]`'s PostgreSQL database, shared by every node.
+    Postgres,
 }
 
 /// What sluice does when the ledger falls behind or fails.
@@ -253,6 +269,7 @@ pub enum OnFailure {
 impl Default for StoreFile {
     fn default() -> Self {
         Self {
+            backend: StoreBackend::Sqlite,
             path: "sluice.db".into(),
             commit_interval: "10ms".into(),
             on_failure: OnFailure::Open,

@@ -14,10 +14,12 @@
 //! - [`signin`]: sign-in at the company's OpenID Connect provider.
 //! - [`managed`]: the policy documents Claude Code takes from `/managed/settings`.
 //! - [`cri`]: customer-routed inference (Anthropic-minted tokens for Claude Enterprise callers).
+//! - [`cluster`]: several nodes sharing state through PostgreSQL and Redis.
 //! - [`telemetry`]: the collectors Claude Code's OpenTelemetry exports are relayed to.
 //!
 //! Every error names the path of the field at fault (`routes[2].model`).
 
+pub mod cluster;
 pub mod cri;
 pub mod file;
 pub mod jwt;
@@ -114,6 +116,8 @@ pub struct Config {
     pub managed_settings: managed::ManagedSettings,
     pub telemetry: telemetry::TelemetrySettings,
     pub cri: Option<cri::CriSettings>,
+    /// Several nodes sharing keys, budgets and spend (`None`: this node alone).
+    pub cluster: Option<cluster::ClusterSettings>,
     pub policies: Policies,
 }
 
@@ -232,6 +236,11 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
         managed_settings: managed::build(&file.managed_settings)?,
         telemetry: telemetry::build(&file.telemetry)?,
         cri: file.cri.as_ref().map(cri::build).transpose()?,
+        cluster: cluster::build(
+            file.cluster.as_ref(),
+            file.store.backend,
+            file.store.path != "off",
+        )?,
         policies: policies::build(&file)?,
         audit: AuditSettings {
             path: (file.audit.path != "off").then(|| file.audit.path.clone().into()),

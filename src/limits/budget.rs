@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::lease::{LeaseCell, LeaseMode, LeaseTerms};
 use super::session_budget::{SessionBudget, SessionHold, SessionOutcome};
 use super::Scope;
 
@@ -54,7 +55,7 @@ impl Period {
     }
 
     /// The window `day` (days since 1970-01-01) falls in.
-    fn window(self, day: i64) -> u64 {
+    pub(crate) fn window(self, day: i64) -> u64 {
         self.window_index(day) & 0xffff
     }
 
@@ -126,6 +127,8 @@ struct Cell {
     state: AtomicU64,
     /// 1 + the last window whose soft threshold was reported crossed (0: none yet).
     warned_window: AtomicU64,
+    /// In a cluster: this node's lease on the shared budget.
+    lease: LeaseCell,
 }
 
 /// Every budget of the node.
@@ -134,6 +137,8 @@ pub struct Budgets {
     index: HashMap<(Scope, String), Vec<usize>>,
     slots: Vec<Slot>,
     sessions: Vec<SessionBudget>,
+    /// In a cluster: key, user and team budgets are spent from leases on the shared buckets.
+    lease: Option<Arc<LeaseTerms>>,
 }
 
 /// Why a request was refused.
@@ -145,6 +150,9 @@ pub struct BudgetRefusal {
     pub retry_after: Option<u64>,
     /// The budget that refused, as the caller's usage notice shows it.
     pub standing: Standing,
+    /// In a cluster: this node's lease had too little left, and more was asked of the store —
+    /// worth waiting for ([`Budgets::lease_headroom`]) and trying once more.
+    pub awaiting_lease: bool,
 }
 
 /// Where one budget stands for a caller: what Claude Code's usage notice and `/usage` show.
@@ -198,7 +206,8 @@ impl Standing {
             period: slot.spec.period,
             shared: slot.scope == Scope::Team,
             limit_nano: slot.limit_nano,
-            used_nano,
+            // In a cluster, what every node spent as the store last told (when it is more).
+            used_nano: used_nano.max(slot.cell.lease.cluster_used(slot.spec.period.window(day))),
             exceeded,
             resets_at: reset_secs(slot.spec.period, day),
         }
@@ -220,12 +229,21 @@ pub struct BudgetWarning {
     pub crossed: bool,
 }
 
+/// One key, user or team budget as the lease renewer sees it.
+pub struct LeasedBudget<'a> {
+    pub scope: Scope,
+    pub name: &'a str,
+    pub period: Period,
+    pub limit_nano: u64,
+    pub cell: &'a LeaseCell,
+}
+
 /// Amounts held against budgets for one request.
 #[derive(Debug)]
 pub struct Reservation {
     budgets: Arc<Budgets>,
-    /// (slot, window, nanodollars held)
-    held: Vec<(usize, u64, u64)>,
+    /// (slot, window, nanodollars held, whether taken from the node's lease)
+    held: Vec<(usize, u64, u64, bool)>,
     /// (session budget, hold)
     session_held: Vec<(usize, SessionHold)>,
     pub warnings: Vec<BudgetWarning>,
@@ -388,8 +406,8 @@ impl Budgets {
                 continue;
             };
             let window = slot.spec.period.window(day);
-            let used = reserve_in(slot, window, amount).map_err(|()| refusal(slot, day))?;
-            reservation.held.push((i, window, amount));
+            let (used, leased) = self.reserve_slot(slot, window, amount, day)?;
+            reservation.held.push((i, window, amount, leased));
             let standing = Standing::of(slot, used, false, day);
             reservation.standing = Some(match reservation.standing {
                 Some(other) => other.binding(standing),
@@ -408,6 +426,87 @@ impl Budgets {
             }
         }
         Ok(reservation)
+    }
+
+    /// Holds `amount` in one key, user or team budget: against its limit on one node; in a
+    /// cluster against the node's lease while it is valid, else as `on_redis_failure` says.
+    /// Returns what was used before and whether the lease paid.
+    fn reserve_slot(
+        &self,
+        slot: &Slot,
+        window: u64,
+        amount: u64,
+        day: i64,
+    ) -> Result<(u64, bool), BudgetRefusal> {
+        let Some(terms) = &self.lease else {
+            let used = reserve_in(slot, window, amount, slot.limit_nano)
+                .map_err(|()| refusal(slot, day))?;
+            return Ok((used, false));
+        };
+        match terms.mode() {
+            LeaseMode::Leases => {
+                if !slot.cell.lease.take(window, amount) {
+                    terms.ask_for(&slot.cell.lease, window, amount);
+                    let mut refused = refusal(slot, day);
+                    refused.awaiting_lease = true;
+                    return Err(refused);
+                }
+                let used = reserve_in(slot, window, amount, AMOUNT_MASK)
+                    .map_err(|()| refusal(slot, day))?;
+                Ok((used, true))
+            }
+            LeaseMode::StaticShare => {
+                let share = slot.limit_nano / u64::from(terms.nodes.max(1));
+                let used =
+                    reserve_in(slot, window, amount, share).map_err(|()| refusal(slot, day))?;
+                Ok((used, false))
+            }
+            LeaseMode::Refuse => {
+                let mut refused = refusal(slot, day);
+                refused.which = format!(
+                    "{} (the shared budget store is unreachable)",
+                    refused.which
+                );
+                Err(refused)
+            }
+        }
+    }
+
+    /// Spends key, user and team budgets from leases on the cluster's shared buckets.
+    pub fn lease_with(&mut self, terms: Arc<LeaseTerms>) {
+        self.lease = Some(terms);
+    }
+
+    /// The lease terms, in a cluster.
+    pub fn lease_terms(&self) -> Option<&Arc<LeaseTerms>> {
+        self.lease.as_ref()
+    }
+
+    /// Whether every key, user and team budget of the named entities now has at least
+    /// `cost_pico` left in its lease (what a refused request waits for).
+    pub fn lease_headroom(&self, entities: &[(Scope, Option<&str>)], cost_pico: u64) -> bool {
+        let (day, amount) = (today(), pico_to_nano(cost_pico));
+        entities
+            .iter()
+            .filter_map(|(scope, name)| name.map(|n| self.slots_of(*scope, n)))
+            .flatten()
+            .all(|slot| {
+                slot.cell
+                    .lease
+                    .headroom(slot.spec.period.window(day))
+                    .is_some_and(|left| left >= amount)
+            })
+    }
+
+    /// Every key, user and team budget as the lease renewer sees it.
+    pub fn leased(&self) -> impl Iterator<Item = LeasedBudget<'_>> + '_ {
+        self.slots.iter().map(|s| LeasedBudget {
+            scope: s.scope,
+            name: &s.name,
+            period: s.spec.period,
+            limit_nano: s.limit_nano,
+            cell: &s.cell.lease,
+        })
     }
 
     fn reserve_session(
@@ -451,9 +550,12 @@ impl Reservation {
     }
 
     fn adjust_all(&mut self, actual: u64) {
-        for (i, window, held) in std::mem::take(&mut self.held) {
+        for (i, window, held, leased) in std::mem::take(&mut self.held) {
             if let Some(slot) = self.budgets.slots.get(i) {
                 adjust(slot, window, held, actual);
+                if leased {
+                    slot.cell.lease.settle(window, held, actual);
+                }
             }
         }
         for (i, hold) in std::mem::take(&mut self.session_held) {
@@ -467,7 +569,11 @@ impl Reservation {
 impl Reservation {
     /// Keeps the held amounts as spent (the real cost is unknown).
     pub fn keep(mut self) {
-        self.held.clear();
+        for (i, window, held, leased) in std::mem::take(&mut self.held) {
+            if let (Some(slot), true) = (self.budgets.slots.get(i), leased) {
+                slot.cell.lease.settle(window, held, held);
+            }
+        }
         self.session_held.clear();
     }
 }
@@ -479,13 +585,13 @@ impl Drop for Reservation {
     }
 }
 
-/// Adds `amount` to the slot's window unless that passes the limit; returns what was used before.
-fn reserve_in(slot: &Slot, window: u64, amount: u64) -> Result<u64, ()> {
+/// Adds `amount` to the slot's window unless that passes `limit`; returns what was used before.
+fn reserve_in(slot: &Slot, window: u64, amount: u64, limit: u64) -> Result<u64, ()> {
     let mut current = slot.cell.state.load(Ordering::Acquire);
     loop {
         let (w, used) = unpack(current);
         let used = if w == window { used } else { 0 };
-        if used >= slot.limit_nano || used.saturating_add(amount) > slot.limit_nano {
+        if used >= limit || used.saturating_add(amount) > limit {
             return Err(());
         }
         let next = pack(window, used.saturating_add(amount));
@@ -528,6 +634,7 @@ fn refusal_of(spec: &BudgetSpec, scope: &str, name: &str, day: i64) -> BudgetRef
     });
     let limit_nano = usd_to_nano(spec.limit_usd);
     BudgetRefusal {
+        awaiting_lease: false,
         which: describe_spec(spec, scope, name, day),
         retry_after,
         standing: Standing {
@@ -566,12 +673,12 @@ fn describe_spec(spec: &BudgetSpec, scope: &str, name: &str, day: i64) -> String
     )
 }
 
-fn usd_to_nano(usd: f64) -> u64 {
+pub(crate) fn usd_to_nano(usd: f64) -> u64 {
     ((usd * 1e9).round().max(0.0) as u64).min(AMOUNT_MASK)
 }
 
 /// Rounded up, so a reservation or a cost is never smaller than its picodollars.
-fn pico_to_nano(pico: u64) -> u64 {
+pub(crate) fn pico_to_nano(pico: u64) -> u64 {
     pico.div_ceil(1000)
 }
 

@@ -6,6 +6,7 @@
 //! request is refused while the minute's tokens are spent).
 
 pub mod budget;
+pub mod lease;
 pub mod session_budget;
 
 use std::collections::HashMap;

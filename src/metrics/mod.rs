@@ -24,7 +24,7 @@ use arc_swap::ArcSwap;
 use crate::record::AccessRecord;
 use crate::tls::accept::HandshakeOutcome;
 use histogram::Histogram;
-pub use render::ScrapeGauges;
+pub use render::{ClusterGauges, ScrapeGauges};
 
 /// How often the collector republishes the rendered counters (when they changed).
 pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(200);
@@ -45,6 +45,10 @@ pub const FALLBACKS_TOTAL: &str = "sluice_fallbacks_total";
 pub const STORE_QUEUE_DEPTH: &str = "sluice_store_queue_depth";
 pub const STORE_DROPPED_TOTAL: &str = "sluice_store_dropped_total";
 pub const LEDGER_HEALTHY: &str = "sluice_ledger_healthy";
+pub const OUTBOX_PENDING: &str = "sluice_outbox_pending";
+pub const OUTBOX_SHIPPED_TOTAL: &str = "sluice_outbox_shipped_total";
+pub const SHARED_STORE_UP: &str = "sluice_shared_store_up";
+pub const SHARED_STORE_CALLS_TOTAL: &str = "sluice_shared_store_calls_total";
 pub const WORKER_PANICS_TOTAL: &str = "sluice_worker_panics_total";
 pub const UPSTREAM_DISCARDED_TOTAL: &str = "sluice_upstream_connections_discarded_total";
 pub const TLS_HANDSHAKES_TOTAL: &str = "sluice_tls_handshakes_total";

@@ -18,6 +18,22 @@ pub struct ScrapeGauges {
     pub certificates: Vec<(String, u64)>,
     /// `(outcome, exports)` of the telemetry relay, when one runs.
     pub telemetry: Vec<(&'static str, u64)>,
+    /// A cluster node's shared stores.
+    pub cluster: Option<ClusterGauges>,
+}
+
+/// What a cluster node shows of its outbox and shared stores.
+#[derive(Debug, Default, Clone)]
+pub struct ClusterGauges {
+    /// Records committed locally, not yet in PostgreSQL.
+    pub outbox_pending: u64,
+    /// Records this process stored in PostgreSQL.
+    pub outbox_shipped: u64,
+    pub postgres_up: bool,
+    /// `None`: no budget is leased, Redis is not used.
+    pub redis_up: Option<bool>,
+    /// Lease renewals sent to Redis.
+    pub redis_calls: u64,
 }
 
 /// Every family computed from access records.
@@ -210,6 +226,43 @@ pub(super) fn stores(out: &mut String, gauges: &ScrapeGauges) {
         "1 while the spend ledger keeps up and commits, 0 after a full queue or failed commit.",
     );
     sample(out, LEDGER_HEALTHY, &[], u8::from(gauges.ledger_healthy));
+    if let Some(cluster) = &gauges.cluster {
+        cluster_stores(out, cluster);
+    }
+}
+
+fn cluster_stores(out: &mut String, c: &ClusterGauges) {
+    header(
+        out,
+        OUTBOX_PENDING,
+        "gauge",
+        "Records committed to the local ledger and not yet shipped to PostgreSQL.",
+    );
+    sample(out, OUTBOX_PENDING, &[], c.outbox_pending);
+    header(
+        out,
+        OUTBOX_SHIPPED_TOTAL,
+        "counter",
+        "Records this process shipped to PostgreSQL.",
+    );
+    sample(out, OUTBOX_SHIPPED_TOTAL, &[], c.outbox_shipped);
+    header(
+        out,
+        SHARED_STORE_UP,
+        "gauge",
+        "1 while a shared store answered its last call.",
+    );
+    sample(out, SHARED_STORE_UP, &[("store", "postgres")], u8::from(c.postgres_up));
+    if let Some(up) = c.redis_up {
+        sample(out, SHARED_STORE_UP, &[("store", "redis")], u8::from(up));
+        header(
+            out,
+            SHARED_STORE_CALLS_TOTAL,
+            "counter",
+            "Calls made to a shared store on behalf of the request path (lease renewals).",
+        );
+        sample(out, SHARED_STORE_CALLS_TOTAL, &[("store", "redis")], c.redis_calls);
+    }
 }
 
 /// When each served certificate expires.

@@ -22,6 +22,7 @@ use super::request_body::RequestBody;
 use super::route::Target;
 use super::{Gateway, GatewayError};
 use crate::limits::budget::Reservation;
+use crate::limits::lease::LEASE_WAIT;
 
 /// Output tokens assumed when the request's `max_tokens` is not in the held part of the body.
 pub const UNKNOWN_MAX_TOKENS: u64 = 64_000;
@@ -42,6 +43,39 @@ pub fn reserve(
     }
     reserve_cost(gw, identity, maximum_cost_pico(gw, op, body, target), ex)
 }
+
+/// As [`reserve`]; in a cluster, a request its node's lease cannot cover waits (at most
+/// [`LEASE_WAIT`]) while the lease renewer asks the store for more, then is tried once more.
+pub async fn reserve_leased(
+    gw: &Gateway,
+    identity: &Identity,
+    parts: (&Operation, &RequestBody, &Target),
+    ex: &Exchange,
+) -> Result<Option<Reservation>, GatewayError> {
+    let first = reserve(gw, identity, parts, ex);
+    let Err(GatewayError::BudgetExceeded(refusal)) = &first else {
+        return first;
+    };
+    if !refusal.awaiting_lease {
+        return first;
+    }
+    let (op, body, target) = parts;
+    let Ok(cost) = maximum_cost_pico(gw, op, body, target) else {
+        return first;
+    };
+    let (user, team) = (identity.user(), identity.team());
+    let entities = identity.scopes(&user, &team);
+    let deadline = std::time::Instant::now() + LEASE_WAIT;
+    while std::time::Instant::now() < deadline
+        && !gw.state.budgets.lease_headroom(&entities, cost)
+    {
+        monoio::time::sleep(LEASE_POLL).await;
+    }
+    reserve(gw, identity, parts, ex)
+}
+
+/// How often a request waiting for its lease looks again.
+const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A served model without a price (it cannot spend a budget).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -75,6 +75,24 @@ pub async fn answer(
 }
 
 /// Answers `GET /metrics` with the Prometheus text rendered by the caller.
+/// `/healthz` of a cluster node: ok, and how its shared stores are doing (it serves either
+/// way: Redis and PostgreSQL outages are policies, not failures).
+pub async fn health(
+    client: &mut ClientConn,
+    head: &RequestHead,
+    cluster: &crate::server::cluster::ClusterStatus,
+    (request_id, keep_alive): (&str, bool),
+) -> Result<Answered, GatewayError> {
+    let body = serde_json::json!({ "status": "ok", "cluster": cluster.health_json() }).to_string();
+    write_answer(
+        client,
+        (200, &[], body.as_bytes()),
+        head.method == Method::Head,
+        (request_id, keep_alive),
+    )
+    .await
+}
+
 pub async fn metrics(
     client: &mut ClientConn,
     head: &RequestHead,

@@ -233,9 +233,21 @@ pub struct Records {
     pub ledger: crate::store::ledger::Ledger,
     pub audit: crate::audit::AuditLog,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// A cluster node's outbox and shared stores.
+    pub cluster: Option<Arc<crate::server::cluster::ClusterStatus>>,
 }
 
 impl Records {
+    /// Whether the records are being kept: the ledger keeps up and, in a cluster, the outbox
+    /// is within its bound.
+    pub fn store_healthy(&self) -> bool {
+        self.ledger.is_healthy()
+            && self
+                .cluster
+                .as_ref()
+                .is_none_or(|c| c.outbox.is_healthy())
+    }
+
     /// Scrape-time gauges of the record writers.
     pub fn gauges(&self) -> crate::metrics::ScrapeGauges {
         crate::metrics::ScrapeGauges {
@@ -252,6 +264,7 @@ impl Records {
             ledger_healthy: self.ledger.is_healthy(),
             certificates: Vec::new(),
             telemetry: Vec::new(),
+            cluster: self.cluster.as_ref().map(|c| c.gauges()),
         }
     }
 }
@@ -413,7 +426,7 @@ async fn run_phases(
     let reservation = if op == Operation::MessageBatches(classify::BatchCall::Create) {
         batches::govern(gw, &auth.identity, body.held(), ex)?
     } else {
-        budget::reserve(gw, &auth.identity, (&op, &body, &target), ex)?
+        budget::reserve_leased(gw, &auth.identity, (&op, &body, &target), ex).await?
     };
     if let Some(reservation) = &reservation {
         ex.response_headers
@@ -531,6 +544,9 @@ async fn answer_publicly(
         op,
         Operation::Health | Operation::WarmUp | Operation::InferenceProfiles
     ) {
+        if let (Operation::Health, Some(cluster)) = (op, &gw.records.cluster) {
+            return local::health(client, head, cluster, reply).await.map(Some);
+        }
         return local::answer(client, head, op, &gw.config, None, reply)
             .await
             .map(Some);
@@ -570,7 +586,7 @@ fn refuse_unavailable(op: &Operation, gw: &Gateway) -> Result<(), GatewayError> 
             "the Message Batches API is not available through this gateway: a batch names its models inside its body (server.message_batches = \"governed\" checks and reserves each)",
         ));
     }
-    if gw.config.store.fail_closed && !gw.records.ledger.is_healthy() && !op.is_local() {
+    if gw.config.store.fail_closed && !gw.records.store_healthy() && !op.is_local() {
         return Err(GatewayError::StoreUnavailable);
     }
     Ok(())

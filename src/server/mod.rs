@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+pub mod cluster;
 pub mod reload;
 
 use crate::config::{Config, Overrides};
@@ -34,6 +35,8 @@ pub enum ServeError {
     Audit(std::io::Error),
     #[error("{0}")]
     Keys(crate::store::keys::KeyStoreError),
+    #[error("cluster: {0}")]
+    Cluster(crate::store::outbox::OutboxError),
     #[error("cannot start workers: {0}")]
     Workers(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
@@ -94,17 +97,18 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
                 config.audit.max_bytes,
                 config.store.durability == ledger::Durability::Sync,
                 config.writer_priority,
+                config.cluster.as_ref().map(|c| c.node_id.clone()),
             )
             .map_err(ServeError::Audit)?;
             (a, Some(t))
         }
         None => (crate::audit::AuditLog::off(), None),
     };
-    let key_refresher = match &config.store.path {
-        Some(path) => {
+    let key_refresher = match crate::store::keys::KeysLocation::of(&config) {
+        Some(location) => {
             let audit = audit.clone();
             let issued = Arc::clone(&state.issued_keys);
-            let refresher = crate::store::keys::start(path, issued, move |action, name| {
+            let refresher = crate::store::keys::start(&location, issued, move |action, name| {
                 audit.record(crate::audit::AuditEvent::admin(action, name));
             })
             .map_err(ServeError::Keys)?;
@@ -114,6 +118,8 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
     };
     let admin_settings = config.admin.clone();
     let store_path = config.store.path.clone();
+    let keys_location = crate::store::keys::KeysLocation::of(&config);
+    let cluster_settings = config.cluster.clone();
     let (limit, grace) = (
         config.limits.max_connections_per_worker,
         config.grace_period,
@@ -121,6 +127,12 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
     let (workers_wanted, driver) = (config.workers, config.io_driver);
     state.start(&audit);
     let live = Live::new(Snapshot::new(config, state));
+    let cluster = match (&cluster_settings, &store_path) {
+        (Some(cluster), Some(path)) => {
+            Some(cluster::start(cluster, path, &live).map_err(ServeError::Cluster)?)
+        }
+        _ => None,
+    };
     let reloader = Arc::new(reload::Reloader::new(
         Arc::clone(&live),
         source,
@@ -131,6 +143,8 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
             let ctx = crate::admin::AdminContext {
                 key_digest: settings.key_digest,
                 store: store_path,
+                keys: keys_location,
+                cluster_postgres: cluster_settings.as_ref().map(|c| c.postgres.clone()),
                 audit: audit.clone(),
                 reloader: Arc::clone(&reloader),
             };
@@ -148,6 +162,7 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
         ledger,
         audit,
         metrics,
+        cluster: cluster.as_ref().map(|c| Arc::clone(&c.status)),
     };
     let (mut trigger, shutdown) = shutdown_pair();
     let worker_records = records.clone();
@@ -258,6 +273,9 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
         .flatten()
     {
         let _ = thread.join();
+    }
+    if let Some(cluster) = cluster {
+        cluster.stop();
     }
     tracing::info!("stopped");
     Ok(())

@@ -98,7 +98,13 @@ impl State {
             jwt: build_jwt(config)?,
             edge_tls: load_edge_tls(config)?,
             limiter: Arc::new(limiter(&config.policies)),
-            budgets: Arc::new(budgets(&config.policies)),
+            budgets: Arc::new(budgets(
+                &config.policies,
+                config
+                    .cluster
+                    .as_ref()
+                    .map(crate::limits::lease::LeaseTerms::new),
+            )),
             signin: open_signin(config, commands)?,
             telemetry: TelemetryRelay::open(&config.telemetry).map(Arc::new),
             cri: open_cri(config)?,
@@ -233,7 +239,7 @@ impl State {
         {
             return Ok(Arc::clone(&self.budgets));
         }
-        let mut fresh = budgets(policies);
+        let mut fresh = budgets(policies, self.budgets.lease_terms().cloned());
         let (entities, sessions) = fresh.adopt(&self.budgets);
         if let Some(path) = &next.store.path {
             budget_spend::load(&fresh, path, &entities, &sessions)?;
@@ -251,9 +257,13 @@ fn limiter(policies: &Policies) -> RateLimiter {
     limiter
 }
 
-/// The budgets `policies` describe, with nothing spent.
-fn budgets(policies: &Policies) -> Budgets {
+/// The budgets `policies` describe, with nothing spent; in a cluster spent from leases on
+/// `terms`.
+fn budgets(policies: &Policies, terms: Option<Arc<crate::limits::lease::LeaseTerms>>) -> Budgets {
     let mut budgets = Budgets::default();
+    if let Some(terms) = terms {
+        budgets.lease_with(terms);
+    }
     for budget in &policies.budgets {
         budgets.add(budget.scope, &budget.name, budget.spec);
     }

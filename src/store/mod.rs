@@ -6,7 +6,9 @@
 pub mod access_log;
 pub mod keys;
 pub mod ledger;
+pub mod outbox;
 pub mod policies;
+pub mod postgres;
 
 /// Moves everything queued on `rx` into `batch` without waiting; returns whether every sender
 /// is gone (the writer then finishes its batch and ends).

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 pub mod browser;
 pub mod pki;
+pub mod stores;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
@@ -234,6 +235,28 @@ pub fn gateway_env(upstream: &str, config: &str, extra: &[&str], env: &[(&str, &
         proc: Proc::spawn(&gateway_bin(), &args, env, dir),
         access_log,
     }
+}
+
+/// Starts sluice on the config file at `config` (whose files live where the test keeps them,
+/// so a node can be killed and started again on the same ledger).
+pub fn gateway_on_file(upstream: &str, config: &std::path::Path) -> Proc {
+    let config_arg = config.to_str().unwrap().to_string();
+    let mut args = vec![
+        "serve",
+        "--config",
+        &config_arg,
+        "--workers",
+        "2",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        upstream,
+    ];
+    let driver = std::env::var("SLUICE_TEST_IO_DRIVER").unwrap_or_default();
+    if !driver.is_empty() {
+        args.extend_from_slice(&["--io-driver", &driver]);
+    }
+    Proc::spawn(&gateway_bin(), &args, &[], tempfile::tempdir().unwrap())
 }
 
 impl Gateway {

@@ -1,10 +1,12 @@
-//! Issued virtual keys: created with `sluice keys create`, rotated, revoked — stored in the
-//! ledger's SQLite file (only the SHA-256 of each key) and published to every worker.
+//! Issued virtual keys: created with `sluice keys create`, rotated, revoked — stored (only the
+//! SHA-256 of each key) in the ledger's SQLite file on one node, or in the cluster's
+//! PostgreSQL ([`postgres`]) — and published to every worker.
 //!
-//! Workers read an `ArcSwap` snapshot ([`IssuedKeys`]); a refresher thread polls a generation
-//! counter that every change bumps (every [`POLL_INTERVAL`], one single-row query) and swaps in a
-//! fresh snapshot when it moved, so a revocation reaches every worker — of every process on the
-//! same file — within a second, with no lock on the request path. The refresher also reports
+//! Workers read an `ArcSwap` snapshot ([`IssuedKeys`]); a refresher thread watches a generation
+//! counter that every change bumps — polled every [`POLL_INTERVAL`] (one single-row query), and
+//! in PostgreSQL also announced by `NOTIFY` — and swaps in a fresh snapshot when it moved, so a
+//! revocation reaches every worker — of every process on the same store — within a second, with
+//! no lock on the request path. While the store cannot be read the last snapshot stays. The refresher also reports
 //! each change to the audit log (created, revoked, expiry changed), so key administration done
 //! from the command line is audited by the one writer that owns the chain.
 
@@ -19,6 +21,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::config::keys::{digest, VirtualKey};
 use crate::config::ModelPattern;
+
+pub mod postgres;
 
 /// How often the refresher looks for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -47,6 +51,84 @@ pub enum KeyStoreError {
     Random,
     #[error("cannot start the key refresher: {0}")]
     Thread(std::io::Error),
+    #[error("key store: {0}")]
+    Postgres(#[from] crate::store::postgres::PgError),
+}
+
+/// Where issued keys live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeysLocation {
+    /// The one node's SQLite file.
+    Sqlite(std::path::PathBuf),
+    /// The cluster's PostgreSQL (its connection string).
+    Postgres(String),
+}
+
+impl KeysLocation {
+    /// Where `config` keeps issued keys (`None`: `store.path = "off"`, no store).
+    pub fn of(config: &crate::config::Config) -> Option<KeysLocation> {
+        match (&config.cluster, &config.store.path) {
+            (Some(cluster), _) => Some(KeysLocation::Postgres(cluster.postgres.clone())),
+            (None, Some(path)) => Some(KeysLocation::Sqlite(path.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// Opens the store (creating its tables if needed).
+    pub fn open(&self) -> Result<Box<dyn KeyBackend>, KeyStoreError> {
+        Ok(match self {
+            KeysLocation::Sqlite(path) => Box::new(KeyStore::open(path)?),
+            KeysLocation::Postgres(conninfo) => Box::new(postgres::PgKeyStore::open(conninfo)?),
+        })
+    }
+}
+
+/// The keys by digest, and whether any key was ever issued.
+pub type KeySnapshot = (HashMap<[u8; 32], VirtualKey>, bool);
+
+/// What a key store does, on either backend.
+pub trait KeyBackend: Send {
+    /// Creates a key and returns its text (shown once; only its digest is stored).
+    fn create(&mut self, key: &NewKey) -> Result<String, KeyStoreError>;
+    /// Revokes every key named `name`; returns how many.
+    fn revoke(&mut self, name: &str) -> Result<usize, KeyStoreError>;
+    /// Issues a new key for `name` (same user, team and models); the old ones stay valid for
+    /// `grace`, then expire.
+    fn rotate(&mut self, name: &str, grace: Duration) -> Result<String, KeyStoreError>;
+    fn list(&mut self) -> Result<Vec<KeyRow>, KeyStoreError>;
+    /// The change counter.
+    fn generation(&mut self) -> Result<i64, KeyStoreError>;
+    /// Every key not revoked (expired ones included: they are answered 401 `key_expired`).
+    fn load(&mut self) -> Result<KeySnapshot, KeyStoreError>;
+    /// Waits at most `timeout` for a change to be announced (a poll just waits).
+    fn wait_for_change(&mut self, timeout: Duration) {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the key refresher's own thread, not a worker"
+        )]
+        std::thread::sleep(timeout);
+    }
+}
+
+impl KeyBackend for KeyStore {
+    fn create(&mut self, key: &NewKey) -> Result<String, KeyStoreError> {
+        KeyStore::create(self, key)
+    }
+    fn revoke(&mut self, name: &str) -> Result<usize, KeyStoreError> {
+        KeyStore::revoke(self, name)
+    }
+    fn rotate(&mut self, name: &str, grace: Duration) -> Result<String, KeyStoreError> {
+        KeyStore::rotate(self, name, grace)
+    }
+    fn list(&mut self) -> Result<Vec<KeyRow>, KeyStoreError> {
+        KeyStore::list(self)
+    }
+    fn generation(&mut self) -> Result<i64, KeyStoreError> {
+        KeyStore::read_generation(self).map_err(|e| self.sql(e))
+    }
+    fn load(&mut self) -> Result<KeySnapshot, KeyStoreError> {
+        KeyStore::read_keys(self).map_err(|e| self.sql(e))
+    }
 }
 
 /// What a new key carries.
@@ -215,7 +297,7 @@ impl KeyStore {
         Ok(rows)
     }
 
-    fn generation(&self) -> rusqlite::Result<i64> {
+    fn read_generation(&self) -> rusqlite::Result<i64> {
         self.conn
             .query_row("SELECT n FROM key_generation WHERE id = 0", [], |row| {
                 row.get(0)
@@ -224,7 +306,7 @@ impl KeyStore {
 
     /// Every key not revoked (expired ones included: they are answered 401 `key_expired`), and
     /// whether any key was ever issued.
-    fn load(&self) -> rusqlite::Result<(HashMap<[u8; 32], VirtualKey>, bool)> {
+    fn read_keys(&self) -> rusqlite::Result<KeySnapshot> {
         let ever: i64 = self
             .conn
             .query_row("SELECT COUNT(*) FROM issued_keys", [], |row| row.get(0))?;
@@ -244,21 +326,33 @@ impl KeyStore {
         })?;
         for row in rows {
             let (sha, name, user, team, models, expires) = row?;
-            let mut digest = [0u8; 32];
-            if hex::decode_to_slice(&sha, &mut digest).is_err() {
-                continue;
+            if let Some((digest, key)) = stored_key(&sha, name, user, team, models, expires) {
+                keys.insert(digest, key);
             }
-            let models = models
-                .and_then(|m| serde_json::from_str::<Vec<String>>(&m).ok())
-                .map(|m| Arc::new(m.iter().map(|p| ModelPattern::parse(p)).collect()));
-            let expires = expires.and_then(|t| humantime::parse_rfc3339_weak(&t).ok());
-            keys.insert(
-                digest,
-                VirtualKey::new(name, user, team, models, expires, digest),
-            );
         }
         Ok((keys, ever > 0))
     }
+}
+
+/// A stored row as a key (`None`: its digest is not hex).
+fn stored_key(
+    sha256: &str,
+    name: String,
+    user: Option<String>,
+    team: Option<String>,
+    models: Option<String>,
+    expires: Option<String>,
+) -> Option<([u8; 32], VirtualKey)> {
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(sha256, &mut digest).ok()?;
+    let models = models
+        .and_then(|m| serde_json::from_str::<Vec<String>>(&m).ok())
+        .map(|m| Arc::new(m.iter().map(|p| ModelPattern::parse(p)).collect()));
+    let expires = expires.and_then(|t| humantime::parse_rfc3339_weak(&t).ok());
+    Some((
+        digest,
+        VirtualKey::new(name, user, team, models, expires, digest),
+    ))
 }
 
 fn bump(conn: &Connection) -> rusqlite::Result<()> {
@@ -333,36 +427,32 @@ impl KeyRefresher {
 /// Loads the keys now and starts the refresher; `on_change` hears each key added, removed or
 /// whose expiry changed, as `(action, key name)`.
 pub fn start(
-    path: &Path,
+    location: &KeysLocation,
     issued: Arc<IssuedKeys>,
     on_change: impl Fn(&'static str, &str) + Send + 'static,
 ) -> Result<KeyRefresher, KeyStoreError> {
-    let store = KeyStore::open(path)?;
-    let generation = store.generation().map_err(|e| store.sql(e))?;
-    let (keys, issued_any) = store.load().map_err(|e| store.sql(e))?;
+    let mut store = location.open()?;
+    let generation = store.generation()?;
+    let (keys, issued_any) = store.load()?;
     issued.publish(keys, issued_any);
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = Arc::clone(&stop);
     let thread = std::thread::Builder::new()
         .name("sluice-keys".into())
-        .spawn(move || refresh_loop(&store, &issued, generation, &stopped, &on_change))
+        .spawn(move || refresh_loop(store.as_mut(), &issued, generation, &stopped, &on_change))
         .map_err(KeyStoreError::Thread)?;
     Ok(KeyRefresher { stop, thread })
 }
 
 fn refresh_loop(
-    store: &KeyStore,
+    store: &mut dyn KeyBackend,
     issued: &IssuedKeys,
     mut seen: i64,
     stop: &AtomicBool,
     on_change: &dyn Fn(&'static str, &str),
 ) {
     while !stop.load(Ordering::Acquire) {
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "the key refresher's own thread, not a worker"
-        )]
-        std::thread::sleep(POLL_INTERVAL);
+        store.wait_for_change(POLL_INTERVAL);
         let generation = match store.generation() {
             Ok(g) => g,
             Err(e) => {

@@ -1,0 +1,512 @@
+//! Leased budgets: how several nodes share one budget without a network round trip on
+//! admission. Redis holds each budget window's bucket — what every node has spent (`spent`) and
+//! what each node holds (`h:<node>`, with a deadline). A node reserves against its own lease
+//! with one compare-and-swap, as on one node; a renewer thread ([`start`]) reports the node's
+//! spend and tops its lease up, in one atomic script that grants
+//! `min(wanted, (cap − spent − every holding) / live nodes)`, so the holdings and the spend
+//! together never pass the cap. A slice covers `cluster.lease_window` of the bucket's observed
+//! burn (at least twice its largest recent reservation); a lease far above that is handed back.
+//! A request its lease cannot cover asks the renewer at once and waits for the answer, bounded
+//! ([`LEASE_WAIT`]); near the cap the slices shrink to what is left.
+//!
+//! Each renewal carries the node's sequence number and is retried unchanged until answered, so
+//! a retry after a timeout cannot count spend twice. A node that stops renewing (a crash) loses
+//! its holding when its deadline passes, and the other nodes can spend it. A node that cannot
+//! reach Redis keeps spending its leases for three quarters of the deadline, then follows
+//! `cluster.on_redis_failure`: a static share (`cap / nodes` of the window on this node) or
+//! refusal. A bucket Redis lost (a restart) starts again from the spend the node last saw,
+//! or PostgreSQL's at start-up.
+//!
+//! Overshoot: with Redis reachable the spend stays within the cap, but for costs above their
+//! reservations and, per crashed node, the spend it had not reported (at most its holding);
+//! nodes cut off from Redis add at most `cap / nodes` each under `static_share`
+//! ([`overshoot_bound`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::cluster::{ClusterSettings, RedisFailure};
+
+use super::budget::{today, Budgets, LeasedBudget, Period};
+
+/// How long a request whose lease is short waits for the renewer.
+pub const LEASE_WAIT: Duration = Duration::from_secs(1);
+/// How often the renewer looks at every lease when nobody asks.
+const TICK: Duration = Duration::from_millis(100);
+/// How long one Redis call may take.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+
+const AMOUNT_BITS: u32 = 48;
+const AMOUNT_MASK: u64 = (1 << AMOUNT_BITS) - 1;
+
+fn pack(window: u64, nano: u64) -> u64 {
+    ((window & 0xffff) << AMOUNT_BITS) | nano.min(AMOUNT_MASK)
+}
+
+fn unpack(v: u64) -> (u64, u64) {
+    (v >> AMOUNT_BITS, v & AMOUNT_MASK)
+}
+
+/// One budget's lease on this node (lives in the budget's counters, so a reload keeps it).
+#[derive(Debug, Default)]
+pub struct LeaseCell {
+    /// (window, nanodollars this node may still reserve in it).
+    headroom: AtomicU64,
+    /// (window, nanodollars settled since the renewer last reported them).
+    unreported: AtomicU64,
+    /// The largest amount a request asked for since the renewer last looked.
+    largest: AtomicU64,
+    /// The most a request could not get from the lease since the renewer last looked.
+    short: AtomicU64,
+    /// (window, nanodollars every node has spent or holds, as the store last said).
+    cluster_used: AtomicU64,
+}
+
+impl LeaseCell {
+    /// Takes `amount` from the lease of `window`, if it holds that much.
+    pub fn take(&self, window: u64, amount: u64) -> bool {
+        self.largest.fetch_max(amount, Ordering::Relaxed);
+        self.headroom
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                let (w, left) = unpack(current);
+                (w == window & 0xffff && left >= amount).then(|| pack(w, left - amount))
+            })
+            .is_ok()
+    }
+
+    /// A reservation of `held` in `window` ends having cost `actual`: the difference goes back
+    /// to the lease (or comes out of it), and `actual` is spend to report.
+    pub fn settle(&self, window: u64, held: u64, actual: u64) {
+        let _ = self
+            .headroom
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                let (w, left) = unpack(current);
+                (w == window & 0xffff).then(|| pack(w, (left + held).saturating_sub(actual)))
+            });
+        if actual > 0 {
+            let _ = self
+                .unreported
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                    // Windows are day, week or month numbers (below 2¹⁶ until 2149): a settle
+                    // from a window already closed is not reported.
+                    let (w, spent) = unpack(current);
+                    match (window & 0xffff).cmp(&w) {
+                        std::cmp::Ordering::Equal => Some(pack(w, spent.saturating_add(actual))),
+                        std::cmp::Ordering::Greater => Some(pack(window, actual)),
+                        std::cmp::Ordering::Less => None,
+                    }
+                });
+        }
+    }
+
+    /// What the lease of `window` holds now (`None`: it is of another window).
+    pub fn headroom(&self, window: u64) -> Option<u64> {
+        let (w, left) = unpack(self.headroom.load(Ordering::Acquire));
+        (w == window & 0xffff).then_some(left)
+    }
+
+    /// What every node spent or holds in `window`, as the store last said (0: not known).
+    pub fn cluster_used(&self, window: u64) -> u64 {
+        let (w, used) = unpack(self.cluster_used.load(Ordering::Relaxed));
+        if w == window & 0xffff {
+            used
+        } else {
+            0
+        }
+    }
+
+    /// Moves the lease to `window` (emptied) if it is of another; returns what it holds.
+    fn open_window(&self, window: u64) -> u64 {
+        let mut current = self.headroom.load(Ordering::Acquire);
+        loop {
+            let (w, left) = unpack(current);
+            if w == window & 0xffff {
+                return left;
+            }
+            match self.headroom.compare_exchange(
+                current,
+                pack(window, 0),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return 0,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Takes up to `amount` back out of the lease of `window` (to hand it back); returns how much.
+    fn take_back(&self, window: u64, amount: u64) -> u64 {
+        let mut taken = 0;
+        let _ = self
+            .headroom
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                let (w, left) = unpack(current);
+                if w != window & 0xffff {
+                    return None;
+                }
+                taken = left.min(amount);
+                Some(pack(w, left - taken))
+            });
+        taken
+    }
+
+    fn grant(&self, window: u64, amount: u64) {
+        let _ = self
+            .headroom
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                let (w, left) = unpack(current);
+                (w == window & 0xffff).then(|| pack(w, left.saturating_add(amount)))
+            });
+    }
+
+    /// The spend of `window` not yet reported (taken: the caller reports it).
+    fn take_unreported(&self, window: u64) -> u64 {
+        let (w, spent) = unpack(self.unreported.swap(pack(window, 0), Ordering::AcqRel));
+        if w == window & 0xffff {
+            spent
+        } else {
+            0
+        }
+    }
+}
+
+/// How budgets are spent right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseMode {
+    /// From the node's leases (the store answered recently).
+    Leases,
+    /// The store has not answered past the leases' deadline: `cap / nodes` on this node.
+    StaticShare,
+    /// The store has not answered past the leases' deadline: refuse.
+    Refuse,
+}
+
+/// What every budget's lease shares: whether leases may be spent, and how to ask for more.
+#[derive(Debug)]
+pub struct LeaseTerms {
+    pub node: String,
+    pub nodes: u32,
+    on_failure: RedisFailure,
+    /// Milliseconds after `epoch` until which the leases may be spent.
+    valid_until_ms: AtomicU64,
+    epoch: Instant,
+    wake: flume::Sender<()>,
+    woken: flume::Receiver<()>,
+    /// Redis answered the last call.
+    pub redis_up: AtomicBool,
+    /// Calls made to Redis (store round trips).
+    pub redis_calls: AtomicU64,
+}
+
+impl LeaseTerms {
+    pub fn new(cluster: &ClusterSettings) -> Arc<LeaseTerms> {
+        let (wake, woken) = flume::bounded(1);
+        Arc::new(LeaseTerms {
+            node: cluster.node_id.clone(),
+            nodes: cluster.nodes,
+            on_failure: cluster.on_redis_failure,
+            valid_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            wake,
+            woken,
+            redis_up: AtomicBool::new(false),
+            redis_calls: AtomicU64::new(0),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether leases may be spent, and if not what to do.
+    pub fn mode(&self) -> LeaseMode {
+        if self.now_ms() < self.valid_until_ms.load(Ordering::Acquire) {
+            return LeaseMode::Leases;
+        }
+        match self.on_failure {
+            RedisFailure::StaticShare => LeaseMode::StaticShare,
+            RedisFailure::Refuse => LeaseMode::Refuse,
+        }
+    }
+
+    /// Notes that a request needed `amount` the lease of `window` did not hold, and wakes the
+    /// renewer.
+    pub fn ask_for(&self, cell: &LeaseCell, window: u64, amount: u64) {
+        let left = cell.headroom(window).unwrap_or(0);
+        cell.short
+            .fetch_max(amount.saturating_sub(left).max(1), Ordering::Relaxed);
+        let _ = self.wake.try_send(());
+    }
+}
+
+/// The bucket script: reports `spent` (once per sequence number), drops holdings past their
+/// deadline, and grants from what is left. Returns {grant, spent, others' holdings}.
+const RENEW: &str = r"
+local b = KEYS[1]
+local node = ARGV[1]
+if redis.call('HGET', b, 'q:' .. node) == ARGV[2] then
+  return {tonumber(redis.call('HGET', b, 'g:' .. node) or '0'), tonumber(redis.call('HGET', b, 'spent') or '0'), 0}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSETNX', b, 'spent', ARGV[9])
+local spent = redis.call('HINCRBY', b, 'spent', ARGV[3])
+local others, live = 0, 1
+local fields = redis.call('HGETALL', b)
+for i = 1, #fields, 2 do
+  local f = fields[i]
+  if string.sub(f, 1, 2) == 'h:' then
+    local n = string.sub(f, 3)
+    if n ~= node then
+      local deadline = tonumber(redis.call('HGET', b, 't:' .. n) or '0')
+      if deadline < now then
+        redis.call('HDEL', b, f, 't:' .. n)
+      else
+        others = others + tonumber(fields[i + 1])
+        live = live + 1
+      end
+    end
+  end
+end
+local base = tonumber(ARGV[4])
+local room = tonumber(ARGV[7]) - spent - others - base
+if room < 0 then room = 0 end
+local grant = math.min(tonumber(ARGV[5]), math.floor(room / live))
+local must = math.min(tonumber(ARGV[6]), room)
+if must > grant then grant = must end
+redis.call('HSET', b, 'h:' .. node, base + grant, 't:' .. node, now + tonumber(ARGV[8]), 'q:' .. node, ARGV[2], 'g:' .. node, grant)
+local ttl = tonumber(ARGV[10])
+if ttl > 0 then redis.call('EXPIRE', b, ttl) end
+return {grant, spent, others}
+";
+
+/// One renewal, kept until Redis answers it (then retried unchanged).
+#[derive(Debug, Clone)]
+struct Call {
+    seq: u64,
+    reported: u64,
+    base: u64,
+    want: u64,
+    must: u64,
+}
+
+/// What the renewer keeps of one budget's lease in its current window.
+#[derive(Debug, Default)]
+struct Ledger {
+    window: u64,
+    /// What Redis records this node as holding.
+    held: u64,
+    seq: u64,
+    pending: Option<Call>,
+    /// Nanodollars per second, smoothed.
+    burn: f64,
+    spent_seen: u64,
+    last_call: Option<Instant>,
+}
+
+/// The renewer's settings.
+pub struct Renewer {
+    pub terms: Arc<LeaseTerms>,
+    pub redis_url: String,
+    /// How many seconds of burn a slice covers.
+    pub lease_window: Duration,
+    /// How long Redis keeps a holding without a renewal.
+    pub lease_ttl: Duration,
+    /// Spend of each budget's current window at start-up, by (scope, name, period), from
+    /// PostgreSQL: where a bucket Redis does not have starts.
+    pub seeds: HashMap<(String, String, &'static str), u64>,
+}
+
+/// Starts the renewer thread; `budgets` gives the running budgets (a reload swaps them).
+/// Ends when `stop` is set.
+pub fn start(
+    renewer: Renewer,
+    budgets: impl Fn() -> Arc<Budgets> + Send + 'static,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("sluice-leases".into())
+        .spawn(move || renewer.run(&budgets, &stop))
+}
+
+impl Renewer {
+    fn run(self, budgets: &dyn Fn() -> Arc<Budgets>, stop: &AtomicBool) {
+        let mut books: HashMap<(String, String, &'static str), Ledger> = HashMap::new();
+        let mut conn: Option<redis::Connection> = None;
+        let script = redis::Script::new(RENEW);
+        let mut reported_down = false;
+        while !stop.load(Ordering::Acquire) {
+            let _ = self.terms.woken.recv_timeout(TICK);
+            let budgets = budgets();
+            let started = Instant::now();
+            let mut all_answered = true;
+            let day = today();
+            for budget in budgets.leased() {
+                let key = (
+                    budget.scope.label().to_string(),
+                    budget.name.to_string(),
+                    budget.period.label(),
+                );
+                let book = books.entry(key.clone()).or_default();
+                let seed = self.seeds.get(&key).copied().unwrap_or(0);
+                match self.renew(&mut conn, &script, &budget, book, day, seed) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        all_answered = false;
+                        conn = None;
+                        if !reported_down {
+                            tracing::error!(error = %e, "leases: Redis did not answer; spending the leases held");
+                            reported_down = true;
+                        }
+                        break;
+                    }
+                }
+            }
+            if all_answered {
+                if reported_down {
+                    tracing::warn!("leases: Redis answers again");
+                    reported_down = false;
+                }
+                self.terms.redis_up.store(true, Ordering::Relaxed);
+                let valid = self.lease_ttl.as_millis() as u64 * 3 / 4;
+                let since = self.terms.epoch.elapsed().as_millis() as u64
+                    - started.elapsed().as_millis() as u64;
+                self.terms
+                    .valid_until_ms
+                    .store(since + valid, Ordering::Release);
+            } else {
+                self.terms.redis_up.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Looks at one budget's lease and calls Redis when it needs topping up, handing back,
+    /// reporting or keeping alive.
+    fn renew(
+        &self,
+        conn: &mut Option<redis::Connection>,
+        script: &redis::Script,
+        budget: &LeasedBudget<'_>,
+        book: &mut Ledger,
+        day: i64,
+        seed: u64,
+    ) -> Result<(), redis::RedisError> {
+        let window = budget.period.window(day);
+        let cell = budget.cell;
+        if book.window != window || book.last_call.is_none() {
+            if book.window != window {
+                *book = Ledger {
+                    window,
+                    ..Ledger::default()
+                };
+            }
+            cell.open_window(window);
+        }
+        let elapsed = book.last_call.map_or(1.0, |t| t.elapsed().as_secs_f64());
+        let call = match book.pending.clone() {
+            Some(call) => call,
+            None => {
+                let left = cell.open_window(window);
+                let largest = cell.largest.swap(0, Ordering::Relaxed);
+                let short = cell.short.swap(0, Ordering::Relaxed);
+                let window_secs = self.lease_window.as_secs_f64();
+                let target = ((book.burn * window_secs) as u64).max(largest.saturating_mul(2));
+                let want = if left < target / 2 || short > 0 {
+                    target.saturating_sub(left).max(short)
+                } else {
+                    0
+                };
+                let returned = if left > target.saturating_mul(2) && short == 0 {
+                    cell.take_back(window, left - target)
+                } else {
+                    0
+                };
+                let keep_alive = book.held > 0
+                    && book
+                        .last_call
+                        .is_none_or(|t| t.elapsed() >= self.lease_ttl / 4);
+                // Spend is reported with the next call, not on its own: the holding already
+                // counts it against the cap.
+                if want == 0 && returned == 0 && !keep_alive {
+                    return Ok(());
+                }
+                let unreported = cell.take_unreported(window);
+                book.burn = 0.7 * book.burn + 0.3 * (unreported as f64 / elapsed.max(0.01));
+                book.seq += 1;
+                let call = Call {
+                    seq: book.seq,
+                    reported: unreported,
+                    base: book.held.saturating_sub(unreported + returned),
+                    want,
+                    must: short,
+                };
+                book.pending = Some(call.clone());
+                call
+            }
+        };
+        let connection = match conn {
+            Some(c) => c,
+            None => conn.insert(connect(&self.redis_url)?),
+        };
+        let key = format!(
+            "sluice:budget:{}:{}:{}:{}",
+            budget.scope.label(),
+            budget.name,
+            budget.period.label(),
+            window
+        );
+        self.terms.redis_calls.fetch_add(1, Ordering::Relaxed);
+        let (grant, spent, others): (u64, u64, u64) = script
+            .key(&key)
+            .arg(&self.terms.node)
+            .arg(call.seq)
+            .arg(call.reported)
+            .arg(call.base)
+            .arg(call.want)
+            .arg(call.must)
+            .arg(budget.limit_nano)
+            .arg(self.lease_ttl.as_millis() as u64)
+            .arg(book.spent_seen.max(seed))
+            .arg(bucket_ttl(budget.period))
+            .invoke(connection)?;
+        book.pending = None;
+        book.held = call.base + grant;
+        book.spent_seen = spent;
+        book.last_call = Some(Instant::now());
+        cell.grant(window, grant);
+        cell.cluster_used
+            .store(pack(window, spent + others + book.held), Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Seconds Redis keeps a window's bucket after its last renewal (0: for ever).
+fn bucket_ttl(period: Period) -> u64 {
+    const DAY: u64 = 86_400;
+    match period {
+        Period::Daily => 2 * DAY,
+        Period::Weekly => 8 * DAY,
+        Period::Monthly => 32 * DAY,
+        Period::Total => 0,
+    }
+}
+
+fn connect(url: &str) -> Result<redis::Connection, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    let conn = client.get_connection_with_timeout(REDIS_TIMEOUT)?;
+    conn.set_read_timeout(Some(REDIS_TIMEOUT))?;
+    conn.set_write_timeout(Some(REDIS_TIMEOUT))?;
+    Ok(conn)
+}
+
+/// The most a budget of `cap` can be overspent in a cluster of `nodes`, as
+/// (with Redis reachable, per crashed node; per node cut off from Redis under `static_share`):
+/// a crashed node can leave at most one slice unreported — at most `cap / nodes` unless one
+/// reservation needed more — and a node cut off spends at most `cap / nodes`.
+pub fn overshoot_bound(cap_usd: f64, nodes: u32) -> (f64, f64) {
+    let share = cap_usd / f64::from(nodes.max(1));
+    (share, share)
+}

@@ -1,0 +1,233 @@
+//! PostgreSQL, the system of record of a cluster: every node's spend records (shipped from its
+//! local outbox, keyed by node and request id so a batch shipped twice is stored once), issued
+//! keys and their change counter. Used only from side threads and the command line, never
+//! from a worker: the `postgres` crate's client is blocking.
+
+use std::time::Duration;
+
+use postgres::{Client, NoTls};
+
+use super::ledger::{SpendRow, GROUPS};
+
+/// How long connecting, and any one statement, may take.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The tables a cluster shares. `requests` mirrors the local ledger's, plus the node.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS requests (
+    node TEXT NOT NULL, request_id TEXT NOT NULL,
+    time TEXT NOT NULL, day TEXT NOT NULL, identity TEXT NOT NULL,
+    user_name TEXT, team TEXT, session_id TEXT, agent_id TEXT, parent_agent_id TEXT,
+    format TEXT NOT NULL, operation TEXT NOT NULL,
+    model TEXT, upstream_model TEXT, upstream TEXT,
+    status BIGINT NOT NULL, error TEXT,
+    input_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL,
+    cache_creation_input_tokens BIGINT NOT NULL, cache_read_input_tokens BIGINT NOT NULL,
+    cost_pico BIGINT NOT NULL, total_us BIGINT NOT NULL, ttfb_us BIGINT, attempts BIGINT NOT NULL,
+    cache_creation_1h_input_tokens BIGINT NOT NULL, cache_savings_pico BIGINT NOT NULL,
+    PRIMARY KEY (node, request_id)
+);
+CREATE INDEX IF NOT EXISTS requests_day ON requests (day);
+CREATE TABLE IF NOT EXISTS issued_keys (
+    sha256 TEXT PRIMARY KEY, name TEXT NOT NULL, user_name TEXT, team TEXT, models TEXT,
+    created_at TEXT NOT NULL, expires_at TEXT, revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS key_generation (id INTEGER PRIMARY KEY CHECK (id = 0), n BIGINT NOT NULL);
+INSERT INTO key_generation VALUES (0, 0) ON CONFLICT DO NOTHING;
+";
+
+/// The channel a key change is announced on (`LISTEN sluice_keys`).
+pub const KEYS_CHANNEL: &str = "sluice_keys";
+
+/// A PostgreSQL failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("PostgreSQL: the connection string is not valid: {0}")]
+    Conninfo(postgres::Error),
+    #[error("PostgreSQL: cannot connect: {0}")]
+    Connect(postgres::Error),
+    #[error("PostgreSQL: {what}: {source}")]
+    Query {
+        what: &'static str,
+        source: postgres::Error,
+    },
+}
+
+impl PgError {
+    pub fn query(what: &'static str) -> impl FnOnce(postgres::Error) -> PgError {
+        move |source| PgError::Query { what, source }
+    }
+}
+
+/// Connects (bounded by [`TIMEOUT`], statements too) and makes sure the tables exist.
+pub fn connect(conninfo: &str) -> Result<Client, PgError> {
+    let mut config: postgres::Config = conninfo.parse().map_err(PgError::Conninfo)?;
+    config
+        .connect_timeout(TIMEOUT)
+        .tcp_user_timeout(TIMEOUT)
+        .options(&format!("-c statement_timeout={}", TIMEOUT.as_millis()))
+        .application_name("sluice");
+    let mut client = config.connect(NoTls).map_err(PgError::Connect)?;
+    client
+        .batch_execute(SCHEMA)
+        .map_err(PgError::query("create the tables"))?;
+    Ok(client)
+}
+
+/// The local ledger's columns, in the order both tables hold them (`user` is `user_name` in
+/// PostgreSQL, where `user` is reserved), and whether each is an integer.
+pub const COLUMNS: [(&str, bool); 26] = [
+    ("request_id", false),
+    ("time", false),
+    ("day", false),
+    ("identity", false),
+    ("user", false),
+    ("team", false),
+    ("session_id", false),
+    ("agent_id", false),
+    ("parent_agent_id", false),
+    ("format", false),
+    ("operation", false),
+    ("model", false),
+    ("upstream_model", false),
+    ("upstream", false),
+    ("status", true),
+    ("error", false),
+    ("input_tokens", true),
+    ("output_tokens", true),
+    ("cache_creation_input_tokens", true),
+    ("cache_read_input_tokens", true),
+    ("cost_pico", true),
+    ("total_us", true),
+    ("ttfb_us", true),
+    ("attempts", true),
+    ("cache_creation_1h_input_tokens", true),
+    ("cache_savings_pico", true),
+];
+
+/// One value of a shipped record.
+#[derive(Debug, Clone)]
+pub enum Value {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+/// Stores `rows` (each [`COLUMNS`] long) from `node` in one transaction; a row already stored
+/// (the same node and request id) is left as it is. Returns how many were new.
+pub fn ship(client: &mut Client, node: &str, rows: &[Vec<Value>]) -> Result<u64, PgError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let width = COLUMNS.len();
+    let mut sql = String::from("INSERT INTO requests (node, ");
+    let names: Vec<&str> = COLUMNS
+        .iter()
+        .map(|(name, _)| if *name == "user" { "user_name" } else { name })
+        .collect();
+    sql.push_str(&names.join(", "));
+    sql.push_str(") VALUES ");
+    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&node];
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("($1");
+        for j in 0..width {
+            sql.push_str(&format!(", ${}", 2 + i * width + j));
+        }
+        sql.push(')');
+        for value in row {
+            params.push(match value {
+                Value::Text(t) => t,
+                Value::Int(n) => n,
+            });
+        }
+    }
+    sql.push_str(" ON CONFLICT (node, request_id) DO NOTHING");
+    let mut tx = client
+        .transaction()
+        .map_err(PgError::query("begin a batch"))?;
+    let added = tx
+        .execute(sql.as_str(), &params)
+        .map_err(PgError::query("store a batch"))?;
+    tx.commit().map_err(PgError::query("commit a batch"))?;
+    Ok(added)
+}
+
+/// The column a scope's spend is kept under.
+fn scope_column(scope: &str) -> &'static str {
+    match scope {
+        "user" => "user_name",
+        "team" => "team",
+        _ => "identity",
+    }
+}
+
+/// Picodollars every node recorded for `scope`/`key` on or after `first_day` (`YYYY-MM-DD`;
+/// empty: all time).
+pub fn spent_since(
+    client: &mut Client,
+    scope: &str,
+    key: &str,
+    first_day: &str,
+) -> Result<u64, PgError> {
+    let sql = format!(
+        "SELECT COALESCE(SUM(cost_pico), 0)::BIGINT FROM requests WHERE {} = $1 AND day >= $2",
+        scope_column(scope)
+    );
+    let row = client
+        .query_one(sql.as_str(), &[&key, &first_day])
+        .map_err(PgError::query("sum spend"))?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}
+
+/// Requests every node recorded (for tests and operators: `SELECT` by hand works too).
+pub fn count_requests(client: &mut Client) -> Result<i64, PgError> {
+    client
+        .query_one("SELECT COUNT(*) FROM requests", &[])
+        .map(|row| row.get(0))
+        .map_err(PgError::query("count requests"))
+}
+
+/// Spend of every node grouped by one of [`GROUPS`] (as the local ledger's report is).
+pub fn spend(client: &mut Client, group: &str) -> Result<Vec<SpendRow>, String> {
+    let column = GROUPS
+        .iter()
+        .find(|g| **g == group)
+        .ok_or_else(|| format!("cannot group by `{group}`: use one of {GROUPS:?}"))?;
+    let column = if *column == "user" { "user_name" } else { column };
+    let sql = format!(
+        "SELECT {column}, COUNT(*), SUM(input_tokens)::BIGINT, SUM(output_tokens)::BIGINT, \
+         SUM(cost_pico)::BIGINT, SUM(cache_read_input_tokens)::BIGINT, \
+         SUM(cache_creation_input_tokens)::BIGINT, SUM(cache_creation_1h_input_tokens)::BIGINT, \
+         SUM(cache_savings_pico)::BIGINT FROM requests GROUP BY {column} ORDER BY 5 DESC"
+    );
+    let rows = client
+        .query(sql.as_str(), &[])
+        .map_err(|e| format!("PostgreSQL: {e}"))?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let input: i64 = row.get(2);
+            let (read, written): (i64, i64) = (row.get(5), row.get(6));
+            let prompt = input.saturating_add(read).saturating_add(written);
+            SpendRow {
+                group: row.get(0),
+                requests: row.get(1),
+                input_tokens: input,
+                output_tokens: row.get(3),
+                cost_usd: row.get::<_, i64>(4) as f64 / 1e12,
+                cache_read_input_tokens: read,
+                cache_creation_input_tokens: written,
+                cache_creation_1h_input_tokens: row.get(7),
+                cache_hit_rate: if prompt > 0 {
+                    read as f64 / prompt as f64
+                } else {
+                    0.0
+                },
+                cache_savings_usd: row.get::<_, i64>(8) as f64 / 1e12,
+                agents: Vec::new(),
+            }
+        })
+        .collect())
+}
