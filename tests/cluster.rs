@@ -48,7 +48,11 @@ fn with_budget(config: String, limit_usd: f64) -> String {
 }
 
 fn ask(addr: std::net::SocketAddr, key: &str) -> u16 {
-    request(addr, &messages_request(SMALL_BODY, &format!("x-api-key: {key}\r\n"))).status
+    request(
+        addr,
+        &messages_request(SMALL_BODY, &format!("x-api-key: {key}\r\n")),
+    )
+    .status
 }
 
 /// Runs `sluice keys …` on a node's config file; returns its standard output.
@@ -68,10 +72,11 @@ fn keys(config: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Rows every node shipped, and their total cost in USD, for the team.
+/// Answered rows every node shipped, and their total cost in USD, for the team.
 fn shipped(pg: &Postgres) -> (i64, f64) {
-    let rows = pg.scalar("SELECT COUNT(*) FROM requests WHERE team = 'tc'");
-    let pico = pg.scalar("SELECT COALESCE(SUM(cost_pico), 0)::BIGINT FROM requests WHERE team = 'tc'");
+    let rows = pg.scalar("SELECT COUNT(*) FROM requests WHERE team = 'tc' AND status = 200");
+    let pico =
+        pg.scalar("SELECT COALESCE(SUM(cost_pico), 0)::BIGINT FROM requests WHERE team = 'tc'");
     (rows, pico as f64 / 1e12)
 }
 
@@ -87,20 +92,31 @@ fn wait_shipped(pg: &Postgres, n: i64, within: Duration) {
 
 #[test]
 fn a_key_issued_on_one_node_works_on_all_and_a_revocation_reaches_every_node_within_a_second() {
-    let (pg, redis, mock) = (Postgres::start(), Redis::start(), mock(&["--no-request-log"]));
+    let (pg, redis, mock) = (
+        Postgres::start(),
+        Redis::start(),
+        mock(&["--no-request-log"]),
+    );
     let dir = tempfile::tempdir().unwrap();
     let nodes: Vec<Gateway> = ["a", "b", "c"]
         .iter()
         .map(|n| gateway(&mock.url(), &node_config(dir.path(), n, &pg, &redis, "")))
         .collect();
     let config_of = |i: usize| nodes[i].dir().join("sluice.toml");
-    let key = keys(&config_of(0), &["create", "--name", "alice", "--team", "tc"]);
+    let key = keys(
+        &config_of(0),
+        &["create", "--name", "alice", "--team", "tc"],
+    );
     let key = key.trim();
     for node in &nodes {
         let works = wait_for(Duration::from_secs(2), || {
             (ask(node.addr, key) == 200).then_some(())
         });
-        assert!(works.is_some(), "the key issued on a is refused on {}", node.addr);
+        assert!(
+            works.is_some(),
+            "the key issued on a is refused on {}",
+            node.addr
+        );
     }
     assert_eq!(ask(nodes[1].addr, "sk-sluice-not-issued"), 401);
     let listed = keys(&config_of(2), &["list"]);
@@ -136,4 +152,265 @@ fn a_key_issued_on_one_node_works_on_all_and_a_revocation_reaches_every_node_wit
         .status()
         .unwrap();
     assert!(verified.success());
+}
+
+/// `clients` threads, spread over `addrs`, each sending until it has been refused three times
+/// in a row or `stop` is set; returns the answers that were 200.
+fn hammer(addrs: &[std::net::SocketAddr], clients: usize, stop: &AtomicBool) -> u64 {
+    let served = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for i in 0..clients {
+            let addr = addrs[i % addrs.len()];
+            let served = &served;
+            s.spawn(move || {
+                let mut refusals = 0;
+                while refusals < 3 && !stop.load(Ordering::Relaxed) {
+                    let Ok(mut c) = Client::try_connect(addr) else {
+                        refusals += 1;
+                        continue;
+                    };
+                    c.send(
+                        messages_request(SMALL_BODY, &format!("x-api-key: {TEAM_KEY}\r\n"))
+                            .as_bytes(),
+                    );
+                    match c.read_whole_response().map(|r| r.status) {
+                        Some(200) => {
+                            refusals = 0;
+                            served.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => refusals += 1,
+                    }
+                }
+            });
+        }
+    });
+    served.load(Ordering::Relaxed)
+}
+
+#[test]
+fn a_team_budget_hammered_through_three_nodes_stays_within_its_cap() {
+    let (pg, redis, mock) = (
+        Postgres::start(),
+        Redis::start(),
+        mock(&["--no-request-log"]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cap = 0.01;
+    let nodes: Vec<Gateway> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let config = with_budget(node_config(dir.path(), n, &pg, &redis, ""), cap);
+            gateway(&mock.url(), &config)
+        })
+        .collect();
+    let addrs: Vec<_> = nodes.iter().map(|n| n.addr).collect();
+    let served = hammer(&addrs, 100, &AtomicBool::new(false));
+    wait_shipped(&pg, served as i64, Duration::from_secs(20));
+    let (rows, spent) = shipped(&pg);
+    eprintln!("served {served} ({rows} shipped), spent ${spent:.6} of ${cap}");
+    assert_eq!(rows as u64, served, "every answered request is stored once");
+    // With Redis reachable and no node crashing the bound is the cap itself (each request
+    // costs less than it reserves).
+    assert!(spent <= cap + 1e-9, "spent ${spent} over the ${cap} cap");
+    assert!(
+        spent >= cap * 0.8,
+        "spent only ${spent} of ${cap}: the nodes starved each other"
+    );
+    for node in &nodes {
+        assert_eq!(ask(node.addr, TEAM_KEY), 429, "the cap holds on every node");
+    }
+    // Lease renewals, not requests, reach Redis.
+    let calls: u64 = nodes
+        .iter()
+        .map(|n| {
+            let text = request(n.addr, "GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n");
+            let body = String::from_utf8_lossy(&text.body).into_owned();
+            body.lines()
+                .find(|l| l.starts_with("sluice_shared_store_calls_total{store=\"redis\"}"))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .expect("the Redis call counter")
+        })
+        .sum();
+    eprintln!("{calls} Redis calls for {served} requests");
+    let health = request(addrs[0], "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").json();
+    assert_eq!(health["cluster"]["redis"], "up", "{health}");
+    assert_eq!(health["cluster"]["postgres"], "up", "{health}");
+}
+
+#[test]
+fn a_node_killed_under_load_loses_no_answered_record() {
+    let (pg, redis, mock) = (
+        Postgres::start(),
+        Redis::start(),
+        mock(&["--no-request-log"]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("a.toml");
+    std::fs::write(
+        &config,
+        node_config(dir.path(), "a", &pg, &redis, "durability = \"sync\""),
+    )
+    .unwrap();
+    let mut node = gateway_on_file(&mock.url(), &config);
+    let stop = AtomicBool::new(false);
+    let served = std::thread::scope(|s| {
+        let load = s.spawn(|| hammer(&[node.addr], 8, &stop));
+        let enough = wait_for(Duration::from_secs(20), || {
+            (pg.scalar("SELECT COUNT(*) FROM requests") > 50).then_some(())
+        });
+        assert!(enough.is_some(), "no records reached PostgreSQL");
+        let _ = node.child.kill(); // SIGKILL, mid-load
+        let _ = node.child.wait();
+        stop.store(true, Ordering::Relaxed);
+        load.join().unwrap()
+    });
+    node = gateway_on_file(&mock.url(), &config);
+    let local = || {
+        let conn = rusqlite::Connection::open(dir.path().join("a.db")).unwrap();
+        conn.query_row(
+            "SELECT COUNT(*) FROM requests WHERE status = 200",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+    };
+    let stored = local();
+    let _ = &stored;
+    wait_shipped(&pg, stored, Duration::from_secs(20));
+    let (rows, _) = shipped(&pg);
+    eprintln!("answered {served}, committed {stored}, in PostgreSQL {rows}");
+    // sync durability: every answered request was committed before its last byte left; a
+    // request committed as the node died may have gone unanswered (at most one per client).
+    assert!(
+        stored as u64 >= served,
+        "answered {served}, committed only {stored}"
+    );
+    assert!(stored as u64 <= served + 8);
+    assert_eq!(
+        rows, stored,
+        "PostgreSQL holds each committed record exactly once"
+    );
+    assert_eq!(ask(node.addr, TEAM_KEY), 200);
+}
+
+#[test]
+fn postgres_stopped_mid_load_then_started_loses_and_duplicates_nothing() {
+    let (pg, redis, mock) = (
+        Postgres::start(),
+        Redis::start(),
+        mock(&["--no-request-log"]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let nodes: Vec<Gateway> = ["a", "b"]
+        .iter()
+        .map(|n| gateway(&mock.url(), &node_config(dir.path(), n, &pg, &redis, "")))
+        .collect();
+    let addrs: Vec<_> = nodes.iter().map(|n| n.addr).collect();
+    let stop = AtomicBool::new(false);
+    let served = std::thread::scope(|s| {
+        let load = s.spawn(|| hammer(&addrs, 8, &stop));
+        wait_for(Duration::from_secs(20), || {
+            (pg.scalar("SELECT COUNT(*) FROM requests") > 20).then_some(())
+        })
+        .expect("records reach PostgreSQL");
+        pg.halt();
+        // Served while PostgreSQL is down: the outbox grows and /healthz says so.
+        let grew = wait_for(Duration::from_secs(20), || {
+            let health = request(addrs[0], "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").json();
+            (health["cluster"]["postgres"] == "down"
+                && health["cluster"]["outbox_pending"].as_u64() > Some(20))
+            .then_some(health)
+        });
+        assert!(
+            grew.is_some(),
+            "the outbox did not grow while PostgreSQL was down"
+        );
+        pg.resume();
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        load.join().unwrap()
+    });
+    wait_shipped(&pg, served as i64, Duration::from_secs(30));
+    let (rows, _) = shipped(&pg);
+    assert_eq!(
+        rows as u64, served,
+        "every answered request is stored exactly once"
+    );
+    let health = request(addrs[1], "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").json();
+    assert_eq!(health["cluster"]["outbox_pending"], 0, "{health}");
+}
+
+#[test]
+fn redis_stopped_mid_load_then_started_keeps_serving_and_counts_once() {
+    let (pg, mut redis, mock) = (
+        Postgres::start(),
+        Redis::start(),
+        mock(&["--no-request-log"]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cap = 5.0; // far above what the test spends: the budget is shared, never reached
+    let nodes: Vec<Gateway> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let config = with_budget(node_config(dir.path(), n, &pg, &redis, ""), cap);
+            gateway(&mock.url(), &config)
+        })
+        .collect();
+    let addrs: Vec<_> = nodes.iter().map(|n| n.addr).collect();
+    let stop = AtomicBool::new(false);
+    let refused = Arc::new(AtomicU64::new(0));
+    let served = std::thread::scope(|s| {
+        let load = s.spawn(|| hammer(&addrs, 6, &stop));
+        wait_for(Duration::from_secs(20), || {
+            (pg.scalar("SELECT COUNT(*) FROM requests") > 20).then_some(())
+        })
+        .expect("records reach PostgreSQL");
+        redis.halt();
+        // Past the leases' deadline the nodes spend their static share (cap / 3).
+        let static_share = wait_for(Duration::from_secs(20), || {
+            let health = request(addrs[0], "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").json();
+            (health["cluster"]["budgets"] == "static_share").then_some(())
+        });
+        assert!(
+            static_share.is_some(),
+            "the node never fell back to its static share"
+        );
+        for addr in &addrs {
+            if ask(*addr, TEAM_KEY) != 200 {
+                refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        redis.resume();
+        let leases = wait_for(Duration::from_secs(20), || {
+            let health = request(addrs[0], "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").json();
+            (health["cluster"]["budgets"] == "leases" && health["cluster"]["redis"] == "up")
+                .then_some(())
+        });
+        assert!(leases.is_some(), "the node never went back to its leases");
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        load.join().unwrap()
+    });
+    assert_eq!(
+        refused.load(Ordering::Relaxed),
+        0,
+        "requests were refused while Redis was down"
+    );
+    wait_shipped(&pg, served as i64 + 3, Duration::from_secs(20));
+    // Redis starts again empty: each bucket is seeded from what the nodes last saw, and every
+    // node's spend after that is reported once — never more than PostgreSQL records.
+    let (_, spent) = shipped(&pg);
+    let day = sluice::limits::budget::today(); // a daily window is the day number
+    let mut conn = redis.connection();
+    let bucket: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
+        .arg(format!("sluice:budget:team:tc:daily:{day}"))
+        .query(&mut conn)
+        .unwrap();
+    let counted = bucket.get("spent").copied().unwrap_or(0) as f64 / 1e9;
+    eprintln!("PostgreSQL: ${spent:.6}; Redis counts ${counted:.6} spent");
+    assert!(
+        counted <= spent + 1e-9,
+        "Redis counted ${counted}, more than the ${spent} spent"
+    );
 }

@@ -131,7 +131,10 @@ pub fn build(
         return Err(invalid("cluster.nodes", "must be at least 1"));
     }
     if file.postgres.trim().is_empty() {
-        return Err(invalid("cluster.postgres", "a connection string is required"));
+        return Err(invalid(
+            "cluster.postgres",
+            "a connection string is required",
+        ));
     }
     if !(file.redis.starts_with("redis://") || file.redis.starts_with("unix://")) {
         return Err(invalid(

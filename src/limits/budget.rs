@@ -238,12 +238,23 @@ pub struct LeasedBudget<'a> {
     pub cell: &'a LeaseCell,
 }
 
+/// What a held amount was checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Paid {
+    /// The budget's limit, on one node.
+    Limit,
+    /// The node's lease on the cluster's bucket.
+    Lease,
+    /// The node's static share while the cluster's store is unreachable (reported to it later).
+    Share,
+}
+
 /// Amounts held against budgets for one request.
 #[derive(Debug)]
 pub struct Reservation {
     budgets: Arc<Budgets>,
-    /// (slot, window, nanodollars held, whether taken from the node's lease)
-    held: Vec<(usize, u64, u64, bool)>,
+    /// (slot, window, nanodollars held, what paid for it)
+    held: Vec<(usize, u64, u64, Paid)>,
     /// (session budget, hold)
     session_held: Vec<(usize, SessionHold)>,
     pub warnings: Vec<BudgetWarning>,
@@ -406,8 +417,8 @@ impl Budgets {
                 continue;
             };
             let window = slot.spec.period.window(day);
-            let (used, leased) = self.reserve_slot(slot, window, amount, day)?;
-            reservation.held.push((i, window, amount, leased));
+            let (used, paid) = self.reserve_slot(slot, window, amount, day)?;
+            reservation.held.push((i, window, amount, paid));
             let standing = Standing::of(slot, used, false, day);
             reservation.standing = Some(match reservation.standing {
                 Some(other) => other.binding(standing),
@@ -430,18 +441,18 @@ impl Budgets {
 
     /// Holds `amount` in one key, user or team budget: against its limit on one node; in a
     /// cluster against the node's lease while it is valid, else as `on_redis_failure` says.
-    /// Returns what was used before and whether the lease paid.
+    /// Returns what was used before and what paid.
     fn reserve_slot(
         &self,
         slot: &Slot,
         window: u64,
         amount: u64,
         day: i64,
-    ) -> Result<(u64, bool), BudgetRefusal> {
+    ) -> Result<(u64, Paid), BudgetRefusal> {
         let Some(terms) = &self.lease else {
             let used = reserve_in(slot, window, amount, slot.limit_nano)
                 .map_err(|()| refusal(slot, day))?;
-            return Ok((used, false));
+            return Ok((used, Paid::Limit));
         };
         match terms.mode() {
             LeaseMode::Leases => {
@@ -453,20 +464,18 @@ impl Budgets {
                 }
                 let used = reserve_in(slot, window, amount, AMOUNT_MASK)
                     .map_err(|()| refusal(slot, day))?;
-                Ok((used, true))
+                Ok((used, Paid::Lease))
             }
             LeaseMode::StaticShare => {
                 let share = slot.limit_nano / u64::from(terms.nodes.max(1));
                 let used =
                     reserve_in(slot, window, amount, share).map_err(|()| refusal(slot, day))?;
-                Ok((used, false))
+                Ok((used, Paid::Share))
             }
             LeaseMode::Refuse => {
                 let mut refused = refusal(slot, day);
-                refused.which = format!(
-                    "{} (the shared budget store is unreachable)",
-                    refused.which
-                );
+                refused.which =
+                    format!("{} (the shared budget store is unreachable)", refused.which);
                 Err(refused)
             }
         }
@@ -550,11 +559,13 @@ impl Reservation {
     }
 
     fn adjust_all(&mut self, actual: u64) {
-        for (i, window, held, leased) in std::mem::take(&mut self.held) {
+        for (i, window, held, paid) in std::mem::take(&mut self.held) {
             if let Some(slot) = self.budgets.slots.get(i) {
                 adjust(slot, window, held, actual);
-                if leased {
-                    slot.cell.lease.settle(window, held, actual);
+                match paid {
+                    Paid::Limit => {}
+                    Paid::Lease => slot.cell.lease.settle(window, held, actual),
+                    Paid::Share => slot.cell.lease.spent_unleased(window, actual),
                 }
             }
         }
@@ -569,9 +580,11 @@ impl Reservation {
 impl Reservation {
     /// Keeps the held amounts as spent (the real cost is unknown).
     pub fn keep(mut self) {
-        for (i, window, held, leased) in std::mem::take(&mut self.held) {
-            if let (Some(slot), true) = (self.budgets.slots.get(i), leased) {
-                slot.cell.lease.settle(window, held, held);
+        for (i, window, held, paid) in std::mem::take(&mut self.held) {
+            match (self.budgets.slots.get(i), paid) {
+                (Some(slot), Paid::Lease) => slot.cell.lease.settle(window, held, held),
+                (Some(slot), Paid::Share) => slot.cell.lease.spent_unleased(window, held),
+                _ => {}
             }
         }
         self.session_held.clear();

@@ -54,8 +54,10 @@ fn unpack(v: u64) -> (u64, u64) {
 pub struct LeaseCell {
     /// (window, nanodollars this node may still reserve in it).
     headroom: AtomicU64,
-    /// (window, nanodollars settled since the renewer last reported them).
+    /// (window, nanodollars settled from the lease since the renewer last reported them).
     unreported: AtomicU64,
+    /// (window, nanodollars spent from the static share, not yet reported).
+    unleased: AtomicU64,
     /// The largest amount a request asked for since the renewer last looked.
     largest: AtomicU64,
     /// The most a request could not get from the lease since the renewer last looked.
@@ -85,20 +87,13 @@ impl LeaseCell {
                 let (w, left) = unpack(current);
                 (w == window & 0xffff).then(|| pack(w, (left + held).saturating_sub(actual)))
             });
-        if actual > 0 {
-            let _ = self
-                .unreported
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
-                    // Windows are day, week or month numbers (below 2¹⁶ until 2149): a settle
-                    // from a window already closed is not reported.
-                    let (w, spent) = unpack(current);
-                    match (window & 0xffff).cmp(&w) {
-                        std::cmp::Ordering::Equal => Some(pack(w, spent.saturating_add(actual))),
-                        std::cmp::Ordering::Greater => Some(pack(window, actual)),
-                        std::cmp::Ordering::Less => None,
-                    }
-                });
-        }
+        add_spend(&self.unreported, window, actual);
+    }
+
+    /// `actual` was spent from the static share (the store was unreachable): it is reported
+    /// to the store with the next renewal, outside the node's holding.
+    pub fn spent_unleased(&self, window: u64, actual: u64) {
+        add_spend(&self.unleased, window, actual);
     }
 
     /// What the lease of `window` holds now (`None`: it is of another window).
@@ -162,15 +157,35 @@ impl LeaseCell {
             });
     }
 
-    /// The spend of `window` not yet reported (taken: the caller reports it).
-    fn take_unreported(&self, window: u64) -> u64 {
-        let (w, spent) = unpack(self.unreported.swap(pack(window, 0), Ordering::AcqRel));
-        if w == window & 0xffff {
-            spent
-        } else {
-            0
-        }
+    /// The spend of `window` not yet reported, from the lease and from the static share
+    /// (taken: the caller reports it).
+    fn take_unreported(&self, window: u64) -> (u64, u64) {
+        let take = |cell: &AtomicU64| {
+            let (w, spent) = unpack(cell.swap(pack(window, 0), Ordering::AcqRel));
+            if w == window & 0xffff {
+                spent
+            } else {
+                0
+            }
+        };
+        (take(&self.unreported), take(&self.unleased))
     }
+}
+
+/// Adds `actual` to the spend of `window` in `cell`. Windows are day, week or month numbers
+/// (below 2¹⁶ until 2149): spend from a window already closed is not reported.
+fn add_spend(cell: &AtomicU64, window: u64, actual: u64) {
+    if actual == 0 {
+        return;
+    }
+    let _ = cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+        let (w, spent) = unpack(current);
+        match (window & 0xffff).cmp(&w) {
+            std::cmp::Ordering::Equal => Some(pack(w, spent.saturating_add(actual))),
+            std::cmp::Ordering::Greater => Some(pack(window, actual)),
+            std::cmp::Ordering::Less => None,
+        }
+    });
 }
 
 /// How budgets are spent right now.
@@ -208,7 +223,9 @@ impl LeaseTerms {
             node: cluster.node_id.clone(),
             nodes: cluster.nodes,
             on_failure: cluster.on_redis_failure,
-            valid_until_ms: AtomicU64::new(0),
+            // From the start requests wait for their first grant (bounded), rather than
+            // spending a static share the store would not know of.
+            valid_until_ms: AtomicU64::new(cluster.lease_ttl.as_millis() as u64 * 3 / 4),
             epoch: Instant::now(),
             wake,
             woken,
@@ -428,17 +445,19 @@ impl Renewer {
                     && book
                         .last_call
                         .is_none_or(|t| t.elapsed() >= self.lease_ttl / 4);
-                // Spend is reported with the next call, not on its own: the holding already
-                // counts it against the cap.
-                if want == 0 && returned == 0 && !keep_alive {
+                // Spend from the lease is reported with the next call, not on its own: the
+                // holding already counts it against the cap. Spend from the static share is
+                // not in the holding: reported at once.
+                let unleased_waiting = unpack(cell.unleased.load(Ordering::Acquire)).1 > 0;
+                if want == 0 && returned == 0 && !keep_alive && !unleased_waiting {
                     return Ok(());
                 }
-                let unreported = cell.take_unreported(window);
+                let (unreported, unleased) = cell.take_unreported(window);
                 book.burn = 0.7 * book.burn + 0.3 * (unreported as f64 / elapsed.max(0.01));
                 book.seq += 1;
                 let call = Call {
                     seq: book.seq,
-                    reported: unreported,
+                    reported: unreported + unleased,
                     base: book.held.saturating_sub(unreported + returned),
                     want,
                     must: short,

@@ -252,7 +252,12 @@ fn cluster_stores(out: &mut String, c: &ClusterGauges) {
         "gauge",
         "1 while a shared store answered its last call.",
     );
-    sample(out, SHARED_STORE_UP, &[("store", "postgres")], u8::from(c.postgres_up));
+    sample(
+        out,
+        SHARED_STORE_UP,
+        &[("store", "postgres")],
+        u8::from(c.postgres_up),
+    );
     if let Some(up) = c.redis_up {
         sample(out, SHARED_STORE_UP, &[("store", "redis")], u8::from(up));
         header(
@@ -261,7 +266,12 @@ fn cluster_stores(out: &mut String, c: &ClusterGauges) {
             "counter",
             "Calls made to a shared store on behalf of the request path (lease renewals).",
         );
-        sample(out, SHARED_STORE_CALLS_TOTAL, &[("store", "redis")], c.redis_calls);
+        sample(
+            out,
+            SHARED_STORE_CALLS_TOTAL,
+            &[("store", "redis")],
+            c.redis_calls,
+        );
     }
 }
 

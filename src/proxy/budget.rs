@@ -66,8 +66,7 @@ pub async fn reserve_leased(
     let (user, team) = (identity.user(), identity.team());
     let entities = identity.scopes(&user, &team);
     let deadline = std::time::Instant::now() + LEASE_WAIT;
-    while std::time::Instant::now() < deadline
-        && !gw.state.budgets.lease_headroom(&entities, cost)
+    while std::time::Instant::now() < deadline && !gw.state.budgets.lease_headroom(&entities, cost)
     {
         monoio::time::sleep(LEASE_POLL).await;
     }

@@ -241,11 +241,7 @@ impl Records {
     /// Whether the records are being kept: the ledger keeps up and, in a cluster, the outbox
     /// is within its bound.
     pub fn store_healthy(&self) -> bool {
-        self.ledger.is_healthy()
-            && self
-                .cluster
-                .as_ref()
-                .is_none_or(|c| c.outbox.is_healthy())
+        self.ledger.is_healthy() && self.cluster.as_ref().is_none_or(|c| c.outbox.is_healthy())
     }
 
     /// Scrape-time gauges of the record writers.

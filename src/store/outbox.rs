@@ -65,8 +65,8 @@ pub enum OutboxError {
 /// The running shipper; [`Outbox::stop`] ships what it can within a deadline, then ends it.
 pub struct Outbox {
     status: Arc<OutboxStatus>,
-    stop: Arc<AtomicBool>,
-    deadline: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// Tells the shipper to stop, and how long it may still ship.
+    stop: flume::Sender<Duration>,
     thread: JoinHandle<()>,
 }
 
@@ -79,10 +79,7 @@ impl Outbox {
     /// by then), then ends the thread. What could not ship stays in the ledger for the next
     /// start.
     pub fn stop(self, drain: Duration) {
-        if let Ok(mut deadline) = self.deadline.lock() {
-            *deadline = Some(Instant::now() + drain);
-        }
-        self.stop.store(true, Ordering::Release);
+        let _ = self.stop.send(drain);
         let _ = self.thread.join();
     }
 }
@@ -104,8 +101,7 @@ pub fn start(
     conn.execute_batch(SCHEMA).map_err(sql)?;
     let status = Arc::new(OutboxStatus::default());
     status.max_pending.store(max_pending, Ordering::Relaxed);
-    let stop = Arc::new(AtomicBool::new(false));
-    let deadline = Arc::new(std::sync::Mutex::new(None));
+    let (stop, stopped) = flume::bounded(1);
     let shipper = Shipper {
         conn,
         conninfo: conninfo.to_string(),
@@ -113,15 +109,13 @@ pub fn start(
         client: None,
         status: Arc::clone(&status),
     };
-    let (stopped, until) = (Arc::clone(&stop), Arc::clone(&deadline));
     let thread = std::thread::Builder::new()
         .name("sluice-outbox".into())
-        .spawn(move || shipper.run(&stopped, &until))
+        .spawn(move || shipper.run(&stopped))
         .map_err(OutboxError::Thread)?;
     Ok(Outbox {
         status,
         stop,
-        deadline,
         thread,
     })
 }
@@ -135,16 +129,19 @@ struct Shipper {
 }
 
 impl Shipper {
-    fn run(mut self, stop: &AtomicBool, deadline: &std::sync::Mutex<Option<Instant>>) {
+    fn run(mut self, stop: &flume::Receiver<Duration>) {
         let mut reported_down = false;
+        let mut deadline: Option<Instant> = None;
         loop {
-            let stopping = stop.load(Ordering::Acquire);
-            let past_deadline = stopping
-                && deadline
-                    .lock()
-                    .ok()
-                    .and_then(|d| *d)
-                    .is_none_or(|d| Instant::now() >= d);
+            match stop.try_recv() {
+                Ok(drain) => deadline = Some(Instant::now() + drain),
+                Err(flume::TryRecvError::Disconnected) if deadline.is_none() => {
+                    deadline = Some(Instant::now());
+                }
+                Err(_) => {}
+            }
+            let stopping = deadline.is_some();
+            let past_deadline = deadline.is_some_and(|d| Instant::now() >= d);
             match self.ship_once() {
                 Ok(0) if stopping => return,
                 Ok(0) => pause(IDLE),
@@ -262,6 +259,9 @@ enum ShipError {
 }
 
 fn pause(d: Duration) {
-    #[expect(clippy::disallowed_methods, reason = "the outbox's own thread, not a worker")]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the outbox's own thread, not a worker"
+    )]
     std::thread::sleep(d);
 }

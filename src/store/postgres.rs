@@ -195,7 +195,11 @@ pub fn spend(client: &mut Client, group: &str) -> Result<Vec<SpendRow>, String> 
         .iter()
         .find(|g| **g == group)
         .ok_or_else(|| format!("cannot group by `{group}`: use one of {GROUPS:?}"))?;
-    let column = if *column == "user" { "user_name" } else { column };
+    let column = if *column == "user" {
+        "user_name"
+    } else {
+        column
+    };
     let sql = format!(
         "SELECT {column}, COUNT(*), SUM(input_tokens)::BIGINT, SUM(output_tokens)::BIGINT, \
          SUM(cost_pico)::BIGINT, SUM(cache_read_input_tokens)::BIGINT, \

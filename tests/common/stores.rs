@@ -36,7 +36,9 @@ fn postgres_bin() -> PathBuf {
         .unwrap_or_default();
     found.sort();
     found.pop().unwrap_or_else(|| {
-        panic!("PostgreSQL is not installed (apt-get install postgresql): the cluster tests need it")
+        panic!(
+            "PostgreSQL is not installed (apt-get install postgresql): the cluster tests need it"
+        )
     })
 }
 
@@ -59,7 +61,10 @@ impl Postgres {
                 .arg(dir.path())
                 .status()
                 .is_ok_and(|s| s.success());
-            assert!(ok, "cannot hand the PostgreSQL directory to the postgres user");
+            assert!(
+                ok,
+                "cannot hand the PostgreSQL directory to the postgres user"
+            );
         }
         let data = dir.path().join("data");
         let pg = Postgres {
@@ -71,7 +76,16 @@ impl Postgres {
         };
         let out = pg
             .command("initdb")
-            .args(["-A", "trust", "-U", "sluice", "--no-sync", "-E", "UTF8", "-D"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "sluice",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
             .arg(&pg.data)
             .output()
             .expect("run initdb");
@@ -97,7 +111,10 @@ impl Postgres {
 
     /// The connection string sluice is given.
     pub fn conninfo(&self) -> String {
-        format!("host=127.0.0.1 port={} user=sluice dbname=postgres", self.port)
+        format!(
+            "host=127.0.0.1 port={} user=sluice dbname=postgres",
+            self.port
+        )
     }
 
     /// Starts the server (again) and waits until it takes connections.

@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
 
-use super::{generate, now_rfc3339, stored_key, KeyBackend, KeyRow, KeySnapshot, KeyStoreError, NewKey};
+use super::{
+    generate, now_rfc3339, stored_key, KeyBackend, KeyRow, KeySnapshot, KeyStoreError, NewKey,
+};
 use crate::config::keys::digest;
 use crate::store::postgres::{self as pg, PgError, KEYS_CHANNEL};
 
