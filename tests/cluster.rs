@@ -414,3 +414,58 @@ fn redis_stopped_mid_load_then_started_keeps_serving_and_counts_once() {
         "Redis counted ${counted}, more than the ${spent} spent"
     );
 }
+
+fn minute() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 60
+}
+
+#[test]
+fn a_team_rate_limit_holds_across_three_nodes() {
+    let (pg, redis, mock) = (
+        Postgres::start(),
+        Redis::start(),
+        mock(&["--no-request-log"]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rpm = 60;
+    let nodes: Vec<Gateway> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let config = format!(
+                "{}[[teams]]\nname = \"tc\"\nrpm = {rpm}\n",
+                node_config(dir.path(), n, &pg, &redis, "")
+            );
+            gateway(&mock.url(), &config)
+        })
+        .collect();
+    let addrs: Vec<_> = nodes.iter().map(|n| n.addr).collect();
+    // One calendar minute: wait for at least 20 s of room (at most 20 s).
+    let left = 60
+        - std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 60;
+    if left < 20 {
+        std::thread::sleep(Duration::from_secs(left) + Duration::from_millis(50));
+    }
+    let start = minute();
+    let served = hammer(&addrs, 30, &AtomicBool::new(false));
+    assert_eq!(
+        minute(),
+        start,
+        "the minute turned during the test despite 20 s of room: the machine is too slow for it"
+    );
+    eprintln!("{served} requests admitted under {rpm} per minute across three nodes");
+    assert!(served <= rpm, "{served} admitted, over {rpm} per minute");
+    assert!(served >= rpm - 5, "only {served} of {rpm} admitted");
+    let refused = request(
+        addrs[2],
+        &messages_request(SMALL_BODY, &format!("x-api-key: {TEAM_KEY}\r\n")),
+    );
+    assert_error(&refused, 429, "rate_limit_error");
+}

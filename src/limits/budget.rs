@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::lease::{LeaseCell, LeaseMode, LeaseTerms};
+use super::lease::{LeaseCell, LeaseMode, LeaseTerms, LeasedBucket};
 use super::session_budget::{SessionBudget, SessionHold, SessionOutcome};
 use super::Scope;
 
@@ -128,7 +128,7 @@ struct Cell {
     /// 1 + the last window whose soft threshold was reported crossed (0: none yet).
     warned_window: AtomicU64,
     /// In a cluster: this node's lease on the shared budget.
-    lease: LeaseCell,
+    lease: Arc<LeaseCell>,
 }
 
 /// Every budget of the node.
@@ -229,13 +229,20 @@ pub struct BudgetWarning {
     pub crossed: bool,
 }
 
-/// One key, user or team budget as the lease renewer sees it.
-pub struct LeasedBudget<'a> {
-    pub scope: Scope,
-    pub name: &'a str,
-    pub period: Period,
-    pub limit_nano: u64,
-    pub cell: &'a LeaseCell,
+/// The shared bucket of one budget (without its window).
+fn bucket_name(scope: Scope, name: &str, period: Period) -> String {
+    format!("budget:{}:{name}:{}", scope.label(), period.label())
+}
+
+/// Seconds the store keeps a budget window's bucket after its last renewal (0: for ever).
+fn bucket_ttl(period: Period) -> u64 {
+    const DAY: u64 = 86_400;
+    match period {
+        Period::Daily => 2 * DAY,
+        Period::Weekly => 8 * DAY,
+        Period::Monthly => 32 * DAY,
+        Period::Total => 0,
+    }
 }
 
 /// What a held amount was checked against.
@@ -507,14 +514,32 @@ impl Budgets {
             })
     }
 
-    /// Every key, user and team budget as the lease renewer sees it.
-    pub fn leased(&self) -> impl Iterator<Item = LeasedBudget<'_>> + '_ {
-        self.slots.iter().map(|s| LeasedBudget {
-            scope: s.scope,
-            name: &s.name,
-            period: s.spec.period,
-            limit_nano: s.limit_nano,
-            cell: &s.cell.lease,
+    /// Every key, user and team budget's bucket in its current window, as the lease renewer
+    /// sees it (named `budget:<scope>:<name>:<period>`).
+    pub fn leased(&self) -> Vec<LeasedBucket> {
+        let day = today();
+        self.slots
+            .iter()
+            .map(|s| LeasedBucket {
+                name: bucket_name(s.scope, &s.name, s.spec.period),
+                window: s.spec.period.window(day),
+                cap: s.limit_nano,
+                ttl_secs: bucket_ttl(s.spec.period),
+                cell: Arc::clone(&s.cell.lease),
+            })
+            .collect()
+    }
+
+    /// Every key, user and team budget as (bucket name, scope, name, period), for seeding
+    /// buckets new to the store with what the cluster spent.
+    pub fn bucket_names(&self) -> impl Iterator<Item = (String, Scope, &str, Period)> + '_ {
+        self.slots.iter().map(|s| {
+            (
+                bucket_name(s.scope, &s.name, s.spec.period),
+                s.scope,
+                s.name.as_str(),
+                s.spec.period,
+            )
         })
     }
 

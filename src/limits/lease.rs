@@ -29,10 +29,10 @@ use std::time::{Duration, Instant};
 
 use crate::config::cluster::{ClusterSettings, RedisFailure};
 
-use super::budget::{today, Budgets, LeasedBudget, Period};
-
 /// How long a request whose lease is short waits for the renewer.
 pub const LEASE_WAIT: Duration = Duration::from_secs(1);
+/// How often a request waiting for its lease looks again.
+pub const LEASE_POLL: Duration = Duration::from_millis(2);
 /// How often the renewer looks at every lease when nobody asks.
 const TICK: Duration = Duration::from_millis(100);
 /// How long one Redis call may take.
@@ -172,18 +172,20 @@ impl LeaseCell {
     }
 }
 
-/// Adds `actual` to the spend of `window` in `cell`. Windows are day, week or month numbers
-/// (below 2¹⁶ until 2149): spend from a window already closed is not reported.
+/// Adds `actual` to the spend of `window` in `cell`; spend from a window already closed is
+/// not reported.
 fn add_spend(cell: &AtomicU64, window: u64, actual: u64) {
     if actual == 0 {
         return;
     }
     let _ = cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
         let (w, spent) = unpack(current);
-        match (window & 0xffff).cmp(&w) {
-            std::cmp::Ordering::Equal => Some(pack(w, spent.saturating_add(actual))),
-            std::cmp::Ordering::Greater => Some(pack(window, actual)),
-            std::cmp::Ordering::Less => None,
+        // Windows are kept modulo 2¹⁶ (minutes wrap every 45 days): "later" is within half
+        // the circle ahead.
+        match window.wrapping_sub(w) & 0xffff {
+            0 => Some(pack(w, spent.saturating_add(actual))),
+            ahead if ahead < 0x8000 => Some(pack(window, actual)),
+            _ => None,
         }
     });
 }
@@ -300,6 +302,19 @@ if ttl > 0 then redis.call('EXPIRE', b, ttl) end
 return {grant, spent, others}
 ";
 
+/// One shared bucket in its current window, as the renewer sees it.
+pub struct LeasedBucket {
+    /// The bucket's name without its window (`budget:team:platform:daily`, `rpm:key:ci`): the
+    /// Redis key is `sluice:<name>:<window>`.
+    pub name: String,
+    pub window: u64,
+    /// What every node together may use in the window.
+    pub cap: u64,
+    /// Seconds Redis keeps the window's bucket after its last renewal (0: for ever).
+    pub ttl_secs: u64,
+    pub cell: Arc<LeaseCell>,
+}
+
 /// One renewal, kept until Redis answers it (then retried unchanged).
 #[derive(Debug, Clone)]
 struct Call {
@@ -332,44 +347,37 @@ pub struct Renewer {
     pub lease_window: Duration,
     /// How long Redis keeps a holding without a renewal.
     pub lease_ttl: Duration,
-    /// Spend of each budget's current window at start-up, by (scope, name, period), from
-    /// PostgreSQL: where a bucket Redis does not have starts.
-    pub seeds: HashMap<(String, String, &'static str), u64>,
+    /// What the cluster had spent of each budget's current window at start-up, by bucket
+    /// name (from PostgreSQL): where a bucket Redis does not have starts.
+    pub seeds: HashMap<String, u64>,
 }
 
-/// Starts the renewer thread; `budgets` gives the running budgets (a reload swaps them).
+/// Starts the renewer thread; `buckets` gives the running buckets (a reload changes them).
 /// Ends when `stop` is set.
 pub fn start(
     renewer: Renewer,
-    budgets: impl Fn() -> Arc<Budgets> + Send + 'static,
+    buckets: impl Fn() -> Vec<LeasedBucket> + Send + 'static,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("sluice-leases".into())
-        .spawn(move || renewer.run(&budgets, &stop))
+        .spawn(move || renewer.run(&buckets, &stop))
 }
 
 impl Renewer {
-    fn run(self, budgets: &dyn Fn() -> Arc<Budgets>, stop: &AtomicBool) {
-        let mut books: HashMap<(String, String, &'static str), Ledger> = HashMap::new();
+    fn run(self, buckets: &dyn Fn() -> Vec<LeasedBucket>, stop: &AtomicBool) {
+        let mut books: HashMap<String, Ledger> = HashMap::new();
         let mut conn: Option<redis::Connection> = None;
         let script = redis::Script::new(RENEW);
         let mut reported_down = false;
         while !stop.load(Ordering::Acquire) {
             let _ = self.terms.woken.recv_timeout(TICK);
-            let budgets = budgets();
             let started = Instant::now();
             let mut all_answered = true;
-            let day = today();
-            for budget in budgets.leased() {
-                let key = (
-                    budget.scope.label().to_string(),
-                    budget.name.to_string(),
-                    budget.period.label(),
-                );
-                let book = books.entry(key.clone()).or_default();
-                let seed = self.seeds.get(&key).copied().unwrap_or(0);
-                match self.renew(&mut conn, &script, &budget, book, day, seed) {
+            for bucket in buckets() {
+                let seed = self.seeds.get(&bucket.name).copied().unwrap_or(0);
+                let book = books.entry(bucket.name.clone()).or_default();
+                match self.renew(&mut conn, &script, &bucket, book, seed) {
                     Ok(()) => {}
                     Err(e) => {
                         all_answered = false;
@@ -400,19 +408,18 @@ impl Renewer {
         }
     }
 
-    /// Looks at one budget's lease and calls Redis when it needs topping up, handing back,
+    /// Looks at one bucket's lease and calls Redis when it needs topping up, handing back,
     /// reporting or keeping alive.
     fn renew(
         &self,
         conn: &mut Option<redis::Connection>,
         script: &redis::Script,
-        budget: &LeasedBudget<'_>,
+        bucket: &LeasedBucket,
         book: &mut Ledger,
-        day: i64,
         seed: u64,
     ) -> Result<(), redis::RedisError> {
-        let window = budget.period.window(day);
-        let cell = budget.cell;
+        let window = bucket.window;
+        let cell = &*bucket.cell;
         if book.window != window || book.last_call.is_none() {
             if book.window != window {
                 *book = Ledger {
@@ -470,13 +477,7 @@ impl Renewer {
             Some(c) => c,
             None => conn.insert(connect(&self.redis_url)?),
         };
-        let key = format!(
-            "sluice:budget:{}:{}:{}:{}",
-            budget.scope.label(),
-            budget.name,
-            budget.period.label(),
-            window
-        );
+        let key = format!("sluice:{}:{window}", bucket.name);
         self.terms.redis_calls.fetch_add(1, Ordering::Relaxed);
         let (grant, spent, others): (u64, u64, u64) = script
             .key(&key)
@@ -486,10 +487,10 @@ impl Renewer {
             .arg(call.base)
             .arg(call.want)
             .arg(call.must)
-            .arg(budget.limit_nano)
+            .arg(bucket.cap)
             .arg(self.lease_ttl.as_millis() as u64)
             .arg(book.spent_seen.max(seed))
-            .arg(bucket_ttl(budget.period))
+            .arg(bucket.ttl_secs)
             .invoke(connection)?;
         book.pending = None;
         book.held = call.base + grant;
@@ -499,17 +500,6 @@ impl Renewer {
         cell.cluster_used
             .store(pack(window, spent + others + book.held), Ordering::Relaxed);
         Ok(())
-    }
-}
-
-/// Seconds Redis keeps a window's bucket after its last renewal (0: for ever).
-fn bucket_ttl(period: Period) -> u64 {
-    const DAY: u64 = 86_400;
-    match period {
-        Period::Daily => 2 * DAY,
-        Period::Weekly => 8 * DAY,
-        Period::Monthly => 32 * DAY,
-        Period::Total => 0,
     }
 }
 

@@ -4,6 +4,9 @@
 //! `AtomicU64` holding (minute, count), updated by compare-and-swap, so a new minute and the
 //! count move together. Requests are counted at admission; tokens when the usage is known (a
 //! request is refused while the minute's tokens are spent).
+//!
+//! In a cluster the requests and tokens of a minute are shared buckets too: a node admits from
+//! its lease on them ([`lease`]), as budgets do, and the concurrent-streams limit holds per node.
 
 pub mod budget;
 pub mod lease;
@@ -11,7 +14,10 @@ pub mod session_budget;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use lease::{LeaseCell, LeaseMode, LeaseTerms, LeasedBucket};
 
 /// What is limited, for one entity.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -52,6 +58,9 @@ struct Counter {
     /// (minute << 32) | tokens in that minute (saturating at 2³² − 1).
     tokens: AtomicU64,
     streams: AtomicU32,
+    /// In a cluster: this node's leases on the minute's shared requests and tokens.
+    requests_lease: Arc<LeaseCell>,
+    tokens_lease: Arc<LeaseCell>,
 }
 
 /// Every limited entity's counters.
@@ -61,6 +70,8 @@ pub struct RateLimiter {
     specs: Vec<LimitSpec>,
     /// Shared with the same entity's limits in the next config after a reload.
     counters: Vec<std::sync::Arc<Counter>>,
+    /// In a cluster: requests and tokens per minute are admitted from leases.
+    lease: Option<Arc<LeaseTerms>>,
 }
 
 /// Why a request was refused.
@@ -70,6 +81,9 @@ pub struct Refusal {
     pub which: String,
     /// Whole seconds until the limit has room again.
     pub retry_after: u64,
+    /// In a cluster: this node's lease was empty and more was asked of the store — worth
+    /// waiting for ([`RateLimiter::lease_headroom`]) and trying once more.
+    pub awaiting_lease: bool,
 }
 
 /// The headers describing the most restrictive request limit that applied.
@@ -144,20 +158,20 @@ impl RateLimiter {
             let who =
                 |what: &str| format!("{what} for {} {}", scope.label(), name.unwrap_or_default());
             if let Some(tpm) = spec.tpm {
-                if count_in(&counter.tokens, minute) >= tpm {
-                    return Err(Refusal {
+                self.admit_tokens(counter, tpm, minute)
+                    .map_err(|awaiting_lease| Refusal {
                         which: who("tokens per minute"),
                         retry_after: seconds_to_next_minute(),
-                    });
-                }
+                        awaiting_lease,
+                    })?;
             }
             if let Some(rpm) = spec.rpm {
-                let used =
-                    increment(&counter.requests, minute, u64::from(rpm)).ok_or_else(|| {
-                        Refusal {
-                            which: who("requests per minute"),
-                            retry_after: seconds_to_next_minute(),
-                        }
+                let used = self
+                    .count_request(counter, u64::from(rpm), minute)
+                    .map_err(|awaiting_lease| Refusal {
+                        which: who("requests per minute"),
+                        retry_after: seconds_to_next_minute(),
+                        awaiting_lease,
                     })?;
                 let remaining = u64::from(rpm).saturating_sub(used);
                 if admission
@@ -179,6 +193,7 @@ impl RateLimiter {
                     return Err(Refusal {
                         which: who("concurrent streams"),
                         retry_after: 1,
+                        awaiting_lease: false,
                     });
                 }
                 admission.streams.push(i);
@@ -193,11 +208,116 @@ impl Admission<'_> {
     /// Counts the tokens the request used against each entity's minute.
     pub fn settle(&self, tokens: u64) {
         let minute = now_minute();
+        let mode = self.limiter.lease.as_ref().map(|t| t.mode());
         for i in &self.entities {
             if self.limiter.specs[*i].tpm.is_some() {
-                add(&self.limiter.counters[*i].tokens, minute, tokens);
+                let counter = &self.limiter.counters[*i];
+                add(&counter.tokens, minute, tokens);
+                match mode {
+                    Some(LeaseMode::Leases) => counter.tokens_lease.settle(minute, 0, tokens),
+                    Some(_) => counter.tokens_lease.spent_unleased(minute, tokens),
+                    None => {}
+                }
             }
         }
+    }
+}
+
+impl RateLimiter {
+    /// Whether the minute's tokens leave room: against the limit on one node; in a cluster
+    /// against the node's lease (`Err(true)`: it is empty and more was asked for), its
+    /// static share, or not at all, as the store's state says.
+    fn admit_tokens(&self, counter: &Counter, tpm: u64, minute: u64) -> Result<(), bool> {
+        let limit = match self.lease.as_ref().map(|t| (t.mode(), t)) {
+            None => tpm,
+            Some((LeaseMode::Leases, terms)) => {
+                if counter.tokens_lease.headroom(minute).unwrap_or(0) == 0 {
+                    terms.ask_for(&counter.tokens_lease, minute, 1);
+                    return Err(true);
+                }
+                return Ok(());
+            }
+            Some((LeaseMode::StaticShare, terms)) => tpm / u64::from(terms.nodes.max(1)),
+            Some((LeaseMode::Refuse, _)) => return Err(false),
+        };
+        if count_in(&counter.tokens, minute) >= limit {
+            return Err(false);
+        }
+        Ok(())
+    }
+
+    /// Counts one request in the minute unless that passes the limit (on one node, or the
+    /// cluster's as above); returns this node's count.
+    fn count_request(&self, counter: &Counter, rpm: u64, minute: u64) -> Result<u64, bool> {
+        let limit = match self.lease.as_ref().map(|t| (t.mode(), t)) {
+            None => rpm,
+            Some((LeaseMode::Leases, terms)) => {
+                if !counter.requests_lease.take(minute, 1) {
+                    terms.ask_for(&counter.requests_lease, minute, 1);
+                    return Err(true);
+                }
+                counter.requests_lease.settle(minute, 1, 1);
+                u64::MAX
+            }
+            Some((LeaseMode::StaticShare, terms)) => {
+                let share = rpm / u64::from(terms.nodes.max(1));
+                let used = increment(&counter.requests, minute, share).ok_or(false)?;
+                counter.requests_lease.spent_unleased(minute, 1);
+                return Ok(used);
+            }
+            Some((LeaseMode::Refuse, _)) => return Err(false),
+        };
+        increment(&counter.requests, minute, limit).ok_or(false)
+    }
+
+    /// Admits requests and tokens per minute from leases on the cluster's shared buckets.
+    pub fn lease_with(&mut self, terms: Arc<LeaseTerms>) {
+        self.lease = Some(terms);
+    }
+
+    pub fn lease_terms(&self) -> Option<&Arc<LeaseTerms>> {
+        self.lease.as_ref()
+    }
+
+    /// Whether every requests- and tokens-per-minute lease of the named entities has room now
+    /// (what a refused request waits for).
+    pub fn lease_headroom(&self, entities: &[(Scope, Option<&str>)]) -> bool {
+        let minute = now_minute();
+        entities
+            .iter()
+            .filter_map(|(scope, name)| name.and_then(|n| self.index.get(&(*scope, n.to_string()))))
+            .all(|&i| {
+                let (spec, counter) = (&self.specs[i], &self.counters[i]);
+                let room = |cell: &LeaseCell| cell.headroom(minute).unwrap_or(0) > 0;
+                (spec.rpm.is_none() || room(&counter.requests_lease))
+                    && (spec.tpm.is_none() || room(&counter.tokens_lease))
+            })
+    }
+
+    /// The requests- and tokens-per-minute buckets of the current minute (named
+    /// `rpm:<scope>:<name>` and `tpm:<scope>:<name>`), as the lease renewer sees them.
+    pub fn leased(&self) -> Vec<LeasedBucket> {
+        let minute = now_minute();
+        let mut buckets = Vec::new();
+        for ((scope, name), &i) in &self.index {
+            let (spec, counter) = (&self.specs[i], &self.counters[i]);
+            let limits = [
+                ("rpm", spec.rpm.map(u64::from), &counter.requests_lease),
+                ("tpm", spec.tpm, &counter.tokens_lease),
+            ];
+            for (kind, cap, cell) in limits {
+                if let Some(cap) = cap {
+                    buckets.push(LeasedBucket {
+                        name: format!("{kind}:{}:{name}", scope.label()),
+                        window: minute,
+                        cap,
+                        ttl_secs: 120,
+                        cell: Arc::clone(cell),
+                    });
+                }
+            }
+        }
+        buckets
     }
 }
 

@@ -22,7 +22,7 @@ use super::request_body::RequestBody;
 use super::route::Target;
 use super::{Gateway, GatewayError};
 use crate::limits::budget::Reservation;
-use crate::limits::lease::LEASE_WAIT;
+use crate::limits::lease::{LEASE_POLL, LEASE_WAIT};
 
 /// Output tokens assumed when the request's `max_tokens` is not in the held part of the body.
 pub const UNKNOWN_MAX_TOKENS: u64 = 64_000;
@@ -72,9 +72,6 @@ pub async fn reserve_leased(
     }
     reserve(gw, identity, parts, ex)
 }
-
-/// How often a request waiting for its lease looks again.
-const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A served model without a price (it cannot spend a budget).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -417,7 +417,7 @@ async fn run_phases(
     if let Some(model) = target.refused_model(|m| auth.identity.allows(m)) {
         return Err(auth.identity.deny_model(model));
     }
-    let admission = admit(&gw.state.limiter, &auth.identity, &op, &body)?;
+    let admission = admit(&gw.state.limiter, &auth.identity, &op, &body).await?;
     ex.response_headers = quota_headers(&admission);
     let reservation = if op == Operation::MessageBatches(classify::BatchCall::Create) {
         batches::govern(gw, &auth.identity, body.held(), ex)?
@@ -791,7 +791,10 @@ fn told_generically(op: &Operation, provider: &crate::provider::upstream::Provid
 }
 
 /// Admission under the rate limits of the caller's key, user and team.
-fn admit<'a>(
+/// Rate-limit admission; in a cluster, a request its node's leases cannot admit waits (at most
+/// [`crate::limits::lease::LEASE_WAIT`]) while the renewer asks the store for more, then is
+/// tried once more.
+async fn admit<'a>(
     limiter: &'a crate::limits::RateLimiter,
     identity: &authenticate::Identity,
     op: &Operation,
@@ -805,12 +808,21 @@ fn admit<'a>(
             .is_some_and(|v| v != b"false" && v != b"null"),
     };
     let (user, team) = (identity.user(), identity.team());
-    limiter
-        .admit(&identity.scopes(&user, &team), streaming)
-        .map_err(|r| GatewayError::RateLimited {
-            which: r.which,
-            retry_after: r.retry_after,
-        })
+    let entities = identity.scopes(&user, &team);
+    let refused = |r: crate::limits::Refusal| GatewayError::RateLimited {
+        which: r.which,
+        retry_after: r.retry_after,
+    };
+    match limiter.admit(&entities, streaming) {
+        Err(r) if r.awaiting_lease => {
+            let deadline = std::time::Instant::now() + crate::limits::lease::LEASE_WAIT;
+            while std::time::Instant::now() < deadline && !limiter.lease_headroom(&entities) {
+                monoio::time::sleep(crate::limits::lease::LEASE_POLL).await;
+            }
+            limiter.admit(&entities, streaming).map_err(refused)
+        }
+        other => other.map_err(refused),
+    }
 }
 
 /// Statuses that say "try elsewhere": rate limited, overloaded, or failed.

@@ -105,7 +105,12 @@ pub fn start(
             let source = Arc::clone(live);
             let thread = lease::start(
                 renewer,
-                move || Arc::clone(&source.load().state.budgets),
+                move || {
+                    let snapshot = source.load();
+                    let mut buckets = snapshot.state.budgets.leased();
+                    buckets.extend(snapshot.state.limiter.leased());
+                    buckets
+                },
                 Arc::clone(&stop),
             )
             .map_err(OutboxError::Thread)?;
@@ -126,7 +131,7 @@ pub fn start(
 
 /// What every node has spent in each budget's current window, from PostgreSQL (empty if it
 /// cannot be read: buckets Redis already has do not need it).
-fn seeds(cluster: &ClusterSettings, live: &Live) -> HashMap<(String, String, &'static str), u64> {
+fn seeds(cluster: &ClusterSettings, live: &Live) -> HashMap<String, u64> {
     let mut seeds = HashMap::new();
     let mut client = match postgres::connect(&cluster.postgres) {
         Ok(client) => client,
@@ -136,27 +141,19 @@ fn seeds(cluster: &ClusterSettings, live: &Live) -> HashMap<(String, String, &'s
         }
     };
     let budgets = Arc::clone(&live.load().state.budgets);
-    for budget in budgets.leased() {
-        let key = match budget.scope {
-            Scope::Key => format!("key:{}", budget.name),
-            _ => budget.name.to_string(),
+    for (bucket, scope, name, period) in budgets.bucket_names() {
+        let key = match scope {
+            Scope::Key => format!("key:{name}"),
+            _ => name.to_string(),
         };
-        let first = budget.period.first_day(today());
-        let since = if budget.period == Period::Total {
+        let since = if period == Period::Total {
             String::new()
         } else {
-            day_string(first)
+            day_string(period.first_day(today()))
         };
-        match postgres::spent_since(&mut client, budget.scope.label(), &key, &since) {
+        match postgres::spent_since(&mut client, scope.label(), &key, &since) {
             Ok(pico) => {
-                seeds.insert(
-                    (
-                        budget.scope.label().to_string(),
-                        budget.name.to_string(),
-                        budget.period.label(),
-                    ),
-                    crate::limits::budget::pico_to_nano(pico),
-                );
+                seeds.insert(bucket, crate::limits::budget::pico_to_nano(pico));
             }
             Err(e) => tracing::warn!(error = %e, "cannot read a budget's cluster spend"),
         }

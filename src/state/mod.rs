@@ -84,6 +84,11 @@ impl State {
     /// Loads what `config` describes; starts no thread. With [`Commands::Skip`] (a check) no
     /// credential command runs.
     pub fn build(config: &Config, commands: Commands) -> Result<State, StateError> {
+        // In a cluster, budgets and rate limits share one set of lease terms.
+        let terms = config
+            .cluster
+            .as_ref()
+            .map(crate::limits::lease::LeaseTerms::new);
         let upstreams = config
             .upstreams
             .iter()
@@ -97,14 +102,8 @@ impl State {
             issued_keys: Arc::default(),
             jwt: build_jwt(config)?,
             edge_tls: load_edge_tls(config)?,
-            limiter: Arc::new(limiter(&config.policies)),
-            budgets: Arc::new(budgets(
-                &config.policies,
-                config
-                    .cluster
-                    .as_ref()
-                    .map(crate::limits::lease::LeaseTerms::new),
-            )),
+            limiter: Arc::new(limiter(&config.policies, terms.clone())),
+            budgets: Arc::new(budgets(&config.policies, terms)),
             signin: open_signin(config, commands)?,
             telemetry: TelemetryRelay::open(&config.telemetry).map(Arc::new),
             cri: open_cri(config)?,
@@ -227,7 +226,7 @@ impl State {
         if running.limits == next.limits {
             return Arc::clone(&self.limiter);
         }
-        let mut fresh = limiter(next);
+        let mut fresh = limiter(next, self.limiter.lease_terms().cloned());
         fresh.adopt(&self.limiter);
         Arc::new(fresh)
     }
@@ -248,9 +247,16 @@ impl State {
     }
 }
 
-/// The rate limiter `policies` describe, with fresh counters.
-fn limiter(policies: &Policies) -> RateLimiter {
+/// The rate limiter `policies` describe, with fresh counters; in a cluster admitting from
+/// leases on `terms`.
+fn limiter(
+    policies: &Policies,
+    terms: Option<Arc<crate::limits::lease::LeaseTerms>>,
+) -> RateLimiter {
     let mut limiter = RateLimiter::default();
+    if let Some(terms) = terms {
+        limiter.lease_with(terms);
+    }
     for limit in &policies.limits {
         limiter.add(limit.scope, &limit.name, limit.spec);
     }
