@@ -5,10 +5,13 @@
 //! when installed), sluice's CPU time per request and its memory. Bounded by request counts;
 //! loopback only.
 
+pub mod admission;
 pub mod bodies;
+pub mod cluster;
 pub mod load;
 pub mod procs;
 pub mod soak;
+pub mod stores;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -60,6 +63,10 @@ pub struct BenchArgs {
     /// and cipher suite).
     #[arg(long)]
     pub tls: bool,
+    /// Instead of the comparison: a cluster node (leases from a Redis, records shipped to a
+    /// PostgreSQL, both started for the run) against a single node.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// Percentiles of one latency distribution, in microseconds.
@@ -209,6 +216,9 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     if args.tls {
         tls::run(args)?;
         return Ok(());
+    }
+    if args.cluster {
+        return cluster::run(args);
     }
     if let Some(n) = args.streams {
         let report = soak::streams(args, n)?;

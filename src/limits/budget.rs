@@ -499,19 +499,31 @@ impl Budgets {
     }
 
     /// Whether every key, user and team budget of the named entities now has at least
-    /// `cost_pico` left in its lease (what a refused request waits for).
+    /// `cost_pico` left in its lease (what a refused request waits for); asks the renewer for
+    /// each that has not.
     pub fn lease_headroom(&self, entities: &[(Scope, Option<&str>)], cost_pico: u64) -> bool {
+        let Some(terms) = &self.lease else {
+            return true;
+        };
         let (day, amount) = (today(), pico_to_nano(cost_pico));
-        entities
+        let mut all = true;
+        let slots = entities
             .iter()
             .filter_map(|(scope, name)| name.map(|n| self.slots_of(*scope, n)))
-            .flatten()
-            .all(|slot| {
-                slot.cell
-                    .lease
-                    .headroom(slot.spec.period.window(day))
-                    .is_some_and(|left| left >= amount)
-            })
+            .flatten();
+        for slot in slots {
+            let window = slot.spec.period.window(day);
+            if slot
+                .cell
+                .lease
+                .headroom(window)
+                .is_none_or(|left| left < amount)
+            {
+                terms.ask_for(&slot.cell.lease, window, amount);
+                all = false;
+            }
+        }
+        all
     }
 
     /// Every key, user and team budget's bucket in its current window, as the lease renewer

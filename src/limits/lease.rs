@@ -148,7 +148,10 @@ impl LeaseCell {
         taken
     }
 
-    fn grant(&self, window: u64, amount: u64) {
+    /// Adds `amount` to the lease of `window` (opening that window if the lease was of
+    /// another): the renewer's grant.
+    pub fn grant(&self, window: u64, amount: u64) {
+        self.open_window(window);
         let _ = self
             .headroom
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
@@ -238,6 +241,12 @@ impl LeaseTerms {
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The store answered: leases may be spent for `valid_for` from now.
+    pub fn renewed(&self, valid_for: Duration) {
+        let until = self.now_ms() + valid_for.as_millis() as u64;
+        self.valid_until_ms.store(until, Ordering::Release);
     }
 
     /// Whether leases may be spent, and if not what to do.
@@ -333,8 +342,10 @@ struct Ledger {
     held: u64,
     seq: u64,
     pending: Option<Call>,
-    /// Nanodollars per second, smoothed.
+    /// Units per second, smoothed (kept from one window to the next).
     burn: f64,
+    /// The largest amount one request needed lately, decaying (kept across windows).
+    largest: u64,
     spent_seen: u64,
     last_call: Option<Instant>,
 }
@@ -396,12 +407,8 @@ impl Renewer {
                     reported_down = false;
                 }
                 self.terms.redis_up.store(true, Ordering::Relaxed);
-                let valid = self.lease_ttl.as_millis() as u64 * 3 / 4;
-                let since = self.terms.epoch.elapsed().as_millis() as u64
-                    - started.elapsed().as_millis() as u64;
-                self.terms
-                    .valid_until_ms
-                    .store(since + valid, Ordering::Release);
+                let valid = self.lease_ttl * 3 / 4;
+                self.terms.renewed(valid.saturating_sub(started.elapsed()));
             } else {
                 self.terms.redis_up.store(false, Ordering::Relaxed);
             }
@@ -424,6 +431,8 @@ impl Renewer {
             if book.window != window {
                 *book = Ledger {
                     window,
+                    burn: book.burn,
+                    largest: book.largest,
                     ..Ledger::default()
                 };
             }
@@ -434,10 +443,12 @@ impl Renewer {
             Some(call) => call,
             None => {
                 let left = cell.open_window(window);
-                let largest = cell.largest.swap(0, Ordering::Relaxed);
                 let short = cell.short.swap(0, Ordering::Relaxed);
+                let seen = cell.largest.swap(0, Ordering::Relaxed).max(short);
+                // Halves in about two seconds of looks without a larger request.
+                book.largest = seen.max(book.largest - book.largest / 32);
                 let window_secs = self.lease_window.as_secs_f64();
-                let target = ((book.burn * window_secs) as u64).max(largest.saturating_mul(2));
+                let target = ((book.burn * window_secs) as u64).max(book.largest.saturating_mul(2));
                 let want = if left < target / 2 || short > 0 {
                     target.saturating_sub(left).max(short)
                 } else {

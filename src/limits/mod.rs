@@ -280,18 +280,30 @@ impl RateLimiter {
     }
 
     /// Whether every requests- and tokens-per-minute lease of the named entities has room now
-    /// (what a refused request waits for).
+    /// (what a refused request waits for); asks the renewer for each that has none.
     pub fn lease_headroom(&self, entities: &[(Scope, Option<&str>)]) -> bool {
+        let Some(terms) = &self.lease else {
+            return true;
+        };
         let minute = now_minute();
-        entities
-            .iter()
-            .filter_map(|(scope, name)| name.and_then(|n| self.index.get(&(*scope, n.to_string()))))
-            .all(|&i| {
-                let (spec, counter) = (&self.specs[i], &self.counters[i]);
-                let room = |cell: &LeaseCell| cell.headroom(minute).unwrap_or(0) > 0;
-                (spec.rpm.is_none() || room(&counter.requests_lease))
-                    && (spec.tpm.is_none() || room(&counter.tokens_lease))
-            })
+        let mut all = true;
+        let indices = entities.iter().filter_map(|(scope, name)| {
+            name.and_then(|n| self.index.get(&(*scope, n.to_string())))
+        });
+        for &i in indices {
+            let (spec, counter) = (&self.specs[i], &self.counters[i]);
+            let limited = [
+                (spec.rpm.is_some(), &counter.requests_lease),
+                (spec.tpm.is_some(), &counter.tokens_lease),
+            ];
+            for (_, cell) in limited.iter().filter(|(on, _)| *on) {
+                if cell.headroom(minute).unwrap_or(0) == 0 {
+                    terms.ask_for(cell, minute, 1);
+                    all = false;
+                }
+            }
+        }
+        all
     }
 
     /// The requests- and tokens-per-minute buckets of the current minute (named

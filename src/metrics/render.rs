@@ -34,6 +34,8 @@ pub struct ClusterGauges {
     pub redis_up: Option<bool>,
     /// Lease renewals sent to Redis.
     pub redis_calls: u64,
+    /// Batches (transactions) sent to PostgreSQL.
+    pub postgres_calls: u64,
 }
 
 /// Every family computed from access records.
@@ -260,12 +262,20 @@ fn cluster_stores(out: &mut String, c: &ClusterGauges) {
     );
     if let Some(up) = c.redis_up {
         sample(out, SHARED_STORE_UP, &[("store", "redis")], u8::from(up));
-        header(
-            out,
-            SHARED_STORE_CALLS_TOTAL,
-            "counter",
-            "Calls made to a shared store on behalf of the request path (lease renewals).",
-        );
+    }
+    header(
+        out,
+        SHARED_STORE_CALLS_TOTAL,
+        "counter",
+        "Calls to a shared store: lease renewals (Redis), outbox batches (PostgreSQL, one transaction each).",
+    );
+    sample(
+        out,
+        SHARED_STORE_CALLS_TOTAL,
+        &[("store", "postgres")],
+        c.postgres_calls,
+    );
+    if c.redis_up.is_some() {
         sample(
             out,
             SHARED_STORE_CALLS_TOTAL,

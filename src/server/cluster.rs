@@ -47,6 +47,7 @@ impl ClusterStatus {
                 .leases
                 .as_ref()
                 .map_or(0, |t| t.redis_calls.load(Relaxed)),
+            postgres_calls: self.outbox.batches.load(Relaxed),
         }
     }
 

@@ -37,6 +37,8 @@ pub struct OutboxStatus {
     pub pending: AtomicU64,
     /// Stored in PostgreSQL by this process.
     pub shipped: AtomicU64,
+    /// Batches sent to PostgreSQL (one transaction each: BEGIN, the insert, COMMIT).
+    pub batches: AtomicU64,
     /// The last attempt to reach PostgreSQL succeeded.
     pub postgres_up: AtomicBool,
     /// Waiting rows past which the store counts as failing.
@@ -202,6 +204,7 @@ impl Shipper {
             Some(client) => client,
             None => self.client.insert(postgres::connect(&self.conninfo)?),
         };
+        self.status.batches.fetch_add(1, Ordering::Relaxed);
         let added = postgres::ship(client, &self.node, &rows)?;
         self.status.postgres_up.store(true, Ordering::Relaxed);
         self.conn.execute(

@@ -20,6 +20,8 @@ use serde_json::Value;
 
 pub mod browser;
 pub mod pki;
+#[path = "../../src/bench/stores.rs"]
+pub mod store_servers;
 pub mod stores;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
