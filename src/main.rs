@@ -194,15 +194,15 @@ fn hash_key() -> ExitCode {
 fn store_location(
     db: std::path::PathBuf,
     config: Option<&std::path::Path>,
-) -> Result<sluice::store::keys::KeysLocation, String> {
-    use sluice::store::keys::KeysLocation;
+) -> Result<sluice::store::keys::StoreLocation, String> {
+    use sluice::store::keys::StoreLocation;
     let Some(file) = config else {
-        return Ok(KeysLocation::Sqlite(db));
+        return Ok(StoreLocation::Sqlite(db));
     };
     let built = config::load_file(file)
         .and_then(|f| config::build(f, &Overrides::default()))
         .map_err(|e| format!("{}: {e}", file.display()))?;
-    KeysLocation::of(&built).ok_or_else(|| format!("{}: store.path is off", file.display()))
+    StoreLocation::of(&built).ok_or_else(|| format!("{}: store.path is off", file.display()))
 }
 
 /// `sluice keys create|list|revoke|rotate`.
@@ -210,7 +210,7 @@ fn manage_keys(command: KeysCommand) -> ExitCode {
     use sluice::store::keys::NewKey;
     let open = |db, config: Option<std::path::PathBuf>| {
         store_location(db, config.as_deref())
-            .and_then(|location| location.open().map_err(|e| e.to_string()))
+            .and_then(|location| sluice::store::keys::open(&location).map_err(|e| e.to_string()))
     };
     let result = match command {
         KeysCommand::Hash => return hash_key(),
@@ -299,10 +299,10 @@ fn verify_audit(files: &[std::path::PathBuf]) -> ExitCode {
 
 /// `sluice spend`: this node's ledger, or every node's spend in a cluster's PostgreSQL.
 fn spend(db: std::path::PathBuf, config: Option<std::path::PathBuf>, by: &str) -> ExitCode {
-    use sluice::store::keys::KeysLocation;
+    use sluice::store::keys::StoreLocation;
     let rows = store_location(db, config.as_deref()).and_then(|location| match location {
-        KeysLocation::Sqlite(path) => sluice::store::ledger::spend(&path, by),
-        KeysLocation::Postgres(conninfo) => sluice::store::postgres::connect(&conninfo)
+        StoreLocation::Sqlite(path) => sluice::store::ledger::spend(&path, by),
+        StoreLocation::Postgres(conninfo) => sluice::store::postgres::connect(&conninfo)
             .map_err(|e| e.to_string())
             .and_then(|mut client| sluice::store::postgres::spend(&mut client, by)),
     });

@@ -436,7 +436,7 @@ fn a_team_rate_limit_holds_across_three_nodes() {
         .iter()
         .map(|n| {
             let config = format!(
-                "{}[[teams]]\nname = \"tc\"\nrpm = {rpm}\n",
+                "{}[[teams]]\nname = \"tc\"\nrpm = {rpm}\ntpm = 100000000\n",
                 node_config(dir.path(), n, &pg, &redis, "")
             );
             gateway(&mock.url(), &config)
@@ -468,4 +468,157 @@ fn a_team_rate_limit_holds_across_three_nodes() {
         &messages_request(SMALL_BODY, &format!("x-api-key: {TEAM_KEY}\r\n")),
     );
     assert_error(&refused, 429, "rate_limit_error");
+}
+
+const ADMIN_KEY: &str = "sk-cluster-admin";
+
+fn admin(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let raw = format!(
+        "{method} {path} HTTP/1.1\r\nhost: admin\r\nauthorization: Bearer {ADMIN_KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let resp = request(addr, &raw);
+    (
+        resp.status,
+        serde_json::from_slice(&resp.body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[test]
+fn a_budget_set_over_the_admin_api_of_one_node_holds_on_every_node_and_spend_is_one_view() {
+    let (pg, redis, mock) = (
+        Postgres::start(),
+        Redis::start(),
+        mock(&["--no-request-log"]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let admin_section = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\nkey_sha256 = \"{}\"\n",
+        sluice::config::keys::hash_hex(ADMIN_KEY)
+    );
+    let nodes: Vec<Gateway> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let config = format!(
+                "{}{admin_section}",
+                node_config(dir.path(), n, &pg, &redis, "")
+            );
+            gateway(&mock.url(), &config)
+        })
+        .collect();
+    for node in &nodes {
+        assert_eq!(ask(node.addr, TEAM_KEY), 200);
+    }
+    // Set on a: the team may spend $0.0005 a day (the three requests above spent $0.000081).
+    let api_a = nodes[0].admin_addr.unwrap();
+    let (status, body) = admin(
+        api_a,
+        "PUT",
+        "/admin/budgets",
+        r#"{"scope":"team","name":"tc","period":"daily","limit_usd":0.0005}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    // Every node lists it and refuses once the team's spend (from every node) reaches it.
+    for node in &nodes[1..] {
+        let listed = wait_for(Duration::from_secs(5), || {
+            let (_, body) = admin(node.admin_addr.unwrap(), "GET", "/admin/budgets", "");
+            body.to_string().contains("\"tc\"").then_some(())
+        });
+        assert!(
+            listed.is_some(),
+            "node {} does not list the budget: {}",
+            node.addr,
+            node.stderr_text()
+        );
+    }
+    let refused = wait_for(Duration::from_secs(20), || {
+        (ask(nodes[2].addr, TEAM_KEY) == 429).then_some(())
+    });
+    assert!(
+        refused.is_some(),
+        "node c never applied the budget set on a"
+    );
+    // Every node has shipped what it recorded.
+    let recorded = || -> i64 {
+        ["a", "b", "c"]
+            .iter()
+            .map(|n| {
+                rusqlite::Connection::open(dir.path().join(format!("{n}.db")))
+                    .and_then(|c| {
+                        c.query_row("SELECT COUNT(*) FROM requests", [], |r| r.get::<_, i64>(0))
+                    })
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let shipped_all = wait_for(Duration::from_secs(10), || {
+        let local = recorded();
+        (local > 0 && pg.scalar("SELECT COUNT(*) FROM requests") == local).then_some(())
+    });
+    assert!(shipped_all.is_some(), "records wait in the outboxes");
+    let (served, spent) = shipped(&pg);
+    eprintln!("{served} served, ${spent:.6} spent under a $0.0005 budget set on one node");
+    // The spend before the budget was set counts too (the shared bucket starts from it).
+    assert!(spent <= 0.0005 + 1e-9, "spent ${spent}");
+
+    // One view: `sluice spend` on any node's config reads every node's spend.
+    let config_of_b = nodes[1].dir().join("sluice.toml");
+    let out = Command::new(BIN)
+        .args(["spend", "--by", "team", "--config"])
+        .arg(&config_of_b)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let team = rows
+        .iter()
+        .find(|r| r["group"] == "tc")
+        .expect("the team's row");
+    let cli_spent = team["cost_usd"].as_f64().unwrap();
+    assert!((cli_spent - spent).abs() < 1e-9, "{cli_spent} vs {spent}");
+    let (_, by_api) = admin(api_a, "GET", "/admin/spend?by=team", "");
+    let api_spent = by_api["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["group"] == "tc")
+        .and_then(|r| r["cost_usd"].as_f64())
+        .unwrap();
+    assert!((api_spent - spent).abs() < 1e-9, "{api_spent} vs {spent}");
+}
+
+#[test]
+fn check_config_prints_the_overshoot_bound() {
+    let (pg, redis) = (Postgres::start(), Redis::start());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        with_budget(node_config(dir.path(), "a", &pg, &redis, ""), 300.0),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("budget team tc ($300.00 daily): spend stays within the cap while Redis answers, beyond it by at most $100.00 per crashed node; each node cut off from Redis may add $100.00 (all 3: $300.00)"),
+        "{text}"
+    );
 }

@@ -37,7 +37,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use crate::audit::{AuditEvent, AuditLog};
-use crate::store::keys::{KeyBackend, KeyStoreError, KeysLocation, NewKey};
+use crate::store::keys::{KeyBackend, KeyStoreError, NewKey, StoreLocation};
 use crate::store::policies::EntityScope;
 pub use error::AdminError;
 use http::{AdminRequest, Reply};
@@ -53,8 +53,9 @@ pub struct AdminContext {
     pub key_digest: [u8; 32],
     /// The store file (keys and the ledger); `None` when `store.path = "off"`.
     pub store: Option<PathBuf>,
-    /// Where issued keys live (the store file, or the cluster's PostgreSQL).
-    pub keys: Option<KeysLocation>,
+    /// Where issued keys and admin-set policies live (the store file, or the cluster's
+    /// PostgreSQL).
+    pub store_location: Option<StoreLocation>,
     /// In a cluster, the PostgreSQL that spend reports read (every node's records).
     pub cluster_postgres: Option<String>,
     pub audit: AuditLog,
@@ -151,48 +152,46 @@ fn answer(request: &AdminRequest, ctx: &AdminContext) -> Reply {
     let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
     let result = match (request.method.as_str(), segments.as_slice()) {
         ("GET", ["admin", "keys"]) => list_keys(ctx),
-        ("POST", ["admin", "keys"]) => create_key(ctx, store, &request.body),
+        ("POST", ["admin", "keys"]) => create_key(ctx, &request.body),
         ("PUT", ["admin", "keys", name, "limits"]) => {
-            policies::put_entity(ctx, store, EntityScope::Key, name, &request.body)
+            policies::put_entity(ctx, EntityScope::Key, name, &request.body)
         }
         ("DELETE", ["admin", "keys", name, "limits"]) => {
-            policies::delete_entity(ctx, store, EntityScope::Key, name)
+            policies::delete_entity(ctx, EntityScope::Key, name)
         }
         ("POST", ["admin", "keys", name, "revoke"]) => revoke_key(ctx, name),
         ("POST", ["admin", "keys", name, "rotate"]) => rotate_key(ctx, name, &request.body),
         ("GET", ["admin", "spend"]) => spend(ctx, store, request.query("by").unwrap_or("identity")),
         ("GET", ["admin", "signin", "sessions"]) => signin_sessions(ctx),
         ("DELETE", ["admin", "signin", "users", email]) => sign_out(ctx, email),
-        ("GET", ["admin", "managed-settings"]) => policies::list_managed_settings(ctx, store),
+        ("GET", ["admin", "managed-settings"]) => policies::list_managed_settings(ctx),
         ("GET", ["admin", "managed-settings", "clients"]) => {
             policies::managed_settings_clients(ctx, store)
         }
         ("PUT", ["admin", "managed-settings"]) => {
-            policies::put_managed_settings(ctx, store, &request.body)
+            policies::put_managed_settings(ctx, &request.body)
         }
         ("DELETE", ["admin", "managed-settings", "everyone"]) => {
-            policies::delete_managed_settings(ctx, store, "everyone")
+            policies::delete_managed_settings(ctx, "everyone")
         }
         ("DELETE", ["admin", "managed-settings", kind @ ("group" | "team"), name]) => {
-            policies::delete_managed_settings(ctx, store, &format!("{kind}:{name}"))
+            policies::delete_managed_settings(ctx, &format!("{kind}:{name}"))
         }
-        ("GET", ["admin", "budgets"]) => policies::list_budgets(ctx, store),
-        ("PUT", ["admin", "budgets"]) => policies::put_budget(ctx, store, &request.body),
+        ("GET", ["admin", "budgets"]) => policies::list_budgets(ctx),
+        ("PUT", ["admin", "budgets"]) => policies::put_budget(ctx, &request.body),
         ("DELETE", ["admin", "budgets", scope, name, period]) => {
-            policies::delete_budget(ctx, store, scope, name, period)
+            policies::delete_budget(ctx, scope, name, period)
         }
         ("GET", ["admin", kind]) if EntityScope::parse(kind).is_some() => {
-            entity(kind, |scope| policies::list_entities(ctx, store, scope))
+            entity(kind, |scope| policies::list_entities(ctx, scope))
         }
         ("PUT", ["admin", kind, name]) if EntityScope::parse(kind).is_some() => {
             entity(kind, |scope| {
-                policies::put_entity(ctx, store, scope, name, &request.body)
+                policies::put_entity(ctx, scope, name, &request.body)
             })
         }
         ("DELETE", ["admin", kind, name]) if EntityScope::parse(kind).is_some() => {
-            entity(kind, |scope| {
-                policies::delete_entity(ctx, store, scope, name)
-            })
+            entity(kind, |scope| policies::delete_entity(ctx, scope, name))
         }
         _ => Err(AdminError::NoRoute(format!(
             "{} {}",
@@ -213,11 +212,8 @@ fn entity(
 }
 
 fn open(ctx: &AdminContext) -> Result<Box<dyn KeyBackend>, AdminError> {
-    ctx.keys
-        .as_ref()
-        .ok_or(AdminError::StoreOff)?
-        .open()
-        .map_err(|e| store_error(&e))
+    let location = ctx.store_location.as_ref().ok_or(AdminError::StoreOff)?;
+    crate::store::keys::open(location).map_err(|e| store_error(&e))
 }
 
 fn store_error(e: &KeyStoreError) -> AdminError {
@@ -236,7 +232,7 @@ fn list_keys(ctx: &AdminContext) -> Result<Reply, AdminError> {
     Ok(Reply::json(200, &json!({ "data": rows })))
 }
 
-fn create_key(ctx: &AdminContext, store: &Path, body: &[u8]) -> Result<Reply, AdminError> {
+fn create_key(ctx: &AdminContext, body: &[u8]) -> Result<Reply, AdminError> {
     let fields: Value =
         serde_json::from_slice(body).map_err(|e| AdminError::invalid(format!("body: {e}")))?;
     let text = |k: &str| fields.get(k).and_then(Value::as_str).map(str::to_string);
@@ -263,7 +259,7 @@ fn create_key(ctx: &AdminContext, store: &Path, body: &[u8]) -> Result<Reply, Ad
     };
     let key_policies = policies::key_policies(ctx, &name, &fields)?;
     let created = open(ctx)?.create(&key).map_err(|e| store_error(&e))?;
-    key_policies.store(ctx, store)?;
+    key_policies.store(ctx)?;
     Ok(Reply::json(201, &json!({ "name": name, "key": created })))
 }
 

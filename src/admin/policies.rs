@@ -31,8 +31,8 @@ use crate::limits::budget::Period;
 use crate::limits::Scope;
 use crate::store::policies::{EntityScope, PolicyStore};
 
-pub fn list_budgets(ctx: &AdminContext, store: &Path) -> Result<Reply, AdminError> {
-    let stored = open(store)?.budgets().map_err(|e| failed(&e))?;
+pub fn list_budgets(ctx: &AdminContext) -> Result<Reply, AdminError> {
+    let stored = open(ctx)?.budgets().map_err(|e| failed(&e))?;
     let config = ctx.reloader.current();
     let source = |scope: &str, name: &str, period: &str| {
         let from_api = stored
@@ -66,7 +66,7 @@ pub fn list_budgets(ctx: &AdminContext, store: &Path) -> Result<Reply, AdminErro
     Ok(Reply::json(200, &json!({ "data": data })))
 }
 
-pub fn put_budget(ctx: &AdminContext, store: &Path, body: &[u8]) -> Result<Reply, AdminError> {
+pub fn put_budget(ctx: &AdminContext, body: &[u8]) -> Result<Reply, AdminError> {
     let fields = parse(body)?;
     let text = |k: &str| fields.get(k).and_then(Value::as_str).map(str::to_string);
     let scope = text("scope").ok_or_else(|| bad("`scope` is required"))?;
@@ -92,7 +92,7 @@ pub fn put_budget(ctx: &AdminContext, store: &Path, body: &[u8]) -> Result<Reply
     ctx.reloader
         .check_policies(move |file| file.budgets = vec![candidate])
         .map_err(|e| bad(&e.to_string().replace("budgets[0].", "")))?;
-    open(store)?.put_budget(&budget).map_err(|e| failed(&e))?;
+    open(ctx)?.put_budget(&budget).map_err(|e| failed(&e))?;
     let detail = format!(
         "{} {} {} limit_usd={} soft_usd={:?}",
         budget.period.label(),
@@ -106,12 +106,11 @@ pub fn put_budget(ctx: &AdminContext, store: &Path, body: &[u8]) -> Result<Reply
 
 pub fn delete_budget(
     ctx: &AdminContext,
-    store: &Path,
     scope: &str,
     name: &str,
     period: &str,
 ) -> Result<Reply, AdminError> {
-    let found = open(store)?
+    let found = open(ctx)?
         .delete_budget(scope, name, period)
         .map_err(|e| failed(&e))?;
     if !found {
@@ -127,12 +126,8 @@ pub fn delete_budget(
     )
 }
 
-pub fn list_entities(
-    ctx: &AdminContext,
-    store: &Path,
-    scope: EntityScope,
-) -> Result<Reply, AdminError> {
-    let stored = open(store)?.limits(scope).map_err(|e| failed(&e))?;
+pub fn list_entities(ctx: &AdminContext, scope: EntityScope) -> Result<Reply, AdminError> {
+    let stored = open(ctx)?.limits(scope).map_err(|e| failed(&e))?;
     let config = ctx.reloader.current();
     let limit_scope = match scope {
         EntityScope::Team => Scope::Team,
@@ -185,13 +180,12 @@ pub fn list_entities(
 
 pub fn put_entity(
     ctx: &AdminContext,
-    store: &Path,
     scope: EntityScope,
     name: &str,
     body: &[u8],
 ) -> Result<Reply, AdminError> {
     let limits = limits_from(name, &parse(body)?)?;
-    open(store)?
+    open(ctx)?
         .put_limits(scope, &limits)
         .map_err(|e| failed(&e))?;
     let detail = format!(
@@ -266,13 +260,13 @@ pub fn key_policies(
 
 impl KeyPolicies {
     /// Stores the key's limits and budget (if any) and applies them.
-    pub fn store(&self, ctx: &AdminContext, store: &Path) -> Result<(), AdminError> {
+    pub fn store(&self, ctx: &AdminContext) -> Result<(), AdminError> {
         let l = &self.limits;
         let has_limits = l.rpm.is_some() || l.tpm.is_some() || l.max_streams.is_some();
         if !has_limits && self.budget.is_none() {
             return Ok(());
         }
-        let db = open(store)?;
+        let mut db = open(ctx)?;
         if has_limits {
             db.put_limits(EntityScope::Key, l).map_err(|e| failed(&e))?;
         }
@@ -295,11 +289,10 @@ impl KeyPolicies {
 
 pub fn delete_entity(
     ctx: &AdminContext,
-    store: &Path,
     scope: EntityScope,
     name: &str,
 ) -> Result<Reply, AdminError> {
-    let found = open(store)?
+    let found = open(ctx)?
         .delete_limits(scope, name)
         .map_err(|e| failed(&e))?;
     if !found {
@@ -316,8 +309,8 @@ pub fn delete_entity(
     )
 }
 
-pub fn list_managed_settings(ctx: &AdminContext, store: &Path) -> Result<Reply, AdminError> {
-    let stored: Vec<String> = open(store)?
+pub fn list_managed_settings(ctx: &AdminContext) -> Result<Reply, AdminError> {
+    let stored: Vec<String> = open(ctx)?
         .managed_settings()
         .map_err(|e| failed(&e))?
         .iter()
@@ -346,11 +339,7 @@ pub fn list_managed_settings(ctx: &AdminContext, store: &Path) -> Result<Reply, 
     Ok(Reply::json(200, &json!({ "data": data })))
 }
 
-pub fn put_managed_settings(
-    ctx: &AdminContext,
-    store: &Path,
-    body: &[u8],
-) -> Result<Reply, AdminError> {
+pub fn put_managed_settings(ctx: &AdminContext, body: &[u8]) -> Result<Reply, AdminError> {
     let fields = parse(body)?;
     let text = |k: &str| fields.get(k).and_then(Value::as_str).map(str::to_string);
     let settings = match fields.get("settings") {
@@ -376,7 +365,7 @@ pub fn put_managed_settings(
                 .to_string()
                 .replace("managed_settings[0]", "managed settings"))
         })?;
-    open(store)?
+    open(ctx)?
         .put_managed_settings(&doc)
         .map_err(|e| failed(&e))?;
     applied(ctx, "managed_settings_changed", &key, key.clone())
@@ -408,12 +397,8 @@ pub fn managed_settings_clients(ctx: &AdminContext, store: &Path) -> Result<Repl
 }
 
 /// Deletes the stored document for `audience` (`group:<name>`, `team:<name>`, `everyone`).
-pub fn delete_managed_settings(
-    ctx: &AdminContext,
-    store: &Path,
-    audience: &str,
-) -> Result<Reply, AdminError> {
-    let found = open(store)?
+pub fn delete_managed_settings(ctx: &AdminContext, audience: &str) -> Result<Reply, AdminError> {
+    let found = open(ctx)?
         .delete_managed_settings(audience)
         .map_err(|e| failed(&e))?;
     if !found {
@@ -449,8 +434,10 @@ fn applied(
     }
 }
 
-fn open(store: &Path) -> Result<PolicyStore, AdminError> {
-    PolicyStore::open(store).map_err(|e| failed(&e))
+/// The policy store: the store file, or the cluster's PostgreSQL.
+fn open(ctx: &AdminContext) -> Result<PolicyStore, AdminError> {
+    let location = ctx.store_location.as_ref().ok_or(AdminError::StoreOff)?;
+    PolicyStore::open(location).map_err(|e| failed(&e))
 }
 
 fn failed(e: &crate::store::policies::PolicyStoreError) -> AdminError {

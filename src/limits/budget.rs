@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::lease::{LeaseCell, LeaseMode, LeaseTerms, LeasedBucket};
+use super::lease::{LeaseCell, LeaseMode, LeaseTerms, LeaseWait, LeasedBucket, SpendKey};
 use super::session_budget::{SessionBudget, SessionHold, SessionOutcome};
 use super::Scope;
 
@@ -464,9 +464,9 @@ impl Budgets {
         match terms.mode() {
             LeaseMode::Leases => {
                 if !slot.cell.lease.take(window, amount) {
-                    terms.ask_for(&slot.cell.lease, window, amount);
+                    let wait = terms.ask_for(&slot.cell.lease, window, amount);
                     let mut refused = refusal(slot, day);
-                    refused.awaiting_lease = true;
+                    refused.awaiting_lease = wait != LeaseWait::Exhausted;
                     return Err(refused);
                 }
                 let used = reserve_in(slot, window, amount, AMOUNT_MASK)
@@ -501,29 +501,19 @@ impl Budgets {
     /// Whether every key, user and team budget of the named entities now has at least
     /// `cost_pico` left in its lease (what a refused request waits for); asks the renewer for
     /// each that has not.
-    pub fn lease_headroom(&self, entities: &[(Scope, Option<&str>)], cost_pico: u64) -> bool {
+    pub fn lease_headroom(&self, entities: &[(Scope, Option<&str>)], cost_pico: u64) -> LeaseWait {
         let Some(terms) = &self.lease else {
-            return true;
+            return LeaseWait::Ready;
         };
         let (day, amount) = (today(), pico_to_nano(cost_pico));
-        let mut all = true;
-        let slots = entities
+        entities
             .iter()
             .filter_map(|(scope, name)| name.map(|n| self.slots_of(*scope, n)))
-            .flatten();
-        for slot in slots {
-            let window = slot.spec.period.window(day);
-            if slot
-                .cell
-                .lease
-                .headroom(window)
-                .is_none_or(|left| left < amount)
-            {
-                terms.ask_for(&slot.cell.lease, window, amount);
-                all = false;
-            }
-        }
-        all
+            .flatten()
+            .fold(LeaseWait::Ready, |wait, slot| {
+                let window = slot.spec.period.window(day);
+                wait.and(terms.ask_for(&slot.cell.lease, window, amount))
+            })
     }
 
     /// Every key, user and team budget's bucket in its current window, as the lease renewer
@@ -538,21 +528,19 @@ impl Budgets {
                 cap: s.limit_nano,
                 ttl_secs: bucket_ttl(s.spec.period),
                 cell: Arc::clone(&s.cell.lease),
+                spend: Some(SpendKey {
+                    scope: s.scope.label(),
+                    key: match s.scope {
+                        Scope::Key => format!("key:{}", s.name),
+                        _ => s.name.clone(),
+                    },
+                    since: match s.spec.period {
+                        Period::Total => String::new(),
+                        period => day_string(period.first_day(day)),
+                    },
+                }),
             })
             .collect()
-    }
-
-    /// Every key, user and team budget as (bucket name, scope, name, period), for seeding
-    /// buckets new to the store with what the cluster spent.
-    pub fn bucket_names(&self) -> impl Iterator<Item = (String, Scope, &str, Period)> + '_ {
-        self.slots.iter().map(|s| {
-            (
-                bucket_name(s.scope, &s.name, s.spec.period),
-                s.scope,
-                s.name.as_str(),
-                s.spec.period,
-            )
-        })
     }
 
     fn reserve_session(

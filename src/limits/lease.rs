@@ -64,6 +64,35 @@ pub struct LeaseCell {
     short: AtomicU64,
     /// (window, nanodollars every node has spent or holds, as the store last said).
     cluster_used: AtomicU64,
+    /// (window, milliseconds after the terms' epoch) until which the store is known to have
+    /// nothing left for a request this lease cannot cover: such a request is refused at once
+    /// rather than waiting, and does not ask again.
+    exhausted: AtomicU64,
+}
+
+/// How long "the store has nothing left" is believed without asking again.
+const EXHAUSTED_FOR: Duration = Duration::from_millis(250);
+
+/// What a request whose lease is short should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseWait {
+    /// Every lease it needs covers it now: try again.
+    Ready,
+    /// More was asked of the store: wait.
+    Asked,
+    /// The store has nothing left for one of them: refuse.
+    Exhausted,
+}
+
+impl LeaseWait {
+    /// The outcome over several leases: exhausted if any is, ready if all are.
+    pub fn and(self, other: LeaseWait) -> LeaseWait {
+        match (self, other) {
+            (LeaseWait::Exhausted, _) | (_, LeaseWait::Exhausted) => LeaseWait::Exhausted,
+            (LeaseWait::Ready, LeaseWait::Ready) => LeaseWait::Ready,
+            _ => LeaseWait::Asked,
+        }
+    }
 }
 
 impl LeaseCell {
@@ -260,13 +289,21 @@ impl LeaseTerms {
         }
     }
 
-    /// Notes that a request needed `amount` the lease of `window` did not hold, and wakes the
-    /// renewer.
-    pub fn ask_for(&self, cell: &LeaseCell, window: u64, amount: u64) {
+    /// A request needs `amount` of the lease of `window`: ready if it holds that much; else,
+    /// unless the store just said it has nothing left, asks the renewer for the difference.
+    pub fn ask_for(&self, cell: &LeaseCell, window: u64, amount: u64) -> LeaseWait {
         let left = cell.headroom(window).unwrap_or(0);
+        if left >= amount {
+            return LeaseWait::Ready;
+        }
+        let (w, until) = unpack(cell.exhausted.load(Ordering::Acquire));
+        if w == window & 0xffff && self.now_ms() < until {
+            return LeaseWait::Exhausted;
+        }
         cell.short
             .fetch_max(amount.saturating_sub(left).max(1), Ordering::Relaxed);
         let _ = self.wake.try_send(());
+        LeaseWait::Asked
     }
 }
 
@@ -322,7 +359,22 @@ pub struct LeasedBucket {
     /// Seconds Redis keeps the window's bucket after its last renewal (0: for ever).
     pub ttl_secs: u64,
     pub cell: Arc<LeaseCell>,
+    /// Where the cluster's spend of this bucket's window is recorded (budgets only): what a
+    /// bucket Redis does not have starts from.
+    pub spend: Option<SpendKey>,
 }
+
+/// A budget's spend in the cluster's records: `scope`/`key` (as the ledger names them) on or
+/// after `since` (`YYYY-MM-DD`; empty: all time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpendKey {
+    pub scope: &'static str,
+    pub key: String,
+    pub since: String,
+}
+
+/// Reads a budget's spend of record, in nanodollars (`None`: it cannot be read now).
+pub type SpendSource = Box<dyn FnMut(&SpendKey) -> Option<u64> + Send>;
 
 /// One renewal, kept until Redis answers it (then retried unchanged).
 #[derive(Debug, Clone)]
@@ -347,6 +399,8 @@ struct Ledger {
     /// The largest amount one request needed lately, decaying (kept across windows).
     largest: u64,
     spent_seen: u64,
+    /// The cluster's recorded spend of the window, read before the window's first call.
+    seed: Option<u64>,
     last_call: Option<Instant>,
 }
 
@@ -358,9 +412,9 @@ pub struct Renewer {
     pub lease_window: Duration,
     /// How long Redis keeps a holding without a renewal.
     pub lease_ttl: Duration,
-    /// What the cluster had spent of each budget's current window at start-up, by bucket
-    /// name (from PostgreSQL): where a bucket Redis does not have starts.
-    pub seeds: HashMap<String, u64>,
+    /// What the cluster has spent of a budget's window (PostgreSQL), read once per bucket and
+    /// window: where a bucket Redis does not have starts.
+    pub spent: SpendSource,
 }
 
 /// Starts the renewer thread; `buckets` gives the running buckets (a reload changes them).
@@ -376,7 +430,7 @@ pub fn start(
 }
 
 impl Renewer {
-    fn run(self, buckets: &dyn Fn() -> Vec<LeasedBucket>, stop: &AtomicBool) {
+    fn run(mut self, buckets: &dyn Fn() -> Vec<LeasedBucket>, stop: &AtomicBool) {
         let mut books: HashMap<String, Ledger> = HashMap::new();
         let mut conn: Option<redis::Connection> = None;
         let script = redis::Script::new(RENEW);
@@ -386,9 +440,8 @@ impl Renewer {
             let started = Instant::now();
             let mut all_answered = true;
             for bucket in buckets() {
-                let seed = self.seeds.get(&bucket.name).copied().unwrap_or(0);
                 let book = books.entry(bucket.name.clone()).or_default();
-                match self.renew(&mut conn, &script, &bucket, book, seed) {
+                match self.renew(&mut conn, &script, &bucket, book) {
                     Ok(()) => {}
                     Err(e) => {
                         all_answered = false;
@@ -418,12 +471,11 @@ impl Renewer {
     /// Looks at one bucket's lease and calls Redis when it needs topping up, handing back,
     /// reporting or keeping alive.
     fn renew(
-        &self,
+        &mut self,
         conn: &mut Option<redis::Connection>,
         script: &redis::Script,
         bucket: &LeasedBucket,
         book: &mut Ledger,
-        seed: u64,
     ) -> Result<(), redis::RedisError> {
         let window = bucket.window;
         let cell = &*bucket.cell;
@@ -489,6 +541,13 @@ impl Renewer {
             None => conn.insert(connect(&self.redis_url)?),
         };
         let key = format!("sluice:{}:{window}", bucket.name);
+        if book.seed.is_none() {
+            book.seed = Some(match &bucket.spend {
+                Some(spend) => (self.spent)(spend).unwrap_or(0),
+                None => 0,
+            });
+        }
+        let seed = book.seed.unwrap_or(0);
         self.terms.redis_calls.fetch_add(1, Ordering::Relaxed);
         let (grant, spent, others): (u64, u64, u64) = script
             .key(&key)
@@ -508,6 +567,12 @@ impl Renewer {
         book.spent_seen = spent;
         book.last_call = Some(Instant::now());
         cell.grant(window, grant);
+        if call.must > grant {
+            let until = self.terms.now_ms() + EXHAUSTED_FOR.as_millis() as u64;
+            cell.exhausted.store(pack(window, until), Ordering::Release);
+        } else if grant > 0 {
+            cell.exhausted.store(0, Ordering::Release);
+        }
         cell.cluster_used
             .store(pack(window, spent + others + book.held), Ordering::Relaxed);
         Ok(())

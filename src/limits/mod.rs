@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use lease::{LeaseCell, LeaseMode, LeaseTerms, LeasedBucket};
+use lease::{LeaseCell, LeaseMode, LeaseTerms, LeaseWait, LeasedBucket};
 
 /// What is limited, for one entity.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -231,11 +231,11 @@ impl RateLimiter {
         let limit = match self.lease.as_ref().map(|t| (t.mode(), t)) {
             None => tpm,
             Some((LeaseMode::Leases, terms)) => {
-                if counter.tokens_lease.headroom(minute).unwrap_or(0) == 0 {
-                    terms.ask_for(&counter.tokens_lease, minute, 1);
-                    return Err(true);
-                }
-                return Ok(());
+                return match terms.ask_for(&counter.tokens_lease, minute, 1) {
+                    LeaseWait::Ready => Ok(()),
+                    LeaseWait::Asked => Err(true),
+                    LeaseWait::Exhausted => Err(false),
+                };
             }
             Some((LeaseMode::StaticShare, terms)) => tpm / u64::from(terms.nodes.max(1)),
             Some((LeaseMode::Refuse, _)) => return Err(false),
@@ -253,8 +253,8 @@ impl RateLimiter {
             None => rpm,
             Some((LeaseMode::Leases, terms)) => {
                 if !counter.requests_lease.take(minute, 1) {
-                    terms.ask_for(&counter.requests_lease, minute, 1);
-                    return Err(true);
+                    let wait = terms.ask_for(&counter.requests_lease, minute, 1);
+                    return Err(wait != LeaseWait::Exhausted);
                 }
                 counter.requests_lease.settle(minute, 1, 1);
                 u64::MAX
@@ -281,12 +281,12 @@ impl RateLimiter {
 
     /// Whether every requests- and tokens-per-minute lease of the named entities has room now
     /// (what a refused request waits for); asks the renewer for each that has none.
-    pub fn lease_headroom(&self, entities: &[(Scope, Option<&str>)]) -> bool {
+    pub fn lease_headroom(&self, entities: &[(Scope, Option<&str>)]) -> LeaseWait {
         let Some(terms) = &self.lease else {
-            return true;
+            return LeaseWait::Ready;
         };
         let minute = now_minute();
-        let mut all = true;
+        let mut wait = LeaseWait::Ready;
         let indices = entities.iter().filter_map(|(scope, name)| {
             name.and_then(|n| self.index.get(&(*scope, n.to_string())))
         });
@@ -297,13 +297,10 @@ impl RateLimiter {
                 (spec.tpm.is_some(), &counter.tokens_lease),
             ];
             for (_, cell) in limited.iter().filter(|(on, _)| *on) {
-                if cell.headroom(minute).unwrap_or(0) == 0 {
-                    terms.ask_for(cell, minute, 1);
-                    all = false;
-                }
+                wait = wait.and(terms.ask_for(cell, minute, 1));
             }
         }
-        all
+        wait
     }
 
     /// The requests- and tokens-per-minute buckets of the current minute (named
@@ -325,6 +322,7 @@ impl RateLimiter {
                         cap,
                         ttl_secs: 120,
                         cell: Arc::clone(cell),
+                        spend: None,
                     });
                 }
             }

@@ -22,7 +22,7 @@ use super::request_body::RequestBody;
 use super::route::Target;
 use super::{Gateway, GatewayError};
 use crate::limits::budget::Reservation;
-use crate::limits::lease::{LEASE_POLL, LEASE_WAIT};
+use crate::limits::lease::{LeaseWait, LEASE_POLL, LEASE_WAIT};
 
 /// Output tokens assumed when the request's `max_tokens` is not in the held part of the body.
 pub const UNKNOWN_MAX_TOKENS: u64 = 64_000;
@@ -66,7 +66,8 @@ pub async fn reserve_leased(
     let (user, team) = (identity.user(), identity.team());
     let entities = identity.scopes(&user, &team);
     let deadline = std::time::Instant::now() + LEASE_WAIT;
-    while std::time::Instant::now() < deadline && !gw.state.budgets.lease_headroom(&entities, cost)
+    while std::time::Instant::now() < deadline
+        && gw.state.budgets.lease_headroom(&entities, cost) == LeaseWait::Asked
     {
         monoio::time::sleep(LEASE_POLL).await;
     }

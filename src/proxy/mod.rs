@@ -816,7 +816,9 @@ async fn admit<'a>(
     match limiter.admit(&entities, streaming) {
         Err(r) if r.awaiting_lease => {
             let deadline = std::time::Instant::now() + crate::limits::lease::LEASE_WAIT;
-            while std::time::Instant::now() < deadline && !limiter.lease_headroom(&entities) {
+            while std::time::Instant::now() < deadline
+                && limiter.lease_headroom(&entities) == crate::limits::lease::LeaseWait::Asked
+            {
                 monoio::time::sleep(crate::limits::lease::LEASE_POLL).await;
             }
             limiter.admit(&entities, streaming).map_err(refused)

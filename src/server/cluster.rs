@@ -2,16 +2,13 @@
 //! lease renewer keeping this node's share of every budget topped up from Redis. Budgets start
 //! from what every node spent (PostgreSQL) when their bucket is new to Redis.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::cluster::ClusterSettings;
-use crate::limits::budget::{day_string, today, Period};
-use crate::limits::lease::{self, LeaseTerms, Renewer};
-use crate::limits::Scope;
+use crate::limits::lease::{self, LeaseTerms, Renewer, SpendKey, SpendSource};
 use crate::state::live::Live;
 use crate::store::outbox::{self, Outbox, OutboxError, OutboxStatus};
 use crate::store::postgres;
@@ -100,7 +97,7 @@ pub fn start(
                 redis_url: cluster.redis.clone(),
                 lease_window: cluster.lease_window,
                 lease_ttl: cluster.lease_ttl,
-                seeds: seeds(cluster, live),
+                spent: spend_source(cluster.postgres.clone()),
             };
             let stop = Arc::new(AtomicBool::new(false));
             let source = Arc::clone(live);
@@ -130,34 +127,29 @@ pub fn start(
     })
 }
 
-/// What every node has spent in each budget's current window, from PostgreSQL (empty if it
-/// cannot be read: buckets Redis already has do not need it).
-fn seeds(cluster: &ClusterSettings, live: &Live) -> HashMap<String, u64> {
-    let mut seeds = HashMap::new();
-    let mut client = match postgres::connect(&cluster.postgres) {
-        Ok(client) => client,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the cluster's spend; budgets new to Redis start from zero");
-            return seeds;
-        }
-    };
-    let budgets = Arc::clone(&live.load().state.budgets);
-    for (bucket, scope, name, period) in budgets.bucket_names() {
-        let key = match scope {
-            Scope::Key => format!("key:{name}"),
-            _ => name.to_string(),
+/// Reads a budget's spend of record from PostgreSQL (on the renewer's thread, once per bucket
+/// and window), connecting when first needed and again after a failure.
+fn spend_source(conninfo: String) -> SpendSource {
+    let mut client: Option<::postgres::Client> = None;
+    Box::new(move |spend: &SpendKey| {
+        let c = match client.take() {
+            Some(c) => c,
+            None => match postgres::connect(&conninfo) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the cluster's spend: a budget new to Redis starts from what this node saw");
+                    return None;
+                }
+            },
         };
-        let since = if period == Period::Total {
-            String::new()
-        } else {
-            day_string(period.first_day(today()))
-        };
-        match postgres::spent_since(&mut client, scope.label(), &key, &since) {
-            Ok(pico) => {
-                seeds.insert(bucket, crate::limits::budget::pico_to_nano(pico));
+        let c = client.insert(c);
+        match postgres::spent_since(c, spend.scope, &spend.key, &spend.since) {
+            Ok(pico) => Some(crate::limits::budget::pico_to_nano(pico)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a budget's cluster spend");
+                client = None;
+                None
             }
-            Err(e) => tracing::warn!(error = %e, "cannot read a budget's cluster spend"),
         }
-    }
-    seeds
+    })
 }

@@ -104,7 +104,7 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
         }
         None => (crate::audit::AuditLog::off(), None),
     };
-    let key_refresher = match crate::store::keys::KeysLocation::of(&config) {
+    let key_refresher = match crate::store::keys::StoreLocation::of(&config) {
         Some(location) => {
             let audit = audit.clone();
             let issued = Arc::clone(&state.issued_keys);
@@ -118,7 +118,7 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
     };
     let admin_settings = config.admin.clone();
     let store_path = config.store.path.clone();
-    let keys_location = crate::store::keys::KeysLocation::of(&config);
+    let keys_location = crate::store::keys::StoreLocation::of(&config);
     let cluster_settings = config.cluster.clone();
     let (limit, grace) = (
         config.limits.max_connections_per_worker,
@@ -143,7 +143,7 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
             let ctx = crate::admin::AdminContext {
                 key_digest: settings.key_digest,
                 store: store_path,
-                keys: keys_location,
+                store_location: keys_location.clone(),
                 cluster_postgres: cluster_settings.as_ref().map(|c| c.postgres.clone()),
                 audit: audit.clone(),
                 reloader: Arc::clone(&reloader),
@@ -154,6 +154,19 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
                     source,
                 })?;
             Some(server)
+        }
+        None => None,
+    };
+    // In a cluster, a budget, limit or managed-settings change made on any node is applied on
+    // this one too.
+    let policy_watcher = match &cluster_settings {
+        Some(cluster) => {
+            let reloader = Arc::clone(&reloader);
+            let watcher = crate::store::policies::postgres::watch(&cluster.postgres, move || {
+                let _ = reloader.apply_policies("cluster policy change");
+            })
+            .map_err(ServeError::Workers)?;
+            Some(watcher)
         }
         None => None,
     };
@@ -263,6 +276,9 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
     }
     if let Some(admin) = admin {
         admin.stop();
+    }
+    if let Some(watcher) = policy_watcher {
+        watcher.stop();
     }
     // Every record queued by the workers is written before the process exits (the reloader
     // holds a handle on the audit log too).

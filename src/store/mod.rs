@@ -10,6 +10,35 @@ pub mod outbox;
 pub mod policies;
 pub mod postgres;
 
+/// Where issued keys and admin-set policies live (and, in a cluster, every node's spend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// The one node's SQLite file.
+    Sqlite(std::path::PathBuf),
+    /// The cluster's PostgreSQL (its connection string).
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// Where `config` keeps them (`None`: `store.path = "off"`, no store).
+    pub fn of(config: &crate::config::Config) -> Option<StoreLocation> {
+        match (&config.cluster, &config.store.path) {
+            (Some(cluster), _) => Some(StoreLocation::Postgres(cluster.postgres.clone())),
+            (None, Some(path)) => Some(StoreLocation::Sqlite(path.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// The same, from the file as written (before it is built).
+    pub fn of_file(file: &crate::config::file::FileConfig) -> Option<StoreLocation> {
+        match (&file.cluster, file.store.path.as_str()) {
+            (Some(cluster), _) => Some(StoreLocation::Postgres(cluster.postgres.clone())),
+            (None, "off") => None,
+            (None, path) => Some(StoreLocation::Sqlite(path.into())),
+        }
+    }
+}
+
 /// Moves everything queued on `rx` into `batch` without waiting; returns whether every sender
 /// is gone (the writer then finishes its batch and ends).
 fn drain<T>(rx: &flume::Receiver<T>, batch: &mut Vec<T>) -> bool {

@@ -34,10 +34,31 @@ CREATE TABLE IF NOT EXISTS issued_keys (
 );
 CREATE TABLE IF NOT EXISTS key_generation (id INTEGER PRIMARY KEY CHECK (id = 0), n BIGINT NOT NULL);
 INSERT INTO key_generation VALUES (0, 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS budgets (
+    scope TEXT NOT NULL, name TEXT NOT NULL, period TEXT NOT NULL,
+    limit_usd DOUBLE PRECISION NOT NULL, soft_usd DOUBLE PRECISION, updated_at TEXT NOT NULL,
+    PRIMARY KEY (scope, name, period)
+);
+CREATE TABLE IF NOT EXISTS managed_settings (
+    audience TEXT PRIMARY KEY, uuid TEXT, settings TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS entity_limits (
+    scope TEXT NOT NULL, name TEXT NOT NULL,
+    rpm BIGINT, tpm BIGINT, max_streams BIGINT, updated_at TEXT NOT NULL,
+    PRIMARY KEY (scope, name)
+);
+CREATE TABLE IF NOT EXISTS policy_generation (id INTEGER PRIMARY KEY CHECK (id = 0), n BIGINT NOT NULL);
+INSERT INTO policy_generation VALUES (0, 0) ON CONFLICT DO NOTHING;
 ";
+
+/// Held while the tables are created: nodes starting together would otherwise race on
+/// `CREATE TABLE IF NOT EXISTS` (PostgreSQL can then fail one of them on its catalog).
+const SCHEMA_LOCK: i64 = 0x5_1c_e0;
 
 /// The channel a key change is announced on (`LISTEN sluice_keys`).
 pub const KEYS_CHANNEL: &str = "sluice_keys";
+/// The channel an admin change of budgets, limits or managed settings is announced on.
+pub const POLICIES_CHANNEL: &str = "sluice_policies";
 
 /// A PostgreSQL failure, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -65,11 +86,16 @@ pub fn connect(conninfo: &str) -> Result<Client, PgError> {
     config
         .connect_timeout(TIMEOUT)
         .tcp_user_timeout(TIMEOUT)
-        .options(&format!("-c statement_timeout={}", TIMEOUT.as_millis()))
+        .options(&format!(
+            "-c statement_timeout={} -c client_min_messages=warning",
+            TIMEOUT.as_millis()
+        ))
         .application_name("sluice");
     let mut client = config.connect(NoTls).map_err(PgError::Connect)?;
     client
-        .batch_execute(SCHEMA)
+        .batch_execute(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK}); {SCHEMA} COMMIT;"
+        ))
         .map_err(PgError::query("create the tables"))?;
     Ok(client)
 }

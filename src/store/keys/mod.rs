@@ -21,6 +21,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::config::keys::{digest, VirtualKey};
 use crate::config::ModelPattern;
+pub use crate::store::StoreLocation;
 
 pub mod postgres;
 
@@ -55,32 +56,12 @@ pub enum KeyStoreError {
     Postgres(#[from] crate::store::postgres::PgError),
 }
 
-/// Where issued keys live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeysLocation {
-    /// The one node's SQLite file.
-    Sqlite(std::path::PathBuf),
-    /// The cluster's PostgreSQL (its connection string).
-    Postgres(String),
-}
-
-impl KeysLocation {
-    /// Where `config` keeps issued keys (`None`: `store.path = "off"`, no store).
-    pub fn of(config: &crate::config::Config) -> Option<KeysLocation> {
-        match (&config.cluster, &config.store.path) {
-            (Some(cluster), _) => Some(KeysLocation::Postgres(cluster.postgres.clone())),
-            (None, Some(path)) => Some(KeysLocation::Sqlite(path.clone())),
-            (None, None) => None,
-        }
-    }
-
-    /// Opens the store (creating its tables if needed).
-    pub fn open(&self) -> Result<Box<dyn KeyBackend>, KeyStoreError> {
-        Ok(match self {
-            KeysLocation::Sqlite(path) => Box::new(KeyStore::open(path)?),
-            KeysLocation::Postgres(conninfo) => Box::new(postgres::PgKeyStore::open(conninfo)?),
-        })
-    }
+/// Opens the key store at `location` (creating its tables if needed).
+pub fn open(location: &StoreLocation) -> Result<Box<dyn KeyBackend>, KeyStoreError> {
+    Ok(match location {
+        StoreLocation::Sqlite(path) => Box::new(KeyStore::open(path)?),
+        StoreLocation::Postgres(conninfo) => Box::new(postgres::PgKeyStore::open(conninfo)?),
+    })
 }
 
 /// The keys by digest, and whether any key was ever issued.
@@ -427,11 +408,11 @@ impl KeyRefresher {
 /// Loads the keys now and starts the refresher; `on_change` hears each key added, removed or
 /// whose expiry changed, as `(action, key name)`.
 pub fn start(
-    location: &KeysLocation,
+    location: &StoreLocation,
     issued: Arc<IssuedKeys>,
     on_change: impl Fn(&'static str, &str) + Send + 'static,
 ) -> Result<KeyRefresher, KeyStoreError> {
-    let mut store = location.open()?;
+    let mut store = open(location)?;
     let generation = store.generation()?;
     let (keys, issued_any) = store.load()?;
     issued.publish(keys, issued_any);

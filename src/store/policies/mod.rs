@@ -4,7 +4,8 @@
 //! `[[users]]` and `[[managed_settings]]`; a stored entry replaces the file's entry for the same
 //! budget (scope, name, period), entity (scope, name) or audience (group, team or everyone), and
 //! goes through the same validation. The file stays the base; the store holds what the
-//! admin API changed on top of it.
+//! admin API changed on top of it. In a cluster the store is PostgreSQL ([`postgres`]): a
+//! change made on any node is announced to every node, which rebuilds its policies.
 
 use std::path::Path;
 
@@ -12,6 +13,9 @@ use rusqlite::{params, Connection};
 
 use crate::config::file::{BudgetFile, BudgetScope, FileConfig, LimitedFile, ManagedSettingsFile};
 use crate::limits::budget::Period;
+use crate::store::StoreLocation;
+
+pub mod postgres;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS budgets (
@@ -30,10 +34,113 @@ CREATE TABLE IF NOT EXISTS entity_limits (
 ";
 
 #[derive(Debug, thiserror::Error)]
-#[error("policy store {path}: {source}")]
-pub struct PolicyStoreError {
-    path: String,
-    source: rusqlite::Error,
+pub enum PolicyStoreError {
+    #[error("policy store {path}: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("policy store: {0}")]
+    Postgres(#[from] crate::store::postgres::PgError),
+}
+
+/// The admin API's budgets, limits and managed settings, on either backend.
+pub enum PolicyStore {
+    Sqlite(SqlitePolicies),
+    Postgres(postgres::PgPolicies),
+}
+
+impl PolicyStore {
+    pub fn open(location: &StoreLocation) -> Result<Self, PolicyStoreError> {
+        Ok(match location {
+            StoreLocation::Sqlite(path) => PolicyStore::Sqlite(SqlitePolicies::open(path)?),
+            StoreLocation::Postgres(conninfo) => {
+                PolicyStore::Postgres(postgres::PgPolicies::open(conninfo)?)
+            }
+        })
+    }
+
+    pub fn budgets(&mut self) -> Result<Vec<BudgetFile>, PolicyStoreError> {
+        match self {
+            PolicyStore::Sqlite(s) => s.budgets(),
+            PolicyStore::Postgres(p) => Ok(p.budgets()?),
+        }
+    }
+
+    pub fn put_budget(&mut self, b: &BudgetFile) -> Result<(), PolicyStoreError> {
+        match self {
+            PolicyStore::Sqlite(s) => s.put_budget(b),
+            PolicyStore::Postgres(p) => Ok(p.put_budget(b)?),
+        }
+    }
+
+    /// Removes a stored budget; returns whether there was one.
+    pub fn delete_budget(
+        &mut self,
+        scope: &str,
+        name: &str,
+        period: &str,
+    ) -> Result<bool, PolicyStoreError> {
+        match self {
+            PolicyStore::Sqlite(s) => s.delete_budget(scope, name, period),
+            PolicyStore::Postgres(p) => Ok(p.delete_budget(scope, name, period)?),
+        }
+    }
+
+    pub fn managed_settings(&mut self) -> Result<Vec<ManagedSettingsFile>, PolicyStoreError> {
+        match self {
+            PolicyStore::Sqlite(s) => s.managed_settings(),
+            PolicyStore::Postgres(p) => Ok(p.managed_settings()?),
+        }
+    }
+
+    pub fn put_managed_settings(
+        &mut self,
+        doc: &ManagedSettingsFile,
+    ) -> Result<(), PolicyStoreError> {
+        match self {
+            PolicyStore::Sqlite(s) => s.put_managed_settings(doc),
+            PolicyStore::Postgres(p) => Ok(p.put_managed_settings(doc)?),
+        }
+    }
+
+    /// Removes a stored document; returns whether there was one.
+    pub fn delete_managed_settings(&mut self, audience: &str) -> Result<bool, PolicyStoreError> {
+        match self {
+            PolicyStore::Sqlite(s) => s.delete_managed_settings(audience),
+            PolicyStore::Postgres(p) => Ok(p.delete_managed_settings(audience)?),
+        }
+    }
+
+    pub fn limits(&mut self, scope: EntityScope) -> Result<Vec<LimitedFile>, PolicyStoreError> {
+        match self {
+            PolicyStore::Sqlite(s) => s.limits(scope),
+            PolicyStore::Postgres(p) => Ok(p.limits(scope)?),
+        }
+    }
+
+    pub fn put_limits(
+        &mut self,
+        scope: EntityScope,
+        e: &LimitedFile,
+    ) -> Result<(), PolicyStoreError> {
+        match self {
+            PolicyStore::Sqlite(s) => s.put_limits(scope, e),
+            PolicyStore::Postgres(p) => Ok(p.put_limits(scope, e)?),
+        }
+    }
+
+    /// Removes an entity's stored limits; returns whether there were any.
+    pub fn delete_limits(
+        &mut self,
+        scope: EntityScope,
+        name: &str,
+    ) -> Result<bool, PolicyStoreError> {
+        match self {
+            PolicyStore::Sqlite(s) => s.delete_limits(scope, name),
+            PolicyStore::Postgres(p) => Ok(p.delete_limits(scope, name)?),
+        }
+    }
 }
 
 /// Whose limits: a team, a user, or an (issued) key.
@@ -63,14 +170,14 @@ impl EntityScope {
 }
 
 /// The admin API's budgets and limits in one store file.
-pub struct PolicyStore {
+pub struct SqlitePolicies {
     conn: Connection,
     path: String,
 }
 
-impl PolicyStore {
+impl SqlitePolicies {
     pub fn open(path: &Path) -> Result<Self, PolicyStoreError> {
-        let fail = |source| PolicyStoreError {
+        let fail = |source| PolicyStoreError::Sqlite {
             path: path.display().to_string(),
             source,
         };
@@ -85,7 +192,7 @@ impl PolicyStore {
     }
 
     fn fail(&self, source: rusqlite::Error) -> PolicyStoreError {
-        PolicyStoreError {
+        PolicyStoreError::Sqlite {
             path: self.path.clone(),
             source,
         }
@@ -251,7 +358,7 @@ pub fn audience_key(doc: &ManagedSettingsFile) -> String {
 }
 
 /// (group, team) of a stored audience.
-fn audience_of(key: &str) -> Option<(Option<String>, Option<String>)> {
+pub(crate) fn audience_of(key: &str) -> Option<(Option<String>, Option<String>)> {
     match key.split_once(':') {
         Some(("group", name)) => Some((Some(name.to_string()), None)),
         Some(("team", name)) => Some((None, Some(name.to_string()))),
@@ -272,10 +379,12 @@ fn unreadable(column: usize, text: &str) -> rusqlite::Error {
 /// Adds the stored budgets and limits to `file` (replacing the file's entries they name).
 /// Nothing to add while the store is off or its file does not exist yet.
 pub fn merge_into(file: &mut FileConfig) -> Result<(), PolicyStoreError> {
-    if file.store.path == "off" || !Path::new(&file.store.path).exists() {
-        return Ok(());
-    }
-    let store = PolicyStore::open(Path::new(&file.store.path))?;
+    let location = match StoreLocation::of_file(file) {
+        None => return Ok(()),
+        Some(StoreLocation::Sqlite(path)) if !path.exists() => return Ok(()),
+        Some(location) => location,
+    };
+    let mut store = PolicyStore::open(&location)?;
     for b in store.budgets()? {
         file.budgets.retain(|f| {
             !(f.scope == b.scope && same_name(&f.name, &b.name) && f.period == b.period)
@@ -325,7 +434,7 @@ mod tests {
             db.display()
         ))
         .unwrap();
-        let store = PolicyStore::open(&db).unwrap();
+        let store = SqlitePolicies::open(&db).unwrap();
         store
             .put_budget(&BudgetFile {
                 scope: BudgetScope::Team,
