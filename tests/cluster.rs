@@ -622,3 +622,89 @@ fn check_config_prints_the_overshoot_bound() {
         "{text}"
     );
 }
+
+#[test]
+fn a_node_starts_while_postgres_is_down_on_the_keys_and_policies_it_last_loaded() {
+    let (pg, redis, mock) = (
+        Postgres::start(),
+        Redis::start(),
+        mock(&["--no-request-log"]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("a.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[admin]\nlisten = \"127.0.0.1:0\"\nkey_sha256 = \"{}\"\n",
+            node_config(dir.path(), "a", &pg, &redis, ""),
+            sluice::config::keys::hash_hex(ADMIN_KEY)
+        ),
+    )
+    .unwrap();
+    let mut node = gateway_on_file(&mock.url(), &config);
+    let key = keys(&config, &["create", "--name", "bob", "--team", "tc"]);
+    let key = key.trim().to_string();
+    let works = wait_for(Duration::from_secs(5), || {
+        (ask(node.addr, &key) == 200).then_some(())
+    });
+    assert!(works.is_some(), "the issued key does not work");
+    // A budget smaller than one request's reservation: the team's requests are refused.
+    let (status, body) = admin(
+        node.admin_addr.unwrap(),
+        "PUT",
+        "/admin/budgets",
+        r#"{"scope":"team","name":"tc","period":"daily","limit_usd":0.00001}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ask(node.addr, &key), 429);
+    node.terminate();
+    assert_eq!(node.wait_exit(Duration::from_secs(20)), Some(0));
+
+    pg.halt();
+    let node = gateway_on_file(&mock.url(), &config);
+    assert_eq!(ask(node.addr, "sk-sluice-never-issued"), 401);
+    // The key is known (not 401) and the budget set over the admin API is in force.
+    let refused = request(
+        node.addr,
+        &messages_request(SMALL_BODY, &format!("x-api-key: {key}\r\n")),
+    );
+    assert_error(&refused, 429, "billing_error");
+    let health = request(node.addr, "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").json();
+    assert_eq!(health["cluster"]["postgres"], "down", "{health}");
+
+    // PostgreSQL back: the node follows it again (a revocation reaches it).
+    pg.resume();
+    keys(&config, &["revoke", "--name", "bob"]);
+    let refused = wait_for(Duration::from_secs(10), || {
+        (ask(node.addr, &key) == 401).then_some(())
+    });
+    assert!(
+        refused.is_some(),
+        "the node did not follow PostgreSQL after the outage"
+    );
+}
+
+#[test]
+fn the_first_request_under_leased_limits_and_a_budget_is_admitted() {
+    let (pg, redis, mock) = (
+        Postgres::start(),
+        Redis::start(),
+        mock(&["--no-request-log"]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let hash = sluice::config::keys::hash_hex("sk-limited");
+    let config = format!(
+        "{}[[keys]]\nname = \"kl\"\nsha256 = \"{hash}\"\nteam = \"tl\"\nrpm = 1000\ntpm = 1000000\n\
+         [[teams]]\nname = \"tl\"\nrpm = 1000\n\
+         [[budgets]]\nscope = \"team\"\nname = \"tl\"\nlimit_usd = 100.0\nperiod = \"total\"\n",
+        node_config(dir.path(), "a", &pg, &redis, "")
+    );
+    let node = gateway(&mock.url(), &config);
+    for _ in 0..3 {
+        let resp = request(
+            node.addr,
+            &messages_request(SMALL_BODY, "x-api-key: sk-limited\r\n"),
+        );
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    }
+}

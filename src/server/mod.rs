@@ -108,10 +108,12 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
         Some(location) => {
             let audit = audit.clone();
             let issued = Arc::clone(&state.issued_keys);
-            let refresher = crate::store::keys::start(&location, issued, move |action, name| {
-                audit.record(crate::audit::AuditEvent::admin(action, name));
-            })
-            .map_err(ServeError::Keys)?;
+            let cache = config.cluster.as_ref().and(config.store.path.as_deref());
+            let refresher =
+                crate::store::keys::start(&location, cache, issued, move |action, name| {
+                    audit.record(crate::audit::AuditEvent::admin(action, name));
+                })
+                .map_err(ServeError::Keys)?;
             Some(refresher)
         }
         None => None,

@@ -278,6 +278,29 @@ impl KeyStore {
         Ok(rows)
     }
 
+    /// Replaces every stored key by `rows` (a cluster node's copy of PostgreSQL's keys).
+    pub fn replace_all(&self, rows: &[StoredKey]) -> rusqlite::Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute("DELETE FROM issued_keys", [])?;
+        {
+            let mut insert =
+                tx.prepare("INSERT INTO issued_keys VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?;
+            for r in rows {
+                insert.execute(params![
+                    r.sha256,
+                    r.name,
+                    r.user,
+                    r.team,
+                    r.models,
+                    r.created_at,
+                    r.expires_at,
+                    r.revoked_at
+                ])?;
+            }
+        }
+        tx.commit()
+    }
+
     fn read_generation(&self) -> rusqlite::Result<i64> {
         self.conn
             .query_row("SELECT n FROM key_generation WHERE id = 0", [], |row| {
@@ -287,7 +310,7 @@ impl KeyStore {
 
     /// Every key not revoked (expired ones included: they are answered 401 `key_expired`), and
     /// whether any key was ever issued.
-    fn read_keys(&self) -> rusqlite::Result<KeySnapshot> {
+    pub(crate) fn read_keys(&self) -> rusqlite::Result<KeySnapshot> {
         let ever: i64 = self
             .conn
             .query_row("SELECT COUNT(*) FROM issued_keys", [], |row| row.get(0))?;
@@ -313,6 +336,19 @@ impl KeyStore {
         }
         Ok((keys, ever > 0))
     }
+}
+
+/// One stored key as its row holds it.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub sha256: String,
+    pub name: String,
+    pub user: Option<String>,
+    pub team: Option<String>,
+    pub models: Option<String>,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
 }
 
 /// A stored row as a key (`None`: its digest is not hex).
@@ -406,16 +442,46 @@ impl KeyRefresher {
 }
 
 /// Loads the keys now and starts the refresher; `on_change` hears each key added, removed or
-/// whose expiry changed, as `(action, key name)`.
+/// whose expiry changed, as `(action, key name)`. In a cluster `cache` (the node's ledger file)
+/// keeps a copy of the keys as last loaded, which a node starting while PostgreSQL is down
+/// serves until it is back (a node that never loaded any does not start).
 pub fn start(
     location: &StoreLocation,
+    cache: Option<&Path>,
     issued: Arc<IssuedKeys>,
     on_change: impl Fn(&'static str, &str) + Send + 'static,
 ) -> Result<KeyRefresher, KeyStoreError> {
-    let mut store = open(location)?;
-    let generation = store.generation()?;
-    let (keys, issued_any) = store.load()?;
-    issued.publish(keys, issued_any);
+    let mut store: Box<dyn KeyBackend> = match (location, cache) {
+        (StoreLocation::Postgres(conninfo), Some(cache)) => Box::new(
+            postgres::PgKeyStore::with_cache(conninfo, KeyStore::open(cache)?),
+        ),
+        _ => open(location)?,
+    };
+    let loaded = store
+        .generation()
+        .and_then(|generation| Ok((generation, store.load()?)));
+    let generation = match (loaded, cache) {
+        (Ok((generation, (keys, issued_any))), _) => {
+            issued.publish(keys, issued_any);
+            generation
+        }
+        (Err(e @ KeyStoreError::Postgres(_)), Some(cache)) => {
+            let (keys, issued_any) =
+                KeyStore::open(cache)?
+                    .read_keys()
+                    .map_err(|source| KeyStoreError::Sql {
+                        path: cache.display().to_string(),
+                        source,
+                    })?;
+            if !issued_any {
+                return Err(e);
+            }
+            tracing::warn!(error = %e, keys = keys.len(), "PostgreSQL is unreachable: serving the issued keys as last loaded until it answers");
+            issued.publish(keys, issued_any);
+            -1
+        }
+        (Err(e), _) => return Err(e),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = Arc::clone(&stop);
     let thread = std::thread::Builder::new()
@@ -432,15 +498,23 @@ fn refresh_loop(
     stop: &AtomicBool,
     on_change: &dyn Fn(&'static str, &str),
 ) {
+    // Said once per outage, not every poll.
+    let mut failing = false;
     while !stop.load(Ordering::Acquire) {
         store.wait_for_change(POLL_INTERVAL);
         let generation = match store.generation() {
             Ok(g) => g,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the key generation");
+                if !failing {
+                    tracing::warn!(error = %e, "cannot read the key generation; the keys loaded stay in force");
+                    failing = true;
+                }
                 continue;
             }
         };
+        if std::mem::take(&mut failing) {
+            tracing::info!("the key store answers again");
+        }
         if generation == seen {
             continue;
         }

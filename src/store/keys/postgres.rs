@@ -2,7 +2,8 @@
 //! change bumps the generation and sends `NOTIFY sluice_keys` in its transaction, so every
 //! node's refresher (which `LISTEN`s, and polls the generation as a fallback) reloads at once.
 //! A lost connection is opened again on the next call; until then the refresher keeps the keys
-//! it has.
+//! it has. A node's store keeps a copy of the keys in its own ledger file at every load
+//! ([`PgKeyStore::with_cache`]), for a start while PostgreSQL is down.
 
 use std::time::{Duration, SystemTime};
 
@@ -10,7 +11,8 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
 
 use super::{
-    generate, now_rfc3339, stored_key, KeyBackend, KeyRow, KeySnapshot, KeyStoreError, NewKey,
+    generate, now_rfc3339, stored_key, KeyBackend, KeyRow, KeySnapshot, KeyStore, KeyStoreError,
+    NewKey, StoredKey,
 };
 use crate::config::keys::digest;
 use crate::store::postgres::{self as pg, PgError, KEYS_CHANNEL};
@@ -19,14 +21,26 @@ use crate::store::postgres::{self as pg, PgError, KEYS_CHANNEL};
 pub struct PgKeyStore {
     conninfo: String,
     client: Option<Client>,
+    /// The node's copy of the keys, rewritten at every load.
+    cache: Option<KeyStore>,
 }
 
 impl PgKeyStore {
+    /// A store that connects when first used and copies the keys into `cache` at every load.
+    pub fn with_cache(conninfo: &str, cache: KeyStore) -> PgKeyStore {
+        PgKeyStore {
+            conninfo: conninfo.to_string(),
+            client: None,
+            cache: Some(cache),
+        }
+    }
+
     /// Connects now, so a wrong connection string is reported at once.
     pub fn open(conninfo: &str) -> Result<PgKeyStore, KeyStoreError> {
         let mut store = PgKeyStore {
             conninfo: conninfo.to_string(),
             client: None,
+            cache: None,
         };
         store.client()?;
         Ok(store)
@@ -194,33 +208,48 @@ impl KeyBackend for PgKeyStore {
     }
 
     fn load(&mut self) -> Result<KeySnapshot, KeyStoreError> {
-        self.with(|client| {
-            let ever: i64 = client
-                .query_one("SELECT COUNT(*) FROM issued_keys", &[])
-                .map_err(PgError::query("count keys"))?
-                .get(0);
+        let rows = self.with(|client| {
             let rows = client
                 .query(
-                    "SELECT sha256, name, user_name, team, models, expires_at FROM issued_keys
-                     WHERE revoked_at IS NULL",
+                    "SELECT sha256, name, user_name, team, models, created_at, expires_at, revoked_at
+                     FROM issued_keys",
                     &[],
                 )
                 .map_err(PgError::query("load keys"))?;
-            let keys = rows
+            Ok(rows
                 .iter()
-                .filter_map(|row| {
-                    stored_key(
-                        row.get(0),
-                        row.get(1),
-                        row.get(2),
-                        row.get(3),
-                        row.get(4),
-                        row.get(5),
-                    )
+                .map(|row| StoredKey {
+                    sha256: row.get(0),
+                    name: row.get(1),
+                    user: row.get(2),
+                    team: row.get(3),
+                    models: row.get(4),
+                    created_at: row.get(5),
+                    expires_at: row.get(6),
+                    revoked_at: row.get(7),
                 })
-                .collect();
-            Ok((keys, ever > 0))
-        })
+                .collect::<Vec<_>>())
+        })?;
+        if let Some(cache) = &self.cache {
+            if let Err(e) = cache.replace_all(&rows) {
+                tracing::warn!(error = %e, "cannot keep a copy of the issued keys");
+            }
+        }
+        let keys = rows
+            .iter()
+            .filter(|r| r.revoked_at.is_none())
+            .filter_map(|r| {
+                stored_key(
+                    &r.sha256,
+                    r.name.clone(),
+                    r.user.clone(),
+                    r.team.clone(),
+                    r.models.clone(),
+                    r.expires_at.clone(),
+                )
+            })
+            .collect();
+        Ok((keys, !rows.is_empty()))
     }
 
     /// Waits for a `NOTIFY` (or `timeout`); every announcement already queued is taken too.

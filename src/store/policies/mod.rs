@@ -377,37 +377,104 @@ fn unreadable(column: usize, text: &str) -> rusqlite::Error {
 }
 
 /// Adds the stored budgets and limits to `file` (replacing the file's entries they name).
-/// Nothing to add while the store is off or its file does not exist yet.
+/// Nothing to add while the store is off or its file does not exist yet. In a cluster they
+/// come from PostgreSQL, and a copy is kept in the node's ledger file: while PostgreSQL cannot
+/// be read, the copy is used (so a node can start, or reload its file, during an outage).
 pub fn merge_into(file: &mut FileConfig) -> Result<(), PolicyStoreError> {
-    let location = match StoreLocation::of_file(file) {
+    let stored = match StoreLocation::of_file(file) {
         None => return Ok(()),
         Some(StoreLocation::Sqlite(path)) if !path.exists() => return Ok(()),
-        Some(location) => location,
+        Some(StoreLocation::Sqlite(path)) => {
+            Stored::read(&mut PolicyStore::Sqlite(SqlitePolicies::open(&path)?))?
+        }
+        Some(location @ StoreLocation::Postgres(_)) => {
+            let copy = SqlitePolicies::open(Path::new(&file.store.path))?;
+            match PolicyStore::open(&location).and_then(|mut pg| Stored::read(&mut pg)) {
+                Ok(stored) => {
+                    if let Err(e) = stored.copy_to(&copy) {
+                        tracing::warn!(error = %e, "cannot keep a copy of the cluster's policies");
+                    }
+                    stored
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the cluster's policies cannot be read: using the copy from when they last could");
+                    Stored::read(&mut PolicyStore::Sqlite(copy))?
+                }
+            }
+        }
     };
-    let mut store = PolicyStore::open(&location)?;
-    for b in store.budgets()? {
-        file.budgets.retain(|f| {
-            !(f.scope == b.scope && same_name(&f.name, &b.name) && f.period == b.period)
-        });
-        file.budgets.push(b);
+    stored.merge_into(file);
+    Ok(())
+}
+
+/// Everything the admin API stored.
+struct Stored {
+    budgets: Vec<BudgetFile>,
+    limits: Vec<(EntityScope, Vec<LimitedFile>)>,
+    managed_settings: Vec<ManagedSettingsFile>,
+}
+
+impl Stored {
+    fn read(store: &mut PolicyStore) -> Result<Stored, PolicyStoreError> {
+        let mut limits = Vec::new();
+        for scope in [EntityScope::Team, EntityScope::User, EntityScope::Key] {
+            limits.push((scope, store.limits(scope)?));
+        }
+        Ok(Stored {
+            budgets: store.budgets()?,
+            limits,
+            managed_settings: store.managed_settings()?,
+        })
     }
-    for scope in [EntityScope::Team, EntityScope::User, EntityScope::Key] {
-        let list = match scope {
-            EntityScope::Team => &mut file.teams,
-            EntityScope::User => &mut file.users,
-            EntityScope::Key => &mut file.key_limits,
-        };
-        for e in store.limits(scope)? {
-            list.retain(|f| f.name != e.name);
-            list.push(e);
+
+    /// Replaces what `copy` holds by these.
+    fn copy_to(&self, copy: &SqlitePolicies) -> Result<(), PolicyStoreError> {
+        let tx = copy
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| copy.fail(e))?;
+        tx.execute_batch(
+            "DELETE FROM budgets; DELETE FROM entity_limits; DELETE FROM managed_settings;",
+        )
+        .map_err(|e| copy.fail(e))?;
+        for b in &self.budgets {
+            copy.put_budget(b)?;
+        }
+        for (scope, list) in &self.limits {
+            for e in list {
+                copy.put_limits(*scope, e)?;
+            }
+        }
+        for doc in &self.managed_settings {
+            copy.put_managed_settings(doc)?;
+        }
+        tx.commit().map_err(|e| copy.fail(e))
+    }
+
+    fn merge_into(self, file: &mut FileConfig) {
+        for b in self.budgets {
+            file.budgets.retain(|f| {
+                !(f.scope == b.scope && same_name(&f.name, &b.name) && f.period == b.period)
+            });
+            file.budgets.push(b);
+        }
+        for (scope, stored) in self.limits {
+            let list = match scope {
+                EntityScope::Team => &mut file.teams,
+                EntityScope::User => &mut file.users,
+                EntityScope::Key => &mut file.key_limits,
+            };
+            for e in stored {
+                list.retain(|f| f.name != e.name);
+                list.push(e);
+            }
+        }
+        for doc in self.managed_settings {
+            let key = audience_key(&doc);
+            file.managed_settings.retain(|f| audience_key(f) != key);
+            file.managed_settings.push(doc);
         }
     }
-    for doc in store.managed_settings()? {
-        let key = audience_key(&doc);
-        file.managed_settings.retain(|f| audience_key(f) != key);
-        file.managed_settings.push(doc);
-    }
-    Ok(())
 }
 
 /// Session budgets are named `*` or nothing.
