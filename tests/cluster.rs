@@ -27,6 +27,31 @@ use common::*;
 /// One haiku request through the mock costs $0.000027 and reserves $0.000124.
 const TEAM_KEY: &str = "sk-cluster-team";
 
+/// A test's PostgreSQL, Redis, mock upstream and directory for the nodes' files.
+struct Stores {
+    pg: Postgres,
+    redis: Redis,
+    mock: Proc,
+    dir: tempfile::TempDir,
+}
+
+fn stores() -> Stores {
+    Stores {
+        pg: Postgres::start(),
+        redis: Redis::start(),
+        mock: mock(&["--no-request-log"]),
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+/// One node per name, each on the config `config` gives for it, in front of `mock`.
+fn start_nodes(names: &[&str], mock: &Proc, config: impl Fn(&str) -> String) -> Vec<Gateway> {
+    names
+        .iter()
+        .map(|n| gateway(&mock.url(), &config(n)))
+        .collect()
+}
+
 /// A node's config: its ledger (the outbox) and audit log in `dir`, keys and spend in `pg`,
 /// budgets leased from `redis`.
 fn node_config(dir: &Path, node: &str, pg: &Postgres, redis: &Redis, extra: &str) -> String {
@@ -53,6 +78,19 @@ fn ask(addr: std::net::SocketAddr, key: &str) -> u16 {
         &messages_request(SMALL_BODY, &format!("x-api-key: {key}\r\n")),
     )
     .status
+}
+
+/// A node's `/healthz`.
+fn health(addr: std::net::SocketAddr) -> serde_json::Value {
+    request(addr, "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").json()
+}
+
+/// Waits until PostgreSQL holds more than `n` records.
+fn wait_for_records(pg: &Postgres, n: i64) {
+    wait_for(Duration::from_secs(20), || {
+        (pg.scalar("SELECT COUNT(*) FROM requests") > n).then_some(())
+    })
+    .expect("records reach PostgreSQL");
 }
 
 /// Runs `sluice keys …` on a node's config file; returns its standard output.
@@ -92,16 +130,15 @@ fn wait_shipped(pg: &Postgres, n: i64, within: Duration) {
 
 #[test]
 fn a_key_issued_on_one_node_works_on_all_and_a_revocation_reaches_every_node_within_a_second() {
-    let (pg, redis, mock) = (
-        Postgres::start(),
-        Redis::start(),
-        mock(&["--no-request-log"]),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let nodes: Vec<Gateway> = ["a", "b", "c"]
-        .iter()
-        .map(|n| gateway(&mock.url(), &node_config(dir.path(), n, &pg, &redis, "")))
-        .collect();
+    let Stores {
+        pg,
+        redis,
+        mock,
+        dir,
+    } = stores();
+    let nodes = start_nodes(&["a", "b", "c"], &mock, |n| {
+        node_config(dir.path(), n, &pg, &redis, "")
+    });
     let config_of = |i: usize| nodes[i].dir().join("sluice.toml");
     let key = keys(
         &config_of(0),
@@ -189,20 +226,16 @@ fn hammer(addrs: &[std::net::SocketAddr], clients: usize, stop: &AtomicBool) -> 
 
 #[test]
 fn a_team_budget_hammered_through_three_nodes_stays_within_its_cap() {
-    let (pg, redis, mock) = (
-        Postgres::start(),
-        Redis::start(),
-        mock(&["--no-request-log"]),
-    );
-    let dir = tempfile::tempdir().unwrap();
+    let Stores {
+        pg,
+        redis,
+        mock,
+        dir,
+    } = stores();
     let cap = 0.01;
-    let nodes: Vec<Gateway> = ["a", "b", "c"]
-        .iter()
-        .map(|n| {
-            let config = with_budget(node_config(dir.path(), n, &pg, &redis, ""), cap);
-            gateway(&mock.url(), &config)
-        })
-        .collect();
+    let nodes = start_nodes(&["a", "b", "c"], &mock, |n| {
+        with_budget(node_config(dir.path(), n, &pg, &redis, ""), cap)
+    });
     let addrs: Vec<_> = nodes.iter().map(|n| n.addr).collect();
     let served = hammer(&addrs, 100, &AtomicBool::new(false));
     wait_shipped(&pg, served as i64, Duration::from_secs(20));
@@ -233,19 +266,19 @@ fn a_team_budget_hammered_through_three_nodes_stays_within_its_cap() {
         })
         .sum();
     eprintln!("{calls} Redis calls for {served} requests");
-    let health = request(addrs[0], "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").json();
+    let health = health(addrs[0]);
     assert_eq!(health["cluster"]["redis"], "up", "{health}");
     assert_eq!(health["cluster"]["postgres"], "up", "{health}");
 }
 
 #[test]
 fn a_node_killed_under_load_loses_no_answered_record() {
-    let (pg, redis, mock) = (
-        Postgres::start(),
-        Redis::start(),
-        mock(&["--no-request-log"]),
-    );
-    let dir = tempfile::tempdir().unwrap();
+    let Stores {
+        pg,
+        redis,
+        mock,
+        dir,
+    } = stores();
     let config = dir.path().join("a.toml");
     std::fs::write(
         &config,
@@ -296,28 +329,24 @@ fn a_node_killed_under_load_loses_no_answered_record() {
 
 #[test]
 fn postgres_stopped_mid_load_then_started_loses_and_duplicates_nothing() {
-    let (pg, redis, mock) = (
-        Postgres::start(),
-        Redis::start(),
-        mock(&["--no-request-log"]),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let nodes: Vec<Gateway> = ["a", "b"]
-        .iter()
-        .map(|n| gateway(&mock.url(), &node_config(dir.path(), n, &pg, &redis, "")))
-        .collect();
+    let Stores {
+        pg,
+        redis,
+        mock,
+        dir,
+    } = stores();
+    let nodes = start_nodes(&["a", "b"], &mock, |n| {
+        node_config(dir.path(), n, &pg, &redis, "")
+    });
     let addrs: Vec<_> = nodes.iter().map(|n| n.addr).collect();
     let stop = AtomicBool::new(false);
     let served = std::thread::scope(|s| {
         let load = s.spawn(|| hammer(&addrs, 8, &stop));
-        wait_for(Duration::from_secs(20), || {
-            (pg.scalar("SELECT COUNT(*) FROM requests") > 20).then_some(())
-        })
-        .expect("records reach PostgreSQL");
+        wait_for_records(&pg, 20);
         pg.halt();
         // Served while PostgreSQL is down: the outbox grows and /healthz says so.
         let grew = wait_for(Duration::from_secs(20), || {
-            let health = request(addrs[0], "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").json();
+            let health = health(addrs[0]);
             (health["cluster"]["postgres"] == "down"
                 && health["cluster"]["outbox_pending"].as_u64() > Some(20))
             .then_some(health)
@@ -337,39 +366,32 @@ fn postgres_stopped_mid_load_then_started_loses_and_duplicates_nothing() {
         rows as u64, served,
         "every answered request is stored exactly once"
     );
-    let health = request(addrs[1], "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").json();
+    let health = health(addrs[1]);
     assert_eq!(health["cluster"]["outbox_pending"], 0, "{health}");
 }
 
 #[test]
 fn redis_stopped_mid_load_then_started_keeps_serving_and_counts_once() {
-    let (pg, mut redis, mock) = (
-        Postgres::start(),
-        Redis::start(),
-        mock(&["--no-request-log"]),
-    );
-    let dir = tempfile::tempdir().unwrap();
+    let Stores {
+        pg,
+        mut redis,
+        mock,
+        dir,
+    } = stores();
     let cap = 5.0; // far above what the test spends: the budget is shared, never reached
-    let nodes: Vec<Gateway> = ["a", "b", "c"]
-        .iter()
-        .map(|n| {
-            let config = with_budget(node_config(dir.path(), n, &pg, &redis, ""), cap);
-            gateway(&mock.url(), &config)
-        })
-        .collect();
+    let nodes = start_nodes(&["a", "b", "c"], &mock, |n| {
+        with_budget(node_config(dir.path(), n, &pg, &redis, ""), cap)
+    });
     let addrs: Vec<_> = nodes.iter().map(|n| n.addr).collect();
     let stop = AtomicBool::new(false);
     let refused = Arc::new(AtomicU64::new(0));
     let served = std::thread::scope(|s| {
         let load = s.spawn(|| hammer(&addrs, 6, &stop));
-        wait_for(Duration::from_secs(20), || {
-            (pg.scalar("SELECT COUNT(*) FROM requests") > 20).then_some(())
-        })
-        .expect("records reach PostgreSQL");
+        wait_for_records(&pg, 20);
         redis.halt();
         // Past the leases' deadline the nodes spend their static share (cap / 3).
         let static_share = wait_for(Duration::from_secs(20), || {
-            let health = request(addrs[0], "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").json();
+            let health = health(addrs[0]);
             (health["cluster"]["budgets"] == "static_share").then_some(())
         });
         assert!(
@@ -383,7 +405,7 @@ fn redis_stopped_mid_load_then_started_keeps_serving_and_counts_once() {
         }
         redis.resume();
         let leases = wait_for(Duration::from_secs(20), || {
-            let health = request(addrs[0], "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").json();
+            let health = health(addrs[0]);
             (health["cluster"]["budgets"] == "leases" && health["cluster"]["redis"] == "up")
                 .then_some(())
         });
@@ -425,23 +447,19 @@ fn minute() -> u64 {
 
 #[test]
 fn a_team_rate_limit_holds_across_three_nodes() {
-    let (pg, redis, mock) = (
-        Postgres::start(),
-        Redis::start(),
-        mock(&["--no-request-log"]),
-    );
-    let dir = tempfile::tempdir().unwrap();
+    let Stores {
+        pg,
+        redis,
+        mock,
+        dir,
+    } = stores();
     let rpm = 60;
-    let nodes: Vec<Gateway> = ["a", "b", "c"]
-        .iter()
-        .map(|n| {
-            let config = format!(
-                "{}[[teams]]\nname = \"tc\"\nrpm = {rpm}\ntpm = 100000000\n",
-                node_config(dir.path(), n, &pg, &redis, "")
-            );
-            gateway(&mock.url(), &config)
-        })
-        .collect();
+    let nodes = start_nodes(&["a", "b", "c"], &mock, |n| {
+        format!(
+            "{}[[teams]]\nname = \"tc\"\nrpm = {rpm}\ntpm = 100000000\n",
+            node_config(dir.path(), n, &pg, &redis, "")
+        )
+    });
     let addrs: Vec<_> = nodes.iter().map(|n| n.addr).collect();
     // One calendar minute: wait for at least 20 s of room (at most 20 s).
     let left = 60
@@ -491,26 +509,22 @@ fn admin(
 
 #[test]
 fn a_budget_set_over_the_admin_api_of_one_node_holds_on_every_node_and_spend_is_one_view() {
-    let (pg, redis, mock) = (
-        Postgres::start(),
-        Redis::start(),
-        mock(&["--no-request-log"]),
-    );
-    let dir = tempfile::tempdir().unwrap();
+    let Stores {
+        pg,
+        redis,
+        mock,
+        dir,
+    } = stores();
     let admin_section = format!(
         "[admin]\nlisten = \"127.0.0.1:0\"\nkey_sha256 = \"{}\"\n",
         sluice::config::keys::hash_hex(ADMIN_KEY)
     );
-    let nodes: Vec<Gateway> = ["a", "b", "c"]
-        .iter()
-        .map(|n| {
-            let config = format!(
-                "{}{admin_section}",
-                node_config(dir.path(), n, &pg, &redis, "")
-            );
-            gateway(&mock.url(), &config)
-        })
-        .collect();
+    let nodes = start_nodes(&["a", "b", "c"], &mock, |n| {
+        format!(
+            "{}{admin_section}",
+            node_config(dir.path(), n, &pg, &redis, "")
+        )
+    });
     for node in &nodes {
         assert_eq!(ask(node.addr, TEAM_KEY), 200);
     }
@@ -625,12 +639,12 @@ fn check_config_prints_the_overshoot_bound() {
 
 #[test]
 fn a_node_starts_while_postgres_is_down_on_the_keys_and_policies_it_last_loaded() {
-    let (pg, redis, mock) = (
-        Postgres::start(),
-        Redis::start(),
-        mock(&["--no-request-log"]),
-    );
-    let dir = tempfile::tempdir().unwrap();
+    let Stores {
+        pg,
+        redis,
+        mock,
+        dir,
+    } = stores();
     let config = dir.path().join("a.toml");
     std::fs::write(
         &config,
@@ -669,7 +683,7 @@ fn a_node_starts_while_postgres_is_down_on_the_keys_and_policies_it_last_loaded(
         &messages_request(SMALL_BODY, &format!("x-api-key: {key}\r\n")),
     );
     assert_error(&refused, 429, "billing_error");
-    let health = request(node.addr, "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").json();
+    let health = health(node.addr);
     assert_eq!(health["cluster"]["postgres"], "down", "{health}");
 
     // PostgreSQL back: the node follows it again (a revocation reaches it).
@@ -686,12 +700,12 @@ fn a_node_starts_while_postgres_is_down_on_the_keys_and_policies_it_last_loaded(
 
 #[test]
 fn the_first_request_under_leased_limits_and_a_budget_is_admitted() {
-    let (pg, redis, mock) = (
-        Postgres::start(),
-        Redis::start(),
-        mock(&["--no-request-log"]),
-    );
-    let dir = tempfile::tempdir().unwrap();
+    let Stores {
+        pg,
+        redis,
+        mock,
+        dir,
+    } = stores();
     let hash = sluice::config::keys::hash_hex("sk-limited");
     let config = format!(
         "{}[[keys]]\nname = \"kl\"\nsha256 = \"{hash}\"\nteam = \"tl\"\nrpm = 1000\ntpm = 1000000\n\

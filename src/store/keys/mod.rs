@@ -124,6 +124,22 @@ pub struct NewKey {
     pub expires: Option<String>,
 }
 
+impl NewKey {
+    /// Checks the key and draws its text: (text, hex SHA-256 to store, models as stored JSON).
+    fn issue(&self) -> Result<(String, String, Option<String>), KeyStoreError> {
+        if let Some(t) = &self.expires {
+            humantime::parse_rfc3339_weak(t).map_err(|_| KeyStoreError::BadTime(t.clone()))?;
+        }
+        let text = generate()?;
+        let sha256 = hex::encode(digest(text.as_bytes()));
+        let models = self
+            .models
+            .as_ref()
+            .map(|m| serde_json::to_string(m).unwrap_or_default());
+        Ok((text, sha256, models))
+    }
+}
+
 /// One row of `sluice keys list` (never the key itself).
 #[derive(Debug, serde::Serialize)]
 pub struct KeyRow {
@@ -170,19 +186,12 @@ impl KeyStore {
 
     /// Creates a key and returns its text (shown once; only its digest is stored).
     pub fn create(&self, key: &NewKey) -> Result<String, KeyStoreError> {
-        if let Some(t) = &key.expires {
-            humantime::parse_rfc3339_weak(t).map_err(|_| KeyStoreError::BadTime(t.clone()))?;
-        }
-        let text = generate()?;
-        let models = key
-            .models
-            .as_ref()
-            .map(|m| serde_json::to_string(m).unwrap_or_default());
+        let (text, sha256, models) = key.issue()?;
         let tx = self.conn.unchecked_transaction().map_err(|e| self.sql(e))?;
         tx.execute(
             "INSERT INTO issued_keys VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
             params![
-                hex::encode(digest(text.as_bytes())),
+                sha256,
                 key.name,
                 key.user,
                 key.team,

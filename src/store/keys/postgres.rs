@@ -11,10 +11,9 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
 
 use super::{
-    generate, now_rfc3339, stored_key, KeyBackend, KeyRow, KeySnapshot, KeyStore, KeyStoreError,
-    NewKey, StoredKey,
+    now_rfc3339, stored_key, KeyBackend, KeyRow, KeySnapshot, KeyStore, KeyStoreError, NewKey,
+    StoredKey,
 };
-use crate::config::keys::digest;
 use crate::store::postgres::{self as pg, PgError, KEYS_CHANNEL};
 
 /// The key store on the cluster's PostgreSQL.
@@ -86,21 +85,14 @@ fn bump(tx: &mut postgres::Transaction<'_>) -> Result<(), KeyStoreError> {
 }
 
 fn insert(client: &mut Client, key: &NewKey) -> Result<String, KeyStoreError> {
-    if let Some(t) = &key.expires {
-        humantime::parse_rfc3339_weak(t).map_err(|_| KeyStoreError::BadTime(t.clone()))?;
-    }
-    let text = generate()?;
-    let models = key
-        .models
-        .as_ref()
-        .map(|m| serde_json::to_string(m).unwrap_or_default());
+    let (text, sha256, models) = key.issue()?;
     let mut tx = client
         .transaction()
         .map_err(PgError::query("begin a key change"))?;
     tx.execute(
         "INSERT INTO issued_keys VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
         &[
-            &hex::encode(digest(text.as_bytes())),
+            &sha256,
             &key.name,
             &key.user,
             &key.team,
