@@ -722,3 +722,28 @@ fn the_first_request_under_leased_limits_and_a_budget_is_admitted() {
         assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     }
 }
+
+#[test]
+fn a_request_whose_lease_is_empty_while_redis_is_down_follows_the_failure_policy_at_once() {
+    let Stores {
+        pg,
+        mut redis,
+        mock,
+        dir,
+    } = stores();
+    let hash = sluice::config::keys::hash_hex("sk-fresh");
+    let config = format!(
+        "{}[[keys]]\nname = \"fresh\"\nsha256 = \"{hash}\"\n\
+         [[budgets]]\nscope = \"key\"\nname = \"fresh\"\nlimit_usd = 5.0\nperiod = \"daily\"\n",
+        node_config(dir.path(), "a", &pg, &redis, "")
+    );
+    let node = gateway(&mock.url(), &config);
+    redis.halt();
+    // The key's budget was never leased: its lease is empty and Redis cannot fill it. The
+    // node serves it from its static share ($5 / 3) instead of refusing.
+    let resp = request(
+        node.addr,
+        &messages_request(SMALL_BODY, "x-api-key: sk-fresh\r\n"),
+    );
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+}

@@ -461,31 +461,30 @@ impl Budgets {
                 .map_err(|()| refusal(slot, day))?;
             return Ok((used, Paid::Limit));
         };
-        match terms.mode() {
-            LeaseMode::Leases => {
-                if !slot.cell.lease.take(window, amount) {
-                    let wait = terms.ask_for(&slot.cell.lease, window, amount);
+        let mode = match terms.mode() {
+            LeaseMode::Leases if slot.cell.lease.take(window, amount) => {
+                let used = reserve_in(slot, window, amount, AMOUNT_MASK)
+                    .map_err(|()| refusal(slot, day))?;
+                return Ok((used, Paid::Lease));
+            }
+            LeaseMode::Leases => match terms.ask_for(&slot.cell.lease, window, amount) {
+                LeaseWait::Unreachable => terms.failure_mode(),
+                wait => {
                     let mut refused = refusal(slot, day);
                     refused.awaiting_lease = wait != LeaseWait::Exhausted;
                     return Err(refused);
                 }
-                let used = reserve_in(slot, window, amount, AMOUNT_MASK)
-                    .map_err(|()| refusal(slot, day))?;
-                Ok((used, Paid::Lease))
-            }
-            LeaseMode::StaticShare => {
-                let share = slot.limit_nano / u64::from(terms.nodes.max(1));
-                let used =
-                    reserve_in(slot, window, amount, share).map_err(|()| refusal(slot, day))?;
-                Ok((used, Paid::Share))
-            }
-            LeaseMode::Refuse => {
-                let mut refused = refusal(slot, day);
-                refused.which =
-                    format!("{} (the shared budget store is unreachable)", refused.which);
-                Err(refused)
-            }
+            },
+            mode => mode,
+        };
+        if mode == LeaseMode::StaticShare {
+            let share = slot.limit_nano / u64::from(terms.nodes.max(1));
+            let used = reserve_in(slot, window, amount, share).map_err(|()| refusal(slot, day))?;
+            return Ok((used, Paid::Share));
         }
+        let mut refused = refusal(slot, day);
+        refused.which = format!("{} (the shared budget store is unreachable)", refused.which);
+        Err(refused)
     }
 
     /// Spends key, user and team budgets from leases on the cluster's shared buckets.

@@ -14,7 +14,7 @@
 //! its holding when its deadline passes, and the other nodes can spend it. A node that cannot
 //! reach Redis keeps spending its leases for three quarters of the deadline, then follows
 //! `cluster.on_redis_failure`: a static share (`cap / nodes` of the window on this node) or
-//! refusal. A bucket Redis lost (a restart) starts again from the spend the node last saw,
+//! refusal; a request its lease cannot cover meanwhile follows it at once instead of waiting. A bucket Redis lost (a restart) starts again from the spend the node last saw,
 //! or PostgreSQL's at start-up.
 //!
 //! Overshoot: with Redis reachable the spend stays within the cap, but for costs above their
@@ -82,12 +82,16 @@ pub enum LeaseWait {
     Asked,
     /// The store has nothing left for one of them: refuse.
     Exhausted,
+    /// The store did not answer the renewer's last calls: follow `on_redis_failure` now
+    /// rather than wait.
+    Unreachable,
 }
 
 impl LeaseWait {
     /// The outcome over several leases: exhausted if any is, ready if all are.
     pub fn and(self, other: LeaseWait) -> LeaseWait {
         match (self, other) {
+            (LeaseWait::Unreachable, _) | (_, LeaseWait::Unreachable) => LeaseWait::Unreachable,
             (LeaseWait::Exhausted, _) | (_, LeaseWait::Exhausted) => LeaseWait::Exhausted,
             (LeaseWait::Ready, LeaseWait::Ready) => LeaseWait::Ready,
             _ => LeaseWait::Asked,
@@ -246,6 +250,8 @@ pub struct LeaseTerms {
     woken: flume::Receiver<()>,
     /// Redis answered the last call.
     pub redis_up: AtomicBool,
+    /// The renewer's last pass failed (false until one has).
+    redis_failed: AtomicBool,
     /// Calls made to Redis (store round trips).
     pub redis_calls: AtomicU64,
 }
@@ -264,6 +270,7 @@ impl LeaseTerms {
             wake,
             woken,
             redis_up: AtomicBool::new(false),
+            redis_failed: AtomicBool::new(false),
             redis_calls: AtomicU64::new(0),
         })
     }
@@ -283,6 +290,11 @@ impl LeaseTerms {
         if self.now_ms() < self.valid_until_ms.load(Ordering::Acquire) {
             return LeaseMode::Leases;
         }
+        self.failure_mode()
+    }
+
+    /// What `on_redis_failure` says to do without a lease.
+    pub fn failure_mode(&self) -> LeaseMode {
         match self.on_failure {
             RedisFailure::StaticShare => LeaseMode::StaticShare,
             RedisFailure::Refuse => LeaseMode::Refuse,
@@ -295,6 +307,9 @@ impl LeaseTerms {
         let left = cell.headroom(window).unwrap_or(0);
         if left >= amount {
             return LeaseWait::Ready;
+        }
+        if self.redis_failed.load(Ordering::Acquire) {
+            return LeaseWait::Unreachable;
         }
         let (w, until) = unpack(cell.exhausted.load(Ordering::Acquire));
         if w == window & 0xffff && self.now_ms() < until {
@@ -460,10 +475,12 @@ impl Renewer {
                     reported_down = false;
                 }
                 self.terms.redis_up.store(true, Ordering::Relaxed);
+                self.terms.redis_failed.store(false, Ordering::Release);
                 let valid = self.lease_ttl * 3 / 4;
                 self.terms.renewed(valid.saturating_sub(started.elapsed()));
             } else {
                 self.terms.redis_up.store(false, Ordering::Relaxed);
+                self.terms.redis_failed.store(true, Ordering::Release);
             }
         }
     }

@@ -231,14 +231,14 @@ impl RateLimiter {
         let limit = match self.lease.as_ref().map(|t| (t.mode(), t)) {
             None => tpm,
             Some((LeaseMode::Leases, terms)) => {
-                return match terms.ask_for(&counter.tokens_lease, minute, 1) {
-                    LeaseWait::Ready => Ok(()),
-                    LeaseWait::Asked => Err(true),
-                    LeaseWait::Exhausted => Err(false),
-                };
+                match terms.ask_for(&counter.tokens_lease, minute, 1) {
+                    LeaseWait::Ready => return Ok(()),
+                    LeaseWait::Asked => return Err(true),
+                    LeaseWait::Exhausted => return Err(false),
+                    LeaseWait::Unreachable => unleased_limit(terms.failure_mode(), tpm, terms)?,
+                }
             }
-            Some((LeaseMode::StaticShare, terms)) => tpm / u64::from(terms.nodes.max(1)),
-            Some((LeaseMode::Refuse, _)) => return Err(false),
+            Some((mode, terms)) => unleased_limit(mode, tpm, terms)?,
         };
         if count_in(&counter.tokens, minute) >= limit {
             return Err(false);
@@ -249,25 +249,24 @@ impl RateLimiter {
     /// Counts one request in the minute unless that passes the limit (on one node, or the
     /// cluster's as above); returns this node's count.
     fn count_request(&self, counter: &Counter, rpm: u64, minute: u64) -> Result<u64, bool> {
-        let limit = match self.lease.as_ref().map(|t| (t.mode(), t)) {
-            None => rpm,
-            Some((LeaseMode::Leases, terms)) => {
-                if !counter.requests_lease.take(minute, 1) {
-                    let wait = terms.ask_for(&counter.requests_lease, minute, 1);
-                    return Err(wait != LeaseWait::Exhausted);
-                }
-                counter.requests_lease.settle(minute, 1, 1);
-                u64::MAX
-            }
-            Some((LeaseMode::StaticShare, terms)) => {
-                let share = rpm / u64::from(terms.nodes.max(1));
-                let used = increment(&counter.requests, minute, share).ok_or(false)?;
-                counter.requests_lease.spent_unleased(minute, 1);
-                return Ok(used);
-            }
-            Some((LeaseMode::Refuse, _)) => return Err(false),
+        let Some(terms) = &self.lease else {
+            return increment(&counter.requests, minute, rpm).ok_or(false);
         };
-        increment(&counter.requests, minute, limit).ok_or(false)
+        let mode = match terms.mode() {
+            LeaseMode::Leases if counter.requests_lease.take(minute, 1) => {
+                counter.requests_lease.settle(minute, 1, 1);
+                return increment(&counter.requests, minute, u64::MAX).ok_or(false);
+            }
+            LeaseMode::Leases => match terms.ask_for(&counter.requests_lease, minute, 1) {
+                LeaseWait::Unreachable => terms.failure_mode(),
+                wait => return Err(wait != LeaseWait::Exhausted),
+            },
+            mode => mode,
+        };
+        let used =
+            increment(&counter.requests, minute, unleased_limit(mode, rpm, terms)?).ok_or(false)?;
+        counter.requests_lease.spent_unleased(minute, 1);
+        Ok(used)
     }
 
     /// Admits requests and tokens per minute from leases on the cluster's shared buckets.
@@ -328,6 +327,14 @@ impl RateLimiter {
             }
         }
         buckets
+    }
+}
+
+/// A per-minute limit without a lease: this node's static share of it, or a refusal.
+fn unleased_limit(mode: LeaseMode, limit: u64, terms: &LeaseTerms) -> Result<u64, bool> {
+    match mode {
+        LeaseMode::Refuse => Err(false),
+        _ => Ok(limit / u64::from(terms.nodes.max(1))),
     }
 }
 
