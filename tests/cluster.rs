@@ -206,10 +206,15 @@ fn hammer(addrs: &[std::net::SocketAddr], clients: usize, stop: &AtomicBool) -> 
                         refusals += 1;
                         continue;
                     };
-                    c.send(
+                    if c.try_send(
                         messages_request(SMALL_BODY, &format!("x-api-key: {TEAM_KEY}\r\n"))
                             .as_bytes(),
-                    );
+                    )
+                    .is_err()
+                    {
+                        refusals += 1;
+                        continue;
+                    }
                     match c.read_whole_response().map(|r| r.status) {
                         Some(200) => {
                             refusals = 0;

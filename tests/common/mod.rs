@@ -398,19 +398,13 @@ impl Client {
     /// Like [`Client::connect`], for a server that may be down.
     pub fn try_connect(addr: SocketAddr) -> std::io::Result<Client> {
         let stream = TcpStream::connect(addr)?;
-        Ok(Client::over(stream))
-    }
-
-    fn over(stream: TcpStream) -> Client {
-        stream.set_nodelay(true).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Client {
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+        Ok(Client {
             stream,
             tls: None,
             buf: Vec::new(),
-        }
+        })
     }
 
     /// Connects and completes a TLS handshake for `server_name` (SNI) under `config`.
@@ -437,9 +431,14 @@ impl Client {
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
+        self.try_send(bytes).unwrap();
+    }
+
+    /// Like [`Client::send`], for a server that may go away meanwhile.
+    pub fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         let mut io = self.io();
-        io.write_all(bytes).unwrap();
-        io.flush().unwrap();
+        io.write_all(bytes)?;
+        io.flush()
     }
 
     fn fill(&mut self) -> usize {
