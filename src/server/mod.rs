@@ -104,13 +104,14 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
         }
         None => (crate::audit::AuditLog::off(), None),
     };
-    let key_refresher = match crate::store::keys::StoreLocation::of(&config) {
+    let store_location = crate::store::StoreLocation::of(&config);
+    let key_refresher = match &store_location {
         Some(location) => {
             let audit = audit.clone();
             let issued = Arc::clone(&state.issued_keys);
             let cache = config.cluster.as_ref().and(config.store.path.as_deref());
             let refresher =
-                crate::store::keys::start(&location, cache, issued, move |action, name| {
+                crate::store::keys::start(location, cache, issued, move |action, name| {
                     audit.record(crate::audit::AuditEvent::admin(action, name));
                 })
                 .map_err(ServeError::Keys)?;
@@ -120,7 +121,6 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
     };
     let admin_settings = config.admin.clone();
     let store_path = config.store.path.clone();
-    let keys_location = crate::store::keys::StoreLocation::of(&config);
     let cluster_settings = config.cluster.clone();
     let (limit, grace) = (
         config.limits.max_connections_per_worker,
@@ -145,7 +145,7 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
             let ctx = crate::admin::AdminContext {
                 key_digest: settings.key_digest,
                 store: store_path,
-                store_location: keys_location.clone(),
+                store_location,
                 cluster_postgres: cluster_settings.as_ref().map(|c| c.postgres.clone()),
                 audit: audit.clone(),
                 reloader: Arc::clone(&reloader),
