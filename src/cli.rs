@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check-config`, `keys hash`, `mock-upstream`, `bench`.
+//! The command line: `serve`, `check-config`, `models`, `keys`, `audit`, `spend`,
+//! `mock-upstream`, `bench`.
 
 use std::path::PathBuf;
 
@@ -21,6 +22,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Validate a config file and report the exact path of any error.
     CheckConfig { file: PathBuf },
+    /// The model ids each route sends each upstream (Bedrock and Vertex ids derived from
+    /// first-party ones), from a config file.
+    Models { config: PathBuf },
     /// Virtual key helpers.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -200,4 +204,9 @@ pub struct MockArgs {
     /// as `cache_creation_input_tokens` (a deployment's cache, for session-affinity tests).
     #[arg(long)]
     pub prompt_cache_tokens: Option<u64>,
+    /// Answer as Bedrock and Vertex do to what they do not take: a model id not in the
+    /// provider's form, a body field or beta outside the provider's documented lists (400 or
+    /// 404, in the provider's own error shape).
+    #[arg(long)]
+    pub strict: bool,
 }

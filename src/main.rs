@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Models { config } => print_models(&config),
         Command::Keys(KeysCommand::Hash) => hash_key(),
         Command::Keys(command) => manage_keys(command),
         Command::Audit(AuditCommand::Verify { files }) => verify_audit(&files),
@@ -116,6 +117,43 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `sluice models`: one line per route, model and deployment with the id sent upstream.
+fn print_models(file: &std::path::Path) -> ExitCode {
+    let config = match config::load_file(file).and_then(|f| config::build(f, &Overrides::default()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let rows = config::routes::model_mappings(&config);
+    let width = |f: fn(&config::routes::ModelMapping) -> usize, title: &str| {
+        rows.iter().map(f).max().unwrap_or(0).max(title.len())
+    };
+    let (w_route, w_model, w_upstream) = (
+        width(|r| r.route.len(), "ROUTE"),
+        width(|r| r.model.len(), "MODEL"),
+        width(|r| r.upstream.len(), "UPSTREAM"),
+    );
+    let mut text = format!(
+        "{:w_route$}  {:w_model$}  {:w_upstream$}  SENT UPSTREAM\n",
+        "ROUTE", "MODEL", "UPSTREAM"
+    );
+    for r in &rows {
+        let sent = match &r.sent {
+            Ok(id) => id.clone(),
+            Err(e) => format!("(refused: {e})"),
+        };
+        text.push_str(&format!(
+            "{:w_route$}  {:w_model$}  {:w_upstream$}  {sent}\n",
+            r.route, r.model, r.upstream
+        ));
+    }
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    ExitCode::SUCCESS
 }
 
 /// How far each budget can be overspent across the cluster (`limits::lease::overshoot_bound`).

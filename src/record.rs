@@ -78,6 +78,10 @@ pub struct AccessRecord {
     pub attempts: u32,
     /// Each attempt that failed over to the next deployment: `upstream: reason`.
     pub fallbacks: Vec<String>,
+    /// What the upstream's field policy took out of the request: `field:<name>`,
+    /// `beta:<name>` ([`crate::format::field_policy`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<String>,
 }
 
 fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -132,6 +136,7 @@ impl Default for AccessRecord {
             pooled_connection: false,
             attempts: 0,
             fallbacks: Vec::new(),
+            dropped: Vec::new(),
         }
     }
 }

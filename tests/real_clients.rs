@@ -377,6 +377,50 @@ fn claude_code_reaches_a_bedrock_upstream_through_sluice() {
         .starts_with("{\"anthropic_version\":\"bedrock-2023-05-31\"")));
 }
 
+/// First-party Claude Code through sluice to a Bedrock and to a Vertex upstream, with no
+/// `upstream_model` anywhere: sluice sends each provider its own model id and leaves out the
+/// first-party fields and betas the provider refuses. The mock is strict, as the clouds are (the
+/// build before provider ids sent `/model/claude-opus-5-5/…`, which it refuses).
+#[test]
+fn claude_code_first_party_reaches_bedrock_and_vertex_under_their_ids() {
+    for (provider, extra, prefix) in [
+        (
+            "bedrock",
+            "region = \"us-east-1\"\napi_key = \"k\"\n",
+            "/model/us.anthropic.claude-",
+        ),
+        (
+            "vertex",
+            "project = \"p\"\nregion = \"us-east5\"\napi_key = \"t\"\n",
+            "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-",
+        ),
+    ] {
+        let mock = mock(&["--strict"]);
+        let hash = sluice::config::keys::hash_hex(CLIENT_KEY);
+        let config = format!(
+            "[[keys]]\nname = \"dev\"\nsha256 = \"{hash}\"\n[[upstreams]]\nname = \"cloud\"\nprovider = \"{provider}\"\nurl = \"{}\"\n{extra}[[routes]]\nmodel = \"*\"\nupstream = \"cloud\"\n",
+            mock.url()
+        );
+        let gw = gateway("", &config);
+        let result = run_claude_code("2.1.330", Mode::FirstParty, &gw, &[]);
+        assert_eq!(result["is_error"], false, "{provider}: {result}");
+        assert_eq!(result["result"], "hello");
+        let seen = mock_requests(&mock);
+        assert!(!seen.is_empty());
+        for r in &seen {
+            let target = r["target"].as_str().unwrap();
+            assert!(target.starts_with(prefix), "{provider}: {target}");
+        }
+        let records = gw.wait_records(seen.len());
+        assert!(
+            records.iter().any(|r| r["dropped"]
+                .to_string()
+                .contains("field:context_management")),
+            "{provider}: {records:?}"
+        );
+    }
+}
+
 /// A gateway with a gateway-issued AWS key pair (and the usual virtual key).
 fn sigv4_gateway(mock: &Proc) -> Gateway {
     let hash = sluice::config::keys::hash_hex(CLIENT_KEY);

@@ -94,7 +94,10 @@ fn messages_requests_reach_vertex_with_a_service_account_token() {
     let (_keys, mock, gw) = sa_setup();
     let resp = request(
         gw.addr,
-        &messages_request(STREAM_BODY, "anthropic-beta: b1\r\nx-mock-reply: a b\r\n"),
+        &messages_request(
+            STREAM_BODY,
+            "anthropic-beta: interleaved-thinking-2025-05-14\r\nx-mock-reply: a b\r\n",
+        ),
     );
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     assert!(String::from_utf8(resp.body)
@@ -126,7 +129,7 @@ fn messages_requests_reach_vertex_with_a_service_account_token() {
     assert!(
         calls[0]["headers"]
             .to_string()
-            .contains("[\"anthropic-beta\",\"b1\"]"),
+            .contains("[\"anthropic-beta\",\"interleaved-thinking-2025-05-14\"]"),
         "betas stay a header on Vertex"
     );
     assert!(calls[0]["headers"]
@@ -151,7 +154,7 @@ fn messages_requests_reach_vertex_with_a_service_account_token() {
 #[test]
 fn a_bedrock_client_gets_its_event_stream_from_vertex() {
     let (_keys, mock, gw) = sa_setup();
-    let body = r#"{"anthropic_version":"bedrock-2023-05-31","anthropic_beta":["b2"],"max_tokens":9,"messages":[{"role":"user","content":"hi"}]}"#;
+    let body = r#"{"anthropic_version":"bedrock-2023-05-31","anthropic_beta":["context-1m-2025-08-07"],"max_tokens":9,"messages":[{"role":"user","content":"hi"}]}"#;
     let raw = format!(
         "POST /model/us.anthropic.claude-sonnet-4-5-20250929-v1:0/invoke-with-response-stream HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -179,7 +182,7 @@ fn a_bedrock_client_gets_its_event_stream_from_vertex() {
     );
     assert!(call["headers"]
         .to_string()
-        .contains("[\"anthropic-beta\",\"b2\"]"));
+        .contains("[\"anthropic-beta\",\"context-1m-2025-08-07\"]"));
 }
 
 #[test]

@@ -495,6 +495,7 @@ async fn format_figures(
         &messages,
         BENCH_BEDROCK_MODEL,
         &[],
+        &[],
     )
     .ok()
     .and_then(|r| r.body)

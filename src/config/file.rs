@@ -21,6 +21,8 @@ pub struct FileConfig {
     pub routes: Vec<RouteFile>,
     pub routing: RoutingFile,
     pub models: Vec<ModelFile>,
+    /// Provider model ids replacing the built-in table's, by first-party id.
+    pub model_ids: std::collections::BTreeMap<String, ModelIdFile>,
     pub keys: Vec<KeyFile>,
     pub aws_keys: Vec<AwsKeyFile>,
     pub teams: Vec<LimitedFile>,
@@ -485,6 +487,35 @@ pub struct UpstreamFile {
     /// webpki roots.
     #[serde(default)]
     pub ca_file: Option<String>,
+    /// Bedrock: the inference-profile prefix of the model ids sluice derives (`us`, `eu`,
+    /// `apac`, `jp`, `au`, `us-gov`, `global`, or `none`); default: the region's.
+    #[serde(default)]
+    pub inference_profile: Option<String>,
+    /// Bedrock and Vertex: request fields passed besides the provider's defaults.
+    #[serde(default)]
+    pub pass_fields: Vec<String>,
+    /// Request fields dropped before they reach this upstream.
+    #[serde(default)]
+    pub drop_fields: Vec<String>,
+    /// Bedrock and Vertex: betas passed besides the provider's defaults.
+    #[serde(default)]
+    pub pass_betas: Vec<String>,
+    /// Betas dropped before they reach this upstream.
+    #[serde(default)]
+    pub drop_betas: Vec<String>,
+}
+
+/// `[model_ids."claude-…"]`: a first-party model's id at Bedrock and Vertex, replacing the
+/// built-in table's.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelIdFile {
+    /// The Bedrock id: `anthropic.…` (the upstream's profile prefix is put before it), or an
+    /// exact profile id or ARN, sent as it is.
+    #[serde(default)]
+    pub bedrock: Option<String>,
+    #[serde(default)]
+    pub vertex: Option<String>,
 }
 
 /// What an upstream speaks.

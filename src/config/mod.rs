@@ -100,6 +100,8 @@ pub struct Config {
     pub grace_period: Duration,
     pub upstreams: Vec<UpstreamSpec>,
     pub routes: Vec<Route>,
+    /// The operator's provider model ids, replacing the built-in table's.
+    pub model_ids: crate::provider::model_ids::Overrides,
     pub routing: Routing,
     /// The upstream local answers name (the first).
     pub default_upstream: usize,
@@ -192,7 +194,8 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
         n => n,
     };
     let upstreams = upstreams::build(&file)?;
-    let routes = routes::build(&file, &upstreams)?;
+    let model_ids = routes::build_model_ids(&file)?;
+    let routes = routes::build(&file, &upstreams, &model_ids)?;
     Ok(Config {
         listen: listeners.listen,
         listen_tls: listeners.listen_tls,
@@ -207,6 +210,7 @@ pub fn build(mut file: FileConfig, overrides: &Overrides) -> Result<Config, Conf
         default_upstream: 0,
         upstreams,
         routes,
+        model_ids,
         routing: routes::build_routing(&file)?,
         models: routes::build_models(&file),
         keys: keys::build(&file.keys, &file.aws_keys)?,
@@ -281,6 +285,11 @@ fn apply_overrides(file: &mut FileConfig, o: &Overrides) -> Result<(), ConfigErr
             api_key_env: Some("ANTHROPIC_API_KEY".into()),
             auth_header: None,
             ca_file: None,
+            inference_profile: None,
+            pass_fields: Vec::new(),
+            drop_fields: Vec::new(),
+            pass_betas: Vec::new(),
+            drop_betas: Vec::new(),
         });
     }
     if let Some(first) = file.upstreams.first_mut() {

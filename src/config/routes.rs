@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use super::file::FileConfig;
 use super::server::duration;
-use super::upstreams::UpstreamSpec;
+use super::upstreams::{ProviderSpec, UpstreamSpec};
 use super::{file, invalid, ConfigError};
+use crate::format::{anthropic_model_id, ClientFormat};
+use crate::provider::model_ids::{self, Cloud, Unmappable};
 
 /// Which models go where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +45,9 @@ pub struct Deployment {
     /// Send this model id upstream instead of the client's.
     pub upstream_model: Option<String>,
     pub weight: u32,
+    /// For a Bedrock or Vertex deployment of an exact-model route without `upstream_model`:
+    /// the provider's id of that model (derived once, here).
+    pub provider_model: Option<String>,
     /// What session affinity hashes: the upstream's name and model, so every node with the
     /// same deployments agrees whatever their order.
     pub affinity_id: u64,
@@ -103,13 +108,172 @@ pub struct ModelInfo {
     pub created_at: String,
 }
 
-/// Every route, each naming upstreams that exist.
-pub fn build(file: &FileConfig, upstreams: &[UpstreamSpec]) -> Result<Vec<Route>, ConfigError> {
+/// Every route, each naming upstreams that exist, each exact model mapped to the id of every
+/// cloud deployment that serves it.
+pub fn build(
+    file: &FileConfig,
+    upstreams: &[UpstreamSpec],
+    ids: &model_ids::Overrides,
+) -> Result<Vec<Route>, ConfigError> {
     file.routes
         .iter()
         .enumerate()
-        .map(|(i, r)| build_route(i, r, upstreams))
+        .map(|(i, r)| {
+            let mut route = build_route(i, r, upstreams)?;
+            map_provider_models(i, &mut route, upstreams, ids)?;
+            Ok(route)
+        })
         .collect()
+}
+
+/// The `[model_ids]` table as [`model_ids::Overrides`].
+pub fn build_model_ids(file: &FileConfig) -> Result<model_ids::Overrides, ConfigError> {
+    file.model_ids
+        .iter()
+        .map(|(model, ids)| {
+            let empty = |v: &Option<String>| v.as_deref().is_some_and(str::is_empty);
+            if empty(&ids.bedrock) || empty(&ids.vertex) {
+                return Err(invalid(
+                    format!("model_ids.{model}"),
+                    "ids must not be empty",
+                ));
+            }
+            let over = model_ids::IdOverride {
+                bedrock: ids.bedrock.clone(),
+                vertex: ids.vertex.clone(),
+            };
+            Ok((model.clone(), over))
+        })
+        .collect()
+}
+
+/// Which cloud an upstream is, and (Bedrock) its inference-profile prefix.
+pub fn cloud_of(provider: &ProviderSpec) -> Option<(Cloud, Option<&str>)> {
+    match provider {
+        ProviderSpec::Anthropic => None,
+        ProviderSpec::Bedrock { profile, .. } => Some((Cloud::Bedrock, profile.as_deref())),
+        ProviderSpec::Vertex { .. } => Some((Cloud::Vertex, None)),
+    }
+}
+
+/// The model id `deployment` is sent for a request naming `model` in `client`'s format: the
+/// operator's `upstream_model`; else the client's own id when it speaks the provider's format;
+/// else the Anthropic id (a Messages upstream) or the cloud's id for it.
+pub fn served_model(
+    config: &super::Config,
+    deployment: &Deployment,
+    model: &str,
+    client: ClientFormat,
+) -> Result<String, Unmappable> {
+    if let Some(alias) = &deployment.upstream_model {
+        return Ok(alias.clone());
+    }
+    let provider = config
+        .upstreams
+        .get(deployment.upstream)
+        .map(|u| &u.provider);
+    let Some((cloud, profile)) = provider.and_then(cloud_of) else {
+        return Ok(match client {
+            ClientFormat::Anthropic => model.to_string(),
+            ClientFormat::Bedrock | ClientFormat::Vertex => anthropic_model_id(model),
+        });
+    };
+    let same_format = matches!(
+        (client, cloud),
+        (ClientFormat::Bedrock, Cloud::Bedrock) | (ClientFormat::Vertex, Cloud::Vertex)
+    );
+    if same_format {
+        return Ok(model.to_string());
+    }
+    match &deployment.provider_model {
+        Some(id) => Ok(id.clone()),
+        None => model_ids::provider_id(
+            &anthropic_model_id(model),
+            cloud,
+            profile,
+            &config.model_ids,
+        ),
+    }
+}
+
+/// One line of `sluice models`: a first-party model id a route serves, and the id one of its
+/// deployments is sent for it (or why it cannot be).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelMapping {
+    /// `routes[i]`.
+    pub route: String,
+    pub model: String,
+    pub upstream: String,
+    pub sent: Result<String, Unmappable>,
+}
+
+/// What each route sends each deployment for a first-party client: an exact route's model, a
+/// wildcard route's for every model the gateway lists or the built-in table knows.
+pub fn model_mappings(config: &super::Config) -> Vec<ModelMapping> {
+    let mut known: Vec<String> = config.models.iter().map(|m| m.id.clone()).collect();
+    known.extend(model_ids::known_models().map(str::to_string));
+    known.extend(config.model_ids.keys().cloned());
+    let mut seen = std::collections::HashSet::new();
+    known.retain(|m| seen.insert(m.clone()));
+    let mut rows = Vec::new();
+    for (i, route) in config.routes.iter().enumerate() {
+        let models: Vec<String> = match &route.pattern {
+            ModelPattern::Exact(model) => vec![model.clone()],
+            pattern => known
+                .iter()
+                .filter(|m| pattern.matches(m))
+                .cloned()
+                .collect(),
+        };
+        for model in models {
+            for d in &route.deployments {
+                rows.push(ModelMapping {
+                    route: format!("routes[{i}]"),
+                    model: model.clone(),
+                    upstream: config
+                        .upstreams
+                        .get(d.upstream)
+                        .map(|u| u.name.clone())
+                        .unwrap_or_default(),
+                    sent: served_model(config, d, &model, ClientFormat::Anthropic),
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// Derives each cloud deployment's model id for an exact-model route; a model a cloud
+/// deployment cannot serve under any id is an error naming the route.
+fn map_provider_models(
+    i: usize,
+    route: &mut Route,
+    upstreams: &[UpstreamSpec],
+    ids: &model_ids::Overrides,
+) -> Result<(), ConfigError> {
+    let ModelPattern::Exact(model) = &route.pattern else {
+        return Ok(());
+    };
+    let anthropic_id = anthropic_model_id(model);
+    let single = route.deployments.len() == 1;
+    for (j, d) in route.deployments.iter_mut().enumerate() {
+        let cloud = upstreams
+            .get(d.upstream)
+            .and_then(|u| cloud_of(&u.provider));
+        let (Some((cloud, profile)), None) = (cloud, &d.upstream_model) else {
+            continue;
+        };
+        let id = model_ids::provider_id(&anthropic_id, cloud, profile, ids).map_err(|e| {
+            let place = if single {
+                format!("routes[{i}]")
+            } else {
+                format!("routes[{i}].deployments[{j}]")
+            };
+            invalid(place, format!("{e}; set upstream_model (or [model_ids])"))
+        })?;
+        d.provider_model = Some(id);
+    }
+    Ok(())
 }
 
 fn build_route(
@@ -132,6 +296,7 @@ fn build_route(
             upstream: find(name, format!("{path}.upstream"))?,
             upstream_model: r.upstream_model.clone(),
             weight: 1,
+            provider_model: None,
             affinity_id: affinity_id(name, r.upstream_model.as_deref()),
         }],
         (None, false) if r.upstream_model.is_none() => r
@@ -150,6 +315,7 @@ fn build_route(
                     upstream: find(&d.upstream, format!("{path}.deployments[{j}].upstream"))?,
                     upstream_model: d.upstream_model.clone(),
                     weight,
+                    provider_model: None,
                     affinity_id: affinity_id(&d.upstream, d.upstream_model.as_deref()),
                 })
             })

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use super::file::{FileConfig, UpstreamFile};
 use super::server::duration;
 use super::{invalid, ConfigError};
+use crate::format::field_policy::{Egress, FieldPolicy, PolicyChanges};
 use crate::provider::aws_credentials::{AwsCredentialsConfig, CredentialSource};
 use crate::provider::health::Probe;
 use crate::provider::upstream::{vertex_url, AuthHeader, Endpoint};
@@ -22,6 +23,8 @@ pub struct UpstreamSpec {
     pub auth_header: AuthHeader,
     pub provider: ProviderSpec,
     pub health_probe: Option<Probe>,
+    /// Which request fields and betas reach it when sluice translates a request for it.
+    pub field_policy: FieldPolicy,
     /// Extra PEM roots to trust (https only).
     pub ca_file: Option<String>,
 }
@@ -36,6 +39,9 @@ pub enum ProviderSpec {
     Bedrock {
         region: String,
         aws: Option<CredentialSource>,
+        /// The inference-profile prefix put before `anthropic.` model ids sluice derives
+        /// (`us`, `eu`, …; `None`: the bare id). Default: the region's, as Claude Code picks it.
+        profile: Option<String>,
     },
     /// Google Vertex AI: OAuth2 tokens from `token`, or the upstream's key (a static access
     /// token) when `token` is `None`.
@@ -123,6 +129,7 @@ fn build_one(u: &UpstreamFile, path: &str) -> Result<UpstreamSpec, ConfigError> 
         (None, None) => None,
     };
     let provider = provider(u, path, key.is_some())?;
+    let field_policy = field_policy(u, &provider, path)?;
     let auth_header = match provider {
         ProviderSpec::Bedrock { .. } | ProviderSpec::Vertex { .. } => AuthHeader::Bearer,
         ProviderSpec::Anthropic => u.auth_header.unwrap_or(AuthHeader::XApiKey),
@@ -152,6 +159,7 @@ fn build_one(u: &UpstreamFile, path: &str) -> Result<UpstreamSpec, ConfigError> 
         auth_header,
         provider,
         health_probe: health_probe(u, path)?,
+        field_policy,
         ca_file: u.ca_file.clone(),
     })
 }
@@ -182,6 +190,7 @@ fn provider(u: &UpstreamFile, path: &str, has_key: bool) -> Result<ProviderSpec,
         &u.aws_session_token,
         &u.aws_profile,
         &u.aws_credential_process,
+        &u.inference_profile,
     ];
     let gcp_fields = [
         &u.project,
@@ -190,7 +199,10 @@ fn provider(u: &UpstreamFile, path: &str, has_key: bool) -> Result<ProviderSpec,
     ];
     let kind = u.provider.unwrap_or(ProviderKind::Anthropic);
     if kind != ProviderKind::Bedrock && aws_fields.iter().any(|f| f.is_some()) {
-        return Err(invalid(path, "aws_* fields are for provider = \"bedrock\""));
+        return Err(invalid(
+            path,
+            "aws_* fields and inference_profile are for provider = \"bedrock\"",
+        ));
     }
     if kind != ProviderKind::Vertex && gcp_fields.iter().any(|f| f.is_some()) {
         return Err(invalid(
@@ -215,6 +227,7 @@ fn provider(u: &UpstreamFile, path: &str, has_key: bool) -> Result<ProviderSpec,
                 "a bedrock upstream needs its AWS region",
             )?,
             aws: aws_source(u, path, has_key)?,
+            profile: inference_profile(u, path)?,
         }),
         ProviderKind::Vertex => Ok(ProviderSpec::Vertex {
             project: required(
@@ -229,6 +242,59 @@ fn provider(u: &UpstreamFile, path: &str, has_key: bool) -> Result<ProviderSpec,
             )?,
             token: token_source(u, path, has_key)?,
         }),
+    }
+}
+
+/// The fields and betas upstream `u` takes: its provider's defaults with its own changes (an
+/// Anthropic upstream takes everything, so only drops apply there).
+fn field_policy(
+    u: &UpstreamFile,
+    provider: &ProviderSpec,
+    path: &str,
+) -> Result<FieldPolicy, ConfigError> {
+    let egress = match provider {
+        ProviderSpec::Anthropic => Egress::Anthropic,
+        ProviderSpec::Bedrock { .. } => Egress::Bedrock,
+        ProviderSpec::Vertex { .. } => Egress::Vertex,
+    };
+    let passes = [
+        ("pass_fields", &u.pass_fields),
+        ("pass_betas", &u.pass_betas),
+    ];
+    if let (Egress::Anthropic, Some((name, _))) =
+        (egress, passes.iter().find(|(_, v)| !v.is_empty()))
+    {
+        return Err(invalid(
+            format!("{path}.{name}"),
+            "an anthropic upstream takes every field and beta; only drop_fields and drop_betas apply",
+        ));
+    }
+    let changes = PolicyChanges {
+        pass_fields: u.pass_fields.clone(),
+        drop_fields: u.drop_fields.clone(),
+        pass_betas: u.pass_betas.clone(),
+        drop_betas: u.drop_betas.clone(),
+    };
+    Ok(FieldPolicy::new(egress, &changes))
+}
+
+/// A Bedrock upstream's inference-profile prefix: `inference_profile` (`none` for the bare id),
+/// else the region's.
+fn inference_profile(u: &UpstreamFile, path: &str) -> Result<Option<String>, ConfigError> {
+    use crate::provider::model_ids::{profile_prefix_for_region, PROFILE_PREFIXES};
+    match u.inference_profile.as_deref() {
+        Some("none") => Ok(None),
+        Some(p) if PROFILE_PREFIXES.contains(&p) => Ok(Some(p.to_string())),
+        Some(p) => Err(invalid(
+            format!("{path}.inference_profile"),
+            format!(
+                "`{p}` is not a Bedrock inference-profile prefix (one of {}, or none)",
+                PROFILE_PREFIXES.join(", ")
+            ),
+        )),
+        None => Ok(Some(
+            profile_prefix_for_region(u.region.as_deref().unwrap_or_default()).to_string(),
+        )),
     }
 }
 

@@ -10,6 +10,7 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 
 pub mod eventstream;
+pub mod field_policy;
 pub mod sse_split;
 
 /// The API format a client speaks (the access log's `format`).
@@ -278,52 +279,57 @@ pub struct BedrockRequest {
     pub path: String,
     /// The new body, or `None` when the client's goes as it is (a Bedrock client).
     pub body: Option<Vec<u8>>,
-    /// The `anthropic-beta` header's betas moved into the body.
-    pub betas_moved: bool,
 }
 
-/// Rewrites a request for a Bedrock upstream serving `upstream_model`. Betas from the
-/// `anthropic-beta` header go into the body's `anthropic_beta` (Bedrock reads the body); a
-/// Bedrock client's body is not touched at all.
+/// Rewrites a request for a Bedrock upstream serving `upstream_model`: `betas` (those the
+/// upstream takes) go into the body's `anthropic_beta` (Bedrock reads the body), the fields in
+/// `drop` are left out. A Bedrock client's body is not touched at all.
 pub fn to_bedrock(
     source: Source<'_>,
     body: &[u8],
     upstream_model: &str,
-    header_betas: &[&str],
+    betas: &[String],
+    drop: &[&str],
 ) -> Result<BedrockRequest, TranslateError> {
-    let (stream, remove): (bool, &[&str]) = match source {
+    let (stream, handled): (bool, &[&str]) = match source {
         Source::Cloud(CloudCall::BedrockInvoke { stream, .. }) => {
             return Ok(BedrockRequest {
                 path: bedrock_path(upstream_model, *stream),
                 body: None,
-                betas_moved: false,
             })
         }
         Source::Messages => (
             json::edit::field(body, "stream") == Some(&b"true"[..]),
-            &["model", "stream"],
+            &["model", "stream", "anthropic_beta", "anthropic_version"],
         ),
-        Source::Cloud(CloudCall::VertexPredict { stream, .. }) => {
-            (*stream, &["model", "stream", "anthropic_version"])
-        }
+        Source::Cloud(CloudCall::VertexPredict { stream, .. }) => (
+            *stream,
+            &["model", "stream", "anthropic_version", "anthropic_beta"],
+        ),
         Source::CountTokens | Source::Cloud(CloudCall::VertexCountTokens) => {
             return Err(TranslateError::CountTokensOnBedrock)
         }
     };
     let version = json::edit::json_string(BEDROCK_VERSION);
-    let betas = serde_json::to_vec(header_betas).unwrap_or_else(|_| b"[]".to_vec());
+    let betas_json = serde_json::to_vec(betas).unwrap_or_else(|_| b"[]".to_vec());
     let mut prepend: Vec<(&str, &[u8])> = vec![("anthropic_version", &version)];
-    let betas_moved =
-        !header_betas.is_empty() && json::edit::field(body, "anthropic_beta").is_none();
-    if betas_moved {
-        prepend.push(("anthropic_beta", &betas));
+    if !betas.is_empty() {
+        prepend.push(("anthropic_beta", &betas_json));
     }
-    let body = json::edit::edit(body, &prepend, remove).ok_or(TranslateError::NotAnObject)?;
+    let remove: Vec<&str> = handled.iter().chain(drop).copied().collect();
+    let body = json::edit::edit(body, &prepend, &remove).ok_or(TranslateError::NotAnObject)?;
     Ok(BedrockRequest {
         path: bedrock_path(upstream_model, stream),
         body: Some(body),
-        betas_moved,
     })
+}
+
+/// The betas in a Bedrock body's `anthropic_beta`.
+pub fn body_betas(body: &[u8]) -> Result<Vec<String>, TranslateError> {
+    match json::edit::field(body, "anthropic_beta") {
+        Some(raw) => serde_json::from_slice(raw).map_err(|_| TranslateError::BadBetas),
+        None => Ok(Vec::new()),
+    }
 }
 
 fn bedrock_path(model: &str, stream: bool) -> String {
@@ -350,19 +356,22 @@ pub struct VertexRequest {
     pub betas: Vec<String>,
 }
 
-/// Rewrites a request for a Vertex upstream serving `upstream_model` in `project`/`region`.
+/// Rewrites a request for a Vertex upstream serving `upstream_model` in `project`/`region`,
+/// leaving out the fields in `drop`. A Vertex client's body is not touched at all.
 pub fn to_vertex(
     source: Source<'_>,
     body: &[u8],
     upstream_model: &str,
     project: &str,
     region: &str,
+    drop: &[&str],
 ) -> Result<VertexRequest, TranslateError> {
     let base = format!("/v1/projects/{project}/locations/{region}/publishers/anthropic/models");
     let version = json::edit::json_string(VERTEX_VERSION);
     let model = json::edit::json_string(upstream_model);
     let edit = |prepend: &[(&str, &[u8])], remove: &[&str]| {
-        json::edit::edit(body, prepend, remove).ok_or(TranslateError::NotAnObject)
+        let remove: Vec<&str> = remove.iter().chain(drop).copied().collect();
+        json::edit::edit(body, prepend, &remove).ok_or(TranslateError::NotAnObject)
     };
     let predict = |stream: bool| {
         format!(
@@ -405,11 +414,7 @@ pub fn to_vertex(
             }
         }
         Source::Cloud(CloudCall::BedrockInvoke { stream, .. }) => {
-            let betas = match json::edit::field(body, "anthropic_beta") {
-                Some(raw) => serde_json::from_slice::<Vec<String>>(raw)
-                    .map_err(|_| TranslateError::BadBetas)?,
-                None => Vec::new(),
-            };
+            let betas = body_betas(body)?;
             let mut prepend: Vec<(&str, &[u8])> = vec![("anthropic_version", &version)];
             if *stream {
                 prepend.push(("stream", b"true"));
@@ -582,12 +587,13 @@ mod tests {
     #[test]
     fn messages_bodies_become_bedrock_bodies() {
         let body = br#"{"model":"claude-sonnet-4-5","max_tokens":5,"stream":true,"messages":[]}"#;
-        let betas = ["context-1m-2025-08-07"];
+        let betas = ["context-1m-2025-08-07".to_string()];
         let r = to_bedrock(
             Source::Messages,
             body,
             "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
             &betas,
+            &["stream"],
         )
         .unwrap();
         assert_eq!(
@@ -607,6 +613,7 @@ mod tests {
             b"{}",
             "arn:aws:bedrock:r:1:inference-profile/p",
             &[],
+            &[],
         )
         .unwrap();
         assert_eq!(
@@ -615,7 +622,7 @@ mod tests {
         );
         assert_eq!(same.body, None, "a Bedrock client's body goes unchanged");
         assert_eq!(
-            to_bedrock(Source::CountTokens, b"{}", "m", &[]),
+            to_bedrock(Source::CountTokens, b"{}", "m", &[], &[]),
             Err(TranslateError::CountTokensOnBedrock)
         );
     }
@@ -624,7 +631,15 @@ mod tests {
     fn bodies_become_vertex_bodies() {
         let base = "/v1/projects/p/locations/global/publishers/anthropic/models";
         let body = br#"{"model":"claude-opus-4-8","max_tokens":5,"stream":true,"messages":[]}"#;
-        let r = to_vertex(Source::Messages, body, "claude-opus-4-8", "p", "global").unwrap();
+        let r = to_vertex(
+            Source::Messages,
+            body,
+            "claude-opus-4-8",
+            "p",
+            "global",
+            &[],
+        )
+        .unwrap();
         assert_eq!(r.path, format!("{base}/claude-opus-4-8:streamRawPredict"));
         assert_eq!(
             std::str::from_utf8(&r.body.unwrap()).unwrap(),
@@ -641,6 +656,7 @@ mod tests {
             "claude-sonnet-4-5@20250929",
             "p",
             "global",
+            &[],
         )
         .unwrap();
         assert_eq!(r.betas, ["b1"]);
@@ -654,6 +670,7 @@ mod tests {
             "claude-x@1",
             "p",
             "global",
+            &["thinking"],
         )
         .unwrap();
         assert_eq!(r.path, format!("{base}/count-tokens:rawPredict"));

@@ -38,6 +38,7 @@
 )]
 
 pub mod responses;
+mod strict;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -599,6 +600,14 @@ async fn respond_bedrock<S: AsyncWriteRent>(
     if let Some(status) = b.status {
         return write_status(stream, status, b, state).await;
     }
+    if let Some((status, why)) = state
+        .args
+        .strict
+        .then(|| strict::bedrock_refusal(model, body))
+        .flatten()
+    {
+        return write_json(stream, status, why.as_bytes(), b.close, 0).await;
+    }
     let (input, output) = responses::usage_for(body.len(), &b.reply);
     if !streaming {
         return write_json(
@@ -673,6 +682,14 @@ async fn respond_vertex<S: AsyncWriteRent>(
     }
     if let Some(status) = b.status {
         return write_status(stream, status, b, state).await;
+    }
+    if let Some((status, why)) = state
+        .args
+        .strict
+        .then(|| strict::vertex_refusal(call.path_model(), head.header_str("anthropic-beta"), body))
+        .flatten()
+    {
+        return write_json(stream, status, why.as_bytes(), b.close, 0).await;
     }
     let (input, output) = responses::usage_for(body.len(), &b.reply);
     match call {

@@ -16,4 +16,5 @@ pub mod bedrock;
 pub mod blocking_http;
 pub mod google_auth;
 pub mod health;
+pub mod model_ids;
 pub mod sigv4;

@@ -167,6 +167,8 @@ pub struct Upstream {
     pub provider: Provider,
     /// Active health checking, when configured.
     pub health_probe: Option<super::health::Probe>,
+    /// Which request fields and betas reach it when sluice translates a request for it.
+    pub field_policy: crate::format::field_policy::FieldPolicy,
 }
 
 impl Upstream {
@@ -183,6 +185,7 @@ impl Upstream {
             tls_client: None,
             provider: Provider::Anthropic,
             health_probe: None,
+            field_policy: Default::default(),
         }
     }
 

@@ -306,6 +306,7 @@ mod tests {
                     upstream: i,
                     upstream_model: None,
                     weight: *w,
+                    provider_model: None,
                     affinity_id: i as u64 + 1,
                 })
                 .collect(),

@@ -76,6 +76,7 @@ pub fn record(gw: &Gateway, ex: Exchange) -> AccessRecord {
         pooled_connection: attempts.pooled_connection,
         attempts: attempts.count,
         fallbacks: attempts.fallbacks,
+        dropped: attempts.dropped,
         ..AccessRecord::default()
     };
     if let Some(usage) = usage {

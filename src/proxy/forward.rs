@@ -48,6 +48,8 @@ pub struct AttemptLog {
     pub connect_us: Option<u64>,
     /// Each deployment that failed over to the next: `upstream: reason`.
     pub fallbacks: Vec<String>,
+    /// What the last attempt's field policy took out: `field:<name>`, `beta:<name>`.
+    pub dropped: Vec<String>,
     /// When the request's held part was last written upstream.
     pub sent: Option<Instant>,
     /// Time spent forwarding a streamed body remainder (the client's upload pace).
@@ -139,6 +141,10 @@ pub struct Translation {
     pub body: Option<Bytes>,
     /// Betas from a Bedrock body, merged into `anthropic-beta`.
     pub betas: Vec<String>,
+    /// The `anthropic-beta` header to send instead of the client's (empty: none at all).
+    pub beta_header: Option<Vec<String>>,
+    /// What the upstream's field policy took out: `field:<name>`, `beta:<name>`.
+    pub dropped: Vec<String>,
     /// The client's `anthropic-beta` went into the body: leave the header out.
     pub drop_beta_header: bool,
     /// Add this `anthropic-version` (a cloud client carried it in the body).
@@ -165,18 +171,42 @@ pub fn plan(
         _ => format::Source::Messages,
     };
     match &upstream.provider {
-        Provider::Bedrock { .. } => {
-            let t = format::to_bedrock(source, body.held(), upstream_model, &client_betas(head))
-                .map_err(|e| match e {
-                    format::TranslateError::CountTokensOnBedrock => {
-                        GatewayError::NotSupported(e.to_string())
-                    }
-                    other => invalid(other),
-                })?;
+        Provider::Bedrock { .. } if !matches!(op, Operation::Cloud(c) if c.format() == format::ClientFormat::Bedrock) =>
+        {
+            let policy = Policed::new(
+                head,
+                body.held(),
+                &[],
+                &upstream.field_policy,
+                &["model", "stream", "anthropic_beta", "anthropic_version"],
+            );
+            let t = format::to_bedrock(
+                source,
+                body.held(),
+                upstream_model,
+                &policy.betas,
+                &policy.drop_fields(),
+            )
+            .map_err(|e| match e {
+                format::TranslateError::CountTokensOnBedrock => {
+                    GatewayError::NotSupported(e.to_string())
+                }
+                other => invalid(other),
+            })?;
             return Ok(Translation {
                 path: Some(t.path),
                 body: t.body.map(Bytes::from),
-                drop_beta_header: t.betas_moved,
+                drop_beta_header: true,
+                drop_aws_signing: true,
+                dropped: policy.dropped,
+                ..Translation::default()
+            });
+        }
+        Provider::Bedrock { .. } => {
+            let t = format::to_bedrock(source, body.held(), upstream_model, &[], &[])
+                .map_err(invalid)?;
+            return Ok(Translation {
+                path: Some(t.path),
                 drop_aws_signing: true,
                 ..Translation::default()
             });
@@ -184,13 +214,40 @@ pub fn plan(
         Provider::Vertex {
             project, region, ..
         } => {
-            let t = format::to_vertex(source, body.held(), upstream_model, project, region)
-                .map_err(invalid)?;
+            let vertex_client =
+                matches!(op, Operation::Cloud(c) if c.format() == format::ClientFormat::Vertex);
+            let body_betas = match op {
+                Operation::Cloud(c) if c.format() == format::ClientFormat::Bedrock => {
+                    format::body_betas(body.held()).map_err(invalid)?
+                }
+                _ => Vec::new(),
+            };
+            let policy = if vertex_client {
+                Policed::default()
+            } else {
+                Policed::new(
+                    head,
+                    body.held(),
+                    &body_betas,
+                    &upstream.field_policy,
+                    &["model", "anthropic_version"],
+                )
+            };
+            let t = format::to_vertex(
+                source,
+                body.held(),
+                upstream_model,
+                project,
+                region,
+                &policy.drop_fields(),
+            )
+            .map_err(invalid)?;
             return Ok(Translation {
                 path: Some(t.path),
                 body: t.body.map(Bytes::from),
-                betas: t.betas,
+                beta_header: (!vertex_client).then_some(policy.betas),
                 drop_aws_signing: true,
+                dropped: policy.dropped,
                 ..Translation::default()
             });
         }
@@ -225,6 +282,47 @@ pub fn plan(
     }
 }
 
+/// A request as an upstream's field policy lets it through: the betas it takes (the client's
+/// header ones, then any from the body) and what it took out.
+#[derive(Default)]
+struct Policed {
+    betas: Vec<String>,
+    fields: Vec<String>,
+    dropped: Vec<String>,
+}
+
+impl Policed {
+    /// `handled`: fields the translation moves or removes itself.
+    fn new(
+        head: &RequestHead,
+        body: &[u8],
+        body_betas: &[String],
+        policy: &format::field_policy::FieldPolicy,
+        handled: &[&str],
+    ) -> Self {
+        use format::field_policy::{fields_to_drop, split_betas};
+        let all = client_betas(head)
+            .into_iter()
+            .chain(body_betas.iter().map(String::as_str));
+        let (betas, dropped_betas) = split_betas(all, policy);
+        let fields = fields_to_drop(body, policy, handled);
+        let dropped = fields
+            .iter()
+            .map(|f| format!("field:{f}"))
+            .chain(dropped_betas.iter().map(|b| format!("beta:{b}")))
+            .collect();
+        Policed {
+            betas,
+            fields,
+            dropped,
+        }
+    }
+
+    fn drop_fields(&self) -> Vec<&str> {
+        self.fields.iter().map(String::as_str).collect()
+    }
+}
+
 /// The request's `anthropic-beta` values.
 pub fn client_betas(head: &RequestHead) -> Vec<&str> {
     head.header_str("anthropic-beta")
@@ -255,7 +353,10 @@ fn upstream_head(
         out
     });
     let credential = upstream.credential.as_ref().map(|c| c.header_field());
-    let betas = merged_betas(head, &t.betas);
+    let betas = match &t.beta_header {
+        Some(list) => (!list.is_empty()).then(|| list.join(",")),
+        None => merged_betas(head, &t.betas),
+    };
     let mut extra: Vec<(&str, Vec<u8>)> = Vec::new();
     if let Some(b) = &betas {
         extra.push(("anthropic-beta", b.clone().into_bytes()));
@@ -264,7 +365,7 @@ fn upstream_head(
         extra.push(("anthropic-version", version.clone().into_bytes()));
     }
     let mut drop: Vec<&str> = Vec::new();
-    if betas.is_some() || t.drop_beta_header {
+    if betas.is_some() || t.drop_beta_header || t.beta_header.is_some() {
         drop.push("anthropic-beta");
     }
     if t.drop_aws_signing {

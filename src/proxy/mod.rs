@@ -698,6 +698,7 @@ async fn forward_with_fallback(
         log.upstream_model = candidate.upstream_model.clone();
         let translation =
             forward::plan(op, head, body, target.model.as_deref(), candidate, upstream)?;
+        log.dropped.clone_from(&translation.dropped);
         let outbound = forward::Outbound {
             head,
             body,

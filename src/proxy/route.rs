@@ -5,9 +5,9 @@
 use super::balance::Balancer;
 use super::classify::Operation;
 use super::GatewayError;
+use crate::config::routes::served_model;
 use crate::config::Config;
-use crate::config::ProviderSpec;
-use crate::format::anthropic_model_id;
+use crate::format::{anthropic_model_id, ClientFormat};
 use crate::json::members::{scan_model, ModelScan};
 
 /// One deployment to try.
@@ -72,13 +72,16 @@ pub fn route(
             }],
         }));
     }
-    let cloud = matches!(op, Operation::Cloud(_));
+    let client = match op {
+        Operation::Cloud(call) => call.format(),
+        _ => ClientFormat::Anthropic,
+    };
     if let Some(model) = match op {
         Operation::Cloud(call) => call.path_model(),
         _ => None,
     } {
         return Ok(ModelLookup::Known(target_for(
-            model, cloud, session, config, balancer,
+            model, client, session, config, balancer,
         )?));
     }
     let model = match scan_model(body) {
@@ -94,14 +97,16 @@ pub fn route(
         }
     };
     Ok(ModelLookup::Known(target_for(
-        &model, cloud, session, config, balancer,
+        &model, client, session, config, balancer,
     )?))
 }
 
-/// The first route matching `model` (as sent, or as its Anthropic id), its deployments ordered.
+/// The first route matching `model` (as sent, or as its Anthropic id), its deployments ordered,
+/// each with the model id its provider knows. A deployment that cannot serve the model under
+/// any id is left out; when none is left the request is refused, saying why.
 fn target_for(
     model: &str,
-    cloud: bool,
+    client: ClientFormat,
     session: Option<&[u8]>,
     config: &Config,
     balancer: &Balancer,
@@ -112,30 +117,31 @@ fn target_for(
         .iter()
         .find(|r| r.pattern.matches(model) || r.pattern.matches(&anthropic_id))
         .ok_or_else(|| GatewayError::ModelNotRouted(model.to_string()))?;
-    let candidates = balancer
+    let mut unmappable = None;
+    let candidates: Vec<Candidate> = balancer
         .order(route, session)
         .into_iter()
         .filter_map(|d| route.deployments.get(d))
-        .map(|deployment| {
-            let provider = config
-                .upstreams
-                .get(deployment.upstream)
-                .map(|u| &u.provider);
-            let aliased = deployment.upstream_model.is_some();
-            let upstream_model = match (&deployment.upstream_model, provider) {
-                (Some(alias), _) => alias.clone(),
-                // A Messages-format upstream knows Anthropic ids; a cloud client's id is mapped.
-                (None, Some(ProviderSpec::Anthropic)) if cloud => anthropic_id.clone(),
-                // Same-format clients already use the provider's id; otherwise configure one.
-                _ => model.to_string(),
+        .filter_map(|deployment| {
+            let upstream_model = match served_model(config, deployment, model, client) {
+                Ok(id) => id,
+                Err(e) => {
+                    unmappable = Some(e);
+                    return None;
+                }
             };
-            Candidate {
+            Some(Candidate {
                 upstream: deployment.upstream,
                 upstream_model: Some(upstream_model),
-                aliased,
-            }
+                aliased: deployment.upstream_model.is_some(),
+            })
         })
         .collect();
+    if let (true, Some(e)) = (candidates.is_empty(), unmappable) {
+        return Err(GatewayError::InvalidRequest(format!(
+            "{e}: no deployment of the route for `{model}` can serve it"
+        )));
+    }
     Ok(Target {
         model: Some(model.to_string()),
         candidates,

@@ -32,6 +32,7 @@ pub fn build(spec: &UpstreamSpec, path: &str, commands: Commands) -> Result<Upst
     let mut upstream = Upstream::new(&spec.name, spec.endpoint.clone(), credential);
     upstream.provider = provider;
     upstream.health_probe = spec.health_probe.clone();
+    upstream.field_policy = spec.field_policy.clone();
     if upstream.tls {
         upstream.tls_client = Some(tls_client(spec.ca_file.as_deref(), path)?);
     }
@@ -54,7 +55,7 @@ fn provider(
     };
     Ok(match &spec.provider {
         ProviderSpec::Anthropic => Provider::Anthropic,
-        ProviderSpec::Bedrock { region, aws } => {
+        ProviderSpec::Bedrock { region, aws, .. } => {
             let aws = match aws {
                 Some(CredentialSource::Process(_)) if commands == Commands::Skip => None,
                 Some(source) => Some(

@@ -1,0 +1,338 @@
+//! Provider model ids and field policy, through the built binary against a strict mock (which
+//! refuses what Bedrock and Vertex refuse, in their words): a first-party model id routed to a
+//! Bedrock or Vertex upstream without `upstream_model` arrives as that provider's id; a model
+//! with no id there is a `check-config` error naming the route, or a clear 400 for a wildcard
+//! route; `sluice models` prints the mapping; fields and betas a cloud does not take are left
+//! out and named in the access record; thinking blocks with signatures, redacted thinking,
+//! `cache_control` and server-tool blocks reach every provider byte for byte.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "integration test: a failure is a failed test"
+)]
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+/// A gateway in front of a strict mock: `bedrock` (us-east-1) and `vertex` upstreams, plus
+/// `routes` (TOML).
+fn gateway_for(mock: &Proc, routes: &str) -> Gateway {
+    let config = format!(
+        "[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nurl = \"{url}\"\nregion = \"us-east-1\"\napi_key = \"bedrock-key\"\n[[upstreams]]\nname = \"vertex\"\nprovider = \"vertex\"\nurl = \"{url}\"\nproject = \"p\"\nregion = \"us-east5\"\napi_key = \"vertex-token\"\n{routes}",
+        url = mock.url()
+    );
+    gateway("", &config)
+}
+
+fn strict_mock() -> Proc {
+    mock(&["--strict"])
+}
+
+fn body_for(model: &str) -> String {
+    format!(
+        r#"{{"model":"{model}","max_tokens":16,"messages":[{{"role":"user","content":"hi"}}]}}"#
+    )
+}
+
+#[test]
+fn first_party_ids_reach_bedrock_and_vertex_as_their_own_ids() {
+    let mock = strict_mock();
+    let gw = gateway_for(
+        &mock,
+        "[[routes]]\nmodel = \"claude-opus-4-8\"\nupstream = \"bedrock\"\n[[routes]]\nmodel = \"claude-sonnet-4-5*\"\nupstream = \"vertex\"\n[[routes]]\nmodel = \"*\"\nupstream = \"bedrock\"\n",
+    );
+    let cases = [
+        ("claude-opus-4-8", "/model/us.anthropic.claude-opus-4-8/invoke"),
+        (
+            "claude-sonnet-4-5-20250929",
+            "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict",
+        ),
+        (
+            "claude-haiku-4-5",
+            "/model/us.anthropic.claude-haiku-4-5-20251001-v1:0/invoke",
+        ),
+        (
+            "claude-opus-6-20270101",
+            "/model/us.anthropic.claude-opus-6-20270101-v1:0/invoke",
+        ),
+    ];
+    for (model, _) in cases {
+        let resp = request(gw.addr, &messages_request(&body_for(model), ""));
+        assert_eq!(
+            resp.status,
+            200,
+            "{model}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+    }
+    let targets: Vec<String> = mock_requests(&mock)
+        .iter()
+        .map(|r| r["target"].as_str().unwrap().to_string())
+        .collect();
+    let expected: Vec<&str> = cases.iter().map(|(_, t)| *t).collect();
+    assert_eq!(targets, expected);
+    let records = gw.wait_records(cases.len());
+    assert_eq!(records[0]["upstream_model"], "us.anthropic.claude-opus-4-8");
+    // Before this mapping the first request went out as `/model/claude-opus-4-8/invoke`,
+    // which Bedrock (and the strict mock) refuse: 400 "The provided model identifier is invalid."
+}
+
+#[test]
+fn cloud_clients_reach_the_other_cloud_under_its_id() {
+    let mock = strict_mock();
+    let gw = gateway_for(
+        &mock,
+        "[[routes]]\nmodel = \"claude-sonnet-4-5*\"\nupstream = \"vertex\"\n[[routes]]\nmodel = \"*\"\nupstream = \"bedrock\"\n",
+    );
+    let invoke = r#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+    let bedrock_client = format!(
+        "POST /model/us.anthropic.claude-sonnet-4-5-20250929-v1:0/invoke HTTP/1.1\r\nHost: gw\r\nx-api-key: k\r\nContent-Length: {}\r\n\r\n{invoke}",
+        invoke.len()
+    );
+    let resp = request(gw.addr, &bedrock_client);
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let predict = r#"{"anthropic_version":"vertex-2023-10-16","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+    let vertex_client = format!(
+        "POST /v1/projects/x/locations/us-east5/publishers/anthropic/models/claude-opus-4-6:rawPredict HTTP/1.1\r\nHost: gw\r\nx-api-key: k\r\nContent-Length: {}\r\n\r\n{predict}",
+        predict.len()
+    );
+    let resp = request(gw.addr, &vertex_client);
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let targets: Vec<String> = mock_requests(&mock)
+        .iter()
+        .map(|r| r["target"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict",
+            "/model/us.anthropic.claude-opus-4-6-v1/invoke",
+        ]
+    );
+}
+
+#[test]
+fn a_model_a_cloud_does_not_offer_is_refused_before_it_leaves() {
+    let mock = strict_mock();
+    let gw = gateway_for(&mock, "[[routes]]\nmodel = \"*\"\nupstream = \"bedrock\"\n");
+    for model in ["claude-mythos-5", "gpt-9"] {
+        let resp = request(gw.addr, &messages_request(&body_for(model), ""));
+        assert_error(&resp, 400, "invalid_request_error");
+        let message = resp.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            message.contains(model) && message.contains("Bedrock"),
+            "{message}"
+        );
+    }
+    assert!(mock_requests(&mock).is_empty());
+}
+
+fn sluice(args: &[&str]) -> std::process::Output {
+    Command::new(gateway_bin()).args(args).output().unwrap()
+}
+
+#[test]
+fn check_config_names_the_route_and_sluice_models_prints_the_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sluice.toml");
+    let upstreams = "[[upstreams]]\nname = \"anthropic\"\nurl = \"http://127.0.0.1:9\"\n[[upstreams]]\nname = \"bedrock-eu\"\nprovider = \"bedrock\"\nregion = \"eu-west-1\"\napi_key = \"k\"\n[[upstreams]]\nname = \"vertex\"\nprovider = \"vertex\"\nproject = \"p\"\nregion = \"global\"\napi_key = \"t\"\n";
+    std::fs::write(
+        &file,
+        format!("{upstreams}[[routes]]\nmodel = \"claude-mythos-5\"\ndeployments = [{{ upstream = \"anthropic\" }}, {{ upstream = \"bedrock-eu\" }}]\n"),
+    )
+    .unwrap();
+    let out = sluice(&["check-config", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("routes[0].deployments[1]") && stderr.contains("not offered on Bedrock"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &file,
+        format!("{upstreams}[[routes]]\nmodel = \"claude-opus-4-8\"\ndeployments = [{{ upstream = \"bedrock-eu\" }}, {{ upstream = \"vertex\" }}]\n[[routes]]\nmodel = \"claude-sonnet-4-5*\"\nupstream = \"vertex\"\n[model_ids.\"claude-opus-4-8\"]\nvertex = \"claude-opus-4-8@20260601\"\n"),
+    )
+    .unwrap();
+    let out = sluice(&["models", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["ROUTE", "MODEL", "UPSTREAM", "SENT", "UPSTREAM"]);
+    for expected in [
+        [
+            "routes[0]",
+            "claude-opus-4-8",
+            "bedrock-eu",
+            "eu.anthropic.claude-opus-4-8",
+        ],
+        [
+            "routes[0]",
+            "claude-opus-4-8",
+            "vertex",
+            "claude-opus-4-8@20260601",
+        ],
+        [
+            "routes[1]",
+            "claude-sonnet-4-5-20250929",
+            "vertex",
+            "claude-sonnet-4-5@20250929",
+        ],
+    ] {
+        assert!(
+            rows.iter().any(|r| r[..] == expected[..]),
+            "{expected:?} in\n{text}"
+        );
+    }
+}
+
+/// Claude Code's first-party body shape: fields and betas Bedrock and Vertex do not take.
+const FIRST_PARTY_BODY: &str = r#"{"model":"claude-opus-4-8","max_tokens":16,"messages":[{"role":"user","content":"hi"}],"context_management":{"edits":[{"type":"clear_thinking_20251015","keep":"all"}]},"output_config":{"effort":"high"},"metadata":{"user_id":"u"}}"#;
+const FIRST_PARTY_BETAS: &str = "anthropic-beta: claude-code-20250219,context-management-2025-06-27,effort-2025-11-24,prompt-caching-scope-2026-01-05\r\n";
+
+#[test]
+fn fields_and_betas_a_cloud_does_not_take_are_left_out_and_recorded() {
+    let mock = strict_mock();
+    let gw = gateway_for(
+        &mock,
+        "[[routes]]\nmodel = \"claude-opus-4-8\"\nupstream = \"bedrock\"\n[[routes]]\nmodel = \"claude-opus-4-7\"\nupstream = \"vertex\"\n",
+    );
+    let to_vertex = FIRST_PARTY_BODY.replace("claude-opus-4-8", "claude-opus-4-7");
+    for body in [FIRST_PARTY_BODY, &to_vertex] {
+        let resp = request(gw.addr, &messages_request(body, FIRST_PARTY_BETAS));
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    }
+    let seen = mock_requests(&mock);
+    let bedrock: Value = serde_json::from_str(seen[0]["body"].as_str().unwrap()).unwrap();
+    assert!(bedrock.get("context_management").is_none());
+    assert_eq!(bedrock["output_config"]["effort"], "high");
+    assert_eq!(
+        bedrock["anthropic_beta"],
+        serde_json::json!(["claude-code-20250219", "effort-2025-11-24"])
+    );
+    let vertex_betas: Vec<(String, String)> = header_pairs(&seen[1]["headers"])
+        .into_iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("anthropic-beta"))
+        .collect();
+    assert_eq!(vertex_betas.len(), 1);
+    assert_eq!(vertex_betas[0].1, "claude-code-20250219,effort-2025-11-24");
+    let records = gw.wait_records(2);
+    let dropped = serde_json::json!([
+        "field:context_management",
+        "beta:context-management-2025-06-27",
+        "beta:prompt-caching-scope-2026-01-05"
+    ]);
+    assert_eq!(records[0]["dropped"], dropped);
+    assert_eq!(records[1]["dropped"], dropped);
+}
+
+#[test]
+fn an_upstream_passes_or_drops_more_than_its_default() {
+    let mock = strict_mock();
+    let config = format!(
+        "[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nurl = \"{}\"\nregion = \"eu-west-1\"\napi_key = \"k\"\ninference_profile = \"global\"\ndrop_fields = [\"metadata\"]\ndrop_betas = [\"effort-2025-11-24\"]\n[[routes]]\nmodel = \"*\"\nupstream = \"bedrock\"\n",
+        mock.url()
+    );
+    let gw = gateway("", &config);
+    let resp = request(
+        gw.addr,
+        &messages_request(FIRST_PARTY_BODY, FIRST_PARTY_BETAS),
+    );
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let seen = mock_requests(&mock);
+    assert_eq!(
+        seen[0]["target"],
+        "/model/global.anthropic.claude-opus-4-8/invoke"
+    );
+    let body: Value = serde_json::from_str(seen[0]["body"].as_str().unwrap()).unwrap();
+    assert!(body.get("metadata").is_none());
+    assert_eq!(
+        body["anthropic_beta"],
+        serde_json::json!(["claude-code-20250219"])
+    );
+}
+
+/// Content blocks that must reach every provider untouched: a signed thinking block, redacted
+/// thinking, `cache_control` on system, tool, tool use and tool result blocks, a server tool
+/// use and its result (shapes from `../shared/captures`).
+const MESSAGES: &str = r#"[{"role":"user","content":[{"type":"text","text":"find it","cache_control":{"type":"ephemeral","ttl":"1h"}}]},{"role":"assistant","content":[{"type":"thinking","thinking":"Let me look.","signature":"EqQBCkYIBxgCKkD+/x=="},{"type":"redacted_thinking","data":"EmwKAhgBEgy3\u00e9"},{"type":"server_tool_use","id":"srvtoolu_01","name":"web_search","input":{"query":"sluice"}},{"type":"web_search_tool_result","tool_use_id":"srvtoolu_01","content":[{"type":"web_search_result","url":"https://example.com","title":"x","encrypted_content":"Eu8BCioI","page_age":null}]},{"type":"tool_use","id":"toolu_01","name":"Bash","input":{"command":"ls"},"cache_control":{"type":"ephemeral"}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_01","content":"a\nb","cache_control":{"type":"ephemeral","ttl":"5m"}}]}]"#;
+const SYSTEM: &str = r#"[{"type":"text","text":"x-anthropic-billing-header: cc_version=2.1.330; cch=00000;"},{"type":"text","text":"You are Claude Code.","cache_control":{"type":"ephemeral","ttl":"1h"}}]"#;
+const TOOLS: &str = r#"[{"name":"Bash","description":"Run","input_schema":{"type":"object","properties":{"command":{"type":"string"}}},"cache_control":{"type":"ephemeral"}}]"#;
+const THINKING: &str = r#"{"type":"enabled","budget_tokens":1024}"#;
+
+#[test]
+fn content_blocks_reach_every_provider_byte_for_byte() {
+    let mock = strict_mock();
+    let config = format!(
+        "[[upstreams]]\nname = \"anthropic\"\nurl = \"{url}\"\n[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nurl = \"{url}\"\nregion = \"us-east-1\"\napi_key = \"k\"\n[[upstreams]]\nname = \"vertex\"\nprovider = \"vertex\"\nurl = \"{url}\"\nproject = \"p\"\nregion = \"us-east5\"\napi_key = \"t\"\n[[routes]]\nmodel = \"claude-opus-4-8\"\nupstream = \"anthropic\"\n[[routes]]\nmodel = \"claude-opus-4-7\"\nupstream = \"bedrock\"\n[[routes]]\nmodel = \"claude-opus-4-6\"\nupstream = \"vertex\"\n",
+        url = mock.url()
+    );
+    let gw = gateway("", &config);
+    let members = format!(
+        r#""max_tokens":16,"system":{SYSTEM},"messages":{MESSAGES},"tools":{TOOLS},"thinking":{THINKING}"#
+    );
+    let mut sent = Vec::new();
+    for model in ["claude-opus-4-8", "claude-opus-4-7", "claude-opus-4-6"] {
+        // As a Messages client…
+        let body = format!(r#"{{"model":"{model}",{members}}}"#);
+        sent.push(messages_request(
+            &body,
+            "anthropic-beta: interleaved-thinking-2025-05-14\r\n",
+        ));
+        // …as a Bedrock client…
+        let body = format!(r#"{{"anthropic_version":"bedrock-2023-05-31",{members}}}"#);
+        sent.push(format!(
+            "POST /model/us.anthropic.{model}/invoke HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+        // …and as a Vertex client.
+        let body = format!(r#"{{"anthropic_version":"vertex-2023-10-16",{members}}}"#);
+        sent.push(format!(
+            "POST /v1/projects/p/locations/us-east5/publishers/anthropic/models/{model}:rawPredict HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    }
+    for raw in &sent {
+        let resp = request(gw.addr, raw);
+        assert_eq!(
+            resp.status,
+            200,
+            "{raw}\n{}",
+            String::from_utf8_lossy(&resp.body)
+        );
+    }
+    let seen = mock_requests(&mock);
+    assert_eq!(seen.len(), sent.len());
+    for r in &seen {
+        let body = r["body"].as_str().unwrap().as_bytes();
+        for (name, raw) in [
+            ("messages", MESSAGES),
+            ("system", SYSTEM),
+            ("tools", TOOLS),
+            ("thinking", THINKING),
+        ] {
+            assert_eq!(
+                sluice::json::edit::field(body, name),
+                Some(raw.as_bytes()),
+                "{name} changed on the way to {}",
+                r["target"]
+            );
+        }
+    }
+}
