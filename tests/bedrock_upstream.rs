@@ -241,19 +241,23 @@ fn a_broken_bedrock_stream_ends_with_an_sse_error_for_messages_clients() {
 }
 
 #[test]
-fn count_tokens_on_bedrock_is_501_not_supported_and_not_retried() {
+fn count_tokens_on_bedrock_is_signed_and_answered_in_the_messages_shape() {
     let mock = bedrock_mock();
     let gw = gateway("", &config(&mock, &keys()));
-    let body = r#"{"model":"claude-sonnet-4-5","messages":[]}"#;
+    let body = r#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#;
     let raw = format!(
         "POST /v1/messages/count_tokens HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let resp = request(gw.addr, &raw);
-    // Claude Code's contract: 501 `not_supported`, not retried (it was a 404 before).
-    assert_eq!(resp.status, 501);
-    assert_eq!(resp.json()["error"]["type"], "not_supported");
-    assert_eq!(resp.header("x-should-retry"), Some("false"));
+    // Bedrock's CountTokens, signed like InvokeModel (it was 501 `not_supported` before).
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert!(resp.json()["input_tokens"].as_u64().unwrap() > 0);
+    let seen = mock_requests(&mock);
+    assert_eq!(
+        seen[0]["target"],
+        format!("/model/{BEDROCK_MODEL}/count-tokens")
+    );
 }
 
 #[test]

@@ -336,3 +336,87 @@ fn content_blocks_reach_every_provider_byte_for_byte() {
         }
     }
 }
+
+/// A Bedrock CountTokens request (as the AWS SDK sends it) for `model`.
+fn bedrock_count_request(model: &str) -> String {
+    use base64::Engine;
+    let invoke = r#"{"anthropic_version":"bedrock-2023-05-31","anthropic_beta":["context-1m-2025-08-07"],"messages":[{"role":"user","content":"count these words"}]}"#;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(invoke);
+    let body = format!(r#"{{"input":{{"invokeModel":{{"body":"{encoded}"}}}}}}"#);
+    format!(
+        "POST /model/{model}/count-tokens HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn inner_body(wrapped: &str) -> Value {
+    let bytes = sluice::format::count_tokens::invoke_body(wrapped.as_bytes()).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[test]
+fn token_counting_works_against_bedrock_both_ways() {
+    let mock = strict_mock();
+    let config = format!(
+        "[[upstreams]]\nname = \"anthropic\"\nurl = \"{url}\"\n[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nurl = \"{url}\"\nregion = \"us-east-1\"\napi_key = \"k\"\n[[upstreams]]\nname = \"vertex\"\nprovider = \"vertex\"\nurl = \"{url}\"\nproject = \"p\"\nregion = \"us-east5\"\napi_key = \"t\"\n[[routes]]\nmodel = \"claude-opus-4-8\"\nupstream = \"bedrock\"\n[[routes]]\nmodel = \"claude-opus-4-7\"\nupstream = \"anthropic\"\n[[routes]]\nmodel = \"claude-opus-4-6\"\nupstream = \"vertex\"\n",
+        url = mock.url()
+    );
+    let gw = gateway("", &config);
+    let count = |raw: &str, key: &str| {
+        let resp = request(gw.addr, raw);
+        assert_eq!(
+            resp.status,
+            200,
+            "{raw}\n{}",
+            String::from_utf8_lossy(&resp.body)
+        );
+        let json = resp.json();
+        assert_eq!(json.as_object().unwrap().len(), 1, "{json}");
+        json[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {key} in {json}"))
+    };
+    // A Messages client counting on Bedrock (before: 501 not_supported).
+    let first_party = r#"{"model":"claude-opus-4-8","messages":[{"role":"user","content":"count these words"}],"context_management":{"edits":[]}}"#;
+    let raw = format!(
+        "POST /v1/messages/count_tokens?beta=true HTTP/1.1\r\nHost: gw\r\nanthropic-version: 2023-06-01\r\nanthropic-beta: context-management-2025-06-27,context-1m-2025-08-07\r\nContent-Length: {}\r\n\r\n{first_party}",
+        first_party.len()
+    );
+    assert!(count(&raw, "input_tokens") > 0);
+    // A Bedrock client counting on Bedrock, on the Messages API and on Vertex.
+    for model in [
+        "us.anthropic.claude-opus-4-8",
+        "us.anthropic.claude-opus-4-7",
+        "us.anthropic.claude-opus-4-6-v1",
+    ] {
+        assert!(count(&bedrock_count_request(model), "inputTokens") > 0);
+    }
+    let seen = mock_requests(&mock);
+    let targets: Vec<&str> = seen.iter().map(|r| r["target"].as_str().unwrap()).collect();
+    assert_eq!(
+        targets,
+        [
+            "/model/us.anthropic.claude-opus-4-8/count-tokens",
+            "/model/us.anthropic.claude-opus-4-8/count-tokens",
+            "/v1/messages/count_tokens",
+            "/v1/projects/p/locations/us-east5/publishers/anthropic/models/count-tokens:rawPredict",
+        ]
+    );
+    let translated = inner_body(seen[0]["body"].as_str().unwrap());
+    assert_eq!(translated["anthropic_version"], "bedrock-2023-05-31");
+    assert_eq!(
+        translated["anthropic_beta"],
+        serde_json::json!(["context-1m-2025-08-07"])
+    );
+    assert!(translated.get("model").is_none() && translated.get("context_management").is_none());
+    let to_messages: Value = serde_json::from_str(seen[2]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(to_messages["model"], "claude-opus-4-7");
+    assert!(to_messages.get("anthropic_version").is_none());
+    let to_vertex: Value = serde_json::from_str(seen[3]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(to_vertex["model"], "claude-opus-4-6");
+    assert_eq!(to_vertex["anthropic_version"], "vertex-2023-10-16");
+    let records = gw.wait_records(4);
+    assert!(records
+        .iter()
+        .all(|r| r["operation"] == "count_tokens" && r["cost_usd"] == 0.0));
+}

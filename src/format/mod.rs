@@ -9,6 +9,7 @@
 // Input is parsed here: byte offsets into it must never panic (use `get`, or validate first).
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 
+pub mod count_tokens;
 pub mod eventstream;
 pub mod field_policy;
 pub mod sse_split;
@@ -45,6 +46,9 @@ pub const MESSAGES_API_VERSION: &str = "2023-06-01";
 pub enum CloudCall {
     /// `POST /model/{id}/invoke` or `/invoke-with-response-stream`.
     BedrockInvoke { model: String, stream: bool },
+    /// `POST /model/{id}/count-tokens`: the InvokeModel body, base64, inside
+    /// `{"input":{"invokeModel":{"body":…}}}`; answered `{"inputTokens":N}`.
+    BedrockCountTokens { model: String },
     /// `POST …/publishers/anthropic/models/{model}:rawPredict` or `:streamRawPredict`.
     VertexPredict { model: String, stream: bool },
     /// `POST …/publishers/anthropic/models/count-tokens:rawPredict` (model in the body).
@@ -69,9 +73,9 @@ impl CloudCall {
     /// The model named in the path (not for count-tokens, whose model is in the body).
     pub fn path_model(&self) -> Option<&str> {
         match self {
-            CloudCall::BedrockInvoke { model, .. } | CloudCall::VertexPredict { model, .. } => {
-                Some(model)
-            }
+            CloudCall::BedrockInvoke { model, .. }
+            | CloudCall::BedrockCountTokens { model }
+            | CloudCall::VertexPredict { model, .. } => Some(model),
             CloudCall::VertexCountTokens => None,
         }
     }
@@ -79,7 +83,9 @@ impl CloudCall {
     /// The client's API format.
     pub fn format(&self) -> ClientFormat {
         match self {
-            CloudCall::BedrockInvoke { .. } => ClientFormat::Bedrock,
+            CloudCall::BedrockInvoke { .. } | CloudCall::BedrockCountTokens { .. } => {
+                ClientFormat::Bedrock
+            }
             CloudCall::VertexPredict { .. } | CloudCall::VertexCountTokens => ClientFormat::Vertex,
         }
     }
@@ -90,6 +96,14 @@ impl CloudCall {
             self,
             CloudCall::BedrockInvoke { stream: true, .. }
                 | CloudCall::VertexPredict { stream: true, .. }
+        )
+    }
+
+    /// Whether the call counts tokens (free: no budget is reserved for it).
+    pub fn counts_tokens(&self) -> bool {
+        matches!(
+            self,
+            CloudCall::VertexCountTokens | CloudCall::BedrockCountTokens { .. }
         )
     }
 
@@ -110,6 +124,11 @@ fn bedrock(rest: &str) -> Option<CloudCall> {
     let stream = match action {
         "invoke" => false,
         "invoke-with-response-stream" => true,
+        "count-tokens" => {
+            return Some(CloudCall::BedrockCountTokens {
+                model: model_id(id)?,
+            })
+        }
         _ => return None,
     };
     let model = model_id(id)?;
@@ -204,8 +223,8 @@ pub enum TranslateError {
     NotAnObject,
     #[error("anthropic_beta must be a list of strings")]
     BadBetas,
-    #[error("count_tokens is not available on a Bedrock upstream")]
-    CountTokensOnBedrock,
+    #[error("a Bedrock count-tokens body must be {{\"input\":{{\"invokeModel\":{{\"body\":<base64 JSON>}}}}}}")]
+    BadCountTokens,
 }
 
 /// Rewrites a Bedrock or Vertex request body for a Messages upstream serving `upstream_model`.
@@ -214,6 +233,14 @@ pub fn to_messages(
     body: &[u8],
     upstream_model: &str,
 ) -> Result<Translated, TranslateError> {
+    let unwrapped;
+    let body = match call {
+        CloudCall::BedrockCountTokens { .. } => {
+            unwrapped = count_tokens::invoke_body(body)?;
+            &unwrapped[..]
+        }
+        _ => body,
+    };
     let betas = match json::edit::field(body, "anthropic_beta") {
         Some(raw) => {
             serde_json::from_slice::<Vec<String>>(raw).map_err(|_| TranslateError::BadBetas)?
@@ -227,16 +254,21 @@ pub fn to_messages(
     let model = json::edit::json_string(upstream_model);
     let mut prepend: Vec<(&str, &[u8])> = vec![("model", &model)];
     let mut remove = vec!["model", "anthropic_version", "anthropic_beta"];
-    if let CloudCall::BedrockInvoke { stream, .. } = call {
-        remove.push("stream");
-        if *stream {
-            prepend.push(("stream", b"true"));
+    match call {
+        CloudCall::BedrockInvoke { stream, .. } => {
+            remove.push("stream");
+            if *stream {
+                prepend.push(("stream", b"true"));
+            }
         }
+        CloudCall::BedrockCountTokens { .. } => remove.push("stream"),
+        _ => {}
     }
     let body = json::edit::edit(body, &prepend, &remove).ok_or(TranslateError::NotAnObject)?;
-    let path = match call {
-        CloudCall::VertexCountTokens => "/v1/messages/count_tokens",
-        _ => "/v1/messages",
+    let path = if call.counts_tokens() {
+        "/v1/messages/count_tokens"
+    } else {
+        "/v1/messages"
     };
     Ok(Translated {
         path,
@@ -298,6 +330,12 @@ pub fn to_bedrock(
                 body: None,
             })
         }
+        Source::Cloud(CloudCall::BedrockCountTokens { .. }) => {
+            return Ok(BedrockRequest {
+                path: bedrock_count_path(upstream_model),
+                body: None,
+            })
+        }
         Source::Messages => (
             json::edit::field(body, "stream") == Some(&b"true"[..]),
             &["model", "stream", "anthropic_beta", "anthropic_version"],
@@ -306,9 +344,10 @@ pub fn to_bedrock(
             *stream,
             &["model", "stream", "anthropic_version", "anthropic_beta"],
         ),
-        Source::CountTokens | Source::Cloud(CloudCall::VertexCountTokens) => {
-            return Err(TranslateError::CountTokensOnBedrock)
-        }
+        Source::CountTokens | Source::Cloud(CloudCall::VertexCountTokens) => (
+            false,
+            &["model", "stream", "anthropic_beta", "anthropic_version"],
+        ),
     };
     let version = json::edit::json_string(BEDROCK_VERSION);
     let betas_json = serde_json::to_vec(betas).unwrap_or_else(|_| b"[]".to_vec());
@@ -318,10 +357,23 @@ pub fn to_bedrock(
     }
     let remove: Vec<&str> = handled.iter().chain(drop).copied().collect();
     let body = json::edit::edit(body, &prepend, &remove).ok_or(TranslateError::NotAnObject)?;
+    if matches!(
+        source,
+        Source::CountTokens | Source::Cloud(CloudCall::VertexCountTokens)
+    ) {
+        return Ok(BedrockRequest {
+            path: bedrock_count_path(upstream_model),
+            body: Some(count_tokens::wrap(&body)),
+        });
+    }
     Ok(BedrockRequest {
         path: bedrock_path(upstream_model, stream),
         body: Some(body),
     })
+}
+
+fn bedrock_count_path(model: &str) -> String {
+    format!("/model/{}/count-tokens", model.replace('/', "%2F"))
 }
 
 /// The betas in a Bedrock body's `anthropic_beta`.
@@ -411,6 +463,26 @@ pub fn to_vertex(
                     &["model", "anthropic_version"],
                 )?),
                 betas: Vec::new(),
+            }
+        }
+        Source::Cloud(CloudCall::BedrockCountTokens { .. }) => {
+            let inner = count_tokens::invoke_body(body)?;
+            let betas = body_betas(&inner)?;
+            let remove: Vec<&str> = ["anthropic_version", "anthropic_beta", "stream", "model"]
+                .iter()
+                .chain(drop)
+                .copied()
+                .collect();
+            let body = json::edit::edit(
+                &inner,
+                &[("anthropic_version", &version), ("model", &model)],
+                &remove,
+            )
+            .ok_or(TranslateError::NotAnObject)?;
+            VertexRequest {
+                path: format!("{base}/count-tokens:rawPredict"),
+                body: Some(body),
+                betas,
             }
         }
         Source::Cloud(CloudCall::BedrockInvoke { stream, .. }) => {
@@ -621,9 +693,27 @@ mod tests {
             "/model/arn:aws:bedrock:r:1:inference-profile%2Fp/invoke"
         );
         assert_eq!(same.body, None, "a Bedrock client's body goes unchanged");
+        let count = to_bedrock(
+            Source::CountTokens,
+            br#"{"model":"a","messages":[]}"#,
+            "us.anthropic.claude-opus-4-8",
+            &[],
+            &[],
+        )
+        .unwrap();
         assert_eq!(
-            to_bedrock(Source::CountTokens, b"{}", "m", &[], &[]),
-            Err(TranslateError::CountTokensOnBedrock)
+            count.path,
+            "/model/us.anthropic.claude-opus-4-8/count-tokens"
+        );
+        assert_eq!(
+            count_tokens::invoke_body(&count.body.unwrap()).unwrap(),
+            br#"{"anthropic_version":"bedrock-2023-05-31","messages":[]}"#
+        );
+        assert_eq!(
+            CloudCall::from_path(b"/model/us.anthropic.claude-opus-4-8/count-tokens"),
+            Some(CloudCall::BedrockCountTokens {
+                model: "us.anthropic.claude-opus-4-8".into()
+            })
         );
     }
 

@@ -516,6 +516,9 @@ async fn respond<S: AsyncWriteRent>(
         }) => {
             return respond_bedrock(stream, head, body, b, state, &model, streaming).await;
         }
+        Some(sluice::format::CloudCall::BedrockCountTokens { model }) => {
+            return respond_bedrock_count(stream, head, body, b, state, &model).await;
+        }
         Some(call) => return respond_vertex(stream, head, body, b, state, call).await,
         None => {}
     }
@@ -625,6 +628,40 @@ async fn respond_bedrock<S: AsyncWriteRent>(
     }
     let frames = responses::bedrock_frames(model, &b.reply, input, output);
     write_chunks(stream, frames, b).await
+}
+
+/// Bedrock CountTokens: the InvokeModel body inside `input.invokeModel.body` (base64), checked
+/// like an InvokeModel body under `--strict`; answers `{"inputTokens":N}`.
+async fn respond_bedrock_count<S: AsyncWriteRent>(
+    stream: &mut S,
+    head: &RequestHead,
+    body: &[u8],
+    b: &Behavior,
+    state: &MockState,
+    model: &str,
+) -> bool {
+    if let Err(why) = bedrock_auth(head, body, &state.args) {
+        let msg = serde_json::json!({ "message": why }).to_string();
+        return write_json(stream, 403, msg.as_bytes(), b.close, 0).await;
+    }
+    if let Some(status) = b.status {
+        return write_status(stream, status, b, state).await;
+    }
+    let Ok(invoke) = sluice::format::count_tokens::invoke_body(body) else {
+        let msg = r#"{"message":"1 validation error detected: Value at 'input' failed to satisfy constraint"}"#;
+        return write_json(stream, 400, msg.as_bytes(), b.close, 0).await;
+    };
+    if let Some((status, why)) = state
+        .args
+        .strict
+        .then(|| strict::bedrock_refusal(model, &invoke))
+        .flatten()
+    {
+        return write_json(stream, status, why.as_bytes(), b.close, 0).await;
+    }
+    let (input, _) = responses::usage_for(invoke.len(), &b.reply);
+    let answer = serde_json::json!({ "inputTokens": input }).to_string();
+    write_json(stream, 200, answer.as_bytes(), b.close, 0).await
 }
 
 /// Checks a request's SigV4 signature (service `bedrock`) against the mock's key pair, or its

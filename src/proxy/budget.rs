@@ -141,11 +141,11 @@ fn maximum_cost_pico(
     body: &RequestBody,
     target: &Target,
 ) -> Result<u64, Unpriced> {
-    let counting = matches!(op, Operation::CountTokens)
-        || matches!(
-            op,
-            Operation::Cloud(crate::format::CloudCall::VertexCountTokens)
-        );
+    let counting = match op {
+        Operation::CountTokens => true,
+        Operation::Cloud(call) => call.counts_tokens(),
+        _ => false,
+    };
     if counting || target.model.is_none() {
         return Ok(0);
     }

@@ -74,7 +74,7 @@ impl Operation {
             Operation::Health => "health",
             Operation::Metrics => "metrics",
             Operation::WarmUp => "warm_up",
-            Operation::Cloud(CloudCall::VertexCountTokens) => "count_tokens",
+            Operation::Cloud(call) if call.counts_tokens() => "count_tokens",
             Operation::Cloud(_) => "messages",
             Operation::InferenceProfiles => "inference_profiles",
             Operation::Passthrough => "passthrough",

@@ -14,7 +14,7 @@ use super::client::ClientConn;
 use super::request_body::RequestBody;
 use super::route::Candidate;
 use super::{Gateway, GatewayError};
-use crate::format;
+use crate::format::{self, CloudCall};
 use crate::http1::io::read_some;
 use crate::http1::rewrite::{rewrite_request, RequestRewrite};
 use crate::http1::{take_response, Http1Error, Method, RequestHead, ResponseHead};
@@ -187,12 +187,7 @@ pub fn plan(
                 &policy.betas,
                 &policy.drop_fields(),
             )
-            .map_err(|e| match e {
-                format::TranslateError::CountTokensOnBedrock => {
-                    GatewayError::NotSupported(e.to_string())
-                }
-                other => invalid(other),
-            })?;
+            .map_err(invalid)?;
             return Ok(Translation {
                 path: Some(t.path),
                 body: t.body.map(Bytes::from),
@@ -216,9 +211,16 @@ pub fn plan(
         } => {
             let vertex_client =
                 matches!(op, Operation::Cloud(c) if c.format() == format::ClientFormat::Vertex);
+            let unwrapped = match op {
+                Operation::Cloud(CloudCall::BedrockCountTokens { .. }) => {
+                    Some(format::count_tokens::invoke_body(body.held()).map_err(invalid)?)
+                }
+                _ => None,
+            };
+            let inner = unwrapped.as_deref().unwrap_or(body.held());
             let body_betas = match op {
                 Operation::Cloud(c) if c.format() == format::ClientFormat::Bedrock => {
-                    format::body_betas(body.held()).map_err(invalid)?
+                    format::body_betas(inner).map_err(invalid)?
                 }
                 _ => Vec::new(),
             };
@@ -227,7 +229,7 @@ pub fn plan(
             } else {
                 Policed::new(
                     head,
-                    body.held(),
+                    inner,
                     &body_betas,
                     &upstream.field_policy,
                     &["model", "anthropic_version"],

@@ -66,6 +66,7 @@ use monoio::net::TcpStream;
 pub use error::GatewayError;
 
 use crate::config::{Config, Durability};
+use crate::format::count_tokens::CountAnswer;
 use crate::http1::RequestHead;
 use crate::json;
 use crate::provider::connect::Connector;
@@ -744,7 +745,14 @@ async fn forward_with_fallback(
                     );
                     return Err(GatewayError::UpstreamRefused(refusal));
                 }
+                let counting = match op {
+                    Operation::CountTokens => true,
+                    Operation::Cloud(call) => call.counts_tokens(),
+                    _ => false,
+                };
                 let conversion = match (bedrock_client, upstream.provider.is_bedrock()) {
+                    (true, false) if counting => relay::Conversion::Count(CountAnswer::ToBedrock),
+                    (false, true) if counting => relay::Conversion::Count(CountAnswer::FromBedrock),
                     (true, false) => relay::Conversion::SseToEventStream,
                     (false, true) => relay::Conversion::EventStreamToSse,
                     _ => relay::Conversion::None,

@@ -18,6 +18,7 @@ use super::client::ClientConn;
 use super::exchange::Response;
 use super::forward::UpstreamResponse;
 use super::Gateway;
+use crate::format::count_tokens::CountAnswer;
 use crate::format::sse_split::SseSplitter;
 use crate::format::{self, eventstream};
 use crate::http1::body::BodyCursor;
@@ -44,7 +45,12 @@ pub enum Conversion {
     SseToEventStream,
     /// A Bedrock upstream's event-stream to a Messages or Vertex client.
     EventStreamToSse,
+    /// A token count between Bedrock's answer shape and the Messages API's.
+    Count(CountAnswer),
 }
+
+/// The largest token-count answer sluice rewrites (it is a few bytes).
+const COUNT_ANSWER_MAX: usize = 64 * 1024;
 
 /// A meter for whatever the response carries.
 enum Meter {
@@ -99,6 +105,12 @@ enum Output {
         decoder: Box<eventstream::Decoder>,
         chunked: bool,
     },
+    /// A token count held whole and written in the client's shape at its end.
+    Count {
+        answer: CountAnswer,
+        held: Vec<u8>,
+        chunked: bool,
+    },
 }
 
 impl Output {
@@ -117,6 +129,12 @@ impl Output {
         } else if conversion == Conversion::EventStreamToSse && events && head.status == 200 {
             Output::SseFromEvents {
                 decoder: Box::default(),
+                chunked: !req.http10,
+            }
+        } else if let (Conversion::Count(answer), 200) = (conversion, head.status) {
+            Output::Count {
+                answer,
+                held: Vec::new(),
                 chunked: !req.http10,
             }
         } else if req.http10 && head.framing == BodyFraming::Chunked {
@@ -192,7 +210,9 @@ pub async fn relay(
     let mut output = Output::choose(req, &head, sse, events, plan.conversion);
     let own_chunks = matches!(
         output,
-        Output::EventStream { chunked: true, .. } | Output::SseFromEvents { chunked: true, .. }
+        Output::EventStream { chunked: true, .. }
+            | Output::SseFromEvents { chunked: true, .. }
+            | Output::Count { chunked: true, .. }
     );
     let close = !req.keep_alive
         || !plan.body_read
@@ -323,6 +343,7 @@ fn write_head(
             Some(b"text/event-stream; charset=utf-8"),
             *chunked,
         ),
+        Output::Count { chunked, .. } => (REFRAMED, Some(b"application/json"), *chunked),
     };
     let mut extra: Vec<(&str, &[u8])> = Vec::new();
     if let Some(ct) = content_type {
@@ -555,6 +576,24 @@ fn take_body(
             }
             meter.feed(&sse);
             push_piece(out, &sse, *chunked);
+        }
+        Output::Count {
+            answer,
+            held,
+            chunked,
+        } => {
+            let input = &buf[..];
+            let n = cursor.advance(input, |r| {
+                held.extend_from_slice(input.get(r).unwrap_or_default())
+            })?;
+            let _ = buf.split_to(n);
+            if held.len() > COUNT_ANSWER_MAX {
+                return Err(Http1Error::BadChunk("token count answer too large"));
+            }
+            if cursor.is_done() {
+                let rewritten = answer.rewrite(held).unwrap_or_else(|| std::mem::take(held));
+                push_piece(out, &rewritten, *chunked);
+            }
         }
     }
     Ok(())
