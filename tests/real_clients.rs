@@ -805,3 +805,148 @@ fn python_sdk_clients_over_https() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The model catalog Claude Code 2.1.330 prices its own usage with (its `pricing_tiers` and each
+/// model's tier and provider ids), read from the installed CLI once and evaluated by node into
+/// JSON.
+fn claude_code_catalog() -> &'static Value {
+    static CATALOG: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    CATALOG.get_or_init(read_claude_code_catalog)
+}
+
+fn read_claude_code_catalog() -> Value {
+    use std::io::{Read, Seek};
+    let bin = real_clients()
+        .join("claude-code-2.1.330/node_modules/@anthropic-ai/claude-code/bin/claude.exe");
+    let marker = "{\"//\":\"Hand-maintained baked-in model catalog";
+    // grep finds the catalog in the 380 MB binary far faster than a debug-built scan.
+    let found = Command::new("grep")
+        .args(["-m1", "-boaF", marker])
+        .arg(&bin)
+        .output()
+        .expect("run grep");
+    let text = String::from_utf8_lossy(&found.stdout);
+    let offset: u64 = text
+        .split(':')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no model catalog in {}", bin.display()));
+    let mut file = std::fs::File::open(&bin).unwrap();
+    file.seek(std::io::SeekFrom::Start(offset)).unwrap();
+    let mut rest = vec![0u8; 512 * 1024];
+    let n = file.read(&mut rest).unwrap();
+    let literal = balanced_object(&rest[..n]);
+    let out = Command::new("node")
+        .args(["-e", "process.stdout.write(JSON.stringify(eval('(' + require('fs').readFileSync(0, 'utf8') + ')')))"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(literal.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("node evaluates the catalog");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The object literal at the start of `bytes` (braces counted outside strings).
+fn balanced_object(bytes: &[u8]) -> String {
+    let (mut depth, mut quote, mut escaped) = (0usize, None::<u8>, false);
+    for (i, &b) in bytes.iter().enumerate() {
+        match (quote, b) {
+            (Some(_), _) if escaped => escaped = false,
+            (Some(_), b'\\') => escaped = true,
+            (Some(q), _) if b == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'"' | b'\'' | b'`') => quote = Some(b),
+            (None, b'{') => depth += 1,
+            (None, b'}') => {
+                depth -= 1;
+                if depth == 0 {
+                    return String::from_utf8_lossy(&bytes[..=i]).into_owned();
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("the catalog literal does not end");
+}
+
+#[test]
+fn sluice_prices_every_model_as_claude_codes_published_catalog() {
+    let catalog = claude_code_catalog();
+    let tiers = &catalog["pricing_tiers"];
+    let table = sluice::usage::pricing::PriceTable::default();
+    let pico = |usd: &Value| (usd.as_f64().unwrap() * 1e6).round() as u64;
+    let mut checked = 0;
+    for model in catalog["models"].as_array().unwrap() {
+        let id = model["provider_ids"]["first_party"].as_str().unwrap();
+        let tier = &tiers[model["pricing"].as_str().unwrap()];
+        let entry = table
+            .lookup(id)
+            .unwrap_or_else(|| panic!("sluice has no price for {id}"));
+        let ours = [
+            ("input", entry.price.input),
+            ("output", entry.price.output),
+            ("cache_write_5m", entry.price.cache_write_5m),
+            ("cache_write_1h", entry.price.cache_write_1h),
+            ("cache_read", entry.price.cache_read),
+        ];
+        for (name, price) in ours {
+            assert_eq!(price, pico(&tier[name]), "{id} {name}");
+        }
+        match (&tier["long_prompt"], entry.long_prompt) {
+            (Value::Null, None) => {}
+            (long, Some((threshold, price))) if !long.is_null() => {
+                assert_eq!(
+                    threshold,
+                    long["above_prompt_tokens"].as_u64().unwrap(),
+                    "{id}"
+                );
+                let ours = [
+                    ("input", price.input),
+                    ("output", price.output),
+                    ("cache_write_5m", price.cache_write_5m),
+                    ("cache_write_1h", price.cache_write_1h),
+                    ("cache_read", price.cache_read),
+                ];
+                for (name, price) in ours {
+                    assert_eq!(price, pico(&long[name]), "{id} long-prompt {name}");
+                }
+            }
+            (long, ours) => panic!("{id}: catalog long_prompt {long}, sluice {ours:?}"),
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} models in the catalog");
+}
+
+#[test]
+fn sluice_derives_the_provider_ids_claude_codes_catalog_publishes() {
+    use sluice::provider::model_ids::{provider_id, Cloud, Overrides};
+    let catalog = claude_code_catalog();
+    for model in catalog["models"].as_array().unwrap() {
+        let ids = &model["provider_ids"];
+        let first_party = ids["first_party"].as_str().unwrap();
+        for name in [first_party, model["id"].as_str().unwrap()] {
+            let bedrock = provider_id(name, Cloud::Bedrock, Some("us"), &Overrides::new());
+            let vertex = provider_id(name, Cloud::Vertex, None, &Overrides::new());
+            assert_eq!(
+                bedrock.ok().as_deref(),
+                ids["bedrock"].as_str(),
+                "{name} on Bedrock"
+            );
+            assert_eq!(
+                vertex.ok().as_deref(),
+                ids["vertex"].as_str(),
+                "{name} on Vertex"
+            );
+        }
+    }
+}

@@ -167,6 +167,24 @@ const BUILT_IN: &[Known] = &[
         Some("anthropic.claude-sonnet-4-20250514-v1:0"),
         Some("claude-sonnet-4@20250514"),
     ),
+    known(
+        "claude-3-7-sonnet-20250219",
+        "claude-3-7-sonnet",
+        Some("anthropic.claude-3-7-sonnet-20250219-v1:0"),
+        Some("claude-3-7-sonnet@20250219"),
+    ),
+    known(
+        "claude-3-5-sonnet-20241022",
+        "claude-3-5-sonnet",
+        Some("anthropic.claude-3-5-sonnet-20241022-v2:0"),
+        Some("claude-3-5-sonnet-v2@20241022"),
+    ),
+    known(
+        "claude-3-5-haiku-20241022",
+        "claude-3-5-haiku",
+        Some("anthropic.claude-3-5-haiku-20241022-v1:0"),
+        Some("claude-3-5-haiku@20241022"),
+    ),
 ];
 
 /// The inference-profile prefixes Bedrock knows (the CLI's list).

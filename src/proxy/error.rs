@@ -72,10 +72,6 @@ pub enum GatewayError {
     BudgetExceeded(crate::limits::budget::BudgetRefusal),
     #[error("{0}")]
     NotFound(String),
-    /// The operation exists but the upstream it is routed to cannot do it (count_tokens on
-    /// Bedrock): Claude Code's `not_supported`, not retried.
-    #[error("{0}")]
-    NotSupported(String),
     #[error("model `{0}` is not available on this gateway")]
     ModelNotRouted(String),
     #[error("upstream unreachable: {0}")]
@@ -162,7 +158,6 @@ impl GatewayError {
             GatewayError::RateLimited { .. } => r(429, "rate_limit_error", Policy, "rate_limited"),
             GatewayError::BudgetExceeded(_) => r(429, "billing_error", Policy, "budget_exceeded"),
             GatewayError::NotFound(_) => r(404, "not_found_error", Client, "not_found"),
-            GatewayError::NotSupported(_) => r(501, "not_supported", Client, "not_supported"),
             GatewayError::ModelNotRouted(_) => {
                 r(404, "not_found_error", Client, "model_not_routed")
             }
@@ -211,7 +206,7 @@ impl GatewayError {
             | GatewayError::CriKeysUnavailable => {
                 fields.push(("retry-after", "1".into()));
             }
-            GatewayError::SignInEnded | GatewayError::NotSupported(_) => {
+            GatewayError::SignInEnded => {
                 fields.push(("x-should-retry", "false".into()));
             }
             _ => {}

@@ -1,7 +1,8 @@
 //! The price table and the cost of one request. Prices are kept as integer picodollars per
 //! token (USD/MTok × 10⁶), so costs add up exactly; the defaults are the first-party prices of
-//! `shared/protocols.md` §5 (the same table Claude Code prices its own usage with, so the two
-//! agree), overridable per model prefix in the config.
+//! `shared/protocols.md` §5, the same catalog Claude Code prices its own usage with (a test
+//! reads the pinned CLI's catalog and checks every model and tier, the long-prompt tier
+//! included), so the two agree; overridable per model prefix in the config.
 
 use super::Usage;
 
@@ -65,7 +66,10 @@ impl Default for PriceTable {
         let sonnet4 = p(3.0, 3.75, 6.0, 0.3, 15.0);
         let fable = p(10.0, 12.5, 20.0, 1.0, 50.0);
         let fable51 = p(10.0, 12.5, 20.0, 0.25, 50.0);
+        let fable52 = p(8.0, 10.0, 16.0, 0.2, 40.0);
         let mut entries: Vec<PriceEntry> = [
+            ("claude-fable-5-2", fable52),
+            ("claude-mythos-5-2", fable52),
             ("claude-fable-5-1", fable51),
             ("claude-mythos-5-1", fable51),
             ("claude-fable-5", fable),
@@ -81,6 +85,8 @@ impl Default for PriceTable {
             ("claude-sonnet-5-5", p(2.0, 2.5, 4.0, 0.1, 10.0)),
             ("claude-sonnet-5", p(2.0, 2.5, 4.0, 0.2, 10.0)),
             ("claude-sonnet-4", sonnet4),
+            ("claude-3-7-sonnet", sonnet4),
+            ("claude-3-5-sonnet", sonnet4),
             ("claude-haiku-4-5", p(1.0, 1.25, 2.0, 0.1, 5.0)),
             ("claude-3-5-haiku", p(0.8, 1.0, 1.6, 0.08, 4.0)),
             ("claude-haiku-3-5", p(0.8, 1.0, 1.6, 0.08, 4.0)),
