@@ -21,14 +21,24 @@ use std::process::Command;
 use common::*;
 use serde_json::Value;
 
-/// A gateway in front of a strict mock: `bedrock` (us-east-1) and `vertex` upstreams, plus
-/// `routes` (TOML).
+/// A gateway in front of a strict mock: `anthropic`, `bedrock` (us-east-1) and `vertex`
+/// upstreams, plus `routes` (TOML).
 fn gateway_for(mock: &Proc, routes: &str) -> Gateway {
     let config = format!(
-        "[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nurl = \"{url}\"\nregion = \"us-east-1\"\napi_key = \"bedrock-key\"\n[[upstreams]]\nname = \"vertex\"\nprovider = \"vertex\"\nurl = \"{url}\"\nproject = \"p\"\nregion = \"us-east5\"\napi_key = \"vertex-token\"\n{routes}",
+        "[[upstreams]]\nname = \"anthropic\"\nurl = \"{url}\"\n[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nurl = \"{url}\"\nregion = \"us-east-1\"\napi_key = \"bedrock-key\"\n[[upstreams]]\nname = \"vertex\"\nprovider = \"vertex\"\nurl = \"{url}\"\nproject = \"p\"\nregion = \"us-east5\"\napi_key = \"vertex-token\"\n{routes}",
         url = mock.url()
     );
     gateway("", &config)
+}
+
+/// One exact route per (model, upstream).
+fn routes_to(routes: &[(&str, &str)]) -> String {
+    routes
+        .iter()
+        .map(|(model, upstream)| {
+            format!("[[routes]]\nmodel = \"{model}\"\nupstream = \"{upstream}\"\n")
+        })
+        .collect()
 }
 
 fn strict_mock() -> Proc {
@@ -279,11 +289,14 @@ const THINKING: &str = r#"{"type":"enabled","budget_tokens":1024}"#;
 #[test]
 fn content_blocks_reach_every_provider_byte_for_byte() {
     let mock = strict_mock();
-    let config = format!(
-        "[[upstreams]]\nname = \"anthropic\"\nurl = \"{url}\"\n[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nurl = \"{url}\"\nregion = \"us-east-1\"\napi_key = \"k\"\n[[upstreams]]\nname = \"vertex\"\nprovider = \"vertex\"\nurl = \"{url}\"\nproject = \"p\"\nregion = \"us-east5\"\napi_key = \"t\"\n[[routes]]\nmodel = \"claude-opus-4-8\"\nupstream = \"anthropic\"\n[[routes]]\nmodel = \"claude-opus-4-7\"\nupstream = \"bedrock\"\n[[routes]]\nmodel = \"claude-opus-4-6\"\nupstream = \"vertex\"\n",
-        url = mock.url()
+    let gw = gateway_for(
+        &mock,
+        &routes_to(&[
+            ("claude-opus-4-8", "anthropic"),
+            ("claude-opus-4-7", "bedrock"),
+            ("claude-opus-4-6", "vertex"),
+        ]),
     );
-    let gw = gateway("", &config);
     let members = format!(
         r#""max_tokens":16,"system":{SYSTEM},"messages":{MESSAGES},"tools":{TOOLS},"thinking":{THINKING}"#
     );
@@ -357,11 +370,14 @@ fn inner_body(wrapped: &str) -> Value {
 #[test]
 fn token_counting_works_against_bedrock_both_ways() {
     let mock = strict_mock();
-    let config = format!(
-        "[[upstreams]]\nname = \"anthropic\"\nurl = \"{url}\"\n[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nurl = \"{url}\"\nregion = \"us-east-1\"\napi_key = \"k\"\n[[upstreams]]\nname = \"vertex\"\nprovider = \"vertex\"\nurl = \"{url}\"\nproject = \"p\"\nregion = \"us-east5\"\napi_key = \"t\"\n[[routes]]\nmodel = \"claude-opus-4-8\"\nupstream = \"bedrock\"\n[[routes]]\nmodel = \"claude-opus-4-7\"\nupstream = \"anthropic\"\n[[routes]]\nmodel = \"claude-opus-4-6\"\nupstream = \"vertex\"\n",
-        url = mock.url()
+    let gw = gateway_for(
+        &mock,
+        &routes_to(&[
+            ("claude-opus-4-8", "bedrock"),
+            ("claude-opus-4-7", "anthropic"),
+            ("claude-opus-4-6", "vertex"),
+        ]),
     );
-    let gw = gateway("", &config);
     let count = |raw: &str, key: &str| {
         let resp = request(gw.addr, raw);
         assert_eq!(

@@ -514,10 +514,11 @@ async fn respond<S: AsyncWriteRent>(
             model,
             stream: streaming,
         }) => {
-            return respond_bedrock(stream, head, body, b, state, &model, streaming).await;
+            let call = BedrockCall::Invoke { streaming };
+            return respond_bedrock(stream, head, body, b, state, &model, call).await;
         }
         Some(sluice::format::CloudCall::BedrockCountTokens { model }) => {
-            return respond_bedrock_count(stream, head, body, b, state, &model).await;
+            return respond_bedrock(stream, head, body, b, state, &model, BedrockCall::Count).await;
         }
         Some(call) => return respond_vertex(stream, head, body, b, state, call).await,
         None => {}
@@ -571,8 +572,6 @@ async fn respond<S: AsyncWriteRent>(
     write_json(stream, 200, &answer, b.close, 0).await
 }
 
-/// Bedrock InvokeModel: authenticated by SigV4 (or a Bedrock API key) when the mock was given
-/// keys; answers JSON, or an event-stream for `invoke-with-response-stream`.
 /// An Anthropic error body with `status` (and `retry-after` for 429/529, as configured).
 async fn write_status<S: AsyncWriteRent>(
     stream: &mut S,
@@ -587,6 +586,19 @@ async fn write_status<S: AsyncWriteRent>(
     write_json(stream, status, &body, b.close, state.args.retry_after).await
 }
 
+/// What a Bedrock request asks for.
+#[derive(Clone, Copy)]
+enum BedrockCall {
+    Invoke {
+        streaming: bool,
+    },
+    /// CountTokens: the InvokeModel body inside `input.invokeModel.body` (base64).
+    Count,
+}
+
+/// Bedrock InvokeModel and CountTokens: authenticated by SigV4 (or a Bedrock API key) when the
+/// mock was given keys; answers JSON, an event-stream for `invoke-with-response-stream`, or
+/// `{"inputTokens":N}` for a count.
 async fn respond_bedrock<S: AsyncWriteRent>(
     stream: &mut S,
     head: &RequestHead,
@@ -594,7 +606,7 @@ async fn respond_bedrock<S: AsyncWriteRent>(
     b: &Behavior,
     state: &MockState,
     model: &str,
-    streaming: bool,
+    call: BedrockCall,
 ) -> bool {
     if let Err(why) = bedrock_auth(head, body, &state.args) {
         let msg = serde_json::json!({ "message": why }).to_string();
@@ -603,53 +615,15 @@ async fn respond_bedrock<S: AsyncWriteRent>(
     if let Some(status) = b.status {
         return write_status(stream, status, b, state).await;
     }
-    if let Some((status, why)) = state
-        .args
-        .strict
-        .then(|| strict::bedrock_refusal(model, body))
-        .flatten()
-    {
-        return write_json(stream, status, why.as_bytes(), b.close, 0).await;
-    }
-    let (input, output) = responses::usage_for(body.len(), &b.reply);
-    if !streaming {
-        return write_json(
-            stream,
-            200,
-            &responses::message_json(model, &b.reply, input, output),
-            b.close,
-            0,
-        )
-        .await;
-    }
-    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/vnd.amazon.eventstream\r\nx-amzn-bedrock-content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
-    if stream.write_all(head.as_bytes().to_vec()).await.0.is_err() {
-        return false;
-    }
-    let frames = responses::bedrock_frames(model, &b.reply, input, output);
-    write_chunks(stream, frames, b).await
-}
-
-/// Bedrock CountTokens: the InvokeModel body inside `input.invokeModel.body` (base64), checked
-/// like an InvokeModel body under `--strict`; answers `{"inputTokens":N}`.
-async fn respond_bedrock_count<S: AsyncWriteRent>(
-    stream: &mut S,
-    head: &RequestHead,
-    body: &[u8],
-    b: &Behavior,
-    state: &MockState,
-    model: &str,
-) -> bool {
-    if let Err(why) = bedrock_auth(head, body, &state.args) {
-        let msg = serde_json::json!({ "message": why }).to_string();
-        return write_json(stream, 403, msg.as_bytes(), b.close, 0).await;
-    }
-    if let Some(status) = b.status {
-        return write_status(stream, status, b, state).await;
-    }
-    let Ok(invoke) = sluice::format::count_tokens::invoke_body(body) else {
-        let msg = r#"{"message":"1 validation error detected: Value at 'input' failed to satisfy constraint"}"#;
-        return write_json(stream, 400, msg.as_bytes(), b.close, 0).await;
+    let invoke = match call {
+        BedrockCall::Invoke { .. } => std::borrow::Cow::Borrowed(body),
+        BedrockCall::Count => match sluice::format::count_tokens::invoke_body(body) {
+            Ok(inner) => std::borrow::Cow::Owned(inner),
+            Err(_) => {
+                let msg = r#"{"message":"1 validation error detected: Value at 'input' failed to satisfy constraint"}"#;
+                return write_json(stream, 400, msg.as_bytes(), b.close, 0).await;
+            }
+        },
     };
     if let Some((status, why)) = state
         .args
@@ -659,9 +633,25 @@ async fn respond_bedrock_count<S: AsyncWriteRent>(
     {
         return write_json(stream, status, why.as_bytes(), b.close, 0).await;
     }
-    let (input, _) = responses::usage_for(invoke.len(), &b.reply);
-    let answer = serde_json::json!({ "inputTokens": input }).to_string();
-    write_json(stream, 200, answer.as_bytes(), b.close, 0).await
+    let (input, output) = responses::usage_for(invoke.len(), &b.reply);
+    match call {
+        BedrockCall::Count => {
+            let answer = serde_json::json!({ "inputTokens": input }).to_string();
+            write_json(stream, 200, answer.as_bytes(), b.close, 0).await
+        }
+        BedrockCall::Invoke { streaming: false } => {
+            let answer = responses::message_json(model, &b.reply, input, output);
+            write_json(stream, 200, &answer, b.close, 0).await
+        }
+        BedrockCall::Invoke { streaming: true } => {
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/vnd.amazon.eventstream\r\nx-amzn-bedrock-content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+            if stream.write_all(head.as_bytes().to_vec()).await.0.is_err() {
+                return false;
+            }
+            let frames = responses::bedrock_frames(model, &b.reply, input, output);
+            write_chunks(stream, frames, b).await
+        }
+    }
 }
 
 /// Checks a request's SigV4 signature (service `bedrock`) against the mock's key pair, or its

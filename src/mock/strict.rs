@@ -3,10 +3,9 @@
 //! documented lists. These lists model the providers and are kept apart from sluice's own
 //! field policy on purpose: a test then checks sluice against the provider, not against itself.
 
-/// Bedrock InvokeModel's documented body fields for Anthropic models.
-const BEDROCK_FIELDS: &[&str] = &[
+/// The body fields Bedrock InvokeModel and Vertex rawPredict both document for Anthropic models.
+const COMMON_FIELDS: &[&str] = &[
     "anthropic_version",
-    "anthropic_beta",
     "max_tokens",
     "messages",
     "system",
@@ -21,23 +20,10 @@ const BEDROCK_FIELDS: &[&str] = &[
     "output_config",
 ];
 
-/// Vertex rawPredict's: Bedrock's without `anthropic_beta` (a header there), with `stream`.
-const VERTEX_FIELDS: &[&str] = &[
-    "anthropic_version",
-    "max_tokens",
-    "messages",
-    "system",
-    "metadata",
-    "thinking",
-    "tools",
-    "tool_choice",
-    "temperature",
-    "top_p",
-    "top_k",
-    "stop_sequences",
-    "output_config",
-    "stream",
-];
+/// Bedrock also takes betas in the body; Vertex takes `stream` there.
+fn takes_field(bedrock: bool, key: &str) -> bool {
+    COMMON_FIELDS.contains(&key) || key == if bedrock { "anthropic_beta" } else { "stream" }
+}
 
 /// The betas the clouds take (Vertex also web search).
 const CLOUD_BETAS: &[&str] = &[
@@ -65,10 +51,7 @@ pub fn bedrock_refusal(model: &str, body: &[u8]) -> Option<(u16, String)> {
     }
     let parsed: serde_json::Value = serde_json::from_slice(body).ok()?;
     let object = parsed.as_object()?;
-    if let Some(key) = object
-        .keys()
-        .find(|k| !BEDROCK_FIELDS.contains(&k.as_str()))
-    {
+    if let Some(key) = object.keys().find(|k| !takes_field(true, k)) {
         return refuse(format!(
             "Malformed input request: #: extraneous key [{key}] is not permitted, please reformat your input and try again."
         ));
@@ -122,7 +105,7 @@ pub fn vertex_refusal(
             format!("Publisher Model `publishers/anthropic/models/{model}` was not found or your project does not have access to it."),
         );
     }
-    let allowed = |k: &str| VERTEX_FIELDS.contains(&k) || k == "model";
+    let allowed = |k: &str| takes_field(false, k) || k == "model";
     if let Some(key) = object.keys().find(|k| !allowed(k)) {
         return error(
             400,
