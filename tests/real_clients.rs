@@ -41,6 +41,14 @@ enum Mode {
     Bedrock,
     /// Vertex format with skipped Google auth, the virtual key in `ANTHROPIC_CUSTOM_HEADERS`.
     Vertex,
+    /// Microsoft Foundry mode, the virtual key as `ANTHROPIC_FOUNDRY_API_KEY`.
+    Foundry,
+    /// Bedrock Mantle mode, the virtual key as `AWS_BEARER_TOKEN_BEDROCK`.
+    Mantle,
+    /// Claude Platform on AWS, the virtual key as `ANTHROPIC_AWS_API_KEY`.
+    AnthropicAws,
+    /// Claude Platform on Google Cloud with skipped Google auth, the key in custom headers.
+    AnthropicGoogleCloud,
 }
 
 fn run_claude_code(version: &str, mode: Mode, gw: &Gateway, extra_env: &[(&str, &str)]) -> Value {
@@ -76,6 +84,41 @@ fn run_claude_code_at(
             .env("ANTHROPIC_BEDROCK_BASE_URL", url)
             .env("AWS_BEARER_TOKEN_BEDROCK", CLIENT_KEY)
             .env("AWS_REGION", "us-east-1"),
+        Mode::Foundry => cmd
+            .env("CLAUDE_CODE_USE_FOUNDRY", "1")
+            .env(
+                "ANTHROPIC_FOUNDRY_BASE_URL",
+                format!("{url}/foundry/anthropic"),
+            )
+            .env("ANTHROPIC_FOUNDRY_API_KEY", CLIENT_KEY),
+        Mode::Mantle => cmd
+            .env("CLAUDE_CODE_USE_MANTLE", "1")
+            .env(
+                "ANTHROPIC_BEDROCK_MANTLE_BASE_URL",
+                format!("{url}/mantle/anthropic"),
+            )
+            .env("AWS_BEARER_TOKEN_BEDROCK", CLIENT_KEY)
+            .env("AWS_REGION", "us-east-1"),
+        Mode::AnthropicAws => cmd
+            .env("CLAUDE_CODE_USE_ANTHROPIC_AWS", "1")
+            .env("ANTHROPIC_AWS_BASE_URL", format!("{url}/anthropic-aws"))
+            .env("ANTHROPIC_AWS_API_KEY", CLIENT_KEY)
+            .env("ANTHROPIC_AWS_WORKSPACE_ID", "wrkspc_client")
+            .env("AWS_REGION", "us-east-1"),
+        Mode::AnthropicGoogleCloud => cmd
+            .env("CLAUDE_CODE_USE_ANTHROPIC_GOOGLE_CLOUD", "1")
+            .env("CLAUDE_CODE_SKIP_ANTHROPIC_GOOGLE_CLOUD_AUTH", "1")
+            .env(
+                "ANTHROPIC_GOOGLE_CLOUD_BASE_URL",
+                format!("{url}/anthropic-google-cloud"),
+            )
+            .env("ANTHROPIC_GOOGLE_CLOUD_PROJECT", "p")
+            .env("ANTHROPIC_GOOGLE_CLOUD_LOCATION", "us-east5")
+            .env("ANTHROPIC_GOOGLE_CLOUD_WORKSPACE_ID", "ws1")
+            .env(
+                "ANTHROPIC_CUSTOM_HEADERS",
+                format!("x-api-key: {CLIENT_KEY}"),
+            ),
         Mode::Vertex => cmd
             .env("CLAUDE_CODE_USE_VERTEX", "1")
             .env("CLAUDE_CODE_SKIP_VERTEX_AUTH", "1")
@@ -949,4 +992,53 @@ fn sluice_derives_the_provider_ids_claude_codes_catalog_publishes() {
             );
         }
     }
+}
+
+/// The real CLI in each of the four newer modes (Foundry, Bedrock Mantle, Claude Platform on
+/// AWS and on Google Cloud) through sluice to a first-party upstream that refuses cloud model ids
+/// as the API does: each reaches `/v1/messages` with its mode's path prefix taken off, a first-
+/// party model id, sluice's credential and no client workspace; Mantle's availability probe is
+/// answered by sluice. (The build before sent Mantle's `anthropic.claude-opus-5-5` upstream,
+/// which the API refuses, and did not know the prefixed paths.)
+#[test]
+fn claude_code_in_every_newer_mode_reaches_a_first_party_upstream() {
+    let mock = mock(&["--strict", "--require-key", "sk-upstream-secret"]);
+    let gw = governed_gateway(&mock);
+    for mode in [
+        Mode::Foundry,
+        Mode::Mantle,
+        Mode::AnthropicAws,
+        Mode::AnthropicGoogleCloud,
+    ] {
+        let result = run_claude_code("2.1.330", mode, &gw, &[]);
+        assert_eq!(result["is_error"], false, "{mode:?}: {result}");
+        assert_eq!(result["result"], "hello", "{mode:?}");
+        let seen = mock_requests(&mock);
+        assert!(!seen.is_empty(), "{mode:?}");
+        for r in &seen {
+            assert!(
+                r["target"].as_str().unwrap().starts_with("/v1/messages"),
+                "{mode:?}: {}",
+                r["target"]
+            );
+            let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+            let model = body["model"].as_str().unwrap();
+            assert!(model.starts_with("claude-"), "{mode:?}: {model}");
+            let headers = r["headers"].to_string().to_ascii_lowercase();
+            assert!(
+                !headers.contains("anthropic-workspace-id"),
+                "{mode:?}: {headers}"
+            );
+        }
+        reset_mock(&mock);
+    }
+    let records = gw.records();
+    let probes: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["upstream"].is_null() && r["status"] == 200 && r["operation"] == "messages")
+        .collect();
+    assert!(
+        !probes.is_empty(),
+        "Mantle's probe is answered by sluice: {records:?}"
+    );
 }

@@ -173,9 +173,12 @@ pub fn served_model(
         .get(deployment.upstream)
         .map(|u| &u.provider);
     let Some((cloud, profile)) = provider.and_then(cloud_of) else {
+        // A Messages client in Bedrock Mantle mode names `anthropic.claude-…`, which only the
+        // clouds know: a Messages upstream gets the Anthropic id.
+        let cloud_id = model_ids::is_cloud_id(model);
         return Ok(match client {
-            ClientFormat::Anthropic => model.to_string(),
-            ClientFormat::Bedrock | ClientFormat::Vertex => anthropic_model_id(model),
+            ClientFormat::Anthropic if !cloud_id => model.to_string(),
+            _ => anthropic_model_id(model),
         });
     };
     let same_format = matches!(

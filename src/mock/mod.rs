@@ -546,6 +546,14 @@ async fn respond<S: AsyncWriteRent>(
     if path.ends_with(b"/v1/models") {
         return write_json(stream, 200, &responses::models_json(), b.close, 0).await;
     }
+    if let Some((status, why)) = state
+        .args
+        .strict
+        .then(|| strict::messages_refusal(body))
+        .flatten()
+    {
+        return write_json(stream, status, why.as_bytes(), b.close, 0).await;
+    }
     let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let (input, output) = responses::usage_for(body.len(), &b.reply);
     if path.ends_with(b"/count_tokens") {

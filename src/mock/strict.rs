@@ -145,3 +145,15 @@ fn vertex_model_id(model: &str) -> bool {
         && !dated_first_party
         && (date.is_empty() || (date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit())))
 }
+
+/// Why the Anthropic API would refuse a Messages request: a model id that is a cloud's
+/// (`anthropic.claude-…`, `claude-…@date`), answered 404 `not_found_error` as the API does.
+pub fn messages_refusal(body: &[u8]) -> Option<(u16, String)> {
+    let parsed: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let model = parsed.get("model")?.as_str()?;
+    let cloud = model.contains("anthropic.") || model.contains('@') || model.starts_with("arn:");
+    cloud.then(|| {
+        let error = serde_json::json!({"type": "error", "error": {"type": "not_found_error", "message": format!("model: {model}")}});
+        (404, error.to_string())
+    })
+}

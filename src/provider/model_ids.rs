@@ -190,6 +190,16 @@ const BUILT_IN: &[Known] = &[
 /// The inference-profile prefixes Bedrock knows (the CLI's list).
 pub const PROFILE_PREFIXES: &[&str] = &["us", "eu", "apac", "jp", "au", "us-gov", "global"];
 
+/// Whether `model` is a cloud's id rather than the Anthropic API's: `anthropic.claude-…`, with
+/// or without an inference-profile prefix, or an ARN.
+pub fn is_cloud_id(model: &str) -> bool {
+    let bare = match model.split_once('.') {
+        Some((prefix, rest)) if PROFILE_PREFIXES.contains(&prefix) => rest,
+        _ => model,
+    };
+    bare.starts_with("anthropic.") || model.starts_with("arn:")
+}
+
 /// The profile prefix for a Bedrock region, as Claude Code picks it.
 pub fn profile_prefix_for_region(region: &str) -> &'static str {
     if region.starts_with("us-gov-") {
@@ -428,6 +438,20 @@ mod tests {
             provider_id("claude-haiku-4-5-20251001", Cloud::Bedrock, Some("eu"), &o).unwrap(),
             "eu.anthropic.claude-haiku-4-5-v9"
         );
+    }
+
+    #[test]
+    fn cloud_ids_are_told_from_anthropic_ids() {
+        for id in [
+            "anthropic.claude-opus-5-5",
+            "us.anthropic.claude-opus-4-8",
+            "arn:aws:bedrock:r:1:x/y",
+        ] {
+            assert!(is_cloud_id(id), "{id}");
+        }
+        for id in ["claude-opus-5-5", "claude-sonnet-4-5@20250929", "us.claude"] {
+            assert!(!is_cloud_id(id), "{id}");
+        }
     }
 
     #[test]

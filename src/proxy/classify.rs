@@ -122,9 +122,12 @@ pub fn classify(head: &RequestHead) -> Result<Operation, GatewayError> {
     let path = head.path();
     path::check(path).map_err(|p| GatewayError::AmbiguousPath(p.reason()))?;
     let get_or_head = matches!(head.method, Method::Get | Method::Head);
+    let messages_path = unprefixed(path);
     Ok(match (head.method, path) {
-        (Method::Post, b"/v1/messages") => Operation::Messages,
-        (Method::Post, b"/v1/messages/count_tokens") => Operation::CountTokens,
+        (Method::Post, _) if messages_path == Some(b"/v1/messages") => Operation::Messages,
+        (Method::Post, _) if messages_path == Some(b"/v1/messages/count_tokens") => {
+            Operation::CountTokens
+        }
         (_, b"/v1/models") if get_or_head => Operation::ListModels,
         (_, b"/healthz") if get_or_head => Operation::Health,
         (_, b"/managed/settings") if get_or_head => Operation::ManagedSettings,
@@ -151,6 +154,29 @@ pub fn classify(head: &RequestHead) -> Result<Operation, GatewayError> {
         (_, p) if is_files_path(p) => Operation::Passthrough,
         _ => Operation::Unknown,
     })
+}
+
+/// The path prefixes a Messages-format client may put before `/v1/messages` (its base URL's
+/// path): the provider mode it runs in (Foundry, Bedrock Mantle, Claude Platform on AWS or on
+/// Google Cloud), then the `/anthropic` those providers' own base URLs end in, each optional.
+const MODE_PREFIXES: [&[u8]; 4] = [
+    b"/foundry",
+    b"/mantle",
+    b"/anthropic-aws",
+    b"/anthropic-google-cloud",
+];
+
+/// A Messages path without its mode prefixes, when it has any; the path itself otherwise.
+pub fn unprefixed(path: &[u8]) -> Option<&[u8]> {
+    let rest = MODE_PREFIXES
+        .iter()
+        .find_map(|p| path.strip_prefix(*p).filter(|r| r.starts_with(b"/")))
+        .unwrap_or(path);
+    let rest = rest
+        .strip_prefix(b"/anthropic")
+        .filter(|r| r.starts_with(b"/"))
+        .unwrap_or(rest);
+    rest.starts_with(b"/v1/messages").then_some(rest)
 }
 
 /// `GET /v1/models/{id}` → the id, if it is one plain segment.
@@ -221,6 +247,24 @@ mod tests {
         assert_eq!(
             op("POST /v1/messages/count_tokens?beta=true"),
             Operation::CountTokens
+        );
+        for prefixed in [
+            "POST /anthropic/v1/messages?beta=true",
+            "POST /foundry/anthropic/v1/messages",
+            "POST /mantle/v1/messages",
+            "POST /anthropic-aws/v1/messages",
+            "POST /anthropic-google-cloud/v1/messages",
+        ] {
+            assert_eq!(op(prefixed), Operation::Messages, "{prefixed}");
+        }
+        assert_eq!(
+            op("POST /foundry/anthropic/v1/messages/count_tokens"),
+            Operation::CountTokens
+        );
+        assert_eq!(op("POST /foundryx/v1/messages"), Operation::Unknown);
+        assert_eq!(
+            op("POST /anthropic/anthropic/v1/messages"),
+            Operation::Unknown
         );
         assert_eq!(op("GET /v1/models?limit=1000"), Operation::ListModels);
         assert_eq!(

@@ -270,18 +270,33 @@ pub fn plan(
                 ..Translation::default()
             })
         }
-        _ if model != candidate.upstream_model.as_deref() => Ok(Translation {
-            body: Some(
-                format::with_model(body.held(), upstream_model)
-                    .ok_or_else(|| {
+        _ => {
+            let body = (model != candidate.upstream_model.as_deref())
+                .then(|| {
+                    format::with_model(body.held(), upstream_model).ok_or_else(|| {
                         GatewayError::InvalidRequest("the request body is not a JSON object".into())
-                    })?
-                    .into(),
-            ),
-            ..Translation::default()
-        }),
-        _ => Ok(Translation::default()),
+                    })
+                })
+                .transpose()?;
+            Ok(Translation {
+                path: unprefixed_target(head),
+                body: body.map(Bytes::from),
+                ..Translation::default()
+            })
+        }
     }
+}
+
+/// A Messages request's target without the mode prefix its client's base URL put before
+/// `/v1/messages` (query kept), when it had one.
+fn unprefixed_target(head: &RequestHead) -> Option<String> {
+    let path = head.path();
+    let bare = super::classify::unprefixed(path).filter(|bare| bare.len() != path.len())?;
+    let target = head.target();
+    let query = target.get(path.len()..).unwrap_or_default();
+    let mut out = String::from_utf8_lossy(bare).into_owned();
+    out.push_str(&String::from_utf8_lossy(query));
+    Some(out)
 }
 
 /// A request as an upstream's field policy lets it through: the betas it takes (the client's
@@ -366,7 +381,9 @@ fn upstream_head(
     if let Some(version) = &t.add_version {
         extra.push(("anthropic-version", version.clone().into_bytes()));
     }
-    let mut drop: Vec<&str> = Vec::new();
+    // The workspace a Claude Platform on AWS client names belongs to its own idea of the
+    // account; upstream, sluice's credential decides.
+    let mut drop: Vec<&str> = vec!["anthropic-workspace-id"];
     if betas.is_some() || t.drop_beta_header || t.beta_header.is_some() {
         drop.push("anthropic-beta");
     }

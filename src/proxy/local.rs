@@ -300,7 +300,7 @@ pub async fn reply_error(
 
 /// Writes a complete local answer — `(status, extra fields, body)`, the head alone for a HEAD
 /// request — and says what was answered.
-async fn write_answer(
+pub(super) async fn write_answer(
     client: &mut ClientConn,
     (status, extra, body): (u16, &[(&str, &str)], &[u8]),
     head_only: bool,

@@ -49,6 +49,7 @@ pub mod exchange;
 pub mod finish;
 pub mod forward;
 pub mod local;
+pub mod probe;
 pub mod relay;
 pub mod request_body;
 pub mod route;
@@ -417,6 +418,15 @@ async fn run_phases(
     ex.model = target.model.clone();
     if let Some(model) = target.refused_model(|m| auth.identity.allows(m)) {
         return Err(auth.identity.deny_model(model));
+    }
+    if let Some(model) = target
+        .model
+        .as_deref()
+        .filter(|m| probe::is_probe(&op, Some(m), body.held()))
+    {
+        let answered = probe::answer(client, head, model, &ex.request.id).await?;
+        ex.response = answered.response;
+        return Ok(answered.keep_alive);
     }
     let admission = admit(&gw.state.limiter, &auth.identity, &op, &body).await?;
     ex.response_headers = quota_headers(&admission);

@@ -345,6 +345,14 @@ pub fn mock_requests(mock: &Proc) -> Vec<Value> {
     v["requests"].as_array().cloned().unwrap_or_default()
 }
 
+/// Empties the mock upstream's request log.
+pub fn reset_mock(mock: &Proc) {
+    request(
+        mock.addr,
+        "GET /__mock/reset HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
+    );
+}
+
 /// A parsed HTTP response.
 #[derive(Debug)]
 pub struct Response {
