@@ -229,13 +229,14 @@ fn sigv4_sign(c: &mut Criterion) {
     let (_, body) = claude_code_request();
     c.bench_function("SigV4 signing of the Claude Code body", |b| {
         b.iter(|| {
-            black_box(sluice::provider::bedrock::signed_fields(
-                &creds,
-                "us-east-1",
-                "bedrock-runtime.us-east-1.amazonaws.com",
-                b"/model/us.anthropic.claude-opus-4-8-v1/invoke-with-response-stream",
-                black_box(&body),
-            ))
+            let request = sluice::provider::bedrock::Signed {
+                service: "bedrock",
+                region: "us-east-1",
+                host: "bedrock-runtime.us-east-1.amazonaws.com",
+                wire_target: b"/model/us.anthropic.claude-opus-4-8-v1/invoke-with-response-stream",
+                body: black_box(&body),
+            };
+            black_box(sluice::provider::bedrock::signed_fields(&creds, &request))
         })
     });
 }

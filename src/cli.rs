@@ -45,7 +45,7 @@ pub enum Command {
         by: String,
     },
     /// Run the built-in Anthropic-compatible mock upstream (for offline trials, tests, the bench).
-    MockUpstream(MockArgs),
+    MockUpstream(Box<MockArgs>),
     /// Run the bundled load bench: mock upstream + sluice, direct vs through sluice.
     Bench(crate::bench::BenchArgs),
 }
@@ -204,6 +204,17 @@ pub struct MockArgs {
     /// as `cache_creation_input_tokens` (a deployment's cache, for session-affinity tests).
     #[arg(long)]
     pub prompt_cache_tokens: Option<u64>,
+    /// Messages requests must be SigV4-signed for this signing name (`bedrock-mantle`,
+    /// `aws-external-anthropic`) with --aws-access-key and --aws-secret-key.
+    #[arg(long, requires = "aws_access_key")]
+    pub sigv4_service: Option<String>,
+    /// Entra ID: the token endpoint (`POST /token`) grants tokens by the client-credentials
+    /// grant to this application (`client_id:secret`), and Messages requests must carry one.
+    #[arg(long)]
+    pub entra_client: Option<String>,
+    /// Messages requests must carry this header field (`name:value`); repeatable.
+    #[arg(long)]
+    pub require_header: Vec<String>,
     /// Answer as Bedrock and Vertex do to what they do not take: a model id not in the
     /// provider's form, a body field or beta outside the provider's documented lists (400 or
     /// 404, in the provider's own error shape).

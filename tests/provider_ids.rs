@@ -436,3 +436,28 @@ fn token_counting_works_against_bedrock_both_ways() {
         .iter()
         .all(|r| r["operation"] == "count_tokens" && r["cost_usd"] == 0.0));
 }
+
+#[test]
+fn foundry_takes_entra_id_tokens_by_the_client_credentials_grant() {
+    let mock = mock(&["--strict", "--entra-client", "app-1:s3cret"]);
+    let config = format!(
+        "[[upstreams]]\nname = \"foundry\"\nprovider = \"foundry\"\nurl = \"{url}/anthropic\"\nentra_client_id = \"app-1\"\nentra_client_secret_env = \"SLUICE_TEST_ENTRA_SECRET\"\nentra_token_url = \"{url}/token\"\n[[routes]]\nmodel = \"*\"\nupstream = \"foundry\"\n",
+        url = mock.url()
+    );
+    let gw = gateway_env("", &config, &[], &[("SLUICE_TEST_ENTRA_SECRET", "s3cret")]);
+    let resp = request(
+        gw.addr,
+        &messages_request(&body_for("claude-sonnet-4-5-20250929"), ""),
+    );
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let seen = mock_requests(&mock);
+    let call = seen.iter().find(|r| r["target"] != "/token").unwrap();
+    assert_eq!(call["target"], "/anthropic/v1/messages?beta=true");
+    assert!(
+        call["headers"].to_string().contains("Bearer entra-mock-"),
+        "{}",
+        call["headers"]
+    );
+    let body: Value = serde_json::from_str(call["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["model"], "claude-sonnet-4-5", "Foundry's own id");
+}

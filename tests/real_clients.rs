@@ -977,19 +977,24 @@ fn sluice_derives_the_provider_ids_claude_codes_catalog_publishes() {
     for model in catalog["models"].as_array().unwrap() {
         let ids = &model["provider_ids"];
         let first_party = ids["first_party"].as_str().unwrap();
+        let clouds = [
+            (Cloud::Bedrock, "bedrock"),
+            (Cloud::Vertex, "vertex"),
+            (Cloud::Foundry, "foundry"),
+            (Cloud::Mantle, "mantle"),
+            (Cloud::AnthropicAws, "anthropic_aws"),
+            (Cloud::AnthropicGoogleCloud, "anthropic_google_cloud"),
+        ];
         for name in [first_party, model["id"].as_str().unwrap()] {
-            let bedrock = provider_id(name, Cloud::Bedrock, Some("us"), &Overrides::new());
-            let vertex = provider_id(name, Cloud::Vertex, None, &Overrides::new());
-            assert_eq!(
-                bedrock.ok().as_deref(),
-                ids["bedrock"].as_str(),
-                "{name} on Bedrock"
-            );
-            assert_eq!(
-                vertex.ok().as_deref(),
-                ids["vertex"].as_str(),
-                "{name} on Vertex"
-            );
+            for (cloud, column) in clouds {
+                let profile = (cloud == Cloud::Bedrock).then_some("us");
+                let ours = provider_id(name, cloud, profile, &Overrides::new());
+                assert_eq!(
+                    ours.ok().as_deref(),
+                    ids[column].as_str(),
+                    "{name} on {column}"
+                );
+            }
         }
     }
 }
@@ -1041,4 +1046,139 @@ fn claude_code_in_every_newer_mode_reaches_a_first_party_upstream() {
         !probes.is_empty(),
         "Mantle's probe is answered by sluice: {records:?}"
     );
+}
+
+const AWS_KEY_ID: &str = "AKIDSLUICEUPSTREAM00";
+const AWS_SECRET: &str = "sluice/upstream/secret";
+
+/// One newer provider kind for the egress test: its mock's checks, the upstream's config, the
+/// path the provider serves and the model id prefix it uses.
+struct NewProvider {
+    mock_args: Vec<String>,
+    upstream: String,
+    path: &'static str,
+    model_prefix: &'static str,
+}
+
+fn new_providers(name: &str) -> NewProvider {
+    let aws = |service: &str| {
+        vec![
+            "--aws-access-key".to_string(),
+            AWS_KEY_ID.into(),
+            "--aws-secret-key".into(),
+            AWS_SECRET.into(),
+            "--sigv4-service".into(),
+            service.into(),
+        ]
+    };
+    let aws_keys =
+        format!("aws_access_key_id = \"{AWS_KEY_ID}\"\naws_secret_access_key = \"{AWS_SECRET}\"\n");
+    match name {
+        "foundry" => NewProvider {
+            mock_args: vec!["--strict".into(), "--require-key".into(), "fk-upstream".into()],
+            upstream: "provider = \"foundry\"\napi_key = \"fk-upstream\"\n".into(),
+            path: "/anthropic/v1/messages",
+            model_prefix: "claude-",
+        },
+        "mantle" => NewProvider {
+            mock_args: aws("bedrock-mantle"),
+            upstream: format!("provider = \"mantle\"\nregion = \"us-east-1\"\n{aws_keys}"),
+            path: "/anthropic/v1/messages",
+            model_prefix: "anthropic.claude-",
+        },
+        "anthropic_aws" => NewProvider {
+            mock_args: [
+                vec!["--strict".to_string()],
+                aws("aws-external-anthropic"),
+                vec!["--require-header".into(), "anthropic-workspace-id:wrkspc_up".into()],
+            ]
+            .concat(),
+            upstream: format!("provider = \"anthropic_aws\"\nregion = \"us-east-1\"\nworkspace_id = \"wrkspc_up\"\n{aws_keys}"),
+            path: "/v1/messages",
+            model_prefix: "claude-",
+        },
+        _ => NewProvider {
+            mock_args: vec!["--strict".into(), "--vertex-token".into(), "ya29.upstream".into()],
+            upstream: "provider = \"anthropic_google_cloud\"\nproject = \"p\"\nregion = \"us-east5\"\nworkspace_id = \"ws1\"\napi_key = \"ya29.upstream\"\n".into(),
+            path: "/v1/projects/p/locations/us-east5/workspaces/ws1/invoke/v1/messages",
+            model_prefix: "claude-",
+        },
+    }
+}
+
+/// First-party Claude Code through sluice to each newer provider kind: Foundry (key), Bedrock
+/// Mantle (SigV4 `bedrock-mantle`, `anthropic.` ids), Claude Platform on AWS (SigV4
+/// `aws-external-anthropic` and its workspace) and on Google Cloud (a Google token, the
+/// workspace path); the mock checks each credential and path as the provider does.
+#[test]
+fn claude_code_reaches_every_newer_provider_kind_through_sluice() {
+    let hash = sluice::config::keys::hash_hex(CLIENT_KEY);
+    for name in [
+        "foundry",
+        "mantle",
+        "anthropic_aws",
+        "anthropic_google_cloud",
+    ] {
+        let p = new_providers(name);
+        let args: Vec<&str> = p.mock_args.iter().map(String::as_str).collect();
+        let mock = mock(&args);
+        let base = p.path.strip_suffix("/v1/messages").unwrap_or_default();
+        let config = format!(
+            "[[keys]]\nname = \"dev\"\nsha256 = \"{hash}\"\n[[upstreams]]\nname = \"{name}\"\nurl = \"{}{base}\"\n{}[[routes]]\nmodel = \"*\"\nupstream = \"{name}\"\n",
+            mock.url(),
+            p.upstream
+        );
+        let gw = gateway("", &config);
+        let result = run_claude_code("2.1.330", Mode::FirstParty, &gw, &[]);
+        assert_eq!(result["is_error"], false, "{name}: {result}");
+        assert_eq!(result["result"], "hello", "{name}");
+        let seen = mock_requests(&mock);
+        assert!(!seen.is_empty(), "{name}");
+        for r in &seen {
+            let target = r["target"].as_str().unwrap();
+            assert!(target.starts_with(p.path), "{name}: {target}");
+            let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+            let model = body["model"].as_str().unwrap();
+            assert!(model.starts_with(p.model_prefix), "{name}: {model}");
+        }
+    }
+}
+
+/// A route across providers: Foundry first, failing; the request falls back to Bedrock Mantle.
+#[test]
+fn a_route_falls_back_from_foundry_to_mantle() {
+    let foundry = mock(&["--always-status", "503"]);
+    let mantle = mock(&[
+        "--bedrock-api-key",
+        "bedrock-key-up",
+        "--require-key",
+        "bedrock-key-up",
+    ]);
+    let hash = sluice::config::keys::hash_hex(CLIENT_KEY);
+    let config = format!(
+        "[[keys]]\nname = \"dev\"\nsha256 = \"{hash}\"\n[[upstreams]]\nname = \"foundry\"\nprovider = \"foundry\"\nurl = \"{}/anthropic\"\napi_key = \"fk\"\n[[upstreams]]\nname = \"mantle\"\nprovider = \"mantle\"\nregion = \"us-east-1\"\nurl = \"{}/anthropic\"\napi_key = \"bedrock-key-up\"\n[[routes]]\nmodel = \"*\"\nbalance = \"ordered\"\naffinity = \"none\"\ndeployments = [{{ upstream = \"foundry\" }}, {{ upstream = \"mantle\" }}]\n",
+        foundry.url(),
+        mantle.url()
+    );
+    let gw = gateway("", &config);
+    let result = run_claude_code("2.1.330", Mode::FirstParty, &gw, &[]);
+    assert_eq!(result["is_error"], false, "{result}");
+    let records = gw.records();
+    let served = records
+        .iter()
+        .find(|r| r["operation"] == "messages" && r["status"] == 200)
+        .unwrap_or_else(|| panic!("{records:?}"));
+    assert_eq!(served["upstream"], "mantle");
+    assert!(
+        served["fallbacks"].to_string().contains("foundry"),
+        "{served}"
+    );
+    assert!(served["upstream_model"]
+        .as_str()
+        .unwrap()
+        .starts_with("anthropic.claude-"));
+    let seen = mock_requests(&mantle);
+    assert!(seen
+        .iter()
+        .all(|r| r["headers"].to_string().contains("Bearer bedrock-key-up")));
 }

@@ -268,3 +268,27 @@ fn a_vertex_client_reaches_vertex_with_its_body_untouched() {
         (Some("vertex"), Some(true))
     );
 }
+
+/// Claude Platform on Google Cloud takes the same Google tokens (a service account here) on
+/// the Messages API under its workspace path.
+#[test]
+fn claude_platform_on_google_cloud_gets_service_account_tokens() {
+    let keys = rsa_keys();
+    let mock = mock(&["--gcp-public-key", keys.public_der.to_str().unwrap()]);
+    let sa = service_account(&keys, &format!("{}/token", mock.url()));
+    let config = format!(
+        "[[upstreams]]\nname = \"gcp\"\nprovider = \"anthropic_google_cloud\"\nproject = \"proj-1\"\nregion = \"us-east5\"\nworkspace_id = \"ws-1\"\nurl = \"{}/v1/projects/proj-1/locations/us-east5/workspaces/ws-1/invoke\"\ngcp_service_account_file = \"{}\"\n[[routes]]\nmodel = \"*\"\nupstream = \"gcp\"\n",
+        mock.url(),
+        sa.display()
+    );
+    let gw = gateway("", &config);
+    let resp = request(gw.addr, &messages_request(STREAM_BODY, ""));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let seen = mock_requests(&mock);
+    let call = seen.iter().find(|r| r["target"] != "/token").unwrap();
+    assert_eq!(
+        call["target"],
+        "/v1/projects/proj-1/locations/us-east5/workspaces/ws-1/invoke/v1/messages?beta=true"
+    );
+    assert!(call["headers"].to_string().contains("Bearer ya29.mock-"));
+}

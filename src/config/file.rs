@@ -444,9 +444,27 @@ pub struct UpstreamFile {
     /// (`global`, `us`, `eu` or a region such as `us-east5`).
     #[serde(default)]
     pub region: Option<String>,
-    /// Vertex: the Google Cloud project.
+    /// Vertex and Claude Platform on Google Cloud: the Google Cloud project.
     #[serde(default)]
     pub project: Option<String>,
+    /// Foundry: the Azure resource name (the default URL's host).
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Foundry with Entra ID: the tenant, the application (client) id and the environment
+    /// variable holding its secret; tokens come by the client-credentials grant.
+    #[serde(default)]
+    pub entra_tenant_id: Option<String>,
+    #[serde(default)]
+    pub entra_client_id: Option<String>,
+    #[serde(default)]
+    pub entra_client_secret_env: Option<String>,
+    /// Foundry with Entra ID: the token endpoint (default
+    /// `https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`).
+    #[serde(default)]
+    pub entra_token_url: Option<String>,
+    /// Claude Platform on AWS and on Google Cloud: the workspace.
+    #[serde(default)]
+    pub workspace_id: Option<String>,
     /// Vertex: a service-account key file (OAuth2 tokens by the JWT-bearer grant).
     #[serde(default)]
     pub gcp_service_account_file: Option<String>,
@@ -516,15 +534,31 @@ pub struct ModelIdFile {
     pub bedrock: Option<String>,
     #[serde(default)]
     pub vertex: Option<String>,
+    #[serde(default)]
+    pub foundry: Option<String>,
+    #[serde(default)]
+    pub mantle: Option<String>,
+    #[serde(default)]
+    pub anthropic_aws: Option<String>,
+    #[serde(default)]
+    pub anthropic_google_cloud: Option<String>,
 }
 
 /// What an upstream speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     Anthropic,
     Bedrock,
     Vertex,
+    /// Microsoft Foundry (`https://{resource}.services.ai.azure.com/anthropic`).
+    Foundry,
+    /// Bedrock's Anthropic-compatible Mantle endpoint.
+    Mantle,
+    /// Claude Platform on AWS.
+    AnthropicAws,
+    /// Claude Platform on Google Cloud.
+    AnthropicGoogleCloud,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -277,6 +277,12 @@ fn apply_overrides(file: &mut FileConfig, o: &Overrides) -> Result<(), ConfigErr
             aws_profile: None,
             aws_credential_process: None,
             project: None,
+            resource: None,
+            entra_tenant_id: None,
+            entra_client_id: None,
+            entra_client_secret_env: None,
+            entra_token_url: None,
+            workspace_id: None,
             gcp_service_account_file: None,
             gcp_token_command: None,
             health_check_path: None,
@@ -326,6 +332,38 @@ mod tests {
 
     fn build_text(text: &str) -> Result<Config, ConfigError> {
         build(parse_text(text)?, &Overrides::default())
+    }
+
+    #[test]
+    fn newer_providers_default_to_their_endpoints() {
+        let c = build_text(
+            "[[upstreams]]\nname = \"f\"\nprovider = \"foundry\"\nresource = \"corp\"\napi_key = \"k\"\n[[upstreams]]\nname = \"m\"\nprovider = \"mantle\"\nregion = \"eu-west-1\"\napi_key = \"k\"\n[[upstreams]]\nname = \"a\"\nprovider = \"anthropic_aws\"\nregion = \"us-west-2\"\nworkspace_id = \"w\"\napi_key = \"k\"\n[[upstreams]]\nname = \"g\"\nprovider = \"anthropic_google_cloud\"\nproject = \"p\"\nworkspace_id = \"w\"\napi_key = \"t\"\n",
+        )
+        .unwrap();
+        let at: Vec<(String, String)> = c
+            .upstreams
+            .iter()
+            .map(|u| (u.endpoint.host.clone(), u.endpoint.base_path.clone()))
+            .collect();
+        let expected = [
+            ("corp.services.ai.azure.com", "/anthropic"),
+            ("bedrock-mantle.eu-west-1.api.aws", "/anthropic"),
+            ("aws-external-anthropic.us-west-2.api.aws", ""),
+            (
+                "claude.googleapis.com",
+                "/v1/projects/p/locations/global/workspaces/w/invoke",
+            ),
+        ];
+        for ((host, base), (want_host, want_base)) in at.iter().zip(expected) {
+            assert_eq!((host.as_str(), base.as_str()), (want_host, want_base));
+        }
+        for bad in [
+            "[[upstreams]]\nname = \"f\"\nprovider = \"foundry\"\napi_key = \"k\"\n",
+            "[[upstreams]]\nname = \"a\"\nprovider = \"anthropic_aws\"\nregion = \"r\"\napi_key = \"k\"\n",
+            "[[upstreams]]\nname = \"x\"\nurl = \"http://h\"\nworkspace_id = \"w\"\n",
+        ] {
+            assert!(build_text(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -131,8 +131,15 @@ pub fn build_model_ids(file: &FileConfig) -> Result<model_ids::Overrides, Config
     file.model_ids
         .iter()
         .map(|(model, ids)| {
-            let empty = |v: &Option<String>| v.as_deref().is_some_and(str::is_empty);
-            if empty(&ids.bedrock) || empty(&ids.vertex) {
+            let all = [
+                &ids.bedrock,
+                &ids.vertex,
+                &ids.foundry,
+                &ids.mantle,
+                &ids.anthropic_aws,
+                &ids.anthropic_google_cloud,
+            ];
+            if all.iter().any(|v| v.as_deref().is_some_and(str::is_empty)) {
                 return Err(invalid(
                     format!("model_ids.{model}"),
                     "ids must not be empty",
@@ -141,6 +148,10 @@ pub fn build_model_ids(file: &FileConfig) -> Result<model_ids::Overrides, Config
             let over = model_ids::IdOverride {
                 bedrock: ids.bedrock.clone(),
                 vertex: ids.vertex.clone(),
+                foundry: ids.foundry.clone(),
+                mantle: ids.mantle.clone(),
+                anthropic_aws: ids.anthropic_aws.clone(),
+                anthropic_google_cloud: ids.anthropic_google_cloud.clone(),
             };
             Ok((model.clone(), over))
         })
@@ -153,6 +164,10 @@ pub fn cloud_of(provider: &ProviderSpec) -> Option<(Cloud, Option<&str>)> {
         ProviderSpec::Anthropic => None,
         ProviderSpec::Bedrock { profile, .. } => Some((Cloud::Bedrock, profile.as_deref())),
         ProviderSpec::Vertex { .. } => Some((Cloud::Vertex, None)),
+        ProviderSpec::Foundry { .. } => Some((Cloud::Foundry, None)),
+        ProviderSpec::Mantle { .. } => Some((Cloud::Mantle, None)),
+        ProviderSpec::AnthropicAws { .. } => Some((Cloud::AnthropicAws, None)),
+        ProviderSpec::AnthropicGoogleCloud { .. } => Some((Cloud::AnthropicGoogleCloud, None)),
     }
 }
 

@@ -50,7 +50,61 @@ pub enum ProviderSpec {
         region: String,
         token: Option<TokenSourceSpec>,
     },
+    /// Microsoft Foundry: the Messages API at `{resource}.services.ai.azure.com/anthropic`,
+    /// with Entra ID tokens from `entra`, or the upstream's key (`x-api-key`).
+    Foundry { entra: Option<EntraSpec> },
+    /// Bedrock Mantle: the Messages API at `bedrock-mantle.{region}.api.aws/anthropic`, signed
+    /// with SigV4 (service `bedrock-mantle`) from `aws`, or the upstream's key (a Bedrock API
+    /// key, as a Bearer token) when `aws` is `None`.
+    Mantle {
+        region: String,
+        aws: Option<CredentialSource>,
+    },
+    /// Claude Platform on AWS: the Messages API at `aws-external-anthropic.{region}.api.aws`
+    /// with `anthropic-workspace-id`, signed with SigV4 (service `aws-external-anthropic`) from
+    /// `aws`, or the upstream's key (`x-api-key`) when `aws` is `None`.
+    AnthropicAws {
+        region: String,
+        workspace_id: String,
+        aws: Option<CredentialSource>,
+    },
+    /// Claude Platform on Google Cloud: the Messages API under
+    /// `claude.googleapis.com/v1/projects/{project}/locations/{location}/workspaces/{workspace}/invoke`,
+    /// with Google OAuth2 tokens from `token`, or the upstream's key (a static token).
+    AnthropicGoogleCloud {
+        project: String,
+        location: String,
+        workspace_id: String,
+        token: Option<TokenSourceSpec>,
+    },
 }
+
+impl ProviderSpec {
+    /// The `provider` name in the config.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            ProviderSpec::Anthropic => "anthropic",
+            ProviderSpec::Bedrock { .. } => "bedrock",
+            ProviderSpec::Vertex { .. } => "vertex",
+            ProviderSpec::Foundry { .. } => "foundry",
+            ProviderSpec::Mantle { .. } => "mantle",
+            ProviderSpec::AnthropicAws { .. } => "anthropic_aws",
+            ProviderSpec::AnthropicGoogleCloud { .. } => "anthropic_google_cloud",
+        }
+    }
+}
+
+/// A Foundry upstream's Entra ID application (client-credentials grant).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntraSpec {
+    pub token_url: String,
+    pub client_id: String,
+    /// The environment variable holding the client secret.
+    pub secret_env: String,
+}
+
+/// The scope a Foundry token is asked for (Azure Cognitive Services).
+pub const FOUNDRY_SCOPE: &str = "https://cognitiveservices.azure.com/.default";
 
 /// Where a Vertex upstream's OAuth2 tokens come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,18 +185,18 @@ fn build_one(u: &UpstreamFile, path: &str) -> Result<UpstreamSpec, ConfigError> 
     let provider = provider(u, path, key.is_some())?;
     let field_policy = field_policy(u, &provider, path)?;
     let auth_header = match provider {
-        ProviderSpec::Bedrock { .. } | ProviderSpec::Vertex { .. } => AuthHeader::Bearer,
-        ProviderSpec::Anthropic => u.auth_header.unwrap_or(AuthHeader::XApiKey),
+        ProviderSpec::Bedrock { .. }
+        | ProviderSpec::Vertex { .. }
+        | ProviderSpec::Mantle { .. }
+        | ProviderSpec::AnthropicGoogleCloud { .. } => AuthHeader::Bearer,
+        ProviderSpec::AnthropicAws { .. } => AuthHeader::XApiKey,
+        ProviderSpec::Anthropic | ProviderSpec::Foundry { .. } => {
+            u.auth_header.unwrap_or(AuthHeader::XApiKey)
+        }
     };
     let url = match (&u.url, &provider) {
         (Some(url), _) => url.clone(),
-        (None, ProviderSpec::Bedrock { region, .. }) => {
-            format!("https://bedrock-runtime.{region}.amazonaws.com")
-        }
-        (None, ProviderSpec::Vertex { region, .. }) => vertex_url(region),
-        (None, ProviderSpec::Anthropic) => {
-            return Err(invalid(format!("{path}.url"), "missing field `url`"))
-        }
+        (None, provider) => default_url(u, provider, path)?,
     };
     let endpoint =
         Endpoint::parse(&url).map_err(|m| invalid(format!("{path}.url"), m.to_string()))?;
@@ -161,6 +215,46 @@ fn build_one(u: &UpstreamFile, path: &str) -> Result<UpstreamSpec, ConfigError> 
         health_probe: health_probe(u, path)?,
         field_policy,
         ca_file: u.ca_file.clone(),
+    })
+}
+
+/// Where a provider is when the config gives no `url`: the provider's own endpoint.
+fn default_url(
+    u: &UpstreamFile,
+    provider: &ProviderSpec,
+    path: &str,
+) -> Result<String, ConfigError> {
+    Ok(match provider {
+        ProviderSpec::Bedrock { region, .. } => {
+            format!("https://bedrock-runtime.{region}.amazonaws.com")
+        }
+        ProviderSpec::Vertex { region, .. } => vertex_url(region),
+        ProviderSpec::Foundry { .. } => match &u.resource {
+            Some(resource) => format!("https://{resource}.services.ai.azure.com/anthropic"),
+            None => {
+                return Err(invalid(
+                    format!("{path}.resource"),
+                    "a foundry upstream needs its Azure resource name (or a url)",
+                ))
+            }
+        },
+        ProviderSpec::Mantle { region, .. } => {
+            format!("https://bedrock-mantle.{region}.api.aws/anthropic")
+        }
+        ProviderSpec::AnthropicAws { region, .. } => {
+            format!("https://aws-external-anthropic.{region}.api.aws")
+        }
+        ProviderSpec::AnthropicGoogleCloud {
+            project,
+            location,
+            workspace_id,
+            ..
+        } => format!(
+            "https://claude.googleapis.com/v1/projects/{project}/locations/{location}/workspaces/{workspace_id}/invoke"
+        ),
+        ProviderSpec::Anthropic => {
+            return Err(invalid(format!("{path}.url"), "missing field `url`"))
+        }
     })
 }
 
@@ -190,7 +284,6 @@ fn provider(u: &UpstreamFile, path: &str, has_key: bool) -> Result<ProviderSpec,
         &u.aws_session_token,
         &u.aws_profile,
         &u.aws_credential_process,
-        &u.inference_profile,
     ];
     let gcp_fields = [
         &u.project,
@@ -198,16 +291,51 @@ fn provider(u: &UpstreamFile, path: &str, has_key: bool) -> Result<ProviderSpec,
         &u.gcp_token_command,
     ];
     let kind = u.provider.unwrap_or(ProviderKind::Anthropic);
-    if kind != ProviderKind::Bedrock && aws_fields.iter().any(|f| f.is_some()) {
+    let aws_kinds = [
+        ProviderKind::Bedrock,
+        ProviderKind::Mantle,
+        ProviderKind::AnthropicAws,
+    ];
+    if !aws_kinds.contains(&kind) && aws_fields.iter().any(|f| f.is_some()) {
         return Err(invalid(
             path,
-            "aws_* fields and inference_profile are for provider = \"bedrock\"",
+            "aws_* fields are for provider = \"bedrock\", \"mantle\" or \"anthropic_aws\"",
         ));
     }
-    if kind != ProviderKind::Vertex && gcp_fields.iter().any(|f| f.is_some()) {
+    if kind != ProviderKind::Bedrock && u.inference_profile.is_some() {
+        return Err(invalid(
+            format!("{path}.inference_profile"),
+            "inference_profile is for provider = \"bedrock\"",
+        ));
+    }
+    let gcp_kinds = [ProviderKind::Vertex, ProviderKind::AnthropicGoogleCloud];
+    if !gcp_kinds.contains(&kind) && gcp_fields.iter().any(|f| f.is_some()) {
         return Err(invalid(
             path,
-            "project and gcp_* fields are for provider = \"vertex\"",
+            "project and gcp_* fields are for provider = \"vertex\" or \"anthropic_google_cloud\"",
+        ));
+    }
+    let foundry_fields = [
+        &u.resource,
+        &u.entra_tenant_id,
+        &u.entra_client_id,
+        &u.entra_client_secret_env,
+        &u.entra_token_url,
+    ];
+    if kind != ProviderKind::Foundry && foundry_fields.iter().any(|f| f.is_some()) {
+        return Err(invalid(
+            path,
+            "resource and entra_* fields are for provider = \"foundry\"",
+        ));
+    }
+    let workspace_kinds = [
+        ProviderKind::AnthropicAws,
+        ProviderKind::AnthropicGoogleCloud,
+    ];
+    if !workspace_kinds.contains(&kind) && u.workspace_id.is_some() {
+        return Err(invalid(
+            format!("{path}.workspace_id"),
+            "workspace_id is for provider = \"anthropic_aws\" or \"anthropic_google_cloud\"",
         ));
     }
     let required = |v: &Option<String>, name: &str, why: &str| {
@@ -242,6 +370,48 @@ fn provider(u: &UpstreamFile, path: &str, has_key: bool) -> Result<ProviderSpec,
             )?,
             token: token_source(u, path, has_key)?,
         }),
+        ProviderKind::Foundry if u.region.is_some() => Err(invalid(
+            format!("{path}.region"),
+            "a foundry upstream is named by its resource, not a region",
+        )),
+        ProviderKind::Foundry => Ok(ProviderSpec::Foundry {
+            entra: entra(u, path, has_key)?,
+        }),
+        ProviderKind::Mantle => Ok(ProviderSpec::Mantle {
+            region: required(
+                &u.region,
+                "region",
+                "a mantle upstream needs its AWS region",
+            )?,
+            aws: aws_source(u, path, has_key)?,
+        }),
+        ProviderKind::AnthropicAws => Ok(ProviderSpec::AnthropicAws {
+            region: required(
+                &u.region,
+                "region",
+                "an anthropic_aws upstream needs its AWS region",
+            )?,
+            workspace_id: required(
+                &u.workspace_id,
+                "workspace_id",
+                "an anthropic_aws upstream needs its workspace",
+            )?,
+            aws: aws_source(u, path, has_key)?,
+        }),
+        ProviderKind::AnthropicGoogleCloud => Ok(ProviderSpec::AnthropicGoogleCloud {
+            project: required(
+                &u.project,
+                "project",
+                "an anthropic_google_cloud upstream needs its Google Cloud project",
+            )?,
+            location: u.region.clone().unwrap_or_else(|| "global".into()),
+            workspace_id: required(
+                &u.workspace_id,
+                "workspace_id",
+                "an anthropic_google_cloud upstream needs its workspace",
+            )?,
+            token: token_source(u, path, has_key)?,
+        }),
     }
 }
 
@@ -253,9 +423,10 @@ fn field_policy(
     path: &str,
 ) -> Result<FieldPolicy, ConfigError> {
     let egress = match provider {
-        ProviderSpec::Anthropic => Egress::Anthropic,
         ProviderSpec::Bedrock { .. } => Egress::Bedrock,
         ProviderSpec::Vertex { .. } => Egress::Vertex,
+        // The others speak the Messages API and take what the Anthropic API takes.
+        _ => Egress::Anthropic,
     };
     let passes = [
         ("pass_fields", &u.pass_fields),
@@ -266,7 +437,10 @@ fn field_policy(
     {
         return Err(invalid(
             format!("{path}.{name}"),
-            "an anthropic upstream takes every field and beta; only drop_fields and drop_betas apply",
+            format!(
+                "a {} upstream takes every field and beta; only drop_fields and drop_betas apply",
+                provider.kind_name()
+            ),
         ));
     }
     let changes = PolicyChanges {
@@ -294,6 +468,45 @@ fn inference_profile(u: &UpstreamFile, path: &str) -> Result<Option<String>, Con
         )),
         None => Ok(Some(
             profile_prefix_for_region(u.region.as_deref().unwrap_or_default()).to_string(),
+        )),
+    }
+}
+
+/// A Foundry upstream's Entra ID application, or `None` when it uses an API key.
+fn entra(u: &UpstreamFile, path: &str, has_key: bool) -> Result<Option<EntraSpec>, ConfigError> {
+    match (&u.entra_client_id, &u.entra_client_secret_env) {
+        (None, None) if u.entra_tenant_id.is_none() && u.entra_token_url.is_none() => {
+            if has_key {
+                Ok(None)
+            } else {
+                Err(invalid(
+                    path,
+                    "a foundry upstream needs api_key (or api_key_env), or entra_tenant_id, entra_client_id and entra_client_secret_env",
+                ))
+            }
+        }
+        (Some(client_id), Some(secret_env)) if !has_key => {
+            let token_url = match (&u.entra_token_url, &u.entra_tenant_id) {
+                (Some(url), _) => url.clone(),
+                (None, Some(tenant)) => {
+                    format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token")
+                }
+                (None, None) => {
+                    return Err(invalid(
+                        format!("{path}.entra_tenant_id"),
+                        "Entra ID needs the tenant (or entra_token_url)",
+                    ))
+                }
+            };
+            Ok(Some(EntraSpec {
+                token_url,
+                client_id: client_id.clone(),
+                secret_env: secret_env.clone(),
+            }))
+        }
+        _ => Err(invalid(
+            path,
+            "give either api_key, or entra_tenant_id, entra_client_id and entra_client_secret_env",
         )),
     }
 }

@@ -523,10 +523,9 @@ async fn respond<S: AsyncWriteRent>(
         Some(call) => return respond_vertex(stream, head, body, b, state, call).await,
         None => {}
     }
-    if let Some(key) = &state.args.require_key {
-        if !presents(head, key) {
-            return write_json(stream, 401, &responses::error_json(401), b.close, 0).await;
-        }
+    if let Err(why) = messages_auth(head, body, state) {
+        let error = serde_json::json!({"type": "error", "error": {"type": "authentication_error", "message": why}});
+        return write_json(stream, 401, error.to_string().as_bytes(), b.close, 0).await;
     }
     if let Some(status) = b.status {
         return write_status(stream, status, b, state).await;
@@ -662,6 +661,50 @@ async fn respond_bedrock<S: AsyncWriteRent>(
     }
 }
 
+/// A Messages request's credentials, as the provider the mock plays checks them: the key
+/// (`--require-key`, as `x-api-key` or Bearer) or a SigV4 signature (`--sigv4-service`), the
+/// fields `--require-header` names, and on a Claude Platform on Google Cloud path
+/// (`…/workspaces/{w}/invoke/v1/messages`) a Google token.
+fn messages_auth(head: &RequestHead, body: &[u8], state: &MockState) -> Result<(), String> {
+    let args = &state.args;
+    let keyed = args
+        .require_key
+        .as_deref()
+        .is_some_and(|k| presents(head, k));
+    let signed = || {
+        let service = args.sigv4_service.as_deref()?;
+        Some(sigv4_check(head, body, args, service))
+    };
+    match (&args.require_key, signed()) {
+        (_, _) if keyed => {}
+        (_, Some(result)) => result?,
+        (Some(_), None) => return Err("invalid x-api-key".into()),
+        (None, None) => {}
+    }
+    if args.entra_client.is_some() {
+        let bearer = head
+            .header_str("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let issued = state.issued.lock().map_err(|_| "lock")?;
+        if !issued.iter().any(|t| t == bearer) {
+            return Err("the Entra ID token is missing or was not issued here".into());
+        }
+    }
+    for wanted in &args.require_header {
+        let (name, value) = wanted.split_once(':').unwrap_or((wanted, ""));
+        if head.header_str(name.trim()) != Some(value.trim()) {
+            return Err(format!("{name} must be {value}"));
+        }
+    }
+    let path = String::from_utf8_lossy(head.path());
+    if path.contains("/workspaces/") && path.contains("/invoke/") && !vertex_authorized(head, state)
+    {
+        return Err("Request had invalid authentication credentials.".into());
+    }
+    Ok(())
+}
+
 /// Checks a request's SigV4 signature (service `bedrock`) against the mock's key pair, or its
 /// Bedrock API key.
 fn bedrock_auth(head: &RequestHead, body: &[u8], args: &MockArgs) -> Result<(), String> {
@@ -671,16 +714,29 @@ fn bedrock_auth(head: &RequestHead, body: &[u8], args: &MockArgs) -> Result<(), 
             return Ok(());
         }
     }
-    let (Some(access), Some(secret)) = (&args.aws_access_key, &args.aws_secret_key) else {
+    if args.aws_access_key.is_none() {
         return if args.bedrock_api_key.is_some() {
             Err("bad Bedrock API key".into())
         } else {
             Ok(())
         };
+    }
+    sigv4_check(head, body, args, "bedrock")
+}
+
+/// Checks a request's SigV4 signature for signing name `service` against the mock's key pair.
+fn sigv4_check(
+    head: &RequestHead,
+    body: &[u8],
+    args: &MockArgs,
+    service: &str,
+) -> Result<(), String> {
+    let (Some(access), Some(secret)) = (&args.aws_access_key, &args.aws_secret_key) else {
+        return Err("the mock has no AWS key pair".into());
     };
     let target = String::from_utf8_lossy(head.target()).into_owned();
     let scope = sluice::provider::sigv4::Scope {
-        service: "bedrock",
+        service,
         regions: &[],
     };
     sluice::provider::sigv4::verify(
@@ -779,6 +835,29 @@ fn vertex_authorized(head: &RequestHead, state: &MockState) -> bool {
 /// and its claims, then issues a token.
 fn issue_token(form: &[u8], state: &MockState) -> Result<String, String> {
     use base64::Engine;
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(form).into_owned().collect();
+    let value = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if value("grant_type") == Some("client_credentials") {
+        let expected = state
+            .args
+            .entra_client
+            .as_deref()
+            .ok_or("no --entra-client")?;
+        let (id, secret) = expected.split_once(':').unwrap_or((expected, ""));
+        let scoped = value("scope") == Some("https://cognitiveservices.azure.com/.default");
+        if value("client_id") != Some(id) || value("client_secret") != Some(secret) || !scoped {
+            return Err("invalid_client".into());
+        }
+        let mut issued = state.issued.lock().map_err(|_| "lock")?;
+        let token = format!("entra-mock-{}", issued.len() + 1);
+        issued.push(token.clone());
+        return Ok(token);
+    }
     let key_path = state
         .args
         .gcp_public_key

@@ -1,19 +1,32 @@
-//! Signing a request for a Bedrock upstream: the minimal signed set (`host`, `content-type`,
-//! `x-amz-date`, `x-amz-content-sha256`, and `x-amz-security-token` for temporary credentials),
-//! service `bedrock` (the host says `bedrock-runtime`; the signing name does not).
+//! Signing a request for an AWS upstream (Bedrock, Bedrock Mantle, Claude Platform on AWS): the
+//! minimal signed set (`host`, `content-type`, `x-amz-date`, `x-amz-content-sha256`, and
+//! `x-amz-security-token` for temporary credentials) under the provider's signing name
+//! (`bedrock` — the host says `bedrock-runtime`; the signing name does not —,
+//! `bedrock-mantle`, `aws-external-anthropic`).
 
 use std::time::SystemTime;
 
 use super::sigv4::{self, AwsCredentials};
 
-/// The header fields to add to a Bedrock request: signing inputs and `authorization`.
-pub fn signed_fields(
-    creds: &AwsCredentials,
-    region: &str,
-    host: &str,
-    wire_target: &[u8],
-    body: &[u8],
-) -> Vec<(&'static str, String)> {
+/// What is signed: the request as it goes on the wire, and where.
+pub struct Signed<'a> {
+    /// The SigV4 signing name.
+    pub service: &'static str,
+    pub region: &'a str,
+    pub host: &'a str,
+    pub wire_target: &'a [u8],
+    pub body: &'a [u8],
+}
+
+/// The header fields to add to the request: signing inputs and `authorization`.
+pub fn signed_fields(creds: &AwsCredentials, request: &Signed<'_>) -> Vec<(&'static str, String)> {
+    let Signed {
+        service,
+        region,
+        host,
+        wire_target,
+        body,
+    } = *request;
     let target = String::from_utf8_lossy(wire_target);
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     let date = sigv4::amz_date(SystemTime::now());
@@ -35,7 +48,7 @@ pub fn signed_fields(
         headers: &signed,
         payload_sha256: &payload,
     };
-    let auth = sigv4::authorization(creds, region, "bedrock", &date, &req);
+    let auth = sigv4::authorization(creds, region, service, &date, &req);
     fields.push(("authorization", auth));
     fields
 }

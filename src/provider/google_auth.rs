@@ -1,6 +1,7 @@
-//! OAuth2 access tokens for a Vertex upstream, from a service-account JSON (an RS256-signed JWT
-//! exchanged at the token endpoint, RFC 7523, as google-auth does) or from a command that prints
-//! a token (`gcloud auth print-access-token`). A side thread fetches the first token at start-up
+//! OAuth2 access tokens for a Google upstream (Vertex, Claude Platform on Google Cloud), from a
+//! service-account JSON (an RS256-signed JWT exchanged at the token endpoint, RFC 7523, as
+//! google-auth does) or from a command that prints a token (`gcloud auth print-access-token`);
+//! and for a Foundry upstream from Entra ID by the client-credentials grant (RFC 6749 §4.4). A side thread fetches the first token at start-up
 //! and refreshes it 3 min 45 s before it expires (google-auth's threshold); workers read the
 //! current token with one atomic load and never wait on the network.
 
@@ -22,6 +23,16 @@ const COMMAND_TOKEN_LIFETIME: Duration = Duration::from_secs(45 * 60);
 pub enum TokenSource {
     ServiceAccount(Arc<ServiceAccount>),
     Command(String),
+    ClientCredentials(Arc<ClientCredentials>),
+}
+
+/// An Entra ID (or any OAuth2) client-credentials grant: the token endpoint, the application's
+/// id and secret, and the scope asked for.
+pub struct ClientCredentials {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub scope: String,
 }
 
 impl std::fmt::Debug for TokenSource {
@@ -29,6 +40,7 @@ impl std::fmt::Debug for TokenSource {
         match self {
             TokenSource::ServiceAccount(sa) => write!(f, "ServiceAccount({})", sa.client_email),
             TokenSource::Command(c) => write!(f, "Command({c:?})"),
+            TokenSource::ClientCredentials(c) => write!(f, "ClientCredentials({})", c.client_id),
         }
     }
 }
@@ -111,14 +123,14 @@ pub struct Token {
     pub expires: SystemTime,
 }
 
-/// The live token of one Vertex upstream, shared by all workers.
+/// The live token of one upstream, shared by all workers.
 #[derive(Debug)]
-pub struct GoogleTokenCell {
+pub struct OAuthTokenCell {
     source: TokenSource,
     current: ArcSwapOption<Token>,
 }
 
-impl GoogleTokenCell {
+impl OAuthTokenCell {
     pub fn new(source: TokenSource) -> Arc<Self> {
         Arc::new(Self {
             source,
@@ -137,12 +149,12 @@ impl GoogleTokenCell {
     /// side thread. A failed first fetch is logged and retried by the thread.
     pub fn start(self: &Arc<Self>) {
         if let Err(e) = self.refresh() {
-            tracing::error!(error = %e, "cannot get a Vertex access token; retrying");
+            tracing::error!(error = %e, "cannot get an upstream access token; retrying");
         }
         // Held weakly: once a config reload has dropped the upstream, the thread stops.
         let weak = Arc::downgrade(self);
         let spawned = std::thread::Builder::new()
-            .name("sluice-google-token".into())
+            .name("sluice-oauth-token".into())
             .spawn(move || loop {
                 let Some(cell) = weak.upgrade() else { break };
                 let wait = cell
@@ -157,11 +169,11 @@ impl GoogleTokenCell {
                 std::thread::sleep(wait);
                 let Some(cell) = weak.upgrade() else { break };
                 if let Err(e) = cell.refresh() {
-                    tracing::error!(error = %e, "cannot refresh the Vertex access token");
+                    tracing::error!(error = %e, "cannot refresh an upstream access token");
                 }
             });
         if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the Vertex token refresher");
+            tracing::error!(error = %e, "cannot start an upstream token refresher");
         }
     }
 
@@ -212,31 +224,46 @@ fn fetch(source: &TokenSource) -> Result<Token, CredentialError> {
                 "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={}",
                 sa.assertion(secs)?
             );
-            let (status, body) = super::blocking_http::post(
-                &sa.token_uri,
-                "application/x-www-form-urlencoded",
-                form.as_bytes(),
-                &[],
-            )?;
-            if status != 200 {
-                return Err(CredentialError::TokenStatus {
-                    status,
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                });
-            }
-            let parsed: TokenResponse = serde_json::from_slice(&body)
-                .map_err(|e| CredentialError::TokenResponse(e.to_string()))?;
-            // google-auth tolerates expires_in as a number or a string.
-            let lifetime = match &parsed.expires_in {
-                serde_json::Value::Number(n) => n.as_u64(),
-                serde_json::Value::String(s) => s.parse().ok(),
-                _ => None,
-            }
-            .unwrap_or(3600);
-            Ok(Token {
-                value: parsed.access_token,
-                expires: now + Duration::from_secs(lifetime),
-            })
+            grant(&sa.token_uri, &form, now)
+        }
+        TokenSource::ClientCredentials(c) => {
+            let enc = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+            let form = format!(
+                "grant_type=client_credentials&client_id={}&client_secret={}&scope={}",
+                enc(&c.client_id),
+                enc(&c.client_secret),
+                enc(&c.scope)
+            );
+            grant(&c.token_url, &form, now)
         }
     }
+}
+
+/// Posts a token request `form` to `url` and reads the token it grants.
+fn grant(url: &str, form: &str, now: SystemTime) -> Result<Token, CredentialError> {
+    let (status, body) = super::blocking_http::post(
+        url,
+        "application/x-www-form-urlencoded",
+        form.as_bytes(),
+        &[],
+    )?;
+    if status != 200 {
+        return Err(CredentialError::TokenStatus {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+    }
+    let parsed: TokenResponse =
+        serde_json::from_slice(&body).map_err(|e| CredentialError::TokenResponse(e.to_string()))?;
+    // google-auth tolerates expires_in as a number or a string.
+    let lifetime = match &parsed.expires_in {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+    .unwrap_or(3600);
+    Ok(Token {
+        value: parsed.access_token,
+        expires: now + Duration::from_secs(lifetime),
+    })
 }

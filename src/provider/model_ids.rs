@@ -15,11 +15,15 @@
 
 use std::collections::BTreeMap;
 
-/// The clouds whose ids differ from the Anthropic API's.
+/// The providers whose model ids (or offer) differ from the Anthropic API's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cloud {
     Bedrock,
     Vertex,
+    Foundry,
+    Mantle,
+    AnthropicAws,
+    AnthropicGoogleCloud,
 }
 
 impl Cloud {
@@ -27,164 +31,68 @@ impl Cloud {
         match self {
             Cloud::Bedrock => "Bedrock",
             Cloud::Vertex => "Vertex",
+            Cloud::Foundry => "Foundry",
+            Cloud::Mantle => "Bedrock Mantle",
+            Cloud::AnthropicAws => "Claude Platform on AWS",
+            Cloud::AnthropicGoogleCloud => "Claude Platform on Google Cloud",
         }
     }
 }
 
 /// One model of the built-in table: its first-party id, the shorter name Claude Code also
-/// uses for it, and its Bedrock (without profile prefix) and Vertex ids (`None`: not offered).
+/// uses for it, and its id at each provider (`None`: not offered there; Bedrock ids without
+/// their inference-profile prefix).
 struct Known {
     first_party: &'static str,
     short: &'static str,
     bedrock: Option<&'static str>,
     vertex: Option<&'static str>,
+    foundry: Option<&'static str>,
+    mantle: Option<&'static str>,
+    anthropic_aws: Option<&'static str>,
+    google_cloud: Option<&'static str>,
 }
 
-const fn known(
-    first_party: &'static str,
-    short: &'static str,
-    bedrock: Option<&'static str>,
-    vertex: Option<&'static str>,
-) -> Known {
-    Known {
-        first_party,
-        short,
-        bedrock,
-        vertex,
+impl Known {
+    fn id(&self, cloud: Cloud) -> Option<&'static str> {
+        match cloud {
+            Cloud::Bedrock => self.bedrock,
+            Cloud::Vertex => self.vertex,
+            Cloud::Foundry => self.foundry,
+            Cloud::Mantle => self.mantle,
+            Cloud::AnthropicAws => self.anthropic_aws,
+            Cloud::AnthropicGoogleCloud => self.google_cloud,
+        }
     }
 }
 
-/// From Claude Code 2.1.330's model table (`provider_ids`), prefixes taken off the Bedrock ids.
+/// Claude Code 2.1.330's model catalog (`provider_ids`), generated from the pinned CLI.
+#[rustfmt::skip]
 const BUILT_IN: &[Known] = &[
-    known(
-        "claude-opus-5-5",
-        "claude-opus-5-5",
-        Some("anthropic.claude-opus-5-5"),
-        Some("claude-opus-5-5"),
-    ),
-    known(
-        "claude-sonnet-5-5",
-        "claude-sonnet-5-5",
-        Some("anthropic.claude-sonnet-5-5"),
-        Some("claude-sonnet-5-5"),
-    ),
-    known(
-        "claude-haiku-5-5",
-        "claude-haiku-5-5",
-        Some("anthropic.claude-haiku-5-5"),
-        Some("claude-haiku-5-5"),
-    ),
-    known(
-        "claude-opus-5",
-        "claude-opus-5",
-        Some("anthropic.claude-opus-5"),
-        Some("claude-opus-5"),
-    ),
-    known(
-        "claude-sonnet-5",
-        "claude-sonnet-5",
-        Some("anthropic.claude-sonnet-5"),
-        Some("claude-sonnet-5"),
-    ),
-    known(
-        "claude-fable-5",
-        "claude-fable-5",
-        Some("anthropic.claude-fable-5"),
-        Some("claude-fable-5"),
-    ),
-    known(
-        "claude-fable-5-1",
-        "claude-fable-5-1",
-        Some("anthropic.claude-fable-5-1"),
-        Some("claude-fable-5-1"),
-    ),
-    known(
-        "claude-fable-5-2",
-        "claude-fable-5-2",
-        Some("anthropic.claude-fable-5-2"),
-        Some("claude-fable-5-2"),
-    ),
-    known("claude-mythos-5", "claude-mythos-5", None, None),
-    known("claude-mythos-5-1", "claude-mythos-5-1", None, None),
-    known("claude-mythos-5-2", "claude-mythos-5-2", None, None),
-    known(
-        "claude-opus-4-8",
-        "claude-opus-4-8",
-        Some("anthropic.claude-opus-4-8"),
-        Some("claude-opus-4-8"),
-    ),
-    known(
-        "claude-opus-4-7",
-        "claude-opus-4-7",
-        Some("anthropic.claude-opus-4-7"),
-        Some("claude-opus-4-7"),
-    ),
-    known(
-        "claude-opus-4-6",
-        "claude-opus-4-6",
-        Some("anthropic.claude-opus-4-6-v1"),
-        Some("claude-opus-4-6"),
-    ),
-    known(
-        "claude-sonnet-4-6",
-        "claude-sonnet-4-6",
-        Some("anthropic.claude-sonnet-4-6"),
-        Some("claude-sonnet-4-6"),
-    ),
-    known(
-        "claude-opus-4-5-20251101",
-        "claude-opus-4-5",
-        Some("anthropic.claude-opus-4-5-20251101-v1:0"),
-        Some("claude-opus-4-5@20251101"),
-    ),
-    known(
-        "claude-sonnet-4-5-20250929",
-        "claude-sonnet-4-5",
-        Some("anthropic.claude-sonnet-4-5-20250929-v1:0"),
-        Some("claude-sonnet-4-5@20250929"),
-    ),
-    known(
-        "claude-haiku-4-5-20251001",
-        "claude-haiku-4-5",
-        Some("anthropic.claude-haiku-4-5-20251001-v1:0"),
-        Some("claude-haiku-4-5@20251001"),
-    ),
-    known(
-        "claude-opus-4-1-20250805",
-        "claude-opus-4-1",
-        Some("anthropic.claude-opus-4-1-20250805-v1:0"),
-        Some("claude-opus-4-1@20250805"),
-    ),
-    known(
-        "claude-opus-4-20250514",
-        "claude-opus-4-0",
-        Some("anthropic.claude-opus-4-20250514-v1:0"),
-        Some("claude-opus-4@20250514"),
-    ),
-    known(
-        "claude-sonnet-4-20250514",
-        "claude-sonnet-4-0",
-        Some("anthropic.claude-sonnet-4-20250514-v1:0"),
-        Some("claude-sonnet-4@20250514"),
-    ),
-    known(
-        "claude-3-7-sonnet-20250219",
-        "claude-3-7-sonnet",
-        Some("anthropic.claude-3-7-sonnet-20250219-v1:0"),
-        Some("claude-3-7-sonnet@20250219"),
-    ),
-    known(
-        "claude-3-5-sonnet-20241022",
-        "claude-3-5-sonnet",
-        Some("anthropic.claude-3-5-sonnet-20241022-v2:0"),
-        Some("claude-3-5-sonnet-v2@20241022"),
-    ),
-    known(
-        "claude-3-5-haiku-20241022",
-        "claude-3-5-haiku",
-        Some("anthropic.claude-3-5-haiku-20241022-v1:0"),
-        Some("claude-3-5-haiku@20241022"),
-    ),
+    Known { first_party: "claude-3-5-haiku-20241022", short: "claude-3-5-haiku", bedrock: Some("anthropic.claude-3-5-haiku-20241022-v1:0"), vertex: Some("claude-3-5-haiku@20241022"), foundry: Some("claude-3-5-haiku"), mantle: None, anthropic_aws: Some("claude-3-5-haiku-20241022"), google_cloud: None },
+    Known { first_party: "claude-haiku-4-5-20251001", short: "claude-haiku-4-5", bedrock: Some("anthropic.claude-haiku-4-5-20251001-v1:0"), vertex: Some("claude-haiku-4-5@20251001"), foundry: Some("claude-haiku-4-5"), mantle: Some("anthropic.claude-haiku-4-5"), anthropic_aws: Some("claude-haiku-4-5-20251001"), google_cloud: Some("claude-haiku-4-5-20251001") },
+    Known { first_party: "claude-haiku-5-5", short: "claude-haiku-5-5", bedrock: Some("anthropic.claude-haiku-5-5"), vertex: Some("claude-haiku-5-5"), foundry: Some("claude-haiku-5-5"), mantle: Some("anthropic.claude-haiku-5-5"), anthropic_aws: Some("claude-haiku-5-5"), google_cloud: Some("claude-haiku-5-5") },
+    Known { first_party: "claude-3-5-sonnet-20241022", short: "claude-3-5-sonnet", bedrock: Some("anthropic.claude-3-5-sonnet-20241022-v2:0"), vertex: Some("claude-3-5-sonnet-v2@20241022"), foundry: Some("claude-3-5-sonnet"), mantle: None, anthropic_aws: Some("claude-3-5-sonnet-20241022"), google_cloud: None },
+    Known { first_party: "claude-3-7-sonnet-20250219", short: "claude-3-7-sonnet", bedrock: Some("anthropic.claude-3-7-sonnet-20250219-v1:0"), vertex: Some("claude-3-7-sonnet@20250219"), foundry: Some("claude-3-7-sonnet"), mantle: None, anthropic_aws: Some("claude-3-7-sonnet-20250219"), google_cloud: None },
+    Known { first_party: "claude-sonnet-4-20250514", short: "claude-sonnet-4-0", bedrock: Some("anthropic.claude-sonnet-4-20250514-v1:0"), vertex: Some("claude-sonnet-4@20250514"), foundry: Some("claude-sonnet-4"), mantle: None, anthropic_aws: Some("claude-sonnet-4-20250514"), google_cloud: None },
+    Known { first_party: "claude-sonnet-4-5-20250929", short: "claude-sonnet-4-5", bedrock: Some("anthropic.claude-sonnet-4-5-20250929-v1:0"), vertex: Some("claude-sonnet-4-5@20250929"), foundry: Some("claude-sonnet-4-5"), mantle: None, anthropic_aws: Some("claude-sonnet-4-5-20250929"), google_cloud: Some("claude-sonnet-4-5-20250929") },
+    Known { first_party: "claude-sonnet-4-6", short: "claude-sonnet-4-6", bedrock: Some("anthropic.claude-sonnet-4-6"), vertex: Some("claude-sonnet-4-6"), foundry: Some("claude-sonnet-4-6"), mantle: None, anthropic_aws: Some("claude-sonnet-4-6"), google_cloud: Some("claude-sonnet-4-6") },
+    Known { first_party: "claude-sonnet-5", short: "claude-sonnet-5", bedrock: Some("anthropic.claude-sonnet-5"), vertex: Some("claude-sonnet-5"), foundry: Some("claude-sonnet-5"), mantle: Some("anthropic.claude-sonnet-5"), anthropic_aws: Some("claude-sonnet-5"), google_cloud: Some("claude-sonnet-5") },
+    Known { first_party: "claude-sonnet-5-5", short: "claude-sonnet-5-5", bedrock: Some("anthropic.claude-sonnet-5-5"), vertex: Some("claude-sonnet-5-5"), foundry: Some("claude-sonnet-5-5"), mantle: Some("anthropic.claude-sonnet-5-5"), anthropic_aws: Some("claude-sonnet-5-5"), google_cloud: Some("claude-sonnet-5-5") },
+    Known { first_party: "claude-opus-4-20250514", short: "claude-opus-4-0", bedrock: Some("anthropic.claude-opus-4-20250514-v1:0"), vertex: Some("claude-opus-4@20250514"), foundry: Some("claude-opus-4"), mantle: None, anthropic_aws: Some("claude-opus-4-20250514"), google_cloud: None },
+    Known { first_party: "claude-opus-4-1-20250805", short: "claude-opus-4-1", bedrock: Some("anthropic.claude-opus-4-1-20250805-v1:0"), vertex: Some("claude-opus-4-1@20250805"), foundry: Some("claude-opus-4-1"), mantle: None, anthropic_aws: Some("claude-opus-4-1-20250805"), google_cloud: None },
+    Known { first_party: "claude-opus-4-5-20251101", short: "claude-opus-4-5", bedrock: Some("anthropic.claude-opus-4-5-20251101-v1:0"), vertex: Some("claude-opus-4-5@20251101"), foundry: Some("claude-opus-4-5"), mantle: None, anthropic_aws: Some("claude-opus-4-5-20251101"), google_cloud: Some("claude-opus-4-5-20251101") },
+    Known { first_party: "claude-opus-4-6", short: "claude-opus-4-6", bedrock: Some("anthropic.claude-opus-4-6-v1"), vertex: Some("claude-opus-4-6"), foundry: Some("claude-opus-4-6"), mantle: None, anthropic_aws: Some("claude-opus-4-6"), google_cloud: Some("claude-opus-4-6") },
+    Known { first_party: "claude-opus-4-7", short: "claude-opus-4-7", bedrock: Some("anthropic.claude-opus-4-7"), vertex: Some("claude-opus-4-7"), foundry: Some("claude-opus-4-7"), mantle: Some("anthropic.claude-opus-4-7"), anthropic_aws: Some("claude-opus-4-7"), google_cloud: Some("claude-opus-4-7") },
+    Known { first_party: "claude-opus-4-8", short: "claude-opus-4-8", bedrock: Some("anthropic.claude-opus-4-8"), vertex: Some("claude-opus-4-8"), foundry: Some("claude-opus-4-8"), mantle: Some("anthropic.claude-opus-4-8"), anthropic_aws: Some("claude-opus-4-8"), google_cloud: Some("claude-opus-4-8") },
+    Known { first_party: "claude-opus-5", short: "claude-opus-5", bedrock: Some("anthropic.claude-opus-5"), vertex: Some("claude-opus-5"), foundry: Some("claude-opus-5"), mantle: Some("anthropic.claude-opus-5"), anthropic_aws: Some("claude-opus-5"), google_cloud: Some("claude-opus-5") },
+    Known { first_party: "claude-opus-5-5", short: "claude-opus-5-5", bedrock: Some("anthropic.claude-opus-5-5"), vertex: Some("claude-opus-5-5"), foundry: Some("claude-opus-5-5"), mantle: Some("anthropic.claude-opus-5-5"), anthropic_aws: Some("claude-opus-5-5"), google_cloud: Some("claude-opus-5-5") },
+    Known { first_party: "claude-fable-5", short: "claude-fable-5", bedrock: Some("anthropic.claude-fable-5"), vertex: Some("claude-fable-5"), foundry: Some("claude-fable-5"), mantle: Some("anthropic.claude-fable-5"), anthropic_aws: Some("claude-fable-5"), google_cloud: Some("claude-fable-5") },
+    Known { first_party: "claude-fable-5-1", short: "claude-fable-5-1", bedrock: Some("anthropic.claude-fable-5-1"), vertex: Some("claude-fable-5-1"), foundry: Some("claude-fable-5-1"), mantle: Some("anthropic.claude-fable-5-1"), anthropic_aws: Some("claude-fable-5-1"), google_cloud: Some("claude-fable-5-1") },
+    Known { first_party: "claude-fable-5-2", short: "claude-fable-5-2", bedrock: Some("anthropic.claude-fable-5-2"), vertex: Some("claude-fable-5-2"), foundry: Some("claude-fable-5-2"), mantle: Some("anthropic.claude-fable-5-2"), anthropic_aws: Some("claude-fable-5-2"), google_cloud: Some("claude-fable-5-2") },
+    Known { first_party: "claude-mythos-5", short: "claude-mythos-5", bedrock: None, vertex: None, foundry: None, mantle: None, anthropic_aws: None, google_cloud: None },
+    Known { first_party: "claude-mythos-5-1", short: "claude-mythos-5-1", bedrock: None, vertex: None, foundry: None, mantle: None, anthropic_aws: None, google_cloud: None },
+    Known { first_party: "claude-mythos-5-2", short: "claude-mythos-5-2", bedrock: None, vertex: None, foundry: None, mantle: None, anthropic_aws: None, google_cloud: None },
 ];
 
 /// The inference-profile prefixes Bedrock knows (the CLI's list).
@@ -220,6 +128,23 @@ pub fn profile_prefix_for_region(region: &str) -> &'static str {
 pub struct IdOverride {
     pub bedrock: Option<String>,
     pub vertex: Option<String>,
+    pub foundry: Option<String>,
+    pub mantle: Option<String>,
+    pub anthropic_aws: Option<String>,
+    pub anthropic_google_cloud: Option<String>,
+}
+
+impl IdOverride {
+    fn id(&self, cloud: Cloud) -> Option<&str> {
+        match cloud {
+            Cloud::Bedrock => self.bedrock.as_deref(),
+            Cloud::Vertex => self.vertex.as_deref(),
+            Cloud::Foundry => self.foundry.as_deref(),
+            Cloud::Mantle => self.mantle.as_deref(),
+            Cloud::AnthropicAws => self.anthropic_aws.as_deref(),
+            Cloud::AnthropicGoogleCloud => self.anthropic_google_cloud.as_deref(),
+        }
+    }
 }
 
 /// The config's overrides, by first-party id.
@@ -245,17 +170,14 @@ pub fn provider_id(
 ) -> Result<String, Unmappable> {
     let over = names_of(model)
         .filter_map(|name| overrides.get(name))
-        .find_map(|o| match cloud {
-            Cloud::Bedrock => o.bedrock.as_deref(),
-            Cloud::Vertex => o.vertex.as_deref(),
-        });
+        .find_map(|o| o.id(cloud));
     let id = match over {
         Some(id) => id.to_string(),
         None => table_or_rule(model, cloud)?,
     };
     Ok(match cloud {
         Cloud::Bedrock => with_profile(&id, profile),
-        Cloud::Vertex => id,
+        _ => id,
     })
 }
 
@@ -279,14 +201,13 @@ fn table_or_rule(model: &str, cloud: Cloud) -> Result<String, Unmappable> {
         .iter()
         .find(|k| k.first_party == model || k.short == model)
     {
-        let id = match cloud {
-            Cloud::Bedrock => k.bedrock,
-            Cloud::Vertex => k.vertex,
-        };
-        return id.map(str::to_string).ok_or(Unmappable::NotOffered {
-            model: model.to_string(),
-            cloud,
-        });
+        return k
+            .id(cloud)
+            .map(str::to_string)
+            .ok_or(Unmappable::NotOffered {
+                model: model.to_string(),
+                cloud,
+            });
     }
     let plain = model.starts_with("claude-")
         && model
@@ -298,11 +219,14 @@ fn table_or_rule(model: &str, cloud: Cloud) -> Result<String, Unmappable> {
             cloud,
         });
     }
+    let undated = split_date(model).map_or(model, |(name, _)| name);
     Ok(match (cloud, split_date(model)) {
         (Cloud::Bedrock, Some(_)) => format!("anthropic.{model}-v1:0"),
         (Cloud::Bedrock, None) => format!("anthropic.{model}"),
         (Cloud::Vertex, Some((name, date))) => format!("{name}@{date}"),
-        (Cloud::Vertex, None) => model.to_string(),
+        (Cloud::Foundry, _) => undated.to_string(),
+        (Cloud::Mantle, _) => format!("anthropic.{undated}"),
+        (Cloud::Vertex | Cloud::AnthropicAws | Cloud::AnthropicGoogleCloud, _) => model.to_string(),
     })
 }
 
@@ -400,6 +324,7 @@ mod tests {
             IdOverride {
                 bedrock: Some("arn:aws:bedrock:us-east-1:1:application-inference-profile/x".into()),
                 vertex: Some("claude-opus-4-8@20260601".into()),
+                ..Default::default()
             },
         );
         o.insert(
@@ -407,6 +332,7 @@ mod tests {
             IdOverride {
                 bedrock: Some("anthropic.claude-sonnet-4-6-v2:0".into()),
                 vertex: None,
+                ..Default::default()
             },
         );
         let b = |m| provider_id(m, Cloud::Bedrock, Some("eu"), &o).unwrap();
@@ -432,6 +358,7 @@ mod tests {
             IdOverride {
                 bedrock: Some("anthropic.claude-haiku-4-5-v9".into()),
                 vertex: None,
+                ..Default::default()
             },
         );
         assert_eq!(

@@ -70,7 +70,30 @@ pub enum Provider {
     Vertex {
         project: String,
         region: String,
-        token: Option<std::sync::Arc<super::google_auth::GoogleTokenCell>>,
+        token: Option<std::sync::Arc<super::google_auth::OAuthTokenCell>>,
+    },
+    /// Microsoft Foundry: the Messages API with Entra ID tokens from `token`, or the
+    /// upstream's key when there is none.
+    Foundry {
+        token: Option<std::sync::Arc<super::google_auth::OAuthTokenCell>>,
+    },
+    /// Bedrock Mantle: the Messages API, SigV4-signed (service `bedrock-mantle`) with these
+    /// credentials, or a Bedrock API key (the upstream's `credential`) when there are none.
+    Mantle {
+        region: String,
+        aws: Option<std::sync::Arc<super::aws_credentials::AwsCredentialCell>>,
+    },
+    /// Claude Platform on AWS: the Messages API with `anthropic-workspace-id`, SigV4-signed
+    /// (service `aws-external-anthropic`) or with the upstream's key.
+    AnthropicAws {
+        region: String,
+        workspace_id: String,
+        aws: Option<std::sync::Arc<super::aws_credentials::AwsCredentialCell>>,
+    },
+    /// Claude Platform on Google Cloud: the Messages API with Google OAuth2 tokens from
+    /// `token`, or the upstream's `credential` (a static token).
+    AnthropicGoogleCloud {
+        token: Option<std::sync::Arc<super::google_auth::OAuthTokenCell>>,
     },
 }
 
@@ -84,11 +107,58 @@ impl Provider {
         match self {
             Provider::Bedrock {
                 aws: Some(cell), ..
+            }
+            | Provider::Mantle {
+                aws: Some(cell), ..
+            }
+            | Provider::AnthropicAws {
+                aws: Some(cell), ..
             } => cell.start_refresher(),
             Provider::Vertex {
                 token: Some(cell), ..
-            } => cell.start(),
+            }
+            | Provider::AnthropicGoogleCloud { token: Some(cell) }
+            | Provider::Foundry { token: Some(cell) } => cell.start(),
             _ => {}
+        }
+    }
+
+    /// The SigV4 signing this provider needs: (credentials, region, service).
+    pub fn sigv4(
+        &self,
+    ) -> Option<(
+        &super::aws_credentials::AwsCredentialCell,
+        &str,
+        &'static str,
+    )> {
+        match self {
+            Provider::Bedrock {
+                region,
+                aws: Some(aws),
+            } => Some((aws, region, "bedrock")),
+            Provider::Mantle {
+                region,
+                aws: Some(aws),
+            } => Some((aws, region, "bedrock-mantle")),
+            Provider::AnthropicAws {
+                region,
+                aws: Some(aws),
+                ..
+            } => Some((aws, region, "aws-external-anthropic")),
+            _ => None,
+        }
+    }
+
+    /// The OAuth2 token cell this provider authenticates with (`authorization: Bearer`), if
+    /// any: Google for Vertex and Claude Platform on Google Cloud, Entra ID for Foundry.
+    pub fn oauth_token(&self) -> Option<&super::google_auth::OAuthTokenCell> {
+        match self {
+            Provider::Vertex {
+                token: Some(cell), ..
+            }
+            | Provider::AnthropicGoogleCloud { token: Some(cell) }
+            | Provider::Foundry { token: Some(cell) } => Some(cell),
+            _ => None,
         }
     }
 }

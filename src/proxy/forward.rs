@@ -253,7 +253,8 @@ pub fn plan(
                 ..Translation::default()
             });
         }
-        Provider::Anthropic => {}
+        // The others speak the Messages API.
+        _ => {}
     }
     match op {
         Operation::Cloud(call) => {
@@ -401,43 +402,39 @@ fn upstream_head(
         ) => Some(bytes.len() as u64),
         _ => None,
     };
-    let vertex_token = match &upstream.provider {
-        Provider::Vertex {
-            token: Some(cell), ..
-        } => Some(
+    let oauth_token = match upstream.provider.oauth_token() {
+        Some(cell) => Some(
             cell.current()
                 .map(|t| format!("Bearer {}", t.value))
                 .ok_or_else(|| {
                     GatewayError::UpstreamCredentials(format!(
-                        "no Vertex access token for {}",
+                        "no access token for {}",
                         upstream.name
                     ))
                 })?,
         ),
-        _ => None,
+        None => None,
     };
-    let signing = match &upstream.provider {
-        Provider::Bedrock {
+    let signing = upstream.provider.sigv4().map(|(aws, region, service)| {
+        let wire_path = target.as_deref().unwrap_or_else(|| head.target());
+        drop.push("content-type");
+        let request = bedrock::Signed {
+            service,
             region,
-            aws: Some(aws),
-        } => {
-            let wire_path = target.as_deref().unwrap_or_else(|| head.target());
-            drop.push("content-type");
-            Some(bedrock::signed_fields(
-                &aws.current(),
-                region,
-                &upstream.host_header,
-                wire_path,
-                body.held(),
-            ))
-        }
-        _ => None,
-    };
+            host: &upstream.host_header,
+            wire_target: wire_path,
+            body: body.held(),
+        };
+        bedrock::signed_fields(&aws.current(), &request)
+    });
+    if let Provider::AnthropicAws { workspace_id, .. } = &upstream.provider {
+        extra.push(("anthropic-workspace-id", workspace_id.clone().into_bytes()));
+    }
     let mut extra: Vec<(&str, &[u8])> = extra.iter().map(|(n, v)| (*n, v.as_slice())).collect();
     if let Some(fields) = &signing {
         extra.extend(fields.iter().map(|(n, v)| (*n, v.as_bytes())));
     }
-    if let Some(bearer) = &vertex_token {
+    if let Some(bearer) = &oauth_token {
         extra.push(("authorization", bearer.as_bytes()));
     }
     let plan = RequestRewrite {

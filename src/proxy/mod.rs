@@ -904,19 +904,24 @@ async fn read_and_route(
             }
         }
     };
-    // An aliased model is rewritten in the body, and a Bedrock request is signed over its body:
+    // An aliased model is rewritten in the body, and an AWS request is signed over its body:
     // either way the body must be held whole.
     let aliased = target
         .candidates
         .iter()
         .any(|c| c.upstream_model != target.model);
-    let bedrock = target.candidates.iter().any(|c| {
-        gw.config
-            .upstreams
-            .get(c.upstream)
-            .is_some_and(|u| matches!(u.provider, crate::config::ProviderSpec::Bedrock { .. }))
+    let signed = target.candidates.iter().any(|c| {
+        gw.config.upstreams.get(c.upstream).is_some_and(|u| {
+            use crate::config::ProviderSpec;
+            matches!(
+                u.provider,
+                ProviderSpec::Bedrock { .. }
+                    | ProviderSpec::Mantle { .. }
+                    | ProviderSpec::AnthropicAws { .. }
+            )
+        })
     });
-    if (aliased || bedrock) && matches!(body, RequestBody::Partial { .. }) {
+    if (aliased || signed) && matches!(body, RequestBody::Partial { .. }) {
         body = request_body::complete(client, body).await?;
     }
     Ok(Routed {

@@ -9,11 +9,15 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
-use crate::config::upstreams::{ProviderSpec, SecretSource, TokenSourceSpec, UpstreamSpec};
+use crate::config::upstreams::{
+    ProviderSpec, SecretSource, TokenSourceSpec, UpstreamSpec, FOUNDRY_SCOPE,
+};
 use crate::config::{invalid, ConfigError};
 use crate::provider::aws_credentials::{AwsCredentialCell, CredentialSource};
 use crate::provider::connect::tls_connector;
-use crate::provider::google_auth::{GoogleTokenCell, ServiceAccount, TokenSource};
+use crate::provider::google_auth::{
+    ClientCredentials, OAuthTokenCell, ServiceAccount, TokenSource,
+};
 use crate::provider::upstream::{Credential, Provider, TlsClient, Upstream};
 
 /// Whether building may run the commands a config names (`aws_credential_process`); a check
@@ -53,51 +57,90 @@ fn provider(
         )),
         _ => Ok(()),
     };
+    let aws = |source: &Option<CredentialSource>| -> Result<_, ConfigError> {
+        Ok(match source {
+            Some(CredentialSource::Process(_)) if commands == Commands::Skip => None,
+            Some(source) => Some(
+                AwsCredentialCell::load(source.clone())
+                    .map_err(|e| invalid(path, e.to_string()))?,
+            ),
+            None => {
+                key_required()?;
+                None
+            }
+        })
+    };
+    let google = |token: &Option<TokenSourceSpec>| -> Result<_, ConfigError> {
+        let source = match token {
+            Some(TokenSourceSpec::ServiceAccountFile(file)) => {
+                let account = ServiceAccount::from_file(file).map_err(|e| {
+                    invalid(format!("{path}.gcp_service_account_file"), e.to_string())
+                })?;
+                Some(TokenSource::ServiceAccount(Arc::new(account)))
+            }
+            Some(TokenSourceSpec::Command(command)) => Some(TokenSource::Command(command.clone())),
+            None => {
+                key_required()?;
+                None
+            }
+        };
+        Ok(source.map(OAuthTokenCell::new))
+    };
     Ok(match &spec.provider {
         ProviderSpec::Anthropic => Provider::Anthropic,
-        ProviderSpec::Bedrock { region, aws, .. } => {
-            let aws = match aws {
-                Some(CredentialSource::Process(_)) if commands == Commands::Skip => None,
-                Some(source) => Some(
-                    AwsCredentialCell::load(source.clone())
-                        .map_err(|e| invalid(path, e.to_string()))?,
-                ),
-                None => {
-                    key_required()?;
-                    None
-                }
-            };
-            Provider::Bedrock {
-                region: region.clone(),
-                aws,
-            }
-        }
+        ProviderSpec::Bedrock {
+            region,
+            aws: source,
+            ..
+        } => Provider::Bedrock {
+            region: region.clone(),
+            aws: aws(source)?,
+        },
         ProviderSpec::Vertex {
             project,
             region,
             token,
-        } => {
-            let source = match token {
-                Some(TokenSourceSpec::ServiceAccountFile(file)) => {
-                    let account = ServiceAccount::from_file(file).map_err(|e| {
-                        invalid(format!("{path}.gcp_service_account_file"), e.to_string())
-                    })?;
-                    Some(TokenSource::ServiceAccount(Arc::new(account)))
-                }
-                Some(TokenSourceSpec::Command(command)) => {
-                    Some(TokenSource::Command(command.clone()))
-                }
+        } => Provider::Vertex {
+            project: project.clone(),
+            region: region.clone(),
+            token: google(token)?,
+        },
+        ProviderSpec::Foundry { entra } => Provider::Foundry {
+            token: match entra {
+                Some(spec) => Some(OAuthTokenCell::new(TokenSource::ClientCredentials(
+                    Arc::new(ClientCredentials {
+                        token_url: spec.token_url.clone(),
+                        client_id: spec.client_id.clone(),
+                        client_secret: SecretSource::Environment(spec.secret_env.clone())
+                            .resolve(&format!("{path}.entra_client_secret_env"))?,
+                        scope: FOUNDRY_SCOPE.to_string(),
+                    }),
+                ))),
                 None => {
                     key_required()?;
                     None
                 }
-            };
-            Provider::Vertex {
-                project: project.clone(),
-                region: region.clone(),
-                token: source.map(GoogleTokenCell::new),
-            }
-        }
+            },
+        },
+        ProviderSpec::Mantle {
+            region,
+            aws: source,
+        } => Provider::Mantle {
+            region: region.clone(),
+            aws: aws(source)?,
+        },
+        ProviderSpec::AnthropicAws {
+            region,
+            workspace_id,
+            aws: source,
+        } => Provider::AnthropicAws {
+            region: region.clone(),
+            workspace_id: workspace_id.clone(),
+            aws: aws(source)?,
+        },
+        ProviderSpec::AnthropicGoogleCloud { token, .. } => Provider::AnthropicGoogleCloud {
+            token: google(token)?,
+        },
     })
 }
 
