@@ -97,12 +97,12 @@ fn run_claude_code_at(
                 "ANTHROPIC_BEDROCK_MANTLE_BASE_URL",
                 format!("{url}/mantle/anthropic"),
             )
-            .env("AWS_BEARER_TOKEN_BEDROCK", CLIENT_KEY)
+            .env(key_var(extra_env, "AWS_BEARER_TOKEN_BEDROCK"), CLIENT_KEY)
             .env("AWS_REGION", "us-east-1"),
         Mode::AnthropicAws => cmd
             .env("CLAUDE_CODE_USE_ANTHROPIC_AWS", "1")
             .env("ANTHROPIC_AWS_BASE_URL", format!("{url}/anthropic-aws"))
-            .env("ANTHROPIC_AWS_API_KEY", CLIENT_KEY)
+            .env(key_var(extra_env, "ANTHROPIC_AWS_API_KEY"), CLIENT_KEY)
             .env("ANTHROPIC_AWS_WORKSPACE_ID", "wrkspc_client")
             .env("AWS_REGION", "us-east-1"),
         Mode::AnthropicGoogleCloud => cmd
@@ -144,6 +144,16 @@ fn run_claude_code_at(
     );
     serde_json::from_str(stdout.trim())
         .unwrap_or_else(|_| panic!("claude {version} printed {stdout}"))
+}
+
+/// The variable a mode's key goes in: `var`, or an unused one when the client signs with AWS keys
+/// from `extra_env` instead.
+fn key_var(extra_env: &[(&str, &str)], var: &'static str) -> &'static str {
+    if extra_env.iter().any(|(k, _)| *k == "AWS_ACCESS_KEY_ID") {
+        "SLUICE_TEST_UNUSED_KEY"
+    } else {
+        var
+    }
 }
 
 fn check_claude_code(version: &str, mode: Mode, extra_env: &[(&str, &str)], discovery: bool) {
@@ -1181,4 +1191,31 @@ fn a_route_falls_back_from_foundry_to_mantle() {
     assert!(seen
         .iter()
         .all(|r| r["headers"].to_string().contains("Bearer bedrock-key-up")));
+}
+
+/// Claude Code in Mantle and in Claude Platform on AWS mode signing with a sluice-issued AWS key
+/// pair (SigV4 as `bedrock-mantle` and `aws-external-anthropic`): sluice verifies the signature
+/// and the key's identity is the caller.
+#[test]
+fn claude_code_in_mantle_and_aws_modes_signs_with_a_sluice_issued_aws_key() {
+    let mock = mock(&[]);
+    let gw = sigv4_gateway(&mock);
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", "AKIDSLUICEISSUED0001"),
+        ("AWS_SECRET_ACCESS_KEY", "sluice-issued/secret"),
+    ];
+    for mode in [Mode::Mantle, Mode::AnthropicAws] {
+        let result = run_claude_code("2.1.330", mode, &gw, &keys);
+        assert_eq!(result["is_error"], false, "{mode:?}: {result}");
+    }
+    let records = gw.records();
+    let signed: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["operation"] == "messages" && r["status"] == 200)
+        .collect();
+    assert!(signed.len() >= 2, "{records:?}");
+    assert!(
+        signed.iter().all(|r| r["identity"] == "key:aws-dev"),
+        "{records:?}"
+    );
 }

@@ -213,8 +213,23 @@ pub fn authenticate(
     })
 }
 
-/// The service a client's SigV4 signature must name.
-const SIGNED_SERVICE: &str = "bedrock";
+/// The signing name a client's SigV4 signature must carry: `bedrock` on Bedrock's own paths;
+/// on the Messages API, the name of the mode the client runs in — Bedrock Mantle
+/// (`bedrock-mantle`) or Claude Platform on AWS (`aws-external-anthropic`).
+fn signed_service(head: &RequestHead) -> &'static str {
+    const MESSAGES_SERVICES: [&str; 2] = ["bedrock-mantle", "aws-external-anthropic"];
+    if super::classify::unprefixed(head.path()).is_none() {
+        return "bedrock";
+    }
+    let presented = head
+        .header_str("authorization")
+        .and_then(|v| v.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(3));
+    MESSAGES_SERVICES
+        .into_iter()
+        .find(|s| Some(*s) == presented)
+        .unwrap_or("bedrock-mantle")
+}
 
 /// Before any body byte is read: a request that declares `x-amz-content-sha256` has its
 /// signature verified over the head and that hash now; one that does not may carry at most
@@ -263,7 +278,7 @@ fn verify(
 ) -> Result<(), GatewayError> {
     let target = String::from_utf8_lossy(head.target()).into_owned();
     let scope = sigv4::Scope {
-        service: SIGNED_SERVICE,
+        service: signed_service(head),
         regions: &pending.regions,
     };
     sigv4::verify(
