@@ -461,3 +461,59 @@ fn foundry_takes_entra_id_tokens_by_the_client_credentials_grant() {
     let body: Value = serde_json::from_str(call["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["model"], "claude-sonnet-4-5", "Foundry's own id");
 }
+
+#[test]
+fn an_upstream_serves_only_the_models_it_lists() {
+    let mock = mock(&["--bedrock-api-key", "bk", "--require-key", "bk"]);
+    let config = format!(
+        "[[upstreams]]\nname = \"anthropic\"\nurl = \"{url}\"\n[[upstreams]]\nname = \"mantle\"\nprovider = \"mantle\"\nregion = \"us-east-1\"\nurl = \"{url}/anthropic\"\napi_key = \"bk\"\nmodels = [\"claude-opus-5-5\", \"claude-sonnet-5*\"]\n[[routes]]\nmodel = \"only-mantle\"\nupstream = \"mantle\"\nupstream_model = \"claude-opus-5-5\"\n[[routes]]\nmodel = \"*\"\nbalance = \"ordered\"\naffinity = \"none\"\ndeployments = [{{ upstream = \"mantle\" }}, {{ upstream = \"anthropic\" }}]\n",
+        url = mock.url()
+    );
+    let gw = gateway("", &config);
+    for model in ["claude-opus-5-5", "claude-haiku-4-5", "only-mantle"] {
+        let resp = request(
+            gw.addr,
+            &messages_request(&body_for(model), "x-api-key: bk\r\n"),
+        );
+        assert_eq!(
+            resp.status,
+            200,
+            "{model}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+    }
+    let records = gw.wait_records(3);
+    let served: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["upstream"].as_str().unwrap(),
+                r["upstream_model"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        served,
+        [
+            ("mantle", "anthropic.claude-opus-5-5"),
+            ("anthropic", ""),
+            ("mantle", "claude-opus-5-5"),
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sluice.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "{}[[routes]]\nmodel = \"claude-haiku-4-5\"\nupstream = \"mantle\"\n",
+            &config[..config.find("[[routes]]").unwrap()]
+        ),
+    )
+    .unwrap();
+    let out = sluice(&["check-config", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("routes[0]") && stderr.contains("does not list `claude-haiku-4-5`"),
+        "{stderr}"
+    );
+}

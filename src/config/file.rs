@@ -505,6 +505,10 @@ pub struct UpstreamFile {
     /// webpki roots.
     #[serde(default)]
     pub ca_file: Option<String>,
+    /// The models this upstream serves (exact ids or prefixes ending in `*`, matched as sent
+    /// and as Anthropic ids); a deployment on it is skipped for any other model. Default: all.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
     /// Bedrock: the inference-profile prefix of the model ids sluice derives (`us`, `eu`,
     /// `apac`, `jp`, `au`, `us-gov`, `global`, or `none`); default: the region's.
     #[serde(default)]

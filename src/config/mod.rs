@@ -292,6 +292,7 @@ fn apply_overrides(file: &mut FileConfig, o: &Overrides) -> Result<(), ConfigErr
             auth_header: None,
             ca_file: None,
             inference_profile: None,
+            models: None,
             pass_fields: Vec::new(),
             drop_fields: Vec::new(),
             pass_betas: Vec::new(),

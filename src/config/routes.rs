@@ -180,6 +180,24 @@ pub fn served_model(
     model: &str,
     client: ClientFormat,
 ) -> Result<String, Unmappable> {
+    let upstream = config.upstreams.get(deployment.upstream);
+    let id = provider_model(config, deployment, model, client)?;
+    match upstream.filter(|u| !u.serves(&id)) {
+        Some(u) => Err(Unmappable::NotListed {
+            model: id,
+            upstream: u.name.clone(),
+        }),
+        None => Ok(id),
+    }
+}
+
+/// [`served_model`] before the upstream's model list is consulted.
+fn provider_model(
+    config: &super::Config,
+    deployment: &Deployment,
+    model: &str,
+    client: ClientFormat,
+) -> Result<String, Unmappable> {
     if let Some(alias) = &deployment.upstream_model {
         return Ok(alias.clone());
     }
@@ -274,20 +292,34 @@ fn map_provider_models(
     };
     let anthropic_id = anthropic_model_id(model);
     let single = route.deployments.len() == 1;
+    let place = |j: usize| {
+        if single {
+            format!("routes[{i}]")
+        } else {
+            format!("routes[{i}].deployments[{j}]")
+        }
+    };
     for (j, d) in route.deployments.iter_mut().enumerate() {
-        let cloud = upstreams
-            .get(d.upstream)
-            .and_then(|u| cloud_of(&u.provider));
+        let upstream = upstreams.get(d.upstream);
+        let served = d.upstream_model.as_deref().unwrap_or(model);
+        if let Some(u) = upstream.filter(|u| !u.serves(served)) {
+            return Err(invalid(
+                place(j),
+                format!(
+                    "upstream `{}` does not list `{served}` among its models",
+                    u.name
+                ),
+            ));
+        }
+        let cloud = upstream.and_then(|u| cloud_of(&u.provider));
         let (Some((cloud, profile)), None) = (cloud, &d.upstream_model) else {
             continue;
         };
         let id = model_ids::provider_id(&anthropic_id, cloud, profile, ids).map_err(|e| {
-            let place = if single {
-                format!("routes[{i}]")
-            } else {
-                format!("routes[{i}].deployments[{j}]")
-            };
-            invalid(place, format!("{e}; set upstream_model (or [model_ids])"))
+            invalid(
+                place(j),
+                format!("{e}; set upstream_model (or [model_ids])"),
+            )
         })?;
         d.provider_model = Some(id);
     }

@@ -27,6 +27,18 @@ pub struct UpstreamSpec {
     pub field_policy: FieldPolicy,
     /// Extra PEM roots to trust (https only).
     pub ca_file: Option<String>,
+    /// The models it serves (`None`: all).
+    pub models: Option<Vec<super::routes::ModelPattern>>,
+}
+
+impl UpstreamSpec {
+    /// Whether it serves `model` (as sent, or as its Anthropic id).
+    pub fn serves(&self, model: &str) -> bool {
+        let id = crate::format::anthropic_model_id(model);
+        self.models
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|p| p.matches(model) || p.matches(&id)))
+    }
 }
 
 /// What an upstream speaks, and (for the clouds) where its signing credentials come from.
@@ -215,6 +227,20 @@ fn build_one(u: &UpstreamFile, path: &str) -> Result<UpstreamSpec, ConfigError> 
         health_probe: health_probe(u, path)?,
         field_policy,
         ca_file: u.ca_file.clone(),
+        models: match &u.models {
+            Some(list) if list.is_empty() || list.iter().any(String::is_empty) => {
+                return Err(invalid(
+                    format!("{path}.models"),
+                    "list the models it serves (or leave models out)",
+                ))
+            }
+            Some(list) => Some(
+                list.iter()
+                    .map(|m| super::routes::ModelPattern::parse(m))
+                    .collect(),
+            ),
+            None => None,
+        },
     })
 }
 

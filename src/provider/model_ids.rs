@@ -157,6 +157,8 @@ pub enum Unmappable {
     NotOffered { model: String, cloud: Cloud },
     #[error("`{model}` is not a Claude model id, so sluice cannot derive its {} id", cloud.label())]
     NotClaude { model: String, cloud: Cloud },
+    #[error("upstream `{upstream}` does not list `{model}` among its models")]
+    NotListed { model: String, upstream: String },
 }
 
 /// The id of first-party model `model` (an Anthropic id, as [`crate::format::anthropic_model_id`]
