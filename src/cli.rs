@@ -43,6 +43,10 @@ pub enum Command {
         /// What to group by.
         #[arg(long, default_value = "identity")]
         by: String,
+        /// `table` (the default at a terminal), `json` (lines; the default into a pipe) or
+        /// `csv`.
+        #[arg(long, value_enum)]
+        format: Option<crate::spend_format::SpendFormat>,
     },
     /// Run the built-in Anthropic-compatible mock upstream (for offline trials, tests, the bench).
     MockUpstream(Box<MockArgs>),

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 mod bench;
 mod cli;
 mod mock;
+mod spend_format;
 
 use clap::Parser;
 use cli::{AuditCommand, Cli, Command, KeysCommand, ServeArgs};
@@ -24,7 +25,12 @@ fn main() -> ExitCode {
         Command::Keys(KeysCommand::Hash) => hash_key(),
         Command::Keys(command) => manage_keys(command),
         Command::Audit(AuditCommand::Verify { files }) => verify_audit(&files),
-        Command::Spend { db, config, by } => spend(db, config, &by),
+        Command::Spend {
+            db,
+            config,
+            by,
+            format,
+        } => spend(db, config, &by, format),
         Command::MockUpstream(args) => {
             init_logging("info");
             report(mock::run(&args))
@@ -336,7 +342,12 @@ fn verify_audit(files: &[std::path::PathBuf]) -> ExitCode {
 }
 
 /// `sluice spend`: this node's ledger, or every node's spend in a cluster's PostgreSQL.
-fn spend(db: std::path::PathBuf, config: Option<std::path::PathBuf>, by: &str) -> ExitCode {
+fn spend(
+    db: std::path::PathBuf,
+    config: Option<std::path::PathBuf>,
+    by: &str,
+    format: Option<spend_format::SpendFormat>,
+) -> ExitCode {
     use sluice::store::keys::StoreLocation;
     let rows = store_location(db, config.as_deref()).and_then(|location| match location {
         StoreLocation::Sqlite(path) => sluice::store::ledger::spend(&path, by),
@@ -346,13 +357,14 @@ fn spend(db: std::path::PathBuf, config: Option<std::path::PathBuf>, by: &str) -
     });
     match rows {
         Ok(rows) => {
-            let mut out = std::io::stdout().lock();
-            for row in rows {
-                let _ = std::io::Write::write_all(
-                    &mut out,
-                    format!("{}\n", serde_json::to_string(&row).unwrap_or_default()).as_bytes(),
-                );
-            }
+            use std::io::IsTerminal;
+            let stdout = std::io::stdout();
+            let format = format.unwrap_or(if stdout.is_terminal() {
+                spend_format::SpendFormat::Table
+            } else {
+                spend_format::SpendFormat::Json
+            });
+            let _ = spend_format::write(&rows, format, &mut stdout.lock());
             ExitCode::SUCCESS
         }
         Err(e) => {

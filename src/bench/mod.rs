@@ -9,6 +9,7 @@ pub mod admission;
 pub mod bodies;
 pub mod cluster;
 pub mod load;
+pub mod plot;
 pub mod procs;
 pub mod soak;
 pub mod stores;
@@ -49,6 +50,9 @@ pub struct BenchArgs {
     /// Also write the results here as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also draw the results here as an SVG: latency percentile curves and throughput bars.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// Instead of the comparison: a soak of this many seconds (RSS, p99 and descriptors per
     /// 10-second window).
     #[arg(long)]
@@ -139,6 +143,8 @@ pub struct Report {
     /// A Bedrock client through sluice to a Messages upstream (SSE → event-stream), against a
     /// Messages request sent straight to the mock.
     pub cross_format: FormatFigures,
+    /// Latency at concurrency 1 by percentile for each target (the plot's curves).
+    pub latency_curves: Vec<plot::LatencyCurve>,
 }
 
 /// Streamed-request latency of one format combination, µs.
@@ -291,6 +297,13 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     };
     let report = runtime.block_on(measure_all(args, &targets))?;
     print_table(&report);
+    if let Some(path) = &args.plot {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the bench's picture, written after the run"
+        )]
+        std::fs::write(path, picture(&report))?;
+    }
     if let Some(path) = &args.json {
         #[expect(
             clippy::disallowed_methods,
@@ -299,6 +312,37 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         std::fs::write(path, serde_json::to_vec_pretty(&report).unwrap_or_default())?;
     }
     Ok(())
+}
+
+/// The run as an SVG: the latency curves and the throughput bars.
+fn picture(r: &Report) -> String {
+    let mut bars = vec![
+        plot::Bar {
+            name: "direct".into(),
+            rps: r.direct_throughput_rps,
+        },
+        plot::Bar {
+            name: "sluice".into(),
+            rps: r.sluice.throughput_rps,
+        },
+    ];
+    // In the curves' order, so each target keeps its colour.
+    if let Some(nginx) = &r.nginx {
+        bars.push(plot::Bar {
+            name: "nginx".into(),
+            rps: nginx.throughput_rps,
+        });
+    }
+    bars.push(plot::Bar {
+        name: "governance off".into(),
+        rps: r.sluice_governance_off.throughput_rps,
+    });
+    let title = format!(
+        "sluice bench: {} KB request, io driver {}",
+        r.request_body_bytes / 1000,
+        r.io_driver
+    );
+    plot::svg(&title, &r.latency_curves, &bars)
 }
 
 /// A scratch directory (configs, ledgers, audit logs) removed when the run ends.
@@ -420,13 +464,33 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
     all.extend(t.nginx);
     let plain = all.len();
     all.push(t.governance_off);
+    progress("warming up every target");
     for target in &all {
         load::measure(target.addr, target.requests(path, &big), 200).await?;
     }
+    progress(&format!(
+        "latency at concurrency 1: {} requests per target, interleaved",
+        args.requests
+    ));
     let latency = interleaved(&all, path, &big, args.requests).await?;
+    progress("time to the first SSE byte");
     let ttfb = interleaved(&all, path, &stream_body, args.requests / 2).await?;
+    let mut names = vec!["direct", "through sluice"];
+    if t.nginx.is_some() {
+        names.push("through nginx");
+    }
+    names.push("through sluice, governance off");
+    let latency_curves = names
+        .iter()
+        .zip(&latency)
+        .map(|(name, l)| plot::LatencyCurve::of(name, &l.total))
+        .collect();
     let lat = |i: usize| Percentiles::of(&latency[i].total);
     let first = |i: usize| Percentiles::of(&ttfb[i].first_byte);
+    progress(&format!(
+        "throughput at concurrency {}: direct, sluice, sluice without governance, nginx",
+        args.concurrency
+    ));
     let (direct_rps, direct_cpu, _) = throughput(args, t.direct).await?;
     let figures = |i: usize, (rps, cpu, user): (f64, f64, f64)| ProxyFigures {
         latency_us: lat(i),
@@ -443,6 +507,7 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
         Some(target) => Some(figures(2, throughput(args, target).await?)),
         None => None,
     };
+    progress("Bedrock egress and cross-format streams");
     let bedrock_egress = format_figures(
         args,
         t.direct.addr,
@@ -471,7 +536,17 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
         sluice_peak_rss_mib: peak as f64 / 1024.0,
         bedrock_egress,
         cross_format,
+        latency_curves,
     })
+}
+
+/// One line on stderr saying what the bench is measuring now.
+#[expect(
+    clippy::print_stderr,
+    reason = "the bench's progress, for the person running it"
+)]
+fn progress(what: &str) {
+    eprintln!("sluice bench: {what}…");
 }
 
 #[derive(Clone, Copy)]

@@ -1,0 +1,70 @@
+//! `sluice bench` runs end to end with tiny counts (a smoke run: the figures are not judged
+//! here), says what it is doing while it runs, and draws the run with `--plot`: a latency curve
+//! per target and a throughput bar per figure, matching the JSON report of the same run.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "integration test: a failure is a failed test"
+)]
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+#[test]
+fn the_bench_shows_progress_and_draws_its_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, svg) = (dir.path().join("run.json"), dir.path().join("run.svg"));
+    let out = std::process::Command::new(BIN)
+        .args([
+            "bench",
+            "--requests",
+            "60",
+            "--throughput-requests",
+            "600",
+            "--concurrency",
+            "4",
+            "--json",
+        ])
+        .arg(&json)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{}{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for phase in [
+        "warming up",
+        "latency at concurrency 1",
+        "throughput at concurrency",
+    ] {
+        assert!(
+            stderr.contains(phase),
+            "no progress line for {phase}: {stderr}"
+        );
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert!(picture.starts_with("<svg") && picture.trim_end().ends_with("</svg>"));
+    let curves = report["latency_curves"].as_array().unwrap();
+    let with_nginx = !report["nginx"].is_null();
+    assert_eq!(curves.len(), if with_nginx { 4 } else { 3 });
+    assert_eq!(picture.matches("<polyline").count(), curves.len());
+    for curve in curves {
+        assert!(picture.contains(curve["name"].as_str().unwrap()));
+        let points = curve["points"].as_array().unwrap();
+        let latencies: Vec<f64> = points.iter().map(|p| p[1].as_f64().unwrap()).collect();
+        assert!(latencies.windows(2).all(|w| w[0] <= w[1]), "{curve}");
+    }
+    let sluice_rps = report["sluice"]["throughput_rps"].as_f64().unwrap();
+    assert!(
+        picture.contains(&format!(">{sluice_rps:.0}<")),
+        "the sluice bar"
+    );
+}
