@@ -123,7 +123,10 @@ fn the_ledger_holds_every_request_and_survives_a_restart() {
         let text = String::from_utf8(out.stdout).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with(header), "{format}: {text}");
-        assert!(lines[1].starts_with("t1") && lines[1].contains("35"), "{format}: {text}");
+        assert!(
+            lines[1].starts_with("t1") && lines[1].contains("35"),
+            "{format}: {text}"
+        );
     }
     let (ok, msg) = verify(&[dir.path().join("audit.jsonl")]);
     assert!(ok && msg.contains("35 lines"), "{msg}");

@@ -14,7 +14,7 @@ pub use upstream::Upstream;
 pub mod aws_credentials;
 pub mod bedrock;
 pub mod blocking_http;
-pub mod google_auth;
 pub mod health;
 pub mod model_ids;
+pub mod oauth;
 pub mod sigv4;

@@ -70,12 +70,12 @@ pub enum Provider {
     Vertex {
         project: String,
         region: String,
-        token: Option<std::sync::Arc<super::google_auth::OAuthTokenCell>>,
+        token: Option<std::sync::Arc<super::oauth::OAuthTokenCell>>,
     },
     /// Microsoft Foundry: the Messages API with Entra ID tokens from `token`, or the
     /// upstream's key when there is none.
     Foundry {
-        token: Option<std::sync::Arc<super::google_auth::OAuthTokenCell>>,
+        token: Option<std::sync::Arc<super::oauth::OAuthTokenCell>>,
     },
     /// Bedrock Mantle: the Messages API, SigV4-signed (service `bedrock-mantle`) with these
     /// credentials, or a Bedrock API key (the upstream's `credential`) when there are none.
@@ -93,7 +93,7 @@ pub enum Provider {
     /// Claude Platform on Google Cloud: the Messages API with Google OAuth2 tokens from
     /// `token`, or the upstream's `credential` (a static token).
     AnthropicGoogleCloud {
-        token: Option<std::sync::Arc<super::google_auth::OAuthTokenCell>>,
+        token: Option<std::sync::Arc<super::oauth::OAuthTokenCell>>,
     },
 }
 
@@ -151,7 +151,7 @@ impl Provider {
 
     /// The OAuth2 token cell this provider authenticates with (`authorization: Bearer`), if
     /// any: Google for Vertex and Claude Platform on Google Cloud, Entra ID for Foundry.
-    pub fn oauth_token(&self) -> Option<&super::google_auth::OAuthTokenCell> {
+    pub fn oauth_token(&self) -> Option<&super::oauth::OAuthTokenCell> {
         match self {
             Provider::Vertex {
                 token: Some(cell), ..

@@ -15,9 +15,7 @@ use crate::config::upstreams::{
 use crate::config::{invalid, ConfigError};
 use crate::provider::aws_credentials::{AwsCredentialCell, CredentialSource};
 use crate::provider::connect::tls_connector;
-use crate::provider::google_auth::{
-    ClientCredentials, OAuthTokenCell, ServiceAccount, TokenSource,
-};
+use crate::provider::oauth::{ClientCredentials, OAuthTokenCell, ServiceAccount, TokenSource};
 use crate::provider::upstream::{Credential, Provider, TlsClient, Upstream};
 
 /// Whether building may run the commands a config names (`aws_credential_process`); a check
