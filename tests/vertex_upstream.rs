@@ -215,10 +215,10 @@ fn a_rejected_service_account_gives_a_clear_502() {
     assert!(resp.json()["error"]["message"]
         .as_str()
         .unwrap()
-        .contains("Vertex access token"));
+        .contains("no Google access token for vertex"));
     assert!(gw
         .stderr_text()
-        .contains("cannot get a Vertex access token"));
+        .contains("cannot get a Google access token"));
 }
 
 #[test]

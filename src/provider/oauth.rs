@@ -35,6 +35,16 @@ pub struct ClientCredentials {
     pub scope: String,
 }
 
+impl TokenSource {
+    /// Whose tokens these are, for messages: `Google` or `Entra ID`.
+    pub fn issuer(&self) -> &'static str {
+        match self {
+            TokenSource::ServiceAccount(_) | TokenSource::Command(_) => "Google",
+            TokenSource::ClientCredentials(_) => "Entra ID",
+        }
+    }
+}
+
 impl std::fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -138,6 +148,11 @@ impl OAuthTokenCell {
         })
     }
 
+    /// Whose tokens these are (`Google`, `Entra ID`).
+    pub fn issuer(&self) -> &'static str {
+        self.source.issuer()
+    }
+
     /// The token to send now, if one has been fetched and has not expired.
     pub fn current(&self) -> Option<Arc<Token>> {
         self.current
@@ -149,7 +164,8 @@ impl OAuthTokenCell {
     /// side thread. A failed first fetch is logged and retried by the thread.
     pub fn start(self: &Arc<Self>) {
         if let Err(e) = self.refresh() {
-            tracing::error!(error = %e, "cannot get an upstream access token; retrying");
+            let issuer = self.source.issuer();
+            tracing::error!(error = %e, "cannot get a {issuer} access token; retrying");
         }
         // Held weakly: once a config reload has dropped the upstream, the thread stops.
         let weak = Arc::downgrade(self);
@@ -169,7 +185,8 @@ impl OAuthTokenCell {
                 std::thread::sleep(wait);
                 let Some(cell) = weak.upgrade() else { break };
                 if let Err(e) = cell.refresh() {
-                    tracing::error!(error = %e, "cannot refresh an upstream access token");
+                    let issuer = cell.source.issuer();
+                    tracing::error!(error = %e, "cannot refresh a {issuer} access token");
                 }
             });
         if let Err(e) = spawned {

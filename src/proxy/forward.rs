@@ -408,7 +408,8 @@ fn upstream_head(
                 .map(|t| format!("Bearer {}", t.value))
                 .ok_or_else(|| {
                     GatewayError::UpstreamCredentials(format!(
-                        "no access token for {}",
+                        "no {} access token for {}",
+                        cell.issuer(),
                         upstream.name
                     ))
                 })?,
