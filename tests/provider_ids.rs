@@ -517,3 +517,23 @@ fn an_upstream_serves_only_the_models_it_lists() {
         "{stderr}"
     );
 }
+
+/// The InvokeModel body inside a Bedrock count request is governed like any body: a `model`
+/// spelled with escapes (which sluice and the upstream could read differently) is refused, and
+/// nothing reaches the upstream. (The build before forwarded it.)
+#[test]
+fn a_bedrock_count_body_with_an_ambiguous_model_is_refused() {
+    use base64::Engine;
+    let mock = strict_mock();
+    let gw = gateway_for(&mock, &routes_to(&[("claude-opus-4-7", "anthropic")]));
+    let invoke = r#"{"anthropic_version":"bedrock-2023-05-31","m\u006fdel":"claude-opus-4-8","messages":[]}"#;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(invoke);
+    let body = format!(r#"{{"input":{{"invokeModel":{{"body":"{encoded}"}}}}}}"#);
+    let raw = format!(
+        "POST /model/us.anthropic.claude-opus-4-7/count-tokens HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let resp = request(gw.addr, &raw);
+    assert_error(&resp, 400, "invalid_request_error");
+    assert!(mock_requests(&mock).is_empty());
+}

@@ -23,13 +23,16 @@ struct InvokeModel {
     body: String,
 }
 
-/// The InvokeModel body inside a CountTokens request.
+/// The InvokeModel body inside a CountTokens request, governed like any body: its `model`,
+/// `max_tokens` and `stream` appear at most once, spelled plainly.
 pub fn invoke_body(request: &[u8]) -> Result<Vec<u8>, TranslateError> {
     let parsed: Request =
         serde_json::from_slice(request).map_err(|_| TranslateError::BadCountTokens)?;
-    base64::engine::general_purpose::STANDARD
+    let inner = base64::engine::general_purpose::STANDARD
         .decode(parsed.input.invoke_model.body.as_bytes())
-        .map_err(|_| TranslateError::BadCountTokens)
+        .map_err(|_| TranslateError::BadCountTokens)?;
+    crate::json::members::check_governed(&inner).map_err(|_| TranslateError::BadCountTokens)?;
+    Ok(inner)
 }
 
 /// A CountTokens request carrying `invoke_body`.
@@ -76,6 +79,8 @@ mod tests {
             Err(TranslateError::BadCountTokens)
         );
         assert_eq!(invoke_body(b"{}"), Err(TranslateError::BadCountTokens));
+        let twice = wrap(br#"{"model":"a","messages":[],"model":"b"}"#);
+        assert_eq!(invoke_body(&twice), Err(TranslateError::BadCountTokens));
         assert_eq!(
             CountAnswer::FromBedrock
                 .rewrite(br#"{"inputTokens":42}"#)

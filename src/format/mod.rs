@@ -223,7 +223,7 @@ pub enum TranslateError {
     NotAnObject,
     #[error("anthropic_beta must be a list of strings")]
     BadBetas,
-    #[error("a Bedrock count-tokens body must be {{\"input\":{{\"invokeModel\":{{\"body\":<base64 JSON>}}}}}}")]
+    #[error("a Bedrock count-tokens body must be {{\"input\":{{\"invokeModel\":{{\"body\":<base64 JSON object>}}}}}}, its model, max_tokens and stream each at most once and spelled plainly")]
     BadCountTokens,
 }
 
