@@ -191,8 +191,12 @@ fn is_hop_by_hop(name: &[u8]) -> bool {
         .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
 }
 
+/// The client's credentials, and the workspace (Claude Platform on AWS) that selects an account
+/// with them: both go when the client's credentials do.
 fn is_credential(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"x-api-key") || name.eq_ignore_ascii_case(b"authorization")
+    name.eq_ignore_ascii_case(b"x-api-key")
+        || name.eq_ignore_ascii_case(b"authorization")
+        || name.eq_ignore_ascii_case(b"anthropic-workspace-id")
 }
 
 fn connection_tokens(value: Option<&[u8]>) -> Vec<&[u8]> {

@@ -382,9 +382,7 @@ fn upstream_head(
     if let Some(version) = &t.add_version {
         extra.push(("anthropic-version", version.clone().into_bytes()));
     }
-    // The workspace a Claude Platform on AWS client names belongs to its own idea of the
-    // account; upstream, sluice's credential decides.
-    let mut drop: Vec<&str> = vec!["anthropic-workspace-id"];
+    let mut drop: Vec<&str> = Vec::new();
     if betas.is_some() || t.drop_beta_header || t.beta_header.is_some() {
         drop.push("anthropic-beta");
     }
@@ -429,6 +427,7 @@ fn upstream_head(
         bedrock::signed_fields(&aws.current(), &request)
     });
     if let Provider::AnthropicAws { workspace_id, .. } = &upstream.provider {
+        drop.push("anthropic-workspace-id");
         extra.push(("anthropic-workspace-id", workspace_id.clone().into_bytes()));
     }
     let mut extra: Vec<(&str, &[u8])> = extra.iter().map(|(n, v)| (*n, v.as_slice())).collect();
