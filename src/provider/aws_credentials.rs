@@ -189,22 +189,8 @@ struct ProcessOutput {
 }
 
 fn from_process(command: &str) -> Result<AwsCredentials, CredentialError> {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|source| CredentialError::Spawn {
-            what: "credential_process",
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(CredentialError::CommandFailed {
-            what: "credential_process",
-            status: out.status,
-        });
-    }
-    let parsed: ProcessOutput = serde_json::from_slice(&out.stdout)
+    let stdout = super::credential_command::run("credential_process", command)?;
+    let parsed: ProcessOutput = serde_json::from_slice(&stdout)
         .map_err(|e| CredentialError::ProcessOutput(e.to_string()))?;
     let expires = match parsed.expiration {
         Some(text) => Some(

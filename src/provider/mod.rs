@@ -14,6 +14,7 @@ pub use upstream::Upstream;
 pub mod aws_credentials;
 pub mod bedrock;
 pub mod blocking_http;
+pub mod credential_command;
 pub mod health;
 pub mod model_ids;
 pub mod oauth;

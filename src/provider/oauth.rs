@@ -211,22 +211,8 @@ fn fetch(source: &TokenSource) -> Result<Token, CredentialError> {
     let now = SystemTime::now();
     match source {
         TokenSource::Command(command) => {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(command)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .map_err(|source| CredentialError::Spawn {
-                    what: "the token command",
-                    source,
-                })?;
-            if !out.status.success() {
-                return Err(CredentialError::CommandFailed {
-                    what: "the token command",
-                    status: out.status,
-                });
-            }
-            let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let stdout = super::credential_command::run("the token command", command)?;
+            let value = String::from_utf8_lossy(&stdout).trim().to_string();
             if value.is_empty() {
                 return Err(CredentialError::EmptyToken);
             }
