@@ -34,10 +34,11 @@ pub struct UpstreamSpec {
 impl UpstreamSpec {
     /// Whether it serves `model` (as sent, or as its Anthropic id).
     pub fn serves(&self, model: &str) -> bool {
+        let Some(list) = &self.models else {
+            return true;
+        };
         let id = crate::format::anthropic_model_id(model);
-        self.models
-            .as_ref()
-            .is_none_or(|list| list.iter().any(|p| p.matches(model) || p.matches(&id)))
+        list.iter().any(|p| p.matches(model) || p.matches(&id))
     }
 }
 
