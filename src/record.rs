@@ -23,6 +23,8 @@ pub struct AccessRecord {
     pub user: Option<String>,
     pub team: Option<String>,
     pub session_id: Option<String>,
+    /// The client's `user-agent` (its first 128 characters).
+    pub user_agent: Option<String>,
     pub agent_id: Option<String>,
     pub parent_agent_id: Option<String>,
     /// The managed-settings checksum the client says it runs (Claude Code's hint header, when
@@ -101,6 +103,7 @@ impl Default for AccessRecord {
             user: None,
             team: None,
             session_id: None,
+            user_agent: None,
             agent_id: None,
             parent_agent_id: None,
             managed_settings_checksum: None,

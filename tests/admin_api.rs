@@ -31,13 +31,7 @@ fn config(dir: &Path) -> String {
 }
 
 fn admin(addr: SocketAddr, method: &str, path: &str, key: &str, body: &str) -> (u16, Value) {
-    let raw = format!(
-        "{method} {path} HTTP/1.1\r\nhost: admin\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let resp = request(addr, &raw);
-    let value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
-    (resp.status, value)
+    admin_call(addr, key, method, path, body)
 }
 
 fn status_with(gw: &Gateway, key: &str) -> u16 {

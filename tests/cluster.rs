@@ -501,15 +501,7 @@ fn admin(
     path: &str,
     body: &str,
 ) -> (u16, serde_json::Value) {
-    let raw = format!(
-        "{method} {path} HTTP/1.1\r\nhost: admin\r\nauthorization: Bearer {ADMIN_KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let resp = request(addr, &raw);
-    (
-        resp.status,
-        serde_json::from_slice(&resp.body).unwrap_or(serde_json::Value::Null),
-    )
+    admin_call(addr, ADMIN_KEY, method, path, body)
 }
 
 #[test]
@@ -611,6 +603,20 @@ fn a_budget_set_over_the_admin_api_of_one_node_holds_on_every_node_and_spend_is_
         .and_then(|r| r["cost_usd"].as_f64())
         .unwrap();
     assert!((api_spent - spent).abs() < 1e-9, "{api_spent} vs {spent}");
+    // The console's spend per day reads every node's records too.
+    let mut client = sluice::store::postgres::connect(&pg.conninfo()).unwrap();
+    let daily: f64 = sluice::store::postgres::spend_by_day(&mut client, "team", "2000-01-01")
+        .unwrap()
+        .iter()
+        .filter(|d| d.group.as_deref() == Some("tc"))
+        .map(|d| d.cost_usd)
+        .sum();
+    assert!((daily - spent).abs() < 1e-9, "{daily} vs {spent}");
+    let (status, _) = admin(api_a, "GET", "/admin/spend?by=user_agent", "");
+    assert_eq!(
+        status, 200,
+        "the shipped records carry the user agent column"
+    );
 }
 
 #[test]

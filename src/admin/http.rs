@@ -10,6 +10,9 @@ use serde_json::Value;
 
 use super::error::AdminError;
 
+/// The console's session cookie (see `console::session`).
+pub const SESSION_COOKIE: &str = "sluice_console";
+
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = 64 * 1024;
 /// The whole request (head and body) must arrive within this.
@@ -21,6 +24,11 @@ pub struct AdminRequest {
     query: String,
     /// `Authorization: Bearer …` or `x-api-key`.
     pub credential: Option<String>,
+    /// The console's session cookie.
+    pub session_cookie: Option<String>,
+    /// `Origin` and `Host`, to refuse cross-site form posts to the console.
+    pub origin: Option<String>,
+    pub host: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -36,6 +44,9 @@ impl AdminRequest {
 
 pub struct Reply {
     pub status: u16,
+    pub content_type: &'static str,
+    /// Further header fields (the console's cookie, redirects, security policy).
+    pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
 }
 
@@ -43,6 +54,8 @@ impl Reply {
     pub fn json(status: u16, value: &Value) -> Reply {
         Reply {
             status,
+            content_type: "application/json",
+            headers: Vec::new(),
             body: value.to_string().into_bytes(),
         }
     }
@@ -50,8 +63,16 @@ impl Reply {
     pub fn error(status: u16, kind: &str, message: &str) -> Reply {
         Reply {
             status,
+            content_type: "application/json",
+            headers: Vec::new(),
             body: crate::proxy::error::error_body(kind, message, ""),
         }
+    }
+
+    /// The same answer with one more header field.
+    pub fn with_header(mut self, name: &'static str, value: String) -> Reply {
+        self.headers.push((name, value));
+        self
     }
 }
 
@@ -121,6 +142,13 @@ pub fn read_request(stream: &mut TcpStream) -> Result<AdminRequest, AdminError> 
         .and_then(|v| v.strip_prefix("Bearer "))
         .or_else(|| header("x-api-key"))
         .map(str::to_string);
+    let session_cookie = header("cookie").and_then(|cookies| {
+        cookies
+            .split(';')
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == SESSION_COOKIE)
+            .map(|(_, value)| value.to_string())
+    });
     let (path, query) = parsed
         .path
         .unwrap_or("/")
@@ -131,6 +159,9 @@ pub fn read_request(stream: &mut TcpStream) -> Result<AdminRequest, AdminError> 
         path: path.to_string(),
         query: query.to_string(),
         credential,
+        session_cookie,
+        origin: header("origin").map(str::to_string),
+        host: header("host").map(str::to_string),
         body: Vec::new(),
     };
     let mut body = buf.split_off(head_len);
@@ -146,12 +177,20 @@ pub fn read_request(stream: &mut TcpStream) -> Result<AdminRequest, AdminError> 
 }
 
 pub fn write_reply(stream: &mut TcpStream, reply: &Reply) {
-    let head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n",
         reply.status,
         crate::proxy::error::reason_phrase(reply.status),
+        reply.content_type,
         reply.body.len()
     );
+    for (name, value) in &reply.headers {
+        head.push_str(name);
+        head.push_str(": ");
+        head.push_str(value);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
     let _ = stream.set_write_timeout(Some(TIMEOUT));
     let _ = stream
         .write_all(head.as_bytes())

@@ -10,11 +10,14 @@
 //! - `PUT|DELETE /admin/keys/{name}/limits` — `{"rpm"?, "tpm"?, "max_streams"?}`
 //! - `POST /admin/keys/{name}/rotate` — `{"grace": "1h"}`? → `{"name", "key"}`
 //! - `POST /admin/keys/{name}/revoke` → `{"revoked": n}`
-//! - `GET  /admin/spend?by=identity|user|team|model|day|session_id|agent_id` → rows
+//! - `GET  /admin/spend?by=identity|user|team|model|day|session_id|agent_id|user_agent` → rows
 //! - budgets, teams, users and managed settings: see [`policies`]
 //! - `GET /admin/signin/sessions`, `DELETE /admin/signin/users/{email}` — sign-in sessions
 //! - `POST /admin/reload` — reads the config file again (like SIGHUP) → `{"generation"}`, or
 //!   400 with the reason the running config was kept
+//!
+//! Everything else on the listener is the web console ([`console`]): sign in once with the
+//! admin key, then pages and forms in the browser.
 //!
 //! Key changes reach the workers through the key store's refresher (within a second), which also
 //! writes their audit events; every admin request is audited here as well. Errors use the
@@ -22,12 +25,13 @@
 // Input is parsed here: byte offsets into it must never panic (use `get`, or validate first).
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 
+mod console;
 mod error;
 mod http;
 mod policies;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -38,7 +42,9 @@ use subtle::ConstantTimeEq;
 
 use crate::audit::{AuditEvent, AuditLog};
 use crate::store::keys::{KeyBackend, KeyStoreError, NewKey, StoreLocation};
+use crate::store::ledger::{DaySpend, SpendRow};
 use crate::store::policies::EntityScope;
+pub use console::ConsoleState;
 pub use error::AdminError;
 use http::{AdminRequest, Reply};
 
@@ -61,6 +67,10 @@ pub struct AdminContext {
     pub audit: AuditLog,
     /// Reloads the config (`POST /admin/reload`) and reads the running one.
     pub reloader: Arc<crate::server::reload::Reloader>,
+    /// The record writers and metrics (the console's Live page reads what `/metrics` serves).
+    pub records: Option<crate::proxy::Records>,
+    /// Console sessions and the request-rate readings.
+    pub console: console::ConsoleState,
 }
 
 /// The running admin listener; [`AdminServer::stop`] ends it.
@@ -94,6 +104,7 @@ pub fn start(listen: SocketAddr, ctx: AdminContext) -> std::io::Result<AdminServ
 fn accept_loop(listener: &TcpListener, ctx: &Arc<AdminContext>, stop: &AtomicBool) {
     let active = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Acquire) {
+        ctx.console.rates.sample_if_due(ctx);
         match listener.accept() {
             Ok((stream, _)) => dispatch(stream, ctx, &active),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -127,6 +138,7 @@ fn dispatch(mut stream: TcpStream, ctx: &Arc<AdminContext>, active: &Arc<AtomicU
 
 fn serve(mut stream: TcpStream, ctx: &AdminContext) {
     let reply = match http::read_request(&mut stream) {
+        Ok(request) if console::serves(&request.path) => console::answer(&request, ctx),
         Ok(request) => {
             let reply = answer(&request, ctx);
             audit(ctx, &request, &reply);
@@ -161,7 +173,7 @@ fn answer(request: &AdminRequest, ctx: &AdminContext) -> Reply {
         }
         ("POST", ["admin", "keys", name, "revoke"]) => revoke_key(ctx, name),
         ("POST", ["admin", "keys", name, "rotate"]) => rotate_key(ctx, name, &request.body),
-        ("GET", ["admin", "spend"]) => spend(ctx, store, request.query("by").unwrap_or("identity")),
+        ("GET", ["admin", "spend"]) => spend(ctx, request.query("by").unwrap_or("identity")),
         ("GET", ["admin", "signin", "sessions"]) => signin_sessions(ctx),
         ("DELETE", ["admin", "signin", "users", email]) => sign_out(ctx, email),
         ("GET", ["admin", "managed-settings"]) => policies::list_managed_settings(ctx),
@@ -235,6 +247,12 @@ fn list_keys(ctx: &AdminContext) -> Result<Reply, AdminError> {
 fn create_key(ctx: &AdminContext, body: &[u8]) -> Result<Reply, AdminError> {
     let fields: Value =
         serde_json::from_slice(body).map_err(|e| AdminError::invalid(format!("body: {e}")))?;
+    let (name, key) = issue_key(ctx, &fields)?;
+    Ok(Reply::json(201, &json!({ "name": name, "key": key })))
+}
+
+/// Issues the key `fields` describe (the API's body): its name and the key, shown once.
+fn issue_key(ctx: &AdminContext, fields: &Value) -> Result<(String, String), AdminError> {
     let text = |k: &str| fields.get(k).and_then(Value::as_str).map(str::to_string);
     let name = text("name")
         .filter(|n| !n.is_empty())
@@ -257,10 +275,10 @@ fn create_key(ctx: &AdminContext, body: &[u8]) -> Result<Reply, AdminError> {
         models,
         expires: text("expires"),
     };
-    let key_policies = policies::key_policies(ctx, &name, &fields)?;
+    let key_policies = policies::key_policies(ctx, &name, fields)?;
     let created = open(ctx)?.create(&key).map_err(|e| store_error(&e))?;
     key_policies.store(ctx)?;
-    Ok(Reply::json(201, &json!({ "name": name, "key": created })))
+    Ok((name, created))
 }
 
 fn revoke_key(ctx: &AdminContext, name: &str) -> Result<Reply, AdminError> {
@@ -275,12 +293,15 @@ fn rotate_key(ctx: &AdminContext, name: &str, body: &[u8]) -> Result<Reply, Admi
         serde_json::from_slice(body).map_err(|e| AdminError::invalid(format!("body: {e}")))?
     };
     let grace = fields.get("grace").and_then(Value::as_str).unwrap_or("1h");
+    let key = rotate_with_grace(ctx, name, grace)?;
+    Ok(Reply::json(200, &json!({ "name": name, "key": key })))
+}
+
+/// A new key for `name`; the old one keeps working for `grace` (`"1h"`, `"0s"`…).
+fn rotate_with_grace(ctx: &AdminContext, name: &str, grace: &str) -> Result<String, AdminError> {
     let grace = humantime::parse_duration(grace)
         .map_err(|e| AdminError::invalid(format!("`grace`: {e}")))?;
-    let key = open(ctx)?
-        .rotate(name, grace)
-        .map_err(|e| store_error(&e))?;
-    Ok(Reply::json(200, &json!({ "name": name, "key": key })))
+    open(ctx)?.rotate(name, grace).map_err(|e| store_error(&e))
 }
 
 /// Live sign-in sessions: who, since when, which team.
@@ -333,18 +354,47 @@ fn signin_of(ctx: &AdminContext) -> Result<std::sync::Arc<crate::signin::Signin>
 }
 
 /// Spend grouped by `by`: every node's in a cluster (PostgreSQL), else this node's ledger.
-fn spend(ctx: &AdminContext, store: &Path, by: &str) -> Result<Reply, AdminError> {
-    let rows = match &ctx.cluster_postgres {
-        Some(conninfo) => {
-            let mut client = crate::store::postgres::connect(conninfo).map_err(|e| {
-                tracing::error!(error = %e, "admin: cannot read the cluster's spend");
-                AdminError::StoreFailed
-            })?;
-            crate::store::postgres::spend(&mut client, by).map_err(AdminError::Invalid)?
-        }
-        None => crate::store::ledger::spend(store, by).map_err(AdminError::Invalid)?,
-    };
+fn spend(ctx: &AdminContext, by: &str) -> Result<Reply, AdminError> {
+    let rows = spend_rows(ctx, by)?;
     Ok(Reply::json(200, &json!({ "by": by, "data": rows })))
+}
+
+/// The rows of a spend report grouped by `by` (the API's and the console's).
+fn spend_rows(ctx: &AdminContext, by: &str) -> Result<Vec<SpendRow>, AdminError> {
+    match (&ctx.cluster_postgres, &ctx.store) {
+        (Some(conninfo), _) => {
+            let mut client = cluster_client(conninfo)?;
+            crate::store::postgres::spend(&mut client, by).map_err(AdminError::Invalid)
+        }
+        (None, Some(store)) => crate::store::ledger::spend(store, by).map_err(AdminError::Invalid),
+        (None, None) => Err(AdminError::StoreOff),
+    }
+}
+
+/// Spend per day and group from `first_day` on (the console's chart).
+fn spend_by_day(
+    ctx: &AdminContext,
+    by: &str,
+    first_day: &str,
+) -> Result<Vec<DaySpend>, AdminError> {
+    match (&ctx.cluster_postgres, &ctx.store) {
+        (Some(conninfo), _) => {
+            let mut client = cluster_client(conninfo)?;
+            crate::store::postgres::spend_by_day(&mut client, by, first_day)
+                .map_err(AdminError::Invalid)
+        }
+        (None, Some(store)) => {
+            crate::store::ledger::spend_by_day(store, by, first_day).map_err(AdminError::Invalid)
+        }
+        (None, None) => Err(AdminError::StoreOff),
+    }
+}
+
+fn cluster_client(conninfo: &str) -> Result<postgres::Client, AdminError> {
+    crate::store::postgres::connect(conninfo).map_err(|e| {
+        tracing::error!(error = %e, "admin: cannot read the cluster's spend");
+        AdminError::StoreFailed
+    })
 }
 
 /// Reloads the config file: 200 with the new generation, or 400 saying why nothing changed.

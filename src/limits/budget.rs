@@ -88,7 +88,7 @@ impl Period {
     }
 
     /// The first day of the next window, or `None` for a total budget.
-    fn next_reset_day(self, day: i64) -> Option<i64> {
+    pub fn next_reset_day(self, day: i64) -> Option<i64> {
         match self {
             Period::Daily => Some(day + 1),
             Period::Weekly => Some(self.first_day(day) + 7),

@@ -51,6 +51,7 @@ pub fn record(gw: &Gateway, ex: Exchange) -> AccessRecord {
         user: identity.user,
         team: identity.team,
         session_id: request.session_id,
+        user_agent: request.user_agent,
         agent_id: request.agent_id,
         parent_agent_id: request.parent_agent_id,
         managed_settings_checksum: request.managed_settings_checksum,

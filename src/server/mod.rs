@@ -140,6 +140,13 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
         source,
         audit.clone(),
     ));
+    let records = Records {
+        access_log: log,
+        ledger,
+        audit,
+        metrics,
+        cluster: cluster.as_ref().map(|c| Arc::clone(&c.status)),
+    };
     let admin = match &admin_settings {
         Some(settings) => {
             let ctx = crate::admin::AdminContext {
@@ -147,8 +154,10 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
                 store: store_path,
                 store_location,
                 cluster_postgres: cluster_settings.as_ref().map(|c| c.postgres.clone()),
-                audit: audit.clone(),
+                audit: records.audit.clone(),
                 reloader: Arc::clone(&reloader),
+                records: Some(records.clone()),
+                console: crate::admin::ConsoleState::default(),
             };
             let server =
                 crate::admin::start(settings.listen, ctx).map_err(|source| ServeError::Listen {
@@ -171,13 +180,6 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
             Some(watcher)
         }
         None => None,
-    };
-    let records = Records {
-        access_log: log,
-        ledger,
-        audit,
-        metrics,
-        cluster: cluster.as_ref().map(|c| Arc::clone(&c.status)),
     };
     let (mut trigger, shutdown) = shutdown_pair();
     let worker_records = records.clone();
@@ -252,6 +254,19 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
         // Before the main line: scripts and tests that wait for `listening on` then know both.
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "admin listening on {}", admin.addr);
+        let host = if admin.addr.ip().is_unspecified() {
+            "localhost".to_string()
+        } else {
+            admin
+                .addr
+                .to_string()
+                .replace(&format!(":{}", admin.addr.port()), "")
+        };
+        let _ = writeln!(
+            out,
+            "console at http://{host}:{}/ (sign in with the admin key)",
+            admin.addr.port()
+        );
     }
     if let Some(tls) = bound.tls {
         let mut out = std::io::stdout().lock();

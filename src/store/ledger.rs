@@ -205,12 +205,13 @@ fn open(path: &Path, durability: Durability) -> Result<Connection, LedgerError> 
 
 /// Columns added to `requests` after its first version, in order (a ledger written by an older
 /// sluice gets them, zero for its rows).
-const ADDED_COLUMNS: [(&str, &str); 2] = [
+const ADDED_COLUMNS: [(&str, &str); 3] = [
     (
         "cache_creation_1h_input_tokens",
         "INTEGER NOT NULL DEFAULT 0",
     ),
     ("cache_savings_pico", "INTEGER NOT NULL DEFAULT 0"),
+    ("user_agent", "TEXT"),
 ];
 
 fn add_columns(conn: &Connection) -> rusqlite::Result<()> {
@@ -299,7 +300,7 @@ fn commit(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
     let mut totals: BTreeMap<(&'static str, &str, &str), [i64; 4]> = BTreeMap::new();
     {
         let mut insert = tx.prepare_cached(
-            "INSERT OR IGNORE INTO requests VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+            "INSERT OR IGNORE INTO requests VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
         )?;
         for (r, time) in batch.iter().map(|e| &e.record).zip(&times) {
             let day = time.get(..10).unwrap_or_default();
@@ -330,6 +331,7 @@ fn commit(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
                 r.attempts,
                 sql_int(r.cache_creation_1h_input_tokens),
                 r.cache_savings_pico,
+                r.user_agent,
             ])?;
             if added == 0 {
                 continue; // already stored (only a ledger with the old primary key can say so)
@@ -523,7 +525,7 @@ pub struct SpendRow {
 }
 
 /// What a spend report groups by.
-pub const GROUPS: [&str; 7] = [
+pub const GROUPS: [&str; 8] = [
     "identity",
     "user",
     "team",
@@ -531,19 +533,17 @@ pub const GROUPS: [&str; 7] = [
     "day",
     "session_id",
     "agent_id",
+    "user_agent",
 ];
 
 /// Spend grouped by one of [`GROUPS`], from the ledger at `path` (read-only; safe while sluice
 /// runs). Grouped by `session_id`, each session also carries its per-agent breakdown.
 pub fn spend(path: &Path, group: &str) -> Result<Vec<SpendRow>, String> {
-    let column = GROUPS
-        .iter()
-        .find(|g| **g == group)
-        .ok_or_else(|| format!("cannot group by `{group}`: use one of {GROUPS:?}"))?;
+    let column = group_column(group)?;
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let mut rows = grouped(&conn, column, None)?;
-    if *column == "session_id" {
+    if column == "session_id" {
         let mut agents = grouped(&conn, "agent_id", Some("session_id"))?;
         for row in &mut rows {
             // `grouped` with an outer column puts it, NUL-separated, before the inner group.
@@ -565,6 +565,49 @@ pub fn spend(path: &Path, group: &str) -> Result<Vec<SpendRow>, String> {
         }
     }
     Ok(rows)
+}
+
+/// One day's spend of one group (the console's spend over time).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DaySpend {
+    pub day: String,
+    pub group: Option<String>,
+    pub requests: i64,
+    pub cost_usd: f64,
+}
+
+/// The column of one of [`GROUPS`], or why it is not one.
+pub fn group_column(group: &str) -> Result<&'static str, String> {
+    GROUPS
+        .iter()
+        .find(|g| **g == group)
+        .copied()
+        .ok_or_else(|| format!("cannot group by `{group}`: use one of {GROUPS:?}"))
+}
+
+/// Spend per day and `group` (one of [`GROUPS`]) from `first_day` (`YYYY-MM-DD`) on, oldest
+/// day first.
+pub fn spend_by_day(path: &Path, group: &str, first_day: &str) -> Result<Vec<DaySpend>, String> {
+    let column = group_column(group)?;
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let sql = format!(
+        "SELECT day, {column}, COUNT(*), SUM(cost_pico) FROM requests WHERE day >= ?1 \
+         GROUP BY day, {column} ORDER BY day"
+    );
+    let mut stmt = conn.prepare(&sql).map_err(|e| e.to_string())?;
+    let rows = stmt
+        .query_map([first_day], |row| {
+            Ok(DaySpend {
+                day: row.get(0)?,
+                group: row.get(1)?,
+                requests: row.get(2)?,
+                cost_usd: row.get::<_, i64>(3)? as f64 / 1e12,
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())
 }
 
 /// Spend per `column` (within `outer`, when given: the group is then `outer NUL column`).
@@ -616,10 +659,10 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "test")]
     use super::*;
 
-    /// A ledger written before the cache columns existed gets them (zero for its rows) and takes
-    /// new records.
+    /// A ledger written before the cache and user-agent columns existed gets them (zero or null
+    /// for its rows) and takes new records.
     #[test]
-    fn an_older_ledger_gains_the_cache_columns() {
+    fn an_older_ledger_gains_the_added_columns() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
         let old_schema = SCHEMA.replace(
@@ -638,10 +681,11 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(columns.len(), 26);
+        assert_eq!(columns.len(), 27);
         assert!(columns.ends_with(&[
             "cache_creation_1h_input_tokens".into(),
-            "cache_savings_pico".into()
+            "cache_savings_pico".into(),
+            "user_agent".into()
         ]));
         drop(conn);
         let mut conn = open(&path, Durability::Interval).unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use postgres::{Client, NoTls};
 
-use super::ledger::{SpendRow, GROUPS};
+use super::ledger::{group_column, DaySpend, SpendRow};
 
 /// How long connecting, and any one statement, may take.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS requests (
     cache_creation_1h_input_tokens BIGINT NOT NULL, cache_savings_pico BIGINT NOT NULL,
     PRIMARY KEY (node, request_id)
 );
+ALTER TABLE requests ADD COLUMN IF NOT EXISTS user_agent TEXT;
 CREATE INDEX IF NOT EXISTS requests_day ON requests (day);
 CREATE TABLE IF NOT EXISTS issued_keys (
     sha256 TEXT PRIMARY KEY, name TEXT NOT NULL, user_name TEXT, team TEXT, models TEXT,
@@ -102,7 +103,7 @@ pub fn connect(conninfo: &str) -> Result<Client, PgError> {
 
 /// The local ledger's columns, in the order both tables hold them (`user` is `user_name` in
 /// PostgreSQL, where `user` is reserved), and whether each is an integer.
-pub const COLUMNS: [(&str, bool); 26] = [
+pub const COLUMNS: [(&str, bool); 27] = [
     ("request_id", false),
     ("time", false),
     ("day", false),
@@ -129,6 +130,7 @@ pub const COLUMNS: [(&str, bool); 26] = [
     ("attempts", true),
     ("cache_creation_1h_input_tokens", true),
     ("cache_savings_pico", true),
+    ("user_agent", false),
 ];
 
 /// One value of a shipped record.
@@ -217,11 +219,8 @@ pub fn count_requests(client: &mut Client) -> Result<i64, PgError> {
 
 /// Spend of every node grouped by one of [`GROUPS`] (as the local ledger's report is).
 pub fn spend(client: &mut Client, group: &str) -> Result<Vec<SpendRow>, String> {
-    let column = GROUPS
-        .iter()
-        .find(|g| **g == group)
-        .ok_or_else(|| format!("cannot group by `{group}`: use one of {GROUPS:?}"))?;
-    let column = if *column == "user" {
+    let column = group_column(group)?;
+    let column = if column == "user" {
         "user_name"
     } else {
         column
@@ -258,6 +257,35 @@ pub fn spend(client: &mut Client, group: &str) -> Result<Vec<SpendRow>, String> 
                 cache_savings_usd: row.get::<_, i64>(8) as f64 / 1e12,
                 agents: Vec::new(),
             }
+        })
+        .collect())
+}
+
+/// Every node's spend per day and `group` from `first_day` on (as the local ledger's
+/// [`super::ledger::spend_by_day`]).
+pub fn spend_by_day(
+    client: &mut Client,
+    group: &str,
+    first_day: &str,
+) -> Result<Vec<DaySpend>, String> {
+    let column = match group_column(group)? {
+        "user" => "user_name",
+        column => column,
+    };
+    let sql = format!(
+        "SELECT day, {column}, COUNT(*), SUM(cost_pico)::BIGINT FROM requests WHERE day >= $1 \
+         GROUP BY day, {column} ORDER BY day"
+    );
+    let rows = client
+        .query(sql.as_str(), &[&first_day])
+        .map_err(|e| format!("PostgreSQL: {e}"))?;
+    Ok(rows
+        .iter()
+        .map(|row| DaySpend {
+            day: row.get(0),
+            group: row.get(1),
+            requests: row.get(2),
+            cost_usd: row.get::<_, i64>(3) as f64 / 1e12,
         })
         .collect())
 }

@@ -112,6 +112,61 @@ impl Browser {
         v.as_str().unwrap_or_default().to_string()
     }
 
+    /// Every element `css` selects now (no waiting).
+    pub fn find_all(&self, css: &str) -> Vec<String> {
+        let found = self.session_call(
+            "POST",
+            "/elements",
+            &json!({"using": "css selector", "value": css}),
+        );
+        found
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|e| e[ELEMENT].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// An element's attribute (`None` when it has none).
+    pub fn attribute(&self, element: &str, name: &str) -> Option<String> {
+        let v = self.session_call(
+            "GET",
+            &format!("/element/{element}/attribute/{name}"),
+            &Value::Null,
+        );
+        v.as_str().map(str::to_string)
+    }
+
+    /// The rendered text of the first element `css` selects.
+    pub fn text_of(&self, css: &str) -> String {
+        let id = self.find(css);
+        let v = self.session_call("GET", &format!("/element/{id}/text"), &Value::Null);
+        v.as_str().unwrap_or_default().to_string()
+    }
+
+    /// Clicks an element found earlier.
+    pub fn click_element(&self, element: &str) {
+        self.session_call("POST", &format!("/element/{element}/click"), &json!({}));
+    }
+
+    /// Sizes the window (for screenshots).
+    pub fn set_window(&self, width: u32, height: u32) {
+        self.session_call(
+            "POST",
+            "/window/rect",
+            &json!({"width": width, "height": height}),
+        );
+    }
+
+    /// The cookies the page's origin has, HttpOnly ones included.
+    pub fn cookies(&self) -> Vec<Value> {
+        let v = self.session_call("GET", "/cookie", &Value::Null);
+        v.as_array().cloned().unwrap_or_default()
+    }
+
     pub fn url(&self) -> String {
         let v = self.session_call("GET", "/url", &Value::Null);
         v.as_str().unwrap_or_default().to_string()

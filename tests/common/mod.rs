@@ -39,6 +39,8 @@ pub struct Proc {
     pub addr: SocketAddr,
     /// The admin listener, when `[admin]` is configured (its line comes before the main one).
     pub admin_addr: Option<SocketAddr>,
+    /// The console's address, as `serve` printed it.
+    pub console_url: Option<String>,
     /// The HTTPS listener, when `server.listen_tls` is set (its line comes before the main one).
     pub tls_addr: Option<SocketAddr>,
     pub stderr: PathBuf,
@@ -65,6 +67,10 @@ impl Proc {
                 if let Some(addr) = line.strip_prefix("admin listening on ") {
                     let _ = tx.send(format!("admin {}", addr.trim()));
                 }
+                if let Some(rest) = line.strip_prefix("console at ") {
+                    let url = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(format!("console {url}"));
+                }
                 if let Some(addr) = line.strip_prefix("tls listening on ") {
                     let _ = tx.send(format!("tls {}", addr.trim()));
                 }
@@ -75,7 +81,7 @@ impl Proc {
             }
             for _ in lines {}
         });
-        let (mut admin_addr, mut tls_addr) = (None, None);
+        let (mut admin_addr, mut tls_addr, mut console_url) = (None, None, None);
         let deadline = Instant::now() + Duration::from_secs(20);
         let addr = loop {
             let wait = deadline.saturating_duration_since(Instant::now());
@@ -88,6 +94,8 @@ impl Proc {
             };
             if let Some(admin) = line.strip_prefix("admin ") {
                 admin_addr = Some(admin.parse().unwrap());
+            } else if let Some(url) = line.strip_prefix("console ") {
+                console_url = Some(url.to_string());
             } else if let Some(tls) = line.strip_prefix("tls ") {
                 tls_addr = Some(tls.parse().unwrap());
             } else {
@@ -99,6 +107,7 @@ impl Proc {
             addr,
             admin_addr,
             tls_addr,
+            console_url,
             stderr: stderr_path,
             _dir: dir,
         }
@@ -654,6 +663,23 @@ pub fn request(addr: SocketAddr, raw: &str) -> Response {
 }
 
 /// A POST /v1/messages request with `body` and extra header lines.
+/// One admin API call with bearer `key`: the status and the JSON answer (`Null` if none).
+pub fn admin_call(
+    addr: SocketAddr,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, Value) {
+    let raw = format!(
+        "{method} {path} HTTP/1.1\r\nhost: admin\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let resp = request(addr, &raw);
+    let value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+    (resp.status, value)
+}
+
 pub fn messages_request(body: &str, extra_headers: &str) -> String {
     format!(
         "POST /v1/messages?beta=true HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nanthropic-version: 2023-06-01\r\n{extra_headers}Content-Length: {}\r\n\r\n{body}",
