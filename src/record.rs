@@ -39,6 +39,12 @@ pub struct AccessRecord {
     /// The model id sent upstream, when different.
     pub upstream_model: Option<String>,
     pub upstream: Option<String>,
+    /// The upstream's provider as the GenAI conventions name it (`anthropic`, `aws.bedrock`…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<&'static str>,
+    /// The request's place in a trace (only when span export is configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::telemetry::trace_context::TraceContext>,
     pub stream: bool,
     pub status: u16,
     /// sluice's own error label, when sluice answered with an error.
@@ -112,6 +118,8 @@ impl Default for AccessRecord {
             model: None,
             upstream_model: None,
             upstream: None,
+            provider: None,
+            trace: None,
             stream: false,
             status: 0,
             error: None,

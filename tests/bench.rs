@@ -54,7 +54,7 @@ fn the_bench_shows_progress_and_draws_its_run() {
     assert!(picture.starts_with("<svg") && picture.trim_end().ends_with("</svg>"));
     let curves = report["latency_curves"].as_array().unwrap();
     let with_nginx = !report["nginx"].is_null();
-    assert_eq!(curves.len(), if with_nginx { 4 } else { 3 });
+    assert_eq!(curves.len(), if with_nginx { 5 } else { 4 });
     assert_eq!(picture.matches("<polyline").count(), curves.len());
     for curve in curves {
         assert!(picture.contains(curve["name"].as_str().unwrap()));
@@ -62,9 +62,12 @@ fn the_bench_shows_progress_and_draws_its_run() {
         let latencies: Vec<f64> = points.iter().map(|p| p[1].as_f64().unwrap()).collect();
         assert!(latencies.windows(2).all(|w| w[0] <= w[1]), "{curve}");
     }
-    let sluice_rps = report["sluice"]["throughput_rps"].as_f64().unwrap();
-    assert!(
-        picture.contains(&format!(">{sluice_rps:.0}<")),
-        "the sluice bar"
-    );
+    for (figures, bar) in [
+        ("sluice", "the sluice bar"),
+        ("sluice_otel_export", "the export bar"),
+    ] {
+        let rps = report[figures]["throughput_rps"].as_f64().unwrap();
+        assert!(rps > 0.0, "{figures} measured");
+        assert!(picture.contains(&format!(">{rps:.0}<")), "{bar}");
+    }
 }

@@ -133,6 +133,11 @@ pub struct Report {
     pub sluice_governance_off: ProxyFigures,
     /// 1 − governed / ungoverned throughput.
     pub governance_throughput_loss: f64,
+    /// The governed sluice again with the OpenTelemetry export on (a span per request and the
+    /// metrics, posted to the mock as the collector), measured in the same run.
+    pub sluice_otel_export: ProxyFigures,
+    /// 1 − with export / without export throughput (both governed).
+    pub otel_export_throughput_loss: f64,
     pub nginx: Option<ProxyFigures>,
     pub sluice_vs_nginx_throughput: Option<f64>,
     pub sluice_rss_mib: f64,
@@ -259,6 +264,13 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         &format!("{governance}{}", records("sluice")),
         Some(&upstream),
     )?;
+    // The governed sluice again, exporting its spans and metrics (the mock takes the OTLP posts
+    // as any POST: a 200).
+    let otel = format!(
+        "{governance}{}[telemetry.export]\nurl = \"{upstream}\"\n",
+        records("otel")
+    );
+    let sluice_otel = start_sluice(args, &dir, "otel", &otel, Some(&upstream))?;
     // The same sluice with governance off: no key, no limits, no ledger, no audit log.
     let plain = "[store]\npath = \"off\"\n[audit]\npath = \"off\"\n";
     let sluice_plain = start_sluice(args, &dir, "plain", plain, Some(&upstream))?;
@@ -293,6 +305,11 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             addr: sluice_plain.addr,
             pid: sluice_plain.pid(),
             jwt: false,
+        },
+        otel_export: Target {
+            addr: sluice_otel.addr,
+            pid: sluice_otel.pid(),
+            jwt: true,
         },
     };
     let report = runtime.block_on(measure_all(args, &targets))?;
@@ -336,6 +353,10 @@ fn picture(r: &Report) -> String {
     bars.push(plot::Bar {
         name: "governance off".into(),
         rps: r.sluice_governance_off.throughput_rps,
+    });
+    bars.push(plot::Bar {
+        name: "OTel export".into(),
+        rps: r.sluice_otel_export.throughput_rps,
     });
     let title = format!(
         "sluice bench: {} KB request, io driver {}",
@@ -452,6 +473,8 @@ struct Targets {
     sluice_bedrock: SocketAddr,
     /// The same sluice as `sluice` with governance off.
     governance_off: Target,
+    /// The same sluice as `sluice` with the OpenTelemetry export on.
+    otel_export: Target,
 }
 
 const BENCH_BEDROCK_MODEL: &str = "us.anthropic.claude-opus-4-8-v1";
@@ -464,6 +487,7 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
     all.extend(t.nginx);
     let plain = all.len();
     all.push(t.governance_off);
+    all.push(t.otel_export);
     progress("warming up every target");
     for target in &all {
         load::measure(target.addr, target.requests(path, &big), 200).await?;
@@ -480,6 +504,7 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
         names.push("through nginx");
     }
     names.push("through sluice, governance off");
+    names.push("through sluice, OTel export");
     let latency_curves = names
         .iter()
         .zip(&latency)
@@ -488,7 +513,7 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
     let lat = |i: usize| Percentiles::of(&latency[i].total);
     let first = |i: usize| Percentiles::of(&ttfb[i].first_byte);
     progress(&format!(
-        "throughput at concurrency {}: direct, sluice, sluice without governance, nginx",
+        "throughput at concurrency {}: direct, sluice, without governance, with OTel export, nginx",
         args.concurrency
     ));
     let (direct_rps, direct_cpu, _) = throughput(args, t.direct).await?;
@@ -503,6 +528,7 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
     };
     let sluice = figures(1, throughput(args, t.sluice).await?);
     let governance_off = figures(plain, throughput(args, t.governance_off).await?);
+    let otel_export = figures(plain + 1, throughput(args, t.otel_export).await?);
     let nginx = match t.nginx {
         Some(target) => Some(figures(2, throughput(args, target).await?)),
         None => None,
@@ -529,6 +555,8 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
             .as_ref()
             .map(|n| sluice.throughput_rps / n.throughput_rps),
         governance_throughput_loss: 1.0 - sluice.throughput_rps / governance_off.throughput_rps,
+        otel_export_throughput_loss: 1.0 - otel_export.throughput_rps / sluice.throughput_rps,
+        sluice_otel_export: otel_export,
         sluice,
         sluice_governance_off: governance_off,
         nginx,
@@ -647,6 +675,18 @@ async fn interleaved(
     Ok(out)
 }
 
+/// What a feature costs: `with` against `without` it, measured in the same run.
+#[allow(clippy::print_stdout)]
+fn print_cost(feature: &str, throughput_loss: f64, with: &ProxyFigures, without: &ProxyFigures) {
+    println!(
+        "{feature} costs {:.1} % throughput, {:+.1} µs CPU per request, {:+.1} / {:+.1} µs added p50 / p99",
+        throughput_loss * 100.0,
+        with.cpu_us_per_request - without.cpu_us_per_request,
+        with.latency_added_us.p50 - without.latency_added_us.p50,
+        with.latency_added_us.p99 - without.latency_added_us.p99
+    );
+}
+
 #[allow(clippy::print_stdout)]
 fn print_table(r: &Report) {
     let p = |x: &Percentiles| format!("{:>8.1} {:>8.1} {:>8.1}", x.p50, x.p99, x.p999);
@@ -713,12 +753,18 @@ fn print_table(r: &Report) {
     };
     row("via sluice (governance on)", &r.sluice);
     row("via sluice, governance off", &r.sluice_governance_off);
-    println!(
-        "governance costs {:.1} % throughput, {:+.1} µs CPU per request, {:+.1} / {:+.1} µs added p50 / p99",
-        r.governance_throughput_loss * 100.0,
-        r.sluice.cpu_us_per_request - r.sluice_governance_off.cpu_us_per_request,
-        r.sluice.latency_added_us.p50 - r.sluice_governance_off.latency_added_us.p50,
-        r.sluice.latency_added_us.p99 - r.sluice_governance_off.latency_added_us.p99
+    row("via sluice, OTel export", &r.sluice_otel_export);
+    print_cost(
+        "governance",
+        r.governance_throughput_loss,
+        &r.sluice,
+        &r.sluice_governance_off,
+    );
+    print_cost(
+        "the OpenTelemetry export",
+        r.otel_export_throughput_loss,
+        &r.sluice_otel_export,
+        &r.sluice,
     );
     match (&r.nginx, r.sluice_vs_nginx_throughput) {
         (Some(n), Some(x)) => {

@@ -127,11 +127,32 @@ pub struct CriFile {
     pub ca_file: Option<String>,
 }
 
-/// `[telemetry]`: OTLP/HTTP collectors the exports sent to sluice are relayed to.
+/// `[telemetry]`: OTLP/HTTP collectors the exports sent to sluice are relayed to, and where
+/// sluice exports its own traces and metrics.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryFile {
     pub forward_to: Vec<CollectorFile>,
+    pub export: Option<ExportFile>,
+}
+
+/// `[telemetry.export]`: sluice's own spans (one per request) and metrics over OTLP/HTTP.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportFile {
+    /// The collector's base URL: spans go to `{url}/v1/traces`, metrics to `{url}/v1/metrics`.
+    pub url: String,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The resource's `service.name` (default `sluice`).
+    #[serde(default)]
+    pub service_name: Option<String>,
+    /// How often spans are sent (default `1s`; sooner when a batch fills).
+    #[serde(default)]
+    pub span_interval: Option<String>,
+    /// How often metrics are sent (default `10s`).
+    #[serde(default)]
+    pub metrics_interval: Option<String>,
 }
 
 /// One collector: its base URL, the signals it takes (default: all) and its header fields.

@@ -54,6 +54,7 @@ pub const UPSTREAM_DISCARDED_TOTAL: &str = "sluice_upstream_connections_discarde
 pub const TLS_HANDSHAKES_TOTAL: &str = "sluice_tls_handshakes_total";
 pub const TLS_CERTIFICATE_EXPIRY: &str = "sluice_tls_certificate_expiry_timestamp_seconds";
 pub const TELEMETRY_EXPORTS_TOTAL: &str = "sluice_telemetry_exports_total";
+pub const OTEL_EXPORT_TOTAL: &str = "sluice_otel_export_total";
 
 /// The label used for a series past [`MAX_SERIES`].
 const OTHER: &str = "other";
@@ -120,6 +121,7 @@ impl Metrics {
         );
         render::certificates(&mut text, &gauges.certificates);
         render::telemetry(&mut text, &gauges.telemetry);
+        render::export(&mut text, &gauges.export);
         if !gauges.certificates.is_empty() {
             let counts: Vec<_> = HandshakeOutcome::ALL
                 .iter()

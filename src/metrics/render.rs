@@ -18,6 +18,8 @@ pub struct ScrapeGauges {
     pub certificates: Vec<(String, u64)>,
     /// `(outcome, exports)` of the telemetry relay, when one runs.
     pub telemetry: Vec<(&'static str, u64)>,
+    /// `(outcome, n)` of sluice's own OpenTelemetry export, when it runs.
+    pub export: Vec<(&'static str, u64)>,
     /// A cluster node's shared stores.
     pub cluster: Option<ClusterGauges>,
 }
@@ -319,6 +321,21 @@ pub(super) fn telemetry(out: &mut String, counts: &[(&str, u64)]) {
     );
     for (outcome, n) in counts {
         sample(out, TELEMETRY_EXPORTS_TOTAL, &[("outcome", outcome)], n);
+    }
+}
+
+pub(super) fn export(out: &mut String, counts: &[(&str, u64)]) {
+    if counts.is_empty() {
+        return;
+    }
+    header(
+        out,
+        OTEL_EXPORT_TOTAL,
+        "counter",
+        "sluice's own OpenTelemetry export: spans exported or failed, records dropped (queue full), metric exports sent or failed.",
+    );
+    for (outcome, n) in counts {
+        sample(out, OTEL_EXPORT_TOTAL, &[("outcome", outcome)], n);
     }
 }
 

@@ -98,6 +98,18 @@ pub enum Provider {
 }
 
 impl Provider {
+    /// The provider as OpenTelemetry's GenAI conventions name it (`gen_ai.provider.name`).
+    pub fn semconv_name(&self) -> &'static str {
+        match self {
+            Provider::Anthropic
+            | Provider::AnthropicAws { .. }
+            | Provider::AnthropicGoogleCloud { .. } => "anthropic",
+            Provider::Bedrock { .. } | Provider::Mantle { .. } => "aws.bedrock",
+            Provider::Vertex { .. } => "gcp.vertex_ai",
+            Provider::Foundry { .. } => "azure.ai.inference",
+        }
+    }
+
     pub fn is_bedrock(&self) -> bool {
         matches!(self, Provider::Bedrock { .. })
     }

@@ -53,6 +53,8 @@ pub struct RequestFacts {
     pub agent_id: Option<String>,
     pub parent_agent_id: Option<String>,
     pub managed_settings_checksum: Option<String>,
+    /// Where the request sits in a trace (only when spans are exported).
+    pub trace: Option<crate::telemetry::trace_context::TraceContext>,
 }
 
 /// An identity as records name it.
@@ -97,6 +99,7 @@ impl Exchange {
             agent_id: header(head, "x-claude-code-agent-id"),
             parent_agent_id: header(head, "x-claude-code-parent-agent-id"),
             managed_settings_checksum: header(head, "x-claude-code-managed-settings-checksum"),
+            trace: None,
         })
     }
 
@@ -112,6 +115,7 @@ impl Exchange {
             agent_id: None,
             parent_agent_id: None,
             managed_settings_checksum: None,
+            trace: None,
         });
         ex.operation = "malformed";
         ex

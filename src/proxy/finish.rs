@@ -62,6 +62,8 @@ pub fn record(gw: &Gateway, ex: Exchange) -> AccessRecord {
             .filter(|m| Some(m) != model.as_ref()),
         model,
         upstream: attempts.upstream,
+        provider: attempts.provider,
+        trace: request.trace,
         stream: response.stream,
         status: response.status,
         error: response.error,

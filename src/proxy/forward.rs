@@ -4,6 +4,7 @@
 //! whole body is still held, the request is sent once more on a fresh connection. Nothing is
 //! retried once the upstream may have seen the complete request on a live connection.
 
+use crate::telemetry::trace_context::TraceContext;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -38,6 +39,8 @@ pub struct UpstreamResponse {
 pub struct AttemptLog {
     /// The upstream last tried.
     pub upstream: Option<String>,
+    /// Its provider, as the GenAI conventions name it.
+    pub provider: Option<&'static str>,
     /// The model id sent to it.
     pub upstream_model: Option<String>,
     /// Connections the request was sent on.
@@ -71,6 +74,9 @@ pub struct Outbound<'a> {
     pub translation: &'a Translation,
     pub index: usize,
     pub upstream: &'a Upstream,
+    /// The request's trace, when spans are exported: the upstream gets a `traceparent`
+    /// naming sluice's span.
+    pub trace: Option<&'a TraceContext>,
 }
 
 /// Sends the request upstream and returns the response head.
@@ -86,8 +92,10 @@ pub async fn forward(
         translation,
         index,
         upstream,
+        trace,
     } = *out;
     log.upstream = Some(upstream.name.clone());
+    log.provider = Some(upstream.provider.semconv_name());
     let translated = match &translation.body {
         Some(bytes) => RequestBody::Whole {
             bytes: bytes.clone(),
@@ -95,7 +103,7 @@ pub async fn forward(
         },
         None => body.clone(),
     };
-    let wire_head = upstream_head(head, &translated, translation, upstream, gw)?;
+    let wire_head = upstream_head(head, &translated, translation, upstream, trace, gw)?;
     let body = &translated;
     let replayable = !matches!(body, RequestBody::Partial { .. });
     let mut attempt = 0u32;
@@ -362,6 +370,7 @@ fn upstream_head(
     body: &RequestBody,
     t: &Translation,
     upstream: &Upstream,
+    trace: Option<&TraceContext>,
     gw: &Gateway,
 ) -> Result<Bytes, GatewayError> {
     let path: Option<&[u8]> = t.path.as_deref().map(str::as_bytes);
@@ -426,6 +435,13 @@ fn upstream_head(
         };
         bedrock::signed_fields(&aws.current(), &request)
     });
+    if let Some(trace) = trace {
+        drop.extend(["traceparent", "tracestate"]);
+        extra.push(("traceparent", trace.traceparent().into_bytes()));
+        if let Some(state) = head.header_str("tracestate") {
+            extra.push(("tracestate", state.as_bytes().to_vec()));
+        }
+    }
     if let Provider::AnthropicAws { workspace_id, .. } = &upstream.provider {
         drop.push("anthropic-workspace-id");
         extra.push(("anthropic-workspace-id", workspace_id.clone().into_bytes()));

@@ -58,6 +58,7 @@ pub mod upstream_refusal;
 pub mod usage_notice;
 pub mod verified_tokens;
 
+use crate::telemetry::trace_context::TraceContext;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -237,6 +238,8 @@ pub struct Records {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// A cluster node's outbox and shared stores.
     pub cluster: Option<Arc<crate::server::cluster::ClusterStatus>>,
+    /// What the OpenTelemetry exporter sent and dropped, when it runs.
+    pub export: Option<Arc<crate::telemetry::export::ExportCounts>>,
 }
 
 impl Records {
@@ -262,6 +265,11 @@ impl Records {
             ledger_healthy: self.ledger.is_healthy(),
             certificates: Vec::new(),
             telemetry: Vec::new(),
+            export: self
+                .export
+                .as_ref()
+                .map(|e| e.outcomes())
+                .unwrap_or_default(),
             cluster: self.cluster.as_ref().map(|c| c.gauges()),
         }
     }
@@ -347,6 +355,11 @@ async fn serve_connection(stream: ClientStream, worker: Rc<WorkerGateway>) {
 /// Handles one request, start to finish. Returns whether the connection may go on.
 pub async fn handle_request(client: &mut ClientConn, head: RequestHead, gw: &Gateway) -> bool {
     let mut ex = Exchange::new(&head, gw.request_ids.next());
+    if gw.config.telemetry.export.is_some() {
+        ex.request.trace = Some(TraceContext::continue_or_start(
+            head.header_str("traceparent"),
+        ));
+    }
     let keep_alive = match run_phases(client, &head, gw, &mut ex).await {
         Ok(keep_alive) => keep_alive,
         Err(err) => {
@@ -698,6 +711,7 @@ async fn forward_with_fallback(
     let bedrock_client = op.format() == crate::format::ClientFormat::Bedrock;
     let mut last_error = GatewayError::ModelNotRouted(target.model.clone().unwrap_or_default());
     let log = &mut ex.attempts;
+    let trace = ex.request.trace.as_ref();
     for (attempt, candidate) in target.candidates.iter().enumerate() {
         if attempt > 0 && !(replayable && gw.balancer.allow_retry()) {
             break;
@@ -716,6 +730,7 @@ async fn forward_with_fallback(
             translation: &translation,
             index: candidate.upstream,
             upstream,
+            trace,
         };
         let _in_flight = gw.balancer.enter(candidate.upstream);
         match forward::forward(client, &outbound, gw, log).await {

@@ -68,9 +68,19 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
     tracing::info!(fd_limit, "open-file limit");
     let bound = bind_all(&config)?;
     let metrics = Arc::new(crate::metrics::Metrics::default());
+    let (exporter, exporter_thread) = match &config.telemetry.export {
+        Some(settings) => {
+            let (e, t) =
+                crate::telemetry::export::start(settings).map_err(ServeError::AccessLog)?;
+            (Some(e), Some(t))
+        }
+        None => (None, None),
+    };
+    let export_counts = exporter.as_ref().map(|e| Arc::clone(&e.counts));
     let (log, log_thread) = access_log::start(
         &config.access_log,
         Arc::clone(&metrics),
+        exporter,
         config.writer_priority,
     )
     .map_err(ServeError::AccessLog)?;
@@ -146,6 +156,7 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
         audit,
         metrics,
         cluster: cluster.as_ref().map(|c| Arc::clone(&c.status)),
+        export: export_counts,
     };
     let admin = match &admin_settings {
         Some(settings) => {
@@ -301,9 +312,15 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
     // holds a handle on the audit log too).
     drop(reloader);
     drop(records);
-    for thread in [Some(log_thread), ledger_thread, audit_thread]
-        .into_iter()
-        .flatten()
+    // The exporter ends once the access-log writer (its only feeder) has.
+    for thread in [
+        Some(log_thread),
+        ledger_thread,
+        audit_thread,
+        exporter_thread,
+    ]
+    .into_iter()
+    .flatten()
     {
         let _ = thread.join();
     }

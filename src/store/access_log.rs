@@ -2,7 +2,8 @@
 //! channel. A worker only ever `try_send`s; if the writer falls behind and the channel is full,
 //! the record is counted as dropped and a warning is logged (never a blocked worker). The writer
 //! drains the queue every 10 ms rather than being woken per record.
-//! Shutdown drops the senders; the writer drains the channel, flushes and exits.
+//! Shutdown drops the senders; the writer drains the channel, flushes and exits. The same thread
+//! folds each batch into the Prometheus metrics and offers it to the OpenTelemetry exporter.
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
@@ -15,6 +16,7 @@ use crate::config::AccessLogTarget;
 use crate::metrics::{Collector, Metrics};
 pub use crate::record::AccessRecord;
 use crate::runtime::writer_priority::{WriterPacing, WriterPriority};
+use crate::telemetry::export::Exporter;
 
 /// Records queued at most before new ones are dropped.
 const QUEUE: usize = 65_536;
@@ -63,6 +65,7 @@ impl AccessLog {
 pub fn start(
     target: &AccessLogTarget,
     metrics: Arc<Metrics>,
+    exporter: Option<Exporter>,
     priority: WriterPriority,
 ) -> std::io::Result<(AccessLog, JoinHandle<()>)> {
     let sink: Option<Box<dyn Write + Send>> = match target {
@@ -80,6 +83,7 @@ pub fn start(
                 rx,
                 sink,
                 metrics,
+                exporter,
                 WriterPacing::start("access-log", priority),
             )
         })?;
@@ -100,6 +104,7 @@ fn write_loop(
     rx: flume::Receiver<AccessRecord>,
     sink: Option<Box<dyn Write + Send>>,
     metrics: Arc<Metrics>,
+    exporter: Option<Exporter>,
     mut pacing: WriterPacing,
 ) {
     let mut collector = Collector::new(metrics);
@@ -116,6 +121,9 @@ fn write_loop(
             }
         }
         collector.observe(&batch);
+        if let Some(exporter) = &exporter {
+            exporter.offer(&batch);
+        }
         batch.clear();
         if closed {
             return;

@@ -5,6 +5,9 @@
 //! each export, unchanged, to every collector configured for its signal, with the collector's
 //! own header fields and never the client's credential.
 
+pub mod export;
+pub mod trace_context;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
