@@ -121,10 +121,10 @@ fn write_loop(
             }
         }
         collector.observe(&batch);
-        if let Some(exporter) = &exporter {
-            exporter.offer(&batch);
+        match &exporter {
+            Some(exporter) => exporter.offer(batch.drain(..)),
+            None => batch.clear(),
         }
-        batch.clear();
         if closed {
             return;
         }

@@ -72,10 +72,11 @@ impl Buckets {
     }
 }
 
-/// A histogram metric: its bounds and a [`Buckets`] per series (and token type).
+/// A histogram metric: its bounds and a [`Buckets`] per series (by its number in [`Interned`])
+/// and token type.
 struct HistogramMetric {
     bounds: &'static [f64],
-    series: HashMap<(Series, &'static str), Buckets>,
+    series: HashMap<(usize, &'static str), Buckets>,
 }
 
 impl HistogramMetric {
@@ -86,13 +87,43 @@ impl HistogramMetric {
         }
     }
 
-    fn observe(&mut self, series: &Series, kind: &'static str, v: f64) {
-        let key = bounded(&self.series, (series.clone(), kind));
+    fn observe(&mut self, series: usize, kind: &'static str, v: f64) {
         let bounds = self.bounds;
         self.series
-            .entry(key)
+            .entry((series, kind))
             .or_insert_with(|| Buckets::new(bounds))
             .observe(bounds, v);
+    }
+}
+
+/// Every series seen, numbered: a record's attributes are looked up once, not per metric.
+/// Past [`MAX_SERIES`], new ones fold into their `other` form.
+#[derive(Default)]
+struct Interned {
+    numbers: HashMap<Series, usize>,
+    all: Vec<Series>,
+}
+
+impl Interned {
+    fn number(&mut self, series: Series) -> usize {
+        if let Some(&n) = self.numbers.get(&series) {
+            return n;
+        }
+        let series = if self.all.len() >= MAX_SERIES {
+            other(&series)
+        } else {
+            series
+        };
+        if let Some(&n) = self.numbers.get(&series) {
+            return n;
+        }
+        self.all.push(series.clone());
+        self.numbers.insert(series, self.all.len() - 1);
+        self.all.len() - 1
+    }
+
+    fn get(&self, n: usize) -> Option<&Series> {
+        self.all.get(n)
     }
 }
 
@@ -104,7 +135,8 @@ pub struct Aggregate {
     first_token: HistogramMetric,
     added: HistogramMetric,
     /// USD by series and team.
-    cost: HashMap<(Series, String), f64>,
+    cost: HashMap<(usize, String), f64>,
+    series: Interned,
 }
 
 impl Aggregate {
@@ -116,6 +148,7 @@ impl Aggregate {
             first_token: HistogramMetric::new(&FIRST_TOKEN_BOUNDS),
             added: HistogramMetric::new(&ADDED_BOUNDS),
             cost: HashMap::new(),
+            series: Interned::default(),
         }
     }
 
@@ -133,22 +166,30 @@ impl Aggregate {
                 .or_else(|| r.upstream_error.clone())
                 .unwrap_or_default(),
         );
+        let series = self.series.number(series);
         if r.metered {
+            self.tokens.observe(series, "input", input_tokens(r) as f64);
             self.tokens
-                .observe(&series, "input", input_tokens(r) as f64);
-            self.tokens
-                .observe(&series, "output", r.output_tokens as f64);
+                .observe(series, "output", r.output_tokens as f64);
         }
-        self.duration.observe(&series, "", r.total_us as f64 / 1e6);
+        self.duration.observe(series, "", r.total_us as f64 / 1e6);
         if let Some(ttfb) = r.ttfb_us {
-            self.first_token.observe(&series, "", ttfb as f64 / 1e6);
+            self.first_token.observe(series, "", ttfb as f64 / 1e6);
         }
-        self.added.observe(&series, "", r.added_us as f64 / 1e6);
+        self.added.observe(series, "", r.added_us as f64 / 1e6);
         let mut key = (series, r.team.clone().unwrap_or_default());
         if self.cost.len() >= MAX_SERIES && !self.cost.contains_key(&key) {
-            key = (other(&key.0), "other".into());
+            key.1 = "other".into();
         }
         *self.cost.entry(key).or_insert(0.0) += r.cost_usd;
+    }
+
+    /// The attributes of series number `n`.
+    fn attributes(&self, n: usize) -> Vec<KeyValue> {
+        self.series
+            .get(n)
+            .map(series_attributes)
+            .unwrap_or_default()
     }
 
     /// The metrics as of `now_unix_nano`.
@@ -167,7 +208,7 @@ impl Aggregate {
                     .series
                     .iter()
                     .map(|((series, kind), b)| {
-                        let mut attributes = series_attributes(series);
+                        let mut attributes = self.attributes(*series);
                         if let Some(key) = kind_key {
                             attributes.push(text(key, kind));
                         }
@@ -226,7 +267,7 @@ impl Aggregate {
                         .cost
                         .iter()
                         .map(|((series, team), usd)| {
-                            let mut attributes = series_attributes(series);
+                            let mut attributes = self.attributes(*series);
                             attributes.push(text("sluice.team", team));
                             NumberDataPoint {
                                 attributes,
@@ -242,17 +283,6 @@ impl Aggregate {
             },
         ]
     }
-}
-
-/// `key` itself, or its `other` form when the map is full and does not hold it.
-fn bounded<V>(
-    map: &HashMap<(Series, &'static str), V>,
-    key: (Series, &'static str),
-) -> (Series, &'static str) {
-    if map.len() < MAX_SERIES || map.contains_key(&key) {
-        return key;
-    }
-    (other(&key.0), key.1)
 }
 
 /// A series with its client-chosen values (model, error) folded into `other`.

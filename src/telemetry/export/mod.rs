@@ -68,10 +68,11 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// Queues copies of `records`; never waits (a full queue drops and counts).
-    pub fn offer(&self, records: &[AccessRecord]) {
+    /// Queues `records` (the writer is done with them); never waits (a full queue drops and
+    /// counts).
+    pub fn offer(&self, records: impl Iterator<Item = AccessRecord>) {
         for record in records {
-            if self.tx.try_send(record.clone()).is_err() {
+            if self.tx.try_send(record).is_err() {
                 self.counts.records_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
