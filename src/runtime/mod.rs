@@ -220,11 +220,13 @@ fn block_on<Fut: Future<Output = ()>>(
     let pool = Box::new(pool);
     match driver {
         IoDriver::Auto => monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .uring_builder(ring_setup())
             .enable_timer()
             .attach_thread_pool(pool)
             .build()?
             .block_on(work),
         IoDriver::IoUring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .uring_builder(ring_setup())
             .enable_timer()
             .attach_thread_pool(pool)
             .build()?
@@ -236,6 +238,29 @@ fn block_on<Fut: Future<Output = ()>>(
             .block_on(work),
     }
     Ok(())
+}
+
+/// A worker's io_uring, set up for one thread that alone submits to it: `SINGLE_ISSUER`, and
+/// `COOP_TASKRUN` so completions do not interrupt the worker with an inter-processor interrupt
+/// and task work on every return to user space — it runs when the worker next enters the
+/// kernel, which a busy worker does every loop turn. A kernel without these flags (before 6.0)
+/// gets the default ring: the flags are probed once, never a reason to fall back to epoll.
+fn ring_setup() -> io_uring::Builder {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let mut tuned = io_uring::IoUring::builder();
+    tuned.setup_coop_taskrun().setup_single_issuer();
+    let supported = *SUPPORTED.get_or_init(|| {
+        let probe = tuned.build(8);
+        if let Err(e) = &probe {
+            tracing::info!(error = %e, "io_uring without COOP_TASKRUN and SINGLE_ISSUER");
+        }
+        probe.is_ok()
+    });
+    if supported {
+        tuned
+    } else {
+        io_uring::IoUring::builder()
+    }
 }
 
 /// What a worker's accept loop needs besides its listener.
