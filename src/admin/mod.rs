@@ -282,8 +282,13 @@ fn issue_key(ctx: &AdminContext, fields: &Value) -> Result<(String, String), Adm
 }
 
 fn revoke_key(ctx: &AdminContext, name: &str) -> Result<Reply, AdminError> {
-    let n = open(ctx)?.revoke(name).map_err(|e| store_error(&e))?;
+    let n = revoke(ctx, name)?;
     Ok(Reply::json(200, &json!({ "name": name, "revoked": n })))
+}
+
+/// Revokes every key named `name` (the API's and the console's): how many were.
+fn revoke(ctx: &AdminContext, name: &str) -> Result<usize, AdminError> {
+    open(ctx)?.revoke(name).map_err(|e| store_error(&e))
 }
 
 fn rotate_key(ctx: &AdminContext, name: &str, body: &[u8]) -> Result<Reply, AdminError> {

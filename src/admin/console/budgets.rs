@@ -43,12 +43,13 @@ enum Projection {
 pub fn page(ctx: &AdminContext) -> Result<Markup, AdminError> {
     let snapshot = ctx.reloader.current();
     let now = SystemTime::now();
+    let mut recent = RecentSpend { ctx, cluster: None };
     let standings: Vec<Standing> = snapshot
         .state
         .budgets
         .usage()
         .map(|(scope, name, spec, used)| {
-            let burn = burn_rate(ctx, scope, name, spec, used, now);
+            let burn = burn_rate(&mut recent, scope, name, spec, used, now);
             Standing {
                 scope,
                 name: name.to_string(),
@@ -110,7 +111,7 @@ fn share(used: f64, limit: f64) -> f64 {
 
 /// USD per day.
 fn burn_rate(
-    ctx: &AdminContext,
+    recent: &mut RecentSpend<'_>,
     scope: Scope,
     name: &str,
     spec: BudgetSpec,
@@ -119,7 +120,7 @@ fn burn_rate(
 ) -> f64 {
     let day = today();
     if spec.period == Period::Total {
-        return recent_spend(ctx, scope, name, day).unwrap_or(0.0) / TOTAL_BURN_DAYS as f64;
+        return recent.usd(scope, name, day).unwrap_or(0.0) / TOTAL_BURN_DAYS as f64;
     }
     let start = UNIX_EPOCH + Duration::from_secs(spec.period.first_day(day).max(0) as u64 * 86_400);
     let elapsed = now
@@ -129,25 +130,36 @@ fn burn_rate(
     used / (elapsed.as_secs_f64() / 86_400.0)
 }
 
-/// What the entity spent over the last [`TOTAL_BURN_DAYS`] days (this node's ledger, or every
-/// node's in a cluster).
-fn recent_spend(ctx: &AdminContext, scope: Scope, name: &str, day: i64) -> Option<f64> {
-    let key = match scope {
-        Scope::Key => format!("key:{name}"),
-        _ => name.to_string(),
-    };
-    let first = day_string(day - (TOTAL_BURN_DAYS - 1));
-    let pico = match (&ctx.cluster_postgres, &ctx.store) {
-        (Some(conninfo), _) => {
-            let mut client = crate::store::postgres::connect(conninfo).ok()?;
-            crate::store::postgres::spent_since(&mut client, scope.label(), &key, &first).ok()?
-        }
-        (None, Some(path)) => {
-            crate::store::ledger::spent_since(path, scope.label(), &key, &first).ok()?
-        }
-        (None, None) => return None,
-    };
-    Some(pico as f64 / 1e12)
+/// Where recent spend is read: this node's ledger, or every node's in a cluster through one
+/// PostgreSQL connection for the whole page, opened when first needed.
+struct RecentSpend<'a> {
+    ctx: &'a AdminContext,
+    cluster: Option<postgres::Client>,
+}
+
+impl RecentSpend<'_> {
+    /// What the entity spent over the last [`TOTAL_BURN_DAYS`] days, USD.
+    fn usd(&mut self, scope: Scope, name: &str, day: i64) -> Option<f64> {
+        let key = match scope {
+            Scope::Key => format!("key:{name}"),
+            _ => name.to_string(),
+        };
+        let first = day_string(day - (TOTAL_BURN_DAYS - 1));
+        let pico = match (&self.ctx.cluster_postgres, &self.ctx.store) {
+            (Some(conninfo), _) => {
+                if self.cluster.is_none() {
+                    self.cluster = super::super::cluster_client(conninfo).ok();
+                }
+                let client = self.cluster.as_mut()?;
+                crate::store::postgres::spent_since(client, scope.label(), &key, &first).ok()?
+            }
+            (None, Some(path)) => {
+                crate::store::ledger::spent_since(path, scope.label(), &key, &first).ok()?
+            }
+            (None, None) => return None,
+        };
+        Some(pico as f64 / 1e12)
+    }
 }
 
 fn project(spec: BudgetSpec, used: f64, burn: f64, now: SystemTime) -> Projection {

@@ -160,9 +160,7 @@ pub fn rotate(ctx: &AdminContext, name: &str, form: &Form) -> Done {
 
 /// `POST /keys/{name}/revoke`.
 pub fn revoke(ctx: &AdminContext, name: &str) -> Done {
-    match super::super::open(ctx)
-        .and_then(|mut db| db.revoke(name).map_err(|e| super::super::store_error(&e)))
-    {
+    match super::super::revoke(ctx, name) {
         Ok(0) => Done::Failed(format!("No key named {name} to revoke.")),
         Ok(_) => Done::Said(format!("Revoked {name}: it is refused from now on.")),
         Err(e) => Done::Failed(format!("Not revoked: {e}")),
