@@ -483,21 +483,24 @@ fn an_upstream_serves_only_the_models_it_lists() {
         );
     }
     let records = gw.wait_records(3);
-    let served: Vec<(&str, &str)> = records
+    // Workers write their records independently: compare by model, not by order.
+    let mut served: Vec<(&str, &str, &str)> = records
         .iter()
         .map(|r| {
             (
+                r["model"].as_str().unwrap(),
                 r["upstream"].as_str().unwrap(),
                 r["upstream_model"].as_str().unwrap_or(""),
             )
         })
         .collect();
+    served.sort();
     assert_eq!(
         served,
         [
-            ("mantle", "anthropic.claude-opus-5-5"),
-            ("anthropic", ""),
-            ("mantle", "claude-opus-5-5"),
+            ("claude-haiku-4-5", "anthropic", ""),
+            ("claude-opus-5-5", "mantle", "anthropic.claude-opus-5-5"),
+            ("only-mantle", "mantle", "claude-opus-5-5"),
         ]
     );
     let dir = tempfile::tempdir().unwrap();
