@@ -83,7 +83,7 @@ fn ledger_commit(c: &mut Criterion) {
                 .unwrap();
                 let started = Instant::now();
                 for r in &records {
-                    ledger.record(r);
+                    ledger.record(r.clone());
                 }
                 drop(ledger);
                 thread.join().unwrap();

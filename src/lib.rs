@@ -8,7 +8,7 @@
 //!   forward → relay → finish.
 //! - [`provider`]: upstreams, their credentials, connections and the per-worker pool.
 //! - [`usage`]: usage meters (SSE, JSON), the price table, cost.
-//! - [`store`]: the access log writer thread.
+//! - [`store`]: the recorder (access log, metrics, feeding the ledger and audit), the ledger, the stores.
 //! - [`config`]: the TOML file → a validated [`config::Config`]: plain data, built without I/O.
 //! - [`state`]: what lives while sluice serves (credentials, key tables, counters, health),
 //!   built from a config and carried across reloads part by part.

@@ -670,7 +670,7 @@ fn prometheus_parses_metrics_that_match_the_access_log() {
     assert_eq!(sum_samples(&samples, "sluice_ledger_healthy", &[]), 1.0);
     assert!(samples
         .iter()
-        .any(|s| s["name"] == "sluice_store_queue_depth" && s["labels"]["store"] == "access_log"));
+        .any(|s| s["name"] == "sluice_store_queue_depth" && s["labels"]["store"] == "recorder"));
 }
 
 /// An HTTPS gateway serving a test CA's certificate for `localhost`, with `config` (keys,

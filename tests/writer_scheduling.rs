@@ -1,4 +1,4 @@
-//! The record writers (access log, spend ledger, audit log) run under `SCHED_IDLE` while they
+//! The record writers (recorder, spend ledger, audit log) run under `SCHED_IDLE` while they
 //! keep up (`server.writer_priority = "idle"`, the default), at the normal policy with
 //! `"normal"`, and always at the normal policy in sync durability, where responses wait for
 //! them. Under a load that keeps both cores busy, idle writers still store every record.
@@ -37,7 +37,7 @@ fn writer_policies(pid: u32) -> HashMap<String, u32> {
         let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
         let policy = after_name.split_whitespace().nth(41 - 3);
         let name = name.trim();
-        if ["sluice-access-l", "sluice-ledger", "sluice-audit"].contains(&name) {
+        if ["sluice-recorder", "sluice-ledger", "sluice-audit"].contains(&name) {
             if let Some(policy) = policy.and_then(|p| p.parse().ok()) {
                 out.insert(name.to_string(), policy);
             }
@@ -47,9 +47,9 @@ fn writer_policies(pid: u32) -> HashMap<String, u32> {
 }
 
 /// Waits until the three writers are at the expected policies.
-fn expect_policies(g: &Gateway, access: u32, ledger: u32, audit: u32) {
+fn expect_policies(g: &Gateway, recorder: u32, ledger: u32, audit: u32) {
     let want: HashMap<String, u32> = [
-        ("sluice-access-l", access),
+        ("sluice-recorder", recorder),
         ("sluice-ledger", ledger),
         ("sluice-audit", audit),
     ]
@@ -132,12 +132,12 @@ fn sync_durability_keeps_the_ledger_and_audit_writers_normal() {
     );
     // Where no thread may come back from SCHED_IDLE, no writer is made idle at all (checked
     // too, rather than skipped).
-    let access_log = if may_leave_idle() {
+    let recorder = if may_leave_idle() {
         SCHED_IDLE
     } else {
         SCHED_OTHER
     };
-    expect_policies(&g, access_log, SCHED_OTHER, SCHED_OTHER);
+    expect_policies(&g, recorder, SCHED_OTHER, SCHED_OTHER);
 }
 
 #[test]

@@ -47,6 +47,28 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// The decision on a request, from its access record.
+    pub fn request(r: &crate::record::AccessRecord) -> Self {
+        Self {
+            kind: "request",
+            time: r.time,
+            request_id: r.request_id.clone(),
+            identity: r.identity.clone(),
+            decision: if r.status < 400 || r.upstream.is_some() {
+                "allowed"
+            } else {
+                "refused"
+            },
+            status: r.status,
+            reason: r.error,
+            format: r.format.label(),
+            model: r.model.clone(),
+            upstream: r.upstream.clone(),
+            fallbacks: r.fallbacks.clone(),
+            detail: None,
+        }
+    }
+
     /// A sign-in decision about `email` (empty when not known): `signed_in`, `refused`,
     /// `denied_by_user`, `signed_out`.
     pub fn signin(

@@ -1,6 +1,6 @@
 //! Prometheus metrics, aggregated off the hot path.
 //!
-//! Workers already hand every finished request's [`AccessRecord`] to the access-log writer
+//! Workers already hand every finished request's [`AccessRecord`] to the recorder
 //! thread; that thread owns a [`Collector`] that folds each batch into the aggregates and, at
 //! most every [`PUBLISH_INTERVAL`], publishes their rendered text through an `ArcSwap`. A scrape
 //! (`GET /metrics`, on any worker) loads that text and appends a few gauges read at scrape time

@@ -7,18 +7,15 @@ use std::time::Instant;
 use super::exchange::Exchange;
 use super::Gateway;
 use crate::record::AccessRecord;
+use crate::store::recorder::Finished;
 use crate::usage::pricing::pico_to_usd;
 
-/// Writes the record of `ex` and queues it (to the ledger and audit log too, unless they
-/// already have it).
+/// Writes the record of `ex` and hands it to the recorder (which also takes it to the ledger
+/// and the audit log, unless they have it already).
 pub fn finish(gw: &Gateway, ex: Exchange) {
-    let synced = ex.ledger_synced;
-    let r = record(gw, ex);
-    if !synced {
-        gw.records.ledger.record(&r);
-        gw.records.audit.record(request_event(&r));
-    }
-    gw.access_log.record(r);
+    let stored = ex.ledger_synced;
+    let record = record(gw, ex);
+    gw.finished.push(Finished { record, stored });
 }
 
 /// The access record of `ex` as it stands now (the trail's text moves into it).
@@ -104,28 +101,6 @@ pub fn record(gw: &Gateway, ex: Exchange) -> AccessRecord {
     r
 }
 
-/// The audit log's line for a request decision.
-fn request_event(r: &AccessRecord) -> crate::audit::AuditEvent {
-    crate::audit::AuditEvent {
-        kind: "request",
-        time: r.time,
-        request_id: r.request_id.clone(),
-        identity: r.identity.clone(),
-        decision: if r.status < 400 || r.upstream.is_some() {
-            "allowed"
-        } else {
-            "refused"
-        },
-        status: r.status,
-        reason: r.error,
-        format: r.format.label(),
-        model: r.model.clone(),
-        upstream: r.upstream.clone(),
-        fallbacks: r.fallbacks.clone(),
-        detail: None,
-    }
-}
-
 /// `store.durability = "sync"`: completes the record and waits (without blocking the worker)
 /// until the ledger has committed it and the audit log has synced its line. Returns whether
 /// the response's last byte may go out: always once both are durable; if they are not within
@@ -135,7 +110,11 @@ pub async fn commit_before_last_byte(gw: &Gateway, ex: &mut Exchange) -> bool {
     let ledger = gw.records.ledger.record_and_wait(&r);
     let audit_on = gw.records.audit.is_on();
     let audit = audit_on
-        .then(|| gw.records.audit.record_and_wait(request_event(&r)))
+        .then(|| {
+            gw.records
+                .audit
+                .record_and_wait(crate::audit::AuditEvent::request(&r))
+        })
         .flatten();
     ex.ledger_synced = true;
     let (Some(ledger), true) = (ledger, audit.is_some() || !audit_on) else {

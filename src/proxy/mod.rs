@@ -76,7 +76,8 @@ use crate::provider::pool::Pool;
 use crate::runtime::LocalShutdown;
 use crate::state::live::{Live, Snapshot};
 use crate::state::State;
-use crate::store::access_log::AccessLog;
+use crate::store::recorder::worker::WorkerRecords;
+use crate::store::recorder::Recorder;
 use classify::Operation;
 use client::{ClientConn, ClientStream};
 use exchange::Exchange;
@@ -90,7 +91,8 @@ pub struct Gateway {
     pub state: Arc<State>,
     pub connector: Rc<Connector>,
     pub pool: Rc<Pool>,
-    pub access_log: AccessLog,
+    /// This worker's finished records, on their way to the recorder.
+    pub finished: Rc<WorkerRecords>,
     pub records: Records,
     pub shutdown: Rc<LocalShutdown>,
     pub balancer: Rc<balance::Balancer>,
@@ -121,7 +123,7 @@ impl Gateway {
             config,
             state,
             connector: Rc::new(connector),
-            access_log: records.access_log.clone(),
+            finished: Rc::new(WorkerRecords::new(records.recorder.clone())),
             records,
             shutdown,
             request_ids: Rc::new(RequestIds::new(worker)),
@@ -154,7 +156,7 @@ impl Gateway {
             state,
             connector: Rc::clone(&self.connector),
             pool,
-            access_log: self.access_log.clone(),
+            finished: Rc::clone(&self.finished),
             records: self.records.clone(),
             shutdown: Rc::clone(&self.shutdown),
             balancer,
@@ -232,7 +234,7 @@ impl WorkerGateway {
 /// Where a finished request's records go: the access log, the spend ledger, the audit log.
 #[derive(Clone)]
 pub struct Records {
-    pub access_log: AccessLog,
+    pub recorder: Recorder,
     pub ledger: crate::store::ledger::Ledger,
     pub audit: crate::audit::AuditLog,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -253,12 +255,12 @@ impl Records {
     pub fn gauges(&self) -> crate::metrics::ScrapeGauges {
         crate::metrics::ScrapeGauges {
             queued: vec![
-                ("access_log", self.access_log.queued()),
+                ("recorder", self.recorder.queued()),
                 ("ledger", self.ledger.queued()),
                 ("audit", self.audit.queued()),
             ],
             dropped: vec![
-                ("access_log", self.access_log.dropped()),
+                ("recorder", self.recorder.dropped()),
                 ("ledger", self.ledger.dropped()),
                 ("audit", self.audit.dropped()),
             ],

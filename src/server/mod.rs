@@ -1,7 +1,7 @@
 //! Starting and stopping the gateway: bind the listeners (refusing a taken port), start the
-//! access-log writer and one worker per listener, announce `listening on ADDR`, wait for
+//! recorder and the record writers, one worker per listener, announce `listening on ADDR`, wait for
 //! SIGTERM/SIGINT, then drain: workers stop accepting and finish in-flight requests within the
-//! grace period, and the access log is flushed before the process exits.
+//! grace period, and every record is written before the process exits.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -18,7 +18,7 @@ use crate::proxy::{serve_plain, serve_tls, Records, WorkerGateway};
 use crate::runtime::{self, listener::bind_listeners, shutdown_pair, LocalShutdown};
 use crate::state::live::{Live, Snapshot};
 use crate::state::State;
-use crate::store::{access_log, ledger};
+use crate::store::{ledger, recorder};
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -77,13 +77,6 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
         None => (None, None),
     };
     let export_counts = exporter.as_ref().map(|e| Arc::clone(&e.counts));
-    let (log, log_thread) = access_log::start(
-        &config.access_log,
-        Arc::clone(&metrics),
-        exporter,
-        config.writer_priority,
-    )
-    .map_err(ServeError::AccessLog)?;
     let (ledger, ledger_thread) = match &config.store.path {
         Some(path) => {
             let (l, t) = ledger::start(
@@ -114,6 +107,17 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
         }
         None => (crate::audit::AuditLog::off(), None),
     };
+    let (recorder, recorder_thread) = recorder::start(
+        recorder::Destinations {
+            access_log: config.access_log.clone(),
+            metrics: Arc::clone(&metrics),
+            ledger: ledger.clone(),
+            audit: audit.clone(),
+            exporter,
+        },
+        config.writer_priority,
+    )
+    .map_err(ServeError::AccessLog)?;
     let store_location = crate::store::StoreLocation::of(&config);
     let key_refresher = match &store_location {
         Some(location) => {
@@ -151,7 +155,7 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
         audit.clone(),
     ));
     let records = Records {
-        access_log: log,
+        recorder,
         ledger,
         audit,
         metrics,
@@ -256,6 +260,7 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
                 for accepting in loops {
                     accepting.await;
                 }
+                gw.current().finished.flush_now();
             }
         },
     )
@@ -312,9 +317,10 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
     // holds a handle on the audit log too).
     drop(reloader);
     drop(records);
-    // The exporter ends once the access-log writer (its only feeder) has.
+    // The recorder feeds the ledger, the audit log and the exporter: it ends first, they end
+    // once it has.
     for thread in [
-        Some(log_thread),
+        Some(recorder_thread),
         ledger_thread,
         audit_thread,
         exporter_thread,

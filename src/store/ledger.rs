@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection};
 
-use super::access_log::AccessRecord;
+use crate::record::AccessRecord;
 use crate::runtime::writer_priority::{WriterPacing, WriterPriority};
 
 /// Records queued at most before the ledger counts as behind.
@@ -101,7 +101,7 @@ impl Ledger {
     }
 
     /// Queues a record; never blocks. A full queue marks the ledger unhealthy.
-    pub fn record(&self, record: &AccessRecord) {
+    pub fn record(&self, record: AccessRecord) {
         self.enqueue(record, None);
     }
 
@@ -109,7 +109,7 @@ impl Ledger {
     /// off or its queue is full).
     pub fn record_and_wait(&self, record: &AccessRecord) -> Option<flume::Receiver<()>> {
         let (tx, rx) = flume::bounded(1);
-        self.enqueue(record, Some(tx)).then_some(rx)
+        self.enqueue(record.clone(), Some(tx)).then_some(rx)
     }
 
     /// Whether records are being stored at all.
@@ -117,13 +117,19 @@ impl Ledger {
         self.tx.is_some()
     }
 
-    fn enqueue(&self, record: &AccessRecord, ack: Option<flume::Sender<()>>) -> bool {
+    /// `n` records meant for the ledger were dropped before they reached its queue: counted,
+    /// and the ledger is unhealthy until its next commit.
+    pub fn missed(&self, n: usize) {
+        if n == 0 || self.tx.is_none() {
+            return;
+        }
+        self.healthy.store(false, Ordering::Relaxed);
+        self.dropped.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn enqueue(&self, record: AccessRecord, ack: Option<flume::Sender<()>>) -> bool {
         let Some(tx) = &self.tx else { return false };
-        let entry = Entry {
-            record: record.clone(),
-            ack,
-        };
-        if tx.try_send(entry).is_err() {
+        if tx.try_send(Entry { record, ack }).is_err() {
             self.healthy.store(false, Ordering::Relaxed);
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {

@@ -1,14 +1,15 @@
 //! Records that leave the hot path: workers hand them to writer threads over bounded channels
-//! and never wait on disk: the access log ([`access_log`]) and the spend ledger ([`ledger`]).
+//! and never wait on disk: the recorder ([`recorder`]: the access log, metrics, and the feed of
+//! the audit log and the spend ledger ([`ledger`])).
 //! The writers run under `SCHED_IDLE` while they keep up, so they never delay a waking worker
 //! ([`crate::runtime::writer_priority`]).
 
-pub mod access_log;
 pub mod keys;
 pub mod ledger;
 pub mod outbox;
 pub mod policies;
 pub mod postgres;
+pub mod recorder;
 
 /// Where issued keys and admin-set policies live (and, in a cluster, every node's spend).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! sluice's own OpenTelemetry export (`[telemetry.export]`): a span per request and the
 //! request metrics, over OTLP/HTTP in protobuf, to one collector.
 //!
-//! Nothing of it runs on a worker. The access-log writer thread, which already receives every
+//! Nothing of it runs on a worker. The recorder thread, which already receives every
 //! finished request's record, offers each batch to [`Exporter::offer`]: a bounded queue
 //! ([`QUEUE`] records; when full a record is dropped and counted, never waited for). One side
 //! thread folds the records into the metrics, batches the spans (up to [`MAX_BATCH`] per

@@ -1,0 +1,212 @@
+//! The recorder: the one thread every finished request's record goes to. A worker hands it
+//! records in batches ([`worker::WorkerRecords`]: one channel send per batch, not three per
+//! request); the recorder writes the access-log line, folds the record into the metrics,
+//! builds the audit event and queues the record for the spend ledger, then offers the batch to
+//! the OpenTelemetry exporter. So serializing, hashing and SQLite all happen off the workers,
+//! and the workers' only cost per request is moving the record into a vector.
+//!
+//! The queue is bounded by records (not batches): past [`QUEUE`] records waiting, a batch is
+//! dropped and counted — and, since the ledger then misses records, the ledger is marked
+//! unhealthy as if its own queue were full (never a blocked worker). The recorder drains the
+//! queue every 10 ms rather than being woken per batch.
+//! Shutdown drops the senders; the recorder drains the channel, flushes and exits, and the
+//! ledger and audit writers (which it feeds) end after it.
+
+pub mod worker;
+
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::ledger::Ledger;
+use crate::audit::{AuditEvent, AuditLog};
+use crate::config::AccessLogTarget;
+use crate::metrics::{Collector, Metrics};
+pub use crate::record::AccessRecord;
+use crate::runtime::writer_priority::{WriterPacing, WriterPriority};
+use crate::telemetry::export::Exporter;
+
+/// Records queued at most before new batches are dropped.
+const QUEUE: usize = 65_536;
+
+/// A finished request's record on its way to the recorder.
+pub struct Finished {
+    pub record: AccessRecord,
+    /// The ledger and the audit log already have it (`store.durability = "sync"` stores it
+    /// before the response's last byte); the recorder only logs and measures it.
+    pub stored: bool,
+}
+
+/// The workers' handle on the recorder.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: flume::Sender<Vec<Finished>>,
+    queued: Arc<AtomicUsize>,
+    dropped: Arc<AtomicU64>,
+    /// Told when a dropped batch held records it should have had.
+    ledger: Ledger,
+}
+
+impl Recorder {
+    /// Queues a batch; never blocks. Over the bound, the batch is dropped and counted.
+    pub fn send(&self, batch: Vec<Finished>) {
+        let n = batch.len();
+        if n == 0 {
+            return;
+        }
+        let unstored = batch.iter().filter(|f| !f.stored).count();
+        let waiting = self.queued.fetch_add(n, Ordering::Relaxed);
+        if waiting + n <= QUEUE && self.tx.try_send(batch).is_ok() {
+            return;
+        }
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+        self.ledger.missed(unstored);
+        let before = self.dropped.fetch_add(n as u64, Ordering::Relaxed);
+        if (before + n as u64).ilog2() != before.checked_ilog2().unwrap_or(u32::MAX) {
+            tracing::warn!(
+                dropped = before + n as u64,
+                "the recorder is behind; records dropped"
+            );
+        }
+    }
+
+    /// Records dropped because the recorder was behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Records waiting for the recorder.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+}
+
+/// Where the recorder sends what it derives from each record.
+pub struct Destinations {
+    pub access_log: AccessLogTarget,
+    pub metrics: Arc<Metrics>,
+    pub ledger: Ledger,
+    pub audit: AuditLog,
+    pub exporter: Option<Exporter>,
+}
+
+/// Starts the recorder thread, scheduled as `priority` says; it folds every record into the
+/// metrics, so it runs even when the access log is off. Dropping every [`Recorder`] clone
+/// ends it.
+pub fn start(
+    to: Destinations,
+    priority: WriterPriority,
+) -> std::io::Result<(Recorder, JoinHandle<()>)> {
+    let sink: Option<Box<dyn Write + Send>> = match &to.access_log {
+        AccessLogTarget::Off => None,
+        AccessLogTarget::Stdout => Some(Box::new(std::io::stdout())),
+        AccessLogTarget::File(path) => Some(Box::new(
+            OpenOptions::new().create(true).append(true).open(path)?,
+        )),
+    };
+    let (tx, rx) = flume::unbounded::<Vec<Finished>>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let recorder = Recorder {
+        tx,
+        queued: Arc::clone(&queued),
+        dropped: Arc::new(AtomicU64::new(0)),
+        ledger: to.ledger.clone(),
+    };
+    let mut writer = Writer {
+        out: sink.map(|sink| BufWriter::with_capacity(64 * 1024, sink)),
+        collector: Collector::new(Arc::clone(&to.metrics)),
+        ledger: to.ledger,
+        audit: to.audit,
+        exporter: to.exporter,
+        queued,
+    };
+    let handle = std::thread::Builder::new()
+        .name("sluice-recorder".into())
+        .spawn(move || writer.run(&rx, WriterPacing::start("recorder", priority)))?;
+    Ok((recorder, handle))
+}
+
+/// How often the recorder drains the queue. Workers never wake it: a wake per batch would
+/// cost a futex call and a context switch.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The recorder thread's state.
+struct Writer {
+    out: Option<BufWriter<Box<dyn Write + Send>>>,
+    collector: Collector,
+    ledger: Ledger,
+    audit: AuditLog,
+    exporter: Option<Exporter>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Writer {
+    fn run(&mut self, rx: &flume::Receiver<Vec<Finished>>, mut pacing: WriterPacing) {
+        let mut batches: Vec<Vec<Finished>> = Vec::new();
+        let mut records: Vec<AccessRecord> = Vec::new();
+        let mut stored: Vec<bool> = Vec::new();
+        loop {
+            let closed = super::drain(rx, &mut batches);
+            for batch in batches.drain(..) {
+                self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+                for finished in batch {
+                    records.push(finished.record);
+                    stored.push(finished.stored);
+                }
+            }
+            self.log(&records);
+            self.collector.observe(&records);
+            for (record, _) in records.iter().zip(&stored).filter(|(_, s)| !**s) {
+                self.audit.record(AuditEvent::request(record));
+            }
+            self.store_and_export(&mut records, &mut stored);
+            if closed {
+                return;
+            }
+            pacing.sleep(DRAIN_INTERVAL);
+        }
+    }
+
+    /// Moves the records to the ledger (those it does not have yet) and the exporter; a record
+    /// is copied only when both take it.
+    fn store_and_export(&self, records: &mut Vec<AccessRecord>, stored: &mut Vec<bool>) {
+        let batch = records.drain(..).zip(stored.drain(..));
+        match &self.exporter {
+            Some(exporter) => exporter.offer(batch.map(|(record, stored)| {
+                if !stored {
+                    self.ledger.record(record.clone());
+                }
+                record
+            })),
+            None => {
+                for (record, _) in batch.filter(|(_, stored)| !stored) {
+                    self.ledger.record(record);
+                }
+            }
+        }
+    }
+
+    fn log(&mut self, records: &[AccessRecord]) {
+        let Some(out) = self.out.as_mut().filter(|_| !records.is_empty()) else {
+            return;
+        };
+        for record in records {
+            write_record(out, record);
+        }
+        if let Err(e) = out.flush() {
+            tracing::error!(error = %e, "cannot write the access log");
+        }
+    }
+}
+
+fn write_record(out: &mut impl Write, record: &AccessRecord) {
+    let written = serde_json::to_writer(&mut *out, record)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"));
+    if let Err(e) = written {
+        tracing::error!(error = %e, "cannot write the access log");
+    }
+}

@@ -1,0 +1,196 @@
+//! A worker's side of the recorder: finished records collect in a worker-local vector and go
+//! to the recorder as one batch — when [`BATCH`] are waiting, or [`FLUSH_AFTER`] after the
+//! first of them, whichever comes first. So a request's record costs the worker a push, and the
+//! channel (its lock, its allocation) is paid once per batch. Nothing is lost on the way out:
+//! the worker flushes as its runtime ends, and dropping the handle (a panicking runtime
+//! unwinding) sends what waits too.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::{Finished, Recorder};
+
+/// Records sent together at most.
+pub const BATCH: usize = 64;
+
+/// How long a record waits at most for others to join its batch.
+pub const FLUSH_AFTER: Duration = Duration::from_millis(2);
+
+/// One worker's records on their way to the recorder.
+pub struct WorkerRecords {
+    recorder: Recorder,
+    waiting: RefCell<Vec<Finished>>,
+    /// A flush is scheduled for the waiting records.
+    flush_due: Cell<bool>,
+}
+
+impl WorkerRecords {
+    pub fn new(recorder: Recorder) -> Self {
+        Self {
+            recorder,
+            waiting: RefCell::new(Vec::new()),
+            flush_due: Cell::new(false),
+        }
+    }
+
+    /// Adds a finished record to the worker's batch. Must run inside the worker's runtime (it
+    /// may schedule the batch's flush there).
+    pub fn push(self: &Rc<Self>, finished: Finished) {
+        let full = {
+            let mut waiting = self.waiting.borrow_mut();
+            waiting.push(finished);
+            waiting.len() >= BATCH
+        };
+        if full {
+            self.flush(BATCH);
+        } else if !self.flush_due.replace(true) {
+            // A weak handle: a timer still pending when the runtime is dropped is never
+            // dropped itself (monoio leaks it), and must not keep the records from their Drop.
+            let records = Rc::downgrade(self);
+            monoio::spawn(async move {
+                monoio::time::sleep(FLUSH_AFTER).await;
+                if let Some(records) = records.upgrade() {
+                    records.flush_due.set(false);
+                    records.flush(0);
+                }
+            });
+        }
+    }
+
+    /// Sends what waits now: the worker calls it as its runtime's last act, since a task still
+    /// holding the records then would keep them from their Drop.
+    pub fn flush_now(&self) {
+        self.flush(0);
+    }
+
+    /// Sends what waits; the next batch starts with room for `capacity` (a full batch
+    /// suggests the next fills too; a timed-out one, that it may hold one record).
+    fn flush(&self, capacity: usize) {
+        let mut waiting = self.waiting.borrow_mut();
+        if waiting.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut *waiting, Vec::with_capacity(capacity));
+        drop(waiting);
+        self.recorder.send(batch);
+    }
+}
+
+impl Drop for WorkerRecords {
+    fn drop(&mut self) {
+        let batch = std::mem::take(self.waiting.get_mut());
+        self.recorder.send(batch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test set-up")]
+
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::record::AccessRecord;
+    use crate::store::ledger::Ledger;
+
+    fn recorder(ledger: Ledger) -> (Recorder, flume::Receiver<Vec<Finished>>) {
+        let (tx, rx) = flume::unbounded();
+        let recorder = Recorder {
+            tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+            dropped: Arc::new(AtomicU64::new(0)),
+            ledger,
+        };
+        (recorder, rx)
+    }
+
+    fn finished(i: usize) -> Finished {
+        Finished {
+            record: AccessRecord {
+                request_id: format!("req_{i}"),
+                ..AccessRecord::default()
+            },
+            stored: false,
+        }
+    }
+
+    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_full_batch_goes_at_once_and_a_short_one_after_its_wait() {
+        let (recorder, rx) = recorder(Ledger::off());
+        let records = Rc::new(WorkerRecords::new(recorder));
+        runtime().block_on(async move {
+            for i in 0..BATCH + 3 {
+                records.push(finished(i));
+            }
+            assert_eq!(rx.try_recv().unwrap().len(), BATCH);
+            assert!(rx.try_recv().is_err(), "the last three wait for others");
+            monoio::time::sleep(FLUSH_AFTER * 3).await;
+            let rest = rx.try_recv().unwrap();
+            assert_eq!(rest.len(), 3);
+            assert_eq!(rest[2].record.request_id, format!("req_{}", BATCH + 2));
+        });
+    }
+
+    #[test]
+    fn what_waits_is_sent_when_the_worker_ends() {
+        let (recorder, rx) = recorder(Ledger::off());
+        let records = Rc::new(WorkerRecords::new(recorder));
+        let mut rt = runtime();
+        let pushing = Rc::clone(&records);
+        rt.block_on(async move {
+            pushing.push(finished(1));
+            pushing.push(finished(2));
+        });
+        assert!(rx.try_recv().is_err(), "a flush is scheduled, not run");
+        // The scheduled flush (never run: the runtime is done) does not hold them back.
+        drop(records);
+        assert_eq!(rx.try_recv().unwrap().len(), 2);
+        drop(rt);
+    }
+
+    #[test]
+    fn the_last_flush_sends_what_waits() {
+        let (recorder, rx) = recorder(Ledger::off());
+        let records = Rc::new(WorkerRecords::new(recorder));
+        runtime().block_on(async move {
+            records.push(finished(1));
+            records.flush_now();
+            assert_eq!(rx.try_recv().unwrap().len(), 1);
+            records.flush_now();
+            assert!(rx.try_recv().is_err(), "nothing waits: nothing is sent");
+        });
+    }
+
+    #[test]
+    fn a_batch_over_the_bound_is_dropped_counted_and_the_ledger_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, thread) = crate::store::ledger::start(
+            &dir.path().join("ledger.db"),
+            Duration::from_millis(1),
+            crate::config::Durability::Interval,
+            crate::runtime::writer_priority::WriterPriority::Normal,
+        )
+        .unwrap();
+        let (recorder, rx) = recorder(ledger.clone());
+        recorder
+            .queued
+            .store(super::super::QUEUE - 1, Ordering::Relaxed);
+        recorder.send(vec![finished(1), finished(2)]);
+        assert!(rx.try_recv().is_err());
+        assert_eq!(recorder.dropped(), 2);
+        assert_eq!(recorder.queued(), super::super::QUEUE - 1);
+        assert!(!ledger.is_healthy());
+        assert_eq!(ledger.dropped(), 2);
+        drop((recorder, ledger));
+        thread.join().unwrap();
+    }
+}
