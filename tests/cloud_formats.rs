@@ -82,7 +82,7 @@ fn expected_body(call: &CloudCall, body: &Map<String, Value>) -> (String, Vec<St
         CloudCall::VertexCountTokens => anthropic_model_id(body["model"].as_str().unwrap()),
         _ => anthropic_model_id(call.path_model().unwrap()),
     };
-    let mut parts = vec![format!("\"model\":{}", Value::String(model))];
+    let mut parts = vec![format!("\"model\":{}", Value::String(model.into_owned()))];
     if matches!(call, CloudCall::BedrockInvoke { stream: true, .. }) {
         parts.push("\"stream\":true".into());
     }

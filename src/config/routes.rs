@@ -211,7 +211,7 @@ fn provider_model(
         let cloud_id = model_ids::is_cloud_id(model);
         return Ok(match client {
             ClientFormat::Anthropic if !cloud_id => model.to_string(),
-            _ => anthropic_model_id(model),
+            _ => anthropic_model_id(model).into_owned(),
         });
     };
     let same_format = matches!(

@@ -174,7 +174,7 @@ fn vertex(path: &str) -> Option<CloudCall> {
 /// `claude-sonnet-4-5@20250929` are both `claude-sonnet-4-5-20250929`; a context-size variant
 /// (`claude-opus-4-8[1m]`) is its model; an inference-profile ARN (and only an ARN: a `/`
 /// anywhere else is no separator) names its profile after the last `/`.
-pub fn anthropic_model_id(id: &str) -> String {
+pub fn anthropic_model_id(id: &str) -> std::borrow::Cow<'_, str> {
     let id = match id.strip_prefix("arn:") {
         Some(arn) => arn.rsplit('/').next().unwrap_or(arn),
         None => id,
@@ -182,7 +182,12 @@ pub fn anthropic_model_id(id: &str) -> String {
     let name = id.find("claude-").and_then(|i| id.get(i..)).unwrap_or(id);
     let name = name.split('[').next().unwrap_or(name);
     let name = strip_version_suffix(name);
-    name.replace('@', "-")
+    // Vertex writes `claude-opus-4-8@20260101`; every other id is a slice of the input.
+    if name.contains('@') {
+        std::borrow::Cow::Owned(name.replace('@', "-"))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
 }
 
 /// `-v1:0` / `-v2` style Bedrock version suffixes.

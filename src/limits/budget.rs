@@ -9,7 +9,6 @@
 //! beyond its reservation. Windows roll over in the same CAS. 48 bits of nanodollars cap a
 //! budget at $281,474 (checked when the config is built).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -134,7 +133,7 @@ struct Cell {
 /// Every budget of the node.
 #[derive(Debug, Default, Clone)]
 pub struct Budgets {
-    index: HashMap<(Scope, String), Vec<usize>>,
+    index: super::ByScope<Vec<usize>>,
     slots: Vec<Slot>,
     sessions: Vec<SessionBudget>,
     /// In a cluster: key, user and team budgets are spent from leases on the shared buckets.
@@ -273,8 +272,7 @@ impl Budgets {
     /// Adds a budget (config build time only).
     pub fn add(&mut self, scope: Scope, name: &str, spec: BudgetSpec) {
         self.index
-            .entry((scope, name.to_string()))
-            .or_default()
+            .entry_or_default(scope, name)
             .push(self.slots.len());
         self.slots.push(Slot {
             scope,
@@ -390,7 +388,7 @@ impl Budgets {
 
     fn slots_of<'s>(&'s self, scope: Scope, name: &str) -> impl Iterator<Item = &'s Slot> + 's {
         self.index
-            .get(&(scope, name.to_string()))
+            .get(scope, name)
             .into_iter()
             .flatten()
             .filter_map(|i| self.slots.get(*i))
@@ -416,9 +414,9 @@ impl Budgets {
         if let Some(session) = session {
             self.reserve_session(&mut reservation, session, day, amount)?;
         }
-        let indices = entities.iter().filter_map(|(scope, name)| {
-            name.and_then(|n| self.index.get(&(*scope, n.to_string())))
-        });
+        let indices = entities
+            .iter()
+            .filter_map(|(scope, name)| name.and_then(|n| self.index.get(*scope, n)));
         for i in indices.flatten().copied() {
             let Some(slot) = self.slots.get(i) else {
                 continue;

@@ -9,14 +9,15 @@
 //! its lease on them ([`lease`]), as budgets do, and the concurrent-streams limit holds per node.
 
 pub mod budget;
+mod by_scope;
 pub mod lease;
 pub mod session_budget;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use by_scope::ByScope;
 use lease::{LeaseCell, LeaseMode, LeaseTerms, LeaseWait, LeasedBucket};
 
 /// What is limited, for one entity.
@@ -66,7 +67,7 @@ struct Counter {
 /// Every limited entity's counters.
 #[derive(Debug, Default, Clone)]
 pub struct RateLimiter {
-    index: HashMap<(Scope, String), usize>,
+    index: ByScope<usize>,
     specs: Vec<LimitSpec>,
     /// Shared with the same entity's limits in the next config after a reload.
     counters: Vec<std::sync::Arc<Counter>>,
@@ -92,7 +93,7 @@ pub struct Quota {
     pub limit: u64,
     pub remaining: u64,
     /// RFC 3339 time the window resets.
-    pub reset: String,
+    pub reset: compact_str::CompactString,
 }
 
 /// A request admitted under the limits; releases its stream slots when dropped.
@@ -110,8 +111,7 @@ impl RateLimiter {
         if spec.is_empty() {
             return;
         }
-        self.index
-            .insert((scope, name.to_string()), self.specs.len());
+        self.index.insert(scope, name, self.specs.len());
         self.specs.push(spec);
         self.counters.push(std::sync::Arc::default());
     }
@@ -119,8 +119,8 @@ impl RateLimiter {
     /// Takes over the counters of the entities `old` also limits, so a config reload does not
     /// hand out a fresh minute or forget the streams in flight.
     pub fn adopt(&mut self, old: &RateLimiter) {
-        for (entity, &i) in &self.index {
-            let Some(&j) = old.index.get(entity) else {
+        for (scope, name, &i) in self.index.iter() {
+            let Some(&j) = old.index.get(scope, name) else {
                 continue;
             };
             if let (Some(slot), Some(counter)) = (self.counters.get_mut(i), old.counters.get(j)) {
@@ -147,10 +147,7 @@ impl RateLimiter {
             quota: None,
         };
         for (scope, name) in entities {
-            let Some(i) = name
-                .and_then(|n| self.index.get(&(*scope, n.to_string())))
-                .copied()
-            else {
+            let Some(i) = name.and_then(|n| self.index.get(*scope, n)).copied() else {
                 continue;
             };
             let spec = self.specs[i];
@@ -286,9 +283,9 @@ impl RateLimiter {
         };
         let minute = now_minute();
         let mut wait = LeaseWait::Ready;
-        let indices = entities.iter().filter_map(|(scope, name)| {
-            name.and_then(|n| self.index.get(&(*scope, n.to_string())))
-        });
+        let indices = entities
+            .iter()
+            .filter_map(|(scope, name)| name.and_then(|n| self.index.get(*scope, n)));
         for &i in indices {
             let (spec, counter) = (&self.specs[i], &self.counters[i]);
             let limited = [
@@ -307,7 +304,7 @@ impl RateLimiter {
     pub fn leased(&self) -> Vec<LeasedBucket> {
         let minute = now_minute();
         let mut buckets = Vec::new();
-        for ((scope, name), &i) in &self.index {
+        for (scope, name, &i) in self.index.iter() {
             let (spec, counter) = (&self.specs[i], &self.counters[i]);
             let limits = [
                 ("rpm", spec.rpm.map(u64::from), &counter.requests_lease),
@@ -361,9 +358,10 @@ fn seconds_to_next_minute() -> u64 {
     (60 - secs % 60).max(1)
 }
 
-fn next_minute_rfc3339() -> String {
+/// `2026-12-02T19:58:00Z`: 20 characters, held inline (no allocation per request).
+fn next_minute_rfc3339() -> compact_str::CompactString {
     let t = UNIX_EPOCH + std::time::Duration::from_secs((now_minute() + 1) * 60);
-    humantime::format_rfc3339_seconds(t).to_string()
+    compact_str::format_compact!("{}", humantime::format_rfc3339_seconds(t))
 }
 
 fn unpack(v: u64) -> (u64, u64) {

@@ -70,13 +70,13 @@ impl Identity {
         }
     }
 
-    pub fn user(&self) -> Option<String> {
+    pub fn user(&self) -> Option<&str> {
         match self {
             Identity::Key { user, .. }
             | Identity::Jwt { user, .. }
-            | Identity::Certificate { user, .. } => user.clone(),
-            Identity::SignedIn { email, .. } => Some(email.clone()),
-            Identity::CustomerRouted { user, .. } => Some(user.clone()),
+            | Identity::Certificate { user, .. } => user.as_deref(),
+            Identity::SignedIn { email, .. } => Some(email),
+            Identity::CustomerRouted { user, .. } => Some(user),
             _ => None,
         }
     }
@@ -110,11 +110,7 @@ impl Identity {
 
     /// The key, user and team that limits and budgets apply to (`user` and `team` as returned
     /// by [`Self::user`] and [`Self::team`]).
-    pub fn scopes<'a>(
-        &'a self,
-        user: &'a Option<String>,
-        team: &'a Option<String>,
-    ) -> [(crate::limits::Scope, Option<&'a str>); 3] {
+    pub fn scopes(&self) -> [(crate::limits::Scope, Option<&str>); 3] {
         use crate::limits::Scope;
         let key = match self {
             Identity::Key { name, .. } => Some(name.as_str()),
@@ -122,8 +118,8 @@ impl Identity {
         };
         [
             (Scope::Key, key),
-            (Scope::User, user.as_deref()),
-            (Scope::Team, team.as_deref()),
+            (Scope::User, self.user()),
+            (Scope::Team, self.team()),
         ]
     }
 
@@ -135,12 +131,12 @@ impl Identity {
         }
     }
 
-    pub fn team(&self) -> Option<String> {
+    pub fn team(&self) -> Option<&str> {
         match self {
             Identity::Key { team, .. }
             | Identity::Jwt { team, .. }
             | Identity::Certificate { team, .. }
-            | Identity::SignedIn { team, .. } => team.clone(),
+            | Identity::SignedIn { team, .. } => team.as_deref(),
             _ => None,
         }
     }
@@ -499,7 +495,7 @@ mod tests {
         .unwrap()
         .identity;
         assert_eq!(alice.label(), "key:alice");
-        assert_eq!(alice.team().as_deref(), Some("core"));
+        assert_eq!(alice.team(), Some("core"));
         assert_eq!(
             authenticate(
                 &head("Authorization: Bearer sk-alice\r\n"),

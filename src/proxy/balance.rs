@@ -26,6 +26,10 @@ use std::time::{Duration, Instant};
 use crate::config::routes::Deployment;
 use crate::config::{Balance, Route, Routing};
 
+/// Deployment indices in the order to try them: held inline for up to 8 (no allocation per
+/// request for any ordinary route).
+pub type DeploymentOrder = smallvec::SmallVec<[usize; 8]>;
+
 /// Weighted rendezvous score of `deployment` for a session: `-weight / ln(u)`, `u` uniform in
 /// (0, 1) from the pair's hash — the highest score wins, each deployment with its weight's share.
 fn rendezvous_score(session: u64, deployment: &Deployment) -> f64 {
@@ -87,7 +91,7 @@ impl Balancer {
 
     /// The deployments of `route` to try, in order (indexes into `route.deployments`);
     /// `session`: the caller's session key, for a route with session affinity.
-    pub fn order(&self, route: &Route, session: Option<&[u8]>) -> Vec<usize> {
+    pub fn order(&self, route: &Route, session: Option<&[u8]>) -> DeploymentOrder {
         self.count_request();
         let now = Instant::now();
         let health = self.health.borrow();
@@ -99,20 +103,21 @@ impl Balancer {
                     .and_then(|h| h.unavailable_until)
                     .is_none_or(|until| until <= now)
         };
-        let mut all: Vec<usize> = (0..route.deployments.len()).collect();
+        let mut all: DeploymentOrder = (0..route.deployments.len()).collect();
         if let (true, Some(session)) = (route.session_affinity, session) {
             let session = crate::digest::hash64(session);
             let score = |d: usize| rendezvous_score(session, &route.deployments[d]);
             all.sort_by(|a, b| score(*b).total_cmp(&score(*a)));
-            let mut order: Vec<usize> = all.iter().copied().filter(|d| up(*d)).collect();
+            let mut order: DeploymentOrder = all.iter().copied().filter(|d| up(*d)).collect();
             order.extend(all.iter().copied().filter(|d| !up(*d)));
             order.truncate(route.max_attempts);
             return order;
         }
-        let healthy: Vec<usize> = all.iter().copied().filter(|d| up(*d)).collect();
+        let healthy: DeploymentOrder = all.iter().copied().filter(|d| up(*d)).collect();
         let pool = if healthy.is_empty() { &all } else { &healthy };
         let first = self.pick(route, pool, &health);
-        let mut order = vec![first];
+        let mut order = DeploymentOrder::new();
+        order.push(first);
         order.extend(healthy.iter().copied().filter(|d| *d != first));
         order.extend(
             all.iter()
@@ -344,12 +349,12 @@ mod tests {
         }
         assert!(!b.is_available(0));
         assert_eq!(
-            b.order(&r, None),
+            b.order(&r, None).to_vec(),
             vec![1, 0],
             "the ejected deployment goes last"
         );
         b.success(0);
-        assert_eq!(b.order(&r, None), vec![0, 1]);
+        assert_eq!(b.order(&r, None).to_vec(), vec![0, 1]);
     }
 
     #[test]

@@ -63,8 +63,7 @@ pub async fn reserve_leased(
     let Ok(cost) = maximum_cost_pico(gw, op, body, target) else {
         return first;
     };
-    let (user, team) = (identity.user(), identity.team());
-    let entities = identity.scopes(&user, &team);
+    let entities = identity.scopes();
     let deadline = std::time::Instant::now() + LEASE_WAIT;
     while std::time::Instant::now() < deadline
         && gw.state.budgets.lease_headroom(&entities, cost) == LeaseWait::Asked
@@ -90,8 +89,7 @@ pub fn reserve_cost(
     if budgets.is_empty() {
         return Ok(None);
     }
-    let (user, team) = (identity.user(), identity.team());
-    let entities = identity.scopes(&user, &team);
+    let entities = identity.scopes();
     let (cost, unpriced) = match cost {
         Ok(cost) => (cost, None),
         Err(model) => (0, Some(model)),
@@ -109,14 +107,16 @@ pub fn reserve_cost(
 }
 
 /// The response header fields that tell the client a soft threshold is passed.
-pub fn warning_headers(reservation: &Reservation) -> Vec<(&'static str, String)> {
+pub fn warning_headers(
+    reservation: &Reservation,
+) -> Vec<(&'static str, compact_str::CompactString)> {
     reservation
         .warnings
         .iter()
         .map(|w| {
             (
                 WARNING_HEADER,
-                format!("soft threshold passed: {}", w.which),
+                compact_str::format_compact!("soft threshold passed: {}", w.which),
             )
         })
         .collect()

@@ -198,7 +198,10 @@ impl GatewayError {
                 fields = super::usage_notice::headers(
                     &refusal.standing,
                     crate::signin::tokens::now_secs(),
-                );
+                )
+                .into_iter()
+                .map(|(name, value)| (name, value.into()))
+                .collect();
                 fields.push(("x-should-retry", "false".into()));
             }
             GatewayError::Overloaded

@@ -31,7 +31,7 @@ pub struct Exchange {
     /// The held part of the request body was in memory.
     pub body_ready: Option<Instant>,
     /// Fields sluice adds to the response head (rate-limit quota, budget warnings).
-    pub response_headers: Vec<(&'static str, String)>,
+    pub response_headers: Vec<(&'static str, compact_str::CompactString)>,
     /// The forward phase's attempts upstream.
     pub attempts: AttemptLog,
     /// What the client was answered.
@@ -151,8 +151,8 @@ impl Exchange {
     pub fn set_identity(&mut self, identity: &Identity) {
         self.identity = IdentityFacts {
             label: identity.label(),
-            user: identity.user(),
-            team: identity.team(),
+            user: identity.user().map(str::to_string),
+            team: identity.team().map(str::to_string),
         };
     }
 
@@ -184,6 +184,32 @@ impl Exchange {
     }
 }
 
+/// The field's first 128 characters, copied once.
 fn header(head: &RequestHead, name: &str) -> Option<String> {
-    head.header_str(name).map(|v| v.chars().take(128).collect())
+    head.header_str(name).map(|v| {
+        let end = v.char_indices().nth(128).map_or(v.len(), |(i, _)| i);
+        v.get(..end).unwrap_or(v).to_string()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test set-up")]
+
+    use super::*;
+    use crate::http1::{parse_request, HeadLimits};
+
+    #[test]
+    fn a_field_is_kept_to_its_first_128_characters() {
+        let long = "é".repeat(200);
+        let raw = format!("GET / HTTP/1.1\r\nHost: h\r\nuser-agent: {long}\r\nx-short: ab\r\n\r\n");
+        let limits = HeadLimits {
+            max_head_bytes: 4096,
+            max_headers: 8,
+        };
+        let (head, _) = parse_request(raw.as_bytes(), limits).unwrap().unwrap();
+        assert_eq!(header(&head, "user-agent").unwrap(), "é".repeat(128));
+        assert_eq!(header(&head, "x-short").unwrap(), "ab");
+        assert_eq!(header(&head, "x-absent"), None);
+    }
 }

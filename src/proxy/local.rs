@@ -119,10 +119,7 @@ pub async fn managed_settings(
     (request_id, keep_alive): (&str, bool),
 ) -> Result<Answered, GatewayError> {
     let team = identity.team();
-    let Some(policy) = config
-        .managed_settings
-        .for_caller(identity.groups(), team.as_deref())
-    else {
+    let Some(policy) = config.managed_settings.for_caller(identity.groups(), team) else {
         return Err(GatewayError::NotFound(
             "no managed settings for this caller".into(),
         ));
@@ -168,8 +165,7 @@ pub async fn usage(
     identity: &Identity,
     (request_id, keep_alive): (&str, bool),
 ) -> Result<Answered, GatewayError> {
-    let (user, team) = (identity.user(), identity.team());
-    let standings = gw.state.budgets.standings(&identity.scopes(&user, &team));
+    let standings = gw.state.budgets.standings(&identity.scopes());
     let document = if standings.is_empty() {
         let spent = spent_in_ledger(gw, identity).await?;
         usage_notice::uncapped_usage(spent)
@@ -245,7 +241,7 @@ async fn spent_in_ledger(
 ) -> Result<usage_notice::Spent, GatewayError> {
     use crate::limits::budget::{day_string, today, Period};
     let entity = match (identity.user(), identity) {
-        (Some(user), _) => ("user", user),
+        (Some(user), _) => ("user", user.to_string()),
         (None, Identity::Key { name, .. }) => ("key", format!("key:{name}")),
         _ => return Ok(usage_notice::Spent::default()),
     };

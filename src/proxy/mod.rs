@@ -295,9 +295,13 @@ impl RequestIds {
     }
 
     fn next(&self) -> String {
+        use std::fmt::Write;
         let n = self.next.get();
         self.next.set(n + 1);
-        format!("{}{n:08x}", self.prefix)
+        let mut id = String::with_capacity(self.prefix.len() + 16);
+        id.push_str(&self.prefix);
+        let _ = write!(id, "{n:08x}");
+        id
     }
 }
 
@@ -672,15 +676,21 @@ async fn answer_locally(
 }
 
 /// The request-rate quota the client is told about, in Anthropic's response headers.
-fn quota_headers(admission: &crate::limits::Admission<'_>) -> Vec<(&'static str, String)> {
+fn quota_headers(
+    admission: &crate::limits::Admission<'_>,
+) -> Vec<(&'static str, compact_str::CompactString)> {
+    use compact_str::ToCompactString;
     let Some(q) = &admission.quota else {
         return Vec::new();
     };
     vec![
-        ("anthropic-ratelimit-requests-limit", q.limit.to_string()),
+        (
+            "anthropic-ratelimit-requests-limit",
+            q.limit.to_compact_string(),
+        ),
         (
             "anthropic-ratelimit-requests-remaining",
-            q.remaining.to_string(),
+            q.remaining.to_compact_string(),
         ),
         ("anthropic-ratelimit-requests-reset", q.reset.clone()),
     ]
@@ -843,8 +853,7 @@ async fn admit<'a>(
         _ => crate::json::edit::field(body.held(), "stream")
             .is_some_and(|v| v != b"false" && v != b"null"),
     };
-    let (user, team) = (identity.user(), identity.team());
-    let entities = identity.scopes(&user, &team);
+    let entities = identity.scopes();
     let refused = |r: crate::limits::Refusal| GatewayError::RateLimited {
         which: r.which,
         retry_after: r.retry_after,

@@ -155,7 +155,7 @@ pub struct RelayPlan<'a> {
     /// The client's request head (its HTTP version and keep-alive).
     pub req: &'a RequestHead,
     /// Fields sluice adds to the response head.
-    pub added_headers: &'a [(&'static str, String)],
+    pub added_headers: &'a [(&'static str, compact_str::CompactString)],
     /// Leave out the upstream's identity and quota fields (a customer-routed caller).
     pub strip_upstream_identity: bool,
     /// The request body was read to its end (otherwise the connection closes after this

@@ -4,6 +4,7 @@
 //! `GET /api/oauth/usage` document behind `/usage`. Everything comes from the budgets' own
 //! counters ([`Standing`]); the binding budget is the one the caller runs into first.
 
+use compact_str::{CompactString, ToCompactString};
 use serde_json::{json, Value};
 
 use crate::limits::budget::{Period, Standing};
@@ -18,7 +19,7 @@ const THRESHOLDS: [f64; 2] = [0.95, 0.75];
 
 /// The unified rate-limit fields for `standing`: allowed (with a warning past a threshold) or
 /// rejected with its period, scope, reason and `retry-after`.
-pub fn headers(standing: &Standing, now_secs: u64) -> Vec<(&'static str, String)> {
+pub fn headers(standing: &Standing, now_secs: u64) -> Vec<(&'static str, CompactString)> {
     let utilization = standing.utilization();
     let threshold = if standing.exceeded {
         Some(1.0)
@@ -30,12 +31,15 @@ pub fn headers(standing: &Standing, now_secs: u64) -> Vec<(&'static str, String)
         (false, Some(_)) => "allowed_warning",
         (false, None) => "allowed",
     };
-    let mut fields = vec![("anthropic-ratelimit-unified-status", status.to_string())];
+    let mut fields = vec![("anthropic-ratelimit-unified-status", status.into())];
     if let Some(reset) = standing.resets_at {
-        fields.push(("anthropic-ratelimit-unified-reset", reset.to_string()));
+        fields.push((
+            "anthropic-ratelimit-unified-reset",
+            reset.to_compact_string(),
+        ));
         fields.push((
             "anthropic-ratelimit-unified-overage-reset",
-            reset.to_string(),
+            reset.to_compact_string(),
         ));
     }
     fields.push((
@@ -65,7 +69,7 @@ pub fn headers(standing: &Standing, now_secs: u64) -> Vec<(&'static str, String)
         if let Some(reset) = standing.resets_at {
             fields.push((
                 "retry-after",
-                reset.saturating_sub(now_secs).max(1).to_string(),
+                reset.saturating_sub(now_secs).max(1).to_compact_string(),
             ));
         }
     } else {
@@ -157,8 +161,8 @@ fn percent(standing: &Standing) -> u64 {
 }
 
 /// A number as JavaScript prints it (`0.75`, `1`), which is how the client compares it.
-fn number(value: f64) -> String {
-    format!("{value}")
+fn number(value: f64) -> CompactString {
+    compact_str::format_compact!("{value}")
 }
 
 fn resetting_period(period: Period) -> Option<&'static str> {
@@ -188,7 +192,7 @@ mod tests {
         }
     }
 
-    fn field<'a>(fields: &'a [(&'static str, String)], name: &str) -> Option<&'a str> {
+    fn field<'a>(fields: &'a [(&'static str, CompactString)], name: &str) -> Option<&'a str> {
         fields
             .iter()
             .find(|(n, _)| *n == name)
