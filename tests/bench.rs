@@ -25,6 +25,8 @@ fn the_bench_shows_progress_and_draws_its_run() {
             "600",
             "--concurrency",
             "4",
+            "--workers",
+            "2",
             "--json",
         ])
         .arg(&json)
@@ -54,6 +56,19 @@ fn the_bench_shows_progress_and_draws_its_run() {
     assert!(picture.starts_with("<svg") && picture.trim_end().ends_with("</svg>"));
     let curves = report["latency_curves"].as_array().unwrap();
     let with_nginx = !report["nginx"].is_null();
+    assert_eq!(report["workers"], 2);
+    if with_nginx {
+        // nginx ran with as many workers as sluice (a master and two worker processes), and
+        // none of them outlives the bench.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("via nginx (2 workers)"), "{stdout}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !bench_nginx_processes().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let left = bench_nginx_processes();
+        assert!(left.is_empty(), "nginx left running: {left:?}");
+    }
     assert_eq!(curves.len(), if with_nginx { 5 } else { 4 });
     assert_eq!(picture.matches("<polyline").count(), curves.len());
     for curve in curves {
@@ -70,4 +85,17 @@ fn the_bench_shows_progress_and_draws_its_run() {
         assert!(rps > 0.0, "{figures} measured");
         assert!(picture.contains(&format!(">{rps:.0}<")), "{bar}");
     }
+}
+
+/// Processes started by a bench for its nginx (their command line names the bench's directory).
+fn bench_nginx_processes() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("sluice-bench-nginx-"))
+        .collect()
 }

@@ -122,6 +122,8 @@ pub struct ProxyFigures {
 pub struct Report {
     pub request_body_bytes: usize,
     pub io_driver: String,
+    /// sluice's worker threads, and nginx's worker processes (the same number).
+    pub workers: usize,
     pub direct_latency_us: Percentiles,
     pub direct_sse_ttfb_us: Percentiles,
     pub direct_throughput_rps: f64,
@@ -280,7 +282,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         records("bedrock")
     );
     let sluice_bedrock = start_sluice(args, &dir, "bedrock", &bedrock, None)?;
-    let nginx = Nginx::start(mock.addr);
+    let nginx = Nginx::start(mock.addr, args.workers);
     let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .build()?;
@@ -547,6 +549,7 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
     Ok(Report {
         request_body_bytes: big.len(),
         io_driver: args.io_driver.clone(),
+        workers: args.workers,
         direct_latency_us: lat(0),
         direct_sse_ttfb_us: first(0),
         direct_throughput_rps: direct_rps,
@@ -691,9 +694,10 @@ fn print_cost(feature: &str, throughput_loss: f64, with: &ProxyFigures, without:
 fn print_table(r: &Report) {
     let p = |x: &Percentiles| format!("{:>8.1} {:>8.1} {:>8.1}", x.p50, x.p99, x.p999);
     println!(
-        "sluice bench ({} KB request, io driver {}); µs as p50 p99 p99.9",
+        "sluice bench ({} KB request, io driver {}, {} workers for sluice and nginx); µs as p50 p99 p99.9",
         r.request_body_bytes / 1000,
-        r.io_driver
+        r.io_driver,
+        r.workers
     );
     println!(
         "{:<28} {:>26} | {:>26} | {:>26}",
@@ -768,7 +772,7 @@ fn print_table(r: &Report) {
     );
     match (&r.nginx, r.sluice_vs_nginx_throughput) {
         (Some(n), Some(x)) => {
-            row("via nginx (1 worker)", n);
+            row(&format!("via nginx ({} workers)", r.workers), n);
             println!("sluice / nginx throughput: {x:.2}x");
         }
         _ => println!("via nginx: not installed (apt-get install nginx-light to compare)"),

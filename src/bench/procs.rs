@@ -64,8 +64,30 @@ impl Drop for Server {
     }
 }
 
-/// CPU time a process has used, as (user, system).
+/// CPU time a process and its live children have used, as (user, system): nginx's master and
+/// its workers count as one proxy.
 pub fn cpu_split(pid: u32) -> Option<(Duration, Duration)> {
+    let (mut user, mut system) = own_cpu_split(pid)?;
+    for child in children(pid) {
+        if let Some((u, s)) = own_cpu_split(child) {
+            user += u;
+            system += s;
+        }
+    }
+    Some((user, system))
+}
+
+/// The live children of `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .collect()
+}
+
+/// CPU time one process has used, as (user, system).
+fn own_cpu_split(pid: u32) -> Option<(Duration, Duration)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -108,12 +130,17 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    pub fn start(upstream: SocketAddr) -> Option<Nginx> {
-        Self::start_with(upstream, None)
+    /// nginx with `workers` worker processes (one: a single process, no master).
+    pub fn start(upstream: SocketAddr, workers: usize) -> Option<Nginx> {
+        Self::start_with(upstream, None, workers)
     }
 
     /// nginx terminating HTTPS (`tls`) or plain HTTP in front of `upstream`.
-    pub fn start_with(upstream: SocketAddr, tls: Option<NginxTls<'_>>) -> Option<Nginx> {
+    pub fn start_with(
+        upstream: SocketAddr,
+        tls: Option<NginxTls<'_>>,
+        workers: usize,
+    ) -> Option<Nginx> {
         let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())?;
@@ -137,8 +164,10 @@ impl Nginx {
         };
         std::fs::create_dir_all(dir.join("logs")).ok()?;
         let conf = format!(
-            "worker_processes 1;\nmaster_process off;\ndaemon off;\nerror_log {d}/logs/error.log;\npid {d}/nginx.pid;\nevents {{ worker_connections 4096; }}\nhttp {{\n log_format combined_times '$remote_addr - [$time_local] \"$request\" $status $body_bytes_sent $request_time $upstream_response_time';\n access_log {d}/logs/access.log combined_times;\n client_body_temp_path {d};\n proxy_temp_path {d};\n upstream mock {{ server {upstream}; keepalive 128; keepalive_requests 100000000; }}\n server {{\n  {listen}\n  keepalive_requests 100000000;\n  client_max_body_size 32m;\n  client_body_buffer_size 1m;\n  location / {{ proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; proxy_request_buffering on; }}\n }}\n}}\n",
-            d = dir.display()
+            "worker_processes {workers};\nmaster_process {master};\ndaemon off;\nerror_log {d}/logs/error.log;\npid {d}/nginx.pid;\nevents {{ worker_connections 4096; }}\nhttp {{\n log_format combined_times '$remote_addr - [$time_local] \"$request\" $status $body_bytes_sent $request_time $upstream_response_time';\n access_log {d}/logs/access.log combined_times;\n client_body_temp_path {d};\n proxy_temp_path {d};\n upstream mock {{ server {upstream}; keepalive 128; keepalive_requests 100000000; }}\n server {{\n  {listen}\n  keepalive_requests 100000000;\n  client_max_body_size 32m;\n  client_body_buffer_size 1m;\n  location / {{ proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; proxy_request_buffering on; }}\n }}\n}}\n",
+            d = dir.display(),
+            workers = workers.max(1),
+            master = if workers > 1 { "on" } else { "off" },
         );
         let conf_path = dir.join("nginx.conf");
         #[expect(
@@ -169,6 +198,15 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // A killed master leaves its workers behind: they go first.
+        for worker in children(self.child.id()) {
+            if let Ok(pid) = i32::try_from(worker) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
