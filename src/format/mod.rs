@@ -179,7 +179,9 @@ pub fn anthropic_model_id(id: &str) -> std::borrow::Cow<'_, str> {
         Some(arn) => arn.rsplit('/').next().unwrap_or(arn),
         None => id,
     };
-    let name = id.find("claude-").and_then(|i| id.get(i..)).unwrap_or(id);
+    let name = find_ascii(id, b"claude-")
+        .and_then(|i| id.get(i..))
+        .unwrap_or(id);
     let name = name.split('[').next().unwrap_or(name);
     let name = strip_version_suffix(name);
     // Vertex writes `claude-opus-4-8@20260101`; every other id is a slice of the input.
@@ -190,9 +192,17 @@ pub fn anthropic_model_id(id: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Where ASCII `needle` first occurs in `id`. Model ids are short: a plain scan, without the
+/// searcher `str::find` sets up for each call (which showed in the worker's profile).
+fn find_ascii(id: &str, needle: &[u8]) -> Option<usize> {
+    id.as_bytes()
+        .windows(needle.len())
+        .position(|w| w == needle)
+}
+
 /// `-v1:0` / `-v2` style Bedrock version suffixes.
 fn strip_version_suffix(name: &str) -> &str {
-    let Some(i) = name.rfind("-v") else {
+    let Some(i) = name.as_bytes().windows(2).rposition(|w| w == b"-v") else {
         return name;
     };
     let (Some(base), Some(suffix)) = (name.get(..i), name.get(i + 2..)) else {

@@ -103,6 +103,7 @@ impl Default for PriceTable {
             price: p(0.10, 0.125, 0.20, 0.01, 0.50),
             long_prompt: Some((100_000, p(0.5, 0.625, 1.0, 0.05, 2.5))),
         });
+        entries.sort_by_key(|e| std::cmp::Reverse(e.prefix.len()));
         PriceTable {
             entries,
             fallback: None,
@@ -124,16 +125,18 @@ impl PriceTable {
         }
         self.entries.retain(|e| e.prefix != prefix);
         self.entries.push(entry);
+        self.entries
+            .sort_by_key(|e| std::cmp::Reverse(e.prefix.len()));
     }
 
     /// The entry for `model`, matched on its Anthropic id (see
     /// [`crate::format::anthropic_model_id`]), else the fallback price if one was declared.
     pub fn lookup(&self, model: &str) -> Option<&PriceEntry> {
         let name = crate::format::anthropic_model_id(model);
+        // Longest prefixes first: the first that matches is the most specific.
         self.entries
             .iter()
-            .filter(|e| name.starts_with(e.prefix.as_str()))
-            .max_by_key(|e| e.prefix.len())
+            .find(|e| name.starts_with(e.prefix.as_str()))
             .or(self.fallback.as_ref())
     }
 
@@ -311,6 +314,33 @@ mod tests {
             t.served_cost_pico(Some("claude-opus-4-8"), Some("claude-mock-1"), &usage),
             opus
         );
+    }
+
+    #[test]
+    fn the_longest_matching_prefix_wins_whatever_order_prices_were_set_in() {
+        let (broad, narrow) = (
+            Price::from_usd_per_mtok(1.0, 2.0, None, None, None),
+            Price::from_usd_per_mtok(3.0, 4.0, None, None, None),
+        );
+        for order in [
+            ["claude-zeta", "claude-zeta-9"],
+            ["claude-zeta-9", "claude-zeta"],
+        ] {
+            let mut t = PriceTable::default();
+            for prefix in order {
+                t.set(
+                    prefix,
+                    if prefix == "claude-zeta" {
+                        broad
+                    } else {
+                        narrow
+                    },
+                );
+            }
+            let price = |m: &str| t.lookup(m).map(|e| e.price);
+            assert_eq!(price("claude-zeta-9-20270101"), Some(narrow), "{order:?}");
+            assert_eq!(price("claude-zeta-8"), Some(broad), "{order:?}");
+        }
     }
 
     #[test]
