@@ -208,8 +208,28 @@ fn spans_and_metrics_reach_the_collector_with_the_genai_attributes() {
         attr(resource, "service.name")["string_value"],
         "sluice-test"
     );
-    let all = spans(&exports);
+    // Each worker hands its records over in batches, so spans (like records) may reach the
+    // collector out of request order: put both in the order the requests were made.
+    let mut all = spans(&exports);
     assert_eq!(all.len(), 3, "{all:#?}");
+    all.sort_by_key(|s| {
+        s["start_time_unix_nano"]
+            .as_str()
+            .and_then(|t| t.parse::<u64>().ok())
+            .or(s["start_time_unix_nano"].as_u64())
+            .unwrap()
+    });
+    let records: Vec<Value> = all
+        .iter()
+        .map(|s| {
+            let id = &attr(s, "sluice.request_id")["string_value"];
+            records
+                .iter()
+                .find(|r| &r["request_id"] == id)
+                .cloned()
+                .unwrap()
+        })
+        .collect();
     for (span, sent) in all.iter().zip(&upstream) {
         let trace_id = hex_of(&span["trace_id"]);
         let span_id = hex_of(&span["span_id"]);

@@ -272,12 +272,17 @@ pub fn gateway_on_file(upstream: &str, config: &std::path::Path) -> Proc {
 
 impl Gateway {
     /// Access records written so far.
+    /// The access records, in the order the requests arrived (their `time`, to the
+    /// microsecond): each worker hands its records over in batches, so across workers the
+    /// log's own order is not the requests' order.
     pub fn records(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.access_log)
+        let mut records: Vec<Value> = std::fs::read_to_string(&self.access_log)
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+            .collect();
+        records.sort_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()));
+        records
     }
 
     /// Waits until at least `n` access records exist, then returns them all.
