@@ -49,20 +49,22 @@ impl Pool {
 
     /// Returns a connection whose last response was read completely.
     pub fn checkin(&self, upstream: usize, conn: UpstreamConn) {
+        let now = Instant::now();
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(upstream).or_default();
-        list.retain(|(_, since)| since.elapsed() < self.max_idle);
+        drop_expired(list, now, self.max_idle);
         if list.len() < MAX_IDLE_PER_UPSTREAM {
-            list.push((conn, Instant::now()));
+            list.push((conn, now));
         }
     }
 
     /// Closes the connections that have idled past `pool_idle` (a worker calls this every
     /// second, so an idle gateway's descriptors return to their baseline).
     pub fn sweep(&self) {
+        let now = Instant::now();
         let mut idle = self.idle.borrow_mut();
         for list in idle.values_mut() {
-            list.retain(|(_, since)| since.elapsed() < self.max_idle);
+            drop_expired(list, now, self.max_idle);
         }
         idle.retain(|_, list| !list.is_empty());
     }
@@ -70,5 +72,33 @@ impl Pool {
     /// Number of idle connections held (all upstreams).
     pub fn idle_count(&self) -> usize {
         self.idle.borrow().values().map(Vec::len).sum()
+    }
+}
+
+/// Drops the entries that have idled `max_idle` or longer by `now`. A list is in check-in
+/// order (pushed at the back, taken from the back), so those are a prefix of it: found by a
+/// binary search, with one clock read per call rather than one per pooled connection.
+fn drop_expired<T>(list: &mut Vec<(T, Instant)>, now: Instant, max_idle: Duration) {
+    let expired =
+        list.partition_point(|(_, since)| now.saturating_duration_since(*since) >= max_idle);
+    list.drain(..expired);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_connections_idle_too_long_are_dropped_and_the_order_is_kept() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut list: Vec<(u32, Instant)> = (0..6).map(|i| (i, at(u64::from(i) * 100))).collect();
+        drop_expired(&mut list, at(750), Duration::from_millis(400));
+        // Idle at 750 ms: 750, 650, 550, 450 (dropped), 350, 250 ms (kept).
+        assert_eq!(list.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [4, 5]);
+        drop_expired(&mut list, at(750), Duration::from_millis(400));
+        assert_eq!(list.len(), 2, "nothing more is due");
+        drop_expired(&mut list, at(10_000), Duration::from_millis(400));
+        assert!(list.is_empty());
     }
 }

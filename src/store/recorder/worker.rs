@@ -2,8 +2,9 @@
 //! to the recorder as one batch — when [`BATCH`] are waiting, or [`FLUSH_AFTER`] after the
 //! first of them, whichever comes first. So a request's record costs the worker a push, and the
 //! channel (its lock, its allocation) is paid once per batch. Nothing is lost on the way out:
-//! the worker flushes as its runtime ends, and dropping the handle (a panicking runtime
-//! unwinding) sends what waits too.
+//! the worker flushes as its runtime ends, and dropping the handle sends what waits too. (A
+//! worker whose runtime itself panics may take its waiting batch with it — at most 64 records
+//! of the last 2 ms — along with the requests it was serving.)
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
