@@ -246,8 +246,14 @@ fn the_console_shows_the_ledger_and_administers_keys_in_a_real_browser() {
     browser.type_into("#key-name", "from-the-browser");
     browser.type_into("#issue-key input[name='team']", "infra");
     browser.click("#issue");
-    let key = browser.text_of("#new-key");
-    assert!(key.starts_with("sk-sluice-"), "{key}");
+    let key = wait_for(Duration::from_secs(5), || {
+        browser
+            .find_all("#new-key")
+            .first()
+            .map(|_| browser.text_of("#new-key"))
+            .filter(|k| k.starts_with("sk-sluice-"))
+    })
+    .expect("the issued key is shown once");
     browser.screenshot(&shots.join("keys.png"));
     wait_for(Duration::from_secs(2), || {
         (send(&gw, &key, "curl/8", "s-new") == 200).then_some(())
@@ -258,9 +264,14 @@ fn the_console_shows_the_ledger_and_administers_keys_in_a_real_browser() {
         .pop()
         .expect("a revoke button for the new key");
     browser.click_element(&revoke);
-    assert!(browser
-        .text_of(".notice")
-        .contains("Revoked from-the-browser"));
+    // The click submits a form: the answer page may not have replaced this one yet.
+    let revoked = wait_for(Duration::from_secs(5), || {
+        browser
+            .text_of(".notice")
+            .contains("Revoked from-the-browser")
+            .then_some(())
+    });
+    assert!(revoked.is_some(), "{}", browser.text_of(".notice"));
     wait_for(Duration::from_secs(2), || {
         (send(&gw, &key, "curl/8", "s-new") == 401).then_some(())
     })
