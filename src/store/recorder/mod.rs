@@ -57,19 +57,23 @@ impl Recorder {
         if n == 0 {
             return;
         }
-        let unstored = batch.iter().filter(|f| !f.stored).count();
         let waiting = self.queued.fetch_add(n, Ordering::Relaxed);
-        if waiting + n <= QUEUE && self.tx.try_send(batch).is_ok() {
-            return;
-        }
+        let refused = if waiting + n <= QUEUE {
+            match self.tx.try_send(batch) {
+                Ok(()) => return,
+                Err(e) => e.into_inner(),
+            }
+        } else {
+            batch
+        };
         self.queued.fetch_sub(n, Ordering::Relaxed);
-        self.ledger.missed(unstored);
+        self.ledger
+            .missed(refused.iter().filter(|f| !f.stored).count());
         let before = self.dropped.fetch_add(n as u64, Ordering::Relaxed);
-        if (before + n as u64).ilog2() != before.checked_ilog2().unwrap_or(u32::MAX) {
-            tracing::warn!(
-                dropped = before + n as u64,
-                "the recorder is behind; records dropped"
-            );
+        let after = before + n as u64;
+        // Warn when the count passes a power of two: often at first, rarely under a flood.
+        if before.checked_ilog2() != after.checked_ilog2() {
+            tracing::warn!(dropped = after, "the recorder is behind; records dropped");
         }
     }
 

@@ -12,7 +12,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 what=$1 bin=$(realpath "$2")
 dir=$(mktemp -d)
-trap 'kill $gateway $mock 2>/dev/null || true; perf probe -q -d "probe_sluice*:*" 2>/dev/null || true; rm -rf "$dir"' EXIT
+trap 'kill ${gateway:-} ${mock:-} 2>/dev/null || true; perf probe -q -d "probe_sluice*:*" 2>/dev/null || true; rm -rf "$dir"' EXIT
 
 start_gateway() {
   "$bin" mock-upstream --listen 127.0.0.1:0 --workers 1 --no-request-log > "$dir/mock.out" 2>&1 &
