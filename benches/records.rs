@@ -2,17 +2,21 @@
 //! (queue → SQLite batch commit, running totals) and the audit writer (JSON line, SHA-256
 //! chain, write). Each iteration queues a batch of records shaped like the governance bench's
 //! and waits until the writer has stored them all; the figure per element is the writer
-//! thread's cost per request, which is what governance adds to a node's CPU.
+//! thread's cost per request, which is what governance adds to a node's CPU. The recorder's
+//! share (the access-log line and the metrics) is measured on a batch in hand.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark set-up")]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::audit::AuditEvent;
+use sluice::metrics::{Collector, Metrics};
 use sluice::record::AccessRecord;
 use sluice::runtime::writer_priority::WriterPriority;
 use sluice::store::ledger::{self, Durability};
+use sluice::store::recorder;
 
 /// Records per iteration: one commit-interval's worth at a high request rate, several times.
 const BATCH: usize = 20_000;
@@ -41,7 +45,16 @@ fn record(i: usize) -> AccessRecord {
         cost_pico: 27_000_000,
         total_us: 1412,
         ttfb_us: Some(842),
+        added_us: 31,
         attempts: 1,
+        upstream_request_id: Some(format!("msg_mock_{i:012}")),
+        session_id: Some("4f1c2a9e-8d3b-4c5e-9a7f-2b6d8e0c1a3f".into()),
+        user_agent: Some("claude-cli/2.1.0 (external, cli)".into()),
+        provider: Some("anthropic"),
+        request_bytes: 92,
+        response_bytes: 412,
+        pooled_connection: true,
+        metered: true,
         ..AccessRecord::default()
     }
 }
@@ -119,5 +132,28 @@ fn ledger_commit(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, ledger_commit);
+/// The recorder's own work per record, on a batch already in hand: the access-log line (into
+/// memory, so no file system in the figure) and the fold into the metrics.
+fn recorder_per_record(c: &mut Criterion) {
+    let mut group = c.benchmark_group("recorder");
+    let records: Vec<AccessRecord> = (0..64).map(record).collect();
+    group.throughput(Throughput::Elements(records.len() as u64));
+    let mut line = Vec::with_capacity(64 * 1024);
+    group.bench_function("access-log lines, per record", |b| {
+        b.iter(|| {
+            line.clear();
+            for r in &records {
+                recorder::write_line(&mut line, r).unwrap();
+            }
+            line.len()
+        });
+    });
+    let mut collector = Collector::new(Arc::new(Metrics::default()));
+    group.bench_function("metrics fold, per record", |b| {
+        b.iter(|| collector.observe(&records));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, ledger_commit, recorder_per_record);
 criterion_main!(benches);

@@ -14,12 +14,13 @@
 mod histogram;
 mod render;
 
-use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use hashbrown::{Equivalent, HashMap};
 
 use crate::record::AccessRecord;
 use crate::tls::accept::HandshakeOutcome;
@@ -197,12 +198,14 @@ impl Collector {
 impl Aggregate {
     fn observe(&mut self, r: &AccessRecord) {
         let model = routed_model(r);
-        let team = r.team.clone().unwrap_or_default();
-        let key = (r.operation, r.format.label(), r.status, model.clone());
-        bump(
+        let team = r.team.as_deref().unwrap_or_default();
+        let (operation, format, status) = (r.operation, r.format.label(), r.status);
+        count(
             &mut self.requests,
-            key,
-            (r.operation, r.format.label(), r.status, OTHER.into()),
+            Borrowed((operation, format, status, model)),
+            |Borrowed((o, f, s, m))| (o, f, s, m.to_owned()),
+            || (operation, format, status, OTHER.into()),
+            |n| *n += 1,
         );
         self.duration
             .entry(r.operation)
@@ -214,7 +217,7 @@ impl Aggregate {
         if let Some(ttfb) = r.ttfb_us {
             self.ttfb.observe_us(ttfb);
         }
-        self.observe_usage(r, &model, &team);
+        self.observe_usage(r, model, team);
         self.observe_errors(r);
     }
 
@@ -227,23 +230,32 @@ impl Aggregate {
             ("cache_creation_1h", r.cache_creation_1h_input_tokens),
             ("cache_read", r.cache_read_input_tokens),
         ];
-        for (kind, n) in kinds {
-            if n > 0 {
-                let key = (model.to_owned(), team.to_owned(), kind);
-                let other = (OTHER.into(), OTHER.into(), kind);
-                let total = entry(&mut self.tokens, key, other);
-                *total = total.saturating_add(n);
-            }
+        for (kind, n) in kinds.into_iter().filter(|(_, n)| *n > 0) {
+            count(
+                &mut self.tokens,
+                Borrowed((model, team, kind)),
+                |Borrowed((m, t, k))| (m.to_owned(), t.to_owned(), k),
+                || (OTHER.into(), OTHER.into(), kind),
+                |total| *total = total.saturating_add(n),
+            );
         }
         if r.cost_pico > 0 {
-            let key = (model.to_owned(), team.to_owned());
-            let total = entry(&mut self.cost, key, (OTHER.into(), OTHER.into()));
-            *total = total.saturating_add(r.cost_pico);
+            count(
+                &mut self.cost,
+                Borrowed((model, team)),
+                owned_pair,
+                other_pair,
+                |total| *total = total.saturating_add(r.cost_pico),
+            );
         }
         if r.cache_savings_pico != 0 {
-            let key = (model.to_owned(), team.to_owned());
-            let total = entry(&mut self.cache_savings, key, (OTHER.into(), OTHER.into()));
-            *total = total.saturating_add(r.cache_savings_pico);
+            count(
+                &mut self.cache_savings,
+                Borrowed((model, team)),
+                owned_pair,
+                other_pair,
+                |total| *total = total.saturating_add(r.cache_savings_pico),
+            );
         }
     }
 
@@ -251,44 +263,109 @@ impl Aggregate {
         if let Some(reason) = r.error.filter(|_| r.rejected) {
             *self.rejections.entry(reason).or_default() += 1;
         }
-        let upstream = r.upstream.clone().unwrap_or_default();
+        let upstream = r.upstream.as_deref().unwrap_or_default();
+        let status;
         let kind = match (&r.upstream_error, r.error) {
-            (Some(kind), _) => Some(kind.clone()),
-            (None, Some(label)) if label.starts_with("upstream_") => Some(label.to_owned()),
-            (None, _) if r.upstream.is_some() && r.status >= 500 => Some(r.status.to_string()),
+            (Some(kind), _) => Some(kind.as_str()),
+            (None, Some(label)) if label.starts_with("upstream_") => Some(label),
+            (None, _) if r.upstream.is_some() && r.status >= 500 => {
+                status = r.status.to_string();
+                Some(status.as_str())
+            }
             _ => None,
         };
         if let Some(kind) = kind {
-            let other = (OTHER.into(), OTHER.into());
-            *entry(&mut self.upstream_errors, (upstream, kind), other) += 1;
+            let key = Borrowed((upstream, kind));
+            count(
+                &mut self.upstream_errors,
+                key,
+                owned_pair,
+                other_pair,
+                |n| *n += 1,
+            );
         }
         for fallback in &r.fallbacks {
-            let from = fallback.split(':').next().unwrap_or_default().to_owned();
-            *entry(&mut self.fallbacks, from, OTHER.into()) += 1;
+            let from = fallback.split(':').next().unwrap_or_default();
+            count(
+                &mut self.fallbacks,
+                Borrowed(from),
+                |Borrowed(from)| from.to_owned(),
+                || OTHER.into(),
+                |n| *n += 1,
+            );
         }
     }
 }
 
 /// The model label: the client's model name once sluice routed it, else empty.
-fn routed_model(r: &AccessRecord) -> String {
+fn routed_model(r: &AccessRecord) -> &str {
     match (&r.model, &r.upstream) {
-        (Some(model), Some(_)) => model.clone(),
-        _ => String::new(),
+        (Some(model), Some(_)) => model,
+        _ => "",
     }
 }
 
-fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u64>, key: K, other: K) {
-    *entry(map, key, other) += 1;
+/// Updates the counter for `key` (a label set borrowed from the record; owned only when the
+/// series is new), or the one for `other` when the family already holds [`MAX_SERIES`].
+fn count<K, Q, V>(
+    map: &mut HashMap<K, V>,
+    key: Q,
+    owned: impl FnOnce(Q) -> K,
+    other: impl FnOnce() -> K,
+    update: impl FnOnce(&mut V),
+) where
+    K: Hash + Eq,
+    Q: Hash + Equivalent<K>,
+    V: Default,
+{
+    if let Some(value) = map.get_mut(&key) {
+        update(value);
+        return;
+    }
+    let key = if map.len() >= MAX_SERIES {
+        other()
+    } else {
+        owned(key)
+    };
+    update(map.entry(key).or_default());
 }
 
-/// The counter for `key`, or for `other` when the family is full.
-fn entry<K: std::hash::Hash + Eq, V: Default>(map: &mut HashMap<K, V>, key: K, other: K) -> &mut V {
-    let key = if map.len() >= MAX_SERIES && !map.contains_key(&key) {
-        other
-    } else {
-        key
-    };
-    map.entry(key).or_default()
+/// A label set borrowed from a record, looked up in a family keyed by owned labels: it hashes
+/// as the owned key does (`String` hashes as `str`).
+#[derive(Hash)]
+struct Borrowed<T>(T);
+
+impl Equivalent<RequestLabels> for Borrowed<(&'static str, &'static str, u16, &str)> {
+    fn equivalent(&self, key: &RequestLabels) -> bool {
+        let (operation, format, status, model) = self.0;
+        (operation, format, status, model) == (key.0, key.1, key.2, key.3.as_str())
+    }
+}
+
+impl Equivalent<TokenLabels> for Borrowed<(&str, &str, &'static str)> {
+    fn equivalent(&self, key: &TokenLabels) -> bool {
+        self.0 == (key.0.as_str(), key.1.as_str(), key.2)
+    }
+}
+
+impl Equivalent<String> for Borrowed<&str> {
+    fn equivalent(&self, key: &String) -> bool {
+        self.0 == key
+    }
+}
+
+impl Equivalent<(String, String)> for Borrowed<(&str, &str)> {
+    fn equivalent(&self, key: &(String, String)) -> bool {
+        self.0 == (key.0.as_str(), key.1.as_str())
+    }
+}
+
+fn owned_pair(Borrowed((a, b)): Borrowed<(&str, &str)>) -> (String, String) {
+    (a.to_owned(), b.to_owned())
+}
+
+fn other_pair() -> (String, String) {
+    (OTHER.into(), OTHER.into())
 }
 
 #[cfg(test)]

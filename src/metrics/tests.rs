@@ -94,3 +94,30 @@ fn label_values_are_escaped() {
     let text = m.render(&ScrapeGauges::default());
     assert!(text.contains("model=\"a\\\"b\\\\c\\nd\"} 1\n"), "{text}");
 }
+
+#[test]
+fn borrowed_labels_find_the_owned_series() {
+    use std::hash::BuildHasher;
+    let requests: HashMap<RequestLabels, u64> = HashMap::new();
+    let owned: RequestLabels = ("messages", "anthropic", 200, "claude-x".into());
+    let borrowed = Borrowed(("messages", "anthropic", 200u16, "claude-x"));
+    assert_eq!(
+        requests.hasher().hash_one(&borrowed),
+        requests.hasher().hash_one(&owned)
+    );
+    assert!(borrowed.equivalent(&owned));
+    let pair = Borrowed(("claude-x", "t1"));
+    let owned_pair = ("claude-x".to_owned(), "t1".to_owned());
+    assert_eq!(
+        requests.hasher().hash_one(&pair),
+        requests.hasher().hash_one(&owned_pair)
+    );
+    assert!(pair.equivalent(&owned_pair));
+    let tokens = Borrowed(("claude-x", "t1", "input"));
+    let owned_tokens: TokenLabels = ("claude-x".into(), "t1".into(), "input");
+    assert_eq!(
+        requests.hasher().hash_one(&tokens),
+        requests.hasher().hash_one(&owned_tokens)
+    );
+    assert!(!Borrowed(("claude-y", "t1", "input")).equivalent(&owned_tokens));
+}

@@ -207,10 +207,13 @@ impl Writer {
 }
 
 fn write_record(out: &mut impl Write, record: &AccessRecord) {
-    let written = serde_json::to_writer(&mut *out, record)
-        .map_err(std::io::Error::from)
-        .and_then(|()| out.write_all(b"\n"));
-    if let Err(e) = written {
+    if let Err(e) = write_line(out, record) {
         tracing::error!(error = %e, "cannot write the access log");
     }
+}
+
+/// One access-log line: the record as JSON and a newline.
+pub fn write_line(out: &mut impl Write, record: &AccessRecord) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, record)?;
+    out.write_all(b"\n")
 }
