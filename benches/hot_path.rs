@@ -21,6 +21,7 @@ use sluice::http1::rewrite::{rewrite_request, RequestRewrite};
 use sluice::http1::{parse_request, HeadLimits};
 use sluice::json::edit::field;
 use sluice::json::members::{check_governed, scan_model, top_level_members};
+use sluice::usage::json::JsonMeter;
 use sluice::usage::sse::SseMeter;
 
 /// The Claude Code main request from the shared captures (head, body), or a synthetic one of
@@ -160,6 +161,34 @@ fn sse_meter(c: &mut Criterion) {
     group.finish();
 }
 
+/// The non-streaming meter on a message body: a short reply (the throughput bench's) and
+/// longer answers, each fed in one piece.
+fn json_meter(c: &mut Criterion) {
+    let words = |n: usize| {
+        (0..n)
+            .map(|i| format!("word{i}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut group = c.benchmark_group("JSON usage meter");
+    for (name, reply) in [
+        ("short reply", "Hello!".to_string()),
+        ("200-word reply", words(200)),
+        ("4000-word reply", words(4000)),
+    ] {
+        let body = responses::message_json("claude-opus-4-8", &reply, 19_000, 200);
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(format!("{name} ({} bytes)", body.len()), |b| {
+            b.iter(|| {
+                let mut meter = JsonMeter::new();
+                meter.feed(black_box(&body));
+                black_box(meter.finish())
+            })
+        });
+    }
+    group.finish();
+}
+
 fn chunked_decode(c: &mut Criterion) {
     let reply: Vec<String> = (0..200).map(|i| format!("word{i}")).collect();
     let events = responses::sse_events("claude-opus-4-8", &reply.join(" "), 19_000, 200);
@@ -269,6 +298,7 @@ criterion_group!(
     head_parse_and_rewrite,
     model_scan,
     sse_meter,
+    json_meter,
     chunked_decode,
     conversion,
     sigv4_sign

@@ -45,31 +45,46 @@ pub enum BodyProblem {
 /// name spelled plainly: then every reader (sluice's, the upstream's, first-wins or last-wins)
 /// sees the same model, `max_tokens` and `stream`. One pass over the top-level members.
 pub fn check_governed(body: &[u8]) -> Result<(), BodyProblem> {
-    let members = members(body).map_err(|_| BodyProblem::NotAnObject)?;
     let mut seen = [false; GOVERNED.len()];
-    for m in &members {
-        let key = body.get(m.key.clone()).ok_or(BodyProblem::NotAnObject)?;
-        let (name, escaped) = if memchr::memchr(b'\\', key).is_some() {
-            let quoted = body
-                .get(m.key.start - 1..m.key.end + 1)
-                .ok_or(BodyProblem::NotAnObject)?;
-            let decoded: String =
-                serde_json::from_slice(quoted).map_err(|_| BodyProblem::NotAnObject)?;
-            (GOVERNED.iter().position(|g| *g == decoded), true)
-        } else {
-            (GOVERNED.iter().position(|g| g.as_bytes() == key), false)
-        };
-        let Some(i) = name else { continue };
-        let member = GOVERNED.get(i).copied().unwrap_or("model");
-        if escaped {
-            return Err(BodyProblem::Escaped(member));
+    let mut problem = None;
+    let complete = visit_members(body, |m| {
+        if problem.is_none() {
+            problem = check_member(body, m, &mut seen).err();
         }
-        if let Some(flag) = seen.get_mut(i) {
-            if *flag {
-                return Err(BodyProblem::Duplicate(member));
-            }
-            *flag = true;
+    });
+    if !complete {
+        return Err(BodyProblem::NotAnObject);
+    }
+    problem.map_or(Ok(()), Err)
+}
+
+/// One member against [`GOVERNED`]: spelled plainly, not seen before.
+fn check_member(
+    body: &[u8],
+    m: &Member,
+    seen: &mut [bool; GOVERNED.len()],
+) -> Result<(), BodyProblem> {
+    let key = body.get(m.key.clone()).ok_or(BodyProblem::NotAnObject)?;
+    let (name, escaped) = if memchr::memchr(b'\\', key).is_some() {
+        let quoted = body
+            .get(m.key.start - 1..m.key.end + 1)
+            .ok_or(BodyProblem::NotAnObject)?;
+        let decoded: String =
+            serde_json::from_slice(quoted).map_err(|_| BodyProblem::NotAnObject)?;
+        (GOVERNED.iter().position(|g| *g == decoded), true)
+    } else {
+        (GOVERNED.iter().position(|g| g.as_bytes() == key), false)
+    };
+    let Some(i) = name else { return Ok(()) };
+    let member = GOVERNED.get(i).copied().unwrap_or("model");
+    if escaped {
+        return Err(BodyProblem::Escaped(member));
+    }
+    if let Some(flag) = seen.get_mut(i) {
+        if *flag {
+            return Err(BodyProblem::Duplicate(member));
         }
+        *flag = true;
     }
     Ok(())
 }
@@ -85,7 +100,14 @@ pub struct Member {
 
 /// The top-level members of a complete JSON object, in order; `None` if `body` is not one.
 pub fn top_level_members(body: &[u8]) -> Option<Vec<Member>> {
-    members(body).ok()
+    let mut out = Vec::new();
+    visit_members(body, |member| out.push(member.clone())).then_some(out)
+}
+
+/// Shows `visit` each top-level member of a JSON object, in order; false if `body` is not a
+/// complete object (the members before the fault have been shown).
+pub fn visit_members(body: &[u8], visit: impl FnMut(&Member)) -> bool {
+    members(body, visit).is_ok()
 }
 
 /// The first top-level member of a JSON object (reading no further than its value), if the
@@ -126,18 +148,17 @@ fn member_at(body: &[u8], start: usize) -> Step<Member> {
     })
 }
 
-fn members(body: &[u8]) -> Step<Vec<Member>> {
-    let mut out = Vec::new();
+fn members(body: &[u8], mut visit: impl FnMut(&Member)) -> Step<()> {
     let Some(mut pos) = object_start(body)? else {
-        return Ok(out);
+        return Ok(());
     };
     loop {
         let member = member_at(body, pos)?;
         pos = skip_ws(body, member.value.end)?;
-        out.push(member);
+        visit(&member);
         match at(body, pos)? {
             b',' => pos = skip_ws(body, pos + 1)?,
-            b'}' => return Ok(out),
+            b'}' => return Ok(()),
             _ => return Err(Stop::Invalid),
         }
     }

@@ -1,9 +1,16 @@
-//! The JSON-body meter: a copy of a non-streaming response body (bounded) parsed once the body
-//! is complete, for its `model` and `usage` (or its `error.type`).
+//! The JSON-body meter: a copy of a non-streaming response body (bounded), read once the body
+//! is complete for its `model` and `usage` (or its `error.type`).
+//!
+//! Only those members are read: the body's top-level members are found with the request
+//! scanner ([`crate::json::members`], which skips `content` with `memchr`), the usage object
+//! is read by [`super::read`], the model copied, and serde reads only an `error` object. Where a key appears twice the last one counts, as in the clients'
+//! JSON parsers (JavaScript's, Python's); a key written with escapes is compared unescaped.
 
 use serde::Deserialize;
 
+use super::read::{key, usage_fields};
 use super::{Metered, Usage, UsageFields};
+use crate::json::members::visit_members;
 
 /// Largest body kept for metering; a longer one is forwarded but not metered.
 pub const MAX_METERED_BODY: usize = 8 * 1024 * 1024;
@@ -30,12 +37,12 @@ impl JsonMeter {
         self.body.extend_from_slice(data);
     }
 
-    /// Parses what was collected.
+    /// Reads what was collected.
     pub fn finish(self) -> Metered {
         if self.overflowed || self.body.is_empty() {
             return Metered::default();
         }
-        let Ok(parsed) = serde_json::from_slice::<Body>(&self.body) else {
+        let Some(parsed) = Body::read(&self.body) else {
             return Metered::default();
         };
         let usage = parsed.usage.map(|fields| {
@@ -52,17 +59,61 @@ impl JsonMeter {
     }
 }
 
-#[derive(Deserialize)]
+/// The members the meter reads; `None` where the body is not a JSON object or one of them is
+/// not of its type (as when the whole body was parsed).
+#[derive(Default)]
 struct Body {
     model: Option<String>,
     usage: Option<UsageFields>,
     error: Option<ErrorBody>,
 }
 
+impl Body {
+    fn read(body: &[u8]) -> Option<Self> {
+        let (mut model, mut usage, mut error) = (None, None, None);
+        let complete = visit_members(body, |member| match key(body, member).as_deref() {
+            Some(b"model") => model = Some(member.value.clone()),
+            Some(b"usage") => usage = Some(member.value.clone()),
+            Some(b"error") => error = Some(member.value.clone()),
+            _ => {}
+        });
+        if !complete {
+            return None;
+        }
+        let value = |range: Option<std::ops::Range<usize>>| range.and_then(|r| body.get(r));
+        Some(Self {
+            model: self::model(value(model))?,
+            usage: match value(usage) {
+                Some(raw) => usage_fields(raw)?,
+                None => None,
+            },
+            error: parse(value(error))?,
+        })
+    }
+}
+
 #[derive(Deserialize)]
 struct ErrorBody {
     #[serde(rename = "type")]
     kind: Option<String>,
+}
+
+/// A member's value as `T`: absent or `null` is `Some(None)`, a value of another type `None`.
+fn parse<'a, T: Deserialize<'a>>(value: Option<&'a [u8]>) -> Option<Option<T>> {
+    match value {
+        None => Some(None),
+        Some(raw) => serde_json::from_slice::<Option<T>>(raw).ok(),
+    }
+}
+
+/// The `model` string, copied straight when it holds no escape.
+fn model(value: Option<&[u8]>) -> Option<Option<String>> {
+    match value {
+        Some([b'"', inner @ .., b'"']) if memchr::memchr(b'\\', inner).is_none() => {
+            std::str::from_utf8(inner).ok().map(|s| Some(s.to_owned()))
+        }
+        other => parse(other),
+    }
 }
 
 #[cfg(test)]

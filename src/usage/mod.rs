@@ -6,6 +6,7 @@
 
 pub mod json;
 pub mod pricing;
+pub mod read;
 pub mod sse;
 
 use serde::{Deserialize, Serialize};
