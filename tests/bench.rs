@@ -1,6 +1,7 @@
 //! `sluice bench` runs end to end with tiny counts (a smoke run: the figures are not judged
-//! here), says what it is doing while it runs, and draws the run with `--plot`: a latency curve
-//! per target and a throughput bar per figure, matching the JSON report of the same run.
+//! here), says what it is doing while it runs, compares at 1 and at 2 workers in one run (nginx
+//! with as many), and draws the run with `--plot`: a latency curve per target and a throughput
+//! bar per figure for each worker count, matching the JSON reports of the same run.
 
 #![allow(
     clippy::unwrap_used,
@@ -26,7 +27,7 @@ fn the_bench_shows_progress_and_draws_its_run() {
             "--concurrency",
             "4",
             "--workers",
-            "2",
+            "1,2",
             "--json",
         ])
         .arg(&json)
@@ -50,40 +51,69 @@ fn the_bench_shows_progress_and_draws_its_run() {
             "no progress line for {phase}: {stderr}"
         );
     }
-    let report: serde_json::Value =
+    let reports: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let reports = reports.as_array().unwrap();
+    assert_eq!(reports.len(), 2, "one report per worker count");
     let picture = std::fs::read_to_string(&svg).unwrap();
     assert!(picture.starts_with("<svg") && picture.trim_end().ends_with("</svg>"));
-    let curves = report["latency_curves"].as_array().unwrap();
-    let with_nginx = !report["nginx"].is_null();
-    assert_eq!(report["workers"], 2);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let with_nginx = !reports[0]["nginx"].is_null();
+    let mut curves_drawn = 0;
+    for (report, workers) in reports.iter().zip([1, 2]) {
+        assert_eq!(report["workers"], workers);
+        assert!(
+            stdout.contains(&format!("{workers} workers for sluice and nginx")),
+            "{stdout}"
+        );
+        assert!(
+            picture.contains(&format!("{workers} worker")),
+            "panel title"
+        );
+        if with_nginx {
+            // nginx ran with as many workers as sluice (a master and worker processes).
+            assert!(
+                stdout.contains(&format!("via nginx ({workers} workers)")),
+                "{stdout}"
+            );
+        }
+        let curves = report["latency_curves"].as_array().unwrap();
+        assert_eq!(curves.len(), if with_nginx { 5 } else { 4 });
+        curves_drawn += curves.len();
+        for curve in curves {
+            assert!(picture.contains(curve["name"].as_str().unwrap()));
+            let points = curve["points"].as_array().unwrap();
+            let latencies: Vec<f64> = points.iter().map(|p| p[1].as_f64().unwrap()).collect();
+            assert!(latencies.windows(2).all(|w| w[0] <= w[1]), "{curve}");
+        }
+        for (figures, bar) in [
+            ("sluice", "the sluice bar"),
+            ("sluice_otel_export", "the export bar"),
+        ] {
+            let rps = report[figures]["throughput_rps"].as_f64().unwrap();
+            assert!(rps > 0.0, "{figures} measured");
+            assert!(picture.contains(&format!(">{rps:.0}<")), "{bar}");
+        }
+    }
+    assert_eq!(picture.matches("<polyline").count(), curves_drawn);
+    // Both comparisons side by side at the end.
+    let side_by_side = stdout
+        .split("against nginx, by worker count")
+        .nth(1)
+        .expect("the side-by-side table");
+    let rows: Vec<&str> = side_by_side.lines().skip(2).take(2).collect();
+    assert!(
+        rows[0].trim_start().starts_with('1') && rows[1].trim_start().starts_with('2'),
+        "{side_by_side}"
+    );
     if with_nginx {
-        // nginx ran with as many workers as sluice (a master and two worker processes), and
-        // none of them outlives the bench.
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.contains("via nginx (2 workers)"), "{stdout}");
+        // None of nginx's processes outlives the bench.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while !bench_nginx_processes().is_empty() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let left = bench_nginx_processes();
         assert!(left.is_empty(), "nginx left running: {left:?}");
-    }
-    assert_eq!(curves.len(), if with_nginx { 5 } else { 4 });
-    assert_eq!(picture.matches("<polyline").count(), curves.len());
-    for curve in curves {
-        assert!(picture.contains(curve["name"].as_str().unwrap()));
-        let points = curve["points"].as_array().unwrap();
-        let latencies: Vec<f64> = points.iter().map(|p| p[1].as_f64().unwrap()).collect();
-        assert!(latencies.windows(2).all(|w| w[0] <= w[1]), "{curve}");
-    }
-    for (figures, bar) in [
-        ("sluice", "the sluice bar"),
-        ("sluice_otel_export", "the export bar"),
-    ] {
-        let rps = report[figures]["throughput_rps"].as_f64().unwrap();
-        assert!(rps > 0.0, "{figures} measured");
-        assert!(picture.contains(&format!(">{rps:.0}<")), "{bar}");
     }
 }
 

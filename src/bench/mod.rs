@@ -38,19 +38,23 @@ pub struct BenchArgs {
     /// Concurrent connections for the throughput runs.
     #[arg(long, default_value_t = 50)]
     pub concurrency: usize,
-    /// sluice worker threads.
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
+    /// sluice worker threads, and nginx worker processes (the same number). A list (`1,2`)
+    /// runs the whole comparison once per count and prints each, then the ratios side by side;
+    /// the other modes (soak, streams, TLS, cluster) use the first count.
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_value = "1,2")]
+    pub workers: Vec<usize>,
     /// sluice's I/O driver: auto, io_uring or epoll.
     #[arg(long, default_value = "auto")]
     pub io_driver: String,
     /// How sluice schedules its record writers: idle or normal (`server.writer_priority`).
     #[arg(long, default_value = "idle")]
     pub writer_priority: String,
-    /// Also write the results here as JSON.
+    /// Also write the results here as JSON (the comparison: an array, one report per worker
+    /// count).
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Also draw the results here as an SVG: latency percentile curves and throughput bars.
+    /// Also draw the results here as an SVG: latency percentile curves and throughput bars
+    /// (one panel per worker count).
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Instead of the comparison: a soak of this many seconds (RSS, p99 and descriptors per
@@ -71,6 +75,21 @@ pub struct BenchArgs {
     /// PostgreSQL, both started for the run) against a single node.
     #[arg(long)]
     pub cluster: bool,
+}
+
+impl BenchArgs {
+    /// The worker count of a single run: the first one listed.
+    pub fn worker_count(&self) -> usize {
+        self.workers.first().copied().unwrap_or(1)
+    }
+
+    /// The same arguments for one run with `workers` workers.
+    fn with_workers(&self, workers: usize) -> Self {
+        Self {
+            workers: vec![workers],
+            ..self.clone()
+        }
+    }
 }
 
 /// Percentiles of one latency distribution, in microseconds.
@@ -242,6 +261,30 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             .then_some(())
             .ok_or(BenchError::Failed("streams"));
     }
+    let mut reports = Vec::new();
+    for &workers in &args.workers {
+        let report = compare(&args.with_workers(workers))?;
+        print_table(&report);
+        reports.push(report);
+    }
+    if reports.len() > 1 {
+        print_side_by_side(&reports);
+    }
+    if let Some(path) = &args.plot {
+        let pictures: Vec<String> = reports.iter().map(picture).collect();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the bench's picture, written after the run"
+        )]
+        std::fs::write(path, plot::stack(&pictures))?;
+    }
+    write_json(args, &reports)?;
+    Ok(())
+}
+
+/// One comparison at `args`' (single) worker count: the mock, the sluices and nginx started
+/// for it and stopped after it.
+fn compare(args: &BenchArgs) -> Result<Report, BenchError> {
     let mock = start_mock()?;
     let upstream = format!("http://{}", mock.addr);
     // Declared before the processes that write into it, so it is removed after they end.
@@ -282,7 +325,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         records("bedrock")
     );
     let sluice_bedrock = start_sluice(args, &dir, "bedrock", &bedrock, None)?;
-    let nginx = Nginx::start(mock.addr, args.workers);
+    let nginx = Nginx::start(mock.addr, args.worker_count());
     let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .build()?;
@@ -314,23 +357,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             jwt: true,
         },
     };
-    let report = runtime.block_on(measure_all(args, &targets))?;
-    print_table(&report);
-    if let Some(path) = &args.plot {
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "the bench's picture, written after the run"
-        )]
-        std::fs::write(path, picture(&report))?;
-    }
-    if let Some(path) = &args.json {
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "the bench's report, written after the run"
-        )]
-        std::fs::write(path, serde_json::to_vec_pretty(&report).unwrap_or_default())?;
-    }
-    Ok(())
+    Ok(runtime.block_on(measure_all(args, &targets))?)
 }
 
 /// The run as an SVG: the latency curves and the throughput bars.
@@ -353,17 +380,19 @@ fn picture(r: &Report) -> String {
         });
     }
     bars.push(plot::Bar {
-        name: "governance off".into(),
+        name: "no gov.".into(),
         rps: r.sluice_governance_off.throughput_rps,
     });
     bars.push(plot::Bar {
-        name: "OTel export".into(),
+        name: "OTel".into(),
         rps: r.sluice_otel_export.throughput_rps,
     });
     let title = format!(
-        "sluice bench: {} KB request, io driver {}",
+        "sluice bench: {} KB request, io driver {}, {} worker{} for sluice and nginx",
         r.request_body_bytes / 1000,
-        r.io_driver
+        r.io_driver,
+        r.workers,
+        if r.workers == 1 { "" } else { "s" }
     );
     plot::svg(&title, &r.latency_curves, &bars)
 }
@@ -444,7 +473,7 @@ fn start_sluice(
         ),
     )?;
     let path = path.display().to_string();
-    let workers = args.workers.to_string();
+    let workers = args.worker_count().to_string();
     let mut argv = vec![
         "serve",
         "--config",
@@ -549,7 +578,7 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
     Ok(Report {
         request_body_bytes: big.len(),
         io_driver: args.io_driver.clone(),
-        workers: args.workers,
+        workers: args.worker_count(),
         direct_latency_us: lat(0),
         direct_sse_ttfb_us: first(0),
         direct_throughput_rps: direct_rps,
@@ -676,6 +705,49 @@ async fn interleaved(
         done += n;
     }
     Ok(out)
+}
+
+/// The comparisons with nginx of every worker count, one line each.
+#[allow(clippy::print_stdout)]
+fn print_side_by_side(reports: &[Report]) {
+    println!();
+    println!("sluice (governance on) against nginx, by worker count; added µs as p50 / p99");
+    println!(
+        "{:>7} {:>12} {:>12} {:>7} {:>11} {:>11} {:>17} {:>17} {:>17} {:>17}",
+        "workers",
+        "sluice req/s",
+        "nginx req/s",
+        "ratio",
+        "sluice CPU",
+        "nginx CPU",
+        "sluice added",
+        "nginx added",
+        "sluice SSE TTFB",
+        "nginx SSE TTFB"
+    );
+    let pair = |p: &Percentiles| format!("{:.1} / {:.1}", p.p50, p.p99);
+    for r in reports {
+        let Some(n) = &r.nginx else {
+            println!(
+                "{:>7} {:>12.0} nginx not installed",
+                r.workers, r.sluice.throughput_rps
+            );
+            continue;
+        };
+        println!(
+            "{:>7} {:>12.0} {:>12.0} {:>6.2}x {:>11.1} {:>11.1} {:>17} {:>17} {:>17} {:>17}",
+            r.workers,
+            r.sluice.throughput_rps,
+            n.throughput_rps,
+            r.sluice_vs_nginx_throughput.unwrap_or_default(),
+            r.sluice.cpu_us_per_request,
+            n.cpu_us_per_request,
+            pair(&r.sluice.latency_added_us),
+            pair(&n.latency_added_us),
+            pair(&r.sluice.sse_ttfb_added_us),
+            pair(&n.sse_ttfb_added_us)
+        );
+    }
 }
 
 /// What a feature costs: `with` against `without` it, measured in the same run.

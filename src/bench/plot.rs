@@ -1,7 +1,7 @@
 //! `sluice bench --plot FILE.svg`: the run as a picture — latency against percentile for each
 //! target (direct, through sluice with and without governance, through nginx) on a log scale of
-//! percentiles, and throughput bars, from the same run. A self-contained SVG: no script, no
-//! font or style sheet to fetch.
+//! percentiles, and throughput bars, from the same run; one panel per worker count. A
+//! self-contained SVG: no script, no font or style sheet to fetch.
 
 use std::fmt::Write;
 
@@ -60,6 +60,26 @@ pub fn svg(title: &str, curves: &[LatencyCurve], bars: &[Bar]) -> String {
     );
     latency_panel(&mut out, curves);
     throughput_panel(&mut out, bars);
+    out.push_str("</svg>\n");
+    out
+}
+
+/// Several pictures from [`svg`] one above the other, as one SVG (one per worker count).
+pub fn stack(pictures: &[String]) -> String {
+    if let [one] = pictures {
+        return one.clone();
+    }
+    let height = HEIGHT * pictures.len() as f64;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}">"#
+    );
+    for (i, picture) in pictures.iter().enumerate() {
+        // A nested <svg> is placed by its own x and y.
+        let placed = picture.replacen("<svg ", &format!(r#"<svg y="{}" "#, HEIGHT * i as f64), 1);
+        out.push_str(placed.trim_end());
+    }
     out.push_str("</svg>\n");
     out
 }

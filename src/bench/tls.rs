@@ -81,9 +81,9 @@ pub fn run(args: &BenchArgs) -> Result<TlsReport, BenchError> {
             cert: &cert,
             key: &key,
         }),
-        args.workers,
+        args.worker_count(),
     );
-    let nginx_plain = Nginx::start(mock.addr, args.workers);
+    let nginx_plain = Nginx::start(mock.addr, args.worker_count());
     let connector = monoio_rustls::TlsConnector::from(client_config()?);
     let mut servers = vec![Proxy {
         tls: Dial::Tls(sluice_tls, connector.clone()),
