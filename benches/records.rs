@@ -143,7 +143,7 @@ fn recorder_per_record(c: &mut Criterion) {
         b.iter(|| {
             line.clear();
             for r in &records {
-                recorder::write_line(&mut line, r).unwrap();
+                recorder::line::write_line(&mut line, r);
             }
             line.len()
         });

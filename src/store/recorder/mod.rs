@@ -12,6 +12,7 @@
 //! Shutdown drops the senders; the recorder drains the channel, flushes and exits, and the
 //! ledger and audit writers (which it feeds) end after it.
 
+pub mod line;
 pub mod worker;
 
 use std::fs::OpenOptions;
@@ -126,6 +127,7 @@ pub fn start(
         audit: to.audit,
         exporter: to.exporter,
         queued,
+        line: Vec::with_capacity(4096),
     };
     let handle = std::thread::Builder::new()
         .name("sluice-recorder".into())
@@ -145,6 +147,8 @@ struct Writer {
     audit: AuditLog,
     exporter: Option<Exporter>,
     queued: Arc<AtomicUsize>,
+    /// The line being written (kept: its capacity is reused).
+    line: Vec<u8>,
 }
 
 impl Writer {
@@ -198,22 +202,15 @@ impl Writer {
             return;
         };
         for record in records {
-            write_record(out, record);
+            self.line.clear();
+            line::write_line(&mut self.line, record);
+            if let Err(e) = out.write_all(&self.line) {
+                tracing::error!(error = %e, "cannot write the access log");
+                break;
+            }
         }
         if let Err(e) = out.flush() {
             tracing::error!(error = %e, "cannot write the access log");
         }
     }
-}
-
-fn write_record(out: &mut impl Write, record: &AccessRecord) {
-    if let Err(e) = write_line(out, record) {
-        tracing::error!(error = %e, "cannot write the access log");
-    }
-}
-
-/// One access-log line: the record as JSON and a newline.
-pub fn write_line(out: &mut impl Write, record: &AccessRecord) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *out, record)?;
-    out.write_all(b"\n")
 }
