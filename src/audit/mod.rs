@@ -16,6 +16,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::json::write::Object;
+
 use crate::runtime::writer_priority::{WriterPacing, WriterPriority};
 
 const QUEUE: usize = 65_536;
@@ -130,16 +132,31 @@ fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Er
     s.collect_str(&humantime::format_rfc3339_micros(*time))
 }
 
-/// The chained line as written.
-#[derive(Serialize)]
-struct Line<'a> {
-    seq: u64,
-    prev: &'a str,
-    /// The cluster node that wrote the line (each node keeps its own chain).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    node: Option<&'a str>,
-    #[serde(flatten)]
-    event: &'a AuditEvent,
+/// The chained line as written: `seq`, `prev`, the cluster node that wrote it (each node keeps
+/// its own chain), then the event's fields — the bytes serde_json writes for them (see the
+/// tests), written without serde ([`crate::json::write`]).
+fn write_line(out: &mut Vec<u8>, seq: u64, prev: &str, node: Option<&str>, e: &AuditEvent) {
+    let mut o = Object::open(out);
+    o.u64("seq", seq);
+    o.str("prev", prev);
+    if let Some(node) = node {
+        o.str("node", node);
+    }
+    o.str("kind", e.kind);
+    o.time("time", e.time);
+    o.str("request_id", &e.request_id);
+    o.str("identity", &e.identity);
+    o.str("decision", e.decision);
+    o.u64("status", u64::from(e.status));
+    o.opt_str("reason", e.reason);
+    o.str("format", e.format);
+    o.opt_str("model", e.model.as_deref());
+    o.opt_str("upstream", e.upstream.as_deref());
+    o.strs("fallbacks", &e.fallbacks);
+    if let Some(detail) = &e.detail {
+        o.str("detail", detail);
+    }
+    o.close();
 }
 
 /// The workers' handle on the audit log.
@@ -230,6 +247,7 @@ pub fn start(
         node,
         pending: Vec::new(),
         waiting: Vec::new(),
+        line: Vec::with_capacity(1024),
     };
     let handle = std::thread::Builder::new()
         .name("sluice-audit".into())
@@ -273,6 +291,8 @@ struct Writer {
     pending: Vec<u8>,
     /// Who waits for the pending lines (sync mode).
     waiting: Vec<flume::Sender<()>>,
+    /// The line being written (kept: its capacity is reused).
+    line: Vec<u8>,
 }
 
 /// Pending bytes beyond which the writer stops taking events from the queue (they wait there,
@@ -358,23 +378,23 @@ impl Writer {
     }
 
     fn append(&mut self, event: &AuditEvent) {
-        let line = Line {
-            seq: self.seq,
-            prev: &self.prev,
-            node: self.node.as_deref(),
+        self.line.clear();
+        write_line(
+            &mut self.line,
+            self.seq,
+            &self.prev,
+            self.node.as_deref(),
             event,
-        };
-        let Ok(text) = serde_json::to_string(&line) else {
-            return;
-        };
-        if self.size + text.len() as u64 + 1 > self.max_bytes && self.size > 0 {
+        );
+        let len = self.line.len() as u64 + 1;
+        if self.size + len > self.max_bytes && self.size > 0 {
             self.rotate();
         }
-        self.prev = crate::digest::sha256_hex(text.as_bytes());
+        self.prev = crate::digest::sha256_hex(&self.line);
         self.seq += 1;
-        self.pending.extend_from_slice(text.as_bytes());
+        self.pending.extend_from_slice(&self.line);
         self.pending.push(b'\n');
-        self.size += text.len() as u64 + 1;
+        self.size += len;
     }
 
     /// Writes what is pending to the current file, then starts a new one (the chain goes on).
@@ -491,3 +511,6 @@ pub fn verify(files: &[PathBuf]) -> Result<usize, Break> {
     }
     Ok(count)
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,9 +8,11 @@
 //!   members check (a governed member written twice or with escapes is refused).
 //! - [`tail`]: a top-level member found by walking back from the closing brace.
 //! - [`edit`]: read one field, add and drop whole members.
+//! - [`write`]: objects with literal keys written without serde (the per-request log lines).
 // Input is parsed here: byte offsets into it must never panic (use `get`, or validate first).
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::string_slice))]
 
 pub mod edit;
 pub mod members;
 pub mod tail;
+pub mod write;

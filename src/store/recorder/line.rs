@@ -1,12 +1,10 @@
 //! The access-log line: an [`AccessRecord`] as one JSON object and a newline, written field by
-//! field. Keys are literals written as they are and a string value is copied straight unless
-//! it holds a byte JSON must escape (then serde_json escapes it), so the recorder no longer
-//! spends most of its time escaping fifty field names it knows are plain. The bytes are
-//! serde_json's serialization of the record exactly (the tests compare them), so readers of
-//! the log see no change; a field added to the record without a line here fails those tests.
+//! field ([`crate::json::write`]), so the recorder no longer spends most of its time escaping
+//! fifty field names it knows are plain. The bytes are serde_json's serialization of the record
+//! exactly (the tests compare them), so readers of the log see no change; a field added to the
+//! record without a line here fails those tests.
 
-use std::io::Write;
-
+use crate::json::write::Object;
 use crate::record::AccessRecord;
 
 /// Appends `record`'s line (JSON and `\n`) to `out`.
@@ -75,108 +73,6 @@ pub fn write_line(out: &mut Vec<u8>, r: &AccessRecord) {
     }
     o.close();
     out.push(b'\n');
-}
-
-/// A JSON object being written: members separated by commas.
-struct Object<'a> {
-    out: &'a mut Vec<u8>,
-    first: bool,
-}
-
-impl<'a> Object<'a> {
-    fn open(out: &'a mut Vec<u8>) -> Self {
-        out.push(b'{');
-        Self { out, first: true }
-    }
-
-    fn close(self) {
-        self.out.push(b'}');
-    }
-
-    /// `"key":` — `key` is one of this module's literals, plain ASCII.
-    fn key(&mut self, key: &'static str) {
-        if !self.first {
-            self.out.push(b',');
-        }
-        self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
-    }
-
-    fn str(&mut self, key: &'static str, value: &str) {
-        self.key(key);
-        string(self.out, value);
-    }
-
-    fn opt_str(&mut self, key: &'static str, value: Option<&str>) {
-        self.key(key);
-        match value {
-            Some(value) => string(self.out, value),
-            None => self.out.extend_from_slice(b"null"),
-        }
-    }
-
-    fn strs(&mut self, key: &'static str, values: &[String]) {
-        self.key(key);
-        self.out.push(b'[');
-        for (i, value) in values.iter().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
-            }
-            string(self.out, value);
-        }
-        self.out.push(b']');
-    }
-
-    fn u64(&mut self, key: &'static str, value: u64) {
-        self.key(key);
-        self.out
-            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
-    }
-
-    fn opt_u64(&mut self, key: &'static str, value: Option<u64>) {
-        match value {
-            Some(value) => self.u64(key, value),
-            None => {
-                self.key(key);
-                self.out.extend_from_slice(b"null");
-            }
-        }
-    }
-
-    fn bool(&mut self, key: &'static str, value: bool) {
-        self.key(key);
-        let text: &[u8] = if value { b"true" } else { b"false" };
-        self.out.extend_from_slice(text);
-    }
-
-    /// RFC 3339 with microseconds, as a string.
-    fn time(&mut self, key: &'static str, time: std::time::SystemTime) {
-        self.key(key);
-        let _ = write!(self.out, "\"{}\"", humantime::format_rfc3339_micros(time));
-    }
-
-    /// A value serde_json writes (floats, the trace context: rare or not worth their own code).
-    fn serialized(&mut self, key: &'static str, value: &impl serde::Serialize) {
-        self.key(key);
-        if serde_json::to_writer(&mut *self.out, value).is_err() {
-            self.out.extend_from_slice(b"null");
-        }
-    }
-}
-
-/// A JSON string: copied between quotes when no byte needs escaping (JSON escapes only control
-/// characters, `"` and `\`), else escaped by serde_json.
-fn string(out: &mut Vec<u8>, value: &str) {
-    let plain = value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
-    if plain {
-        out.push(b'"');
-        out.extend_from_slice(value.as_bytes());
-        out.push(b'"');
-    } else if serde_json::to_writer(&mut *out, value).is_err() {
-        out.extend_from_slice(b"null");
-    }
 }
 
 #[cfg(test)]
