@@ -33,8 +33,12 @@ fn the_bench_shows_progress_and_draws_its_run() {
         .arg(&json)
         .arg("--plot")
         .arg(&svg)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let bench_pid = out.id();
+    let out = out.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -109,16 +113,18 @@ fn the_bench_shows_progress_and_draws_its_run() {
     if with_nginx {
         // None of nginx's processes outlives the bench.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !bench_nginx_processes().is_empty() && std::time::Instant::now() < deadline {
+        while !bench_nginx_processes(bench_pid).is_empty() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        let left = bench_nginx_processes();
+        let left = bench_nginx_processes(bench_pid);
         assert!(left.is_empty(), "nginx left running: {left:?}");
     }
 }
 
-/// Processes started by a bench for its nginx (their command line names the bench's directory).
-fn bench_nginx_processes() -> Vec<String> {
+/// Processes started by this test's bench for its nginx (their command line names the bench's
+/// directory, which carries the bench's process id; another bench on the machine is not ours).
+fn bench_nginx_processes(bench_pid: u32) -> Vec<String> {
+    let ours = format!("sluice-bench-nginx-{bench_pid}-");
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -126,6 +132,6 @@ fn bench_nginx_processes() -> Vec<String> {
         .flatten()
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains("sluice-bench-nginx-"))
+        .filter(|c| c.contains(&ours))
         .collect()
 }
