@@ -1,7 +1,8 @@
 //! `sluice bench` runs end to end with tiny counts (a smoke run: the figures are not judged
 //! here), says what it is doing while it runs, compares at 1 and at 2 workers in one run (nginx
 //! with as many), and draws the run with `--plot`: a latency curve per target and a throughput
-//! bar per figure for each worker count, matching the JSON reports of the same run.
+//! bar per figure for each worker count, matching the JSON reports of the same run; a signal
+//! that ends it ends everything it started.
 
 #![allow(
     clippy::unwrap_used,
@@ -134,4 +135,91 @@ fn bench_nginx_processes(bench_pid: u32) -> Vec<String> {
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
         .filter(|c| c.contains(&ours))
         .collect()
+}
+
+/// A signal that ends the bench (`timeout`, `kill`) ends the processes it started too: the
+/// mock, the sluices and nginx used to be left running, still listening.
+#[test]
+fn a_signal_ends_the_bench_and_everything_it_started() {
+    use std::io::{BufRead, BufReader};
+    let mut bench = std::process::Command::new(BIN)
+        .args([
+            "bench",
+            "--requests",
+            "1000000",
+            "--throughput-requests",
+            "1000000",
+            "--workers",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = bench.id();
+    // Once it measures, every child is up.
+    let stderr = bench.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let measuring = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("latency at concurrency 1"));
+    assert!(measuring, "the bench never started measuring");
+    std::thread::spawn(move || for _ in lines {});
+    let started: Vec<u32> = descendants(pid);
+    assert!(
+        started.len() >= 5,
+        "the mock, four sluices (and nginx): {started:?}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = bench.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 15), "{status:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let running = || -> Vec<u32> { started.iter().copied().filter(|p| alive(*p)).collect() };
+    while !running().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(running().is_empty(), "left running: {:?}", running());
+}
+
+/// The processes under `pid` (children, and theirs).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut parents = vec![pid];
+    while let Some(parent) = parents.pop() {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(child) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if parent_of(child) == Some(parent) {
+                found.push(child);
+                parents.push(child);
+            }
+        }
+    }
+    found
+}
+
+/// `/proc/PID/stat`: the fields after the command name (which may hold spaces).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    Some(after.split_whitespace().map(str::to_string).collect())
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// Running (a zombie waiting for a reaper is not).
+fn alive(pid: u32) -> bool {
+    stat_fields(pid).is_some_and(|f| f.first().map(String::as_str) != Some("Z"))
 }

@@ -236,6 +236,7 @@ fn bench_jwt() -> String {
 /// Runs the bench and prints the table.
 pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     sluice::runtime::raise_fd_limit();
+    procs::stop_children_on_signal()?;
     if let Some(seconds) = args.soak_seconds {
         let report = soak::soak(args, seconds, args.soak_rate)?;
         soak::print_soak(&report);

@@ -1,10 +1,71 @@
 //! Child processes for the bench (the mock upstream, sluice, optionally nginx) and what /proc
 //! says about them: CPU time and resident memory.
+//!
+//! Every child started here is registered while it runs, so a signal that ends the bench
+//! (SIGTERM from `timeout` or `kill`, SIGINT, SIGHUP) ends them too: without it they were
+//! orphaned, still listening, since the bench's own `Drop`s never run when a signal ends it.
+//! (The cluster bench's PostgreSQL and Redis, started by `stores`, are not covered yet; nor
+//! are the scratch directories removed.)
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+#[expect(
+    clippy::disallowed_types,
+    reason = "the bench's list of children: taken at start, stop and on a signal, never by a gateway worker"
+)]
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The children running now (process ids).
+#[expect(
+    clippy::disallowed_types,
+    reason = "the bench's list of children: taken at start, stop and on a signal, never by a gateway worker"
+)]
+static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn register(pid: u32) {
+    if let Ok(mut running) = RUNNING.lock() {
+        running.push(pid);
+    }
+}
+
+fn unregister(pid: u32) {
+    if let Ok(mut running) = RUNNING.lock() {
+        running.retain(|p| *p != pid);
+    }
+}
+
+/// Ends every running child (and its own children: nginx's workers) and then the bench when
+/// SIGTERM, SIGINT or SIGHUP arrives.
+pub fn stop_children_on_signal() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("bench-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                let pids = RUNNING.lock().map(|r| r.clone()).unwrap_or_default();
+                for pid in pids {
+                    for worker in children(pid) {
+                        kill(worker);
+                    }
+                    kill(pid);
+                }
+                std::process::exit(128 + signal);
+            }
+        })?;
+    Ok(())
+}
+
+fn kill(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
 
 /// A child process that announced `listening on ADDR`; killed when dropped.
 pub struct Server {
@@ -27,6 +88,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
+        register(child.id());
         let stdout = child
             .stdout
             .take()
@@ -61,6 +123,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        unregister(self.child.id());
     }
 }
 
@@ -184,6 +247,7 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
+        register(child.id());
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
         let deadline = Instant::now() + Duration::from_secs(5);
         while std::net::TcpStream::connect(addr).is_err() {
@@ -200,15 +264,11 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         // A killed master leaves its workers behind: they go first.
         for worker in children(self.child.id()) {
-            if let Ok(pid) = i32::try_from(worker) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            kill(worker);
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        unregister(self.child.id());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
