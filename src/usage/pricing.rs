@@ -150,9 +150,11 @@ impl PriceTable {
         answered: Option<&str>,
         usage: &Usage,
     ) -> Option<u64> {
-        let served = served.and_then(|m| self.cost_pico(m, usage));
+        let served_cost = served.and_then(|m| self.cost_pico(m, usage));
+        // The common case: the response names the model served (one lookup, not two).
+        let answered = answered.filter(|a| Some(*a) != served);
         let answered = answered.and_then(|m| self.cost_pico(m, usage));
-        match (served, answered) {
+        match (served_cost, answered) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         }
@@ -162,7 +164,8 @@ impl PriceTable {
     /// same tokens with every cache read and write billed as plain input, less the real cost
     /// (negative when writes cost more than the reads saved). `None` without a price.
     pub fn cache_savings_pico(&self, model: &str, usage: &Usage) -> Option<i64> {
-        let actual = self.cost_pico(model, usage)?;
+        let entry = self.lookup(model)?;
+        let actual = entry.cost_pico(usage);
         let uncached = Usage {
             input_tokens: usage.prompt_tokens(),
             cache_creation_input_tokens: 0,
@@ -171,21 +174,27 @@ impl PriceTable {
             cache_read_input_tokens: 0,
             ..*usage
         };
-        let uncached = self.cost_pico(model, &uncached)?;
+        let uncached = entry.cost_pico(&uncached);
         let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         Some(signed(uncached).saturating_sub(signed(actual)))
     }
 
     /// Cost of `usage` on `model` in picodollars; `None` when the model has no price.
     pub fn cost_pico(&self, model: &str, usage: &Usage) -> Option<u64> {
-        let entry = self.lookup(model)?;
-        let price = match entry.long_prompt {
+        self.lookup(model).map(|entry| entry.cost_pico(usage))
+    }
+}
+
+impl PriceEntry {
+    /// Cost of `usage` at this entry's price, in picodollars.
+    pub fn cost_pico(&self, usage: &Usage) -> u64 {
+        let price = match self.long_prompt {
             Some((threshold, long)) if usage.prompt_tokens() > threshold => long,
-            _ => entry.price,
+            _ => self.price,
         };
         let (w5, w1) = usage.cache_writes();
         // Token counts come from the upstream: saturate rather than overflow.
-        let cost = [
+        [
             (usage.input_tokens, price.input),
             (w5, price.cache_write_5m),
             (w1, price.cache_write_1h),
@@ -194,8 +203,7 @@ impl PriceTable {
             (usage.web_search_requests, WEB_SEARCH_PICO),
         ]
         .iter()
-        .fold(0u64, |sum, (n, p)| sum.saturating_add(n.saturating_mul(*p)));
-        Some(cost)
+        .fold(0u64, |sum, (n, p)| sum.saturating_add(n.saturating_mul(*p)))
     }
 }
 
@@ -312,6 +320,14 @@ mod tests {
         );
         assert_eq!(
             t.served_cost_pico(Some("claude-opus-4-8"), Some("claude-mock-1"), &usage),
+            opus
+        );
+        assert_eq!(
+            t.served_cost_pico(Some("claude-opus-4-8"), Some("claude-opus-4-8"), &usage),
+            opus
+        );
+        assert_eq!(
+            t.served_cost_pico(None, Some("claude-opus-4-8"), &usage),
             opus
         );
     }
