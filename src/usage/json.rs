@@ -3,8 +3,9 @@
 //!
 //! Only those members are read: the body's top-level members are found with the request
 //! scanner ([`crate::json::members`], which skips `content` with `memchr`), the usage object
-//! is read by [`super::read`], the model copied, and serde reads only an `error` object. Where a key appears twice the last one counts, as in the clients'
-//! JSON parsers (JavaScript's, Python's); a key written with escapes is compared unescaped.
+//! is read by [`super::read`], the model copied, and serde reads only an `error` object.
+//! Where a key appears twice the last one counts, as in the clients' JSON parsers
+//! (JavaScript's, Python's); a key written with escapes is compared unescaped.
 
 use serde::Deserialize;
 

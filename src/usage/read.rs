@@ -17,11 +17,7 @@ use crate::json::members::{visit_members, Member};
 
 /// The usage object in `raw`: `Some(None)` for `null`, `None` if it is not a valid one.
 pub fn usage_fields(raw: &[u8]) -> Option<Option<UsageFields>> {
-    if raw == b"null" {
-        return Some(None);
-    }
-    let mut fields = UsageFields::default();
-    object(raw, |key, value| {
+    object(raw, |fields: &mut UsageFields, key, value| {
         match key {
             b"input_tokens" => fields.input_tokens = count(value)?,
             b"cache_creation_input_tokens" => fields.cache_creation_input_tokens = count(value)?,
@@ -32,53 +28,49 @@ pub fn usage_fields(raw: &[u8]) -> Option<Option<UsageFields>> {
             _ => {}
         }
         Some(())
-    })?;
-    Some(Some(fields))
+    })
 }
 
 fn cache_creation(raw: &[u8]) -> Option<Option<CacheCreation>> {
-    if raw == b"null" {
-        return Some(None);
-    }
-    let mut cc = CacheCreation::default();
-    object(raw, |key, value| {
+    object(raw, |cc: &mut CacheCreation, key, value| {
         match key {
             b"ephemeral_5m_input_tokens" => cc.ephemeral_5m_input_tokens = count(value)?,
             b"ephemeral_1h_input_tokens" => cc.ephemeral_1h_input_tokens = count(value)?,
             _ => {}
         }
         Some(())
-    })?;
-    Some(Some(cc))
+    })
 }
 
 fn server_tool_use(raw: &[u8]) -> Option<Option<ServerToolUse>> {
-    if raw == b"null" {
-        return Some(None);
-    }
-    let mut stu = ServerToolUse::default();
-    object(raw, |key, value| {
+    object(raw, |stu: &mut ServerToolUse, key, value| {
         if key == b"web_search_requests" {
             stu.web_search_requests = count(value)?;
         }
         Some(())
-    })?;
-    Some(Some(stu))
+    })
 }
 
-/// Shows `member` each `(key, raw value)` of the object in `raw`; `None` if `raw` is not a
-/// complete object or `member` refused one.
-fn object(raw: &[u8], mut member: impl FnMut(&[u8], &[u8]) -> Option<()>) -> Option<()> {
+/// The object in `raw` as a `T`, each `(key, raw value)` set by `member`: `Some(None)` for
+/// `null`, `None` if `raw` is not a complete object or `member` refused a value.
+fn object<T: Default>(
+    raw: &[u8],
+    mut member: impl FnMut(&mut T, &[u8], &[u8]) -> Option<()>,
+) -> Option<Option<T>> {
+    if raw == b"null" {
+        return Some(None);
+    }
+    let mut value = T::default();
     let mut refused = false;
     let complete = visit_members(raw, |m| {
         if !refused {
             refused = key(raw, m)
                 .zip(raw.get(m.value.clone()))
-                .and_then(|(key, value)| member(&key, value))
+                .and_then(|(key, v)| member(&mut value, &key, v))
                 .is_none();
         }
     });
-    (complete && !refused).then_some(())
+    (complete && !refused).then_some(Some(value))
 }
 
 /// A member's key as bytes, unescaped only when it holds an escape (keys are short: a plain
