@@ -17,6 +17,7 @@ use sluice::config::{self, Overrides};
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() -> ExitCode {
+    sluice::runtime::huge_pages::disable();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),

@@ -99,7 +99,17 @@ fn the_bench_shows_progress_and_draws_its_run() {
             assert!(rps > 0.0, "{figures} measured");
             assert!(picture.contains(&format!(">{rps:.0}<")), "{bar}");
         }
+        // Memory: idle before the load, after it, and the anonymous part of it.
+        let mib = |field: &str| report[field].as_f64().unwrap();
+        assert!(mib("sluice_idle_rss_mib") > 0.0, "idle RSS measured");
+        assert!(
+            mib("sluice_anonymous_mib") > 0.0,
+            "anonymous memory measured"
+        );
+        assert!(mib("sluice_anonymous_mib") < mib("sluice_rss_mib"));
+        assert!(mib("sluice_rss_mib") <= mib("sluice_peak_rss_mib"));
     }
+    assert!(stdout.contains("sluice RSS idle"), "{stdout}");
     assert_eq!(picture.matches("<polyline").count(), curves_drawn);
     // Both comparisons side by side at the end.
     let side_by_side = stdout

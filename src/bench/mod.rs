@@ -25,7 +25,7 @@ use serde::Serialize;
 
 pub use bodies::claude_code_sized_body;
 use load::Latencies;
-use procs::{cpu_split, rss_kib, Nginx, Server};
+use procs::{anonymous_kib, cpu_split, rss_kib, Nginx, Server};
 
 #[derive(Debug, Args, Clone)]
 pub struct BenchArgs {
@@ -161,7 +161,12 @@ pub struct Report {
     pub otel_export_throughput_loss: f64,
     pub nginx: Option<ProxyFigures>,
     pub sluice_vs_nginx_throughput: Option<f64>,
+    /// The governed sluice's resident memory once started, before any request.
+    pub sluice_idle_rss_mib: f64,
+    /// Its resident memory after the whole run, of which anonymous (heap, stacks, rings; the
+    /// rest is the executable's own pages), and its peak.
     pub sluice_rss_mib: f64,
+    pub sluice_anonymous_mib: f64,
     pub sluice_peak_rss_mib: f64,
     /// A Messages client through sluice to a Bedrock upstream (SigV4 signing, event-stream →
     /// SSE), against the same request sent straight to the Bedrock mock.
@@ -512,6 +517,7 @@ struct Targets {
 const BENCH_BEDROCK_MODEL: &str = "us.anthropic.claude-opus-4-8-v1";
 
 async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
+    let (idle_rss, _) = rss_kib(t.sluice.pid).unwrap_or_default();
     let big = claude_code_sized_body(false);
     let stream_body = claude_code_sized_body(true);
     let path = "/v1/messages?beta=true";
@@ -576,6 +582,7 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
     let cross_format =
         format_figures(args, t.direct.addr, t.sluice.addr, FormatCase::CrossFormat).await?;
     let (rss, peak) = rss_kib(t.sluice.pid).unwrap_or_default();
+    let anonymous = anonymous_kib(t.sluice.pid).unwrap_or_default();
     Ok(Report {
         request_body_bytes: big.len(),
         io_driver: args.io_driver.clone(),
@@ -593,7 +600,9 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
         sluice,
         sluice_governance_off: governance_off,
         nginx,
+        sluice_idle_rss_mib: idle_rss as f64 / 1024.0,
         sluice_rss_mib: rss as f64 / 1024.0,
+        sluice_anonymous_mib: anonymous as f64 / 1024.0,
         sluice_peak_rss_mib: peak as f64 / 1024.0,
         bedrock_egress,
         cross_format,
@@ -851,8 +860,8 @@ fn print_table(r: &Report) {
         _ => println!("via nginx: not installed (apt-get install nginx-light to compare)"),
     }
     println!(
-        "sluice RSS {:.1} MiB (peak {:.1} MiB)",
-        r.sluice_rss_mib, r.sluice_peak_rss_mib
+        "sluice RSS idle {:.1} MiB; after the run {:.1} MiB, {:.1} MiB of it anonymous (peak {:.1} MiB)",
+        r.sluice_idle_rss_mib, r.sluice_rss_mib, r.sluice_anonymous_mib, r.sluice_peak_rss_mib
     );
     println!();
     println!(

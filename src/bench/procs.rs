@@ -178,6 +178,17 @@ pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// Anonymous resident memory (heap, stacks, rings: what the process itself holds, not its
+/// executable's pages), in KiB.
+pub fn anonymous_kib(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Anonymous:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// nginx's HTTPS settings for the TLS bench: the same certificate and key as sluice's, TLS 1.3
 /// only, the cipher suite and group the load offers, session tickets on.
 pub struct NginxTls<'a> {

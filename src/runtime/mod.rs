@@ -7,6 +7,7 @@
 //! included) and close, and a worker whose connections have not finished within the grace
 //! period is abandoned as the process exits.
 
+pub mod huge_pages;
 pub mod listener;
 pub mod local_shutdown;
 pub mod panic_guard;

@@ -8,6 +8,9 @@
 #   measure.sh sites BINARY [N]        where the worker's allocations come from
 #   measure.sh profile BINARY OUT      flame graph (OUT.svg) under wrk c=50, and syscalls and
 #                                      io_uring requests per request (OUT.syscalls.txt)
+#   measure.sh memory BINARY           resident memory idle, then after 10 s of wrk c=50, split
+#                                      into the executable's pages and anonymous memory, and
+#                                      the largest anonymous mappings
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 what=$1 bin=$(realpath "$2")
@@ -94,6 +97,19 @@ case "$what" in
     { echo "requests: $requests"; per_request "$requests"; } > "$out.syscalls.txt"
     perf script -i "$dir/perf.data" 2>/dev/null | inferno-collapse-perf > "$out.folded"
     inferno-flamegraph --minwidth 1.0 --title "sluice: 1 worker, governance on, wrk c=50" < "$out.folded" > "$out.svg"
+    ;;
+  memory)
+    show_memory() {
+      echo "== $1"
+      grep -E '^(Rss|Pss_File|Anonymous|AnonHugePages):' "/proc/$gateway/smaps_rollup" | paste -sd' '
+      awk '/^[0-9a-f]+-[0-9a-f]+ /{m=$1" "$2" "$6} /^Anonymous:/{if ($2 >= 256) print "  " $2 " kB anonymous  " m}' \
+        "/proc/$gateway/smaps" | sort -rn | head -8
+    }
+    sleep 1
+    show_memory "idle"
+    wrk -t1 -c50 -d10s -s "$here/post.lua" "http://127.0.0.1:$port/" > /dev/null
+    show_memory "after wrk -c50 for 10 s"
+    grep -E '^VmHWM' "/proc/$gateway/status"
     ;;
   *) echo "unknown measurement: $what" >&2; exit 2 ;;
 esac
