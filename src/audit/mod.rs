@@ -298,6 +298,9 @@ struct Writer {
 /// Pending bytes beyond which the writer stops taking events from the queue (they wait there,
 /// and past the queue's bound are counted as dropped).
 const MAX_PENDING: usize = 8 << 20;
+/// Bytes of written lines the writer keeps room for between ticks (a tick's worth of ~500-byte
+/// lines at full load); what a backlog grew beyond it is given back once written.
+const KEEP_PENDING: usize = 512 << 10;
 
 impl Writer {
     fn run(&mut self, rx: flume::Receiver<Queued>, mut pacing: WriterPacing) {
@@ -364,6 +367,7 @@ impl Writer {
         match written {
             Ok(()) => {
                 self.pending.clear();
+                crate::store::release_burst(&mut self.pending, KEEP_PENDING);
                 self.written = self.size;
                 for ack in self.waiting.drain(..) {
                     let _ = ack.send(());

@@ -189,6 +189,11 @@ pub fn start(
     ))
 }
 
+/// The writer's page cache, in KiB (SQLite's `cache_size` as a negative number): rows are only
+/// appended, so a commit touches the table's last pages and the small totals table; SQLite's
+/// default of 2,000 KiB filled up with pages written once and never read again.
+const PAGE_CACHE_KIB: i64 = -256;
+
 fn open(path: &Path, durability: Durability) -> Result<Connection, LedgerError> {
     let fail = |source| LedgerError::Open {
         path: path.display().to_string(),
@@ -202,6 +207,8 @@ fn open(path: &Path, durability: Durability) -> Result<Connection, LedgerError> 
         Durability::Sync => "FULL",
     };
     conn.pragma_update(None, "synchronous", synchronous)
+        .map_err(fail)?;
+    conn.pragma_update(None, "cache_size", PAGE_CACHE_KIB)
         .map_err(fail)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
     conn.execute_batch(SCHEMA).map_err(fail)?;
@@ -263,6 +270,7 @@ fn write_loop(
                     if !healthy.swap(true, Ordering::Relaxed) {
                         tracing::warn!("spend ledger commits again; the held records are stored");
                     }
+                    super::release_burst(&mut batch, super::KEEP_RECORDS);
                 }
                 Err(e) => {
                     // Said once per failure episode (a full disk would otherwise fill the log).

@@ -171,6 +171,9 @@ impl Writer {
                 self.audit.record(AuditEvent::request(record));
             }
             self.store_and_export(&mut records, &mut stored);
+            super::release_burst(&mut batches, super::KEEP_RECORDS);
+            super::release_burst(&mut records, super::KEEP_RECORDS);
+            super::release_burst(&mut stored, super::KEEP_RECORDS);
             if closed {
                 return;
             }
