@@ -15,19 +15,24 @@
 //! late by several milliseconds on a busy small machine, and a writer promoted for a second
 //! each time would bring back the tail latency this is for; idle writers under saturation stay
 //! within that bound. Being behind by up to that much stretches the ledger's durability window
-//! by as much, and queues at most a few thousand records (the queue holds 65,536).
+//! by as much, and queues at most a few thousand records (the queue holds 65,536). A starved
+//! writer cannot notice its own late tick until it is scheduled, which under `SCHED_IDLE` on
+//! busy cores is about once a second; the [`watchdog`] thread, at the normal policy, watches
+//! each writer's heartbeat and promotes it on its behalf.
 //! `server.writer_priority = "normal"` keeps the writers at the normal policy throughout; writers
 //! in `store.durability = "sync"` always are (a response's last byte waits for them).
 //!
 //! Leaving `SCHED_IDLE` takes `CAP_SYS_NICE` or an `RLIMIT_NICE` of at least 20 (systemd:
 //! `LimitNICE=+0`). A process with neither never enters it, since it could not come back.
 
+mod watchdog;
+
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use thread_priority::{
-    set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy, ThreadPriority,
-    ThreadPriorityOsValue, ThreadSchedulePolicy,
+    set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy, ThreadId,
+    ThreadPriority, ThreadPriorityOsValue, ThreadSchedulePolicy,
 };
 
 /// How the writer threads are scheduled (`server.writer_priority`).
@@ -56,6 +61,8 @@ pub struct WriterPacing {
     pace: Option<Pace>,
     /// When the last tick's sleep ended.
     last_wake: Instant,
+    /// The writer's place on the watchdog's list (adaptive writers only).
+    watch: Option<watchdog::Registration>,
 }
 
 impl WriterPacing {
@@ -67,9 +74,13 @@ impl WriterPacing {
             name,
             pace: adaptive.then(Pace::default),
             last_wake: Instant::now(),
+            watch: None,
         };
         if adaptive {
             pacing.apply(true);
+            if pacing.pace.is_some() {
+                pacing.watch = Some(watchdog::register(name, thread_native_id()));
+            }
         }
         pacing
     }
@@ -77,6 +88,9 @@ impl WriterPacing {
     /// Sleeps one tick, then moves between the idle and the normal policy by how far the whole
     /// cycle since the last tick (the work, the sleep, the wake-up) ran over one tick.
     pub fn sleep(&mut self, tick: Duration) {
+        if let Some(watch) = &self.watch {
+            watch.heartbeat.sleeping_for(tick);
+        }
         #[expect(
             clippy::disallowed_methods,
             reason = "a writer's own thread, not a worker"
@@ -85,6 +99,13 @@ impl WriterPacing {
         let now = Instant::now();
         let late = now.saturating_duration_since(self.last_wake + tick);
         self.last_wake = now;
+        let promoted = self
+            .watch
+            .as_ref()
+            .is_some_and(|w| w.heartbeat.take_promoted());
+        if let (true, Some(pace)) = (promoted, self.pace.as_mut()) {
+            pace.promoted_by_watchdog();
+        }
         let change = self
             .pace
             .as_mut()
@@ -101,8 +122,12 @@ impl WriterPacing {
     }
 
     fn apply(&mut self, idle: bool) {
-        match set_policy(idle) {
-            Ok(()) => {}
+        match set_policy(thread_native_id(), idle) {
+            Ok(()) => {
+                if let Some(watch) = &self.watch {
+                    watch.heartbeat.set_idle(idle);
+                }
+            }
             Err(error) => {
                 // Should not happen after the probe; stay where we are and stop adapting.
                 tracing::warn!(
@@ -111,6 +136,7 @@ impl WriterPacing {
                     "cannot change the writer's scheduling policy"
                 );
                 self.pace = None;
+                self.watch = None;
             }
         }
     }
@@ -157,6 +183,13 @@ impl Pace {
         None
     }
 
+    /// The watchdog moved the writer to the normal policy: stay there until ticks have been
+    /// on time for [`CALM_FOR`].
+    fn promoted_by_watchdog(&mut self) {
+        self.idle = false;
+        self.calm_since = None;
+    }
+
     fn switch(&mut self, idle: bool) -> Option<bool> {
         (self.idle != idle).then(|| {
             self.idle = idle;
@@ -172,7 +205,10 @@ fn may_leave_idle() -> bool {
     *ALLOWED.get_or_init(|| {
         let probe = std::thread::Builder::new()
             .name("sluice-sched-probe".into())
-            .spawn(|| set_policy(true).is_ok() && set_policy(false).is_ok());
+            .spawn(|| {
+                let me = thread_native_id();
+                set_policy(me, true).is_ok() && set_policy(me, false).is_ok()
+            });
         let allowed = probe.ok().and_then(|t| t.join().ok()).unwrap_or(false);
         if !allowed {
             tracing::info!("record writers stay at the normal scheduling policy: leaving SCHED_IDLE needs CAP_SYS_NICE or RLIMIT_NICE >= 20 (systemd: LimitNICE=+0)");
@@ -181,14 +217,17 @@ fn may_leave_idle() -> bool {
     })
 }
 
-fn set_policy(idle: bool) -> Result<(), thread_priority::Error> {
+/// Moves `thread` (of this process) to the idle or the normal policy. The library also resets
+/// the *calling* thread's nice value to the default: harmless on a writer's own thread and on
+/// the watchdog's.
+fn set_policy(thread: ThreadId, idle: bool) -> Result<(), thread_priority::Error> {
     let policy = if idle {
         NormalThreadSchedulePolicy::Idle
     } else {
         NormalThreadSchedulePolicy::Other
     };
     set_thread_priority_and_policy(
-        thread_native_id(),
+        thread,
         ThreadPriority::Os(ThreadPriorityOsValue::default()),
         ThreadSchedulePolicy::Normal(policy),
     )
@@ -197,6 +236,8 @@ fn set_policy(idle: bool) -> Result<(), thread_priority::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -233,6 +274,40 @@ mod tests {
         assert_eq!(pace.after_wake(ms(1), t0 + ms(2199)), None);
         assert_eq!(pace.after_wake(ms(1), t0 + ms(2200)), Some(true));
         assert!(pace.idle);
+    }
+
+    /// A writer under `SCHED_IDLE` that runs past its heartbeat (here: works without ever
+    /// sleeping, as a starved writer does) is moved to the normal policy by the watchdog, and
+    /// takes that on at its next tick instead of promoting itself.
+    #[test]
+    fn the_watchdog_promotes_a_writer_past_its_heartbeat() {
+        let on_its_thread = std::thread::spawn(|| {
+            let mut pacing = WriterPacing::start("test-starved", WriterPriority::Idle);
+            if !may_leave_idle() {
+                // No writer is made idle here, so there is nothing to watch.
+                assert!(pacing.watch.is_none() && pacing.pace.is_none());
+                return;
+            }
+            assert_eq!(
+                thread_priority::thread_schedule_policy().unwrap(),
+                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle)
+            );
+            let heartbeat = Arc::clone(&pacing.watch.as_ref().unwrap().heartbeat);
+            let started = Instant::now();
+            while !heartbeat.promoted.load(Ordering::Relaxed) {
+                assert!(started.elapsed() < Duration::from_secs(5), "never promoted");
+                std::thread::yield_now();
+            }
+            assert_eq!(
+                thread_priority::thread_schedule_policy().unwrap(),
+                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other)
+            );
+            pacing.sleep(Duration::ZERO);
+            let pace = pacing.pace.as_ref().unwrap();
+            assert!(!pace.idle, "the writer knows it was promoted");
+            assert!(!heartbeat.take_promoted(), "and took the flag");
+        });
+        on_its_thread.join().unwrap();
     }
 
     #[test]
