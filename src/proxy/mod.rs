@@ -448,7 +448,10 @@ async fn run_phases(
         return Ok(answered.keep_alive);
     }
     let admission = admit(&gw.state.limiter, &auth.identity, &op, &body).await?;
-    ex.response_headers = quota_headers(&admission);
+    // Room for every field sluice adds here (quota, budget warnings, the usage notice) in
+    // one allocation.
+    ex.response_headers.reserve(ADDED_RESPONSE_FIELDS);
+    ex.response_headers.extend(quota_headers(&admission));
     let reservation = if op == Operation::MessageBatches(classify::BatchCall::Create) {
         batches::govern(gw, &auth.identity, body.held(), ex)?
     } else {
@@ -676,14 +679,12 @@ async fn answer_locally(
 }
 
 /// The request-rate quota the client is told about, in Anthropic's response headers.
-fn quota_headers(
-    admission: &crate::limits::Admission<'_>,
-) -> Vec<(&'static str, compact_str::CompactString)> {
+fn quota_headers(admission: &crate::limits::Admission<'_>) -> usage_notice::Fields {
     use compact_str::ToCompactString;
     let Some(q) = &admission.quota else {
-        return Vec::new();
+        return usage_notice::Fields::new();
     };
-    vec![
+    smallvec::smallvec![
         (
             "anthropic-ratelimit-requests-limit",
             q.limit.to_compact_string(),
@@ -695,6 +696,10 @@ fn quota_headers(
         ("anthropic-ratelimit-requests-reset", q.reset.clone()),
     ]
 }
+
+/// Response fields a governed answer usually gets from sluice: three for the rate limit, up to
+/// nine for the usage notice, a few budget warnings.
+const ADDED_RESPONSE_FIELDS: usize = 16;
 
 /// A request ready to go upstream: its head, what it is, its body and where it may go.
 struct Outgoing<'a> {

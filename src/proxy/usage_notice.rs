@@ -14,12 +14,16 @@ pub const RATE_LIMIT_PREFIX: &str = "anthropic-ratelimit-";
 
 const NANO_PER_CENT: f64 = 1e7;
 
+/// Response header fields, kept inline: at most nine, added to every governed Messages answer
+/// (no allocation of their own).
+pub type Fields = smallvec::SmallVec<[(&'static str, CompactString); 9]>;
+
 /// Utilization thresholds past which the client warns, highest first.
 const THRESHOLDS: [f64; 2] = [0.95, 0.75];
 
 /// The unified rate-limit fields for `standing`: allowed (with a warning past a threshold) or
 /// rejected with its period, scope, reason and `retry-after`.
-pub fn headers(standing: &Standing, now_secs: u64) -> Vec<(&'static str, CompactString)> {
+pub fn headers(standing: &Standing, now_secs: u64) -> Fields {
     let utilization = standing.utilization();
     let threshold = if standing.exceeded {
         Some(1.0)
@@ -31,7 +35,8 @@ pub fn headers(standing: &Standing, now_secs: u64) -> Vec<(&'static str, Compact
         (false, Some(_)) => "allowed_warning",
         (false, None) => "allowed",
     };
-    let mut fields = vec![("anthropic-ratelimit-unified-status", status.into())];
+    let mut fields = Fields::new();
+    fields.push(("anthropic-ratelimit-unified-status", status.into()));
     if let Some(reset) = standing.resets_at {
         fields.push((
             "anthropic-ratelimit-unified-reset",
