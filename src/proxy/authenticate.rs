@@ -59,14 +59,33 @@ pub enum Identity {
 impl Identity {
     /// The identity as the access log writes it.
     pub fn label(&self) -> String {
+        let (kind, name) = self.label_parts();
+        match name {
+            Some(name) => format!("{kind}:{name}"),
+            None => kind.to_string(),
+        }
+    }
+
+    /// Appends the [`label`](Self::label) to `out` without building it first.
+    pub fn write_label(&self, out: &mut Vec<u8>) {
+        let (kind, name) = self.label_parts();
+        out.extend_from_slice(kind.as_bytes());
+        if let Some(name) = name {
+            out.push(b':');
+            out.extend_from_slice(name.as_bytes());
+        }
+    }
+
+    /// The label's kind and name (`anonymous` has no name).
+    fn label_parts(&self) -> (&'static str, Option<&str>) {
         match self {
-            Identity::Key { name, .. } => format!("key:{name}"),
-            Identity::Jwt { subject, .. } => format!("jwt:{subject}"),
-            Identity::Certificate { name, .. } => format!("cert:{name}"),
-            Identity::SignedIn { email, .. } => format!("user:{email}"),
-            Identity::CustomerRouted { org, .. } => format!("cri:{org}"),
-            Identity::PassThrough { fingerprint } => format!("passthrough:{fingerprint}"),
-            Identity::Anonymous => "anonymous".into(),
+            Identity::Key { name, .. } => ("key", Some(name)),
+            Identity::Jwt { subject, .. } => ("jwt", Some(subject)),
+            Identity::Certificate { name, .. } => ("cert", Some(name)),
+            Identity::SignedIn { email, .. } => ("user", Some(email)),
+            Identity::CustomerRouted { org, .. } => ("cri", Some(org)),
+            Identity::PassThrough { fingerprint } => ("passthrough", Some(fingerprint)),
+            Identity::Anonymous => ("anonymous", None),
         }
     }
 
@@ -476,6 +495,28 @@ mod tests {
             .unwrap()
             .unwrap()
             .0
+    }
+
+    /// The session key's label is written in place, byte for byte what `label` builds.
+    #[test]
+    fn a_written_label_is_the_label() {
+        let identities = [
+            Identity::Anonymous,
+            Identity::PassThrough {
+                fingerprint: "0a1b2c".into(),
+            },
+            Identity::Jwt {
+                subject: "dev@example.com".into(),
+                user: None,
+                team: Some("core".into()),
+            },
+        ];
+        for identity in identities {
+            let mut out = b"prefix/".to_vec();
+            identity.write_label(&mut out);
+            assert_eq!(out, format!("prefix/{}", identity.label()).into_bytes());
+        }
+        assert_eq!(Identity::Anonymous.label(), "anonymous");
     }
 
     #[test]

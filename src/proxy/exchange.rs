@@ -3,6 +3,7 @@
 //! themselves — and the instants that give total time, time to first byte and sluice's own
 //! added time. [`super::finish`] is the one place that turns a trail into an access record.
 
+use std::borrow::Cow;
 use std::time::{Instant, SystemTime};
 
 use super::authenticate::Identity;
@@ -60,8 +61,9 @@ pub struct RequestFacts {
 /// An identity as records name it.
 #[derive(Clone)]
 pub struct IdentityFacts {
-    /// `key:<name>`, `jwt:<sub>`, `passthrough:<hash prefix>`, `anonymous`, …
-    pub label: String,
+    /// `key:<name>`, `jwt:<sub>`, `passthrough:<hash prefix>`, `anonymous`, … (borrowed
+    /// until an identity is set: no allocation for the default).
+    pub label: Cow<'static, str>,
     pub user: Option<String>,
     pub team: Option<String>,
 }
@@ -128,7 +130,7 @@ impl Exchange {
             operation: "unknown",
             format: ClientFormat::Anthropic,
             identity: IdentityFacts {
-                label: "anonymous".into(),
+                label: Cow::Borrowed("anonymous"),
                 user: None,
                 team: None,
             },
@@ -150,7 +152,7 @@ impl Exchange {
 
     pub fn set_identity(&mut self, identity: &Identity) {
         self.identity = IdentityFacts {
-            label: identity.label(),
+            label: Cow::Owned(identity.label()),
             user: identity.user().map(str::to_string),
             team: identity.team().map(str::to_string),
         };

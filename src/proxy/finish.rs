@@ -44,7 +44,7 @@ pub fn record(gw: &Gateway, ex: Exchange) -> AccessRecord {
         method: request.method,
         path: request.path,
         operation,
-        identity: identity.label,
+        identity: identity.label.into_owned(),
         user: identity.user,
         team: identity.team,
         session_id: request.session_id,

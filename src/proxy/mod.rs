@@ -828,7 +828,8 @@ async fn forward_with_fallback(
 /// caller is (two callers' session ids never share a key).
 fn session_key(head: &RequestHead, identity: &authenticate::Identity) -> Option<Vec<u8>> {
     let session = head.header("x-claude-code-session-id")?;
-    let mut key = identity.label().into_bytes();
+    let mut key = Vec::with_capacity(64 + session.len());
+    identity.write_label(&mut key);
     key.push(0);
     key.extend_from_slice(session);
     Some(key)
