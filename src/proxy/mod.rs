@@ -448,10 +448,13 @@ async fn run_phases(
         return Ok(answered.keep_alive);
     }
     let admission = admit(&gw.state.limiter, &auth.identity, &op, &body).await?;
-    // Room for every field sluice adds here (quota, budget warnings, the usage notice) in
-    // one allocation.
-    ex.response_headers.reserve(ADDED_RESPONSE_FIELDS);
-    ex.response_headers.extend(quota_headers(&admission));
+    let quota = quota_headers(&admission);
+    if !quota.is_empty() {
+        // Room for every field sluice adds here (quota, budget warnings, the usage notice) in
+        // one allocation; a request under no limit gets none of them and allocates nothing.
+        ex.response_headers.reserve(ADDED_RESPONSE_FIELDS);
+        ex.response_headers.extend(quota);
+    }
     let reservation = if op == Operation::MessageBatches(classify::BatchCall::Create) {
         batches::govern(gw, &auth.identity, body.held(), ex)?
     } else {
