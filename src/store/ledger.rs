@@ -713,4 +713,103 @@ mod tests {
         let rows = spend(&path, "identity").unwrap();
         assert_eq!(rows[0].cache_read_input_tokens, 900);
     }
+
+    fn numbered(i: usize) -> Entry {
+        let record = crate::record::AccessRecord {
+            request_id: format!("r{i}"),
+            identity: format!("key:k{}", i % 3),
+            model: Some(format!("claude-haiku-4-{}", i % 2)),
+            input_tokens: i as u64,
+            output_tokens: 1,
+            cost_pico: 1_000 + i as u64,
+            ttfb_us: i.is_multiple_of(2).then_some(i as u64),
+            status: 200,
+            ..crate::record::AccessRecord::default()
+        };
+        Entry { record, ack: None }
+    }
+
+    /// The requests rows as stored, in order: (request_id, identity, model, input, ttfb, cost).
+    type StoredRow = (String, String, String, i64, Option<i64>, i64);
+
+    fn stored_rows(db: &Connection) -> Vec<StoredRow> {
+        db.prepare("SELECT request_id, identity, model, input_tokens, ttfb_us, cost_pico FROM requests ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn key_totals(db: &Connection) -> Vec<(String, i64, i64, i64)> {
+        db.prepare("SELECT key, requests, cost_pico, input_tokens FROM totals WHERE scope = 'key' ORDER BY key")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// What the totals must say for records `0..n` of [`numbered`].
+    fn expected_key_totals(n: usize) -> Vec<(String, i64, i64, i64)> {
+        (0..3)
+            .map(|k| {
+                let mine: Vec<i64> = (0..n as i64).filter(|i| i % 3 == k).collect();
+                let cost = mine.iter().map(|i| 1_000 + i).sum();
+                (
+                    format!("key:k{k}"),
+                    mine.len() as i64,
+                    cost,
+                    mine.iter().sum(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every record of a batch is one row, in order, each column its own record's, and each is
+    /// counted once in the totals.
+    #[test]
+    fn a_batch_is_stored_row_for_row_and_totalled_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = open(&dir.path().join("l.db"), Durability::Interval).unwrap();
+        let n = 71;
+        let batch: Vec<Entry> = (0..n).map(numbered).collect();
+        commit(&mut db, &batch).unwrap();
+        let expected: Vec<StoredRow> = (0..n)
+            .map(|i| {
+                let r = &batch[i].record;
+                (
+                    r.request_id.clone(),
+                    r.identity.to_string(),
+                    r.model.clone().unwrap(),
+                    i as i64,
+                    r.ttfb_us.map(|t| t as i64),
+                    1_000 + i as i64,
+                )
+            })
+            .collect();
+        assert_eq!(stored_rows(&db), expected);
+        assert_eq!(key_totals(&db), expected_key_totals(n));
+    }
+
+    /// A ledger created with `request_id` as its primary key refuses a record stored before: a
+    /// batch committed twice is stored, and totalled, once.
+    #[test]
+    fn a_ledger_keyed_by_request_id_stores_and_totals_a_repeated_batch_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyed.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                &SCHEMA.replace("request_id TEXT NOT NULL,", "request_id TEXT PRIMARY KEY,"),
+            )
+            .unwrap();
+        let mut db = open(&path, Durability::Interval).unwrap();
+        let n = 37;
+        let batch: Vec<Entry> = (0..n).map(numbered).collect();
+        commit(&mut db, &batch).unwrap();
+        commit(&mut db, &batch).unwrap();
+        assert_eq!(stored_rows(&db).len(), n);
+        assert_eq!(key_totals(&db), expected_key_totals(n));
+    }
 }
