@@ -78,6 +78,47 @@ fn raw_request(c: &Captured) -> (Vec<u8>, Vec<(String, String)>) {
     (raw, sent)
 }
 
+/// Bodies below, at and above the size sluice sends in one write with its head arrive byte
+/// for byte, one request after another on the same pooled upstream connection.
+#[test]
+fn bodies_of_every_size_arrive_whole_on_a_reused_connection() {
+    let mock = mock(&[]);
+    let gw = gateway_with(&mock.url(), "", &["--workers", "1"]);
+    let mut client = Client::connect(gw.addr);
+    for size in [
+        100,
+        16 * 1024,
+        16 * 1024 + 1,
+        70_000,
+        128 * 1024,
+        128 * 1024 + 1,
+        300_000,
+    ] {
+        let filler = "x".repeat(usize::saturating_sub(size, 90));
+        let body = format!(
+            r#"{{"model":"claude-haiku-4-5","max_tokens":16,"messages":[{{"role":"user","content":"{filler}"}}]}}"#
+        );
+        client.send(messages_request(&body, "").as_bytes());
+        let resp = client.read_response().expect("a response");
+        assert_eq!(resp.status, 200, "{size}");
+        let got = mock_requests(&mock).pop().unwrap();
+        assert_eq!(got["body_len"], body.len(), "{size}");
+        assert_eq!(
+            got["body_sha256"],
+            sluice::digest::sha256_hex(body.as_bytes()),
+            "{size}"
+        );
+    }
+    let records = gw.wait_records(7);
+    assert!(
+        records
+            .iter()
+            .skip(1)
+            .all(|r| r["pooled_connection"] == true),
+        "every request after the first reused the upstream connection"
+    );
+}
+
 #[test]
 fn captured_requests_arrive_byte_for_byte() {
     let mock = mock(&[]);
