@@ -24,9 +24,9 @@ use crate::provider::{bedrock, Upstream, UpstreamConn};
 
 const READ_CHUNK: usize = 16 * 1024;
 /// Bodies up to this size are copied behind the head and sent in the same write. A second
-/// write costs a ring round trip, and the upstream a wake-up on a head that arrives without its
-/// body (at concurrency 1, 6-7 µs more added latency for a 70 KB Claude Code request); copying
-/// 128 KiB costs about 3 µs. Claude Code's requests are mostly below it.
+/// write costs the worker a ring round trip and the upstream a wake-up on a head that arrives
+/// without its body; copying 128 KiB costs less than either. Claude Code's requests are mostly
+/// below it (`tuning/profile.md`, concurrency 1).
 const COALESCE_BODY: usize = 128 * 1024;
 
 /// An upstream's response head, with the connection and any body bytes read with it.
