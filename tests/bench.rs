@@ -81,6 +81,14 @@ fn the_bench_shows_progress_and_draws_its_run() {
                 stdout.contains(&format!("via nginx ({workers} workers)")),
                 "{stdout}"
             );
+            // Both sluices compared with nginx: governed, and the proxy path alone.
+            for ratio in [
+                "sluice_vs_nginx_throughput",
+                "governance_off_vs_nginx_throughput",
+            ] {
+                assert!(report[ratio].as_f64().unwrap() > 0.0, "{ratio}");
+            }
+            assert!(stdout.contains("(governance off: "), "{stdout}");
         }
         let curves = report["latency_curves"].as_array().unwrap();
         assert_eq!(curves.len(), if with_nginx { 5 } else { 4 });

@@ -161,6 +161,8 @@ pub struct Report {
     pub otel_export_throughput_loss: f64,
     pub nginx: Option<ProxyFigures>,
     pub sluice_vs_nginx_throughput: Option<f64>,
+    /// The same ratio for the sluice with governance off: the proxy path alone against nginx.
+    pub governance_off_vs_nginx_throughput: Option<f64>,
     /// The governed sluice's resident memory once started, before any request.
     pub sluice_idle_rss_mib: f64,
     /// Its resident memory after the whole run, of which anonymous (heap, stacks, rings; the
@@ -594,6 +596,9 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
         sluice_vs_nginx_throughput: nginx
             .as_ref()
             .map(|n| sluice.throughput_rps / n.throughput_rps),
+        governance_off_vs_nginx_throughput: nginx
+            .as_ref()
+            .map(|n| governance_off.throughput_rps / n.throughput_rps),
         governance_throughput_loss: 1.0 - sluice.throughput_rps / governance_off.throughput_rps,
         otel_export_throughput_loss: 1.0 - otel_export.throughput_rps / sluice.throughput_rps,
         sluice_otel_export: otel_export,
@@ -852,10 +857,14 @@ fn print_table(r: &Report) {
         &r.sluice_otel_export,
         &r.sluice,
     );
-    match (&r.nginx, r.sluice_vs_nginx_throughput) {
-        (Some(n), Some(x)) => {
+    match (
+        &r.nginx,
+        r.sluice_vs_nginx_throughput,
+        r.governance_off_vs_nginx_throughput,
+    ) {
+        (Some(n), Some(x), Some(off)) => {
             row(&format!("via nginx ({} workers)", r.workers), n);
-            println!("sluice / nginx throughput: {x:.2}x");
+            println!("sluice / nginx throughput: {x:.2}x (governance off: {off:.2}x)");
         }
         _ => println!("via nginx: not installed (apt-get install nginx-light to compare)"),
     }
