@@ -486,18 +486,10 @@ fn leftover_case(gw: &Gateway, upstream_port: u16, fail: &str) -> (Response, Res
     (first, second)
 }
 
-/// Under both I/O drivers (the peek at checkout is a plain system call, but what it sees
-/// depends on the driver having read nothing on the idle socket).
 #[test]
 fn a_pooled_connection_never_carries_leftover_bytes_to_the_next_client() {
-    for driver in ["io_uring", "epoll"] {
-        pooled_connection_leftovers_are_discarded(driver);
-    }
-}
-
-fn pooled_connection_leftovers_are_discarded(driver: &str) {
     let mock = mock(&[]);
-    let gw = gateway_with(&mock.url(), "", &["--workers", "1", "--io-driver", driver]);
+    let gw = gateway_with(&mock.url(), "", &["--workers", "1"]);
     for fail in [
         "extra-response",
         "late-extra-bytes",
@@ -510,18 +502,18 @@ fn pooled_connection_leftovers_are_discarded(driver: &str) {
         let (first, second) = leftover_case(&gw, mock.addr.port(), fail);
         assert!(
             !String::from_utf8_lossy(&first.body).contains("LEAKED"),
-            "{driver} {fail}: first"
+            "{fail}: first"
         );
         match fail {
             "bare-lf" | "unsolicited-101" => assert_error(&first, 502, "api_error"),
             "body-after-204" => assert_eq!(first.status, 204, "{fail}"),
             _ => assert_eq!(first.status, 200, "{fail}"),
         }
-        assert_eq!(second.status, 200, "{driver} {fail}");
+        assert_eq!(second.status, 200, "{fail}");
         let body = String::from_utf8_lossy(&second.body).into_owned();
         assert!(
             !body.contains("LEAKED") && body.contains("\"type\":\"message\""),
-            "{driver} {fail}: the next client got {body}"
+            "{fail}: the next client got {body}"
         );
     }
     let metrics = request(gw.addr, "GET /metrics HTTP/1.1\r\nHost: gw\r\n\r\n");
@@ -531,7 +523,7 @@ fn pooled_connection_leftovers_are_discarded(driver: &str) {
         .find_map(|l| l.strip_prefix("sluice_upstream_connections_discarded_total "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    assert!(discarded >= 5, "{driver}: discarded {discarded}");
+    assert!(discarded >= 5, "discarded {discarded}");
 }
 
 #[test]
