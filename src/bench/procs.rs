@@ -59,15 +59,22 @@ pub fn stop_children_on_signal() -> std::io::Result<()> {
 }
 
 fn kill(pid: u32) {
+    signal(pid, nix::sys::signal::Signal::SIGKILL);
+}
+
+fn signal(pid: u32, signal: nix::sys::signal::Signal) {
     if let Ok(pid) = i32::try_from(pid) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
     }
 }
 
-/// A child process that announced `listening on ADDR`; killed when dropped.
+/// How long a server has to finish after SIGTERM before it is killed.
+const GRACEFUL_STOP: Duration = Duration::from_secs(5);
+
+/// A child process that announced `listening on ADDR`; stopped when dropped — SIGTERM, so it
+/// exits as it would in production (writers flushed, and an instrumented build writes its
+/// profile: `scripts/build-pgo` trains on the bench), then SIGKILL if it is still there after
+/// [`GRACEFUL_STOP`].
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
@@ -121,6 +128,15 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        signal(self.child.id(), nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + GRACEFUL_STOP;
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the bench waiting for a child to exit, not a gateway worker"
+            )]
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         unregister(self.child.id());
