@@ -204,6 +204,17 @@ pub fn gateway_with(upstream: &str, config: &str, extra: &[&str]) -> Gateway {
 
 /// Like [`gateway_with`], with extra environment variables for the gateway process.
 pub fn gateway_env(upstream: &str, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
+    gateway_of(&gateway_bin(), upstream, config, extra, env)
+}
+
+/// Like [`gateway_env`], running the sluice executable at `bin`.
+pub fn gateway_of(
+    bin: &str,
+    upstream: &str,
+    config: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let access_log = dir.path().join("access.jsonl");
     let config_path = dir.path().join("sluice.toml");
@@ -243,7 +254,7 @@ pub fn gateway_env(upstream: &str, config: &str, extra: &[&str], env: &[(&str, &
     }
     args.extend_from_slice(extra);
     Gateway {
-        proc: Proc::spawn(&gateway_bin(), &args, env, dir),
+        proc: Proc::spawn(bin, &args, env, dir),
         access_log,
     }
 }

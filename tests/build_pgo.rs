@@ -1,0 +1,74 @@
+//! `scripts/build-pgo` end to end, as an operator runs it (on the quicker `pgo-check` cargo
+//! profile and a short training, so the suite stays short): it builds sluice instrumented,
+//! trains it on the bench, checks the profile reached the request path, builds again with the
+//! profile, and the binary it leaves serves a governed request — streamed and not — metered
+//! and priced like this build's.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "integration test: a failure is a failed test"
+)]
+
+mod common;
+
+use common::*;
+
+#[test]
+fn the_profile_guided_build_trains_on_the_bench_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new("bash")
+        .arg(format!("{root}/scripts/build-pgo"))
+        .env("SLUICE_PGO_DIR", dir.path())
+        .env("SLUICE_PGO_CARGO_PROFILE", "pgo-check")
+        .env("SLUICE_PGO_TRAINING", "quick")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "build-pgo failed:\n{log}");
+    let profile = dir.path().join("sluice.profdata");
+    assert!(
+        std::fs::metadata(&profile).unwrap().len() > 0,
+        "no merged profile at {}",
+        profile.display()
+    );
+    // The training ran each bench: each prints its comparison line.
+    for bench_line in ["sluice / nginx throughput", "sluice/nginx: throughput"] {
+        assert!(log.contains(bench_line), "no `{bench_line}` in:\n{log}");
+    }
+
+    let bin = dir.path().join("pgo-check/sluice");
+    let mock = mock(&[]);
+    let key = sluice::config::keys::hash_hex("sk-pgo");
+    let config = format!("[[keys]]\nname = \"pgo\"\nsha256 = \"{key}\"\nteam = \"t\"\n");
+    let gw = gateway_of(bin.to_str().unwrap(), &mock.url(), &config, &[], &[]);
+    let auth = "x-api-key: sk-pgo\r\nx-mock-reply: three word answer\r\n";
+    let plain = request(gw.addr, &messages_request(SMALL_BODY, auth));
+    assert_eq!(
+        plain.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&plain.body)
+    );
+    assert_eq!(plain.json()["usage"]["output_tokens"], 3);
+    let streamed = request(gw.addr, &messages_request(STREAM_BODY, auth));
+    assert_eq!(streamed.status, 200);
+    assert!(String::from_utf8_lossy(&streamed.body).contains("event: message_stop"));
+    let refused = request(
+        gw.addr,
+        &messages_request(SMALL_BODY, "x-api-key: sk-nope\r\n"),
+    );
+    assert_error(&refused, 401, "authentication_error");
+
+    let records = gw.wait_records(3);
+    let served: Vec<_> = records.iter().filter(|r| r["status"] == 200).collect();
+    assert_eq!(served.len(), 2, "{records:?}");
+    for r in served {
+        assert_eq!(r["identity"], "key:pgo");
+        assert_eq!(r["output_tokens"], 3);
+        assert!(r["cost_usd"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}
