@@ -1,8 +1,8 @@
 //! `scripts/build-pgo` end to end, as an operator runs it (on the quicker `pgo-check` cargo
 //! profile and a short training, so the suite stays short): it builds sluice instrumented,
 //! trains it on the bench, checks the profile reached the request path, builds again with the
-//! profile, and the binary it leaves serves a governed request — streamed and not — metered
-//! and priced like this build's.
+//! profile, lays the result out with BOLT after a second training, and the binary it leaves
+//! serves a governed request — streamed and not — metered and priced like this build's.
 
 #![allow(
     clippy::unwrap_used,
@@ -29,18 +29,26 @@ fn the_profile_guided_build_trains_on_the_bench_and_serves() {
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "build-pgo failed:\n{log}");
-    let profile = dir.path().join("sluice.profdata");
-    assert!(
-        std::fs::metadata(&profile).unwrap().len() > 0,
-        "no merged profile at {}",
-        profile.display()
-    );
+    for profile in ["sluice.profdata", "bolt/sluice.fdata"] {
+        let path = dir.path().join(profile);
+        assert!(
+            std::fs::metadata(&path).unwrap().len() > 0,
+            "no merged profile at {}",
+            path.display()
+        );
+    }
     // The training ran each bench: each prints its comparison line.
     for bench_line in ["sluice / nginx throughput", "sluice/nginx: throughput"] {
         assert!(log.contains(bench_line), "no `{bench_line}` in:\n{log}");
     }
 
     let bin = dir.path().join("pgo-check/sluice");
+    let image = std::fs::read(&bin).unwrap();
+    assert!(
+        image.windows(15).any(|w| w == b".note.bolt_info"),
+        "{} was not laid out by BOLT",
+        bin.display()
+    );
     let mock = mock(&[]);
     let key = sluice::config::keys::hash_hex("sk-pgo");
     let config = format!("[[keys]]\nname = \"pgo\"\nsha256 = \"{key}\"\nteam = \"t\"\n");
