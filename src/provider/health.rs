@@ -56,7 +56,10 @@ pub fn start(board: &Arc<HealthBoard>, upstreams: &[Upstream]) {
         // A reload that replaces the upstreams drops the old board: its probers then stop.
         let board = Arc::downgrade(board);
         let url = format!("{}{}", upstream.url(), probe.path);
-        let credential = upstream.credential.as_ref().map(|c| c.header_field());
+        let credential = upstream.credential.as_ref().map(|c| {
+            let (name, value) = c.header_field();
+            (name, value.to_vec())
+        });
         let name = upstream.name.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("sluice-health-{index}"))

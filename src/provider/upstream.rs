@@ -18,23 +18,26 @@ pub enum AuthHeader {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credential {
     pub header: AuthHeader,
-    secret: String,
+    /// The header's value, built once: the secret, or `Bearer <secret>`.
+    value: String,
 }
 
 impl Credential {
     pub fn new(header: AuthHeader, secret: String) -> Self {
-        Self { header, secret }
+        let value = match header {
+            AuthHeader::XApiKey => secret,
+            AuthHeader::Bearer => format!("Bearer {secret}"),
+        };
+        Self { header, value }
     }
 
     /// The header (name, value) that presents this credential.
-    pub fn header_field(&self) -> (&'static str, Vec<u8>) {
-        match self.header {
-            AuthHeader::XApiKey => ("x-api-key", self.secret.as_bytes().to_vec()),
-            AuthHeader::Bearer => (
-                "authorization",
-                format!("Bearer {}", self.secret).into_bytes(),
-            ),
-        }
+    pub fn header_field(&self) -> (&'static str, &[u8]) {
+        let name = match self.header {
+            AuthHeader::XApiKey => "x-api-key",
+            AuthHeader::Bearer => "authorization",
+        };
+        (name, self.value.as_bytes())
     }
 }
 
@@ -366,7 +369,10 @@ mod tests {
         assert!(!format!("{c:?}").contains("sk-secret"));
         assert_eq!(
             c.header_field(),
-            ("authorization", b"Bearer sk-secret".to_vec())
+            ("authorization", &b"Bearer sk-secret"[..])
         );
+        let key = Credential::new(AuthHeader::XApiKey, "sk-key".into());
+        assert!(!format!("{key:?}").contains("sk-key"));
+        assert_eq!(key.header_field(), ("x-api-key", &b"sk-key"[..]));
     }
 }

@@ -462,13 +462,7 @@ fn upstream_head(
         drop_client_credentials: !gw.state.open_access(&gw.config)
             || credential.is_some()
             || t.drop_aws_signing,
-        credential: if signing.is_some() {
-            None
-        } else {
-            credential
-                .as_ref()
-                .map(|(name, value)| (*name, value.as_slice()))
-        },
+        credential: if signing.is_some() { None } else { credential },
         content_length,
         drop: &drop,
         extra: &extra,

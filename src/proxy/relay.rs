@@ -230,16 +230,11 @@ pub async fn relay(
     };
     let mut cursor = BodyCursor::new(head.framing);
     let mut out = Vec::with_capacity(head.bytes.len() + 64 + buf.len());
-    let added: Vec<(&str, &[u8])> = plan
-        .added_headers
-        .iter()
-        .map(|(n, v)| (*n, v.as_bytes()))
-        .collect();
     write_head(
         &head,
         (&output, plan.strip_upstream_identity),
         close,
-        &added,
+        plan.added_headers,
         &mut out,
     );
     let head_len = out.len();
@@ -327,11 +322,15 @@ fn reusable(
     Some(conn)
 }
 
+/// The fields sluice writes into a response head — its framing's two and the ones it adds
+/// (quota, budget warnings, the usage notice) — held inline, not allocated per response.
+type ExtraFields<'a> = smallvec::SmallVec<[(&'a str, &'a [u8]); super::ADDED_RESPONSE_FIELDS + 2]>;
+
 fn write_head(
     head: &ResponseHead,
     (output, strip_identity): (&Output, bool),
     close: bool,
-    added: &[(&str, &[u8])],
+    added: &[(&'static str, compact_str::CompactString)],
     out: &mut Vec<u8>,
 ) {
     let (reframed, content_type, chunked): (&[&str], Option<&[u8]>, bool) = match output {
@@ -345,14 +344,14 @@ fn write_head(
         ),
         Output::Count { chunked, .. } => (REFRAMED, Some(b"application/json"), *chunked),
     };
-    let mut extra: Vec<(&str, &[u8])> = Vec::new();
+    let mut extra = ExtraFields::new();
     if let Some(ct) = content_type {
         extra.push(("content-type", ct));
     }
     if chunked {
         extra.push(("transfer-encoding", b"chunked"));
     }
-    extra.extend_from_slice(added);
+    extra.extend(added.iter().map(|(name, value)| (*name, value.as_bytes())));
     // Limits sluice reports replace the upstream's (which describe sluice's own credential).
     let prefix = super::usage_notice::RATE_LIMIT_PREFIX;
     let drop_prefix = (strip_identity || added.iter().any(|(name, _)| name.starts_with(prefix)))
