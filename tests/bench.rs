@@ -156,11 +156,15 @@ fn bench_nginx_processes(bench_pid: u32) -> Vec<String> {
 }
 
 /// A signal that ends the bench (`timeout`, `kill`) ends the processes it started too: the
-/// mock, the sluices and nginx used to be left running, still listening.
+/// mock, the sluices and nginx used to be left running, still listening. And it removes its
+/// scratch directories (configs, ledgers, audit logs; nginx's prefix), which used to be left
+/// in the temp directory.
 #[test]
 fn a_signal_ends_the_bench_and_everything_it_started() {
     use std::io::{BufRead, BufReader};
+    let temp = tempfile::tempdir().unwrap();
     let mut bench = std::process::Command::new(BIN)
+        .env("TMPDIR", temp.path())
         .args([
             "bench",
             "--requests",
@@ -202,6 +206,12 @@ fn a_signal_ends_the_bench_and_everything_it_started() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(running().is_empty(), "left running: {:?}", running());
+    let left: Vec<_> = std::fs::read_dir(temp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the temp directory: {left:?}");
 }
 
 /// The processes under `pid` (children, and theirs).

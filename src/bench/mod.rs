@@ -25,7 +25,7 @@ use serde::Serialize;
 
 pub use bodies::claude_code_sized_body;
 use load::Latencies;
-use procs::{anonymous_kib, cpu_split, rss_kib, Nginx, Server};
+use procs::{anonymous_kib, cpu_split, rss_kib, Nginx, ScratchDir, Server};
 
 #[derive(Debug, Args, Clone)]
 pub struct BenchArgs {
@@ -403,27 +403,6 @@ fn picture(r: &Report) -> String {
         if r.workers == 1 { "" } else { "s" }
     );
     plot::svg(&title, &r.latency_curves, &bars)
-}
-
-/// A scratch directory (configs, ledgers, audit logs) removed when the run ends.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn create(name: &str) -> std::io::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Self(dir))
-    }
-
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// The mock upstream as the bench runs it: one worker, no request log.

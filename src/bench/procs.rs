@@ -1,14 +1,16 @@
 //! Child processes for the bench (the mock upstream, sluice, optionally nginx) and what /proc
 //! says about them: CPU time and resident memory.
 //!
-//! Every child started here is registered while it runs, so a signal that ends the bench
-//! (SIGTERM from `timeout` or `kill`, SIGINT, SIGHUP) ends them too: without it they were
-//! orphaned, still listening, since the bench's own `Drop`s never run when a signal ends it.
-//! (The cluster bench's PostgreSQL and Redis, started by `stores`, are not covered yet; nor
-//! are the scratch directories removed.)
+//! Every child started here, and every scratch directory, is registered while it exists, so a
+//! signal that ends the bench (SIGTERM from `timeout` or `kill`, SIGINT, SIGHUP) ends the
+//! children too and then removes the directories: the bench's own `Drop`s never run when a
+//! signal ends it, and without this the children were orphaned, still listening, and the
+//! directories (configs, ledgers, audit logs) left in the temp directory. (The cluster bench's
+//! PostgreSQL and Redis, started by `stores`, are not covered yet.)
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 #[expect(
     clippy::disallowed_types,
@@ -36,6 +38,45 @@ fn unregister(pid: u32) {
     }
 }
 
+/// The scratch directories that exist now, removed on a signal once the children are gone.
+#[expect(
+    clippy::disallowed_types,
+    reason = "the bench's list of scratch directories: taken at creation, removal and on a signal, never by a gateway worker"
+)]
+static SCRATCH: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A directory of the bench's own under the system's temp directory (`sluice-NAME-PID`), removed when
+/// dropped or when a signal ends the bench.
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    pub fn create(name: &str) -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        if let Ok(mut scratch) = SCRATCH.lock() {
+            scratch.push(dir.clone());
+        }
+        Ok(Self(dir))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        if let Ok(mut scratch) = SCRATCH.lock() {
+            scratch.retain(|d| *d != self.0);
+        }
+    }
+}
+
+/// How long a signal's stop waits for killed children to be gone before removing the
+/// directories they write to.
+const KILLED_GONE: Duration = Duration::from_secs(2);
+
 /// Ends every running child (and its own children: nginx's workers) and then the bench when
 /// SIGTERM, SIGINT or SIGHUP arrives.
 pub fn stop_children_on_signal() -> std::io::Result<()> {
@@ -45,17 +86,46 @@ pub fn stop_children_on_signal() -> std::io::Result<()> {
         .name("bench-signals".into())
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
-                let pids = RUNNING.lock().map(|r| r.clone()).unwrap_or_default();
-                for pid in pids {
-                    for worker in children(pid) {
-                        kill(worker);
-                    }
-                    kill(pid);
-                }
+                stop_all_and_clean_up();
                 std::process::exit(128 + signal);
             }
         })?;
     Ok(())
+}
+
+/// Kills every registered child and its children, waits (bounded) until they are gone, then
+/// removes every scratch directory.
+fn stop_all_and_clean_up() {
+    let pids = RUNNING.lock().map(|r| r.clone()).unwrap_or_default();
+    let mut killed = Vec::new();
+    for pid in pids {
+        for worker in children(pid) {
+            kill(worker);
+            killed.push(worker);
+        }
+        kill(pid);
+        killed.push(pid);
+    }
+    let deadline = Instant::now() + KILLED_GONE;
+    while killed.iter().any(|pid| running(*pid)) && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    let dirs = SCRATCH.lock().map(|d| d.clone()).unwrap_or_default();
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Still running: present in /proc and not a zombie (a killed direct child stays a zombie
+/// until reaped, but has stopped writing).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after = stat.rsplit_once(')')?.1;
+            after.split_whitespace().next().map(|state| state != "Z")
+        })
+        .unwrap_or(false)
 }
 
 fn kill(pid: u32) {
@@ -216,7 +286,8 @@ pub struct NginxTls<'a> {
 pub struct Nginx {
     pub child: Child,
     pub addr: SocketAddr,
-    dir: std::path::PathBuf,
+    /// nginx's prefix: config, pid file, logs; removed after nginx stops.
+    _dir: ScratchDir,
 }
 
 impl Nginx {
@@ -239,11 +310,8 @@ impl Nginx {
             .local_addr()
             .ok()?
             .port();
-        let dir = std::env::temp_dir().join(format!(
-            "sluice-bench-nginx-{}-{}",
-            std::process::id(),
-            port
-        ));
+        let scratch = ScratchDir::create(&format!("bench-nginx-{port}")).ok()?;
+        let dir = scratch.path();
         let listen = match &tls {
             Some(t) => format!(
                 "listen 127.0.0.1:{port} ssl;\n  ssl_certificate {};\n  ssl_certificate_key {};\n  ssl_protocols TLSv1.3;\n  ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;\n  ssl_ecdh_curve X25519;\n  ssl_session_tickets on;",
@@ -269,13 +337,19 @@ impl Nginx {
             .arg("-c")
             .arg(&conf_path)
             .arg("-p")
-            .arg(&dir)
+            .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
         register(child.id());
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
+        // Stopped and cleaned up by its Drop if it never comes up.
+        let nginx = Nginx {
+            child,
+            addr,
+            _dir: scratch,
+        };
         let deadline = Instant::now() + Duration::from_secs(5);
         while std::net::TcpStream::connect(addr).is_err() {
             if Instant::now() > deadline {
@@ -283,7 +357,7 @@ impl Nginx {
             }
             std::thread::yield_now();
         }
-        Some(Nginx { child, addr, dir })
+        Some(nginx)
     }
 }
 
@@ -296,6 +370,6 @@ impl Drop for Nginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
         unregister(self.child.id());
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // `_dir` is removed as it drops, after this.
     }
 }
