@@ -394,7 +394,7 @@ impl Writer {
         if self.size + len > self.max_bytes && self.size > 0 {
             self.rotate();
         }
-        self.prev = crate::digest::sha256_hex(&self.line);
+        crate::digest::sha256_hex_into(&self.line, &mut self.prev);
         self.seq += 1;
         self.pending.extend_from_slice(&self.line);
         self.pending.push(b'\n');
