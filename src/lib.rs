@@ -40,5 +40,6 @@ pub mod signin;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod timestamp;
 pub mod tls;
 pub mod usage;

@@ -4,8 +4,6 @@
 //! case serde_json escapes them, so every byte matches what serde_json would write. Used for
 //! the lines written for every request (the access log, the audit log).
 
-use std::io::Write;
-
 /// A JSON object being written: members separated by commas.
 pub struct Object<'a> {
     out: &'a mut Vec<u8>,
@@ -83,7 +81,10 @@ impl<'a> Object<'a> {
     /// RFC 3339 with microseconds, as a string.
     pub fn time(&mut self, key: &'static str, time: std::time::SystemTime) {
         self.key(key);
-        let _ = write!(self.out, "\"{}\"", humantime::format_rfc3339_micros(time));
+        self.out.push(b'"');
+        self.out
+            .extend_from_slice(crate::timestamp::Rfc3339Micros::new(time).as_bytes());
+        self.out.push(b'"');
     }
 
     /// A value serde_json writes (floats, the trace context: rare or not worth their own code).

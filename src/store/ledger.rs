@@ -26,6 +26,7 @@ use rusqlite::{params, Connection};
 
 use crate::record::AccessRecord;
 use crate::runtime::writer_priority::{WriterPacing, WriterPriority};
+use crate::timestamp::Rfc3339Micros;
 
 /// Records queued at most before the ledger counts as behind.
 const QUEUE: usize = 65_536;
@@ -305,9 +306,9 @@ fn write_loop(
 
 fn commit(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    let times: Vec<String> = batch
+    let times: Vec<Rfc3339Micros> = batch
         .iter()
-        .map(|e| humantime::format_rfc3339_micros(e.record.time).to_string())
+        .map(|e| Rfc3339Micros::new(e.record.time))
         .collect();
     // Totals are summed per batch in memory: one upsert per (scope, key, day), not per request.
     // Keys borrow from the batch; a B-tree of a few entries beats hashing five keys per record.
@@ -317,10 +318,10 @@ fn commit(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
             "INSERT OR IGNORE INTO requests VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
         )?;
         for (r, time) in batch.iter().map(|e| &e.record).zip(&times) {
-            let day = time.get(..10).unwrap_or_default();
+            let day = time.day();
             let added = insert.execute(params![
                 r.request_id,
-                time,
+                time.as_str(),
                 day,
                 r.identity,
                 r.user,
@@ -382,7 +383,7 @@ fn commit(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
         )?;
         for (r, time) in batch.iter().map(|e| &e.record).zip(&times) {
             if let Some(checksum) = &r.managed_settings_checksum {
-                seen.execute(params![r.identity, r.user, checksum, time])?;
+                seen.execute(params![r.identity, r.user, checksum, time.as_str()])?;
             }
         }
     }
