@@ -298,7 +298,8 @@ fn compare(args: &BenchArgs) -> Result<Report, BenchError> {
     // Declared before the processes that write into it, so it is removed after they end.
     let scratch = ScratchDir::create("bench")?;
     let dir = scratch.path().to_path_buf();
-    // Each sluice keeps its own ledger and audit log (governance records on, as in production).
+    // Each governed sluice keeps its own ledger and audit log (governance records on, as in
+    // production).
     let records = |name: &str| {
         format!(
             "[store]\npath = \"{}\"\n[audit]\npath = \"{}\"\n",
@@ -328,8 +329,7 @@ fn compare(args: &BenchArgs) -> Result<Report, BenchError> {
     let plain = "[store]\npath = \"off\"\n[audit]\npath = \"off\"\n";
     let sluice_plain = start_sluice(args, &dir, "plain", plain, Some(&upstream))?;
     let bedrock = format!(
-        "[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nregion = \"us-east-1\"\nurl = \"{upstream}\"\naws_access_key_id = \"AKIDBENCH\"\naws_secret_access_key = \"bench\"\n[[routes]]\nmodel = \"*\"\ndeployments = [{{ upstream = \"bedrock\", upstream_model = \"{BENCH_BEDROCK_MODEL}\" }}]\n[log]\naccess_log = \"{}\"\n{}",
-        dir.join("bedrock-access.jsonl").display(),
+        "[[upstreams]]\nname = \"bedrock\"\nprovider = \"bedrock\"\nregion = \"us-east-1\"\nurl = \"{upstream}\"\naws_access_key_id = \"AKIDBENCH\"\naws_secret_access_key = \"bench\"\n[[routes]]\nmodel = \"*\"\ndeployments = [{{ upstream = \"bedrock\", upstream_model = \"{BENCH_BEDROCK_MODEL}\" }}]\n{}",
         records("bedrock")
     );
     let sluice_bedrock = start_sluice(args, &dir, "bedrock", &bedrock, None)?;
@@ -452,11 +452,14 @@ fn start_sluice(
         clippy::disallowed_methods,
         reason = "bench set-up, not a gateway worker"
     )]
+    // The access log goes to a file, as nginx's does (the default, stdout, is a pipe the bench
+    // would drain on the cores it measures).
     std::fs::write(
         &path,
         format!(
-            "[server]\nwriter_priority = \"{}\"\n{config}",
-            args.writer_priority
+            "[server]\nwriter_priority = \"{}\"\n{config}\n[log]\naccess_log = \"{}\"\n",
+            args.writer_priority,
+            dir.join(format!("{name}-access.jsonl")).display()
         ),
     )?;
     let path = path.display().to_string();

@@ -80,11 +80,10 @@ fn rig(args: &BenchArgs, name: &str) -> Result<Rig, BenchError> {
     let scratch = ScratchDir::create(name)?;
     let dir = scratch.path().to_path_buf();
     let config = format!(
-        "{}[timeouts]\npool_idle = \"2s\"\n[store]\npath = \"{}\"\n[audit]\npath = \"{}\"\n[log]\naccess_log = \"{}\"\n",
+        "{}[timeouts]\npool_idle = \"2s\"\n[store]\npath = \"{}\"\n[audit]\npath = \"{}\"\n",
         super::governance_config(),
         dir.join("ledger.db").display(),
-        dir.join("audit.jsonl").display(),
-        dir.join("access.jsonl").display()
+        dir.join("audit.jsonl").display()
     );
     let sluice = super::start_sluice(args, &dir, name, &config, Some(&upstream))?;
     Ok(Rig {
