@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sluice::audit::AuditEvent;
+use sluice::audit::{AuditEvent, RequestLines};
 use sluice::metrics::{Collector, Metrics};
 use sluice::record::AccessRecord;
 use sluice::runtime::writer_priority::WriterPriority;
@@ -121,6 +121,35 @@ fn ledger_commit(c: &mut Criterion) {
                 let started = Instant::now();
                 for r in &records {
                     audit.record(event(r));
+                }
+                drop(audit);
+                thread.join().unwrap();
+                total += started.elapsed();
+            }
+            total
+        });
+    });
+    group.bench_function("audit: recorder's batches → written, per line", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().unwrap();
+                let (audit, thread) = sluice::audit::start(
+                    &dir.path().join("audit.jsonl"),
+                    u64::MAX,
+                    false,
+                    WriterPriority::Normal,
+                    None,
+                )
+                .unwrap();
+                let started = Instant::now();
+                // As the recorder hands them over: a drain's worth per message.
+                for chunk in records.chunks(256) {
+                    let mut lines = RequestLines::default();
+                    for r in chunk {
+                        lines.push(r);
+                    }
+                    audit.record_requests(lines);
                 }
                 drop(audit);
                 thread.join().unwrap();

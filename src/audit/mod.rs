@@ -9,7 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -56,11 +56,7 @@ impl AuditEvent {
             time: r.time,
             request_id: r.request_id.clone(),
             identity: r.identity.clone(),
-            decision: if r.status < 400 || r.upstream.is_some() {
-                "allowed"
-            } else {
-                "refused"
-            },
+            decision: request_decision(r),
             status: r.status,
             reason: r.error,
             format: r.format.label(),
@@ -136,12 +132,24 @@ fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Er
 /// its own chain), then the event's fields — the bytes serde_json writes for them (see the
 /// tests), written without serde ([`crate::json::write`]).
 fn write_line(out: &mut Vec<u8>, seq: u64, prev: &str, node: Option<&str>, e: &AuditEvent) {
+    write_chain_head(out, seq, prev, node);
+    let mut o = Object::continuing(out);
+    write_event_fields(&mut o, e);
+    o.close();
+}
+
+/// A line's first members, `{"seq":…,"prev":…` and `"node"` when there is one; the event's
+/// fields follow, each after a comma.
+fn write_chain_head(out: &mut Vec<u8>, seq: u64, prev: &str, node: Option<&str>) {
     let mut o = Object::open(out);
     o.u64("seq", seq);
     o.str("prev", prev);
     if let Some(node) = node {
         o.str("node", node);
     }
+}
+
+fn write_event_fields(o: &mut Object<'_>, e: &AuditEvent) {
     o.str("kind", e.kind);
     o.time("time", e.time);
     o.str("request_id", &e.request_id);
@@ -156,33 +164,102 @@ fn write_line(out: &mut Vec<u8>, seq: u64, prev: &str, node: Option<&str>, e: &A
     if let Some(detail) = &e.detail {
         o.str("detail", detail);
     }
-    o.close();
+}
+
+/// [`AuditEvent::request`]'s fields, written from the record itself: the same bytes, without
+/// building the event (which copies four strings).
+fn write_request_fields(o: &mut Object<'_>, r: &crate::record::AccessRecord) {
+    o.str("kind", "request");
+    o.time("time", r.time);
+    o.str("request_id", &r.request_id);
+    o.str("identity", &r.identity);
+    o.str("decision", request_decision(r));
+    o.u64("status", u64::from(r.status));
+    o.opt_str("reason", r.error);
+    o.str("format", r.format.label());
+    o.opt_str("model", r.model.as_deref());
+    o.opt_str("upstream", r.upstream.as_deref());
+    o.strs("fallbacks", &r.fallbacks);
+}
+
+/// A request was allowed when it succeeded or reached an upstream.
+fn request_decision(r: &crate::record::AccessRecord) -> &'static str {
+    if r.status < 400 || r.upstream.is_some() {
+        "allowed"
+    } else {
+        "refused"
+    }
+}
+
+/// Finished requests' audit fields, written by the recorder straight from their records and
+/// handed to the writer in one message per batch; the writer puts each after its line's `seq`,
+/// `prev` and `node`.
+#[derive(Default)]
+pub struct RequestLines {
+    /// Each request's fields, `,"kind":…}`, one after another.
+    bytes: Vec<u8>,
+    /// Where each request's fields end in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl RequestLines {
+    /// Adds the decision on `r` (as [`AuditEvent::request`] describes it).
+    pub fn push(&mut self, r: &crate::record::AccessRecord) {
+        let mut o = Object::continuing(&mut self.bytes);
+        write_request_fields(&mut o, r);
+        o.close();
+        self.ends.push(self.bytes.len());
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Each request's fields, in order.
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .filter_map(|(start, end)| self.bytes.get(start..end))
+    }
 }
 
 /// The workers' handle on the audit log.
 #[derive(Clone)]
 pub struct AuditLog {
     tx: Option<flume::Sender<Queued>>,
+    /// Events waiting for the writer (a message may hold a batch of requests).
+    queued: Arc<AtomicUsize>,
     dropped: Arc<AtomicU64>,
 }
 
-/// An event on its way to the writer, and who waits for it to be on disk (sync mode).
-struct Queued {
-    event: AuditEvent,
-    ack: Option<flume::Sender<()>>,
+/// What goes to the writer.
+enum Queued {
+    /// An event, and who waits for it to be on disk (sync mode).
+    Event {
+        event: AuditEvent,
+        ack: Option<flume::Sender<()>>,
+    },
+    /// The recorder's batch of finished requests.
+    Requests(RequestLines),
 }
 
 impl AuditLog {
     pub fn off() -> Self {
         Self {
             tx: None,
+            queued: Arc::new(AtomicUsize::new(0)),
             dropped: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// Events waiting for the writer thread.
     pub fn queued(&self) -> usize {
-        self.tx.as_ref().map_or(0, flume::Sender::len)
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Events dropped because the queue was full.
@@ -207,12 +284,31 @@ impl AuditLog {
         self.enqueue(event, Some(tx)).then_some(rx)
     }
 
+    /// Queues the recorder's batch of request decisions; never blocks.
+    pub fn record_requests(&self, lines: RequestLines) {
+        let n = lines.len();
+        if n > 0 {
+            self.send(Queued::Requests(lines), n);
+        }
+    }
+
     fn enqueue(&self, event: AuditEvent, ack: Option<flume::Sender<()>>) -> bool {
+        self.send(Queued::Event { event, ack }, 1)
+    }
+
+    /// Sends `n` events in one message, or counts them dropped when the queue is full.
+    fn send(&self, queued: Queued, n: usize) -> bool {
         let Some(tx) = &self.tx else { return false };
-        if tx.try_send(Queued { event, ack }).is_err() {
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_power_of_two() {
-                tracing::error!(dropped = n, "audit log queue full: events not written");
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        if tx.try_send(queued).is_err() {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+            let before = self.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            // Said when the count passes a power of two: often at first, rarely under a flood.
+            if before.checked_ilog2() != (before + n as u64).checked_ilog2() {
+                tracing::error!(
+                    dropped = before + n as u64,
+                    "audit log queue full: events not written"
+                );
             }
             return false;
         }
@@ -233,8 +329,10 @@ pub fn start(
     let (seq, prev, first_seq) = chain_tail(path)?;
     let file = OpenOptions::new().create(true).append(true).open(path)?;
     let (tx, rx) = flume::bounded::<Queued>(QUEUE);
+    let queued = Arc::new(AtomicUsize::new(0));
     let size = std::fs::metadata(path).map_or(0, |m| m.len());
     let mut writer = Writer {
+        queued: Arc::clone(&queued),
         path: path.to_path_buf(),
         file,
         size,
@@ -262,6 +360,7 @@ pub fn start(
     Ok((
         AuditLog {
             tx: Some(tx),
+            queued,
             dropped: Arc::new(AtomicU64::new(0)),
         },
         handle,
@@ -269,6 +368,8 @@ pub fn start(
 }
 
 struct Writer {
+    /// Events sent and not yet taken (shared with the [`AuditLog`] handles).
+    queued: Arc<AtomicUsize>,
     path: PathBuf,
     file: File,
     /// Bytes of the current file, counting the pending lines.
@@ -347,8 +448,19 @@ impl Writer {
     }
 
     fn take(&mut self, q: Queued) {
-        self.append(&q.event);
-        self.waiting.extend(q.ack);
+        match q {
+            Queued::Event { event, ack } => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                self.append(&event);
+                self.waiting.extend(ack);
+            }
+            Queued::Requests(lines) => {
+                self.queued.fetch_sub(lines.len(), Ordering::Relaxed);
+                for fields in lines.iter() {
+                    self.append_fields(fields);
+                }
+            }
+        }
     }
 
     /// Writes the pending lines (synced in sync mode) and acknowledges their waiters; on a
@@ -390,6 +502,20 @@ impl Writer {
             self.node.as_deref(),
             event,
         );
+        self.chain_line();
+    }
+
+    /// Appends a line of the chain's head and `fields` (a request's, from [`RequestLines`]).
+    fn append_fields(&mut self, fields: &[u8]) {
+        self.line.clear();
+        write_chain_head(&mut self.line, self.seq, &self.prev, self.node.as_deref());
+        self.line.extend_from_slice(fields);
+        self.chain_line();
+    }
+
+    /// Chains the line just written into `line`: rotates first if it would not fit, then
+    /// hashes it for the next line's `prev` and queues it to be written.
+    fn chain_line(&mut self) {
         let len = self.line.len() as u64 + 1;
         if self.size + len > self.max_bytes && self.size > 0 {
             self.rotate();

@@ -16,6 +16,11 @@ impl<'a> Object<'a> {
         Self { out, first: true }
     }
 
+    /// Members to add to an object whose `{` and first members `out` already holds.
+    pub fn continuing(out: &'a mut Vec<u8>) -> Self {
+        Self { out, first: false }
+    }
+
     pub fn close(self) {
         self.out.push(b'}');
     }

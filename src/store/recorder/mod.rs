@@ -1,8 +1,9 @@
 //! The recorder: the one thread every finished request's record goes to. A worker hands it
 //! records in batches ([`worker::WorkerRecords`]: one channel send per batch, not three per
 //! request); the recorder writes the access-log line, folds the record into the metrics,
-//! builds the audit event and queues the record for the spend ledger, then offers the batch to
-//! the OpenTelemetry exporter. So serializing, hashing and SQLite all happen off the workers,
+//! writes the audit line's fields (the audit writer gets them in one message per batch and
+//! chains them) and queues the record for the spend ledger, then offers the batch to the
+//! OpenTelemetry exporter. So serializing, hashing and SQLite all happen off the workers,
 //! and the workers' only cost per request is moving the record into a vector.
 //!
 //! The queue is bounded by records (not batches): past [`QUEUE`] records waiting, a batch is
@@ -23,7 +24,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::ledger::Ledger;
-use crate::audit::{AuditEvent, AuditLog};
+use crate::audit::{AuditLog, RequestLines};
 use crate::config::AccessLogTarget;
 use crate::metrics::{Collector, Metrics};
 pub use crate::record::AccessRecord;
@@ -167,9 +168,7 @@ impl Writer {
             }
             self.log(&records);
             self.collector.observe(&records);
-            for (record, _) in records.iter().zip(&stored).filter(|(_, s)| !**s) {
-                self.audit.record(AuditEvent::request(record));
-            }
+            self.audit_requests(&records, &stored);
             self.store_and_export(&mut records, &mut stored);
             super::release_burst(&mut batches, super::KEEP_RECORDS);
             super::release_burst(&mut records, super::KEEP_RECORDS);
@@ -179,6 +178,19 @@ impl Writer {
             }
             pacing.sleep(DRAIN_INTERVAL);
         }
+    }
+
+    /// Hands the audit writer the decisions on the requests it does not have yet, in one
+    /// message, their fields written here from the records.
+    fn audit_requests(&self, records: &[AccessRecord], stored: &[bool]) {
+        if !self.audit.is_on() {
+            return;
+        }
+        let mut lines = RequestLines::default();
+        for (record, _) in records.iter().zip(stored).filter(|(_, s)| !**s) {
+            lines.push(record);
+        }
+        self.audit.record_requests(lines);
     }
 
     /// Moves the records to the ledger (those it does not have yet) and the exporter; a record
