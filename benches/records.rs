@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sluice::audit::{AuditEvent, RequestLines};
+use sluice::audit::{AuditEvent, AuditLog, RequestLines};
 use sluice::metrics::{Collector, Metrics};
 use sluice::record::AccessRecord;
 use sluice::runtime::writer_priority::WriterPriority;
@@ -107,58 +107,55 @@ fn ledger_commit(c: &mut Criterion) {
     });
     group.bench_function("audit: queue → written, per line", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = tempfile::tempdir().unwrap();
-                let (audit, thread) = sluice::audit::start(
-                    &dir.path().join("audit.jsonl"),
-                    u64::MAX,
-                    false,
-                    WriterPriority::Normal,
-                    None,
-                )
-                .unwrap();
-                let started = Instant::now();
-                for r in &records {
-                    audit.record(event(r));
-                }
-                drop(audit);
-                thread.join().unwrap();
-                total += started.elapsed();
-            }
-            total
+            (0..iters)
+                .map(|_| {
+                    time_audit_writer(|audit| {
+                        for r in &records {
+                            audit.record(event(r));
+                        }
+                    })
+                })
+                .sum()
         });
     });
     group.bench_function("audit: recorder's batches → written, per line", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = tempfile::tempdir().unwrap();
-                let (audit, thread) = sluice::audit::start(
-                    &dir.path().join("audit.jsonl"),
-                    u64::MAX,
-                    false,
-                    WriterPriority::Normal,
-                    None,
-                )
-                .unwrap();
-                let started = Instant::now();
-                // As the recorder hands them over: a drain's worth per message.
-                for chunk in records.chunks(256) {
-                    let mut lines = RequestLines::default();
-                    for r in chunk {
-                        lines.push(r);
-                    }
-                    audit.record_requests(lines);
-                }
-                drop(audit);
-                thread.join().unwrap();
-                total += started.elapsed();
-            }
-            total
+            (0..iters)
+                .map(|_| {
+                    time_audit_writer(|audit| {
+                        // As the recorder hands them over: a drain's worth per message.
+                        for chunk in records.chunks(256) {
+                            let mut lines = RequestLines::default();
+                            for r in chunk {
+                                lines.push(r);
+                            }
+                            audit.record_requests(lines);
+                        }
+                    })
+                })
+                .sum()
         });
     });
     group.finish();
+}
+
+/// Starts an audit writer on a fresh file, lets `queue` hand it events, and times from the
+/// first event until the writer has written them all and ended.
+fn time_audit_writer(queue: impl FnOnce(&AuditLog)) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let (audit, thread) = sluice::audit::start(
+        &dir.path().join("audit.jsonl"),
+        u64::MAX,
+        false,
+        WriterPriority::Normal,
+        None,
+    )
+    .unwrap();
+    let started = Instant::now();
+    queue(&audit);
+    drop(audit);
+    thread.join().unwrap();
+    started.elapsed()
 }
 
 /// The recorder's own work per record, on a batch already in hand: the access-log line (into
