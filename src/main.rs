@@ -62,6 +62,9 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before the config is built: building it reads the stored policies, and a cluster node
+    // says there when it starts on its last copy of them.
+    init_logging(&file.log.level);
     let config = match sluice::server::reload::build_config(file.clone(), &overrides) {
         Ok(c) => c,
         Err(e) => {
@@ -76,7 +79,6 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config.log_level);
     let source = sluice::server::ConfigSource {
         path: args.config.clone(),
         overrides,

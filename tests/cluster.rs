@@ -642,8 +642,29 @@ fn check_config_prints_the_overshoot_bound() {
     );
 }
 
+/// How PostgreSQL is out while a node starts.
+#[derive(Clone, Copy)]
+enum Outage {
+    /// Stopped: connections to its port are refused.
+    Down,
+    /// Its port accepts connections and never answers (a hung server, or a pooler in front
+    /// of a stopped one).
+    Silent,
+}
+
 #[test]
 fn a_node_starts_while_postgres_is_down_on_the_keys_and_policies_it_last_loaded() {
+    node_starts_on_what_it_last_loaded(Outage::Down);
+}
+
+/// Fails before bounding PostgreSQL's connection handshake: the node waited for an answer
+/// forever and never listened.
+#[test]
+fn a_node_starts_while_postgres_accepts_and_never_answers_on_what_it_last_loaded() {
+    node_starts_on_what_it_last_loaded(Outage::Silent);
+}
+
+fn node_starts_on_what_it_last_loaded(outage: Outage) {
     let Stores {
         pg,
         redis,
@@ -680,7 +701,24 @@ fn a_node_starts_while_postgres_is_down_on_the_keys_and_policies_it_last_loaded(
     assert_eq!(node.wait_exit(Duration::from_secs(20)), Some(0));
 
     pg.halt();
+    // A listener that is never accepted from: the kernel completes the handshake and takes
+    // the client's bytes, nothing ever answers.
+    let silent = match outage {
+        Outage::Down => None,
+        Outage::Silent => Some(std::net::TcpListener::bind(("127.0.0.1", pg.port())).unwrap()),
+    };
     let node = gateway_on_file(&mock.url(), &config);
+    // The operator is told (fails before logging starts ahead of reading the stored policies:
+    // the first warning was dropped).
+    let said = node.stderr_text();
+    assert!(
+        said.contains("the cluster's policies cannot be read: using the copy"),
+        "{said}"
+    );
+    assert!(
+        said.contains("serving the issued keys as last loaded"),
+        "{said}"
+    );
     assert_eq!(ask(node.addr, "sk-sluice-never-issued"), 401);
     // The key is known (not 401) and the budget set over the admin API is in force.
     let refused = request(
@@ -692,6 +730,7 @@ fn a_node_starts_while_postgres_is_down_on_the_keys_and_policies_it_last_loaded(
     assert_eq!(health["cluster"]["postgres"], "down", "{health}");
 
     // PostgreSQL back: the node follows it again (a revocation reaches it).
+    drop(silent);
     pg.resume();
     keys(&config, &["revoke", "--name", "bob"]);
     let refused = wait_for(Duration::from_secs(10), || {

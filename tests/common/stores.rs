@@ -19,6 +19,10 @@ impl Postgres {
         self.0.conninfo()
     }
 
+    pub fn port(&self) -> u16 {
+        self.0.port
+    }
+
     /// Stops the server at once (as a crash would).
     pub fn halt(&self) {
         self.0.halt();
