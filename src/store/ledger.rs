@@ -2,7 +2,8 @@
 //! user, team, Claude Code session and model, written by a store thread. Workers only
 //! `try_send` a record; the thread drains the queue every `commit_interval` and commits the batch
 //! in one transaction (group commit), so the hot path never waits on disk and a committed record
-//! survives `kill -9` (WAL: the OS holds every committed page). The durability window is
+//! survives `kill -9` (WAL: the OS holds every committed page). Records cross in batches (the
+//! recorder's, one channel message each), the queue's bound counted in records. The durability window is
 //! therefore the commit interval plus the time a batch takes to commit. If the queue is full or
 //! a commit fails, `healthy` drops and the gateway follows `store.on_failure` (serve anyway, or
 //! refuse new requests); a failed batch is kept and retried, never dropped.
@@ -17,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -63,9 +64,10 @@ CREATE TABLE IF NOT EXISTS totals (
 );
 ";
 
-/// A queued record, and who waits for its commit (sync durability only).
-struct Entry {
-    record: AccessRecord,
+/// Queued records, in the order they finished, and who waits for their commit (sync
+/// durability only).
+struct Queued {
+    records: Vec<AccessRecord>,
     ack: Option<flume::Sender<()>>,
 }
 
@@ -74,7 +76,9 @@ pub use crate::config::Durability;
 /// The workers' handle on the ledger.
 #[derive(Clone)]
 pub struct Ledger {
-    tx: Option<flume::Sender<Entry>>,
+    tx: Option<flume::Sender<Queued>>,
+    /// Records in the channel, bounded by [`QUEUE`].
+    queued: Arc<AtomicUsize>,
     healthy: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
 }
@@ -96,21 +100,29 @@ impl Ledger {
     pub fn off() -> Self {
         Self {
             tx: None,
+            queued: Arc::new(AtomicUsize::new(0)),
             healthy: Arc::new(AtomicBool::new(true)),
             dropped: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// Queues a record; never blocks. A full queue marks the ledger unhealthy.
-    pub fn record(&self, record: AccessRecord) {
-        self.enqueue(record, None);
+    /// Queues records, in the order given; never blocks. Past the queue's bound they are
+    /// dropped, counted, and the ledger is marked unhealthy.
+    pub fn record_all(&self, records: Vec<AccessRecord>) {
+        if !records.is_empty() {
+            self.enqueue(Queued { records, ack: None });
+        }
     }
 
     /// Queues a record and returns what resolves once it is committed (`None`: the ledger is
     /// off or its queue is full).
     pub fn record_and_wait(&self, record: &AccessRecord) -> Option<flume::Receiver<()>> {
         let (tx, rx) = flume::bounded(1);
-        self.enqueue(record.clone(), Some(tx)).then_some(rx)
+        self.enqueue(Queued {
+            records: vec![record.clone()],
+            ack: Some(tx),
+        })
+        .then_some(rx)
     }
 
     /// Whether records are being stored at all.
@@ -128,22 +140,30 @@ impl Ledger {
         self.dropped.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    fn enqueue(&self, record: AccessRecord, ack: Option<flume::Sender<()>>) -> bool {
+    fn enqueue(&self, queued: Queued) -> bool {
         let Some(tx) = &self.tx else { return false };
-        if tx.try_send(Entry { record, ack }).is_err() {
-            self.healthy.store(false, Ordering::Relaxed);
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_power_of_two() {
-                tracing::error!(dropped = n, "spend ledger queue full: records not stored");
-            }
-            return false;
+        let n = queued.records.len();
+        let waiting = self.queued.fetch_add(n, Ordering::Relaxed);
+        if waiting + n <= QUEUE && tx.send(queued).is_ok() {
+            return true;
         }
-        true
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+        self.healthy.store(false, Ordering::Relaxed);
+        let before = self.dropped.fetch_add(n as u64, Ordering::Relaxed);
+        let after = before + n as u64;
+        // Said when the count passes a power of two: often at first, rarely under a flood.
+        if before.checked_ilog2() != after.checked_ilog2() {
+            tracing::error!(
+                dropped = after,
+                "spend ledger queue full: records not stored"
+            );
+        }
+        false
     }
 
     /// Records waiting for the ledger thread.
     pub fn queued(&self) -> usize {
-        self.tx.as_ref().map_or(0, flume::Sender::len)
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Records dropped because the queue was full.
@@ -166,9 +186,11 @@ pub fn start(
     priority: WriterPriority,
 ) -> Result<(Ledger, JoinHandle<()>), LedgerError> {
     let conn = open(path, durability)?;
-    let (tx, rx) = flume::bounded::<Entry>(QUEUE);
+    let (tx, rx) = flume::unbounded::<Queued>();
+    let queued = Arc::new(AtomicUsize::new(0));
     let healthy = Arc::new(AtomicBool::new(true));
     let flag = Arc::clone(&healthy);
+    let waiting = Arc::clone(&queued);
     let handle = std::thread::Builder::new()
         .name("sluice-ledger".into())
         .spawn(move || {
@@ -177,12 +199,14 @@ pub fn start(
                 Durability::Sync => WriterPriority::Normal,
             };
             let pacing = WriterPacing::start("ledger", priority);
-            write_loop(conn, rx, commit_interval, durability, flag, pacing);
+            let queue = Queue { rx, waiting };
+            write_loop(conn, &queue, commit_interval, durability, flag, pacing);
         })
         .map_err(LedgerError::Thread)?;
     Ok((
         Ledger {
             tx: Some(tx),
+            queued,
             healthy,
             dropped: Arc::new(AtomicU64::new(0)),
         },
@@ -241,30 +265,59 @@ fn add_columns(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The ledger thread's end of the queue.
+struct Queue {
+    rx: flume::Receiver<Queued>,
+    /// The workers' count of records in the channel.
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Queue {
+    /// Moves what is queued into `batch` without waiting; returns whether every sender is gone.
+    fn drain_into(&self, batch: &mut Vec<Queued>) -> bool {
+        let before = batch.len();
+        let closed = super::drain(&self.rx, batch);
+        self.taken(&batch[before..]);
+        closed
+    }
+
+    /// Waits at most `every` for the next batch.
+    fn wait(&self, every: Duration) -> Result<Queued, flume::RecvTimeoutError> {
+        let queued = self.rx.recv_timeout(every)?;
+        self.taken(std::slice::from_ref(&queued));
+        Ok(queued)
+    }
+
+    fn taken(&self, batches: &[Queued]) {
+        let n: usize = batches.iter().map(|q| q.records.len()).sum();
+        self.waiting.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
 fn write_loop(
     mut conn: Connection,
-    rx: flume::Receiver<Entry>,
+    queue: &Queue,
     every: Duration,
     durability: Durability,
     healthy: Arc<AtomicBool>,
     mut pacing: WriterPacing,
 ) {
-    let mut batch: Vec<Entry> = Vec::new();
+    let mut batch: Vec<Queued> = Vec::new();
     loop {
         if durability == Durability::Sync && batch.is_empty() {
             // Wake on the first record (someone is waiting for it), not on a timer.
-            match rx.recv_timeout(every) {
-                Ok(entry) => batch.push(entry),
+            match queue.wait(every) {
+                Ok(queued) => batch.push(queued),
                 Err(flume::RecvTimeoutError::Timeout) => continue,
                 Err(flume::RecvTimeoutError::Disconnected) => return,
             }
         }
-        let closed = super::drain(&rx, &mut batch);
+        let closed = queue.drain_into(&mut batch);
         if !batch.is_empty() {
             match commit(&mut conn, &batch) {
                 Ok(()) => {
-                    for entry in batch.drain(..) {
-                        if let Some(ack) = entry.ack {
+                    for queued in batch.drain(..) {
+                        if let Some(ack) = queued.ack {
                             let _ = ack.send(());
                         }
                     }
@@ -276,7 +329,7 @@ fn write_loop(
                 Err(e) => {
                     // Said once per failure episode (a full disk would otherwise fill the log).
                     if healthy.swap(false, Ordering::Relaxed) {
-                        tracing::error!(error = %e, pending = batch.len(), "spend ledger commit failed; holding the records and retrying");
+                        tracing::error!(error = %e, pending = count(&batch), "spend ledger commit failed; holding the records and retrying");
                     }
                 }
             }
@@ -293,7 +346,7 @@ fn write_loop(
                 }
             }
             tracing::error!(
-                lost = batch.len(),
+                lost = count(&batch),
                 "spend ledger records could not be committed at shutdown"
             );
             return;
@@ -304,12 +357,19 @@ fn write_loop(
     }
 }
 
-fn commit(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
+/// Records in `batch`.
+fn count(batch: &[Queued]) -> usize {
+    batch.iter().map(|q| q.records.len()).sum()
+}
+
+/// The records of `batch`, in order.
+fn records(batch: &[Queued]) -> impl Iterator<Item = &AccessRecord> {
+    batch.iter().flat_map(|q| &q.records)
+}
+
+fn commit(conn: &mut Connection, batch: &[Queued]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    let times: Vec<Rfc3339Micros> = batch
-        .iter()
-        .map(|e| Rfc3339Micros::new(e.record.time))
-        .collect();
+    let times: Vec<Rfc3339Micros> = records(batch).map(|r| Rfc3339Micros::new(r.time)).collect();
     // Totals are summed per batch in memory: one upsert per (scope, key, day), not per request.
     // Keys borrow from the batch; a B-tree of a few entries beats hashing five keys per record.
     let mut totals: BTreeMap<(&'static str, &str, &str), [i64; 4]> = BTreeMap::new();
@@ -317,7 +377,7 @@ fn commit(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
         let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO requests VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
         )?;
-        for (r, time) in batch.iter().map(|e| &e.record).zip(&times) {
+        for (r, time) in records(batch).zip(&times) {
             let day = time.day();
             let added = insert.execute(params![
                 r.request_id,
@@ -381,7 +441,7 @@ fn commit(conn: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
             "INSERT INTO managed_settings_seen VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (identity, checksum) DO UPDATE SET last_seen = MAX(last_seen, ?4)",
         )?;
-        for (r, time) in batch.iter().map(|e| &e.record).zip(&times) {
+        for (r, time) in records(batch).zip(&times) {
             if let Some(checksum) = &r.managed_settings_checksum {
                 seen.execute(params![r.identity, r.user, checksum, time.as_str()])?;
             }
@@ -710,13 +770,17 @@ mod tests {
             cache_savings_pico: 5,
             ..crate::record::AccessRecord::default()
         };
-        commit(&mut conn, &[Entry { record, ack: None }]).unwrap();
+        let batch = [Queued {
+            records: vec![record],
+            ack: None,
+        }];
+        commit(&mut conn, &batch).unwrap();
         let rows = spend(&path, "identity").unwrap();
         assert_eq!(rows[0].cache_read_input_tokens, 900);
     }
 
-    fn numbered(i: usize) -> Entry {
-        let record = crate::record::AccessRecord {
+    fn numbered(i: usize) -> AccessRecord {
+        crate::record::AccessRecord {
             request_id: format!("r{i}"),
             identity: format!("key:k{}", i % 3),
             model: Some(format!("claude-haiku-4-{}", i % 2)),
@@ -726,8 +790,18 @@ mod tests {
             ttfb_us: i.is_multiple_of(2).then_some(i as u64),
             status: 200,
             ..crate::record::AccessRecord::default()
-        };
-        Entry { record, ack: None }
+        }
+    }
+
+    /// `records` queued as batches of `size`.
+    fn batches(records: &[AccessRecord], size: usize) -> Vec<Queued> {
+        records
+            .chunks(size)
+            .map(|chunk| Queued {
+                records: chunk.to_vec(),
+                ack: None,
+            })
+            .collect()
     }
 
     /// The requests rows as stored, in order: (request_id, identity, model, input, ttfb, cost).
@@ -767,18 +841,18 @@ mod tests {
             .collect()
     }
 
-    /// Every record of a batch is one row, in order, each column its own record's, and each is
-    /// counted once in the totals.
+    /// Every record of the queued batches is one row, in order, each column its own record's,
+    /// and each is counted once in the totals.
     #[test]
-    fn a_batch_is_stored_row_for_row_and_totalled_once() {
+    fn queued_batches_are_stored_row_for_row_and_totalled_once() {
         let dir = tempfile::tempdir().unwrap();
         let mut db = open(&dir.path().join("l.db"), Durability::Interval).unwrap();
         let n = 71;
-        let batch: Vec<Entry> = (0..n).map(numbered).collect();
-        commit(&mut db, &batch).unwrap();
+        let records: Vec<AccessRecord> = (0..n).map(numbered).collect();
+        commit(&mut db, &batches(&records, 10)).unwrap();
         let expected: Vec<StoredRow> = (0..n)
             .map(|i| {
-                let r = &batch[i].record;
+                let r = &records[i];
                 (
                     r.request_id.clone(),
                     r.identity.to_string(),
@@ -791,6 +865,34 @@ mod tests {
             .collect();
         assert_eq!(stored_rows(&db), expected);
         assert_eq!(key_totals(&db), expected_key_totals(n));
+    }
+
+    /// The queue is bounded in records, whatever the batches: a batch past the bound is
+    /// dropped whole, counted, and marks the ledger unhealthy; what the thread takes frees
+    /// room.
+    #[test]
+    fn batches_past_the_queue_bound_are_dropped_and_counted() {
+        let (tx, rx) = flume::unbounded();
+        let ledger = Ledger {
+            tx: Some(tx),
+            ..Ledger::off()
+        };
+        let queue = Queue {
+            rx,
+            waiting: Arc::clone(&ledger.queued),
+        };
+        ledger.record_all(vec![AccessRecord::default(); QUEUE - 1]);
+        ledger.record_all(vec![AccessRecord::default()]);
+        assert_eq!((ledger.queued(), ledger.dropped()), (QUEUE, 0));
+        assert!(ledger.is_healthy());
+        ledger.record_all(vec![AccessRecord::default(); 2]);
+        assert_eq!((ledger.queued(), ledger.dropped()), (QUEUE, 2));
+        assert!(!ledger.is_healthy());
+        let mut taken = Vec::new();
+        assert!(!queue.drain_into(&mut taken));
+        assert_eq!((count(&taken), ledger.queued()), (QUEUE, 0));
+        ledger.record_all(vec![AccessRecord::default(); 2]);
+        assert_eq!((ledger.queued(), ledger.dropped()), (2, 2));
     }
 
     /// A ledger created with `request_id` as its primary key refuses a record stored before: a
@@ -807,7 +909,8 @@ mod tests {
             .unwrap();
         let mut db = open(&path, Durability::Interval).unwrap();
         let n = 37;
-        let batch: Vec<Entry> = (0..n).map(numbered).collect();
+        let records: Vec<AccessRecord> = (0..n).map(numbered).collect();
+        let batch = batches(&records, n);
         commit(&mut db, &batch).unwrap();
         commit(&mut db, &batch).unwrap();
         assert_eq!(stored_rows(&db).len(), n);

@@ -193,23 +193,27 @@ impl Writer {
         self.audit.record_requests(lines);
     }
 
-    /// Moves the records to the ledger (those it does not have yet) and the exporter; a record
-    /// is copied only when both take it.
+    /// Moves the records to the ledger (those it does not have yet, in one batch) and the
+    /// exporter; a record is copied only when both take it.
     fn store_and_export(&self, records: &mut Vec<AccessRecord>, stored: &mut Vec<bool>) {
         let batch = records.drain(..).zip(stored.drain(..));
+        if !self.ledger.is_on() {
+            if let Some(exporter) = &self.exporter {
+                exporter.offer(batch.map(|(record, _)| record));
+            }
+            return;
+        }
+        let mut to_store = Vec::with_capacity(batch.len());
         match &self.exporter {
             Some(exporter) => exporter.offer(batch.map(|(record, stored)| {
                 if !stored {
-                    self.ledger.record(record.clone());
+                    to_store.push(record.clone());
                 }
                 record
             })),
-            None => {
-                for (record, _) in batch.filter(|(_, stored)| !stored) {
-                    self.ledger.record(record);
-                }
-            }
+            None => to_store.extend(batch.filter(|(_, stored)| !stored).map(|(r, _)| r)),
         }
+        self.ledger.record_all(to_store);
     }
 
     fn log(&mut self, records: &[AccessRecord]) {
