@@ -1,9 +1,9 @@
 //! The spend ledger: one row per request in SQLite (WAL), plus running per-day totals by key,
-//! user, team, Claude Code session and model, written by a store thread. Workers only
-//! `try_send` a record; the thread drains the queue every `commit_interval` and commits the batch
-//! in one transaction (group commit), so the hot path never waits on disk and a committed record
-//! survives `kill -9` (WAL: the OS holds every committed page). Records cross in batches (the
-//! recorder's, one channel message each), the queue's bound counted in records. The durability window is
+//! user, team, Claude Code session and model, written by a store thread. The recorder hands it
+//! records in batches (one channel message per drain, the queue bounded in records, never a
+//! wait); the thread drains the queue every `commit_interval` and commits what it took in one
+//! transaction (group commit), so the hot path never waits on disk and a committed record
+//! survives `kill -9` (WAL: the OS holds every committed page). The durability window is
 //! therefore the commit interval plus the time a batch takes to commit. If the queue is full or
 //! a commit fails, `healthy` drops and the gateway follows `store.on_failure` (serve anyway, or
 //! refuse new requests); a failed batch is kept and retried, never dropped.
