@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::cluster::{ClusterSettings, RedisFailure};
+use crate::store::connecting::Attempts;
 
 /// How long a request whose lease is short waits for the renewer.
 pub const LEASE_WAIT: Duration = Duration::from_secs(1);
@@ -596,9 +597,21 @@ impl Renewer {
     }
 }
 
+/// Connection attempts to Redis at once (only the renewer connects; more means a server that
+/// does not answer).
+static ATTEMPTS: Attempts = Attempts::new(4);
+
+/// Connects, bounded by [`REDIS_TIMEOUT`] through the connection's set-up commands (the driver
+/// bounds only the TCP connect; see [`crate::store::connecting`]), then each call too.
 fn connect(url: &str) -> Result<redis::Connection, redis::RedisError> {
     let client = redis::Client::open(url)?;
-    let conn = client.get_connection_with_timeout(REDIS_TIMEOUT)?;
+    let conn = ATTEMPTS
+        .run("sluice-redis-connect", REDIS_TIMEOUT, move || {
+            client.get_connection_with_timeout(REDIS_TIMEOUT)
+        })
+        .map_err(|gave_up| {
+            redis::RedisError::from((redis::ErrorKind::IoError, "Redis", gave_up.to_string()))
+        })??;
     conn.set_read_timeout(Some(REDIS_TIMEOUT))?;
     conn.set_write_timeout(Some(REDIS_TIMEOUT))?;
     Ok(conn)
@@ -611,4 +624,25 @@ fn connect(url: &str) -> Result<redis::Connection, redis::RedisError> {
 pub fn overshoot_bound(cap_usd: f64, nodes: u32) -> (f64, f64) {
     let share = cap_usd / f64::from(nodes.max(1));
     (share, share)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test")]
+    use super::*;
+
+    /// A Redis that takes the connection and never answers (hung, or another listener on its
+    /// port): connecting gives up within the bound instead of holding the renewer for good.
+    #[test]
+    fn connecting_to_a_redis_that_never_answers_gives_up() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("redis://127.0.0.1:{}/", silent.local_addr().unwrap().port());
+        let started = std::time::Instant::now();
+        assert!(connect(&url).is_err());
+        assert!(
+            started.elapsed() < REDIS_TIMEOUT * 4,
+            "{:?}",
+            started.elapsed()
+        );
+    }
 }

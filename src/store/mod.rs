@@ -4,6 +4,7 @@
 //! The writers run under `SCHED_IDLE` while they keep up, so they never delay a waking worker
 //! ([`crate::runtime::writer_priority`]).
 
+pub mod connecting;
 pub mod keys;
 pub mod ledger;
 pub mod outbox;

@@ -3,11 +3,11 @@
 //! keys and their change counter. Used only from side threads and the command line, never
 //! from a worker: the `postgres` crate's client is blocking.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use postgres::{Client, NoTls};
 
+use super::connecting::{Attempts, GaveUp};
 use super::ledger::{group_column, DaySpend, SpendRow};
 
 /// How long connecting, and any one statement, may take.
@@ -69,12 +69,8 @@ pub enum PgError {
     Conninfo(postgres::Error),
     #[error("PostgreSQL: cannot connect: {0}")]
     Connect(postgres::Error),
-    #[error("PostgreSQL: no answer to a connection within {0:?}")]
-    NoAnswer(Duration),
-    #[error("PostgreSQL: {0} connection attempts are still waiting for an answer")]
-    StillWaiting(usize),
-    #[error("PostgreSQL: cannot start a thread to connect: {0}")]
-    Thread(std::io::Error),
+    #[error("PostgreSQL: {0}")]
+    GaveUp(#[from] GaveUp),
     #[error("PostgreSQL: {what}: {source}")]
     Query {
         what: &'static str,
@@ -88,13 +84,9 @@ impl PgError {
     }
 }
 
-/// Connects (bounded by [`TIMEOUT`], statements too) and makes sure the tables exist.
-///
-/// The driver bounds the TCP connect but not the start-up exchange after it: a server that
-/// takes the connection and never answers (hung, or a pooler in front of a stopped one) would
-/// hold the caller forever — at start-up, the whole node. So the exchange runs on a thread of
-/// its own, waited for at most [`TIMEOUT`]; one given up on ends when the server answers or
-/// drops the connection, and at most [`MAX_CONNECTING`] run at once.
+/// Connects (bounded by [`TIMEOUT`] through the start-up exchange, see
+/// [`connecting`](super::connecting); statements by the server's `statement_timeout`) and makes
+/// sure the tables exist.
 pub fn connect(conninfo: &str) -> Result<Client, PgError> {
     let mut config: postgres::Config = conninfo.parse().map_err(PgError::Conninfo)?;
     config
@@ -105,20 +97,12 @@ pub fn connect(conninfo: &str) -> Result<Client, PgError> {
             TIMEOUT.as_millis()
         ))
         .application_name("sluice");
-    let attempt = Connecting::begin()?;
-    let (done, result) = std::sync::mpsc::sync_channel(1);
-    std::thread::Builder::new()
-        .name("sluice-pg-connect".into())
-        .spawn(move || {
-            let _attempt = attempt;
-            let _ = done.send(open(&config));
-        })
-        .map_err(PgError::Thread)?;
-    match result.recv_timeout(TIMEOUT) {
-        Ok(opened) => opened,
-        Err(_) => Err(PgError::NoAnswer(TIMEOUT)),
-    }
+    ATTEMPTS.run("sluice-pg-connect", TIMEOUT, move || open(&config))?
 }
+
+/// Connection attempts to PostgreSQL at once: a node makes a few at a time (keys, policies,
+/// outbox, leases, admin), so more means a server that does not answer.
+static ATTEMPTS: Attempts = Attempts::new(16);
 
 /// Connects and creates the tables (blocking for as long as the server takes).
 fn open(config: &postgres::Config) -> Result<Client, PgError> {
@@ -129,32 +113,6 @@ fn open(config: &postgres::Config) -> Result<Client, PgError> {
         ))
         .map_err(PgError::query("create the tables"))?;
     Ok(client)
-}
-
-/// Connection attempts running at once, the ones given up on included; a node makes a few at
-/// a time (keys, policies, outbox, leases, admin), so more means servers that do not answer.
-pub const MAX_CONNECTING: usize = 16;
-
-static CONNECTING: AtomicUsize = AtomicUsize::new(0);
-
-/// One running connection attempt, counted in [`CONNECTING`] while it lives.
-struct Connecting;
-
-impl Connecting {
-    fn begin() -> Result<Connecting, PgError> {
-        CONNECTING
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_CONNECTING).then_some(n + 1)
-            })
-            .map(|_| Connecting)
-            .map_err(|_| PgError::StillWaiting(MAX_CONNECTING))
-    }
-}
-
-impl Drop for Connecting {
-    fn drop(&mut self) {
-        CONNECTING.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// The local ledger's columns, in the order both tables hold them (`user` is `user_name` in
@@ -348,46 +306,21 @@ pub fn spend_by_day(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "test")]
     use super::*;
 
-    /// A server that takes connections and never answers: each attempt is given up on after
-    /// [`TIMEOUT`]; once [`MAX_CONNECTING`] wait on it, a new one fails at once; when the
-    /// server goes, they end.
+    /// A server that takes the connection and never answers: the attempt is given up on after
+    /// [`TIMEOUT`] (the bound itself is tested in `connecting`).
     #[test]
-    fn connecting_to_a_server_that_never_answers_is_bounded_in_time_and_in_threads() {
-        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let conninfo = format!(
-            "host=127.0.0.1 port={} user=sluice dbname=postgres",
-            silent.local_addr().unwrap().port()
-        );
-        let attempts: Vec<_> = (0..MAX_CONNECTING)
-            .map(|_| {
-                let conninfo = conninfo.clone();
-                std::thread::spawn(move || connect(&conninfo))
-            })
-            .collect();
-        for attempt in attempts {
-            let given_up = attempt.join().unwrap();
-            assert!(
-                matches!(given_up, Err(PgError::NoAnswer(_))),
-                "{:?}",
-                given_up.err()
-            );
-        }
-        let started = std::time::Instant::now();
-        let refused = connect(&conninfo);
+    fn connecting_to_a_server_that_never_answers_gives_up() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = silent.local_addr().expect("address").port();
+        let given_up = connect(&format!(
+            "host=127.0.0.1 port={port} user=sluice dbname=postgres"
+        ));
         assert!(
-            matches!(refused, Err(PgError::StillWaiting(_))),
+            matches!(given_up, Err(PgError::GaveUp(GaveUp::NoAnswer(_)))),
             "{:?}",
-            refused.err()
+            given_up.err()
         );
-        assert!(started.elapsed() < TIMEOUT);
-        drop(silent);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while CONNECTING.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
-            std::thread::yield_now();
-        }
-        assert_eq!(CONNECTING.load(Ordering::Acquire), 0);
     }
 }
