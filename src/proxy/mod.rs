@@ -60,6 +60,8 @@ pub mod verified_tokens;
 
 use crate::telemetry::trace_context::TraceContext;
 use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -351,11 +353,37 @@ async fn serve_connection(stream: ClientStream, worker: Rc<WorkerGateway>) {
         first = false;
         // Boxed: the request's state machine (several KiB) exists only while a request is in
         // flight, so an idle keep-alive connection holds just this loop's small state.
-        if !Box::pin(handle_request(&mut client, head, &gw)).await || gw.shutdown.is_fired() {
+        if !boxed_request(&mut client, head, &gw).await || gw.shutdown.is_fired() {
             break;
         }
     }
     client.close().await;
+}
+
+/// The request's state machine in a box, built where it lives. `Box::pin(handle_request(..))`
+/// builds the whole future (8.5 KiB: room for every phase's locals and a timer entry per
+/// timeout) on the stack and then copies all of it into the box, once per request; allocating
+/// first and building into the allocation writes only what a future not yet started holds,
+/// its arguments.
+fn boxed_request<'a>(
+    client: &'a mut ClientConn,
+    head: RequestHead,
+    gw: &'a Gateway,
+) -> Pin<Box<impl Future<Output = bool> + 'a>> {
+    let slot = Box::new_uninit();
+    Box::into_pin(Box::write(slot, start_request(client, head, gw)))
+}
+
+/// Not inlined on purpose: a call that returns the future is what the compiler can direct
+/// straight into the box's memory (a copy it can elide), where inlined stores into a
+/// stack temporary are followed by a copy of the whole future.
+#[inline(never)]
+fn start_request<'a>(
+    client: &'a mut ClientConn,
+    head: RequestHead,
+    gw: &'a Gateway,
+) -> impl Future<Output = bool> + 'a {
+    handle_request(client, head, gw)
 }
 
 /// Handles one request, start to finish. Returns whether the connection may go on.

@@ -101,7 +101,7 @@ case "$what" in
   memory)
     show_memory() {
       echo "== $1"
-      grep -E '^(Rss|Pss_File|Anonymous|AnonHugePages):' "/proc/$gateway/smaps_rollup" | paste -sd' '
+      grep -E '^(Rss|Pss_File|Anonymous|AnonHugePages|LazyFree):' "/proc/$gateway/smaps_rollup" | paste -sd' '
       awk '/^[0-9a-f]+-[0-9a-f]+ /{m=$1" "$2" "$6} /^Anonymous:/{if ($2 >= 256) print "  " $2 " kB anonymous  " m}' \
         "/proc/$gateway/smaps" | sort -rn | head -8
     }
