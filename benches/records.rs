@@ -13,7 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::audit::{AuditEvent, AuditLog, RequestLines};
 use sluice::metrics::{Collector, Metrics};
-use sluice::record::AccessRecord;
+use sluice::config::keys::KeyNames;
+use sluice::record::{AccessRecord, Caller};
 use sluice::runtime::writer_priority::WriterPriority;
 use sluice::store::ledger::{self, Durability};
 use sluice::store::recorder;
@@ -31,14 +32,15 @@ fn record(i: usize) -> AccessRecord {
         method: "POST",
         path: "/v1/messages?beta=true".into(),
         operation: "messages",
-        identity: if i.is_multiple_of(2) {
-            "key:bench"
+        caller: if i.is_multiple_of(2) {
+            Caller::Key(KeyNames::new("bench".into(), None, Some("bench".into())))
         } else {
-            "jwt:bench-user"
-        }
-        .into(),
-        user: (!i.is_multiple_of(2)).then(|| "bench-user".into()),
-        team: Some("bench".into()),
+            Caller::Other {
+                label: "jwt:bench-user".into(),
+                user: Some("bench-user".into()),
+                team: Some("bench".into()),
+            }
+        },
         format: sluice::format::ClientFormat::Anthropic,
         model: Some("claude-haiku-4-5".into()),
         upstream: Some("anthropic".into()),
@@ -68,7 +70,7 @@ fn event(r: &AccessRecord) -> AuditEvent {
         kind: "request",
         time: r.time,
         request_id: r.request_id.clone(),
-        identity: r.identity.clone(),
+        identity: r.caller.label().to_string(),
         decision: "allowed",
         status: r.status,
         reason: None,

@@ -2,9 +2,13 @@
 //! timings, outcome. `proxy::finish` writes one per request; the access log, the ledger and the
 //! metrics collector each read it. Its own module so none of those depends on another for it.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use serde::ser::SerializeMap;
 use serde::Serialize;
+
+use crate::config::keys::KeyNames;
 
 /// One request, as the access log records it.
 #[derive(Clone, Debug, Serialize)]
@@ -18,10 +22,10 @@ pub struct AccessRecord {
     pub path: String,
     /// What the request was (messages, count_tokens, models, health, passthrough, …).
     pub operation: &'static str,
-    /// `key:<name>`, `passthrough:<hash prefix>` or `anonymous`.
-    pub identity: String,
-    pub user: Option<String>,
-    pub team: Option<String>,
+    /// Who made the request: written as `identity` (`key:<name>`, `jwt:<sub>`,
+    /// `passthrough:<hash prefix>`, `anonymous`, …), `user` and `team`.
+    #[serde(flatten)]
+    pub caller: Caller,
     pub session_id: Option<String>,
     /// The client's `user-agent` (its first 128 characters).
     pub user_agent: Option<String>,
@@ -105,9 +109,7 @@ impl Default for AccessRecord {
             method: "-",
             path: String::new(),
             operation: "unknown",
-            identity: String::new(),
-            user: None,
-            team: None,
+            caller: Caller::Anonymous,
             session_id: None,
             user_agent: None,
             agent_id: None,
@@ -149,5 +151,69 @@ impl Default for AccessRecord {
             fallbacks: Vec::new(),
             dropped: Vec::new(),
         }
+    }
+}
+
+/// Who a request's record names. A virtual key's names are the key table's own, shared: a
+/// request made with a key takes a reference to them instead of copies of three strings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Caller {
+    /// No identity (open access without a credential, or not identified yet).
+    #[default]
+    Anonymous,
+    /// A virtual key, an issued key or an AWS key pair.
+    Key(Arc<KeyNames>),
+    /// Any other kind of caller, its label built for the request.
+    Other {
+        label: String,
+        user: Option<String>,
+        team: Option<String>,
+    },
+}
+
+impl Caller {
+    /// The identity label: `key:<name>`, `jwt:<sub>`, …, or `anonymous`.
+    pub fn label(&self) -> &str {
+        match self {
+            Caller::Anonymous => "anonymous",
+            Caller::Key(names) => names.label(),
+            Caller::Other { label, .. } => label,
+        }
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::Key(names) => names.user.as_deref(),
+            Caller::Other { user, .. } => user.as_deref(),
+        }
+    }
+
+    pub fn team(&self) -> Option<&str> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::Key(names) => names.team.as_deref(),
+            Caller::Other { team, .. } => team.as_deref(),
+        }
+    }
+
+    /// A caller known only by its label (no user, no team).
+    pub fn labelled(label: impl Into<String>) -> Self {
+        Caller::Other {
+            label: label.into(),
+            user: None,
+            team: None,
+        }
+    }
+}
+
+/// As the three fields the access log has always had: `identity`, `user`, `team`.
+impl Serialize for Caller {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(3))?;
+        map.serialize_entry("identity", self.label())?;
+        map.serialize_entry("user", &self.user())?;
+        map.serialize_entry("team", &self.team())?;
+        map.end()
     }
 }

@@ -55,7 +55,7 @@ impl AuditEvent {
             kind: "request",
             time: r.time,
             request_id: r.request_id.clone(),
-            identity: r.identity.clone(),
+            identity: r.caller.label().to_string(),
             decision: request_decision(r),
             status: r.status,
             reason: r.error,
@@ -172,7 +172,7 @@ fn write_request_fields(o: &mut Object<'_>, r: &crate::record::AccessRecord) {
     o.str("kind", "request");
     o.time("time", r.time);
     o.str("request_id", &r.request_id);
-    o.str("identity", &r.identity);
+    o.str("identity", r.caller.label());
     o.str("decision", request_decision(r));
     o.u64("status", u64::from(r.status));
     o.opt_str("reason", r.error);

@@ -67,7 +67,7 @@ fn record() -> crate::record::AccessRecord {
     crate::record::AccessRecord {
         time: SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_700_000_123_456),
         request_id: "req_1".into(),
-        identity: "jwt:ada \"the\" admin\\".into(),
+        caller: crate::record::Caller::labelled("jwt:ada \"the\" admin\\"),
         status: 429,
         error: Some("rate_limited"),
         model: Some("claude-opus-4-8\u{7}".into()),

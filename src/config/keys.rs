@@ -2,6 +2,8 @@
 //! key's text never enters the config, a log or a record) and the AWS key pairs sluice issues,
 //! whose secrets may be named by a variable ([`crate::state::keys`] builds the lookup table).
 
+use std::sync::Arc;
+
 use subtle::ConstantTimeEq;
 
 use super::upstreams::SecretSource;
@@ -10,29 +12,52 @@ use super::{file::AwsKeyFile, file::KeyFile, invalid, ConfigError};
 /// Who a virtual key belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VirtualKey {
+    /// The key's name, user and team, shared with every request made with it.
+    pub names: Arc<KeyNames>,
+    /// The models the key may use; `None`: all.
+    pub models: Option<Arc<Vec<super::ModelPattern>>>,
+    pub expires: Option<std::time::SystemTime>,
+    pub(crate) digest: [u8; 32],
+}
+
+/// The names a key's requests are recorded under (its name, user and team, and the identity
+/// label `key:<name>`), built once with the key: a request made with the key holds a reference
+/// to them, so recording who made it copies nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub struct KeyNames {
     pub name: String,
     pub user: Option<String>,
     pub team: Option<String>,
-    /// The models the key may use; `None`: all.
-    pub models: Option<std::sync::Arc<Vec<super::ModelPattern>>>,
-    pub expires: Option<std::time::SystemTime>,
-    pub(crate) digest: [u8; 32],
+    label: String,
+}
+
+impl KeyNames {
+    pub fn new(name: String, user: Option<String>, team: Option<String>) -> Arc<Self> {
+        let label = format!("key:{name}");
+        Arc::new(Self {
+            name,
+            user,
+            team,
+            label,
+        })
+    }
+
+    /// `key:<name>`, as records write a key's identity.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
 }
 
 impl VirtualKey {
     /// A key known by its digest (issued keys come from the key store).
     pub fn new(
-        name: String,
-        user: Option<String>,
-        team: Option<String>,
-        models: Option<std::sync::Arc<Vec<super::ModelPattern>>>,
+        names: Arc<KeyNames>,
+        models: Option<Arc<Vec<super::ModelPattern>>>,
         expires: Option<std::time::SystemTime>,
         digest: [u8; 32],
     ) -> Self {
         Self {
-            name,
-            user,
-            team,
+            names,
             models,
             expires,
             digest,
@@ -103,11 +128,9 @@ pub fn build(files: &[KeyFile], aws_files: &[AwsKeyFile]) -> Result<KeySettings,
             ));
         }
         virtual_keys.push(VirtualKey {
-            name: k.name.clone(),
-            user: k.user.clone(),
-            team: k.team.clone(),
+            names: KeyNames::new(k.name.clone(), k.user.clone(), k.team.clone()),
             models: k.models.as_ref().map(|m| {
-                std::sync::Arc::new(m.iter().map(|p| super::ModelPattern::parse(p)).collect())
+                Arc::new(m.iter().map(|p| super::ModelPattern::parse(p)).collect())
             }),
             expires,
             digest,

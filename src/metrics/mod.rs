@@ -198,7 +198,7 @@ impl Collector {
 impl Aggregate {
     fn observe(&mut self, r: &AccessRecord) {
         let model = routed_model(r);
-        let team = r.team.as_deref().unwrap_or_default();
+        let team = r.caller.team().unwrap_or_default();
         let (operation, format, status) = (r.operation, r.format.label(), r.status);
         count(
             &mut self.requests,

@@ -7,7 +7,11 @@ fn record(status: u16, model: &str, routed: bool) -> AccessRecord {
         status,
         model: Some(model.into()),
         upstream: routed.then(|| "anthropic".into()),
-        team: Some("t1".into()),
+        caller: crate::record::Caller::Other {
+            label: "key:k1".into(),
+            user: None,
+            team: Some("t1".into()),
+        },
         input_tokens: 10,
         output_tokens: 5,
         cost_pico: 1_500_000,

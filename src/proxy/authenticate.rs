@@ -6,11 +6,12 @@
 
 use super::verified_tokens::VerifiedTokens;
 use super::GatewayError;
-use crate::config::keys::digest;
+use crate::config::keys::{digest, KeyNames};
 use std::sync::Arc;
 
 use crate::config::{Config, ModelPattern};
 use crate::http1::RequestHead;
+use crate::record::Caller;
 use crate::provider::sigv4;
 use crate::state::jwt::looks_like_jwt;
 use crate::state::State;
@@ -20,9 +21,8 @@ use crate::state::State;
 pub enum Identity {
     /// A configured virtual key.
     Key {
-        name: String,
-        user: Option<String>,
-        team: Option<String>,
+        /// Shared with the key table: naming the caller copies nothing.
+        names: Arc<KeyNames>,
         /// The models the key may use; `None`: all.
         models: Option<Arc<Vec<ModelPattern>>>,
     },
@@ -66,6 +66,19 @@ impl Identity {
         }
     }
 
+    /// Whom this identity's records name: a key's shared names, or the others' built now.
+    pub fn caller(&self) -> Caller {
+        match self {
+            Identity::Key { names, .. } => Caller::Key(Arc::clone(names)),
+            Identity::Anonymous => Caller::Anonymous,
+            _ => Caller::Other {
+                label: self.label(),
+                user: self.user().map(str::to_string),
+                team: self.team().map(str::to_string),
+            },
+        }
+    }
+
     /// Appends the [`label`](Self::label) to `out` without building it first.
     pub fn write_label(&self, out: &mut Vec<u8>) {
         let (kind, name) = self.label_parts();
@@ -79,7 +92,7 @@ impl Identity {
     /// The label's kind and name (`anonymous` has no name).
     fn label_parts(&self) -> (&'static str, Option<&str>) {
         match self {
-            Identity::Key { name, .. } => ("key", Some(name)),
+            Identity::Key { names, .. } => ("key", Some(&names.name)),
             Identity::Jwt { subject, .. } => ("jwt", Some(subject)),
             Identity::Certificate { name, .. } => ("cert", Some(name)),
             Identity::SignedIn { email, .. } => ("user", Some(email)),
@@ -91,8 +104,8 @@ impl Identity {
 
     pub fn user(&self) -> Option<&str> {
         match self {
-            Identity::Key { user, .. }
-            | Identity::Jwt { user, .. }
+            Identity::Key { names, .. } => names.user.as_deref(),
+            Identity::Jwt { user, .. }
             | Identity::Certificate { user, .. } => user.as_deref(),
             Identity::SignedIn { email, .. } => Some(email),
             Identity::CustomerRouted { user, .. } => Some(user),
@@ -132,7 +145,7 @@ impl Identity {
     pub fn scopes(&self) -> [(crate::limits::Scope, Option<&str>); 3] {
         use crate::limits::Scope;
         let key = match self {
-            Identity::Key { name, .. } => Some(name.as_str()),
+            Identity::Key { names, .. } => Some(names.name.as_str()),
             _ => None,
         };
         [
@@ -152,8 +165,8 @@ impl Identity {
 
     pub fn team(&self) -> Option<&str> {
         match self {
-            Identity::Key { team, .. }
-            | Identity::Jwt { team, .. }
+            Identity::Key { names, .. } => names.team.as_deref(),
+            Identity::Jwt { team, .. }
             | Identity::Certificate { team, .. }
             | Identity::SignedIn { team, .. } => team.as_deref(),
             _ => None,
@@ -210,9 +223,7 @@ pub fn authenticate(
             .ok_or(GatewayError::Unauthorized)?;
         return Ok(Authenticated {
             identity: Identity::Key {
-                name: key.name.clone(),
-                user: key.user.clone(),
-                team: key.team.clone(),
+                names: Arc::clone(&key.names),
                 models: None,
             },
             pending_sigv4: Some(PendingSignature {
@@ -375,9 +386,7 @@ fn identify(
         return Err(GatewayError::KeyExpired);
     }
     Ok(Identity::Key {
-        name: found.name.clone(),
-        user: found.user.clone(),
-        team: found.team.clone(),
+        names: Arc::clone(&found.names),
         models: found.models.clone(),
     })
 }

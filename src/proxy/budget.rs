@@ -194,7 +194,7 @@ fn audit_crossing(gw: &Gateway, ex: &Exchange, which: &str) {
         kind: "budget",
         time: std::time::SystemTime::now(),
         request_id: ex.request.id.clone(),
-        identity: ex.identity.label.to_string(),
+        identity: ex.identity.label().to_string(),
         decision: "warning",
         status: 0,
         reason: Some("budget_soft_threshold"),

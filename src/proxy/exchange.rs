@@ -3,7 +3,6 @@
 //! themselves — and the instants that give total time, time to first byte and sluice's own
 //! added time. [`super::finish`] is the one place that turns a trail into an access record.
 
-use std::borrow::Cow;
 use std::time::{Instant, SystemTime};
 
 use super::authenticate::Identity;
@@ -11,6 +10,7 @@ use super::classify::Operation;
 use super::forward::AttemptLog;
 use crate::format::ClientFormat;
 use crate::http1::RequestHead;
+use crate::record::Caller;
 use crate::usage::pricing::PriceTable;
 use crate::usage::Metered;
 
@@ -23,7 +23,7 @@ pub struct Exchange {
     pub operation: &'static str,
     pub format: ClientFormat,
     /// Who it counts for (anonymous until verified).
-    pub identity: IdentityFacts,
+    pub identity: Caller,
     /// The model as the client named it.
     pub model: Option<String>,
     /// The billing group the request named (see [`super::billing_group`]).
@@ -56,16 +56,6 @@ pub struct RequestFacts {
     pub managed_settings_checksum: Option<String>,
     /// Where the request sits in a trace (only when spans are exported).
     pub trace: Option<crate::telemetry::trace_context::TraceContext>,
-}
-
-/// An identity as records name it.
-#[derive(Clone)]
-pub struct IdentityFacts {
-    /// `key:<name>`, `jwt:<sub>`, `passthrough:<hash prefix>`, `anonymous`, … (borrowed
-    /// until an identity is set: no allocation for the default).
-    pub label: Cow<'static, str>,
-    pub user: Option<String>,
-    pub team: Option<String>,
 }
 
 /// The answer the client got: from sluice (a local answer or a refusal) or relayed from the
@@ -129,11 +119,7 @@ impl Exchange {
             started: Instant::now(),
             operation: "unknown",
             format: ClientFormat::Anthropic,
-            identity: IdentityFacts {
-                label: Cow::Borrowed("anonymous"),
-                user: None,
-                team: None,
-            },
+            identity: Caller::Anonymous,
             model: None,
             billing_group: None,
             request_bytes: 0,
@@ -151,11 +137,7 @@ impl Exchange {
     }
 
     pub fn set_identity(&mut self, identity: &Identity) {
-        self.identity = IdentityFacts {
-            label: Cow::Owned(identity.label()),
-            user: identity.user().map(str::to_string),
-            team: identity.team().map(str::to_string),
-        };
+        self.identity = identity.caller();
     }
 
     /// The model id the upstream was sent: the deployment's (an alias's target, a provider

@@ -242,7 +242,7 @@ async fn spent_in_ledger(
     use crate::limits::budget::{day_string, today, Period};
     let entity = match (identity.user(), identity) {
         (Some(user), _) => ("user", user.to_string()),
-        (None, Identity::Key { name, .. }) => ("key", format!("key:{name}")),
+        (None, Identity::Key { names, .. }) => ("key", names.label().to_string()),
         _ => return Ok(usage_notice::Spent::default()),
     };
     let Some(path) = gw.config.store.path.clone() else {

@@ -2,16 +2,16 @@
 //! time) and issued AWS key pairs by access key id, with their secrets read.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use crate::config::keys::{KeySettings, VirtualKey};
+use crate::config::keys::{KeyNames, KeySettings, VirtualKey};
 use crate::config::ConfigError;
 
 /// A gateway-issued AWS key pair and whom it identifies. `Debug` hides the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AwsKey {
-    pub name: String,
-    pub user: Option<String>,
-    pub team: Option<String>,
+    /// The key pair's name, user and team, shared with every request signed with it.
+    pub names: Arc<KeyNames>,
     pub secret: String,
     /// The regions a signature may name (empty: any).
     pub regions: Vec<String>,
@@ -19,7 +19,7 @@ pub struct AwsKey {
 
 impl std::fmt::Debug for AwsKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AwsKey({}, <redacted>)", self.name)
+        write!(f, "AwsKey({}, <redacted>)", self.names.name)
     }
 }
 
@@ -41,9 +41,7 @@ impl KeyTable {
         let mut aws = HashMap::new();
         for (i, k) in settings.aws_keys.iter().enumerate() {
             let key = AwsKey {
-                name: k.name.clone(),
-                user: k.user.clone(),
-                team: k.team.clone(),
+                names: KeyNames::new(k.name.clone(), k.user.clone(), k.team.clone()),
                 secret: k
                     .secret
                     .resolve(&format!("aws_keys[{i}].secret_access_key_env"))?,

@@ -383,9 +383,9 @@ fn commit(conn: &mut Connection, batch: &[Queued]) -> rusqlite::Result<()> {
                 r.request_id,
                 time.as_str(),
                 day,
-                r.identity,
-                r.user,
-                r.team,
+                r.caller.label(),
+                r.caller.user(),
+                r.caller.team(),
                 r.session_id,
                 r.agent_id,
                 r.parent_agent_id,
@@ -412,15 +412,15 @@ fn commit(conn: &mut Connection, batch: &[Queued]) -> rusqlite::Result<()> {
                 continue; // already stored (only a ledger with the old primary key can say so)
             }
             let scopes = [
-                ("key", Some(&r.identity)),
-                ("user", r.user.as_ref()),
-                ("team", r.team.as_ref()),
-                ("session", r.session_id.as_ref()),
-                ("model", r.model.as_ref()),
+                ("key", Some(r.caller.label())),
+                ("user", r.caller.user()),
+                ("team", r.caller.team()),
+                ("session", r.session_id.as_deref()),
+                ("model", r.model.as_deref()),
             ];
             for (scope, key) in scopes {
                 if let Some(key) = key {
-                    let t = totals.entry((scope, key.as_str(), day)).or_default();
+                    let t = totals.entry((scope, key, day)).or_default();
                     // Upstream-reported counts: saturate, never overflow.
                     t[0] = t[0].saturating_add(1);
                     t[1] = t[1].saturating_add(sql_int(r.cost_pico));
@@ -443,7 +443,7 @@ fn commit(conn: &mut Connection, batch: &[Queued]) -> rusqlite::Result<()> {
         )?;
         for (r, time) in records(batch).zip(&times) {
             if let Some(checksum) = &r.managed_settings_checksum {
-                seen.execute(params![r.identity, r.user, checksum, time.as_str()])?;
+                seen.execute(params![r.caller.label(), r.caller.user(), checksum, time.as_str()])?;
             }
         }
     }
@@ -782,7 +782,7 @@ mod tests {
     fn numbered(i: usize) -> AccessRecord {
         crate::record::AccessRecord {
             request_id: format!("r{i}"),
-            identity: format!("key:k{}", i % 3),
+            caller: crate::record::Caller::labelled(format!("key:k{}", i % 3)),
             model: Some(format!("claude-haiku-4-{}", i % 2)),
             input_tokens: i as u64,
             output_tokens: 1,
@@ -855,7 +855,7 @@ mod tests {
                 let r = &records[i];
                 (
                     r.request_id.clone(),
-                    r.identity.to_string(),
+                    r.caller.label().to_string(),
                     r.model.clone().unwrap(),
                     i as i64,
                     r.ttfb_us.map(|t| t as i64),

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::config::keys::{digest, VirtualKey};
+use crate::config::keys::{digest, KeyNames, VirtualKey};
 use crate::config::ModelPattern;
 pub use crate::store::StoreLocation;
 
@@ -377,7 +377,7 @@ fn stored_key(
     let expires = expires.and_then(|t| humantime::parse_rfc3339_weak(&t).ok());
     Some((
         digest,
-        VirtualKey::new(name, user, team, models, expires, digest),
+        VirtualKey::new(KeyNames::new(name, user, team), models, expires, digest),
     ))
 }
 
@@ -546,16 +546,16 @@ fn report_changes(
 ) {
     for (digest, key) in new {
         match old.get(digest) {
-            None => on_change("key_created", &key.name),
+            None => on_change("key_created", &key.names.name),
             Some(before) if before.expires != key.expires => {
-                on_change("key_expiry_changed", &key.name)
+                on_change("key_expiry_changed", &key.names.name)
             }
             Some(_) => {}
         }
     }
     for (digest, key) in old {
         if !new.contains_key(digest) {
-            on_change("key_revoked", &key.name);
+            on_change("key_revoked", &key.names.name);
         }
     }
 }

@@ -16,9 +16,9 @@ pub fn write_line(out: &mut Vec<u8>, r: &AccessRecord) {
     o.str("method", r.method);
     o.str("path", &r.path);
     o.str("operation", r.operation);
-    o.str("identity", &r.identity);
-    o.opt_str("user", r.user.as_deref());
-    o.opt_str("team", r.team.as_deref());
+    o.str("identity", r.caller.label());
+    o.opt_str("user", r.caller.user());
+    o.opt_str("team", r.caller.team());
     o.opt_str("session_id", r.session_id.as_deref());
     o.opt_str("user_agent", r.user_agent.as_deref());
     o.opt_str("agent_id", r.agent_id.as_deref());

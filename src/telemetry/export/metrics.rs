@@ -177,7 +177,7 @@ impl Aggregate {
             self.first_token.observe(series, "", ttfb as f64 / 1e6);
         }
         self.added.observe(series, "", r.added_us as f64 / 1e6);
-        let mut key = (series, r.team.clone().unwrap_or_default());
+        let mut key = (series, r.caller.team().unwrap_or_default().to_string());
         if self.cost.len() >= MAX_SERIES && !self.cost.contains_key(&key) {
             key.1 = "other".into();
         }

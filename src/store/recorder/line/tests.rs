@@ -3,6 +3,8 @@ use std::time::{Duration, SystemTime};
 use proptest::prelude::*;
 
 use super::*;
+use crate::config::keys::KeyNames;
+use crate::record::Caller;
 use crate::telemetry::trace_context::TraceContext;
 
 /// serde_json's line for the record: what the access log always held.
@@ -25,9 +27,11 @@ fn full() -> AccessRecord {
         method: "POST",
         path: "/v1/messages?beta=true&x=\\y".into(),
         operation: "messages",
-        identity: "key:bench".into(),
-        user: Some("ada@example.com".into()),
-        team: Some("équipe".into()),
+        caller: Caller::Key(KeyNames::new(
+            "bench".into(),
+            Some("ada@example.com".into()),
+            Some("équipe".into()),
+        )),
         session_id: Some("4f1c2a9e".into()),
         user_agent: Some("claude-cli/2.1.0\t(external, cli)\u{1}".into()),
         agent_id: Some("agent-1".into()),
