@@ -12,6 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+use smallvec::SmallVec;
 
 use super::lease::{LeaseCell, LeaseMode, LeaseTerms, LeaseWait, LeasedBucket, SpendKey};
 use super::session_budget::{SessionBudget, SessionHold, SessionOutcome};
@@ -260,7 +261,8 @@ enum Paid {
 pub struct Reservation {
     budgets: Arc<Budgets>,
     /// (slot, window, nanodollars held, what paid for it)
-    held: Vec<(usize, u64, u64, Paid)>,
+    /// Inline: a request's key, user and team budgets need no allocation.
+    held: SmallVec<[(usize, u64, u64, Paid); 3]>,
     /// (session budget, hold)
     session_held: Vec<(usize, SessionHold)>,
     pub warnings: Vec<BudgetWarning>,
@@ -406,7 +408,7 @@ impl Budgets {
         let amount = pico_to_nano(cost_pico);
         let mut reservation = Reservation {
             budgets: Arc::clone(self),
-            held: Vec::new(),
+            held: SmallVec::new(),
             session_held: Vec::new(),
             warnings: Vec::new(),
             standing: None,

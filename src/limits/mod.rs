@@ -16,6 +16,7 @@ pub mod session_budget;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+use smallvec::SmallVec;
 
 use by_scope::ByScope;
 use lease::{LeaseCell, LeaseMode, LeaseTerms, LeaseWait, LeasedBucket};
@@ -100,8 +101,10 @@ pub struct Quota {
 #[derive(Debug)]
 pub struct Admission<'a> {
     limiter: &'a RateLimiter,
-    entities: Vec<usize>,
-    streams: Vec<usize>,
+    /// The limited entities (a request names at most key, user and team): inline, no
+    /// allocation per request.
+    entities: SmallVec<[usize; 3]>,
+    streams: SmallVec<[usize; 3]>,
     pub quota: Option<Quota>,
 }
 
@@ -142,8 +145,8 @@ impl RateLimiter {
         let minute = now_minute();
         let mut admission = Admission {
             limiter: self,
-            entities: Vec::new(),
-            streams: Vec::new(),
+            entities: SmallVec::new(),
+            streams: SmallVec::new(),
             quota: None,
         };
         for (scope, name) in entities {
