@@ -757,7 +757,8 @@ async fn forward_with_fallback(
     let (head, op, body, target) = (out.head, out.op, out.body, out.target);
     let replayable = !matches!(body, RequestBody::Partial { .. });
     let bedrock_client = op.format() == crate::format::ClientFormat::Bedrock;
-    let mut last_error = GatewayError::ModelNotRouted(target.model.clone().unwrap_or_default());
+    let not_routed = || GatewayError::ModelNotRouted(target.model.clone().unwrap_or_default());
+    let mut last_error = None;
     let log = &mut ex.attempts;
     let trace = ex.request.trace.as_ref();
     for (attempt, candidate) in target.candidates.iter().enumerate() {
@@ -765,9 +766,11 @@ async fn forward_with_fallback(
             break;
         }
         let more = replayable && attempt + 1 < target.candidates.len();
-        let upstream = gw.state.upstreams.get(candidate.upstream).ok_or_else(|| {
-            GatewayError::ModelNotRouted(target.model.clone().unwrap_or_default())
-        })?;
+        let upstream = gw
+            .state
+            .upstreams
+            .get(candidate.upstream)
+            .ok_or_else(not_routed)?;
         log.upstream_model = candidate.upstream_model.clone();
         let translation =
             forward::plan(op, head, body, target.model.as_deref(), candidate, upstream)?;
@@ -847,12 +850,12 @@ async fn forward_with_fallback(
                     log.fallbacks
                         .push(format!("{}: {}", upstream.name, err.response().label));
                 }
-                last_error = err;
+                last_error = Some(err);
             }
             Err(err) => return Err(err),
         }
     }
-    Err(last_error)
+    Err(last_error.unwrap_or_else(not_routed))
 }
 
 /// What session affinity keeps together: the caller's Claude Code session, scoped by who the
