@@ -13,8 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::audit::{AuditEvent, AuditLog, RequestLines};
 use sluice::metrics::{Collector, Metrics};
-use sluice::config::keys::KeyNames;
-use sluice::record::{AccessRecord, Caller};
+use sluice::record::{AccessRecord, Caller, CallerNames};
 use sluice::runtime::writer_priority::WriterPriority;
 use sluice::store::ledger::{self, Durability};
 use sluice::store::recorder;
@@ -33,7 +32,12 @@ fn record(i: usize) -> AccessRecord {
         path: "/v1/messages?beta=true".into(),
         operation: "messages",
         caller: if i.is_multiple_of(2) {
-            Caller::Key(KeyNames::new("bench".into(), None, Some("bench".into())))
+            Caller::Known(CallerNames::new(
+                "key",
+                "bench".into(),
+                None,
+                Some("bench".into()),
+            ))
         } else {
             Caller::Other {
                 label: "jwt:bench-user".into(),

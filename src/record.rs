@@ -8,7 +8,6 @@ use std::time::SystemTime;
 use serde::ser::SerializeMap;
 use serde::Serialize;
 
-use crate::config::keys::KeyNames;
 
 /// One request, as the access log records it.
 #[derive(Clone, Debug, Serialize)]
@@ -161,8 +160,8 @@ pub enum Caller {
     /// No identity (open access without a credential, or not identified yet).
     #[default]
     Anonymous,
-    /// A virtual key, an issued key or an AWS key pair.
-    Key(Arc<KeyNames>),
+    /// A virtual key, an issued key, an AWS key pair or a verified JWT.
+    Known(Arc<CallerNames>),
     /// Any other kind of caller, its label built for the request.
     Other {
         label: String,
@@ -176,7 +175,7 @@ impl Caller {
     pub fn label(&self) -> &str {
         match self {
             Caller::Anonymous => "anonymous",
-            Caller::Key(names) => names.label(),
+            Caller::Known(names) => names.label(),
             Caller::Other { label, .. } => label,
         }
     }
@@ -184,7 +183,7 @@ impl Caller {
     pub fn user(&self) -> Option<&str> {
         match self {
             Caller::Anonymous => None,
-            Caller::Key(names) => names.user.as_deref(),
+            Caller::Known(names) => names.user.as_deref(),
             Caller::Other { user, .. } => user.as_deref(),
         }
     }
@@ -192,7 +191,7 @@ impl Caller {
     pub fn team(&self) -> Option<&str> {
         match self {
             Caller::Anonymous => None,
-            Caller::Key(names) => names.team.as_deref(),
+            Caller::Known(names) => names.team.as_deref(),
             Caller::Other { team, .. } => team.as_deref(),
         }
     }
@@ -215,5 +214,39 @@ impl Serialize for Caller {
         map.serialize_entry("user", &self.user())?;
         map.serialize_entry("team", &self.team())?;
         map.end()
+    }
+}
+
+/// A caller's names as records write them (its name, user and team, and the identity label
+/// `<kind>:<name>`), built once where the caller is known — with a key, or when a JWT first
+/// verifies — and shared by every request it makes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CallerNames {
+    pub name: String,
+    pub user: Option<String>,
+    pub team: Option<String>,
+    label: String,
+}
+
+impl CallerNames {
+    /// `kind` is the label's prefix: `key`, `jwt`.
+    pub fn new(
+        kind: &str,
+        name: String,
+        user: Option<String>,
+        team: Option<String>,
+    ) -> Arc<Self> {
+        let label = format!("{kind}:{name}");
+        Arc::new(Self {
+            name,
+            user,
+            team,
+            label,
+        })
+    }
+
+    /// `<kind>:<name>`, as records write the identity.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 }

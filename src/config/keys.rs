@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
+use crate::record::CallerNames;
+
 use super::upstreams::SecretSource;
 use super::{file::AwsKeyFile, file::KeyFile, invalid, ConfigError};
 
@@ -13,45 +15,17 @@ use super::{file::AwsKeyFile, file::KeyFile, invalid, ConfigError};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VirtualKey {
     /// The key's name, user and team, shared with every request made with it.
-    pub names: Arc<KeyNames>,
+    pub names: Arc<CallerNames>,
     /// The models the key may use; `None`: all.
     pub models: Option<Arc<Vec<super::ModelPattern>>>,
     pub expires: Option<std::time::SystemTime>,
     pub(crate) digest: [u8; 32],
 }
 
-/// The names a key's requests are recorded under (its name, user and team, and the identity
-/// label `key:<name>`), built once with the key: a request made with the key holds a reference
-/// to them, so recording who made it copies nothing.
-#[derive(Debug, PartialEq, Eq)]
-pub struct KeyNames {
-    pub name: String,
-    pub user: Option<String>,
-    pub team: Option<String>,
-    label: String,
-}
-
-impl KeyNames {
-    pub fn new(name: String, user: Option<String>, team: Option<String>) -> Arc<Self> {
-        let label = format!("key:{name}");
-        Arc::new(Self {
-            name,
-            user,
-            team,
-            label,
-        })
-    }
-
-    /// `key:<name>`, as records write a key's identity.
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-}
-
 impl VirtualKey {
     /// A key known by its digest (issued keys come from the key store).
     pub fn new(
-        names: Arc<KeyNames>,
+        names: Arc<CallerNames>,
         models: Option<Arc<Vec<super::ModelPattern>>>,
         expires: Option<std::time::SystemTime>,
         digest: [u8; 32],
@@ -128,7 +102,7 @@ pub fn build(files: &[KeyFile], aws_files: &[AwsKeyFile]) -> Result<KeySettings,
             ));
         }
         virtual_keys.push(VirtualKey {
-            names: KeyNames::new(k.name.clone(), k.user.clone(), k.team.clone()),
+            names: CallerNames::new("key", k.name.clone(), k.user.clone(), k.team.clone()),
             models: k.models.as_ref().map(|m| {
                 Arc::new(m.iter().map(|p| super::ModelPattern::parse(p)).collect())
             }),

@@ -6,12 +6,12 @@
 
 use super::verified_tokens::VerifiedTokens;
 use super::GatewayError;
-use crate::config::keys::{digest, KeyNames};
+use crate::config::keys::digest;
 use std::sync::Arc;
 
 use crate::config::{Config, ModelPattern};
 use crate::http1::RequestHead;
-use crate::record::Caller;
+use crate::record::{Caller, CallerNames};
 use crate::provider::sigv4;
 use crate::state::jwt::looks_like_jwt;
 use crate::state::State;
@@ -22,15 +22,14 @@ pub enum Identity {
     /// A configured virtual key.
     Key {
         /// Shared with the key table: naming the caller copies nothing.
-        names: Arc<KeyNames>,
+        names: Arc<CallerNames>,
         /// The models the key may use; `None`: all.
         models: Option<Arc<Vec<ModelPattern>>>,
     },
     /// A verified JWT.
     Jwt {
-        subject: String,
-        user: Option<String>,
-        team: Option<String>,
+        /// `name` is the token's subject; shared with the worker's memory of the token.
+        names: Arc<CallerNames>,
     },
     /// A verified client certificate that `[[server.tls.client_identities]]` maps (used when
     /// the request presents no key).
@@ -69,7 +68,9 @@ impl Identity {
     /// Whom this identity's records name: a key's shared names, or the others' built now.
     pub fn caller(&self) -> Caller {
         match self {
-            Identity::Key { names, .. } => Caller::Key(Arc::clone(names)),
+            Identity::Key { names, .. } | Identity::Jwt { names } => {
+                Caller::Known(Arc::clone(names))
+            }
             Identity::Anonymous => Caller::Anonymous,
             _ => Caller::Other {
                 label: self.label(),
@@ -93,7 +94,7 @@ impl Identity {
     fn label_parts(&self) -> (&'static str, Option<&str>) {
         match self {
             Identity::Key { names, .. } => ("key", Some(&names.name)),
-            Identity::Jwt { subject, .. } => ("jwt", Some(subject)),
+            Identity::Jwt { names } => ("jwt", Some(&names.name)),
             Identity::Certificate { name, .. } => ("cert", Some(name)),
             Identity::SignedIn { email, .. } => ("user", Some(email)),
             Identity::CustomerRouted { org, .. } => ("cri", Some(org)),
@@ -104,9 +105,8 @@ impl Identity {
 
     pub fn user(&self) -> Option<&str> {
         match self {
-            Identity::Key { names, .. } => names.user.as_deref(),
-            Identity::Jwt { user, .. }
-            | Identity::Certificate { user, .. } => user.as_deref(),
+            Identity::Key { names, .. } | Identity::Jwt { names } => names.user.as_deref(),
+            Identity::Certificate { user, .. } => user.as_deref(),
             Identity::SignedIn { email, .. } => Some(email),
             Identity::CustomerRouted { user, .. } => Some(user),
             _ => None,
@@ -165,9 +165,8 @@ impl Identity {
 
     pub fn team(&self) -> Option<&str> {
         match self {
-            Identity::Key { names, .. } => names.team.as_deref(),
-            Identity::Jwt { team, .. }
-            | Identity::Certificate { team, .. }
+            Identity::Key { names, .. } | Identity::Jwt { names } => names.team.as_deref(),
+            Identity::Certificate { team, .. }
             | Identity::SignedIn { team, .. } => team.as_deref(),
             _ => None,
         }
@@ -351,24 +350,26 @@ fn identify(
     if let (Some(verifier), true) = (&state.jwt, looks_like_jwt(key)) {
         let token = std::str::from_utf8(key).map_err(|_| GatewayError::Unauthorized)?;
         let remembered = tokens.and_then(|t| t.get(token, verifier.leeway()));
-        let id = match remembered {
-            Some(id) => id,
+        let names = match remembered {
+            Some(names) => names,
             None => {
                 let id = verifier.verify(token).map_err(|why| {
                     tracing::info!(reason = %why, "JWT refused");
                     GatewayError::Unauthorized
                 })?;
+                let names = CallerNames::new(
+                    "jwt",
+                    id.subject.clone(),
+                    id.user.clone(),
+                    id.team.clone(),
+                );
                 if let Some(t) = tokens {
-                    t.remember(token, &id);
+                    t.remember(token, &id, &names);
                 }
-                id
+                names
             }
         };
-        return Ok(Identity::Jwt {
-            subject: id.subject,
-            user: id.user,
-            team: id.team,
-        });
+        return Ok(Identity::Jwt { names });
     }
     let digest = digest(key);
     let issued;
@@ -515,9 +516,7 @@ mod tests {
                 fingerprint: "0a1b2c".into(),
             },
             Identity::Jwt {
-                subject: "dev@example.com".into(),
-                user: None,
-                team: Some("core".into()),
+                names: CallerNames::new("jwt", "dev@example.com".into(), None, Some("core".into())),
             },
         ];
         for identity in identities {

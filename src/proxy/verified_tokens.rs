@@ -8,7 +8,9 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use crate::record::CallerNames;
 use crate::signin::tokens::{now_secs, AccessClaims};
 use crate::state::jwt::JwtIdentity;
 
@@ -17,23 +19,25 @@ const CAPACITY: usize = 4096;
 
 #[derive(Default)]
 pub struct VerifiedTokens {
-    tokens: RefCell<HashMap<Box<str>, JwtIdentity>>,
+    /// A token's claims (for their times) and the names its requests are recorded under,
+    /// shared with each of them.
+    tokens: RefCell<HashMap<Box<str>, (JwtIdentity, Arc<CallerNames>)>>,
 }
 
 impl VerifiedTokens {
-    /// The identity of `token` if it verified before and its time claims still hold.
-    pub fn get(&self, token: &str, leeway: u64) -> Option<JwtIdentity> {
+    /// The names of `token`'s caller if it verified before and its time claims still hold.
+    pub fn get(&self, token: &str, leeway: u64) -> Option<Arc<CallerNames>> {
         let tokens = self.tokens.borrow();
-        let id = tokens.get(token)?;
-        id.valid_at(now_secs(), leeway).then(|| id.clone())
+        let (id, names) = tokens.get(token)?;
+        id.valid_at(now_secs(), leeway).then(|| Arc::clone(names))
     }
 
-    pub fn remember(&self, token: &str, identity: &JwtIdentity) {
+    pub fn remember(&self, token: &str, identity: &JwtIdentity, names: &Arc<CallerNames>) {
         let mut tokens = self.tokens.borrow_mut();
         if tokens.len() >= CAPACITY {
             tokens.clear();
         }
-        tokens.insert(token.into(), identity.clone());
+        tokens.insert(token.into(), (identity.clone(), Arc::clone(names)));
     }
 }
 
@@ -76,9 +80,10 @@ mod tests {
     fn a_remembered_token_still_expires_and_matures_on_time() {
         let tokens = VerifiedTokens::default();
         let now = now_secs();
-        tokens.remember("live", &identity(now + 60, None));
-        tokens.remember("expired", &identity(now - 60, None));
-        tokens.remember("early", &identity(now + 600, Some(now + 300)));
+        let names = CallerNames::new("jwt", "u".into(), Some("u".into()), None);
+        tokens.remember("live", &identity(now + 60, None), &names);
+        tokens.remember("expired", &identity(now - 60, None), &names);
+        tokens.remember("early", &identity(now + 600, Some(now + 300)), &names);
         assert!(tokens.get("live", 0).is_some());
         assert!(tokens.get("expired", 0).is_none());
         assert!(tokens.get("expired", 120).is_some()); // within the leeway
@@ -90,8 +95,9 @@ mod tests {
     fn the_memory_is_bounded() {
         let tokens = VerifiedTokens::default();
         let id = identity(now_secs() + 60, None);
+        let names = CallerNames::new("jwt", "u".into(), None, None);
         for n in 0..(CAPACITY * 3) {
-            tokens.remember(&format!("t{n}"), &id);
+            tokens.remember(&format!("t{n}"), &id, &names);
         }
         assert!(tokens.tokens.borrow().len() <= CAPACITY);
     }

@@ -4,14 +4,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::keys::{KeyNames, KeySettings, VirtualKey};
+use crate::config::keys::{KeySettings, VirtualKey};
+use crate::record::CallerNames;
 use crate::config::ConfigError;
 
 /// A gateway-issued AWS key pair and whom it identifies. `Debug` hides the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AwsKey {
     /// The key pair's name, user and team, shared with every request signed with it.
-    pub names: Arc<KeyNames>,
+    pub names: Arc<CallerNames>,
     pub secret: String,
     /// The regions a signature may name (empty: any).
     pub regions: Vec<String>,
@@ -41,7 +42,7 @@ impl KeyTable {
         let mut aws = HashMap::new();
         for (i, k) in settings.aws_keys.iter().enumerate() {
             let key = AwsKey {
-                names: KeyNames::new(k.name.clone(), k.user.clone(), k.team.clone()),
+                names: CallerNames::new("key", k.name.clone(), k.user.clone(), k.team.clone()),
                 secret: k
                     .secret
                     .resolve(&format!("aws_keys[{i}].secret_access_key_env"))?,

@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::config::keys::{digest, KeyNames, VirtualKey};
+use crate::config::keys::{digest, VirtualKey};
+use crate::record::CallerNames;
 use crate::config::ModelPattern;
 pub use crate::store::StoreLocation;
 
@@ -377,7 +378,12 @@ fn stored_key(
     let expires = expires.and_then(|t| humantime::parse_rfc3339_weak(&t).ok());
     Some((
         digest,
-        VirtualKey::new(KeyNames::new(name, user, team), models, expires, digest),
+        VirtualKey::new(
+            CallerNames::new("key", name, user, team),
+            models,
+            expires,
+            digest,
+        ),
     ))
 }
 

@@ -3,8 +3,7 @@ use std::time::{Duration, SystemTime};
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::keys::KeyNames;
-use crate::record::Caller;
+use crate::record::{Caller, CallerNames};
 use crate::telemetry::trace_context::TraceContext;
 
 /// serde_json's line for the record: what the access log always held.
@@ -27,7 +26,8 @@ fn full() -> AccessRecord {
         method: "POST",
         path: "/v1/messages?beta=true&x=\\y".into(),
         operation: "messages",
-        caller: Caller::Key(KeyNames::new(
+        caller: Caller::Known(CallerNames::new(
+            "key",
             "bench".into(),
             Some("ada@example.com".into()),
             Some("équipe".into()),
