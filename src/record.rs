@@ -8,7 +8,6 @@ use std::time::SystemTime;
 use serde::ser::SerializeMap;
 use serde::Serialize;
 
-
 /// One request, as the access log records it.
 #[derive(Clone, Debug, Serialize)]
 pub struct AccessRecord {
@@ -230,12 +229,7 @@ pub struct CallerNames {
 
 impl CallerNames {
     /// `kind` is the label's prefix: `key`, `jwt`.
-    pub fn new(
-        kind: &str,
-        name: String,
-        user: Option<String>,
-        team: Option<String>,
-    ) -> Arc<Self> {
+    pub fn new(kind: &str, name: String, user: Option<String>, team: Option<String>) -> Arc<Self> {
         let label = format!("{kind}:{name}");
         Arc::new(Self {
             name,

@@ -103,9 +103,10 @@ pub fn build(files: &[KeyFile], aws_files: &[AwsKeyFile]) -> Result<KeySettings,
         }
         virtual_keys.push(VirtualKey {
             names: CallerNames::new("key", k.name.clone(), k.user.clone(), k.team.clone()),
-            models: k.models.as_ref().map(|m| {
-                Arc::new(m.iter().map(|p| super::ModelPattern::parse(p)).collect())
-            }),
+            models: k
+                .models
+                .as_ref()
+                .map(|m| Arc::new(m.iter().map(|p| super::ModelPattern::parse(p)).collect())),
             expires,
             digest,
         });

@@ -12,6 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
 use smallvec::SmallVec;
 
 use super::lease::{LeaseCell, LeaseMode, LeaseTerms, LeaseWait, LeasedBucket, SpendKey};

@@ -16,6 +16,7 @@ pub mod session_budget;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
 use smallvec::SmallVec;
 
 use by_scope::ByScope;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use crate::config::{Config, ModelPattern};
 use crate::http1::RequestHead;
-use crate::record::{Caller, CallerNames};
 use crate::provider::sigv4;
+use crate::record::{Caller, CallerNames};
 use crate::state::jwt::looks_like_jwt;
 use crate::state::State;
 
@@ -166,8 +166,7 @@ impl Identity {
     pub fn team(&self) -> Option<&str> {
         match self {
             Identity::Key { names, .. } | Identity::Jwt { names } => names.team.as_deref(),
-            Identity::Certificate { team, .. }
-            | Identity::SignedIn { team, .. } => team.as_deref(),
+            Identity::Certificate { team, .. } | Identity::SignedIn { team, .. } => team.as_deref(),
             _ => None,
         }
     }
@@ -357,12 +356,8 @@ fn identify(
                     tracing::info!(reason = %why, "JWT refused");
                     GatewayError::Unauthorized
                 })?;
-                let names = CallerNames::new(
-                    "jwt",
-                    id.subject.clone(),
-                    id.user.clone(),
-                    id.team.clone(),
-                );
+                let names =
+                    CallerNames::new("jwt", id.subject.clone(), id.user.clone(), id.team.clone());
                 if let Some(t) = tokens {
                     t.remember(token, &id, &names);
                 }

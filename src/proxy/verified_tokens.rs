@@ -19,10 +19,12 @@ const CAPACITY: usize = 4096;
 
 #[derive(Default)]
 pub struct VerifiedTokens {
-    /// A token's claims (for their times) and the names its requests are recorded under,
-    /// shared with each of them.
-    tokens: RefCell<HashMap<Box<str>, (JwtIdentity, Arc<CallerNames>)>>,
+    tokens: RefCell<HashMap<Box<str>, Remembered>>,
 }
+
+/// A token's claims (for their times) and the names its requests are recorded under, shared
+/// with each of them.
+type Remembered = (JwtIdentity, Arc<CallerNames>);
 
 impl VerifiedTokens {
     /// The names of `token`'s caller if it verified before and its time claims still hold.

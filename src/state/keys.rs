@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::keys::{KeySettings, VirtualKey};
-use crate::record::CallerNames;
 use crate::config::ConfigError;
+use crate::record::CallerNames;
 
 /// A gateway-issued AWS key pair and whom it identifies. `Debug` hides the secret.
 #[derive(Clone, PartialEq, Eq)]

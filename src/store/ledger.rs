@@ -443,7 +443,12 @@ fn commit(conn: &mut Connection, batch: &[Queued]) -> rusqlite::Result<()> {
         )?;
         for (r, time) in records(batch).zip(&times) {
             if let Some(checksum) = &r.managed_settings_checksum {
-                seen.execute(params![r.caller.label(), r.caller.user(), checksum, time.as_str()])?;
+                seen.execute(params![
+                    r.caller.label(),
+                    r.caller.user(),
+                    checksum,
+                    time.as_str()
+                ])?;
             }
         }
     }

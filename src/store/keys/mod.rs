@@ -20,8 +20,8 @@ use arc_swap::ArcSwap;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::config::keys::{digest, VirtualKey};
-use crate::record::CallerNames;
 use crate::config::ModelPattern;
+use crate::record::CallerNames;
 pub use crate::store::StoreLocation;
 
 pub mod postgres;
