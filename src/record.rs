@@ -17,7 +17,8 @@ pub struct AccessRecord {
     pub request_id: String,
     pub upstream_request_id: Option<String>,
     pub method: &'static str,
-    pub path: String,
+    /// Inline up to 24 bytes (Claude Code's `/v1/messages?beta=true`): no allocation.
+    pub path: compact_str::CompactString,
     /// What the request was (messages, count_tokens, models, health, passthrough, …).
     pub operation: &'static str,
     /// Who made the request: written as `identity` (`key:<name>`, `jwt:<sub>`,
@@ -105,7 +106,7 @@ impl Default for AccessRecord {
             request_id: String::new(),
             upstream_request_id: None,
             method: "-",
-            path: String::new(),
+            path: compact_str::CompactString::default(),
             operation: "unknown",
             caller: Caller::Anonymous,
             session_id: None,

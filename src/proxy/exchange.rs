@@ -5,6 +5,8 @@
 
 use std::time::{Instant, SystemTime};
 
+use compact_str::CompactString;
+
 use super::authenticate::Identity;
 use super::classify::Operation;
 use super::forward::AttemptLog;
@@ -48,7 +50,8 @@ pub struct RequestFacts {
     pub time: SystemTime,
     pub id: String,
     pub method: &'static str,
-    pub path: String,
+    /// Inline up to 24 bytes: the usual paths need no allocation.
+    pub path: CompactString,
     pub session_id: Option<String>,
     pub user_agent: Option<String>,
     pub agent_id: Option<String>,
@@ -85,7 +88,7 @@ impl Exchange {
             time: SystemTime::now(),
             id: request_id,
             method: head.method.as_str(),
-            path: String::from_utf8_lossy(head.path()).into_owned(),
+            path: CompactString::from_utf8_lossy(head.path()),
             session_id: header(head, "x-claude-code-session-id"),
             user_agent: header(head, "user-agent"),
             agent_id: header(head, "x-claude-code-agent-id"),
@@ -101,7 +104,7 @@ impl Exchange {
             time: SystemTime::now(),
             id: request_id,
             method: "-",
-            path: String::new(),
+            path: CompactString::default(),
             session_id: None,
             user_agent: None,
             agent_id: None,

@@ -107,7 +107,7 @@ proptest! {
         fallback in any::<String>(),
     ) {
         let record = AccessRecord {
-            path,
+            path: path.into(),
             user_agent: agent,
             fallbacks: vec![fallback],
             ..full()
