@@ -153,8 +153,8 @@ impl Default for AccessRecord {
     }
 }
 
-/// Who a request's record names. A virtual key's names are the key table's own, shared: a
-/// request made with a key takes a reference to them instead of copies of three strings.
+/// Who a request's record names. A key's names are the key table's own and a remembered JWT's
+/// the token memory's, shared: a request takes a reference to them instead of copies.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Caller {
     /// No identity (open access without a credential, or not identified yet).
