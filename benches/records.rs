@@ -27,7 +27,7 @@ const RECORDER_BATCH: usize = 300;
 fn record(i: usize) -> AccessRecord {
     AccessRecord {
         time: SystemTime::now(),
-        request_id: format!("req_sluice_660ec5e668268000{i:09x}"),
+        request_id: compact_str::format_compact!("req_1ttdnl5vg0g00{i:07x}"),
         method: "POST",
         path: "/v1/messages?beta=true".into(),
         operation: "messages",
@@ -73,7 +73,7 @@ fn event(r: &AccessRecord) -> AuditEvent {
     AuditEvent {
         kind: "request",
         time: r.time,
-        request_id: r.request_id.clone(),
+        request_id: r.request_id.to_string(),
         identity: r.caller.label().to_string(),
         decision: "allowed",
         status: r.status,

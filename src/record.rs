@@ -14,7 +14,8 @@ pub struct AccessRecord {
     /// When the request head was complete (written as RFC 3339, by the writer thread).
     #[serde(serialize_with = "rfc3339")]
     pub time: SystemTime,
-    pub request_id: String,
+    /// Inline (see [`crate::proxy::request_id`]).
+    pub request_id: compact_str::CompactString,
     pub upstream_request_id: Option<String>,
     pub method: &'static str,
     /// Inline up to 24 bytes (Claude Code's `/v1/messages?beta=true`): no allocation.
@@ -103,7 +104,7 @@ impl Default for AccessRecord {
     fn default() -> Self {
         Self {
             time: SystemTime::UNIX_EPOCH,
-            request_id: String::new(),
+            request_id: compact_str::CompactString::default(),
             upstream_request_id: None,
             method: "-",
             path: compact_str::CompactString::default(),

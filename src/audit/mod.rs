@@ -54,7 +54,7 @@ impl AuditEvent {
         Self {
             kind: "request",
             time: r.time,
-            request_id: r.request_id.clone(),
+            request_id: r.request_id.to_string(),
             identity: r.caller.label().to_string(),
             decision: request_decision(r),
             status: r.status,

@@ -121,7 +121,7 @@ fn batches_of_requests_and_single_events_make_one_chain() {
     let mut batch = RequestLines::default();
     for i in 0..3 {
         batch.push(&crate::record::AccessRecord {
-            request_id: format!("req_{i}"),
+            request_id: format!("req_{i}").into(),
             ..record()
         });
     }

@@ -193,7 +193,7 @@ fn audit_crossing(gw: &Gateway, ex: &Exchange, which: &str) {
     gw.records.audit.record(crate::audit::AuditEvent {
         kind: "budget",
         time: std::time::SystemTime::now(),
-        request_id: ex.request.id.clone(),
+        request_id: ex.request.id.to_string(),
         identity: ex.identity.label().to_string(),
         decision: "warning",
         status: 0,

@@ -48,7 +48,7 @@ pub struct Exchange {
 pub struct RequestFacts {
     /// When the head was complete.
     pub time: SystemTime,
-    pub id: String,
+    pub id: CompactString,
     pub method: &'static str,
     /// Inline up to 24 bytes: the usual paths need no allocation.
     pub path: CompactString,
@@ -83,7 +83,7 @@ pub struct Response {
 }
 
 impl Exchange {
-    pub fn new(head: &RequestHead, request_id: String) -> Self {
+    pub fn new(head: &RequestHead, request_id: CompactString) -> Self {
         Self::with_request(RequestFacts {
             time: SystemTime::now(),
             id: request_id,
@@ -99,7 +99,7 @@ impl Exchange {
     }
 
     /// For a request whose head could not be parsed.
-    pub fn unparsed(request_id: String) -> Self {
+    pub fn unparsed(request_id: CompactString) -> Self {
         let mut ex = Self::with_request(RequestFacts {
             time: SystemTime::now(),
             id: request_id,

@@ -52,6 +52,7 @@ pub mod local;
 pub mod probe;
 pub mod relay;
 pub mod request_body;
+pub mod request_id;
 pub mod route;
 pub mod signin;
 pub mod upstream_refusal;
@@ -84,6 +85,7 @@ use classify::Operation;
 use client::{ClientConn, ClientStream};
 use exchange::Exchange;
 use request_body::RequestBody;
+use request_id::RequestIds;
 use route::ModelLookup;
 
 /// One worker's gateway under one config: the config, the state built for it, and what only
@@ -276,34 +278,6 @@ impl Records {
                 .unwrap_or_default(),
             cluster: self.cluster.as_ref().map(|c| c.gauges()),
         }
-    }
-}
-
-/// Request ids unique across workers and restarts: start time, worker, sequence.
-struct RequestIds {
-    prefix: String,
-    next: Cell<u64>,
-}
-
-impl RequestIds {
-    fn new(worker: usize) -> Self {
-        let start = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64);
-        Self {
-            prefix: format!("req_sluice_{start:x}{worker:02x}"),
-            next: Cell::new(0),
-        }
-    }
-
-    fn next(&self) -> String {
-        use std::fmt::Write;
-        let n = self.next.get();
-        self.next.set(n + 1);
-        let mut id = String::with_capacity(self.prefix.len() + 16);
-        id.push_str(&self.prefix);
-        let _ = write!(id, "{n:08x}");
-        id
     }
 }
 

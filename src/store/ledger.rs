@@ -380,7 +380,7 @@ fn commit(conn: &mut Connection, batch: &[Queued]) -> rusqlite::Result<()> {
         for (r, time) in records(batch).zip(&times) {
             let day = time.day();
             let added = insert.execute(params![
-                r.request_id,
+                r.request_id.as_str(),
                 time.as_str(),
                 day,
                 r.caller.label(),
@@ -786,7 +786,7 @@ mod tests {
 
     fn numbered(i: usize) -> AccessRecord {
         crate::record::AccessRecord {
-            request_id: format!("r{i}"),
+            request_id: format!("r{i}").into(),
             caller: crate::record::Caller::labelled(format!("key:k{}", i % 3)),
             model: Some(format!("claude-haiku-4-{}", i % 2)),
             input_tokens: i as u64,
@@ -859,7 +859,7 @@ mod tests {
             .map(|i| {
                 let r = &records[i];
                 (
-                    r.request_id.clone(),
+                    r.request_id.to_string(),
                     r.caller.label().to_string(),
                     r.model.clone().unwrap(),
                     i as i64,

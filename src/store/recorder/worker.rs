@@ -110,7 +110,7 @@ mod tests {
     fn finished(i: usize) -> Finished {
         Finished {
             record: AccessRecord {
-                request_id: format!("req_{i}"),
+                request_id: format!("req_{i}").into(),
                 ..AccessRecord::default()
             },
             stored: false,
