@@ -26,23 +26,23 @@ pub struct AccessRecord {
     /// `passthrough:<hash prefix>`, `anonymous`, …), `user` and `team`.
     #[serde(flatten)]
     pub caller: Caller,
-    pub session_id: Option<String>,
+    pub session_id: Option<Arc<str>>,
     /// The client's `user-agent` (its first 128 characters).
-    pub user_agent: Option<String>,
-    pub agent_id: Option<String>,
-    pub parent_agent_id: Option<String>,
+    pub user_agent: Option<Arc<str>>,
+    pub agent_id: Option<Arc<str>>,
+    pub parent_agent_id: Option<Arc<str>>,
     /// The managed-settings checksum the client says it runs (Claude Code's hint header, when
     /// the settings ask for it): finds machines on a stale policy. Operator-only, like the log.
-    pub managed_settings_checksum: Option<String>,
+    pub managed_settings_checksum: Option<Arc<str>>,
     /// The billing group a signed-in caller named for the request (one of their groups).
     pub billing_group: Option<String>,
     /// The client's API format (`anthropic`, `bedrock` or `vertex` in the log).
     pub format: crate::format::ClientFormat,
     /// The model as the client named it.
-    pub model: Option<String>,
+    pub model: Option<Arc<str>>,
     /// The model id sent upstream, when different.
-    pub upstream_model: Option<String>,
-    pub upstream: Option<String>,
+    pub upstream_model: Option<Arc<str>>,
+    pub upstream: Option<Arc<str>>,
     /// The upstream's provider as the GenAI conventions name it (`anthropic`, `aws.bedrock`…).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<&'static str>,

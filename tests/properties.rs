@@ -187,7 +187,7 @@ proptest! {
         }
         if !object.contains_key("model") { object.insert("model".into(), serde_json::Value::String(model.clone())); }
         let body = serde_json::to_vec(&serde_json::Value::Object(object)).unwrap();
-        prop_assert_eq!(scan_model(&body), ModelScan::Found(model));
+        prop_assert_eq!(scan_model(&body), ModelScan::Found(model.into()));
     }
 
     #[test]

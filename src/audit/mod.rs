@@ -40,8 +40,8 @@ pub struct AuditEvent {
     /// sluice's error label when it refused or failed the request.
     pub reason: Option<&'static str>,
     pub format: &'static str,
-    pub model: Option<String>,
-    pub upstream: Option<String>,
+    pub model: Option<std::sync::Arc<str>>,
+    pub upstream: Option<std::sync::Arc<str>>,
     pub fallbacks: Vec<String>,
     /// What a non-request event is about (e.g. which budget's soft threshold was crossed).
     #[serde(skip_serializing_if = "Option::is_none")]

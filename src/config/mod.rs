@@ -133,7 +133,7 @@ impl Config {
         for (i, route) in self.routes.iter().enumerate() {
             for (j, deployment) in route.deployments.iter().enumerate() {
                 let served = match (&deployment.upstream_model, &route.pattern) {
-                    (Some(alias), _) => alias.as_str(),
+                    (Some(alias), _) => alias.as_ref(),
                     (None, ModelPattern::Exact(model)) => model.as_str(),
                     (None, _) => continue,
                 };

@@ -1,6 +1,7 @@
 //! `[[routes]]`, `[routing]` and `[[models]]`: which model goes to which upstreams, how the
 //! first is picked, when a failing one is ejected, and what `/v1/models` lists.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::file::FileConfig;
@@ -42,12 +43,13 @@ impl ModelPattern {
 pub struct Deployment {
     /// Index into `config.upstreams`.
     pub upstream: usize,
-    /// Send this model id upstream instead of the client's.
-    pub upstream_model: Option<String>,
+    /// Send this model id upstream instead of the client's (shared with every request's
+    /// record).
+    pub upstream_model: Option<Arc<str>>,
     pub weight: u32,
     /// For a Bedrock or Vertex deployment of an exact-model route without `upstream_model`:
     /// the provider's id of that model (derived once, here).
-    pub provider_model: Option<String>,
+    pub provider_model: Option<Arc<str>>,
     /// What session affinity hashes: the upstream's name and model, so every node with the
     /// same deployments agrees whatever their order.
     pub affinity_id: u64,
@@ -177,29 +179,30 @@ pub fn cloud_of(provider: &ProviderSpec) -> Option<(Cloud, Option<&str>)> {
 pub fn served_model(
     config: &super::Config,
     deployment: &Deployment,
-    model: &str,
+    model: &Arc<str>,
     client: ClientFormat,
-) -> Result<String, Unmappable> {
+) -> Result<Arc<str>, Unmappable> {
     let upstream = config.upstreams.get(deployment.upstream);
     let id = provider_model(config, deployment, model, client)?;
     match upstream.filter(|u| !u.serves(&id)) {
         Some(u) => Err(Unmappable::NotListed {
-            model: id,
+            model: id.to_string(),
             upstream: u.name.clone(),
         }),
         None => Ok(id),
     }
 }
 
-/// [`served_model`] before the upstream's model list is consulted.
+/// [`served_model`] before the upstream's model list is consulted. The client's own name, an
+/// alias and a derived id fixed by the config are shared, not copied.
 fn provider_model(
     config: &super::Config,
     deployment: &Deployment,
-    model: &str,
+    model: &Arc<str>,
     client: ClientFormat,
-) -> Result<String, Unmappable> {
+) -> Result<Arc<str>, Unmappable> {
     if let Some(alias) = &deployment.upstream_model {
-        return Ok(alias.clone());
+        return Ok(Arc::clone(alias));
     }
     let provider = config
         .upstreams
@@ -210,8 +213,8 @@ fn provider_model(
         // clouds know: a Messages upstream gets the Anthropic id.
         let cloud_id = model_ids::is_cloud_id(model);
         return Ok(match client {
-            ClientFormat::Anthropic if !cloud_id => model.to_string(),
-            _ => anthropic_model_id(model).into_owned(),
+            ClientFormat::Anthropic if !cloud_id => Arc::clone(model),
+            _ => shared(model, anthropic_model_id(model)),
         });
     };
     let same_format = matches!(
@@ -219,16 +222,26 @@ fn provider_model(
         (ClientFormat::Bedrock, Cloud::Bedrock) | (ClientFormat::Vertex, Cloud::Vertex)
     );
     if same_format {
-        return Ok(model.to_string());
+        return Ok(Arc::clone(model));
     }
     match &deployment.provider_model {
-        Some(id) => Ok(id.clone()),
+        Some(id) => Ok(Arc::clone(id)),
         None => model_ids::provider_id(
             &anthropic_model_id(model),
             cloud,
             profile,
             &config.model_ids,
-        ),
+        )
+        .map(Arc::from),
+    }
+}
+
+/// `derived` from `model`, sharing `model` when it is the same id.
+fn shared(model: &Arc<str>, derived: std::borrow::Cow<'_, str>) -> Arc<str> {
+    if *derived == **model {
+        Arc::clone(model)
+    } else {
+        Arc::from(derived.as_ref())
     }
 }
 
@@ -271,7 +284,13 @@ pub fn model_mappings(config: &super::Config) -> Vec<ModelMapping> {
                         .get(d.upstream)
                         .map(|u| u.name.clone())
                         .unwrap_or_default(),
-                    sent: served_model(config, d, &model, ClientFormat::Anthropic),
+                    sent: served_model(
+                        config,
+                        d,
+                        &Arc::from(model.as_str()),
+                        ClientFormat::Anthropic,
+                    )
+                    .map(|id| id.to_string()),
                 });
             }
         }
@@ -321,7 +340,7 @@ fn map_provider_models(
                 format!("{e}; set upstream_model (or [model_ids])"),
             )
         })?;
-        d.provider_model = Some(id);
+        d.provider_model = Some(Arc::from(id));
     }
     Ok(())
 }
@@ -344,7 +363,7 @@ fn build_route(
     let deployments = match (&r.upstream, r.deployments.is_empty()) {
         (Some(name), true) => vec![Deployment {
             upstream: find(name, format!("{path}.upstream"))?,
-            upstream_model: r.upstream_model.clone(),
+            upstream_model: r.upstream_model.as_deref().map(Arc::from),
             weight: 1,
             provider_model: None,
             affinity_id: affinity_id(name, r.upstream_model.as_deref()),
@@ -363,7 +382,7 @@ fn build_route(
                 }
                 Ok(Deployment {
                     upstream: find(&d.upstream, format!("{path}.deployments[{j}].upstream"))?,
-                    upstream_model: d.upstream_model.clone(),
+                    upstream_model: d.upstream_model.as_deref().map(Arc::from),
                     weight,
                     provider_model: None,
                     affinity_id: affinity_id(&d.upstream, d.upstream_model.as_deref()),

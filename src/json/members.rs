@@ -3,11 +3,14 @@
 //! Python SDK puts it after `messages`, so the scan must skip whole values, including strings that
 //! themselves contain `"model"`. Strings are skipped with `memchr`, which is where the bytes are.
 
+use std::borrow::Cow;
+
 /// What the scan found.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ModelScan {
-    /// The top-level `model` string (unescaped).
-    Found(String),
+pub enum ModelScan<'a> {
+    /// The top-level `model` string, unescaped: borrowed from the body unless it holds an
+    /// escape.
+    Found(Cow<'a, str>),
     /// A complete object without a top-level `model` string.
     Absent,
     /// The bytes end before the answer is known.
@@ -17,7 +20,7 @@ pub enum ModelScan {
 }
 
 /// Scans `body` for its top-level `model` field.
-pub fn scan_model(body: &[u8]) -> ModelScan {
+pub fn scan_model(body: &[u8]) -> ModelScan<'_> {
     match scan(body) {
         Ok(found) => found,
         Err(Stop::Incomplete) => ModelScan::Incomplete,
@@ -171,7 +174,7 @@ enum Stop {
 
 type Step<T> = Result<T, Stop>;
 
-fn scan(body: &[u8]) -> Step<ModelScan> {
+fn scan(body: &[u8]) -> Step<ModelScan<'_>> {
     let mut pos = skip_ws(body, 0)?;
     if at(body, pos)? != b'{' {
         return Err(Stop::Invalid);
@@ -321,24 +324,26 @@ fn escaped(body: &[u8], pos: usize) -> bool {
     before.iter().rev().take_while(|b| **b == b'\\').count() % 2 == 1
 }
 
-fn unescape(quoted: &[u8]) -> Step<String> {
+fn unescape(quoted: &[u8]) -> Step<Cow<'_, str>> {
     if memchr::memchr(b'\\', quoted).is_none() {
         let inner = quoted
             .get(1..quoted.len().saturating_sub(1))
             .ok_or(Stop::Invalid)?;
         return std::str::from_utf8(inner)
-            .map(str::to_string)
+            .map(Cow::Borrowed)
             .map_err(|_| Stop::Invalid);
     }
-    serde_json::from_slice::<String>(quoted).map_err(|_| Stop::Invalid)
+    serde_json::from_slice::<String>(quoted)
+        .map(Cow::Owned)
+        .map_err(|_| Stop::Invalid)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn found(s: &str) -> ModelScan {
-        ModelScan::Found(s.to_string())
+    fn found(s: &str) -> ModelScan<'_> {
+        ModelScan::Found(Cow::Borrowed(s))
     }
 
     #[test]

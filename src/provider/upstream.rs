@@ -2,6 +2,7 @@
 //! config) and, once [`crate::state`] has built it, the credential and TLS client sluice uses
 //! there ([`Upstream`]); immutable afterwards.
 use std::fmt;
+use std::sync::Arc;
 
 /// Which header carries the upstream credential (`auth_header` in the config).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -238,7 +239,8 @@ impl Endpoint {
 /// loaded ([`crate::state`] builds it from the config's spec).
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    pub name: String,
+    /// Shared with every request record that names it.
+    pub name: Arc<str>,
     pub tls: bool,
     pub host: String,
     pub port: u16,
@@ -260,7 +262,7 @@ impl Upstream {
     /// An upstream at `endpoint`, speaking the Messages API, with no probe.
     pub fn new(name: &str, endpoint: Endpoint, credential: Option<Credential>) -> Self {
         Upstream {
-            name: name.to_string(),
+            name: Arc::from(name),
             tls: endpoint.tls,
             host: endpoint.host,
             port: endpoint.port,

@@ -56,7 +56,7 @@ fn phases(
         return Ok(()); // an incomplete head: sluice would read on
     };
     let body_bytes = buf.freeze();
-    let mut ex = Exchange::new(&head, "req_dry_run".into());
+    let mut ex = Exchange::new(&head, "req_dry_run".into(), &Default::default());
     let op = classify::classify(&head)?;
     ex.set_operation(&op);
     outcome.operation = Some(op.clone());
@@ -75,11 +75,17 @@ fn phases(
         members::check_governed(&body_bytes).map_err(super::body_problem)?;
     }
     let balancer = super::new_balancer(0, config, state);
-    let target = match route::route(&op, (&body_bytes, true), None, config, &balancer)? {
+    let target = match route::route(
+        &op,
+        (&body_bytes, true),
+        None,
+        config,
+        (&balancer, &Default::default()),
+    )? {
         route::ModelLookup::Known(target) => target,
         route::ModelLookup::NeedWholeBody => return Ok(()),
     };
-    outcome.model = target.model.clone();
+    outcome.model = target.model.as_deref().map(String::from);
     if let Some(model) = target.refused_model(|m| auth.identity.allows(m)) {
         return Err(auth.identity.deny_model(model));
     }

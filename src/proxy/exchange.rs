@@ -3,6 +3,7 @@
 //! themselves — and the instants that give total time, time to first byte and sluice's own
 //! added time. [`super::finish`] is the one place that turns a trail into an access record.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use compact_str::CompactString;
@@ -10,6 +11,7 @@ use compact_str::CompactString;
 use super::authenticate::Identity;
 use super::classify::Operation;
 use super::forward::AttemptLog;
+use super::recent_values::RecentValues;
 use crate::format::ClientFormat;
 use crate::http1::RequestHead;
 use crate::record::Caller;
@@ -27,7 +29,7 @@ pub struct Exchange {
     /// Who it counts for (anonymous until verified).
     pub identity: Caller,
     /// The model as the client named it.
-    pub model: Option<String>,
+    pub model: Option<Arc<str>>,
     /// The billing group the request named (see [`super::billing_group`]).
     pub billing_group: Option<String>,
     pub request_bytes: u64,
@@ -52,11 +54,13 @@ pub struct RequestFacts {
     pub method: &'static str,
     /// Inline up to 24 bytes: the usual paths need no allocation.
     pub path: CompactString,
-    pub session_id: Option<String>,
-    pub user_agent: Option<String>,
-    pub agent_id: Option<String>,
-    pub parent_agent_id: Option<String>,
-    pub managed_settings_checksum: Option<String>,
+    /// These, as the head sent them (their first 128 characters), shared by every request
+    /// that sent the same (see [`super::recent_values`]).
+    pub session_id: Option<Arc<str>>,
+    pub user_agent: Option<Arc<str>>,
+    pub agent_id: Option<Arc<str>>,
+    pub parent_agent_id: Option<Arc<str>>,
+    pub managed_settings_checksum: Option<Arc<str>>,
     /// Where the request sits in a trace (only when spans are exported).
     pub trace: Option<crate::telemetry::trace_context::TraceContext>,
 }
@@ -83,17 +87,18 @@ pub struct Response {
 }
 
 impl Exchange {
-    pub fn new(head: &RequestHead, request_id: CompactString) -> Self {
+    pub fn new(head: &RequestHead, request_id: CompactString, recent: &RecentValues) -> Self {
+        let header = |name| header(head, name).map(|value| recent.share(value));
         Self::with_request(RequestFacts {
             time: SystemTime::now(),
             id: request_id,
             method: head.method.as_str(),
             path: CompactString::from_utf8_lossy(head.path()),
-            session_id: header(head, "x-claude-code-session-id"),
-            user_agent: header(head, "user-agent"),
-            agent_id: header(head, "x-claude-code-agent-id"),
-            parent_agent_id: header(head, "x-claude-code-parent-agent-id"),
-            managed_settings_checksum: header(head, "x-claude-code-managed-settings-checksum"),
+            session_id: header("x-claude-code-session-id"),
+            user_agent: header("user-agent"),
+            agent_id: header("x-claude-code-agent-id"),
+            parent_agent_id: header("x-claude-code-parent-agent-id"),
+            managed_settings_checksum: header("x-claude-code-managed-settings-checksum"),
             trace: None,
         })
     }
@@ -171,11 +176,11 @@ impl Exchange {
     }
 }
 
-/// The field's first 128 characters, copied once.
-fn header(head: &RequestHead, name: &str) -> Option<String> {
+/// The field's first 128 characters.
+fn header<'h>(head: &'h RequestHead, name: &str) -> Option<&'h str> {
     head.header_str(name).map(|v| {
         let end = v.char_indices().nth(128).map_or(v.len(), |(i, _)| i);
-        v.get(..end).unwrap_or(v).to_string()
+        v.get(..end).unwrap_or(v)
     })
 }
 

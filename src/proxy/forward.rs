@@ -5,6 +5,7 @@
 //! retried once the upstream may have seen the complete request on a live connection.
 
 use crate::telemetry::trace_context::TraceContext;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -41,11 +42,11 @@ pub struct UpstreamResponse {
 #[derive(Clone, Debug, Default)]
 pub struct AttemptLog {
     /// The upstream last tried.
-    pub upstream: Option<String>,
+    pub upstream: Option<Arc<str>>,
     /// Its provider, as the GenAI conventions name it.
     pub provider: Option<&'static str>,
     /// The model id sent to it.
-    pub upstream_model: Option<String>,
+    pub upstream_model: Option<Arc<str>>,
     /// Connections the request was sent on.
     pub count: u32,
     /// The last attempt used a pooled connection.

@@ -50,6 +50,7 @@ pub mod finish;
 pub mod forward;
 pub mod local;
 pub mod probe;
+pub mod recent_values;
 pub mod relay;
 pub mod request_body;
 pub mod request_id;
@@ -101,6 +102,8 @@ pub struct Gateway {
     pub shutdown: Rc<LocalShutdown>,
     pub balancer: Rc<balance::Balancer>,
     request_ids: Rc<RequestIds>,
+    /// Head values this worker's requests sent recently, shared by their records.
+    recent_values: Rc<recent_values::RecentValues>,
     /// JWTs this worker verified under this config.
     pub verified_tokens: verified_tokens::VerifiedTokens,
     /// Sign-in tokens this worker verified (kept across reloads: sluice's keys do not change
@@ -131,6 +134,7 @@ impl Gateway {
             records,
             shutdown,
             request_ids: Rc::new(RequestIds::new(worker)),
+            recent_values: Rc::default(),
             verified_tokens: verified_tokens::VerifiedTokens::default(),
             signin_tokens: Rc::default(),
             worker,
@@ -165,6 +169,7 @@ impl Gateway {
             shutdown: Rc::clone(&self.shutdown),
             balancer,
             request_ids: Rc::clone(&self.request_ids),
+            recent_values: Rc::clone(&self.recent_values),
             verified_tokens: verified_tokens::VerifiedTokens::default(),
             signin_tokens: Rc::clone(&self.signin_tokens),
             worker: self.worker,
@@ -362,7 +367,7 @@ fn start_request<'a>(
 
 /// Handles one request, start to finish. Returns whether the connection may go on.
 pub async fn handle_request(client: &mut ClientConn, head: RequestHead, gw: &Gateway) -> bool {
-    let mut ex = Exchange::new(&head, gw.request_ids.next());
+    let mut ex = Exchange::new(&head, gw.request_ids.next(), &gw.recent_values);
     if gw.config.telemetry.export.is_some() {
         ex.request.trace = Some(TraceContext::continue_or_start(
             head.header_str("traceparent"),
@@ -731,7 +736,8 @@ async fn forward_with_fallback(
     let (head, op, body, target) = (out.head, out.op, out.body, out.target);
     let replayable = !matches!(body, RequestBody::Partial { .. });
     let bedrock_client = op.format() == crate::format::ClientFormat::Bedrock;
-    let not_routed = || GatewayError::ModelNotRouted(target.model.clone().unwrap_or_default());
+    let not_routed =
+        || GatewayError::ModelNotRouted(target.model.as_deref().unwrap_or_default().to_string());
     let mut last_error = None;
     let log = &mut ex.attempts;
     let trace = ex.request.trace.as_ref();
@@ -814,6 +820,7 @@ async fn forward_with_fallback(
                     body_read: client.body_read(),
                     hold_last,
                     conversion,
+                    model_named: ex.model.is_some(),
                 };
                 let relayed = relay::relay(client, response, &plan, gw).await;
                 return Ok((relayed, candidate.upstream));
@@ -932,11 +939,23 @@ async fn read_and_route(
     }
     let ready = std::time::Instant::now();
     let whole = !matches!(body, RequestBody::Partial { .. });
-    let target = match route::route(op, (body.held(), whole), session, &gw.config, &gw.balancer)? {
+    let target = match route::route(
+        op,
+        (body.held(), whole),
+        session,
+        &gw.config,
+        (&gw.balancer, &gw.recent_values),
+    )? {
         ModelLookup::Known(target) => target,
         ModelLookup::NeedWholeBody => {
             body = request_body::complete(client, body).await?;
-            match route::route(op, (body.held(), true), session, &gw.config, &gw.balancer)? {
+            match route::route(
+                op,
+                (body.held(), true),
+                session,
+                &gw.config,
+                (&gw.balancer, &gw.recent_values),
+            )? {
                 ModelLookup::Known(target) => target,
                 ModelLookup::NeedWholeBody => {
                     return Err(GatewayError::InvalidRequest("incomplete body".into()))

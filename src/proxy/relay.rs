@@ -165,6 +165,9 @@ pub struct RelayPlan<'a> {
     /// come first): they are handed back in [`Held::tail`].
     pub hold_last: bool,
     pub conversion: Conversion,
+    /// The request named its model: the response's own `model` (which prices the usage only
+    /// when the request named none) need not be copied.
+    pub model_named: bool,
 }
 
 /// The relay's result: the response as the client has it so far, and how it ended.
@@ -224,7 +227,10 @@ pub async fn relay(
     } else if events {
         Meter::EventStream(Box::default())
     } else if content_type.starts_with(b"application/json") {
-        Meter::Json(JsonMeter::new())
+        Meter::Json(match plan.model_named {
+            true => JsonMeter::skipping_model(),
+            false => JsonMeter::new(),
+        })
     } else {
         Meter::None
     };

@@ -56,7 +56,8 @@ fn push_base32(out: &mut CompactString, value: u64, width: u32) {
     let needed = (u64::BITS - value.leading_zeros()).div_ceil(5).max(width);
     for digit in (0..needed).rev() {
         let index = (value.checked_shr(digit * 5).unwrap_or(0) & 31) as usize;
-        out.push(char::from(DIGITS[index]));
+        // Five bits index 32 digits: always found.
+        out.push(DIGITS.get(index).map_or('0', |&d| char::from(d)));
     }
 }
 

@@ -2,8 +2,13 @@
 //! body, or the model in a Bedrock/Vertex path) → a route (first match wins, on the model as
 //! sent or its Anthropic id) → its deployments in the order to try them ([`super::balance`]).
 
+use std::sync::Arc;
+
+use smallvec::{smallvec, SmallVec};
+
 use super::balance::Balancer;
 use super::classify::Operation;
+use super::recent_values::RecentValues;
 use super::GatewayError;
 use crate::config::routes::served_model;
 use crate::config::Config;
@@ -15,20 +20,29 @@ use crate::json::members::{scan_model, ModelScan};
 pub struct Candidate {
     /// Index into `config.upstreams`.
     pub upstream: usize,
-    /// The model id this deployment must see, when the request names one.
-    pub upstream_model: Option<String>,
+    /// The model id this deployment must see, when the request names one (shared with the
+    /// target's model when it is the same id).
+    pub upstream_model: Option<Arc<str>>,
     /// `upstream_model` is the operator's alias target (configured), not derived from the
     /// client's model name.
     pub aliased: bool,
 }
 
+/// Longest model name shared with other requests naming it (see [`RecentValues`]); a longer
+/// one is copied.
+const MAX_SHARED_MODEL: usize = 128;
+
+/// A route's deployments for one request: a primary and a fallback or two need no allocation.
+pub type Candidates = SmallVec<[Candidate; 3]>;
+
 /// Where a request goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    /// The model the client asked for, when the request names one.
-    pub model: Option<String>,
-    /// The deployments to try, first choice first (at least one).
-    pub candidates: Vec<Candidate>,
+    /// The model the client asked for, when the request names one (shared with the exchange
+    /// and the record).
+    pub model: Option<Arc<str>>,
+    /// The deployments to try, first choice first (at least one; inline up to three).
+    pub candidates: Candidates,
 }
 
 impl Target {
@@ -60,12 +74,12 @@ pub fn route(
     (body, whole): (&[u8], bool),
     session: Option<&[u8]>,
     config: &Config,
-    balancer: &Balancer,
+    (balancer, recent): (&Balancer, &RecentValues),
 ) -> Result<ModelLookup, GatewayError> {
     if !op.routes_by_model() {
         return Ok(ModelLookup::Known(Target {
             model: None,
-            candidates: vec![Candidate {
+            candidates: smallvec![Candidate {
                 upstream: config.default_upstream,
                 upstream_model: None,
                 aliased: false,
@@ -81,7 +95,11 @@ pub fn route(
         _ => None,
     } {
         return Ok(ModelLookup::Known(target_for(
-            model, client, session, config, balancer,
+            model,
+            client,
+            session,
+            config,
+            (balancer, recent),
         )?));
     }
     let model = match scan_model(body) {
@@ -97,7 +115,11 @@ pub fn route(
         }
     };
     Ok(ModelLookup::Known(target_for(
-        &model, client, session, config, balancer,
+        &model,
+        client,
+        session,
+        config,
+        (balancer, recent),
     )?))
 }
 
@@ -109,7 +131,7 @@ fn target_for(
     client: ClientFormat,
     session: Option<&[u8]>,
     config: &Config,
-    balancer: &Balancer,
+    (balancer, recent): (&Balancer, &RecentValues),
 ) -> Result<Target, GatewayError> {
     let anthropic_id = anthropic_model_id(model);
     let route = config
@@ -117,13 +139,17 @@ fn target_for(
         .iter()
         .find(|r| r.pattern.matches(model) || r.pattern.matches(&anthropic_id))
         .ok_or_else(|| GatewayError::ModelNotRouted(model.to_string()))?;
+    let model = match model.len() <= MAX_SHARED_MODEL {
+        true => recent.share(model),
+        false => Arc::from(model),
+    };
     let mut unmappable = None;
-    let candidates: Vec<Candidate> = balancer
+    let candidates: Candidates = balancer
         .order(route, session)
         .into_iter()
         .filter_map(|d| route.deployments.get(d))
         .filter_map(|deployment| {
-            let upstream_model = match served_model(config, deployment, model, client) {
+            let upstream_model = match served_model(config, deployment, &model, client) {
                 Ok(id) => id,
                 Err(e) => {
                     unmappable = Some(e);
@@ -143,7 +169,7 @@ fn target_for(
         )));
     }
     Ok(Target {
-        model: Some(model.to_string()),
+        model: Some(model),
         candidates,
     })
 }
@@ -156,23 +182,23 @@ mod tests {
     fn the_allow_list_covers_a_derived_upstream_model_but_not_an_alias_target() {
         let candidate = |model: &str, aliased| Candidate {
             upstream: 0,
-            upstream_model: Some(model.to_string()),
+            upstream_model: Some(model.into()),
             aliased,
         };
         let haiku_only = |m: &str| m.starts_with("claude-haiku-") || m.starts_with("arn:");
         let derived = Target {
             model: Some("arn:aws:bedrock:r:1:inference-profile/claude-opus-4-8".into()),
-            candidates: vec![candidate("claude-opus-4-8", false)],
+            candidates: smallvec![candidate("claude-opus-4-8", false)],
         };
         assert_eq!(derived.refused_model(haiku_only), Some("claude-opus-4-8"));
         let alias = Target {
             model: Some("claude-haiku-fast".into()),
-            candidates: vec![candidate("claude-opus-4-8", true)],
+            candidates: smallvec![candidate("claude-opus-4-8", true)],
         };
         assert_eq!(alias.refused_model(haiku_only), None);
         let named = Target {
             model: Some("claude-opus-4-8".into()),
-            candidates: vec![candidate("claude-opus-4-8", false)],
+            candidates: smallvec![candidate("claude-opus-4-8", false)],
         };
         assert_eq!(named.refused_model(haiku_only), Some("claude-opus-4-8"));
     }

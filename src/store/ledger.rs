@@ -788,7 +788,7 @@ mod tests {
         crate::record::AccessRecord {
             request_id: format!("r{i}").into(),
             caller: crate::record::Caller::labelled(format!("key:k{}", i % 3)),
-            model: Some(format!("claude-haiku-4-{}", i % 2)),
+            model: Some(format!("claude-haiku-4-{}", i % 2).into()),
             input_tokens: i as u64,
             output_tokens: 1,
             cost_pico: 1_000 + i as u64,
@@ -861,7 +861,7 @@ mod tests {
                 (
                     r.request_id.to_string(),
                     r.caller.label().to_string(),
-                    r.model.clone().unwrap(),
+                    r.model.as_deref().unwrap().to_string(),
                     i as i64,
                     r.ttfb_us.map(|t| t as i64),
                     1_000 + i as i64,

@@ -21,11 +21,22 @@ pub const MAX_METERED_BODY: usize = 8 * 1024 * 1024;
 pub struct JsonMeter {
     body: Vec<u8>,
     overflowed: bool,
+    /// Leave the body's `model` unread (see [`JsonMeter::skipping_model`]).
+    skip_model: bool,
 }
 
 impl JsonMeter {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A meter that leaves the response's `model` out of what it reports: for a request that
+    /// named the model its usage is priced at, where the copy would go unused.
+    pub fn skipping_model() -> Self {
+        Self {
+            skip_model: true,
+            ..Self::default()
+        }
     }
 
     /// Feeds the next piece of the body.
@@ -43,7 +54,7 @@ impl JsonMeter {
         if self.overflowed || self.body.is_empty() {
             return Metered::default();
         }
-        let Some(parsed) = Body::read(&self.body) else {
+        let Some(parsed) = Body::read(&self.body, !self.skip_model) else {
             return Metered::default();
         };
         let usage = parsed.usage.map(|fields| {
@@ -70,7 +81,7 @@ struct Body {
 }
 
 impl Body {
-    fn read(body: &[u8]) -> Option<Self> {
+    fn read(body: &[u8], with_model: bool) -> Option<Self> {
         let (mut model, mut usage, mut error) = (None, None, None);
         let complete = visit_members(body, |member| match key(body, member).as_deref() {
             Some(b"model") => model = Some(member.value.clone()),
@@ -83,7 +94,7 @@ impl Body {
         }
         let value = |range: Option<std::ops::Range<usize>>| range.and_then(|r| body.get(r));
         Some(Self {
-            model: self::model(value(model))?,
+            model: self::model(value(model), with_model)?,
             usage: match value(usage) {
                 Some(raw) => usage_fields(raw)?,
                 None => None,
@@ -107,13 +118,15 @@ fn parse<'a, T: Deserialize<'a>>(value: Option<&'a [u8]>) -> Option<Option<T>> {
     }
 }
 
-/// The `model` string, copied straight when it holds no escape.
-fn model(value: Option<&[u8]>) -> Option<Option<String>> {
+/// The `model` string, copied straight when it holds no escape; checked but not kept unless
+/// `keep` (a body whose `model` is not a string is not metered either way).
+fn model(value: Option<&[u8]>, keep: bool) -> Option<Option<String>> {
     match value {
         Some([b'"', inner @ .., b'"']) if memchr::memchr(b'\\', inner).is_none() => {
-            std::str::from_utf8(inner).ok().map(|s| Some(s.to_owned()))
+            let model = std::str::from_utf8(inner).ok()?;
+            Some(keep.then(|| model.to_owned()))
         }
-        other => parse(other),
+        other => parse::<String>(other).map(|model| model.filter(|_| keep)),
     }
 }
 
@@ -142,5 +155,28 @@ mod tests {
         let got = m.finish();
         assert!(got.usage.is_none());
         assert_eq!(got.error_type.as_deref(), Some("rate_limit_error"));
+    }
+
+    #[test]
+    fn a_meter_skipping_the_model_reads_the_same_usage_and_refuses_the_same_bodies() {
+        let bodies: [&[u8]; 4] = [
+            br#"{"model":"claude-haiku-4-5","usage":{"input_tokens":25,"output_tokens":15}}"#,
+            br#"{"model":"claude-\u0068aiku","usage":{"input_tokens":2,"output_tokens":1}}"#,
+            br#"{"model":null,"usage":{"input_tokens":3,"output_tokens":1}}"#,
+            br#"{"model":5,"usage":{"input_tokens":25,"output_tokens":15}}"#,
+        ];
+        for body in bodies {
+            let (mut all, mut skipping) = (JsonMeter::new(), JsonMeter::skipping_model());
+            all.feed(body);
+            skipping.feed(body);
+            let (all, skipping) = (all.finish(), skipping.finish());
+            assert_eq!(skipping.model, None);
+            assert_eq!(
+                skipping.usage.map(|u| (u.input_tokens, u.output_tokens)),
+                all.usage.map(|u| (u.input_tokens, u.output_tokens)),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 }

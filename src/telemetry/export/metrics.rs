@@ -160,7 +160,7 @@ impl Aggregate {
         let series: Series = (
             operation_name(r.operation),
             r.provider.unwrap_or("none"),
-            r.model.clone().unwrap_or_default(),
+            r.model.as_deref().unwrap_or_default().to_string(),
             r.error
                 .map(str::to_string)
                 .or_else(|| r.upstream_error.clone())

@@ -108,7 +108,7 @@ proptest! {
     ) {
         let record = AccessRecord {
             path: path.into(),
-            user_agent: agent,
+            user_agent: agent.map(Into::into),
             fallbacks: vec![fallback],
             ..full()
         };
