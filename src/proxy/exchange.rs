@@ -36,7 +36,7 @@ pub struct Exchange {
     /// The held part of the request body was in memory.
     pub body_ready: Option<Instant>,
     /// Fields sluice adds to the response head (rate-limit quota, budget warnings).
-    pub response_headers: Vec<(&'static str, compact_str::CompactString)>,
+    pub response_headers: AddedFields,
     /// The forward phase's attempts upstream.
     pub attempts: AttemptLog,
     /// What the client was answered.
@@ -44,6 +44,10 @@ pub struct Exchange {
     /// The ledger already has this request's record (committed before the last byte).
     pub ledger_synced: bool,
 }
+
+/// Response fields sluice adds, inline up to twelve: a rate limit's three and a usage notice's
+/// (at most nine) need no allocation; budget warnings beyond them spill to the heap.
+pub type AddedFields = smallvec::SmallVec<[(&'static str, CompactString); 12]>;
 
 /// What the request head says about the request, taken when it arrived.
 #[derive(Clone)]
@@ -132,7 +136,7 @@ impl Exchange {
             billing_group: None,
             request_bytes: 0,
             body_ready: None,
-            response_headers: Vec::new(),
+            response_headers: AddedFields::new(),
             attempts: AttemptLog::default(),
             response: Response::default(),
             ledger_synced: false,

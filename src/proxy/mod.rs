@@ -456,12 +456,7 @@ async fn run_phases(
     }
     let admission = admit(&gw.state.limiter, &auth.identity, &op, &body).await?;
     let quota = quota_headers(&admission);
-    if !quota.is_empty() {
-        // Room for every field sluice adds here (quota, budget warnings, the usage notice) in
-        // one allocation; a request under no limit gets none of them and allocates nothing.
-        ex.response_headers.reserve(ADDED_RESPONSE_FIELDS);
-        ex.response_headers.extend(quota);
-    }
+    ex.response_headers.extend(quota);
     let reservation = if op == Operation::MessageBatches(classify::BatchCall::Create) {
         batches::govern(gw, &auth.identity, body.held(), ex)?
     } else {
