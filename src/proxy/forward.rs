@@ -30,6 +30,15 @@ const READ_CHUNK: usize = 16 * 1024;
 /// below it (`tuning/profile.md`, concurrency 1).
 const COALESCE_BODY: usize = 128 * 1024;
 
+/// The bytes of one upstream request's first write: the head as the upstream must see it and,
+/// when the held body is small ([`COALESCE_BODY`]), that body behind it. Built once per
+/// deployment tried and written again as it is on a retry (monoio hands a written buffer back).
+struct WireRequest {
+    bytes: Vec<u8>,
+    /// The held body is in `bytes`; otherwise it is written on its own.
+    body_included: bool,
+}
+
 /// An upstream's response head, with the connection and any body bytes read with it.
 pub struct UpstreamResponse {
     pub conn: UpstreamConn,
@@ -107,7 +116,7 @@ pub async fn forward(
         },
         None => body.clone(),
     };
-    let wire_head = upstream_head(head, &translated, translation, upstream, trace, gw)?;
+    let mut wire = wire_request(head, &translated, translation, upstream, trace, gw)?;
     let body = &translated;
     let replayable = !matches!(body, RequestBody::Partial { .. });
     let mut attempt = 0u32;
@@ -134,7 +143,7 @@ pub async fn forward(
                 conn
             }
         };
-        match send_and_wait(&mut conn, client, &wire_head, body, head.method, gw, log).await {
+        match send_and_wait(&mut conn, client, &mut wire, body, head.method, gw, log).await {
             Ok((head, buf)) => return Ok(UpstreamResponse { conn, head, buf }),
             Err(AttemptError::Stale) if log.pooled_connection && replayable => {
                 tracing::debug!(upstream = %upstream.name, "stale pooled connection; retrying on a new one");
@@ -368,15 +377,16 @@ pub fn client_betas(head: &RequestHead) -> Vec<&str> {
 /// Fields that sign a client's AWS request; meaningless (and misleading) once rewritten.
 const AWS_SIGNING: [&str; 3] = ["x-amz-date", "x-amz-security-token", "x-amz-content-sha256"];
 
-/// The head as the upstream must see it. `body` is what will be sent (after translation).
-fn upstream_head(
+/// The head as the upstream must see it, and the held body behind it when small. `body` is
+/// what will be sent (after translation).
+fn wire_request(
     head: &RequestHead,
     body: &RequestBody,
     t: &Translation,
     upstream: &Upstream,
     trace: Option<&TraceContext>,
     gw: &Gateway,
-) -> Result<Bytes, GatewayError> {
+) -> Result<WireRequest, GatewayError> {
     let path: Option<&[u8]> = t.path.as_deref().map(str::as_bytes);
     let target = (!upstream.base_path.is_empty() || path.is_some()).then(|| {
         let mut out = upstream.base_path.as_bytes().to_vec();
@@ -468,9 +478,19 @@ fn upstream_head(
         drop: &drop,
         extra: &extra,
     };
-    let mut out = Vec::with_capacity(head.bytes.len() + 256);
-    rewrite_request(head, &plan, &mut out);
-    Ok(out.into())
+    let held = body.held();
+    let body_included = held.len() <= COALESCE_BODY;
+    let body_room = if body_included { held.len() } else { 0 };
+    let mut bytes = Vec::with_capacity(head.bytes.len() + 256 + body_room);
+    rewrite_request(head, &plan, &mut bytes);
+    if body_included {
+        // One write (one packet on loopback) for head and a small body.
+        bytes.extend_from_slice(held);
+    }
+    Ok(WireRequest {
+        bytes,
+        body_included,
+    })
 }
 
 /// The client's `anthropic-beta` list with the body's betas appended (no duplicates), when the
@@ -499,27 +519,21 @@ fn merged_betas(head: &RequestHead, from_body: &[String]) -> Option<String> {
 async fn send_and_wait(
     conn: &mut UpstreamConn,
     client: &mut ClientConn,
-    wire_head: &Bytes,
+    wire: &mut WireRequest,
     body: &RequestBody,
     method: Method,
     gw: &Gateway,
     log: &mut AttemptLog,
 ) -> Result<(ResponseHead, BytesMut), AttemptError> {
-    let held = match body {
-        RequestBody::Empty => Bytes::new(),
-        RequestBody::Whole { bytes, .. } => bytes.clone(),
-        RequestBody::Partial { prefix, .. } => prefix.clone(),
-    };
-    if held.len() <= COALESCE_BODY {
-        // One write (one packet on loopback) for head and a small body.
-        let mut both = Vec::with_capacity(wire_head.len() + held.len());
-        both.extend_from_slice(wire_head);
-        both.extend_from_slice(&held);
-        let (res, _) = conn.write_all(both).await;
-        res.map_err(|_| AttemptError::Stale)?;
-    } else {
-        let (res, _) = conn.write_all(wire_head.clone()).await;
-        res.map_err(|_| AttemptError::Stale)?;
+    let (res, written) = conn.write_all(std::mem::take(&mut wire.bytes)).await;
+    wire.bytes = written;
+    res.map_err(|_| AttemptError::Stale)?;
+    if !wire.body_included {
+        let held = match body {
+            RequestBody::Empty => Bytes::new(),
+            RequestBody::Whole { bytes, .. } => bytes.clone(),
+            RequestBody::Partial { prefix, .. } => prefix.clone(),
+        };
         let (res, _) = conn.write_all(held).await;
         res.map_err(|_| AttemptError::Stale)?;
     }
