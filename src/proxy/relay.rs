@@ -235,7 +235,14 @@ pub async fn relay(
         Meter::None
     };
     let mut cursor = BodyCursor::new(head.framing);
-    let mut out = Vec::with_capacity(head.bytes.len() + 64 + buf.len());
+    // Room for the head with sluice's fields and the body bytes that came with it: one
+    // allocation, never grown.
+    let added: usize = plan
+        .added_headers
+        .iter()
+        .map(|(name, value)| name.len() + value.len() + 4)
+        .sum();
+    let mut out = Vec::with_capacity(head.bytes.len() + added + 64 + buf.len());
     write_head(
         &head,
         (&output, plan.strip_upstream_identity),
