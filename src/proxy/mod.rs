@@ -934,23 +934,15 @@ async fn read_and_route(
     }
     let ready = std::time::Instant::now();
     let whole = !matches!(body, RequestBody::Partial { .. });
-    let target = match route::route(
-        op,
-        (body.held(), whole),
-        session,
-        &gw.config,
-        (&gw.balancer, &gw.recent_values),
-    )? {
+    let route_held = |held: &[u8], whole| {
+        let means = (&*gw.balancer, &*gw.recent_values);
+        route::route(op, (held, whole), session, &gw.config, means)
+    };
+    let target = match route_held(body.held(), whole)? {
         ModelLookup::Known(target) => target,
         ModelLookup::NeedWholeBody => {
             body = request_body::complete(client, body).await?;
-            match route::route(
-                op,
-                (body.held(), true),
-                session,
-                &gw.config,
-                (&gw.balancer, &gw.recent_values),
-            )? {
+            match route_held(body.held(), true)? {
                 ModelLookup::Known(target) => target,
                 ModelLookup::NeedWholeBody => {
                     return Err(GatewayError::InvalidRequest("incomplete body".into()))
