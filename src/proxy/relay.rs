@@ -58,10 +58,53 @@ enum Meter {
     /// An event-stream passed through as it is: frames are decoded on the side for usage.
     EventStream(Box<(eventstream::Decoder, SseMeter)>),
     Json(JsonMeter),
+    /// A JSON body that came whole with the head and goes out as it is: read in place from
+    /// the client's buffer once it is there ([`Meter::read_whole`]) instead of copied.
+    WholeJson {
+        skip_model: bool,
+    },
+    /// What a [`Meter::WholeJson`] read.
+    Read(Metered),
     None,
 }
 
 impl Meter {
+    /// The meter for a response: SSE and event streams as they pass, JSON copied as it
+    /// passes unless all of it came with the head and is relayed unchanged.
+    fn choose(
+        kind: BodyKind,
+        response: (&ResponseHead, &BytesMut),
+        output: &Output,
+        model_named: bool,
+    ) -> Self {
+        let (head, buf) = response;
+        if kind == BodyKind::Sse || matches!(output, Output::SseFromEvents { .. }) {
+            return Meter::Sse(Box::default());
+        }
+        if kind == BodyKind::Events {
+            return Meter::EventStream(Box::default());
+        }
+        if !head
+            .header("content-type")
+            .is_some_and(|t| t.starts_with(b"application/json"))
+        {
+            return Meter::None;
+        }
+        let whole = matches!(head.framing, BodyFraming::Length(n) if buf.len() as u64 >= n);
+        match (whole && matches!(output, Output::Raw), model_named) {
+            (true, skip_model) => Meter::WholeJson { skip_model },
+            (false, true) => Meter::Json(JsonMeter::skipping_model()),
+            (false, false) => Meter::Json(JsonMeter::new()),
+        }
+    }
+
+    /// Reads a [`Meter::WholeJson`]'s body, now written to the client's buffer.
+    fn read_whole(&mut self, body: &[u8]) {
+        if let Meter::WholeJson { skip_model } = *self {
+            *self = Meter::Read(JsonMeter::read_whole(body, skip_model));
+        }
+    }
+
     fn feed(&mut self, data: &[u8]) {
         match self {
             Meter::Sse(m) => m.feed(data),
@@ -75,7 +118,7 @@ impl Meter {
                 sse.feed(&text);
             }
             Meter::Json(m) => m.feed(data),
-            Meter::None => {}
+            Meter::WholeJson { .. } | Meter::Read(_) | Meter::None => {}
         }
     }
 
@@ -84,7 +127,8 @@ impl Meter {
             Meter::Sse(m) => m.finish(),
             Meter::EventStream(m) => m.1.finish(),
             Meter::Json(m) => m.finish(),
-            Meter::None => Metered::default(),
+            Meter::Read(metered) => metered,
+            Meter::WholeJson { .. } | Meter::None => Metered::default(),
         }
     }
 }
@@ -222,18 +266,12 @@ pub async fn relay(
         || head.framing == BodyFraming::UntilClose
         || (output.reframes() && !own_chunks)
         || gw.shutdown.is_fired();
-    let mut meter = if sse || matches!(output, Output::SseFromEvents { .. }) {
-        Meter::Sse(Box::default())
-    } else if events {
-        Meter::EventStream(Box::default())
-    } else if content_type.starts_with(b"application/json") {
-        Meter::Json(match plan.model_named {
-            true => JsonMeter::skipping_model(),
-            false => JsonMeter::new(),
-        })
-    } else {
-        Meter::None
+    let kind = match (sse, events) {
+        (true, _) => BodyKind::Sse,
+        (_, true) => BodyKind::Events,
+        _ => BodyKind::Other,
     };
+    let mut meter = Meter::choose(kind, (&head, &buf), &output, plan.model_named);
     let mut cursor = BodyCursor::new(head.framing);
     // Room for the head with sluice's fields and the body bytes that came with it: one
     // allocation, never grown.
@@ -254,6 +292,9 @@ pub async fn relay(
     // The first body bytes that came with the head go out in the same write.
     let first = take_body(&mut cursor, &mut buf, &mut meter, &mut output, &mut out);
     response.bytes = (out.len() - head_len) as u64;
+    if first.is_ok() {
+        meter.read_whole(out.get(head_len..).unwrap_or_default());
+    }
     let mut tail = Vec::new();
     if first.is_err() {
         response.metered = meter.finish();
@@ -300,11 +341,6 @@ pub async fn relay(
         }
         Err(Broken::Client) => Err(Broken::Client),
         Err(broken) => {
-            let kind = match (sse, events) {
-                (true, _) => BodyKind::Sse,
-                (_, true) => BodyKind::Events,
-                _ => BodyKind::Other,
-            };
             end_broken_stream(client, &cursor, &output, kind, head.framing).await;
             Err(broken)
         }

@@ -51,23 +51,40 @@ impl JsonMeter {
 
     /// Reads what was collected.
     pub fn finish(self) -> Metered {
-        if self.overflowed || self.body.is_empty() {
+        if self.overflowed {
             return Metered::default();
         }
-        let Some(parsed) = Body::read(&self.body, !self.skip_model) else {
+        metered(&self.body, !self.skip_model)
+    }
+
+    /// Reads a whole body that is at hand, without collecting a copy of it: what a meter fed
+    /// `body` would report (one skipping the model when `skip_model`).
+    pub fn read_whole(body: &[u8], skip_model: bool) -> Metered {
+        if body.len() > MAX_METERED_BODY {
             return Metered::default();
-        };
-        let usage = parsed.usage.map(|fields| {
-            let mut u = Usage::default();
-            u.apply(&fields);
-            u
-        });
-        Metered {
-            complete: usage.is_some(),
-            usage,
-            model: parsed.model,
-            error_type: parsed.error.and_then(|e| e.kind),
         }
+        metered(body, !skip_model)
+    }
+}
+
+/// The model, usage and error type of a complete body.
+fn metered(body: &[u8], with_model: bool) -> Metered {
+    if body.is_empty() {
+        return Metered::default();
+    }
+    let Some(parsed) = Body::read(body, with_model) else {
+        return Metered::default();
+    };
+    let usage = parsed.usage.map(|fields| {
+        let mut u = Usage::default();
+        u.apply(&fields);
+        u
+    });
+    Metered {
+        complete: usage.is_some(),
+        usage,
+        model: parsed.model,
+        error_type: parsed.error.and_then(|e| e.kind),
     }
 }
 
@@ -177,6 +194,27 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(body)
             );
+        }
+    }
+
+    #[test]
+    fn a_body_read_whole_meters_as_a_fed_one() {
+        let bodies: [&[u8]; 4] = [
+            br#"{"model":"claude-haiku-4-5","usage":{"input_tokens":25,"output_tokens":15}}"#,
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"busy"}}"#,
+            br#"{"model":"m","usage":{"input_tokens":1"#,
+            b"",
+        ];
+        for body in bodies {
+            for skip_model in [false, true] {
+                let mut fed = match skip_model {
+                    true => JsonMeter::skipping_model(),
+                    false => JsonMeter::new(),
+                };
+                fed.feed(body);
+                let (fed, whole) = (fed.finish(), JsonMeter::read_whole(body, skip_model));
+                assert_eq!(format!("{fed:?}"), format!("{whole:?}"));
+            }
         }
     }
 }
