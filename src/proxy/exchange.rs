@@ -35,7 +35,8 @@ pub struct Exchange {
     pub request_bytes: u64,
     /// The held part of the request body was in memory.
     pub body_ready: Option<Instant>,
-    /// Fields sluice adds to the response head (rate-limit quota, budget warnings).
+    /// Fields sluice adds to the response head (rate-limit quota, usage notice, budget
+    /// warnings).
     pub response_headers: AddedFields,
     /// The forward phase's attempts upstream.
     pub attempts: AttemptLog,

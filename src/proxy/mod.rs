@@ -102,7 +102,8 @@ pub struct Gateway {
     pub shutdown: Rc<LocalShutdown>,
     pub balancer: Rc<balance::Balancer>,
     request_ids: Rc<RequestIds>,
-    /// Head values this worker's requests sent recently, shared by their records.
+    /// Head values and model names this worker's requests sent recently, shared by their
+    /// records.
     recent_values: Rc<recent_values::RecentValues>,
     /// JWTs this worker verified under this config.
     pub verified_tokens: verified_tokens::VerifiedTokens,
