@@ -55,6 +55,10 @@ impl Span {
     }
 }
 
+/// A head's header fields, in order. Inline up to the two dozen fields that real clients
+/// (Claude Code sends 17–23) and providers send, so parsing a head allocates nothing more.
+pub type HeaderLines = smallvec::SmallVec<[HeaderLine; 24]>;
+
 /// One header field: its name, its value (without surrounding white space) and the whole raw
 /// line including its CRLF, which is what a rewrite copies when it keeps the field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,7 +139,7 @@ pub struct RequestHead {
     /// forwarded in origin-form, never as sent.
     pub absolute_form: bool,
     pub http10: bool,
-    pub headers: Vec<HeaderLine>,
+    pub headers: HeaderLines,
     pub framing: BodyFraming,
     pub keep_alive: bool,
     pub expect_continue: bool,
@@ -183,7 +187,7 @@ pub struct ResponseHead {
     pub http10: bool,
     /// The status line without its CRLF.
     pub status_line: Span,
-    pub headers: Vec<HeaderLine>,
+    pub headers: HeaderLines,
     pub framing: BodyFraming,
     /// Whether the upstream lets us reuse the connection after this response.
     pub keep_alive: bool,
@@ -419,8 +423,8 @@ fn line_end(head: &[u8], from: usize) -> u32 {
     (from + memchr::memchr(b'\r', rest).unwrap_or(rest.len())) as u32
 }
 
-fn header_lines(head: &[u8], parsed: &[httparse::Header<'_>]) -> Vec<HeaderLine> {
-    let mut lines: Vec<HeaderLine> = Vec::with_capacity(parsed.len());
+fn header_lines(head: &[u8], parsed: &[httparse::Header<'_>]) -> HeaderLines {
+    let mut lines = HeaderLines::with_capacity(parsed.len());
     for h in parsed {
         let name = Span::within(head, h.name.as_bytes());
         let value = if h.value.is_empty() {

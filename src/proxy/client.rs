@@ -24,6 +24,21 @@ const READ_CHUNK: usize = 16 * 1024;
 /// connection keeps only this much. A head that does not fit is read on with `READ_CHUNK`.
 const IDLE_CHUNK: usize = 2 * 1024;
 
+/// Readies `buf`, empty, for an idle read of `IDLE_CHUNK` bytes. The last request's buffer is
+/// used again, rewound to its start, when it is that small and nothing else holds any of it
+/// (the last head and body are gone): no allocation, and the reference count `bytes` set up
+/// when the head was split off is kept. Otherwise (a larger buffer that grew for a body, or
+/// one a parsed head still shares) it goes back to the allocator and a fresh one is taken.
+fn reuse_or_renew(buf: &mut BytesMut) {
+    let reusable = buf.is_empty()
+        && buf.capacity() < IDLE_CHUNK
+        && buf.try_reclaim(IDLE_CHUNK)
+        && buf.capacity() == IDLE_CHUNK;
+    if !reusable {
+        *buf = BytesMut::with_capacity(IDLE_CHUNK);
+    }
+}
+
 /// How the client is connected.
 pub enum ClientStream {
     Plain(TcpStream),
@@ -137,9 +152,7 @@ impl ClientConn {
                 None => self.timeouts.idle_keep_alive,
             };
             let read = if idle {
-                // A fresh small buffer: the last request's (large, or shared with its parsed
-                // head) goes back to the allocator.
-                self.buf = BytesMut::with_capacity(IDLE_CHUNK);
+                reuse_or_renew(&mut self.buf);
                 monoio::select! {
                     r = self.fill_up_to(wait, IDLE_CHUNK) => r,
                     _ = shutdown.wait() => return Ok(None),
@@ -219,3 +232,47 @@ impl ClientConn {
 /// The client stopped reading (or closed) while sluice was writing to it.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientGone;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A buffer as an idle read leaves it after a request of `len` bytes was split off.
+    fn after_request(len: usize) -> (BytesMut, bytes::Bytes) {
+        let mut buf = BytesMut::with_capacity(IDLE_CHUNK);
+        buf.extend_from_slice(&vec![b'x'; len]);
+        let request = buf.split_to(len).freeze();
+        (buf, request)
+    }
+
+    #[test]
+    fn an_idle_read_reuses_the_last_small_buffer_once_its_request_is_gone() {
+        let (mut buf, request) = after_request(700);
+        let start = request.as_ptr();
+        drop(request);
+        reuse_or_renew(&mut buf);
+        assert_eq!(buf.as_ptr(), start);
+        assert_eq!((buf.len(), buf.capacity()), (0, IDLE_CHUNK));
+    }
+
+    #[test]
+    fn an_idle_read_takes_a_fresh_buffer_while_the_last_request_still_holds_it() {
+        let (mut buf, request) = after_request(700);
+        reuse_or_renew(&mut buf);
+        assert_ne!(buf.as_ptr(), request.as_ptr());
+        assert_eq!((buf.len(), buf.capacity()), (0, IDLE_CHUNK));
+        buf.extend_from_slice(&[b'y'; IDLE_CHUNK]);
+        assert!(request.iter().all(|&b| b == b'x'));
+    }
+
+    #[test]
+    fn an_idle_read_gives_a_buffer_that_grew_back() {
+        let mut buf = BytesMut::with_capacity(IDLE_CHUNK);
+        buf.extend_from_slice(&[b'x'; 5 * IDLE_CHUNK]);
+        let request = buf.split_to(5 * IDLE_CHUNK - 10).freeze();
+        let _ = buf.split_to(10);
+        drop(request);
+        reuse_or_renew(&mut buf);
+        assert_eq!((buf.len(), buf.capacity()), (0, IDLE_CHUNK));
+    }
+}
