@@ -183,7 +183,7 @@ impl RateLimiter {
                     admission.quota = Some(Quota {
                         limit: u64::from(rpm),
                         remaining,
-                        reset: next_minute_rfc3339(),
+                        reset: next_minute_rfc3339(minute),
                     });
                 }
             }
@@ -362,9 +362,10 @@ fn seconds_to_next_minute() -> u64 {
     (60 - secs % 60).max(1)
 }
 
-/// `2026-12-02T19:58:00Z`: 20 characters, held inline (no allocation per request).
-fn next_minute_rfc3339() -> compact_str::CompactString {
-    let t = UNIX_EPOCH + std::time::Duration::from_secs((now_minute() + 1) * 60);
+/// The start of the minute after `minute` (minutes since the epoch), as `2026-12-02T19:58:00Z`:
+/// 20 characters, held inline (no allocation per request).
+fn next_minute_rfc3339(minute: u64) -> compact_str::CompactString {
+    let t = UNIX_EPOCH + std::time::Duration::from_secs((minute + 1) * 60);
     compact_str::format_compact!("{}", humantime::format_rfc3339_seconds(t))
 }
 

@@ -92,8 +92,8 @@ impl Balancer {
     /// The deployments of `route` to try, in order (indexes into `route.deployments`);
     /// `session`: the caller's session key, for a route with session affinity.
     pub fn order(&self, route: &Route, session: Option<&[u8]>) -> DeploymentOrder {
-        self.count_request();
         let now = Instant::now();
+        self.count_request(now);
         let health = self.health.borrow();
         let up = |d: usize| {
             let upstream = route.deployments[d].upstream;
@@ -171,7 +171,7 @@ impl Balancer {
     /// Whether the budget allows one more fallback attempt (and spends it if so).
     pub fn allow_retry(&self) -> bool {
         let mut b = self.budget.borrow_mut();
-        self.roll_window(&mut b);
+        self.roll_window(&mut b, Instant::now());
         let floor = self
             .settings
             .retry_budget_min_per_second
@@ -243,15 +243,15 @@ impl Balancer {
             .is_none_or(|until| until <= Instant::now())
     }
 
-    fn count_request(&self) {
+    fn count_request(&self, now: Instant) {
         let mut b = self.budget.borrow_mut();
-        self.roll_window(&mut b);
+        self.roll_window(&mut b, now);
         b.requests += 1;
     }
 
-    fn roll_window(&self, b: &mut Budget) {
-        if b.window_start.elapsed() >= WINDOW {
-            b.window_start = Instant::now();
+    fn roll_window(&self, b: &mut Budget, now: Instant) {
+        if now.saturating_duration_since(b.window_start) >= WINDOW {
+            b.window_start = now;
             b.requests = 0;
             b.retries = 0;
         }

@@ -136,7 +136,9 @@ impl ClientConn {
         shutdown: &LocalShutdown,
         first: bool,
     ) -> Result<Option<RequestHead>, GatewayError> {
-        let mut deadline = (!self.buf.is_empty()).then(|| Instant::now() + self.timeouts.head_read);
+        // Set when the first bytes of a head are in the buffer but not all of it: the head must
+        // be complete `head_read` after that.
+        let mut deadline = None;
         loop {
             if !self.buf.is_empty() {
                 if let Some(head) = take_request(&mut self.buf, self.limits.head)? {
@@ -144,6 +146,7 @@ impl ClientConn {
                     self.body_unread = head.framing != crate::http1::BodyFraming::Empty;
                     return Ok(Some(head));
                 }
+                deadline.get_or_insert_with(|| Instant::now() + self.timeouts.head_read);
             }
             let idle = self.buf.is_empty();
             let wait = match deadline {
@@ -166,7 +169,6 @@ impl ClientConn {
                 Err(ReadFailure::TimedOut) if idle => return Ok(None),
                 Err(ReadFailure::TimedOut) => return Err(GatewayError::HeadTimeout),
             }
-            deadline.get_or_insert_with(|| Instant::now() + self.timeouts.head_read);
         }
     }
 

@@ -538,13 +538,16 @@ async fn send_and_wait(
         res.map_err(|_| AttemptError::Stale)?;
     }
     conn.flush().await.map_err(|_| AttemptError::Stale)?;
-    log.sent = Some(Instant::now());
+    let sent = Instant::now();
+    log.sent = Some(sent);
+    let mut first_byte_from = sent;
     if let RequestBody::Partial { remaining, .. } = body {
-        let t = Instant::now();
         stream_rest(conn, client, *remaining).await?;
-        log.upload_time = t.elapsed();
+        first_byte_from = Instant::now();
+        log.upload_time = first_byte_from - sent;
     }
-    read_response_head(conn, method, gw).await
+    let deadline = first_byte_from + gw.config.timeouts.upstream_first_byte;
+    read_response_head(conn, method, deadline, gw).await
 }
 
 /// Forwards the part of the body the client has not sent yet, as it arrives.
@@ -569,17 +572,19 @@ async fn stream_rest(
         .map_err(|e| AttemptError::Failed(GatewayError::UpstreamIo(e)))
 }
 
+/// Reads the response head, interim responses skipped, all of it by `deadline` (the request's
+/// last byte sent plus the first-byte timeout: no clock read of its own).
 async fn read_response_head(
     conn: &mut UpstreamConn,
     method: Method,
+    deadline: Instant,
     gw: &Gateway,
 ) -> Result<(ResponseHead, BytesMut), AttemptError> {
-    let deadline = Instant::now() + gw.config.timeouts.upstream_first_byte;
+    let deadline = monoio::time::Instant::from_std(deadline);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut received_any = false;
     loop {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        let (res, back) = monoio::time::timeout(wait, read_some(conn, buf, READ_CHUNK))
+        let (res, back) = monoio::time::timeout_at(deadline, read_some(conn, buf, READ_CHUNK))
             .await
             .map_err(|_| AttemptError::Failed(GatewayError::UpstreamTimeout))?;
         buf = back;

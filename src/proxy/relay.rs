@@ -552,16 +552,22 @@ async fn read_or_ping(
     pings: Option<(std::time::Duration, bool)>,
 ) -> Result<(std::io::Result<usize>, BytesMut), Broken> {
     const PING: &[u8] = b"event: ping\ndata: {\"type\":\"ping\"}\n\n";
+    // One clock read per call: the wake-ups are fixed from it.
     let started = Instant::now();
+    let give_up = started + idle;
+    let mut next_ping = pings.map(|(every, _)| started + every);
     let mut read = std::pin::pin!(read_some(conn, buf, READ_CHUNK));
     loop {
-        let left = idle.saturating_sub(started.elapsed());
-        let wait = pings.map_or(left, |(every, _)| every.min(left));
-        match monoio::time::timeout(wait, read.as_mut()).await {
+        let wake = next_ping.map_or(give_up, |ping| ping.min(give_up));
+        let until = monoio::time::Instant::from_std(wake);
+        match monoio::time::timeout_at(until, read.as_mut()).await {
             Ok(done) => return Ok(done),
-            Err(_) if started.elapsed() >= idle => return Err(Broken::UpstreamIdle),
+            Err(_) if wake >= give_up => return Err(Broken::UpstreamIdle),
             Err(_) => {
-                let Some((_, chunked)) = pings else { continue };
+                let (Some((every, chunked)), Some(ping)) = (pings, next_ping) else {
+                    return Err(Broken::UpstreamIdle);
+                };
+                next_ping = Some(ping + every);
                 let mut piece = Vec::new();
                 push_piece(&mut piece, PING, chunked);
                 client.write_all(piece).await.map_err(|_| Broken::Client)?;
