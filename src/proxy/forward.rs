@@ -23,7 +23,8 @@ use crate::http1::{take_response, Http1Error, Method, RequestHead, ResponseHead}
 use crate::provider::upstream::Provider;
 use crate::provider::{bedrock, Upstream, UpstreamConn};
 
-const READ_CHUNK: usize = 16 * 1024;
+use super::spare_buffers::UPSTREAM_READ;
+
 /// Bodies up to this size are copied behind the head and sent in the same write. A second
 /// write costs the worker a ring round trip and the upstream a wake-up on a head that arrives
 /// without its body; copying 128 KiB costs less than either. Claude Code's requests are mostly
@@ -144,7 +145,10 @@ pub async fn forward(
             }
         };
         match send_and_wait(&mut conn, client, &mut wire, body, head.method, gw, log).await {
-            Ok((head, buf)) => return Ok(UpstreamResponse { conn, head, buf }),
+            Ok((head, buf)) => {
+                gw.spare_buffers.give_write(wire.bytes);
+                return Ok(UpstreamResponse { conn, head, buf });
+            }
             Err(AttemptError::Stale) if log.pooled_connection && replayable => {
                 tracing::debug!(upstream = %upstream.name, "stale pooled connection; retrying on a new one");
             }
@@ -481,7 +485,7 @@ fn wire_request(
     let held = body.held();
     let body_included = held.len() <= COALESCE_BODY;
     let body_room = if body_included { held.len() } else { 0 };
-    let mut bytes = Vec::with_capacity(head.bytes.len() + 256 + body_room);
+    let mut bytes = gw.spare_buffers.write(head.bytes.len() + 256 + body_room);
     rewrite_request(head, &plan, &mut bytes);
     if body_included {
         // One write (one packet on loopback) for head and a small body.
@@ -581,10 +585,10 @@ async fn read_response_head(
     gw: &Gateway,
 ) -> Result<(ResponseHead, BytesMut), AttemptError> {
     let deadline = monoio::time::Instant::from_std(deadline);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = gw.spare_buffers.upstream_read();
     let mut received_any = false;
     loop {
-        let (res, back) = monoio::time::timeout_at(deadline, read_some(conn, buf, READ_CHUNK))
+        let (res, back) = monoio::time::timeout_at(deadline, read_some(conn, buf, UPSTREAM_READ))
             .await
             .map_err(|_| AttemptError::Failed(GatewayError::UpstreamTimeout))?;
         buf = back;

@@ -56,6 +56,7 @@ pub mod request_body;
 pub mod request_id;
 pub mod route;
 pub mod signin;
+pub mod spare_buffers;
 pub mod upstream_refusal;
 pub mod usage_notice;
 pub mod verified_tokens;
@@ -105,6 +106,8 @@ pub struct Gateway {
     /// Head values and model names this worker's requests sent recently, shared by their
     /// records.
     recent_values: Rc<recent_values::RecentValues>,
+    /// I/O buffers finished requests handed back, for the next ones.
+    pub spare_buffers: Rc<spare_buffers::SpareBuffers>,
     /// JWTs this worker verified under this config.
     pub verified_tokens: verified_tokens::VerifiedTokens,
     /// Sign-in tokens this worker verified (kept across reloads: sluice's keys do not change
@@ -136,6 +139,7 @@ impl Gateway {
             shutdown,
             request_ids: Rc::new(RequestIds::new(worker)),
             recent_values: Rc::default(),
+            spare_buffers: Rc::default(),
             verified_tokens: verified_tokens::VerifiedTokens::default(),
             signin_tokens: Rc::default(),
             worker,
@@ -171,6 +175,7 @@ impl Gateway {
             balancer,
             request_ids: Rc::clone(&self.request_ids),
             recent_values: Rc::clone(&self.recent_values),
+            spare_buffers: Rc::clone(&self.spare_buffers),
             verified_tokens: verified_tokens::VerifiedTokens::default(),
             signin_tokens: Rc::clone(&self.signin_tokens),
             worker: self.worker,
@@ -526,9 +531,14 @@ async fn deliver(
         ex.response.error = Some(relay::Broken::LedgerSync.label());
         return Ok(false);
     }
-    if !held.tail.is_empty() && client.write_all(held.tail).await.is_err() {
-        ex.response.error = Some(relay::Broken::Client.label());
-        return Ok(false);
+    if !held.tail.is_empty() {
+        match client.write_all(held.tail).await {
+            Ok(written) => gw.spare_buffers.give_write(written),
+            Err(_) => {
+                ex.response.error = Some(relay::Broken::Client.label());
+                return Ok(false);
+            }
+        }
     }
     ex.response
         .client_head_sent

@@ -17,6 +17,7 @@ use bytes::BytesMut;
 use super::client::ClientConn;
 use super::exchange::Response;
 use super::forward::UpstreamResponse;
+use super::spare_buffers::UPSTREAM_READ;
 use super::Gateway;
 use crate::format::count_tokens::CountAnswer;
 use crate::format::sse_split::SseSplitter;
@@ -29,8 +30,6 @@ use crate::provider::UpstreamConn;
 use crate::usage::json::JsonMeter;
 use crate::usage::sse::SseMeter;
 use crate::usage::Metered;
-
-const READ_CHUNK: usize = 16 * 1024;
 
 /// The SSE event that ends a stream the upstream broke.
 const STREAM_ERROR_EVENT: &[u8] = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"the upstream connection failed mid-stream\"}}\n\n";
@@ -280,7 +279,9 @@ pub async fn relay(
         .iter()
         .map(|(name, value)| name.len() + value.len() + 4)
         .sum();
-    let mut out = Vec::with_capacity(head.bytes.len() + added + 64 + buf.len());
+    let mut out = gw
+        .spare_buffers
+        .write(head.bytes.len() + added + 64 + buf.len());
     write_head(
         &head,
         (&output, plan.strip_upstream_identity),
@@ -304,13 +305,17 @@ pub async fn relay(
         };
     } else if plan.hold_last && cursor.is_done() {
         tail = out;
-    } else if client.write_all(out).await.is_err() {
-        response.metered = meter.finish();
-        return Relayed {
-            response,
-            ended: Err(Broken::Client),
-        };
     } else {
+        match client.write_all(out).await {
+            Ok(written) => gw.spare_buffers.give_write(written),
+            Err(_) => {
+                response.metered = meter.finish();
+                return Relayed {
+                    response,
+                    ended: Err(Broken::Client),
+                };
+            }
+        }
         response.client_head_sent = Some(Instant::now());
     }
     let mut streamed = Streamed {
@@ -345,6 +350,8 @@ pub async fn relay(
             Err(broken)
         }
     };
+    drop(head);
+    gw.spare_buffers.give_upstream_read(buf);
     Relayed { response, ended }
 }
 
@@ -556,7 +563,7 @@ async fn read_or_ping(
     let started = Instant::now();
     let give_up = started + idle;
     let mut next_ping = pings.map(|(every, _)| started + every);
-    let mut read = std::pin::pin!(read_some(conn, buf, READ_CHUNK));
+    let mut read = std::pin::pin!(read_some(conn, buf, UPSTREAM_READ));
     loop {
         let wake = next_ping.map_or(give_up, |ping| ping.min(give_up));
         let until = monoio::time::Instant::from_std(wake);
