@@ -268,7 +268,7 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_read_gives_a_buffer_that_grew_back() {
+    fn an_idle_read_gives_back_a_buffer_that_grew() {
         let mut buf = BytesMut::with_capacity(IDLE_CHUNK);
         buf.extend_from_slice(&[b'x'; 5 * IDLE_CHUNK]);
         let request = buf.split_to(5 * IDLE_CHUNK - 10).freeze();

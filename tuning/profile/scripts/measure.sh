@@ -6,6 +6,7 @@
 #
 #   measure.sh allocations BINARY [N]  allocator calls per request, per thread (N requests)
 #   measure.sh sites BINARY [N]        where the worker's allocations come from
+#   measure.sh clocks BINARY [N]       clock reads (libc's clock_gettime) per request, per thread
 #   measure.sh profile BINARY OUT      flame graph (OUT.svg) under wrk c=50, and syscalls and
 #                                      io_uring requests per request (OUT.syscalls.txt)
 #   measure.sh memory BINARY           resident memory idle, then after 10 s of wrk c=50, split
@@ -15,7 +16,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 what=$1 bin=$(realpath "$2")
 dir=$(mktemp -d)
-trap 'kill ${gateway:-} ${mock:-} 2>/dev/null || true; perf probe -q -d "probe_sluice*:*" 2>/dev/null || true; rm -rf "$dir"' EXIT
+trap 'kill ${gateway:-} ${mock:-} 2>/dev/null || true; perf probe -q -d "probe_sluice*:*" 2>/dev/null || true; perf probe -q -d "probe_libc*:*" 2>/dev/null || true; rm -rf "$dir"' EXIT
 
 start_gateway() {
   "$bin" mock-upstream --listen 127.0.0.1:0 --workers 1 --no-request-log > "$dir/mock.out" 2>&1 &
@@ -64,12 +65,20 @@ probe_allocator() {
   events=$(perf probe -l 2>/dev/null | awk '{print $1}' | paste -sd,)
 }
 
+# Every clock read goes through libc's clock_gettime (which then reads the vDSO).
+probe_clock() {
+  perf probe -q -d 'probe_libc*:*' 2>/dev/null || true
+  local libc; libc=$(ldd "$bin" | awk '/libc\.so/ {print $3}')
+  perf probe -q -x "$libc" --add clock_gettime
+  events=probe_libc:clock_gettime
+}
+
 start_gateway
 case "$what" in
-  allocations)
+  allocations|clocks)
     n=${3:-5000}
     python3 "$here/keepalive_client.py" 127.0.0.1 "$port" 1000  # warm-up
-    probe_allocator
+    if [ "$what" = clocks ]; then probe_clock; else probe_allocator; fi
     perf stat -e "$events" --per-thread -p "$gateway" -x, -o "$dir/stat.csv" -- \
       python3 "$here/keepalive_client.py" 127.0.0.1 "$port" "$n"
     echo "requests: $n"
