@@ -47,9 +47,9 @@ impl Pool {
         None
     }
 
-    /// Returns a connection whose last response was read completely.
-    pub fn checkin(&self, upstream: usize, conn: UpstreamConn) {
-        let now = Instant::now();
+    /// Returns a connection whose last response was read completely, at `now` (its idle time
+    /// starts there).
+    pub fn checkin(&self, upstream: usize, conn: UpstreamConn, now: Instant) {
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(upstream).or_default();
         drop_expired(list, now, self.max_idle);

@@ -89,6 +89,8 @@ pub struct Response {
     pub upstream_head: Option<Instant>,
     /// When the response head reached the client.
     pub client_head_sent: Option<Instant>,
+    /// When the last byte of the answer was written to the client.
+    pub done: Option<Instant>,
 }
 
 impl Exchange {

@@ -22,7 +22,8 @@ pub fn finish(gw: &Gateway, ex: Exchange) {
 pub fn record(gw: &Gateway, ex: Exchange) -> AccessRecord {
     let cost = ex.metered_cost_pico(&gw.config.pricing);
     let savings = ex.metered_cache_savings_pico(&gw.config.pricing);
-    let (added, now) = (added_us(&ex), Instant::now());
+    let added = added_us(&ex);
+    let now = ex.response.done.unwrap_or_else(Instant::now);
     let Exchange {
         request,
         started,

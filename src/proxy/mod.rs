@@ -540,11 +540,13 @@ async fn deliver(
             }
         }
     }
-    ex.response
-        .client_head_sent
-        .get_or_insert_with(std::time::Instant::now);
+    // One clock read for the head's time (when it went out with the rest), the pooled
+    // connection's check-in and the record's end.
+    let done = std::time::Instant::now();
+    ex.response.done = Some(done);
+    ex.response.client_head_sent.get_or_insert(done);
     if let Some(conn) = held.reusable {
-        gw.pool.checkin(upstream, conn);
+        gw.pool.checkin(upstream, conn, done);
     }
     Ok(held.keep_alive)
 }
