@@ -249,3 +249,75 @@ fn a_body_larger_than_the_replay_buffer_streams_through() {
         );
     }
 }
+
+/// One worker, three client connections with their requests in flight together, answers of a
+/// few bytes to 70 KB, under a budget (the answer is held to the end) and not:
+/// each answer carries exactly its own bytes. The worker's spare read and write buffers pass
+/// from one request to the next, and an idle connection reads into its last request's buffer;
+/// none of them may ever show an earlier answer.
+#[test]
+fn answers_through_reused_buffers_carry_only_their_own_bytes() {
+    let mock = mock(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (hash, unbudgeted) = (
+        sluice::config::keys::hash_hex("sk-f"),
+        sluice::config::keys::hash_hex("sk-g"),
+    );
+    let config = format!(
+        "[[keys]]\nname = \"kf\"\nsha256 = \"{hash}\"\nteam = \"tf\"\n[[keys]]\nname = \"kg\"\nsha256 = \"{unbudgeted}\"\n[store]\npath = \"{}\"\n[[budgets]]\nscope = \"team\"\nname = \"tf\"\nlimit_usd = 1000.0\nperiod = \"total\"\n",
+        dir.path().join("ledger.db").display()
+    );
+    let gw = gateway_with(&mock.url(), &config, &["--workers", "1"]);
+    let mut clients: Vec<Client> = (0..3).map(|_| Client::connect(gw.addr)).collect();
+    // The third client's key has no budget: its answers are relayed as they come.
+    let key = |i: usize| {
+        if i == 2 {
+            "x-api-key: sk-g\r\n"
+        } else {
+            "x-api-key: sk-f\r\n"
+        }
+    };
+    for round in 0..16 {
+        let mut expected = Vec::new();
+        for (i, client) in clients.iter_mut().enumerate() {
+            let (reply, header) = match (round + i) % 5 {
+                // Larger than a read buffer: the buffers grow and are not kept.
+                3 => (
+                    "x".repeat(20_000),
+                    "x-mock-reply-bytes: 20000\r\n".to_string(),
+                ),
+                4 => (
+                    "x".repeat(70_000),
+                    "x-mock-reply-bytes: 70000\r\n".to_string(),
+                ),
+                size => {
+                    let marker = format!("c{i}r{round}-");
+                    let text: String = marker
+                        .chars()
+                        .cycle()
+                        .take([9, 3_000, 8_000][size])
+                        .collect();
+                    let header = format!("x-mock-reply: {text}\r\n");
+                    (text, header)
+                }
+            };
+            let extra = format!("{}{header}", key(i));
+            client.send(messages_request(SMALL_BODY, &extra).as_bytes());
+            expected.push(reply);
+        }
+        for (client, reply) in clients.iter_mut().zip(&expected) {
+            let resp = client.read_response().expect("an answer");
+            assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+            let text = resp.json()["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(
+                text == *reply,
+                "round {round}: an answer of {} bytes, expected {}",
+                text.len(),
+                reply.len()
+            );
+        }
+    }
+}
