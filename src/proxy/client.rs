@@ -30,11 +30,7 @@ const IDLE_CHUNK: usize = 2 * 1024;
 /// when the head was split off is kept. Otherwise (a larger buffer that grew for a body, or
 /// one a parsed head still shares) it goes back to the allocator and a fresh one is taken.
 fn reuse_or_renew(buf: &mut BytesMut) {
-    let reusable = buf.is_empty()
-        && buf.capacity() < IDLE_CHUNK
-        && buf.try_reclaim(IDLE_CHUNK)
-        && buf.capacity() == IDLE_CHUNK;
-    if !reusable {
+    if !super::spare_buffers::rewound(buf, IDLE_CHUNK) {
         *buf = BytesMut::with_capacity(IDLE_CHUNK);
     }
 }

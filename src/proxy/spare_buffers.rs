@@ -36,11 +36,7 @@ impl SpareBuffers {
     /// head split off it is gone) and it did not grow; its contents are discarded.
     pub fn give_upstream_read(&self, mut buf: BytesMut) {
         buf.clear();
-        // `clear` leaves the buffer at the end of what was split off it: rewinding it to its
-        // start is only possible when this is its last handle.
-        let whole = buf.capacity() < UPSTREAM_READ
-            && buf.try_reclaim(UPSTREAM_READ)
-            && buf.capacity() == UPSTREAM_READ;
+        let whole = rewound(&mut buf, UPSTREAM_READ);
         let mut reads = self.reads.borrow_mut();
         if whole && reads.len() < KEPT {
             reads.push(buf);
@@ -64,6 +60,14 @@ impl SpareBuffers {
             writes.push(buf);
         }
     }
+}
+
+/// Whether empty `buf` is now the whole of an allocation of exactly `size` bytes, rewound to
+/// its start. An emptied buffer sits at the end of what was split off it; `bytes` rewinds it
+/// only when this is the allocation's last handle (nothing split off it is still alive). A
+/// buffer that grew past `size`, or is still shared, is left as it is.
+pub fn rewound(buf: &mut BytesMut, size: usize) -> bool {
+    buf.is_empty() && buf.capacity() < size && buf.try_reclaim(size) && buf.capacity() == size
 }
 
 #[cfg(test)]
