@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::audit::{AuditEvent, AuditLog, RequestLines};
 use sluice::metrics::{Collector, Metrics};
-use sluice::record::{AccessRecord, Caller, CallerNames};
+use sluice::record::{AccessRecord, Caller, CallerNames, UpstreamRequestId};
 use sluice::runtime::writer_priority::WriterPriority;
 use sluice::store::ledger::{self, Durability};
 use sluice::store::recorder;
@@ -56,7 +56,7 @@ fn record(i: usize) -> AccessRecord {
         ttfb_us: Some(842),
         added_us: 31,
         attempts: 1,
-        upstream_request_id: Some(format!("msg_mock_{i:012}")),
+        upstream_request_id: Some(UpstreamRequestId::new(&format!("msg_mock_{i:012}"))),
         session_id: Some("4f1c2a9e-8d3b-4c5e-9a7f-2b6d8e0c1a3f".into()),
         user_agent: Some("claude-cli/2.1.0 (external, cli)".into()),
         provider: Some("anthropic"),

@@ -16,7 +16,7 @@ pub struct AccessRecord {
     pub time: SystemTime,
     /// Inline (see [`crate::proxy::request_id`]).
     pub request_id: compact_str::CompactString,
-    pub upstream_request_id: Option<String>,
+    pub upstream_request_id: Option<UpstreamRequestId>,
     pub method: &'static str,
     /// Inline up to 24 bytes (Claude Code's `/v1/messages?beta=true`): no allocation.
     pub path: compact_str::CompactString,
@@ -154,6 +154,32 @@ impl Default for AccessRecord {
     }
 }
 
+/// The upstream's id for a request (its `request-id` field), held inline up to 40 bytes —
+/// Anthropic's `req_…` ids are 28 — so a record's copy of it allocates nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpstreamRequestId(smallvec::SmallVec<[u8; 40]>);
+
+impl UpstreamRequestId {
+    pub fn new(id: &str) -> Self {
+        Self(smallvec::SmallVec::from_slice(id.as_bytes()))
+    }
+}
+
+impl std::ops::Deref for UpstreamRequestId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // Always text: built from a `&str`.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl Serialize for UpstreamRequestId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self)
+    }
+}
+
 /// Who a request's record names. A key's names are the key table's own and a remembered JWT's
 /// the token memory's, shared: a request takes a reference to them instead of copies.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -244,5 +270,25 @@ impl CallerNames {
     /// `<kind>:<name>`, as records write the identity.
     pub fn label(&self) -> &str {
         &self.label
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test set-up")]
+
+    use super::*;
+
+    #[test]
+    fn an_upstream_request_id_is_held_inline_up_to_40_bytes_and_whole_beyond() {
+        let anthropic = UpstreamRequestId::new("req_011CV3xRBb8Qm2pY7Lz9KfWt");
+        assert_eq!(&*anthropic, "req_011CV3xRBb8Qm2pY7Lz9KfWt");
+        assert!(!anthropic.0.spilled());
+        assert_eq!(
+            serde_json::to_string(&anthropic).unwrap(),
+            "\"req_011CV3xRBb8Qm2pY7Lz9KfWt\""
+        );
+        let long = "r".repeat(100);
+        assert_eq!(&*UpstreamRequestId::new(&long), long);
     }
 }

@@ -82,7 +82,7 @@ pub struct Response {
     /// The error was a governance refusal ([`super::error::Fault::Policy`]).
     pub rejected: bool,
     pub stream: bool,
-    pub upstream_request_id: Option<String>,
+    pub upstream_request_id: Option<crate::record::UpstreamRequestId>,
     /// The usage the relay metered in the response.
     pub metered: Metered,
     /// When the upstream's response head arrived.

@@ -27,6 +27,7 @@ use crate::http1::io::read_some;
 use crate::http1::rewrite::{rewrite_response, ResponseRewrite};
 use crate::http1::{BodyFraming, Http1Error, RequestHead, ResponseHead};
 use crate::provider::UpstreamConn;
+use crate::record::UpstreamRequestId;
 use crate::usage::json::JsonMeter;
 use crate::usage::sse::SseMeter;
 use crate::usage::Metered;
@@ -248,7 +249,7 @@ pub async fn relay(
     let events = content_type.starts_with(EVENT_STREAM_TYPE);
     let mut response = Response {
         status: head.status,
-        upstream_request_id: head.header_str("request-id").map(str::to_string),
+        upstream_request_id: head.header_str("request-id").map(UpstreamRequestId::new),
         stream: sse || events,
         upstream_head: Some(Instant::now()),
         ..Response::default()

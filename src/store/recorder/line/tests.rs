@@ -3,7 +3,7 @@ use std::time::{Duration, SystemTime};
 use proptest::prelude::*;
 
 use super::*;
-use crate::record::{Caller, CallerNames};
+use crate::record::{Caller, CallerNames, UpstreamRequestId};
 use crate::telemetry::trace_context::TraceContext;
 
 /// serde_json's line for the record: what the access log always held.
@@ -22,7 +22,7 @@ fn full() -> AccessRecord {
     AccessRecord {
         time: SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_700_000_123_456),
         request_id: "req_1".into(),
-        upstream_request_id: Some("msg_01\"quoted\"".into()),
+        upstream_request_id: Some(UpstreamRequestId::new("msg_01\"quoted\"")),
         method: "POST",
         path: "/v1/messages?beta=true&x=\\y".into(),
         operation: "messages",
