@@ -54,6 +54,7 @@ pub mod recent_values;
 pub mod relay;
 pub mod request_body;
 pub mod request_id;
+pub mod request_slots;
 pub mod route;
 pub mod signin;
 pub mod spare_buffers;
@@ -63,8 +64,6 @@ pub mod verified_tokens;
 
 use crate::telemetry::trace_context::TraceContext;
 use std::cell::Cell;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -88,6 +87,7 @@ use client::{ClientConn, ClientStream};
 use exchange::Exchange;
 use request_body::RequestBody;
 use request_id::RequestIds;
+use request_slots::RequestSlots;
 use route::ModelLookup;
 
 /// One worker's gateway under one config: the config, the state built for it, and what only
@@ -204,6 +204,8 @@ pub struct WorkerGateway {
     live: Arc<Live>,
     seen: Cell<u64>,
     current: std::cell::RefCell<Rc<Gateway>>,
+    /// The boxes this worker's requests run in ([`RequestSlots`] of [`serve_request`]).
+    request_slots: Box<dyn std::any::Any>,
 }
 
 impl WorkerGateway {
@@ -219,18 +221,25 @@ impl WorkerGateway {
             live,
             seen: Cell::new(seen),
             current: std::cell::RefCell::new(Rc::new(gateway)),
+            request_slots: RequestSlots::erased(serve_request),
         }
     }
 
-    /// Closes idle pooled connections past their time, every second, until shutdown.
-    pub async fn sweep_pool(self: Rc<Self>) {
+    /// Closes idle pooled connections past their time and lets go of unused spare buffers and
+    /// request boxes, every second, until shutdown.
+    pub async fn sweep(self: Rc<Self>) {
         let shutdown = Rc::clone(&self.current().shutdown);
         loop {
             monoio::select! {
                 () = monoio::time::sleep(std::time::Duration::from_secs(1)) => {},
                 () = shutdown.wait() => return,
             }
-            self.current().pool.sweep();
+            let gw = self.current();
+            gw.pool.sweep();
+            gw.spare_buffers.sweep();
+            if let Some(slots) = RequestSlots::of(&*self.request_slots, serve_request) {
+                slots.sweep();
+            }
         }
     }
 
@@ -323,6 +332,8 @@ async fn serve_connection(stream: ClientStream, worker: Rc<WorkerGateway>) {
     let mut client = ClientConn::new(stream, gw.config.limits, gw.config.timeouts);
     let shutdown = Rc::clone(&gw.shutdown);
     drop(gw);
+    let unshared = RequestSlots::new(serve_request);
+    let slots = RequestSlots::of(&*worker.request_slots, serve_request).unwrap_or(&unshared);
     let mut first = true;
     loop {
         let head = client.read_head(&shutdown, first).await;
@@ -336,39 +347,29 @@ async fn serve_connection(stream: ClientStream, worker: Rc<WorkerGateway>) {
             }
         };
         first = false;
-        // Boxed: the request's state machine (several KiB) exists only while a request is in
-        // flight, so an idle keep-alive connection holds just this loop's small state.
-        if !boxed_request(&mut client, head, &gw).await || gw.shutdown.is_fired() {
+        // The request's state machine runs in a box of the worker's (see request_slots): an
+        // idle keep-alive connection holds just this loop's small state.
+        let (back, keep_alive) = slots
+            .start(|| serve_request(client, head, Rc::clone(&gw)))
+            .await;
+        client = back;
+        if !keep_alive || gw.shutdown.is_fired() {
             break;
         }
     }
     client.close().await;
 }
 
-/// The request's state machine in a box, built where it lives. `Box::pin(handle_request(..))`
-/// builds the whole future (8.5 KiB: room for every phase's locals and a timer entry per
-/// timeout) on the stack and then copies all of it into the box, once per request; allocating
-/// first and building into the allocation writes only what a future not yet started holds,
-/// its arguments.
-fn boxed_request<'a>(
-    client: &'a mut ClientConn,
+/// [`handle_request`] in a future that owns what it uses, so that the box it runs in can serve
+/// the worker's next request (see [`request_slots`]). Gives the connection back, and whether
+/// it may go on.
+async fn serve_request(
+    mut client: ClientConn,
     head: RequestHead,
-    gw: &'a Gateway,
-) -> Pin<Box<impl Future<Output = bool> + 'a>> {
-    let slot = Box::new_uninit();
-    Box::into_pin(Box::write(slot, start_request(client, head, gw)))
-}
-
-/// Not inlined on purpose: a call that returns the future is what the compiler can direct
-/// straight into the box's memory (a copy it can elide), where inlined stores into a
-/// stack temporary are followed by a copy of the whole future.
-#[inline(never)]
-fn start_request<'a>(
-    client: &'a mut ClientConn,
-    head: RequestHead,
-    gw: &'a Gateway,
-) -> impl Future<Output = bool> + 'a {
-    handle_request(client, head, gw)
+    gw: Rc<Gateway>,
+) -> (ClientConn, bool) {
+    let keep_alive = handle_request(&mut client, head, &gw).await;
+    (client, keep_alive)
 }
 
 /// Handles one request, start to finish. Returns whether the connection may go on.

@@ -1,8 +1,12 @@
 //! A worker's spare I/O buffers. A request's upstream read buffer and its two first writes (the
 //! upstream request, the client's response head) come back here when the request is done with
-//! them, and the next request takes them instead of allocating its own. A few of each are kept,
-//! of the sizes a request takes; a buffer that grew, or that something still shares, is left to
-//! the allocator. Idle connections hold none of them.
+//! them, and the next request takes them instead of allocating its own. A buffer that grew, or
+//! that something still shares, is left to the allocator.
+//!
+//! As many are kept as the worker's requests turn over (up to [`MOST_KEPT`] of each kind):
+//! under load, the requests finishing in one turn of the loop give back what those starting in
+//! the next one take. Once a second the spares that none of that second's requests needed go
+//! back to the allocator, so an idle worker holds none of them.
 
 use std::cell::RefCell;
 
@@ -10,17 +14,17 @@ use bytes::BytesMut;
 
 /// Bytes of an upstream read buffer (a response head and the body that comes with it).
 pub const UPSTREAM_READ: usize = 16 * 1024;
-/// Spare buffers kept of each kind: about how many requests of one worker start, or finish,
-/// within one turn of its loop.
-const KEPT: usize = 4;
+/// Spares kept of each kind at most: a worker's memory for them is bounded (1 MiB of read
+/// buffers, 2 MiB of write buffers, 1 MiB of request boxes) whatever its concurrency.
+const MOST_KEPT: usize = 64;
 /// Largest write buffer kept: a response head with a body of one upstream read, a request head
 /// with a small body. Larger ones go back to the allocator.
 const LARGEST_WRITE: usize = 2 * UPSTREAM_READ;
 
 #[derive(Default)]
 pub struct SpareBuffers {
-    reads: RefCell<Vec<BytesMut>>,
-    writes: RefCell<Vec<Vec<u8>>>,
+    reads: RefCell<Spares<BytesMut>>,
+    writes: RefCell<Spares<Vec<u8>>>,
 }
 
 impl SpareBuffers {
@@ -28,7 +32,7 @@ impl SpareBuffers {
     pub fn upstream_read(&self) -> BytesMut {
         self.reads
             .borrow_mut()
-            .pop()
+            .take_if(|_| true)
             .unwrap_or_else(|| BytesMut::with_capacity(UPSTREAM_READ))
     }
 
@@ -36,29 +40,77 @@ impl SpareBuffers {
     /// head split off it is gone) and it did not grow; its contents are discarded.
     pub fn give_upstream_read(&self, mut buf: BytesMut) {
         buf.clear();
-        let whole = rewound(&mut buf, UPSTREAM_READ);
-        let mut reads = self.reads.borrow_mut();
-        if whole && reads.len() < KEPT {
-            reads.push(buf);
+        if rewound(&mut buf, UPSTREAM_READ) {
+            self.reads.borrow_mut().keep(buf);
         }
     }
 
     /// An empty buffer with room for `len` bytes.
     pub fn write(&self, len: usize) -> Vec<u8> {
-        let mut writes = self.writes.borrow_mut();
-        match writes.last() {
-            Some(spare) if spare.capacity() >= len => writes.pop().unwrap_or_default(),
-            _ => Vec::with_capacity(len),
-        }
+        self.writes
+            .borrow_mut()
+            .take_if(|spare| spare.capacity() >= len)
+            .unwrap_or_else(|| Vec::with_capacity(len))
     }
 
     /// Takes back a write buffer once written; its contents are discarded.
     pub fn give_write(&self, mut buf: Vec<u8>) {
-        let mut writes = self.writes.borrow_mut();
-        if buf.capacity() <= LARGEST_WRITE && writes.len() < KEPT {
+        if buf.capacity() <= LARGEST_WRITE {
             buf.clear();
-            writes.push(buf);
+            self.writes.borrow_mut().keep(buf);
         }
+    }
+
+    /// Lets go of the spares no request took since the last sweep. Called once a second.
+    pub fn sweep(&self) {
+        self.reads.borrow_mut().sweep();
+        self.writes.borrow_mut().sweep();
+    }
+}
+
+/// Spares of one kind (buffers here, boxes in [`super::request_slots`]), and the fewest of
+/// them kept at any moment since the last sweep: that many were never taken in the meantime.
+pub(super) struct Spares<T> {
+    kept: Vec<T>,
+    fewest: usize,
+}
+
+impl<T> Default for Spares<T> {
+    fn default() -> Self {
+        Self {
+            kept: Vec::new(),
+            fewest: 0,
+        }
+    }
+}
+
+impl<T> Spares<T> {
+    /// The last buffer kept, when `fits` accepts it.
+    pub(super) fn take_if(&mut self, fits: impl FnOnce(&T) -> bool) -> Option<T> {
+        let taken = self.kept.pop_if(|spare| fits(spare));
+        self.fewest = self.fewest.min(self.kept.len());
+        taken
+    }
+
+    pub(super) fn keep(&mut self, spare: T) {
+        if self.kept.len() < MOST_KEPT {
+            self.kept.push(spare);
+        }
+    }
+
+    /// Lets go of the spares not taken since the last sweep.
+    pub(super) fn sweep(&mut self) {
+        let unused = self.fewest.min(self.kept.len());
+        self.kept.drain(..unused);
+        if self.kept.is_empty() {
+            self.kept = Vec::new();
+        }
+        self.fewest = self.kept.len();
+    }
+
+    #[cfg(test)]
+    pub(super) fn kept(&self) -> &[T] {
+        &self.kept
     }
 }
 
@@ -99,7 +151,7 @@ mod tests {
         grown.extend_from_slice(&[b'x'; UPSTREAM_READ + 1]);
         let _ = grown.split_to(UPSTREAM_READ);
         spare.give_upstream_read(grown);
-        assert!(spare.reads.borrow().is_empty());
+        assert!(spare.reads.borrow().kept.is_empty());
         let mut fresh = spare.upstream_read();
         fresh.extend_from_slice(&[b'y'; UPSTREAM_READ]);
         assert_eq!(&head[..], b"HTTP/1.1 200 OK\r\n\r\n");
@@ -119,11 +171,43 @@ mod tests {
         assert!(larger.capacity() >= 1000);
         assert_ne!(larger.as_ptr(), small_at);
         spare.give_write(Vec::with_capacity(LARGEST_WRITE + 1));
-        for _ in 0..KEPT + 2 {
+        for _ in 0..MOST_KEPT + 2 {
             spare.give_write(Vec::with_capacity(10));
         }
         let writes = spare.writes.borrow();
-        assert_eq!(writes.len(), KEPT);
-        assert!(writes.iter().all(|w| w.capacity() <= LARGEST_WRITE));
+        assert_eq!(writes.kept.len(), MOST_KEPT);
+        assert!(writes.kept.iter().all(|w| w.capacity() <= LARGEST_WRITE));
+    }
+
+    /// A buffer as a request leaves it: a response head read into it and split off, gone.
+    fn used(mut buf: BytesMut) -> BytesMut {
+        buf.extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
+        drop(buf.split());
+        buf
+    }
+
+    #[test]
+    fn a_sweep_lets_go_of_the_spares_no_request_took_since_the_last_one() {
+        let spare = SpareBuffers::default();
+        let taken: Vec<BytesMut> = (0..8).map(|_| spare.upstream_read()).collect();
+        taken
+            .into_iter()
+            .for_each(|buf| spare.give_upstream_read(used(buf)));
+        spare.sweep();
+        assert_eq!(spare.reads.borrow().kept.len(), 8, "all eight were in use");
+        // Three requests at a time during the next second: five spares sat unused.
+        for _ in 0..10 {
+            let three: Vec<BytesMut> = (0..3).map(|_| spare.upstream_read()).collect();
+            three
+                .into_iter()
+                .for_each(|buf| spare.give_upstream_read(used(buf)));
+        }
+        spare.sweep();
+        assert_eq!(spare.reads.borrow().kept.len(), 3);
+        // An idle second: none needed.
+        spare.sweep();
+        assert!(spare.reads.borrow().kept.is_empty());
+        let fresh = spare.upstream_read();
+        assert_eq!(fresh.capacity(), UPSTREAM_READ);
     }
 }

@@ -222,7 +222,7 @@ pub fn serve(config: Config, state: State, source: ConfigSource) -> Result<(), S
                 worker_records.clone(),
                 Rc::clone(&shutdown),
             ));
-            monoio::spawn(Rc::clone(&gw).sweep_pool());
+            monoio::spawn(Rc::clone(&gw).sweep());
             let active = Rc::default();
             let handshakes = Rc::new(crate::tls::accept::HandshakeSlots::default());
             let loops: Vec<_> = listeners
