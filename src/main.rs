@@ -3,6 +3,7 @@
 use std::io::Read;
 use std::process::ExitCode;
 
+mod allocator;
 mod bench;
 mod cli;
 mod mock;
@@ -10,13 +11,10 @@ mod spend_format;
 
 use clap::Parser;
 use cli::{AuditCommand, Cli, Command, KeysCommand, ServeArgs};
-use mimalloc::MiMalloc;
 use sluice::config::{self, Overrides};
 
-#[global_allocator]
-static GLOBAL: MiMalloc = MiMalloc;
-
 fn main() -> ExitCode {
+    allocator::give_back_emptied_pages();
     sluice::runtime::huge_pages::disable();
     let cli = Cli::parse();
     match cli.command {
