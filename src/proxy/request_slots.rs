@@ -1,6 +1,6 @@
 //! The boxes requests' state machines run in, kept by a worker for its next requests.
 //!
-//! A request's state machine is large (about 13 KiB: room for every phase's locals and a timer
+//! A request's state machine is large (about 15 KiB: room for every phase's locals and a timer
 //! entry per timeout) and exists only while the request is in flight, in a box of its own, so
 //! an idle keep-alive connection holds none of it. A fresh box per request was an allocation
 //! per request, and, with the allocator giving emptied pages back at once
@@ -52,7 +52,7 @@ impl<F: Future + 'static> RequestSlots<F> {
             .spares
             .borrow_mut()
             .take_if(|_| true)
-            .unwrap_or_else(|| Box::pin(None));
+            .unwrap_or_else(empty_box);
         slot.set(Some(request()));
         Running {
             slots: self,
@@ -69,6 +69,12 @@ impl<F: Future + 'static> RequestSlots<F> {
         slot.set(None);
         self.spares.borrow_mut().keep(slot);
     }
+}
+
+/// A new box, empty. Written into the allocation: `Box::pin(None)` would build the whole
+/// `Option<F>` on the stack and copy all of it.
+fn empty_box<F>() -> Pin<Box<Option<F>>> {
+    Box::into_pin(Box::write(Box::new_uninit(), None))
 }
 
 /// A future running in a kept box.
