@@ -48,11 +48,7 @@ impl<F: Future + 'static> RequestSlots<F> {
     /// comes back when the returned future completes or is dropped. The future is made here,
     /// not by the caller, so that an `async` caller never holds one in its own state.
     pub fn start(&self, request: impl FnOnce() -> F) -> Running<'_, F> {
-        let mut slot = self
-            .spares
-            .borrow_mut()
-            .take_if(|_| true)
-            .unwrap_or_else(empty_box);
+        let mut slot = self.spares.borrow_mut().take().unwrap_or_else(empty_box);
         slot.set(Some(request()));
         Running {
             slots: self,
@@ -94,6 +90,7 @@ impl<F: Future + 'static> Future for Running<'_, F> {
             .and_then(|slot| slot.as_mut().as_pin_mut());
         match running {
             Some(future) => future.poll(cx),
+            // Not reached: the slot holds the future from `start` until this is dropped.
             None => Poll::Pending,
         }
     }

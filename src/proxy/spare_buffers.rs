@@ -32,7 +32,7 @@ impl SpareBuffers {
     pub fn upstream_read(&self) -> BytesMut {
         self.reads
             .borrow_mut()
-            .take_if(|_| true)
+            .take()
             .unwrap_or_else(|| BytesMut::with_capacity(UPSTREAM_READ))
     }
 
@@ -85,7 +85,12 @@ impl<T> Default for Spares<T> {
 }
 
 impl<T> Spares<T> {
-    /// The last buffer kept, when `fits` accepts it.
+    /// The last spare kept.
+    pub(super) fn take(&mut self) -> Option<T> {
+        self.take_if(|_| true)
+    }
+
+    /// The last spare kept, when `fits` accepts it.
     pub(super) fn take_if(&mut self, fits: impl FnOnce(&T) -> bool) -> Option<T> {
         let taken = self.kept.pop_if(|spare| fits(spare));
         self.fewest = self.fewest.min(self.kept.len());
