@@ -4,7 +4,7 @@
 //! By default mimalloc keeps an emptied page for a second (its purge delay) in case it is
 //! wanted again. sluice's heap turns over fast — request buffers on the workers, record batches
 //! handed from the workers to the writer threads and freed there — and under load a second's
-//! worth of emptied pages is several MiB that belong to no live allocation: about half of the
+//! worth of emptied pages is several MiB that belong to no live allocation: two thirds of the
 //! anonymous memory after a c=50 load (`tuning/profile.md`: Memory). Giving them back at once
 //! costs an `madvise` per emptied page, and a page fault for each page touched again; the
 //! workers keep what they reuse per request (`proxy::request_slots`, `proxy::spare_buffers`),
