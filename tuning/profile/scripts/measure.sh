@@ -7,6 +7,8 @@
 #   measure.sh allocations BINARY [N]  allocator calls per request, per thread (N requests)
 #   measure.sh sites BINARY [N]        where the worker's allocations come from
 #   measure.sh clocks BINARY [N]       clock reads (libc's clock_gettime) per request, per thread
+#   measure.sh copies BINARY [N]       the worker's memmove/memcpy calls and bytes per request, by
+#                                      the sluice function that made them
 #   measure.sh profile BINARY OUT      flame graph (OUT.svg) under wrk c=50, and syscalls and
 #                                      io_uring requests per request (OUT.syscalls.txt)
 #   measure.sh memory BINARY           resident memory idle, then after 10 s of wrk c=50, split
@@ -91,6 +93,17 @@ case "$what" in
     perf record -q -e "$events" --call-graph dwarf,16384 -m 1024 -p "$gateway" -o "$dir/perf.data" -- \
       python3 "$here/keepalive_client.py" 127.0.0.1 "$port" "$n" 2>/dev/null
     perf script -i "$dir/perf.data" 2>/dev/null | python3 "$here/allocation_sites.py" sluice-worker-0 "$n"
+    ;;
+  copies)
+    n=${3:-300}
+    python3 "$here/keepalive_client.py" 127.0.0.1 "$port" 1000
+    perf probe -q -d 'probe_libc*:*' 2>/dev/null || true
+    libc=$(ldd "$bin" | awk '/libc\.so/ {print $3}')
+    # glibc's memcpy and memmove resolve to this one function on AVX2 machines; %dx is the length.
+    perf probe -q -x "$libc" --add '__memmove_avx_unaligned_erms len=%dx:u64'
+    perf record -q -e 'probe_libc:*' --call-graph dwarf,8192 -m 1024 -p "$gateway" -o "$dir/perf.data" -- \
+      python3 "$here/keepalive_client.py" 127.0.0.1 "$port" "$n" 2>/dev/null
+    perf script -i "$dir/perf.data" 2>/dev/null | python3 "$here/copy_sites.py" sluice-worker-0
     ;;
   profile)
     out=$3
