@@ -2,7 +2,8 @@
 //! profile and a short training, so the suite stays short): it builds sluice instrumented,
 //! trains it on the bench, checks the profile reached the request path, builds again with the
 //! profile, lays the result out with BOLT after a second training, and the binary it leaves
-//! serves a governed request — streamed and not — metered and priced like this build's.
+//! serves a governed request — streamed and not — metered and priced like this build's. Its
+//! check that the training reached the request path is also tested on its own.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,6 +14,8 @@
 )]
 
 mod common;
+
+use std::os::unix::fs::PermissionsExt;
 
 use common::*;
 
@@ -79,4 +82,42 @@ fn the_profile_guided_build_trains_on_the_bench_and_serves() {
         assert_eq!(r["output_tokens"], 3);
         assert!(r["cost_usd"].as_f64().unwrap() > 0.0, "{r}");
     }
+}
+
+/// A stand-in `llvm-profdata` that lists `first` and then a long run of uncounted blocks, as a
+/// full training's profile lists `forward_with_fallback` and its drop glue (more than a pipe
+/// holds).
+fn listing_profdata(dir: &std::path::Path, first: &str) -> std::path::PathBuf {
+    let tool = dir.join("llvm-profdata");
+    let script = format!(
+        "#!/usr/bin/env bash\necho '    Block counts: [{first}]'\n\
+         for _ in $(seq 1 20000); do echo '    Block counts: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]'; done\n"
+    );
+    std::fs::write(&tool, script).unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    tool
+}
+
+fn profile_reaches(profdata: &std::path::Path) -> bool {
+    let root = env!("CARGO_MANIFEST_DIR");
+    std::process::Command::new("bash")
+        .arg(format!("{root}/scripts/pgo-profile-reaches"))
+        .arg(profdata)
+        .arg("sluice.profdata")
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// The check that the training reached the request path reads the whole listing: a check that
+/// stopped reading at the first count left the tool writing into a closed pipe, and its failure
+/// failed the check on a profile that had the counts (a full training's did).
+#[test]
+fn the_profile_check_finds_counts_in_a_listing_longer_than_a_pipe_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(profile_reaches(&listing_profdata(
+        dir.path(),
+        "261539, 0, 3"
+    )));
+    assert!(!profile_reaches(&listing_profdata(dir.path(), "0, 0, 0")));
 }
