@@ -1,13 +1,17 @@
 //! A worker's side of the recorder: finished records collect in a worker-local vector and go
 //! to the recorder as one batch — when [`BATCH`] are waiting, or [`FLUSH_AFTER`] after the
 //! first of them, whichever comes first. So a request's record costs the worker a push, and the
-//! channel (its lock, its allocation) is paid once per batch. Nothing is lost on the way out:
+//! channel (its lock, its allocation) is paid once per batch. One task per worker sends the
+//! timed batches (parked between them), and a batch that waited out its time leaves room for as
+//! many records in the next, so neither allocates per request. Nothing is lost on the way out:
 //! the worker flushes as its runtime ends, and dropping the handle sends what waits too. (A
 //! worker whose runtime itself panics may take its waiting batch with it — at most 64 records
 //! of the last 2 ms — along with the requests it was serving.)
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+use std::future::poll_fn;
+use std::rc::{Rc, Weak};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use super::{Finished, Recorder};
@@ -24,6 +28,11 @@ pub struct WorkerRecords {
     waiting: RefCell<Vec<Finished>>,
     /// A flush is scheduled for the waiting records.
     flush_due: Cell<bool>,
+    /// The worker's flushing task runs (started by the first record, then parked between
+    /// batches: one task for the worker's life, not one per batch).
+    flusher_started: Cell<bool>,
+    /// Wakes the parked flushing task.
+    flusher: RefCell<Option<Waker>>,
 }
 
 impl WorkerRecords {
@@ -32,11 +41,13 @@ impl WorkerRecords {
             recorder,
             waiting: RefCell::new(Vec::new()),
             flush_due: Cell::new(false),
+            flusher_started: Cell::new(false),
+            flusher: RefCell::new(None),
         }
     }
 
     /// Adds a finished record to the worker's batch. Must run inside the worker's runtime (it
-    /// may schedule the batch's flush there).
+    /// may start the task that flushes batches there).
     pub fn push(self: &Rc<Self>, finished: Finished) {
         let full = {
             let mut waiting = self.waiting.borrow_mut();
@@ -44,37 +55,60 @@ impl WorkerRecords {
             waiting.len() >= BATCH
         };
         if full {
-            self.flush(BATCH);
+            self.flush(|_| BATCH); // a full batch suggests the next fills too
         } else if !self.flush_due.replace(true) {
-            // A weak handle: a timer still pending when the runtime is dropped is never
-            // dropped itself (monoio leaks it), and must not keep the records from their Drop.
-            let records = Rc::downgrade(self);
-            monoio::spawn(async move {
-                monoio::time::sleep(FLUSH_AFTER).await;
-                if let Some(records) = records.upgrade() {
-                    records.flush_due.set(false);
-                    records.flush(0);
-                }
-            });
+            if let Some(flusher) = self.flusher.borrow_mut().take() {
+                flusher.wake();
+            } else if !self.flusher_started.replace(true) {
+                monoio::spawn(flush_each_batch(Rc::downgrade(self)));
+            }
         }
     }
 
     /// Sends what waits now: the worker calls it as its runtime's last act, since a task still
     /// holding the records then would keep them from their Drop.
     pub fn flush_now(&self) {
-        self.flush(0);
+        self.flush(|_| 0);
     }
 
-    /// Sends what waits; the next batch starts with room for `capacity` (a full batch
-    /// suggests the next fills too; a timed-out one, that it may hold one record).
-    fn flush(&self, capacity: usize) {
+    /// Sends what waits; the next batch starts with room for `next_room(records sent)`.
+    fn flush(&self, next_room: impl FnOnce(usize) -> usize) {
         let mut waiting = self.waiting.borrow_mut();
         if waiting.is_empty() {
             return;
         }
-        let batch = std::mem::replace(&mut *waiting, Vec::with_capacity(capacity));
+        let room = next_room(waiting.len());
+        let batch = std::mem::replace(&mut *waiting, Vec::with_capacity(room));
         drop(waiting);
         self.recorder.send(batch);
+    }
+}
+
+/// The worker's flushing task: parked until a record waits, then sends the batch
+/// [`FLUSH_AFTER`] later. It holds the records weakly: a task still pending when the runtime
+/// is dropped is never dropped itself (monoio leaks it), and must not keep the records from
+/// their Drop.
+async fn flush_each_batch(records: Weak<WorkerRecords>) {
+    loop {
+        let due = poll_fn(|cx| match records.upgrade() {
+            None => Poll::Ready(false),
+            Some(records) if records.flush_due.get() => Poll::Ready(true),
+            Some(records) => {
+                *records.flusher.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        if !due {
+            return;
+        }
+        monoio::time::sleep(FLUSH_AFTER).await;
+        let Some(records) = records.upgrade() else {
+            return;
+        };
+        records.flush_due.set(false);
+        // A batch that waited out its time suggests the next holds as many records.
+        records.flush(|sent| sent);
     }
 }
 
@@ -138,6 +172,32 @@ mod tests {
             let rest = rx.try_recv().unwrap();
             assert_eq!(rest.len(), 3);
             assert_eq!(rest[2].record.request_id, format!("req_{}", BATCH + 2));
+        });
+    }
+
+    #[test]
+    fn the_flushing_task_sends_one_batch_after_another_with_room_for_as_many() {
+        let (recorder, rx) = recorder(Ledger::off());
+        let records = Rc::new(WorkerRecords::new(recorder));
+        runtime().block_on(async move {
+            for round in 0..3 {
+                for i in 0..5 {
+                    records.push(finished(round * 10 + i));
+                }
+                assert!(rx.try_recv().is_err(), "round {round}: the batch waits");
+                monoio::time::sleep(FLUSH_AFTER * 3).await;
+                let batch = rx.try_recv().unwrap();
+                assert_eq!(batch.len(), 5, "round {round}");
+                assert_eq!(
+                    batch[4].record.request_id,
+                    format!("req_{}", round * 10 + 4)
+                );
+                assert!(
+                    records.waiting.borrow().capacity() >= 5,
+                    "the next batch has room for as many"
+                );
+            }
+            assert!(records.flusher_started.get());
         });
     }
 
