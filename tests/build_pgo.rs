@@ -84,9 +84,9 @@ fn the_profile_guided_build_trains_on_the_bench_and_serves() {
     }
 }
 
-/// A stand-in `llvm-profdata` that lists `first` and then a long run of uncounted blocks, as a
-/// full training's profile lists `forward_with_fallback` and its drop glue (more than a pipe
-/// holds).
+/// A stand-in `llvm-profdata` that lists `first` and then more uncounted blocks than a pipe
+/// holds, so it is still writing when a check that stops at the first count stops reading
+/// (with a real profile, whether it still is depends on timing).
 fn listing_profdata(dir: &std::path::Path, first: &str) -> std::path::PathBuf {
     let tool = dir.join("llvm-profdata");
     let script = format!(
@@ -110,8 +110,8 @@ fn profile_reaches(profdata: &std::path::Path) -> bool {
 }
 
 /// The check that the training reached the request path reads the whole listing: a check that
-/// stopped reading at the first count left the tool writing into a closed pipe, and its failure
-/// failed the check on a profile that had the counts (a full training's did).
+/// stopped reading at the first count could leave the tool writing into a closed pipe, and its
+/// failure failed the check on a profile that had the counts (a full training's did here).
 #[test]
 fn the_profile_check_finds_counts_in_a_listing_longer_than_a_pipe_holds() {
     let dir = tempfile::tempdir().unwrap();
