@@ -244,6 +244,14 @@ fn bench_jwt() -> String {
 pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     sluice::runtime::raise_fd_limit();
     procs::stop_children_on_signal()?;
+    let result = run_until_done(args);
+    if result.is_err() {
+        procs::let_a_signal_finish();
+    }
+    result
+}
+
+fn run_until_done(args: &BenchArgs) -> Result<(), BenchError> {
     if let Some(seconds) = args.soak_seconds {
         let report = soak::soak(args, seconds, args.soak_rate)?;
         soak::print_soak(&report);

@@ -12,12 +12,16 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 #[expect(
     clippy::disallowed_types,
     reason = "the bench's list of children: taken at start, stop and on a signal, never by a gateway worker"
 )]
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// A signal is ending the bench: its thread is stopping the children and will exit.
+static STOPPING: AtomicBool = AtomicBool::new(false);
 
 /// The children running now (process ids).
 #[expect(
@@ -86,11 +90,23 @@ pub fn stop_children_on_signal() -> std::io::Result<()> {
         .name("bench-signals".into())
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
+                STOPPING.store(true, Ordering::SeqCst);
                 stop_all_and_clean_up();
                 std::process::exit(128 + signal);
             }
         })?;
     Ok(())
+}
+
+/// Waits for the process to end when a signal is ending it: a measurement that failed because
+/// the signal's stop killed its servers must not end the bench first, with its own error and
+/// status, while the children and scratch directories are still being removed.
+pub fn let_a_signal_finish() {
+    if STOPPING.load(Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
 }
 
 /// Kills every registered child and its children, waits (bounded) until they are gone, then
