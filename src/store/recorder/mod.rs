@@ -4,7 +4,9 @@
 //! writes the audit line's fields (the audit writer gets them in one message per batch and
 //! chains them) and queues the record for the spend ledger, then offers the batch to the
 //! OpenTelemetry exporter. So serializing, hashing and SQLite all happen off the workers,
-//! and the workers' only cost per request is moving the record into a vector.
+//! and the workers' only cost per request is moving the record into a vector — one the
+//! recorder emptied and handed back (up to [`SPARE_BATCHES`] wait), so that a batch is not an
+//! allocation on the worker and a free on the recorder.
 //!
 //! The queue is bounded by records (not batches): past [`QUEUE`] records waiting, a batch is
 //! dropped and counted — and, since the ledger then misses records, the ledger is marked
@@ -34,6 +36,11 @@ use crate::telemetry::export::Exporter;
 /// Records queued at most before new batches are dropped.
 const QUEUE: usize = 65_536;
 
+/// Emptied batch vectors the recorder keeps for the workers' next batches, at most: about a
+/// drain interval's worth of batches at full load (each holds up to [`worker::BATCH`] records
+/// of ~700 bytes, so at most ~350 KB in all).
+const SPARE_BATCHES: usize = 8;
+
 /// A finished request's record on its way to the recorder.
 pub struct Finished {
     pub record: AccessRecord,
@@ -50,6 +57,9 @@ pub struct Recorder {
     dropped: Arc<AtomicU64>,
     /// Told when a dropped batch held records it should have had.
     ledger: Ledger,
+    /// Batch vectors the recorder emptied: a worker fills one vector per batch and the
+    /// recorder empties it on its own thread, so without them every batch is a new one.
+    spares: flume::Receiver<Vec<Finished>>,
 }
 
 impl Recorder {
@@ -76,6 +86,21 @@ impl Recorder {
         // Warn when the count passes a power of two: often at first, rarely under a flood.
         if before.checked_ilog2() != after.checked_ilog2() {
             tracing::warn!(dropped = after, "the recorder is behind; records dropped");
+        }
+    }
+
+    /// An empty vector for a worker's next batch, with room for `room` records: one the
+    /// recorder emptied when it has one.
+    pub fn empty_batch(&self, room: usize) -> Vec<Finished> {
+        if room == 0 {
+            return Vec::new();
+        }
+        match self.spares.try_recv() {
+            Ok(mut spare) => {
+                spare.reserve(room);
+                spare
+            }
+            Err(_) => Vec::with_capacity(room),
         }
     }
 
@@ -114,12 +139,14 @@ pub fn start(
         )),
     };
     let (tx, rx) = flume::unbounded::<Vec<Finished>>();
+    let (spares_tx, spares) = flume::bounded(SPARE_BATCHES);
     let queued = Arc::new(AtomicUsize::new(0));
     let recorder = Recorder {
         tx,
         queued: Arc::clone(&queued),
         dropped: Arc::new(AtomicU64::new(0)),
         ledger: to.ledger.clone(),
+        spares,
     };
     let mut writer = Writer {
         out: sink.map(|sink| BufWriter::with_capacity(64 * 1024, sink)),
@@ -128,6 +155,7 @@ pub fn start(
         audit: to.audit,
         exporter: to.exporter,
         queued,
+        spares: spares_tx,
         line: Vec::with_capacity(4096),
     };
     let handle = std::thread::Builder::new()
@@ -148,6 +176,8 @@ struct Writer {
     audit: AuditLog,
     exporter: Option<Exporter>,
     queued: Arc<AtomicUsize>,
+    /// Where emptied batch vectors go back to the workers (when it has room; else freed).
+    spares: flume::Sender<Vec<Finished>>,
     /// The line being written (kept: its capacity is reused).
     line: Vec<u8>,
 }
@@ -159,12 +189,14 @@ impl Writer {
         let mut stored: Vec<bool> = Vec::new();
         loop {
             let closed = super::drain(rx, &mut batches);
-            for batch in batches.drain(..) {
+            for mut batch in batches.drain(..) {
                 self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
-                for finished in batch {
+                for finished in batch.drain(..) {
                     records.push(finished.record);
                     stored.push(finished.stored);
                 }
+                // Full: the vector is freed here.
+                let _ = self.spares.try_send(batch);
             }
             self.log(&records);
             self.collector.observe(&records);
@@ -231,5 +263,41 @@ impl Writer {
         if let Err(e) = out.flush() {
             tracing::error!(error = %e, "cannot write the access log");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test set-up")]
+
+    use super::*;
+
+    #[test]
+    fn an_emptied_batch_goes_back_for_a_workers_next_one() {
+        let destinations = Destinations {
+            access_log: AccessLogTarget::Off,
+            metrics: Arc::new(Metrics::default()),
+            ledger: Ledger::off(),
+            audit: AuditLog::off(),
+            exporter: None,
+        };
+        let (recorder, thread) = start(destinations, WriterPriority::Normal).unwrap();
+        let batch: Vec<Finished> = (0..3)
+            .map(|_| Finished {
+                record: AccessRecord::default(),
+                stored: false,
+            })
+            .collect();
+        let sent = batch.as_ptr();
+        recorder.send(batch);
+        let spare = recorder
+            .spares
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap();
+        assert!(spare.is_empty());
+        assert_eq!(spare.as_ptr(), sent, "the same vector, emptied");
+        assert!(spare.capacity() >= 3);
+        drop(recorder);
+        thread.join().unwrap();
     }
 }

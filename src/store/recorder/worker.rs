@@ -3,7 +3,8 @@
 //! first of them, whichever comes first. So a request's record costs the worker a push, and the
 //! channel (its lock, its allocation) is paid once per batch. One task per worker sends the
 //! timed batches (parked between them), and a batch that waited out its time leaves room for as
-//! many records in the next, so neither allocates per request. Nothing is lost on the way out:
+//! many records in the next; the vectors are ones the recorder emptied ([`Recorder::empty_batch`]),
+//! so none of this allocates per request. Nothing is lost on the way out:
 //! the worker flushes as its runtime ends, and dropping the handle sends what waits too. (A
 //! worker whose runtime itself panics may take its waiting batch with it — at most 64 records
 //! of the last 2 ms — along with the requests it was serving.)
@@ -78,7 +79,7 @@ impl WorkerRecords {
             return;
         }
         let room = next_room(waiting.len());
-        let batch = std::mem::replace(&mut *waiting, Vec::with_capacity(room));
+        let batch = std::mem::replace(&mut *waiting, self.recorder.empty_batch(room));
         drop(waiting);
         self.recorder.send(batch);
     }
@@ -130,15 +131,26 @@ mod tests {
     use crate::record::AccessRecord;
     use crate::store::ledger::Ledger;
 
-    fn recorder(ledger: Ledger) -> (Recorder, flume::Receiver<Vec<Finished>>) {
+    /// A batch queue, as the recorder's channel holds them.
+    type Batches = flume::Receiver<Vec<Finished>>;
+
+    fn recorder(ledger: Ledger) -> (Recorder, Batches) {
+        let (recorder, batches, _spares) = recorder_with_spares(ledger);
+        (recorder, batches)
+    }
+
+    /// A recorder, its queue, and where its emptied vectors would come from.
+    fn recorder_with_spares(ledger: Ledger) -> (Recorder, Batches, flume::Sender<Vec<Finished>>) {
         let (tx, rx) = flume::unbounded();
+        let (spares_tx, spares) = flume::bounded(super::super::SPARE_BATCHES);
         let recorder = Recorder {
             tx,
             queued: Arc::new(AtomicUsize::new(0)),
             dropped: Arc::new(AtomicU64::new(0)),
             ledger,
+            spares,
         };
-        (recorder, rx)
+        (recorder, rx, spares_tx)
     }
 
     fn finished(i: usize) -> Finished {
@@ -198,6 +210,24 @@ mod tests {
                 );
             }
             assert!(records.flusher_started.get());
+        });
+    }
+
+    #[test]
+    fn the_next_batch_fills_a_vector_the_recorder_emptied() {
+        let (recorder, rx, spares) = recorder_with_spares(Ledger::off());
+        let spare: Vec<Finished> = Vec::with_capacity(BATCH);
+        let spare_at = spare.as_ptr();
+        spares.send(spare).unwrap();
+        let records = Rc::new(WorkerRecords::new(recorder));
+        runtime().block_on(async move {
+            for i in 0..BATCH {
+                records.push(finished(i));
+            }
+            assert_eq!(rx.try_recv().unwrap().len(), BATCH);
+            let waiting = records.waiting.borrow();
+            assert_eq!(waiting.as_ptr(), spare_at, "the spare, not a new vector");
+            assert_eq!(waiting.capacity(), BATCH);
         });
     }
 
