@@ -11,7 +11,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use smallvec::SmallVec;
 
@@ -665,7 +665,7 @@ fn refusal(slot: &Slot, day: i64) -> BudgetRefusal {
 fn refusal_of(spec: &BudgetSpec, scope: &str, name: &str, day: i64) -> BudgetRefusal {
     let resets_at = reset_secs(spec.period, day);
     let retry_after = resets_at.map(|reset| {
-        let now = SystemTime::now()
+        let now = crate::runtime::poll_clock::wall_now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         reset.saturating_sub(now).max(1)
@@ -730,7 +730,7 @@ fn unpack(v: u64) -> (u64, u64) {
 
 /// Days since 1970-01-01, UTC.
 pub fn today() -> i64 {
-    SystemTime::now()
+    crate::runtime::poll_clock::wall_now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| (d.as_secs() / 86_400) as i64)
 }

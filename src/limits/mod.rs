@@ -15,7 +15,7 @@ pub mod session_budget;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use smallvec::SmallVec;
 
@@ -350,13 +350,13 @@ impl Drop for Admission<'_> {
 }
 
 fn now_minute() -> u64 {
-    SystemTime::now()
+    crate::runtime::poll_clock::wall_now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() / 60)
 }
 
 fn seconds_to_next_minute() -> u64 {
-    let secs = SystemTime::now()
+    let secs = crate::runtime::poll_clock::wall_now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     (60 - secs % 60).max(1)

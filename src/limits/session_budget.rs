@@ -17,7 +17,7 @@
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use super::budget::{BudgetSpec, Period};
 
@@ -323,7 +323,7 @@ fn usd_to_nano(usd: f64) -> u64 {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
+    crate::runtime::poll_clock::wall_now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::connect::IdleState;
 use super::UpstreamConn;
+use crate::runtime::poll_clock;
 
 /// Idle connections kept per upstream and worker.
 const MAX_IDLE_PER_UPSTREAM: usize = 128;
@@ -35,7 +36,7 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&upstream)?;
         while let Some((conn, since)) = list.pop() {
-            if since.elapsed() >= self.max_idle {
+            if poll_clock::now().saturating_duration_since(since) >= self.max_idle {
                 continue;
             }
             match conn.idle_state() {

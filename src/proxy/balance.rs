@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::routes::Deployment;
 use crate::config::{Balance, Route, Routing};
+use crate::runtime::poll_clock;
 
 /// Deployment indices in the order to try them: held inline for up to 8 (no allocation per
 /// request for any ordinary route).
@@ -92,7 +93,7 @@ impl Balancer {
     /// The deployments of `route` to try, in order (indexes into `route.deployments`);
     /// `session`: the caller's session key, for a route with session affinity.
     pub fn order(&self, route: &Route, session: Option<&[u8]>) -> DeploymentOrder {
-        let now = Instant::now();
+        let now = poll_clock::now();
         self.count_request(now);
         let health = self.health.borrow();
         let up = |d: usize| {
@@ -171,7 +172,7 @@ impl Balancer {
     /// Whether the budget allows one more fallback attempt (and spends it if so).
     pub fn allow_retry(&self) -> bool {
         let mut b = self.budget.borrow_mut();
-        self.roll_window(&mut b, Instant::now());
+        self.roll_window(&mut b, poll_clock::now());
         let floor = self
             .settings
             .retry_budget_min_per_second
@@ -212,7 +213,7 @@ impl Balancer {
             return;
         };
         h.consecutive_failures += 1;
-        let now = Instant::now();
+        let now = poll_clock::now();
         let mut pause = retry_after;
         if h.consecutive_failures >= self.settings.eject_after_failures {
             let backoff = self
@@ -240,7 +241,7 @@ impl Balancer {
             .borrow()
             .get(upstream)
             .and_then(|h| h.unavailable_until)
-            .is_none_or(|until| until <= Instant::now())
+            .is_none_or(|until| until <= poll_clock::now())
     }
 
     fn count_request(&self, now: Instant) {

@@ -97,7 +97,7 @@ impl Exchange {
     pub fn new(head: &RequestHead, request_id: CompactString, recent: &RecentValues) -> Self {
         let header = |name| header(head, name).map(|value| recent.share(value));
         Self::with_request(RequestFacts {
-            time: SystemTime::now(),
+            time: crate::runtime::poll_clock::wall_now_fresh(),
             id: request_id,
             method: head.method.as_str(),
             path: CompactString::from_utf8_lossy(head.path()),
@@ -113,7 +113,7 @@ impl Exchange {
     /// For a request whose head could not be parsed.
     pub fn unparsed(request_id: CompactString) -> Self {
         let mut ex = Self::with_request(RequestFacts {
-            time: SystemTime::now(),
+            time: crate::runtime::poll_clock::wall_now_fresh(),
             id: request_id,
             method: "-",
             path: CompactString::default(),
@@ -131,7 +131,7 @@ impl Exchange {
     fn with_request(request: RequestFacts) -> Self {
         Self {
             request,
-            started: Instant::now(),
+            started: crate::runtime::poll_clock::now_fresh(),
             operation: "unknown",
             format: ClientFormat::Anthropic,
             identity: Caller::Anonymous,

@@ -11,6 +11,7 @@ pub mod huge_pages;
 pub mod listener;
 pub mod local_shutdown;
 pub mod panic_guard;
+pub mod poll_clock;
 pub mod writer_priority;
 
 pub use local_shutdown::LocalShutdown;

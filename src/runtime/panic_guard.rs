@@ -39,6 +39,7 @@ impl<F: Future<Output = ()>> Future for CatchPanic<F> {
     type Output = Result<(), ()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let _times = super::poll_clock::PollScope::enter();
         let inner = self.inner.as_mut();
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(Poll::Ready(())) => Poll::Ready(Ok(())),

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -189,9 +189,9 @@ pub fn looks_like_jwt(credential: &str) -> bool {
     crate::state::jwt::looks_like_jwt(credential.as_bytes())
 }
 
-/// Seconds since the Unix epoch.
+/// Seconds since the Unix epoch (the current poll's time: see [`crate::runtime::poll_clock`]).
 pub fn now_secs() -> u64 {
-    SystemTime::now()
+    crate::runtime::poll_clock::wall_now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }

@@ -1,9 +1,10 @@
-"""Reads `perf script` output of allocator uprobes; counts each allocation under the innermost
-frame of our code (or the first frame outside the allocator and std), for one thread."""
+"""Reads `perf script` output of allocator (or clock) uprobes; counts each call under the
+innermost frame of our code (or the first frame outside the allocator, libc's clock and std),
+for one thread."""
 import sys, collections, re
 want = sys.argv[1]
 counts = collections.Counter(); total = 0
-skip = re.compile(r'^(<\[|<[a-z0-9_]+ as |<T as core::convert|<&mut alloc|bytes::|<bytes::|alloc::|core::|std::|<alloc::|<core::|<std::|__rust|_mi_|mi_|<mimalloc|<T as alloc|<str as alloc|<\[T\]|<u64 as alloc|<usize as alloc|<alloc|hashbrown::raw|<hashbrown|\[unknown\])')
+skip = re.compile(r'^(<\[|<[a-z0-9_]+ as |<T as core::convert|<&mut alloc|bytes::|<bytes::|alloc::|core::|std::|<alloc::|<core::|<std::|__rust|_mi_|mi_|<mimalloc|<T as alloc|<str as alloc|<\[T\]|<u64 as alloc|<usize as alloc|<alloc|hashbrown::raw|<hashbrown|\[unknown\]|clock_gettime|__clock_gettime|__GI___clock_gettime|__vdso)')
 sample = None
 for line in sys.stdin:
     if not line.strip():
@@ -24,6 +25,7 @@ for line in sys.stdin:
             sym = re.sub(r"\+0x[0-9a-f]+$", "", sym)
             sample[1].append(sym)
 n = int(sys.argv[2])
-print(f"{total} allocator calls in {want} over {n} requests: {total/n:.1f} per request (samples lost are not counted)")
+what = sys.argv[3] if len(sys.argv) > 3 else "allocator calls"
+print(f"{total} {what} in {want} over {n} requests: {total/n:.1f} per request (samples lost are not counted)")
 for f, c in counts.most_common(40):
     print(f"{c/n:6.2f}  {f[:150]}")

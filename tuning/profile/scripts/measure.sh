@@ -7,6 +7,7 @@
 #   measure.sh allocations BINARY [N]  allocator calls per request, per thread (N requests)
 #   measure.sh sites BINARY [N]        where the worker's allocations come from
 #   measure.sh clocks BINARY [N]       clock reads (libc's clock_gettime) per request, per thread
+#   measure.sh clock-sites BINARY [N]  where the worker's clock reads come from
 #   measure.sh copies BINARY [N]       the worker's memmove/memcpy calls and bytes per request, by
 #                                      the sluice function that made them
 #   measure.sh profile BINARY OUT      flame graph (OUT.svg) under wrk c=50, and syscalls and
@@ -93,6 +94,14 @@ case "$what" in
     perf record -q -e "$events" --call-graph dwarf,16384 -m 1024 -p "$gateway" -o "$dir/perf.data" -- \
       python3 "$here/keepalive_client.py" 127.0.0.1 "$port" "$n" 2>/dev/null
     perf script -i "$dir/perf.data" 2>/dev/null | python3 "$here/allocation_sites.py" sluice-worker-0 "$n"
+    ;;
+  clock-sites)
+    n=${3:-300}
+    python3 "$here/keepalive_client.py" 127.0.0.1 "$port" 1000
+    probe_clock
+    perf record -q -e "$events" --call-graph dwarf,16384 -m 1024 -p "$gateway" -o "$dir/perf.data" -- \
+      python3 "$here/keepalive_client.py" 127.0.0.1 "$port" "$n" 2>/dev/null
+    perf script -i "$dir/perf.data" 2>/dev/null | python3 "$here/allocation_sites.py" sluice-worker-0 "$n" "clock reads"
     ;;
   copies)
     n=${3:-300}
