@@ -1,8 +1,8 @@
 //! `sluice bench` runs end to end with tiny counts (a smoke run: the figures are not judged
 //! here), says what it is doing while it runs, compares at 1 and at 2 workers in one run (nginx
 //! with as many), and draws the run with `--plot`: a latency curve per target and a throughput
-//! bar per figure for each worker count, matching the JSON reports of the same run; a signal
-//! that ends it ends everything it started.
+//! bar per figure for each worker count, matching the JSON reports of the same run; several
+//! runs end with their medians; a signal that ends it ends everything it started.
 
 #![allow(
     clippy::unwrap_used,
@@ -138,6 +138,66 @@ fn the_bench_shows_progress_and_draws_its_run() {
         let left = bench_nginx_processes(bench_pid);
         assert!(left.is_empty(), "nginx left running: {left:?}");
     }
+}
+
+#[test]
+fn several_runs_end_with_the_medians_of_each_worker_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("runs.json");
+    let out = std::process::Command::new(BIN)
+        .args([
+            "bench",
+            "--requests",
+            "40",
+            "--throughput-requests",
+            "400",
+            "--concurrency",
+            "4",
+            "--workers",
+            "1",
+            "--runs",
+            "2",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("run 2 of 2, 1 workers"), "{stderr}");
+    let reports: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let runs: Vec<u64> = reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run"].as_u64().unwrap())
+        .collect();
+    assert_eq!(runs, [1, 2], "one report per run");
+    let summary = stdout
+        .split("medians of 2 runs by worker count")
+        .nth(1)
+        .expect("the medians after the runs");
+    let line = summary
+        .lines()
+        .find(|l| l.trim_start().starts_with("sluice throughput"))
+        .expect("sluice's throughput line");
+    // The median of two runs is their mean, and both runs are listed beside it.
+    let rps: Vec<f64> = reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["sluice"]["throughput_rps"].as_f64().unwrap())
+        .collect();
+    let mean = (rps[0] + rps[1]) / 2.0;
+    assert!(line.contains(&format!("{mean:.2} req/s")), "{line}");
+    assert!(
+        line.ends_with(&format!("[{:.2} {:.2}]", rps[0], rps[1])),
+        "{line}"
+    );
 }
 
 /// Processes started by this test's bench for its nginx (their command line names the bench's

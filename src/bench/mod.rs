@@ -9,6 +9,7 @@ pub mod admission;
 pub mod bodies;
 pub mod cluster;
 pub mod load;
+pub mod medians;
 pub mod plot;
 pub mod procs;
 pub mod soak;
@@ -43,6 +44,11 @@ pub struct BenchArgs {
     /// the other modes (soak, streams, TLS, cluster) use the first count.
     #[arg(long, value_delimiter = ',', num_args = 1.., default_value = "1,2")]
     pub workers: Vec<usize>,
+    /// Runs of the whole comparison (each worker count in turn, run after run); with more than
+    /// one, the medians of the main figures by worker count follow, each run's value beside
+    /// its median.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
     /// sluice's I/O driver: auto, io_uring or epoll.
     #[arg(long, default_value = "auto")]
     pub io_driver: String,
@@ -50,7 +56,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "idle")]
     pub writer_priority: String,
     /// Also write the results here as JSON (the comparison: an array, one report per worker
-    /// count).
+    /// count and run).
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Also draw the results here as an SVG: latency percentile curves and throughput bars
@@ -137,8 +143,10 @@ pub struct ProxyFigures {
 }
 
 /// Everything the bench measured.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Default)]
 pub struct Report {
+    /// Which run of the comparison this is (from 1; see `--runs`).
+    pub run: u32,
     pub request_body_bytes: usize,
     pub io_driver: String,
     /// sluice's worker threads, and nginx's worker processes (the same number).
@@ -278,13 +286,22 @@ fn run_until_done(args: &BenchArgs) -> Result<(), BenchError> {
             .ok_or(BenchError::Failed("streams"));
     }
     let mut reports = Vec::new();
-    for &workers in &args.workers {
-        let report = compare(&args.with_workers(workers))?;
-        print_table(&report);
-        reports.push(report);
+    for run in 1..=args.runs {
+        for &workers in &args.workers {
+            if args.runs > 1 {
+                progress(&format!("run {run} of {}, {workers} workers", args.runs));
+            }
+            let mut report = compare(&args.with_workers(workers))?;
+            report.run = run;
+            print_table(&report);
+            reports.push(report);
+        }
     }
     if reports.len() > 1 {
-        print_side_by_side(&reports);
+        print_side_by_side(&reports, args.runs > 1);
+    }
+    if args.runs > 1 {
+        print_medians(&reports, args.runs);
     }
     if let Some(path) = &args.plot {
         let pictures: Vec<String> = reports.iter().map(picture).collect();
@@ -576,6 +593,7 @@ async fn measure_all(args: &BenchArgs, t: &Targets) -> std::io::Result<Report> {
     let (rss, peak) = rss_kib(t.sluice.pid).unwrap_or_default();
     let anonymous = anonymous_kib(t.sluice.pid).unwrap_or_default();
     Ok(Report {
+        run: 1,
         request_body_bytes: big.len(),
         io_driver: args.io_driver.clone(),
         workers: args.worker_count(),
@@ -712,13 +730,19 @@ async fn interleaved(
     Ok(out)
 }
 
-/// The comparisons with nginx of every worker count, one line each.
+/// The comparisons with nginx of every worker count (and run, `by_run`), one line each.
 #[allow(clippy::print_stdout)]
-fn print_side_by_side(reports: &[Report]) {
+fn print_side_by_side(reports: &[Report], by_run: bool) {
     println!();
     println!("sluice (governance on) against nginx, by worker count; added µs as p50 / p99");
+    let run = |r: Option<&Report>| match (by_run, r) {
+        (false, _) => String::new(),
+        (true, None) => format!("{:>4} ", "run"),
+        (true, Some(r)) => format!("{:>4} ", r.run),
+    };
     println!(
-        "{:>7} {:>12} {:>12} {:>7} {:>11} {:>11} {:>17} {:>17} {:>17} {:>17}",
+        "{}{:>7} {:>12} {:>12} {:>7} {:>11} {:>11} {:>17} {:>17} {:>17} {:>17}",
+        run(None),
         "workers",
         "sluice req/s",
         "nginx req/s",
@@ -734,13 +758,16 @@ fn print_side_by_side(reports: &[Report]) {
     for r in reports {
         let Some(n) = &r.nginx else {
             println!(
-                "{:>7} {:>12.0} nginx not installed",
-                r.workers, r.sluice.throughput_rps
+                "{}{:>7} {:>12.0} nginx not installed",
+                run(Some(r)),
+                r.workers,
+                r.sluice.throughput_rps
             );
             continue;
         };
         println!(
-            "{:>7} {:>12.0} {:>12.0} {:>6.2}x {:>11.1} {:>11.1} {:>17} {:>17} {:>17} {:>17}",
+            "{}{:>7} {:>12.0} {:>12.0} {:>6.2}x {:>11.1} {:>11.1} {:>17} {:>17} {:>17} {:>17}",
+            run(Some(r)),
             r.workers,
             r.sluice.throughput_rps,
             n.throughput_rps,
@@ -752,6 +779,15 @@ fn print_side_by_side(reports: &[Report]) {
             pair(&r.sluice.sse_ttfb_added_us),
             pair(&n.sse_ttfb_added_us)
         );
+    }
+}
+
+/// The medians of every run, by worker count ([`medians::summary`]).
+#[allow(clippy::print_stdout)]
+fn print_medians(reports: &[Report], runs: u32) {
+    println!();
+    for line in medians::summary(reports, runs) {
+        println!("{line}");
     }
 }
 
