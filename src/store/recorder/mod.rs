@@ -37,8 +37,8 @@ use crate::telemetry::export::Exporter;
 const QUEUE: usize = 65_536;
 
 /// Emptied batch vectors the recorder keeps for the workers' next batches, at most: about a
-/// drain interval's worth of batches at full load (each holds up to [`worker::BATCH`] records
-/// of ~700 bytes, so at most ~350 KB in all).
+/// drain interval's worth of batches at full load. Only a vector with room for at most
+/// [`worker::BATCH`] records (~700 bytes each) goes back, so they hold at most ~350 KB in all.
 const SPARE_BATCHES: usize = 8;
 
 /// A finished request's record on its way to the recorder.
@@ -195,8 +195,11 @@ impl Writer {
                     records.push(finished.record);
                     stored.push(finished.stored);
                 }
-                // Full: the vector is freed here.
-                let _ = self.spares.try_send(batch);
+                // A vector that grew past a batch, or one the spares have no room for, is
+                // freed here.
+                if batch.capacity() <= worker::BATCH {
+                    let _ = self.spares.try_send(batch);
+                }
             }
             self.log(&records);
             self.collector.observe(&records);
@@ -297,6 +300,28 @@ mod tests {
         assert!(spare.is_empty());
         assert_eq!(spare.as_ptr(), sent, "the same vector, emptied");
         assert!(spare.capacity() >= 3);
+        // A vector that grew past a batch is not kept.
+        let one_record = |room: usize| {
+            let mut batch = Vec::with_capacity(room);
+            batch.push(Finished {
+                record: AccessRecord::default(),
+                stored: false,
+            });
+            batch
+        };
+        recorder.send(one_record(worker::BATCH + 1));
+        let small = one_record(1);
+        let kept = small.as_ptr();
+        recorder.send(small);
+        let spare = recorder
+            .spares
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(
+            spare.as_ptr(),
+            kept,
+            "the grown vector was freed, not handed back"
+        );
         drop(recorder);
         thread.join().unwrap();
     }
