@@ -665,10 +665,9 @@ fn refusal(slot: &Slot, day: i64) -> BudgetRefusal {
 fn refusal_of(spec: &BudgetSpec, scope: &str, name: &str, day: i64) -> BudgetRefusal {
     let resets_at = reset_secs(spec.period, day);
     let retry_after = resets_at.map(|reset| {
-        let now = crate::runtime::poll_clock::wall_now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        reset.saturating_sub(now).max(1)
+        reset
+            .saturating_sub(crate::runtime::poll_clock::unix_secs())
+            .max(1)
     });
     let limit_nano = usd_to_nano(spec.limit_usd);
     BudgetRefusal {
@@ -730,9 +729,7 @@ fn unpack(v: u64) -> (u64, u64) {
 
 /// Days since 1970-01-01, UTC.
 pub fn today() -> i64 {
-    crate::runtime::poll_clock::wall_now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| (d.as_secs() / 86_400) as i64)
+    (crate::runtime::poll_clock::unix_secs() / 86_400) as i64
 }
 
 /// `YYYY-MM-DD` of a day number (the ledger's `totals.day`).

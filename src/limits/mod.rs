@@ -350,15 +350,11 @@ impl Drop for Admission<'_> {
 }
 
 fn now_minute() -> u64 {
-    crate::runtime::poll_clock::wall_now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 60)
+    crate::runtime::poll_clock::unix_secs() / 60
 }
 
 fn seconds_to_next_minute() -> u64 {
-    let secs = crate::runtime::poll_clock::wall_now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = crate::runtime::poll_clock::unix_secs();
     (60 - secs % 60).max(1)
 }
 

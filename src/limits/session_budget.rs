@@ -17,7 +17,6 @@
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use super::budget::{BudgetSpec, Period};
 
@@ -323,9 +322,7 @@ fn usd_to_nano(usd: f64) -> u64 {
 }
 
 fn now_secs() -> u64 {
-    crate::runtime::poll_clock::wall_now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::runtime::poll_clock::unix_secs()
 }
 
 #[cfg(test)]

@@ -51,6 +51,13 @@ pub fn wall_now() -> SystemTime {
     POLL.with(|p| shared(p, &p.wall, SystemTime::now))
 }
 
+/// Seconds since the Unix epoch, by [`wall_now`] (0 for a clock set before 1970).
+pub fn unix_secs() -> u64 {
+    wall_now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Reads the monotonic clock and makes that the current poll's time for the reads after it:
 /// for a time that starts a measurement (a request's start), which must not be an earlier
 /// read of the same poll (a pipelined request behind another).

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -191,9 +191,7 @@ pub fn looks_like_jwt(credential: &str) -> bool {
 
 /// Seconds since the Unix epoch (the current poll's time: see [`crate::runtime::poll_clock`]).
 pub fn now_secs() -> u64 {
-    crate::runtime::poll_clock::wall_now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::runtime::poll_clock::unix_secs()
 }
 
 /// A random opaque value of 32 bytes, base64url (a device code, a refresh token, a state).

@@ -275,6 +275,16 @@ mod tests {
 
     use super::*;
 
+    /// A batch of `n` empty records in a vector with room for `room`.
+    fn records(n: usize, room: usize) -> Vec<Finished> {
+        let mut batch = Vec::with_capacity(room);
+        batch.extend((0..n).map(|_| Finished {
+            record: AccessRecord::default(),
+            stored: false,
+        }));
+        batch
+    }
+
     #[test]
     fn an_emptied_batch_goes_back_for_a_workers_next_one() {
         let destinations = Destinations {
@@ -285,12 +295,7 @@ mod tests {
             exporter: None,
         };
         let (recorder, thread) = start(destinations, WriterPriority::Normal).unwrap();
-        let batch: Vec<Finished> = (0..3)
-            .map(|_| Finished {
-                record: AccessRecord::default(),
-                stored: false,
-            })
-            .collect();
+        let batch = records(3, 3);
         let sent = batch.as_ptr();
         recorder.send(batch);
         let spare = recorder
@@ -301,16 +306,8 @@ mod tests {
         assert_eq!(spare.as_ptr(), sent, "the same vector, emptied");
         assert!(spare.capacity() >= 3);
         // A vector that grew past a batch is not kept.
-        let one_record = |room: usize| {
-            let mut batch = Vec::with_capacity(room);
-            batch.push(Finished {
-                record: AccessRecord::default(),
-                stored: false,
-            });
-            batch
-        };
-        recorder.send(one_record(worker::BATCH + 1));
-        let small = one_record(1);
+        recorder.send(records(1, worker::BATCH + 1));
+        let small = records(1, 1);
         let kept = small.as_ptr();
         recorder.send(small);
         let spare = recorder
