@@ -63,7 +63,12 @@ fn the_bench_shows_progress_and_draws_its_run() {
     let picture = std::fs::read_to_string(&svg).unwrap();
     assert!(picture.starts_with("<svg") && picture.trim_end().ends_with("</svg>"));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let with_nginx = !reports[0]["nginx"].is_null();
+    // nginx is part of the comparison (`.ci/run` installs it): a bench without it is a failure
+    // here, not a shorter run.
+    assert!(
+        !reports[0]["nginx"].is_null(),
+        "the bench ran without nginx: is it installed? {stdout}"
+    );
     let mut curves_drawn = 0;
     for (report, workers) in reports.iter().zip([1, 2]) {
         assert_eq!(report["workers"], workers);
@@ -75,23 +80,25 @@ fn the_bench_shows_progress_and_draws_its_run() {
             picture.contains(&format!("{workers} worker")),
             "panel title"
         );
-        if with_nginx {
-            // nginx ran with as many workers as sluice (a master and worker processes).
-            assert!(
-                stdout.contains(&format!("via nginx ({workers} workers)")),
-                "{stdout}"
-            );
-            // Both sluices compared with nginx: governed, and the proxy path alone.
-            for ratio in [
-                "sluice_vs_nginx_throughput",
-                "governance_off_vs_nginx_throughput",
-            ] {
-                assert!(report[ratio].as_f64().unwrap() > 0.0, "{ratio}");
-            }
-            assert!(stdout.contains("(governance off: "), "{stdout}");
+        // nginx ran with as many workers as sluice (a master and worker processes).
+        assert!(
+            stdout.contains(&format!("via nginx ({workers} workers)")),
+            "{stdout}"
+        );
+        // Both sluices compared with nginx: governed, and the proxy path alone.
+        for ratio in [
+            "sluice_vs_nginx_throughput",
+            "governance_off_vs_nginx_throughput",
+        ] {
+            assert!(report[ratio].as_f64().unwrap() > 0.0, "{ratio}");
         }
+        assert!(stdout.contains("(governance off: "), "{stdout}");
         let curves = report["latency_curves"].as_array().unwrap();
-        assert_eq!(curves.len(), if with_nginx { 5 } else { 4 });
+        assert_eq!(
+            curves.len(),
+            5,
+            "direct, sluice, nginx, governance off, OTel export"
+        );
         curves_drawn += curves.len();
         for curve in curves {
             assert!(picture.contains(curve["name"].as_str().unwrap()));
@@ -129,15 +136,13 @@ fn the_bench_shows_progress_and_draws_its_run() {
         rows[0].trim_start().starts_with('1') && rows[1].trim_start().starts_with('2'),
         "{side_by_side}"
     );
-    if with_nginx {
-        // None of nginx's processes outlives the bench.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !bench_nginx_processes(bench_pid).is_empty() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let left = bench_nginx_processes(bench_pid);
-        assert!(left.is_empty(), "nginx left running: {left:?}");
+    // None of nginx's processes outlives the bench.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !bench_nginx_processes(bench_pid).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let left = bench_nginx_processes(bench_pid);
+    assert!(left.is_empty(), "nginx left running: {left:?}");
 }
 
 #[test]
