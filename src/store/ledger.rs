@@ -224,6 +224,10 @@ const PAGE_CACHE_KIB: i64 = -256;
 struct Db {
     conn: Connection,
     rows_per_insert: usize,
+    /// The `INSERT` of `rows_per_insert` rows, and of one (built once: a commit only looks
+    /// them up among the prepared statements).
+    insert_rows: String,
+    insert_one: String,
 }
 
 /// Rows one `INSERT` stores: a statement's binding, step and reset have a fixed cost that
@@ -264,6 +268,8 @@ fn open(path: &Path, durability: Durability) -> Result<Db, LedgerError> {
     Ok(Db {
         conn,
         rows_per_insert,
+        insert_rows: insert_sql(rows_per_insert),
+        insert_one: insert_sql(1),
     })
 }
 
@@ -412,7 +418,7 @@ fn commit(db: &mut Db, batch: &[Queued]) -> rusqlite::Result<()> {
     // Keys borrow from the batch; a B-tree of a few entries beats hashing five keys per record.
     let mut totals: Totals<'_> = BTreeMap::new();
     {
-        let mut many = tx.prepare_cached(&insert_sql(db.rows_per_insert))?;
+        let mut many = tx.prepare_cached(&db.insert_rows)?;
         let mut chunks = rows.chunks_exact(db.rows_per_insert);
         for chunk in &mut chunks {
             // Fewer stored than given: one row, already stored (only a ledger whose
@@ -421,7 +427,7 @@ fn commit(db: &mut Db, batch: &[Queued]) -> rusqlite::Result<()> {
                 add_to_totals(&mut totals, chunk);
             }
         }
-        let mut one = tx.prepare_cached(&insert_sql(1))?;
+        let mut one = tx.prepare_cached(&db.insert_one)?;
         for row in chunks.remainder() {
             let row = std::slice::from_ref(row);
             if insert_rows(&mut one, row)? == 1 {
